@@ -1,0 +1,148 @@
+/*
+ * nativeengine.h — the whole C ABI of libnativeengine.
+ *
+ * Rules every function follows:
+ *  - returns ne_status (NE_OK = 0); on failure ne_last_error() holds a message, thread-local, that names the
+ *    argument, value or CUDA call that failed. No C++ exception, abort or exit ever leaves the library.
+ *  - handles are opaque; every create has a destroy that accepts NULL.
+ *  - buffers cross as pointer + element count; the library copies to or from its own (possibly device)
+ *    memory and never keeps a caller's pointer. Sizes and counts are 64-bit.
+ *  - structs are blittable: fixed-width fields, int32_t flags, no bool. Each has a size query so a binding can
+ *    check its mirror.
+ */
+#ifndef NATIVEENGINE_H
+#define NATIVEENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#  define NE_API __declspec(dllexport)
+#else
+#  define NE_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- status and errors ------------------------------------------------------------------------------ */
+
+/* Must stay in sync with NativeEngine.Interop.Status. */
+typedef enum ne_status {
+    NE_OK = 0,
+    NE_ERR_INVALID_ARGUMENT = 1,   /* an argument is null, out of range or inconsistent */
+    NE_ERR_OUT_OF_MEMORY = 2,      /* host or device allocation failed */
+    NE_ERR_BACKEND_UNAVAILABLE = 3,/* the requested backend is not built, not loadable, or has no device */
+    NE_ERR_CUDA = 4,               /* a CUDA runtime call or kernel launch failed */
+    NE_ERR_UNSUPPORTED = 5,        /* valid request this backend cannot serve (e.g. too large for a kernel) */
+    NE_ERR_INTERNAL = 6            /* a bug: an unexpected exception inside the library */
+} ne_status;
+
+/* Message of the last failed call on this thread ("" if none). Valid until the next call on this thread. */
+NE_API const char* ne_last_error(void);
+/* Static name of a status, e.g. "NE_ERR_INVALID_ARGUMENT". */
+NE_API const char* ne_status_name(int32_t status);
+/* Library version, "MAJOR.MINOR.PATCH". */
+NE_API const char* ne_version(void);
+
+/* ---- backends and contexts -------------------------------------------------------------------------- */
+
+/* Must stay in sync with NativeEngine.Interop.Backend. */
+typedef enum ne_backend {
+    NE_BACKEND_AUTO = 0,  /* CUDA when a device is present, else CPU */
+    NE_BACKEND_CPU = 1,
+    NE_BACKEND_CUDA = 2
+} ne_backend;
+
+typedef struct ne_runtime_info {
+    int32_t cuda_compiled;      /* 1 when libnativeengine_cuda was found next to this library */
+    int32_t cuda_loaded;        /* 1 when it loaded and initialised */
+    int32_t cuda_device_count;  /* devices the CUDA runtime reports (0 without a driver or GPU) */
+    int32_t cpu_threads;        /* OpenMP threads the CPU backend uses */
+} ne_runtime_info;
+
+NE_API size_t ne_runtime_info_size(void);
+NE_API ne_status ne_runtime_query(ne_runtime_info* out);
+/* Why the CUDA backend is unusable ("" when it is usable): missing plugin, load error, no device. */
+NE_API const char* ne_cuda_unavailable_reason(void);
+
+typedef struct ne_device_info {
+    int32_t backend;          /* ne_backend actually in use: CPU or CUDA, never AUTO */
+    int32_t device_index;     /* CUDA ordinal; 0 for CPU */
+    int64_t total_memory;     /* bytes: device memory, or host RAM for the CPU backend */
+    int64_t free_memory;      /* bytes available now */
+    int32_t compute_major;    /* CUDA compute capability; 0 for CPU */
+    int32_t compute_minor;
+    int32_t multiprocessors;  /* SMs, or CPU threads */
+    int32_t reserved;
+    char name[128];           /* NUL-terminated device or CPU model name */
+} ne_device_info;
+
+typedef struct ne_context ne_context;
+
+NE_API size_t ne_device_info_size(void);
+/* backend: ne_backend; device: CUDA ordinal (ignored for CPU). The NE_BACKEND environment variable
+ * ("auto" | "cpu" | "cuda") overrides NE_BACKEND_AUTO only. */
+NE_API ne_status ne_context_create(int32_t backend, int32_t device, ne_context** out);
+NE_API ne_status ne_context_destroy(ne_context* ctx);
+NE_API ne_status ne_context_device_info(const ne_context* ctx, ne_device_info* out);
+
+/* ---- toy models of superposition --------------------------------------------------------------------- */
+
+/* Must stay in sync with NativeEngine.Interop.ToyModelKind. */
+typedef enum ne_toy_model {
+    NE_TOY_LINEAR = 0,       /* x' = W^T W x + b */
+    NE_TOY_RELU_OUTPUT = 1   /* x' = ReLU(W^T W x + b) */
+} ne_toy_model;
+
+typedef enum ne_optimizer {
+    NE_OPTIMIZER_ADAMW = 0,  /* decoupled weight decay (PyTorch AdamW) */
+    NE_OPTIMIZER_ADAM = 1    /* weight decay added to the gradient (PyTorch Adam) */
+} ne_optimizer;
+
+typedef struct ne_toy_config {
+    int32_t model;           /* ne_toy_model */
+    int32_t optimizer;       /* ne_optimizer */
+    int64_t n_features;      /* n >= 1 */
+    int64_t n_hidden;        /* m >= 1 */
+    int64_t n_instances;     /* independent models trained together, >= 1 */
+    int64_t batch_size;      /* fresh samples per step, >= 1 */
+    float lr;                /* > 0 */
+    float weight_decay;      /* >= 0 */
+    float beta1;             /* in [0, 1) */
+    float beta2;             /* in [0, 1) */
+    float eps;               /* > 0 */
+    int32_t reserved;
+    uint64_t seed;           /* keys the Philox streams of initialisation and data */
+} ne_toy_config;
+
+typedef struct ne_toy ne_toy;
+
+NE_API size_t ne_toy_config_size(void);
+/* importance, feature_probability: [n_instances][n_features], row-major; counts must equal I*n.
+ * Parameters start at the xavier-normal init over the (instances, n, m) tensor, b = 0. */
+NE_API ne_status ne_toy_create(ne_context* ctx, const ne_toy_config* config,
+                               const float* importance, int64_t importance_count,
+                               const float* feature_probability, int64_t probability_count,
+                               ne_toy** out);
+NE_API ne_status ne_toy_destroy(ne_toy* toy);
+/* Runs `steps` optimizer steps (data generation, forward, backward, update) on the model's backend. */
+NE_API ne_status ne_toy_train(ne_toy* toy, int64_t steps);
+NE_API ne_status ne_toy_steps_done(const ne_toy* toy, int64_t* out);
+/* Mean loss per instance over `batches` fresh batches drawn from a stream disjoint from training's; no
+ * update. loss: [n_instances]. */
+NE_API ne_status ne_toy_evaluate(ne_toy* toy, int64_t batches, float* loss, int64_t loss_count);
+/* W: [n_instances][n_features][n_hidden] (row i is feature i's direction); b: [n_instances][n_features]. */
+NE_API ne_status ne_toy_get_params(const ne_toy* toy, float* W, int64_t w_count, float* b, int64_t b_count);
+/* Replaces the parameters; the optimizer state is reset. */
+NE_API ne_status ne_toy_set_params(ne_toy* toy, const float* W, int64_t w_count, const float* b, int64_t b_count);
+/* The batch training draws at `step` for one instance: x [batch_size][n_features]. Lets callers check the
+ * data stream (identical on every backend). */
+NE_API ne_status ne_toy_sample_batch(const ne_toy* toy, int64_t step, int64_t instance, float* x, int64_t x_count);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* NATIVEENGINE_H */

@@ -1,0 +1,121 @@
+// The extern "C" entry points: check arguments, run the call inside ne::guarded (which turns every exception
+// into a status and a thread-local message) and nothing else.
+#include <new>
+#include <string>
+
+#include "core/context.h"
+#include "core/cuda_plugin.h"
+#include "core/error.h"
+#include "models/toy_model.h"
+#include "nativeengine.h"
+
+#ifndef NE_VERSION_STRING
+#  define NE_VERSION_STRING "0.0.0"
+#endif
+
+namespace ne {
+const char* last_error_cstr();
+}
+
+namespace {
+
+template <class T>
+T& deref(T* pointer, const char* name) {
+    if (pointer == nullptr) ne::invalid(std::string(name) + " is null");
+    return *pointer;
+}
+
+}  // namespace
+
+extern "C" {
+
+NE_API const char* ne_last_error(void) { return ne::last_error_cstr(); }
+
+NE_API const char* ne_status_name(int32_t status) {
+    switch (status) {
+        case NE_OK: return "NE_OK";
+        case NE_ERR_INVALID_ARGUMENT: return "NE_ERR_INVALID_ARGUMENT";
+        case NE_ERR_OUT_OF_MEMORY: return "NE_ERR_OUT_OF_MEMORY";
+        case NE_ERR_BACKEND_UNAVAILABLE: return "NE_ERR_BACKEND_UNAVAILABLE";
+        case NE_ERR_CUDA: return "NE_ERR_CUDA";
+        case NE_ERR_UNSUPPORTED: return "NE_ERR_UNSUPPORTED";
+        case NE_ERR_INTERNAL: return "NE_ERR_INTERNAL";
+        default: return "NE_ERR_UNKNOWN";
+    }
+}
+
+NE_API const char* ne_version(void) { return NE_VERSION_STRING; }
+
+NE_API size_t ne_runtime_info_size(void) { return sizeof(ne_runtime_info); }
+NE_API size_t ne_device_info_size(void) { return sizeof(ne_device_info); }
+NE_API size_t ne_toy_config_size(void) { return sizeof(ne_toy_config); }
+
+NE_API ne_status ne_runtime_query(ne_runtime_info* out) {
+    return ne::guarded(__func__, [&] {
+        auto& info = deref(out, "out");
+        info = ne_runtime_info{};
+        info.cuda_compiled = ne::CudaPlugin::found() ? 1 : 0;
+        info.cuda_loaded = ne::CudaPlugin::get() != nullptr ? 1 : 0;
+        info.cuda_device_count = ne::CudaPlugin::device_count();
+        info.cpu_threads = ne::cpu_threads();
+    });
+}
+
+NE_API const char* ne_cuda_unavailable_reason(void) { return ne::CudaPlugin::unavailable_reason(); }
+
+NE_API ne_status ne_context_create(int32_t backend, int32_t device, ne_context** out) {
+    return ne::guarded(__func__, [&] {
+        auto& result = deref(out, "out");
+        result = nullptr;
+        result = ne::create_context(backend, device);
+    });
+}
+
+NE_API ne_status ne_context_destroy(ne_context* ctx) {
+    return ne::guarded(__func__, [&] { delete ctx; });
+}
+
+NE_API ne_status ne_context_device_info(const ne_context* ctx, ne_device_info* out) {
+    return ne::guarded(__func__, [&] { deref(out, "out") = ne::device_info(deref(ctx, "ctx")); });
+}
+
+NE_API ne_status ne_toy_create(ne_context* ctx, const ne_toy_config* config, const float* importance,
+                               int64_t importance_count, const float* feature_probability, int64_t probability_count,
+                               ne_toy** out) {
+    return ne::guarded(__func__, [&] {
+        auto& result = deref(out, "out");
+        result = nullptr;
+        result = new ne_toy{ne::ToyModel(deref(ctx, "ctx"), deref(config, "config"), importance, importance_count,
+                                         feature_probability, probability_count)};
+    });
+}
+
+NE_API ne_status ne_toy_destroy(ne_toy* toy) {
+    return ne::guarded(__func__, [&] { delete toy; });
+}
+
+NE_API ne_status ne_toy_train(ne_toy* toy, int64_t steps) {
+    return ne::guarded(__func__, [&] { deref(toy, "toy").model.train(steps); });
+}
+
+NE_API ne_status ne_toy_steps_done(const ne_toy* toy, int64_t* out) {
+    return ne::guarded(__func__, [&] { deref(out, "out") = deref(toy, "toy").model.steps_done(); });
+}
+
+NE_API ne_status ne_toy_evaluate(ne_toy* toy, int64_t batches, float* loss, int64_t loss_count) {
+    return ne::guarded(__func__, [&] { deref(toy, "toy").model.evaluate(batches, loss, loss_count); });
+}
+
+NE_API ne_status ne_toy_get_params(const ne_toy* toy, float* W, int64_t w_count, float* b, int64_t b_count) {
+    return ne::guarded(__func__, [&] { deref(toy, "toy").model.get_params(W, w_count, b, b_count); });
+}
+
+NE_API ne_status ne_toy_set_params(ne_toy* toy, const float* W, int64_t w_count, const float* b, int64_t b_count) {
+    return ne::guarded(__func__, [&] { deref(toy, "toy").model.set_params(W, w_count, b, b_count); });
+}
+
+NE_API ne_status ne_toy_sample_batch(const ne_toy* toy, int64_t step, int64_t instance, float* x, int64_t x_count) {
+    return ne::guarded(__func__, [&] { deref(toy, "toy").model.sample_batch(step, instance, x, x_count); });
+}
+
+}  // extern "C"

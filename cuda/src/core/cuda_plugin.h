@@ -1,0 +1,52 @@
+// The table libnativeengine_cuda exports. The CUDA backend is a separate shared library (it links the CUDA
+// runtime) that the core loads at run time when present, so one build runs on machines without CUDA.
+// Plain C across this boundary: every entry returns an ne_status and writes its message to err on failure.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+
+#include "models/toy_common.h"
+#include "nativeengine.h"
+
+#define NE_CUDA_PLUGIN_ABI 1
+
+extern "C" {
+
+typedef struct ne_cuda_toy ne_cuda_toy;
+
+typedef struct ne_cuda_plugin {
+    int32_t abi;  // NE_CUDA_PLUGIN_ABI
+    int32_t (*device_count)(int32_t* count, char* err, size_t err_size);
+    int32_t (*device_info)(int32_t device, ne_device_info* info, char* err, size_t err_size);
+
+    // shape as in ne_toy_config; importance, probability: [instances][n] host arrays, copied.
+    int32_t (*toy_create)(int32_t device, int32_t model, int64_t n, int64_t m, int64_t instances, int64_t batch,
+                          uint64_t seed, const float* importance, const float* probability, ne_cuda_toy** out,
+                          char* err, size_t err_size);
+    void (*toy_destroy)(ne_cuda_toy* toy);
+    int32_t (*toy_train)(ne_cuda_toy* toy, int64_t first_step, const ne::AdamStep* adam, int64_t steps, char* err,
+                         size_t err_size);
+    int32_t (*toy_evaluate)(ne_cuda_toy* toy, int64_t batches, float* loss, char* err, size_t err_size);
+    int32_t (*toy_get_params)(ne_cuda_toy* toy, float* W, float* b, char* err, size_t err_size);
+    int32_t (*toy_set_params)(ne_cuda_toy* toy, const float* W, const float* b, char* err, size_t err_size);
+} ne_cuda_plugin;
+
+// The one symbol the plugin exports.
+typedef const ne_cuda_plugin* (*ne_cuda_plugin_get_fn)(void);
+#define NE_CUDA_PLUGIN_ENTRY "ne_cuda_plugin_get"
+}
+
+namespace ne {
+
+// The loaded plugin, or nullptr with reason() saying why (not built, failed to load, no device).
+struct CudaPlugin {
+    static const ne_cuda_plugin* get();  // loads once, thread-safe
+    static bool found();                 // the plugin file exists next to libnativeengine
+    static int32_t device_count();
+    static const char* unavailable_reason();  // "" when get() != nullptr and device_count() > 0
+};
+
+// Throws ne::Error with the plugin's message when status != NE_OK.
+void check_plugin(int32_t status, const char* err);
+
+}  // namespace ne

@@ -1,0 +1,89 @@
+// The C ABI's contract: bad arguments return a status with a message naming them, destroy accepts NULL, and no
+// exception escapes (a throw would terminate this process).
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "check.h"
+#include "nativeengine.h"
+
+static bool mentions(const char* text) { return std::strstr(ne_last_error(), text) != nullptr; }
+
+int main() {
+    CHECK(std::string(ne_version()).size() >= 5);
+    CHECK(std::string(ne_status_name(NE_ERR_INVALID_ARGUMENT)) == "NE_ERR_INVALID_ARGUMENT");
+    CHECK(ne_toy_config_size() == sizeof(ne_toy_config));
+    CHECK(ne_context_destroy(nullptr) == NE_OK);
+    CHECK(ne_toy_destroy(nullptr) == NE_OK);
+
+    ne_context* ctx = nullptr;
+    CHECK(ne_context_create(7, 0, &ctx) == NE_ERR_INVALID_ARGUMENT);
+    CHECK(mentions("backend 7"));
+    CHECK(ne_context_create(NE_BACKEND_CPU, 0, nullptr) == NE_ERR_INVALID_ARGUMENT);
+    CHECK(mentions("out is null"));
+    CHECK(ne_context_create(NE_BACKEND_CPU, 0, &ctx) == NE_OK);
+    CHECK(std::string(ne_last_error()).empty());
+
+    ne_runtime_info runtime{};
+    CHECK(ne_runtime_query(&runtime) == NE_OK);
+    if (runtime.cuda_device_count == 0) {
+        ne_context* cuda = nullptr;
+        CHECK(ne_context_create(NE_BACKEND_CUDA, 0, &cuda) == NE_ERR_BACKEND_UNAVAILABLE);
+        CHECK(mentions("cuda"));
+        CHECK(cuda == nullptr);
+    }
+
+    ne_device_info info{};
+    CHECK(ne_context_device_info(ctx, &info) == NE_OK);
+    CHECK(info.backend == NE_BACKEND_CPU && info.total_memory > 0 && std::strlen(info.name) > 0);
+
+    ne_toy_config config{};
+    config.model = NE_TOY_RELU_OUTPUT;
+    config.optimizer = NE_OPTIMIZER_ADAMW;
+    config.n_features = 5;
+    config.n_hidden = 2;
+    config.n_instances = 2;
+    config.batch_size = 16;
+    config.lr = 1e-3f;
+    config.weight_decay = 0.01f;
+    config.beta1 = 0.9f;
+    config.beta2 = 0.999f;
+    config.eps = 1e-8f;
+    std::vector<float> importance(10, 1.0f), probability(10, 0.5f);
+    ne_toy* toy = nullptr;
+
+    CHECK(ne_toy_create(ctx, &config, importance.data(), 9, probability.data(), 10, &toy) == NE_ERR_INVALID_ARGUMENT);
+    CHECK(mentions("importance has 9 values"));
+    probability[3] = 1.5f;
+    CHECK(ne_toy_create(ctx, &config, importance.data(), 10, probability.data(), 10, &toy) == NE_ERR_INVALID_ARGUMENT);
+    CHECK(mentions("feature_probability[3]"));
+    probability[3] = 0.5f;
+    config.n_hidden = 0;
+    CHECK(ne_toy_create(ctx, &config, importance.data(), 10, probability.data(), 10, &toy) == NE_ERR_INVALID_ARGUMENT);
+    CHECK(mentions("n_hidden is 0"));
+    config.n_hidden = 2;
+    CHECK(ne_toy_create(nullptr, &config, importance.data(), 10, probability.data(), 10, &toy) ==
+          NE_ERR_INVALID_ARGUMENT);
+    CHECK(mentions("ctx is null"));
+    CHECK(toy == nullptr);
+
+    CHECK(ne_toy_create(ctx, &config, importance.data(), 10, probability.data(), 10, &toy) == NE_OK);
+    CHECK(ne_toy_train(toy, -1) == NE_ERR_INVALID_ARGUMENT);
+    CHECK(mentions("steps is -1"));
+    CHECK(ne_toy_train(toy, 3) == NE_OK);
+    int64_t steps = 0;
+    CHECK(ne_toy_steps_done(toy, &steps) == NE_OK && steps == 3);
+    std::vector<float> W(20), b(10), loss(2);
+    CHECK(ne_toy_get_params(toy, W.data(), 19, b.data(), 10) == NE_ERR_INVALID_ARGUMENT);
+    CHECK(mentions("W has room for 19"));
+    CHECK(ne_toy_get_params(toy, W.data(), 20, b.data(), 10) == NE_OK);
+    CHECK(ne_toy_evaluate(toy, 0, loss.data(), 2) == NE_ERR_INVALID_ARGUMENT);
+    CHECK(ne_toy_evaluate(toy, 2, loss.data(), 2) == NE_OK);
+    CHECK(loss[0] > 0.0f && loss[1] > 0.0f);
+    CHECK(ne_toy_sample_batch(toy, 0, 2, W.data(), 80) == NE_ERR_INVALID_ARGUMENT);
+    CHECK(mentions("instance is 2"));
+    CHECK(ne_toy_destroy(toy) == NE_OK);
+    CHECK(ne_context_destroy(ctx) == NE_OK);
+    return ne_test::finish("test_abi");
+}

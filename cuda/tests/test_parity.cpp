@@ -1,0 +1,110 @@
+// CUDA against CPU through the C ABI: the same config and seed, one step (gradient-level agreement) and a whole
+// short run (several launches of many steps each), compared parameter by parameter.
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "check.h"
+#include "nativeengine.h"
+
+namespace {
+
+struct Run {
+    std::vector<float> W, b, loss;
+};
+
+Run train(ne_context* ctx, const ne_toy_config& config, const std::vector<float>& importance,
+          const std::vector<float>& probability, const std::vector<int64_t>& chunks) {
+    ne_toy* toy = nullptr;
+    const int64_t per = config.n_instances * config.n_features;
+    if (ne_toy_create(ctx, &config, importance.data(), per, probability.data(), per, &toy) != NE_OK) {
+        std::printf("ne_toy_create: %s\n", ne_last_error());
+        CHECK(false);
+        return {};
+    }
+    for (int64_t steps : chunks) CHECK(ne_toy_train(toy, steps) == NE_OK);
+    Run run{std::vector<float>(per * config.n_hidden), std::vector<float>(per),
+            std::vector<float>(config.n_instances)};
+    CHECK(ne_toy_get_params(toy, run.W.data(), run.W.size(), run.b.data(), run.b.size()) == NE_OK);
+    CHECK(ne_toy_evaluate(toy, 4, run.loss.data(), run.loss.size()) == NE_OK);
+    ne_toy_destroy(toy);
+    return run;
+}
+
+double compare(const char* what, const std::vector<float>& cpu, const std::vector<float>& cuda, double tol,
+               double rel) {
+    double worst = 0.0;
+    int bad = 0;
+    for (size_t j = 0; j < cpu.size(); ++j) {
+        const double error = std::fabs(static_cast<double>(cpu[j]) - cuda[j]);
+        worst = std::max(worst, error);
+        if (!ne_test::close(cuda[j], cpu[j], tol, rel) && bad++ < 5)
+            std::printf("  %s[%zu]: cpu %.8g cuda %.8g\n", what, j, cpu[j], cuda[j]);
+    }
+    CHECK(bad == 0);
+    return worst;
+}
+
+void parity(ne_context* cpu, ne_context* cuda, int32_t model, int64_t n, int64_t m, int64_t instances,
+            int64_t batch) {
+    ne_toy_config config{};
+    config.model = model;
+    config.optimizer = NE_OPTIMIZER_ADAMW;
+    config.n_features = n;
+    config.n_hidden = m;
+    config.n_instances = instances;
+    config.batch_size = batch;
+    config.lr = 1e-3f;
+    config.weight_decay = 0.01f;
+    config.beta1 = 0.9f;
+    config.beta2 = 0.999f;
+    config.eps = 1e-8f;
+    config.seed = 20221;
+    std::vector<float> importance(instances * n), probability(instances * n);
+    for (int64_t k = 0; k < instances; ++k)
+        for (int64_t i = 0; i < n; ++i) {
+            importance[k * n + i] = std::pow(0.9f, static_cast<float>(i));
+            probability[k * n + i] = std::pow(0.05f, static_cast<float>(k) / std::max<int64_t>(1, instances - 1));
+        }
+    // One step: both backends start from the same init and draw the same batch, so they differ only by
+    // float summation order.
+    {
+        const Run a = train(cpu, config, importance, probability, {1});
+        const Run b = train(cuda, config, importance, probability, {1});
+        const double w = compare("W after 1 step", a.W, b.W, 1e-6, 1e-5);
+        compare("b after 1 step", a.b, b.b, 1e-6, 1e-5);
+        compare("evaluation loss", a.loss, b.loss, 1e-7, 1e-4);
+        std::printf("model %d n=%lld m=%lld: 1 step, max |W_cpu - W_cuda| = %.2e\n", model,
+                    static_cast<long long>(n), static_cast<long long>(m), w);
+    }
+    // A short run in uneven launches on CUDA against one call on CPU.
+    {
+        const Run a = train(cpu, config, importance, probability, {300});
+        const Run b = train(cuda, config, importance, probability, {1, 57, 242});
+        const double w = compare("W after 300 steps", a.W, b.W, 2e-3, 1e-2);
+        compare("b after 300 steps", a.b, b.b, 2e-3, 1e-2);
+        compare("evaluation loss after 300 steps", a.loss, b.loss, 1e-5, 1e-2);
+        std::printf("model %d n=%lld m=%lld: 300 steps, max |W_cpu - W_cuda| = %.2e\n", model,
+                    static_cast<long long>(n), static_cast<long long>(m), w);
+    }
+}
+
+}  // namespace
+
+int main() {
+    ne_context* cuda = nullptr;
+    if (ne_context_create(NE_BACKEND_CUDA, 0, &cuda) != NE_OK) {
+        std::printf("ignored: no CUDA device (%s)\n", ne_last_error());
+        return ne_test::kSkipped;
+    }
+    ne_context* cpu = nullptr;
+    CHECK(ne_context_create(NE_BACKEND_CPU, 0, &cpu) == NE_OK);
+    parity(cpu, cuda, NE_TOY_RELU_OUTPUT, 5, 2, 10, 1024);
+    parity(cpu, cuda, NE_TOY_LINEAR, 5, 2, 4, 256);
+    parity(cpu, cuda, NE_TOY_RELU_OUTPUT, 100, 20, 20, 1024);
+    parity(cpu, cuda, NE_TOY_RELU_OUTPUT, 7, 3, 3, 100);  // odd n, batch not a multiple of the tile
+    ne_context_destroy(cpu);
+    ne_context_destroy(cuda);
+    return ne_test::finish("test_parity");
+}

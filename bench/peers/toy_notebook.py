@@ -1,0 +1,75 @@
+#!/usr/bin/env python3
+"""The toy-model training loop of the Toy Models of Superposition notebook, in plain PyTorch, as the peer that
+`nativeengine bench toy` measures beside itself: relu_output model, many instances batched in one tensor,
+fresh uniform-sparse batches every step, importance-weighted MSE, AdamW(lr=1e-3). Prints one JSON line."""
+import argparse
+import json
+import time
+
+import torch
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=100)
+    ap.add_argument("--m", type=int, default=20)
+    ap.add_argument("--instances", type=int, default=20)
+    ap.add_argument("--batch", type=int, default=1024)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    n, m, instances = args.n, args.m, args.instances
+
+    # As in the notebook: W (instances, n, m) xavier-normal, b_final zeros, I_i = 0.9^i, p geometric over instances.
+    W = torch.nn.Parameter(torch.empty((instances, n, m), device=device))
+    torch.nn.init.xavier_normal_(W)
+    b_final = torch.nn.Parameter(torch.zeros((instances, n), device=device))
+    importance = (0.9 ** torch.arange(n, device=device, dtype=torch.float32))[None, :]
+    feature_probability = (0.01 ** torch.linspace(0, 1, instances, device=device))[:, None]
+    opt = torch.optim.AdamW([W, b_final], lr=1e-3)
+
+    def step():
+        feat = torch.rand((args.batch, instances, n), device=device)
+        batch = torch.where(torch.rand((args.batch, instances, n), device=device) <= feature_probability, feat,
+                            torch.zeros((), device=device))
+        hidden = torch.einsum("...if,ifh->...ih", batch, W)
+        out = torch.einsum("...ih,ifh->...if", hidden, W)
+        out = torch.relu(out + b_final)
+        error = importance * (batch.abs() - out) ** 2
+        loss = error.mean(dim=(0, 2)).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(5):
+        step()
+    sync()
+    steps, chunk = 0, 5
+    start = time.perf_counter()
+    while time.perf_counter() - start < args.seconds:
+        for _ in range(chunk):
+            step()
+        sync()
+        steps += chunk
+    seconds = time.perf_counter() - start
+    print(json.dumps({
+        "peer": "pytorch notebook loop (toy_notebook.py)",
+        "torch_version": torch.__version__,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "steps": steps,
+        "seconds": round(seconds, 4),
+        "steps_per_second": round(steps / seconds, 2),
+    }))
+
+
+if __name__ == "__main__":
+    main()

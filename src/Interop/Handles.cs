@@ -1,0 +1,15 @@
+using Microsoft.Win32.SafeHandles;
+
+namespace NativeEngine.Interop;
+
+/// <summary>Owns an <c>ne_context*</c>.</summary>
+public sealed class ContextHandle() : SafeHandleZeroOrMinusOneIsInvalid(ownsHandle: true)
+{
+    protected override bool ReleaseHandle() => NativeMethods.ContextDestroy(handle) == Status.Ok;
+}
+
+/// <summary>Owns an <c>ne_toy*</c>.</summary>
+public sealed class ToyHandle() : SafeHandleZeroOrMinusOneIsInvalid(ownsHandle: true)
+{
+    protected override bool ReleaseHandle() => NativeMethods.ToyDestroy(handle) == Status.Ok;
+}

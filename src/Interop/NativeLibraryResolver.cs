@@ -1,0 +1,51 @@
+using System.Reflection;
+using System.Runtime.InteropServices;
+
+namespace NativeEngine.Interop;
+
+/// <summary>
+/// Finds libnativeengine: NE_NATIVE_PATH (a file or a folder) first, then next to this assembly and the app.
+/// When nothing loads, the error lists every path tried and why each failed.
+/// </summary>
+public static class NativeLibraryResolver
+{
+    private static int _registered;
+
+    internal static void Register()
+    {
+        if (Interlocked.Exchange(ref _registered, 1) == 0)
+            NativeLibrary.SetDllImportResolver(typeof(NativeLibraryResolver).Assembly, Resolve);
+    }
+
+    private static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? searchPath)
+    {
+        if (name != NativeMethods.Library) return IntPtr.Zero;
+        var tried = new List<string>();
+        foreach (var path in CandidatePaths())
+        {
+            if (!File.Exists(path))
+            {
+                tried.Add($"{path} (not found)");
+                continue;
+            }
+            if (NativeLibrary.TryLoad(path, out var handle)) return handle;
+            tried.Add($"{path} (exists but failed to load: missing dependency or wrong architecture)");
+        }
+        throw new DllNotFoundException(
+            "libnativeengine could not be loaded. Build it with `dotnet build` (which runs CMake) or set " +
+            "NE_NATIVE_PATH to the library or its folder. Tried:\n  " + string.Join("\n  ", tried));
+    }
+
+    /// <summary>Paths tried, in order.</summary>
+    public static IEnumerable<string> CandidatePaths()
+    {
+        const string file = "libnativeengine.so";
+        var overridePath = Environment.GetEnvironmentVariable("NE_NATIVE_PATH");
+        if (!string.IsNullOrEmpty(overridePath))
+            yield return Directory.Exists(overridePath) ? Path.Combine(overridePath, file) : overridePath;
+        var assemblyDir = Path.GetDirectoryName(typeof(NativeLibraryResolver).Assembly.Location);
+        if (!string.IsNullOrEmpty(assemblyDir)) yield return Path.Combine(assemblyDir, file);
+        yield return Path.Combine(AppContext.BaseDirectory, file);
+        yield return Path.Combine(AppContext.BaseDirectory, "runtimes", "linux-x64", "native", file);
+    }
+}

@@ -1,0 +1,71 @@
+using System.Runtime.InteropServices;
+
+namespace NativeEngine.Interop;
+
+/// <summary>Source-generated bindings of cuda/include/nativeengine.h, one to one.</summary>
+internal static partial class NativeMethods
+{
+    internal const string Library = "nativeengine";
+
+    static NativeMethods() => NativeLibraryResolver.Register();
+
+    [LibraryImport(Library, EntryPoint = "ne_last_error")]
+    internal static partial IntPtr LastError();
+
+    [LibraryImport(Library, EntryPoint = "ne_status_name")]
+    internal static partial IntPtr StatusName(int status);
+
+    [LibraryImport(Library, EntryPoint = "ne_version")]
+    internal static partial IntPtr Version();
+
+    [LibraryImport(Library, EntryPoint = "ne_runtime_info_size")]
+    internal static partial nuint RuntimeInfoSize();
+
+    [LibraryImport(Library, EntryPoint = "ne_runtime_query")]
+    internal static partial Status RuntimeQuery(out RuntimeInfoNative info);
+
+    [LibraryImport(Library, EntryPoint = "ne_cuda_unavailable_reason")]
+    internal static partial IntPtr CudaUnavailableReason();
+
+    [LibraryImport(Library, EntryPoint = "ne_device_info_size")]
+    internal static partial nuint DeviceInfoSize();
+
+    [LibraryImport(Library, EntryPoint = "ne_context_create")]
+    internal static partial Status ContextCreate(int backend, int device, out ContextHandle context);
+
+    [LibraryImport(Library, EntryPoint = "ne_context_destroy")]
+    internal static partial Status ContextDestroy(IntPtr context);
+
+    [LibraryImport(Library, EntryPoint = "ne_context_device_info")]
+    internal static partial Status ContextDeviceInfo(ContextHandle context, out DeviceInfoNative info);
+
+    [LibraryImport(Library, EntryPoint = "ne_toy_config_size")]
+    internal static partial nuint ToyConfigSize();
+
+    [LibraryImport(Library, EntryPoint = "ne_toy_create")]
+    internal static partial Status ToyCreate(ContextHandle context, in ToyConfigNative config,
+        ReadOnlySpan<float> importance, long importanceCount,
+        ReadOnlySpan<float> featureProbability, long probabilityCount, out ToyHandle toy);
+
+    [LibraryImport(Library, EntryPoint = "ne_toy_destroy")]
+    internal static partial Status ToyDestroy(IntPtr toy);
+
+    [LibraryImport(Library, EntryPoint = "ne_toy_train")]
+    internal static partial Status ToyTrain(ToyHandle toy, long steps);
+
+    [LibraryImport(Library, EntryPoint = "ne_toy_steps_done")]
+    internal static partial Status ToyStepsDone(ToyHandle toy, out long steps);
+
+    [LibraryImport(Library, EntryPoint = "ne_toy_evaluate")]
+    internal static partial Status ToyEvaluate(ToyHandle toy, long batches, Span<float> loss, long lossCount);
+
+    [LibraryImport(Library, EntryPoint = "ne_toy_get_params")]
+    internal static partial Status ToyGetParams(ToyHandle toy, Span<float> w, long wCount, Span<float> b, long bCount);
+
+    [LibraryImport(Library, EntryPoint = "ne_toy_set_params")]
+    internal static partial Status ToySetParams(ToyHandle toy, ReadOnlySpan<float> w, long wCount,
+        ReadOnlySpan<float> b, long bCount);
+
+    [LibraryImport(Library, EntryPoint = "ne_toy_sample_batch")]
+    internal static partial Status ToySampleBatch(ToyHandle toy, long step, long instance, Span<float> x, long xCount);
+}

@@ -1,0 +1,62 @@
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using System.Text;
+
+namespace NativeEngine.Interop;
+
+// Blittable mirrors of the C structs. Field order and widths must match nativeengine.h; a test compares each
+// Unsafe.SizeOf with the native size query.
+
+[StructLayout(LayoutKind.Sequential)]
+public struct RuntimeInfoNative
+{
+    public int CudaCompiled;
+    public int CudaLoaded;
+    public int CudaDeviceCount;
+    public int CpuThreads;
+}
+
+[InlineArray(128)]
+public struct DeviceName
+{
+    private byte _first;
+
+    public override readonly string ToString()
+    {
+        ReadOnlySpan<byte> bytes = this;
+        var end = bytes.IndexOf((byte)0);
+        return Encoding.UTF8.GetString(end < 0 ? bytes : bytes[..end]);
+    }
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct DeviceInfoNative
+{
+    public int Backend;
+    public int DeviceIndex;
+    public long TotalMemory;
+    public long FreeMemory;
+    public int ComputeMajor;
+    public int ComputeMinor;
+    public int Multiprocessors;
+    public int Reserved;
+    public DeviceName Name;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct ToyConfigNative
+{
+    public int Model;
+    public int Optimizer;
+    public long NFeatures;
+    public long NHidden;
+    public long NInstances;
+    public long BatchSize;
+    public float Lr;
+    public float WeightDecay;
+    public float Beta1;
+    public float Beta2;
+    public float Eps;
+    public int Reserved;
+    public ulong Seed;
+}

@@ -1,0 +1,30 @@
+using CommandLine;
+using NativeEngine.Interop;
+using Spectre.Console;
+
+namespace NativeEngine.Runner.Commands;
+
+[Verb("info", HelpText = "Version, backends compiled in and usable, the backend chosen and its device.")]
+public sealed class InfoOptions : BackendOptions;
+
+public static class InfoCommand
+{
+    public static int Run(InfoOptions options, IAnsiConsole console)
+    {
+        var runtime = Engine.Runtime;
+        console.MarkupLine($"[bold]NativeEngine[/] {Engine.Version}");
+        console.MarkupLine("backends compiled in: cpu" + (runtime.CudaCompiled ? ", cuda" : ""));
+        console.MarkupLine(runtime.CudaUsable
+            ? $"cuda: usable, {runtime.CudaDeviceCount} device(s)"
+            : $"cuda: unavailable ({Markup.Escape(runtime.CudaUnavailableReason)})");
+        console.MarkupLine($"cpu threads: {runtime.CpuThreads}");
+        using var context = new EngineContext(options.ParseBackend());
+        var device = context.Device;
+        console.MarkupLine($"backend chosen: {(device.Backend == Backend.Cuda ? "cuda" : "cpu")} (asked: {options.Backend})");
+        console.MarkupLine($"device: {Markup.Escape(device.Name)}");
+        console.MarkupLine($"memory: {device.TotalMemory / (1L << 20)} MiB total, {device.FreeMemory / (1L << 20)} MiB free");
+        if (device.Backend == Backend.Cuda)
+            console.MarkupLine($"compute capability: {device.ComputeMajor}.{device.ComputeMinor}, {device.Multiprocessors} SMs");
+        return 0;
+    }
+}

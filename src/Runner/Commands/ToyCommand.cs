@@ -1,0 +1,54 @@
+using CommandLine;
+using NativeEngine.Interop;
+using NativeEngine.Runner.Configs;
+using NativeEngine.Runner.Experiments;
+using NativeEngine.Runner.Formats;
+using NativeEngine.Runner.Reports;
+using Spectre.Console;
+
+namespace NativeEngine.Runner.Commands;
+
+[Verb("toy", HelpText = "Train toy models of superposition from a JSON config.")]
+public sealed class ToyOptions : BackendOptions
+{
+    [Option("config", Required = true, HelpText = "JSON config (comments allowed); see configs/.")]
+    public string Config { get; set; } = "";
+
+    [Option("out", Required = true, HelpText = "Run folder: config.json, results.json, weights.safetensors.")]
+    public string Out { get; set; } = "";
+
+    [Option("seed", HelpText = "Overrides the config's seed.")]
+    public ulong? Seed { get; set; }
+
+    [Option("steps", HelpText = "Overrides the config's steps.")]
+    public long? Steps { get; set; }
+}
+
+public static class ToyCommand
+{
+    public static int Run(ToyOptions options, IAnsiConsole console)
+    {
+        var config = ToyConfigLoader.LoadFile(options.Config);
+        if (options.Seed is { } seed) config = config with { Seed = seed };
+        if (options.Steps is { } steps)
+        {
+            if (steps < 1) throw new ConfigException($"--steps is {steps}; valid: >= 1");
+            config = config with { Steps = steps };
+        }
+        var run = TrainAndSave(config, options.ParseBackend(), options.Out, console);
+        ToySummary.Print(run, console);
+        return 0;
+    }
+
+    /// <summary>Validates the destination, trains with progress, and writes the run folder.</summary>
+    public static ToyRunResult TrainAndSave(ToyConfig config, Backend backend, string outDir, IAnsiConsole console)
+    {
+        ToyRunFolder.Prepare(outDir);
+        using var context = new EngineContext(backend);
+        var run = ProgressDisplay.Run(console, $"{ToyConfig.ModelName(config.Model)} on {context.Device.Backend.ToString().ToLowerInvariant()}",
+            progress => ToyTraining.Run(context, config, progress));
+        ToyRunFolder.Write(outDir, run);
+        console.MarkupLine($"wrote {Markup.Escape(Path.GetFullPath(outDir))}: config.json, results.json, weights.safetensors");
+        return run;
+    }
+}

@@ -1,0 +1,142 @@
+using System.Text.Json;
+using NativeEngine.Runner;
+using Spectre.Console;
+
+namespace NativeEngine.Tests;
+
+/// <summary>The runner end to end, as a user calls it: verbs, run folders, results.json schema, error exits.</summary>
+public class CliTests
+{
+    private static (int Code, string Output) Run(params string[] args)
+    {
+        var writer = new StringWriter();
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(writer), Ansi = AnsiSupport.No, Interactive = InteractionSupport.No,
+        });
+        console.Profile.Width = 200;
+        var code = Program.Run(args, console);
+        return (code, writer.ToString());
+    }
+
+    private static string WriteConfig(string directory, string json)
+    {
+        var path = Path.Combine(directory, "config.json");
+        File.WriteAllText(path, json);
+        return path;
+    }
+
+    private const string SmallConfig = """
+        { "model": "relu_output", "n_features": 6, "n_hidden": 3, "n_instances": 2, "importance": 0.8,
+          "feature_probability": [1.0, 0.1], "batch_size": 128, "steps": 40 }
+        """;
+
+    [Test]
+    public void ToyWritesTheRunFolderWithTheExactResultsSchema()
+    {
+        var dir = TestSupport.TempDirectory("toy");
+        var outDir = Path.Combine(dir, "run");
+        var (code, output) = Run("toy", "--config", WriteConfig(dir, SmallConfig), "--out", outDir, "--backend", "cpu", "--seed", "5");
+        Assert.That(code, Is.EqualTo(0), output);
+        Assert.That(output, Does.Contain("relu_output n=6 m=3"));
+
+        using var results = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "results.json")));
+        var root = results.RootElement;
+        Assert.That(root.EnumerateObject().Select(p => p.Name),
+            Is.EqualTo(new[] { "model", "backend", "device", "steps", "seconds", "instances" }));
+        Assert.That(root.GetProperty("model").GetString(), Is.EqualTo("relu_output"));
+        Assert.That(root.GetProperty("backend").GetString(), Is.EqualTo("cpu"));
+        Assert.That(root.GetProperty("steps").GetInt64(), Is.EqualTo(40));
+        Assert.That(root.GetProperty("seconds").GetDouble(), Is.GreaterThan(0));
+        var instances = root.GetProperty("instances").EnumerateArray().ToList();
+        Assert.That(instances, Has.Count.EqualTo(2));
+        foreach (var instance in instances)
+        {
+            Assert.That(instance.EnumerateObject().Select(p => p.Name), Is.EqualTo(new[]
+            {
+                "feature_probability", "importance", "loss", "W", "b", "feature_norm", "superposition",
+                "dimensionality", "dimensions_per_feature",
+            }));
+            foreach (var key in new[] { "feature_probability", "importance", "b", "feature_norm", "superposition", "dimensionality" })
+                Assert.That(instance.GetProperty(key).GetArrayLength(), Is.EqualTo(6), key);
+            var w = instance.GetProperty("W");
+            Assert.That(w.GetArrayLength(), Is.EqualTo(6));
+            Assert.That(w.EnumerateArray().All(row => row.GetArrayLength() == 3), Is.True);
+            Assert.That(instance.GetProperty("loss").GetDouble(), Is.GreaterThan(0));
+            // feature_norm is consistent with W.
+            var row0 = w[0].EnumerateArray().Select(v => v.GetDouble()).ToArray();
+            Assert.That(instance.GetProperty("feature_norm")[0].GetDouble(),
+                Is.EqualTo(Math.Sqrt(row0.Sum(v => v * v))).Within(1e-5));
+        }
+        Assert.That(instances[1].GetProperty("feature_probability")[0].GetDouble(), Is.EqualTo(0.1).Within(1e-7));
+        Assert.That(instances[0].GetProperty("importance")[1].GetDouble(), Is.EqualTo(0.8).Within(1e-7));
+
+        var config = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "config.json"))).RootElement;
+        Assert.That(config.GetProperty("seed").GetUInt64(), Is.EqualTo(5UL), "the resolved config records the --seed override");
+        var (tensors, _) = Runner.Formats.SafeTensors.Read(Path.Combine(outDir, "weights.safetensors"));
+        Assert.That(tensors.Single(t => t.Name == "W").Shape, Is.EqualTo(new long[] { 2, 6, 3 }));
+        Assert.That(tensors.Single(t => t.Name == "W").Data[0], Is.EqualTo((float)instances[0].GetProperty("W")[0][0].GetDouble()));
+    }
+
+    [Test]
+    public void BadConfigExitsWithAMessageAndTrainsNothing()
+    {
+        var dir = TestSupport.TempDirectory("bad");
+        var outDir = Path.Combine(dir, "run");
+        var (code, output) = Run("toy", "--config", WriteConfig(dir, SmallConfig.Replace("\"steps\": 40", "\"steps\": 40, \"momentum\": 0.9")), "--out", outDir);
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(output, Does.Contain("config error").And.Contain("unknown key \"momentum\""));
+        Assert.That(Directory.Exists(outDir), Is.False);
+    }
+
+    [Test]
+    public void MissingConfigFileIsNamed()
+    {
+        var (code, output) = Run("toy", "--config", "/nonexistent/c.json", "--out", TestSupport.TempDirectory("x"));
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(output, Does.Contain("/nonexistent/c.json does not exist"));
+    }
+
+    [Test]
+    public void UnknownBackendIsNamed()
+    {
+        var (code, output) = Run("info", "--backend", "tpu");
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(output, Does.Contain("--backend is \"tpu\"; valid: auto, cpu, cuda"));
+    }
+
+    [Test]
+    public void InfoNamesVersionBackendsAndDevice()
+    {
+        var (code, output) = Run("info", "--backend", "cpu");
+        Assert.That(code, Is.EqualTo(0), output);
+        Assert.That(output, Does.Contain("NativeEngine 0.1.0").And.Contain("backends compiled in: cpu")
+            .And.Contain("backend chosen: cpu").And.Contain("cpu threads:").And.Contain("memory:"));
+    }
+
+    [Test]
+    public void BenchToyPrintsJsonWithMachineBackendAndPeer()
+    {
+        var dir = TestSupport.TempDirectory("bench");
+        var file = Path.Combine(dir, "bench.json");
+        var (code, output) = Run("bench", "toy", "--backend", "cpu", "--seconds", "0.2", "--peer", "none", "--out", file);
+        Assert.That(code, Is.EqualTo(0), output);
+        var root = JsonDocument.Parse(File.ReadAllText(file)).RootElement;
+        Assert.That(root.GetProperty("benchmark").GetString(), Is.EqualTo("toy"));
+        Assert.That(root.GetProperty("machine").GetProperty("logical_cores").GetInt32(), Is.EqualTo(Environment.ProcessorCount));
+        Assert.That(root.GetProperty("nativeengine").GetProperty("backend").GetString(), Is.EqualTo("cpu"));
+        Assert.That(root.GetProperty("nativeengine").GetProperty("steps_per_second").GetDouble(), Is.GreaterThan(0));
+        Assert.That(root.GetProperty("workload").GetProperty("n_features").GetInt32(), Is.EqualTo(100));
+        Assert.That(root.GetProperty("peer").GetProperty("status").GetString(), Does.StartWith("not run"));
+    }
+
+    [Test]
+    public void DemoConfigIsThePapersIntroExperiment()
+    {
+        var c = Runner.Commands.DemoCommand.LoadDemoConfig();
+        Assert.That((c.NFeatures, c.NHidden, c.NInstances), Is.EqualTo((5, 2, 10)));
+        Assert.That(c.Importance, Is.EqualTo(new[] { 1f, 0.9f, 0.81f, 0.729f, 0.6561f }).Within(1e-6));
+        Assert.That(c.FeatureProbability[0], Is.EqualTo(1f));
+        Assert.That(c.FeatureProbability[^1], Is.EqualTo(0.05f).Within(1e-7));
+    }
+}

@@ -8,7 +8,13 @@ namespace NativeEngine.Runner;
 
 public static class Program
 {
-    public static int Main(string[] args) => Run(args, AnsiConsole.Console);
+    public static int Main(string[] args)
+    {
+        var console = AnsiConsole.Console;
+        // Redirected output (logs, CI) would otherwise wrap tables at 80 columns.
+        if (Console.IsOutputRedirected) console.Profile.Width = 160;
+        return Run(args, console);
+    }
 
     /// <summary>Parses the verb and runs it; errors become a message and exit code 2, never a stack trace.</summary>
     public static int Run(string[] args, IAnsiConsole console)

@@ -41,8 +41,9 @@ public static class ToySummary
         var active = metrics.Dimensionality.Where((_, i) => metrics.FeatureNorm[i] > ToyMetrics.RepresentedNorm).ToArray();
         bool All(double target) => active.All(d => Math.Abs(d - target) < 0.05);
         if (represented <= m && All(1.0)) return $"{represented} orthogonal";
-        if (m == 2 && represented >= 3 && All(2.0 / represented)) return $"regular {represented}-gon";
-        if (All(0.5)) return $"{represented / 2} antipodal pair(s)";
+        if (All(0.5) && represented % 2 == 0) return $"{represented / 2} antipodal pair(s)";
+        if (m == 2 && represented >= 3 && All(2.0 / represented))
+            return represented == 5 ? "pentagon" : $"regular {represented}-gon";
         return $"{represented} features in superposition";
     }
 

@@ -20,8 +20,11 @@ NE_HD void philox_mulhilo(uint32_t a, uint32_t b, uint32_t& hi, uint32_t& lo) {
 NE_HD Philox4 philox4x32_10(uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3, uint32_t k0, uint32_t k1) {
     constexpr uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
     constexpr uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;
+// Fully unrolled, so a host loop over counters has straight-line code the compiler can vectorise.
 #if defined(__CUDACC__)
 #  pragma unroll
+#elif defined(__GNUC__)
+#  pragma GCC unroll 10
 #endif
     for (int round = 0; round < 10; ++round) {
         uint32_t hi0, lo0, hi1, lo1;

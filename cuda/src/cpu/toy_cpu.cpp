@@ -1,6 +1,7 @@
-// CPU backend of the toy models: the readable reference the CUDA kernels are tested against, and a real
-// backend in its own right (OpenMP over instances; each thread runs all steps of its instances, so no barrier
-// separates one step from the next).
+// CPU backend of the toy models. toy_loss_and_grad below is the readable per-sample reference that the
+// blocked SIMD kernel (toy_blocked.cpp) and the CUDA kernels are tested against; the backend trains with the
+// blocked kernel, OpenMP over instances (each thread runs all steps of its instances, so no barrier separates
+// one step from the next).
 #include <omp.h>
 
 #include <algorithm>
@@ -15,18 +16,20 @@ namespace ne {
 
 void toy_generate_batch(const ToyShape& shape, const float* probability, Stream stream, int64_t step,
                         int64_t instance, float* x) {
-    const int64_t n = shape.n, pairs = (n + 1) / 2;
+    const int64_t n = shape.n, full_pairs = n / 2;
     for (int64_t t = 0; t < shape.batch; ++t) {
         float* row = x + t * n;
-        for (int64_t pair = 0; pair < pairs; ++pair) {
-            const int64_t i = 2 * pair;
-            const bool has_second = i + 1 < n;
-            float x0, x1;
+        // Branch-free over whole pairs so the compiler vectorises Philox across them.
+        for (int64_t pair = 0; pair < full_pairs; ++pair) {
             toy_feature_pair(shape.seed, stream, static_cast<uint32_t>(step), static_cast<uint32_t>(instance),
-                             static_cast<uint32_t>(t), static_cast<uint32_t>(pair), probability[i],
-                             has_second ? probability[i + 1] : 0.0f, x0, x1);
-            row[i] = x0;
-            if (has_second) row[i + 1] = x1;
+                             static_cast<uint32_t>(t), static_cast<uint32_t>(pair), probability[2 * pair],
+                             probability[2 * pair + 1], row[2 * pair], row[2 * pair + 1]);
+        }
+        if (n % 2 == 1) {
+            float unused;
+            toy_feature_pair(shape.seed, stream, static_cast<uint32_t>(step), static_cast<uint32_t>(instance),
+                             static_cast<uint32_t>(t), static_cast<uint32_t>(full_pairs), probability[n - 1], 0.0f,
+                             row[n - 1], unused);
         }
     }
 }
@@ -115,9 +118,9 @@ public:
                 }
                 {
                     NE_NVTX_RANGE("toy.forward_backward");
-                    toy_loss_and_grad<float>(shape_.model, shape_.n, shape_.m, shape_.batch, W, b,
-                                             importance_.data() + inst * shape_.n, s.x.data(), s.gW.data(),
-                                             s.gb.data());
+                    toy_loss_and_grad_blocked<float>(shape_.model, shape_.n, shape_.m, shape_.batch, W, b,
+                                                     importance_.data() + inst * shape_.n, s.x.data(), s.gW.data(),
+                                                     s.gb.data(), s.workspace);
                 }
                 NE_NVTX_RANGE("toy.optimizer");
                 const AdamStep& step = adam[k];
@@ -134,10 +137,10 @@ public:
             for (int64_t k = 0; k < batches; ++k) {
                 toy_generate_batch(shape_, probability_.data() + inst * shape_.n, Stream::kEvaluate, k, inst,
                                    s.x.data());
-                total += toy_loss_and_grad<float>(shape_.model, shape_.n, shape_.m, shape_.batch,
-                                                  W_.data() + inst * shape_.n * shape_.m,
-                                                  b_.data() + inst * shape_.n, importance_.data() + inst * shape_.n,
-                                                  s.x.data(), s.gW.data(), s.gb.data());
+                total += toy_loss_and_grad_blocked<float>(
+                    shape_.model, shape_.n, shape_.m, shape_.batch, W_.data() + inst * shape_.n * shape_.m,
+                    b_.data() + inst * shape_.n, importance_.data() + inst * shape_.n, s.x.data(), s.gW.data(),
+                    s.gb.data(), s.workspace);
             }
             loss[inst] = static_cast<float>(total / static_cast<double>(batches));
         });
@@ -157,6 +160,7 @@ public:
 private:
     struct Scratch {
         std::vector<float> x, gW, gb;
+        ToyWorkspace<float> workspace;
     };
 
     // Runs body(instance, scratch) for every instance on the OpenMP threads. Scratch is allocated up front,

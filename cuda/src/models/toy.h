@@ -31,12 +31,35 @@ public:
 std::unique_ptr<ToyBackend> make_cpu_toy(const ToyShape& shape, const std::vector<float>& importance,
                                          const std::vector<float>& probability);
 
-// Forward and backward for one instance over a batch x [batch][n]: returns the importance-weighted MSE
+// Reference forward and backward for one instance over a batch x [batch][n], one sample at a time: returns the importance-weighted MSE
 // (mean over batch and features) and writes (=, not +=) its gradients gW [n][m], gb [n].
 // Templated so the gradient check can run the very same code in double.
 template <typename T>
 T toy_loss_and_grad(int32_t model, int64_t n, int64_t m, int64_t batch, const T* W, const T* b,
                     const T* importance, const T* x, T* gW, T* gb);
+
+// Scratch of the blocked kernel, reused across steps so the hot loop allocates nothing.
+template <typename T>
+struct ToyWorkspace {
+    std::vector<T> Wt, gWt, b, gb, importance, x, d, h, g;
+    void resize(int64_t padded_n, int64_t m, int64_t block) {
+        Wt.resize(m * padded_n);
+        gWt.resize(m * padded_n);
+        b.resize(padded_n);
+        gb.resize(padded_n);
+        importance.resize(padded_n);
+        x.resize(block * padded_n);
+        d.resize(block * padded_n);
+        h.resize(block * m);
+        g.resize(block * m);
+    }
+};
+
+// The same loss and gradients as toy_loss_and_grad, computed by the SIMD-friendly blocked kernel the CPU
+// backend trains with (cpu/toy_blocked.cpp). Tested against the reference above.
+template <typename T>
+T toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t batch, const T* W, const T* b,
+                            const T* importance, const T* x, T* gW, T* gb, ToyWorkspace<T>& workspace);
 
 // Fills x [batch][n] with the training (or evaluation) batch of one instance at one step.
 void toy_generate_batch(const ToyShape& shape, const float* probability /*[n]*/, Stream stream, int64_t step,

@@ -16,8 +16,9 @@ NE_HD void toy_feature_pair(uint64_t seed, Stream stream, uint32_t step, uint32_
                             uint32_t pair, float p0, float p1, float& x0, float& x1) {
     const Philox4 r = philox4x32_10(pair, sample, instance, stream_word(stream, step),
                                     static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
-    x0 = uniform01(r.v[0]) < p0 ? uniform01(r.v[1]) : 0.0f;
-    x1 = uniform01(r.v[2]) < p1 ? uniform01(r.v[3]) : 0.0f;
+    // value * (present ? 1 : 0): exact, and branch-free so host loops vectorise.
+    x0 = uniform01(r.v[1]) * static_cast<float>(uniform01(r.v[0]) < p0);
+    x1 = uniform01(r.v[3]) * static_cast<float>(uniform01(r.v[2]) < p1);
 }
 
 // One Adam/AdamW step for one parameter. Bias corrections arrive precomputed (in double on the host) so every

@@ -59,7 +59,10 @@ void parity(ne_context* cpu, ne_context* cuda, int32_t model, int64_t n, int64_t
     config.weight_decay = 0.01f;
     config.beta1 = 0.9f;
     config.beta2 = 0.999f;
-    config.eps = 1e-8f;
+    // Adam's first steps move each weight by about lr * sign(gradient): with eps = 1e-8 a gradient that is zero
+    // up to rounding could flip sign between backends and move a weight by 2 lr. eps = 1e-3 keeps the update a
+    // smooth function of the gradient, so the comparison measures the kernels, not that discontinuity.
+    config.eps = 1e-3f;
     config.seed = 20221;
     std::vector<float> importance(instances * n), probability(instances * n);
     for (int64_t k = 0; k < instances; ++k)
@@ -87,6 +90,14 @@ void parity(ne_context* cpu, ne_context* cuda, int32_t model, int64_t n, int64_t
         compare("evaluation loss after 300 steps", a.loss, b.loss, 1e-5, 1e-2);
         std::printf("model %d n=%lld m=%lld: 300 steps, max |W_cpu - W_cuda| = %.2e\n", model,
                     static_cast<long long>(n), static_cast<long long>(m), w);
+    }
+    // The notebook's optimizer settings (eps = 1e-8): trajectories may part by a few lr, so compare what they
+    // reach, the evaluation loss per instance.
+    {
+        config.eps = 1e-8f;
+        const Run a = train(cpu, config, importance, probability, {300});
+        const Run b = train(cuda, config, importance, probability, {300});
+        compare("evaluation loss after 300 steps at eps 1e-8", a.loss, b.loss, 1e-5, 3e-2);
     }
 }
 

@@ -203,6 +203,9 @@ ToyArgs make_args(const ne_cuda_toy& toy) {
 
 void launch(const ne_cuda_toy& toy, const ToyArgs& args) {
     NE_CUDA_CHECK(cudaSetDevice(toy.device));
+    // Per launch, not per model: the attribute is per kernel, and models of different sizes may alternate.
+    NE_CUDA_CHECK(cudaFuncSetAttribute(toy_steps_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                       static_cast<int>(toy.shared_bytes)));
     toy_steps_kernel<<<static_cast<unsigned>(toy.instances), kThreads, toy.shared_bytes, toy.stream>>>(args);
     NE_CUDA_CHECK_LAUNCH("toy_steps_kernel");
 }
@@ -226,8 +229,6 @@ int32_t toy_create(int32_t device, int32_t model, int64_t n, int64_t m, int64_t 
                                          std::to_string(shared_bytes) + " bytes of shared memory per block, the device " +
                                          "offers " + std::to_string(optin) + "; use backend cpu");
         if (instances > 0x7fffffff) invalid("n_instances exceeds the CUDA grid limit 2147483647");
-        NE_CUDA_CHECK(cudaFuncSetAttribute(toy_steps_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(shared_bytes)));
 
         auto toy = std::make_unique<ne_cuda_toy>();
         *toy = ne_cuda_toy{};

@@ -17,11 +17,14 @@ public static class NativeLibraryResolver
             NativeLibrary.SetDllImportResolver(typeof(NativeLibraryResolver).Assembly, Resolve);
     }
 
-    private static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? searchPath)
+    private static IntPtr Resolve(string name, Assembly assembly, DllImportSearchPath? searchPath) =>
+        name == NativeMethods.Library ? LoadFirst(CandidatePaths()) : IntPtr.Zero;
+
+    /// <summary>Loads the first candidate that loads; otherwise throws, listing every path and why it failed.</summary>
+    public static IntPtr LoadFirst(IEnumerable<string> candidates)
     {
-        if (name != NativeMethods.Library) return IntPtr.Zero;
         var tried = new List<string>();
-        foreach (var path in CandidatePaths())
+        foreach (var path in candidates)
         {
             if (!File.Exists(path))
             {

@@ -76,6 +76,19 @@ public class InteropTests
     }
 
     [Test]
+    public void ResolverFailureListsEveryPathTried()
+    {
+        var dir = TestSupport.TempDirectory("resolver");
+        var missing = Path.Combine(dir, "absent", "libnativeengine.so");
+        var broken = Path.Combine(dir, "libnativeengine.so");
+        File.WriteAllText(broken, "not a shared library");
+        var error = Assert.Throws<DllNotFoundException>(() => NativeLibraryResolver.LoadFirst([missing, broken]))!;
+        Assert.That(error.Message, Does.Contain($"{missing} (not found)"));
+        Assert.That(error.Message, Does.Contain($"{broken} (exists but failed to load"));
+        Assert.That(error.Message, Does.Contain("NE_NATIVE_PATH"));
+    }
+
+    [Test]
     public void TrainingIsDeterministicForASeedAndChangesWithIt()
     {
         using var context = new EngineContext(Backend.Cpu);

@@ -57,6 +57,18 @@ size_t shared_floats(int64_t n, int64_t m, int64_t tile, int threads) {
 
 constexpr int kThreads = 256;
 
+// out[t][k] = sum_i rows[t][i] * W[i][k] for the tile's samples (h = W^T x, and g = W^T d), one output per thread.
+__device__ __forceinline__ void rows_times_W(const float* rows, const float* sW, int count, int n, int m, int S,
+                                             float* out) {
+    for (int e = threadIdx.x; e < count * m; e += blockDim.x) {
+        const int t = e / m, k = e % m;
+        const float* r = rows + t * n;
+        float sum = 0.0f;
+        for (int i = 0; i < n; ++i) sum += r[i] * sW[i * S + k];
+        out[e] = sum;
+    }
+}
+
 __global__ void __launch_bounds__(kThreads) toy_steps_kernel(ToyArgs a) {
     extern __shared__ float shared[];
     const int inst = blockIdx.x, tid = threadIdx.x;
@@ -106,13 +118,7 @@ __global__ void __launch_bounds__(kThreads) toy_steps_kernel(ToyArgs a) {
                 if (second) sX[t * n + i + 1] = x1;
             }
             __syncthreads();
-            for (int e = tid; e < rows * m; e += blockDim.x) {
-                const int t = e / m, k = e % m;
-                const float* x = sX + t * n;
-                float h = 0.0f;
-                for (int i = 0; i < n; ++i) h += x[i] * sW[i * S + k];
-                sH[e] = h;
-            }
+            rows_times_W(sX, sW, rows, n, m, S, sH);
             __syncthreads();
             for (int e = tid; e < rows * n; e += blockDim.x) {
                 const int t = e / n, i = e % n;
@@ -127,13 +133,7 @@ __global__ void __launch_bounds__(kThreads) toy_steps_kernel(ToyArgs a) {
             }
             __syncthreads();
             if (a.adam != nullptr) {
-                for (int e = tid; e < rows * m; e += blockDim.x) {
-                    const int t = e / m, k = e % m;
-                    const float* d = sD + t * n;
-                    float g = 0.0f;
-                    for (int i = 0; i < n; ++i) g += d[i] * sW[i * S + k];
-                    sG[e] = g;
-                }
+                rows_times_W(sD, sW, rows, n, m, S, sG);
                 __syncthreads();
                 for (int e = tid; e < n * m; e += blockDim.x) {
                     const int i = e / m, k = e % m;

@@ -62,11 +62,16 @@ void block_times_W(const T* rows, const T* Wt, int64_t m, int64_t np, T* out) {
 }  // namespace
 
 template <typename T>
+void toy_workspace_prepare(ToyWorkspace<T>& workspace, int64_t n, int64_t m) {
+    workspace.resize((n + kWidth - 1) / kWidth * kWidth, m, kBlock);
+}
+
+template <typename T>
 T toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t batch, const T* W, const T* b,
                             const T* importance, const T* x, T* gW, T* gb, ToyWorkspace<T>& ws) {
     const bool relu = model == NE_TOY_RELU_OUTPUT;
     const int64_t np = (n + kWidth - 1) / kWidth * kWidth;
-    ws.resize(np, m, kBlock);
+    toy_workspace_prepare(ws, n, m);  // no allocation when already sized
     T* Wt = ws.Wt.data();
     T* gWt = ws.gWt.data();
     T* bp = ws.b.data();
@@ -161,6 +166,8 @@ T toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t batch, 
     return static_cast<T>(loss / (static_cast<double>(batch) * static_cast<double>(n)));
 }
 
+template void toy_workspace_prepare<float>(ToyWorkspace<float>&, int64_t, int64_t);
+template void toy_workspace_prepare<double>(ToyWorkspace<double>&, int64_t, int64_t);
 template float toy_loss_and_grad_blocked<float>(int32_t, int64_t, int64_t, int64_t, const float*, const float*,
                                                 const float*, const float*, float*, float*, ToyWorkspace<float>&);
 template double toy_loss_and_grad_blocked<double>(int32_t, int64_t, int64_t, int64_t, const double*, const double*,

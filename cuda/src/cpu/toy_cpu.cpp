@@ -173,6 +173,7 @@ private:
             s.x.resize(shape_.batch * shape_.n);
             s.gW.resize(shape_.n * shape_.m);
             s.gb.resize(shape_.n);
+            toy_workspace_prepare(s.workspace, shape_.n, shape_.m);
         }
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
         for (int64_t inst = 0; inst < shape_.instances; ++inst) body(inst, scratch[omp_get_thread_num()]);

@@ -55,6 +55,10 @@ struct ToyWorkspace {
     }
 };
 
+// Sizes a workspace for n features and m hidden (allocates; call outside parallel regions).
+template <typename T>
+void toy_workspace_prepare(ToyWorkspace<T>& workspace, int64_t n, int64_t m);
+
 // The same loss and gradients as toy_loss_and_grad, computed by the SIMD-friendly blocked kernel the CPU
 // backend trains with (cpu/toy_blocked.cpp). Tested against the reference above.
 template <typename T>

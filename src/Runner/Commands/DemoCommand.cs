@@ -33,6 +33,6 @@ public static class DemoCommand
         console.MarkupLine("Dense features (p = 1): the model keeps the 2 most important, orthogonal, and drops the rest. " +
                            "As features get sparser it packs more of them into the plane, ending in a pentagon " +
                            "(every D_i = 2/5) when p is small.");
-        return 0;
+        return ToyCommand.ExitCode(run);
     }
 }

@@ -37,17 +37,38 @@ public static class ToyCommand
         }
         var run = TrainAndSave(config, options.ParseBackend(), options.Out, console);
         ToySummary.Print(run, console);
-        return 0;
+        return ExitCode(run);
     }
+
+    /// <summary>0, or 130 (the shell's code for Ctrl-C) when training was interrupted.</summary>
+    public static int ExitCode(ToyRunResult run) => run.Steps < run.Config.Steps ? 130 : 0;
 
     /// <summary>Validates the destination, trains with progress, and writes the run folder.</summary>
     public static ToyRunResult TrainAndSave(ToyConfig config, Backend backend, string outDir, IAnsiConsole console)
     {
         ToyRunFolder.Prepare(outDir);
         using var context = new EngineContext(backend);
-        var run = ProgressDisplay.Run(console, $"{ToyConfig.ModelName(config.Model)} on {context.Device.Backend.ToString().ToLowerInvariant()}",
-            progress => ToyTraining.Run(context, config, progress));
+        // Ctrl-C stops after the current chunk of steps and still writes what was trained.
+        using var interrupt = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            e.Cancel = true;
+            interrupt.Cancel();
+        };
+        Console.CancelKeyPress += onCancel;
+        ToyRunResult run;
+        try
+        {
+            run = ProgressDisplay.Run(console, $"{ToyConfig.ModelName(config.Model)} on {context.Device.Backend.ToString().ToLowerInvariant()}",
+                progress => ToyTraining.Run(context, config, progress, interrupt.Token));
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
         ToyRunFolder.Write(outDir, run);
+        if (run.Steps < config.Steps)
+            console.MarkupLine($"[yellow]interrupted after {run.Steps} of {config.Steps} steps: the results are of that point[/]");
         console.MarkupLine($"wrote {Markup.Escape(Path.GetFullPath(outDir))}: config.json, results.json, weights.safetensors");
         return run;
     }

@@ -30,7 +30,9 @@ public static class ToyTraining
     public const int EvaluationBatches = 16;
 
     /// <param name="progress">Called with (steps done, steps total) after each chunk of steps.</param>
-    public static ToyRunResult Run(EngineContext context, ToyConfig config, Action<long, long>? progress = null)
+    /// <param name="stop">Ends training after the current chunk; the result then holds the steps done so far.</param>
+    public static ToyRunResult Run(EngineContext context, ToyConfig config, Action<long, long>? progress = null,
+        CancellationToken stop = default)
     {
         using var model = new ToyModel(context, config.ToSpec(), config.ImportancePerInstance(),
             config.ProbabilityPerInstance());
@@ -38,7 +40,7 @@ public static class ToyTraining
         // Chunks sized for about a quarter second each: progress stays live, and the per-call cost stays
         // negligible (the CUDA backend runs a whole chunk in one launch).
         long done = 0, chunk = 8;
-        while (done < config.Steps)
+        while (done < config.Steps && !stop.IsCancellationRequested)
         {
             var count = Math.Min(chunk, config.Steps - done);
             var start = clock.Elapsed.TotalSeconds;

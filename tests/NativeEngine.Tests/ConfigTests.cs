@@ -60,7 +60,8 @@ public class ConfigTests
     [TestCase("1.5", "\"feature_probability\" is 1.5; valid: a number in (0, 1]")]
     [TestCase("[0.1, 0.2]", "\"feature_probability\" has 2 values; n_instances is 3")]
     [TestCase("{\"geomspace\": [1]}", "geomspace must be [start, stop]")]
-    [TestCase("{\"linspace\": [1, 0.1]}", "missing required key \"geomspace\"")]
+    [TestCase("{\"linspace\": [1, 0.1]}", "test.json: \"feature_probability\": missing required key \"geomspace\"")]
+    [TestCase("{\"geomspace\": [1, 0.1], \"count\": 3}", "test.json: \"feature_probability\": unknown key \"count\"; valid keys: geomspace")]
     [TestCase("\"often\"", "\"feature_probability\" must be a number in (0, 1]")]
     public void BadFeatureProbabilityIsNamed(string value, string expected)
     {

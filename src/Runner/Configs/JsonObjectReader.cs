@@ -38,6 +38,9 @@ internal sealed class JsonObjectReader
         }
     }
 
+    /// <summary>A reader for the object under <paramref name="key"/>; its errors name the file and the key.</summary>
+    public JsonObjectReader Nested(JsonElement value, string key) => new(value, $"{_source}: \"{key}\"");
+
     public ConfigException Error(string key, string message) => new($"{_source}: \"{key}\" {message}");
 
     public bool TryGet(string key, out JsonElement value)

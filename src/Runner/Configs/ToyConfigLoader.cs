@@ -91,20 +91,13 @@ public static class ToyConfigLoader
                 return value.EnumerateArray().Select((e, k) => (float)r.ToNumber(e, $"{key}[{k}]", InRange, range))
                     .ToArray();
             case JsonValueKind.Object:
-                var inner = new JsonObjectReader(value, $"{key}");
+                var inner = r.Nested(value, key);
                 var span = inner.Require("geomspace", "[start, stop]");
                 if (span.ValueKind != JsonValueKind.Array || span.GetArrayLength() != 2)
                     throw r.Error(key, $"geomspace must be [start, stop], found {JsonObjectReader.Describe(span)}");
                 var start = r.ToNumber(span[0], $"{key}.geomspace[0]", InRange, range);
                 var stop = r.ToNumber(span[1], $"{key}.geomspace[1]", InRange, range);
-                try
-                {
-                    inner.RejectUnknownKeys();
-                }
-                catch (ConfigException e)
-                {
-                    throw r.Error(key, e.Message.Replace($"{key}: ", ""));
-                }
+                inner.RejectUnknownKeys();
                 return Geomspace(start, stop, instances);
             default:
                 throw r.Error(key, $"must be {valid}, found {JsonObjectReader.Describe(value)}");

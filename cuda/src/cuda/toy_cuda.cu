@@ -230,8 +230,8 @@ int32_t toy_create(int32_t device, int32_t model, int64_t n, int64_t m, int64_t 
                                          "offers " + std::to_string(optin) + "; use backend cpu");
         if (instances > 0x7fffffff) invalid("n_instances exceeds the CUDA grid limit 2147483647");
 
-        auto toy = std::make_unique<ne_cuda_toy>();
-        *toy = ne_cuda_toy{};
+        // Owned by a guard until complete, so a failure part-way frees what was already allocated.
+        std::unique_ptr<ne_cuda_toy, void (*)(ne_cuda_toy*)> toy(new ne_cuda_toy{}, toy_destroy);
         toy->device = device;
         toy->model = model;
         toy->n = n;

@@ -41,6 +41,9 @@ inline void store(T* p, Chunk<T> v) {
     std::memcpy(p, &v, sizeof v);
 }
 
+// n rounded up to whole vector chunks.
+inline int64_t padded_features(int64_t n) { return (n + kWidth - 1) / kWidth * kWidth; }
+
 // out[s][k] = sum_i rows[s][i] * Wt[k][i] for the block's samples: a small GEMM along the feature axis.
 template <typename T>
 void block_times_W(const T* rows, const T* Wt, int64_t m, int64_t np, T* out) {
@@ -63,14 +66,14 @@ void block_times_W(const T* rows, const T* Wt, int64_t m, int64_t np, T* out) {
 
 template <typename T>
 void toy_workspace_prepare(ToyWorkspace<T>& workspace, int64_t n, int64_t m) {
-    workspace.resize((n + kWidth - 1) / kWidth * kWidth, m, kBlock);
+    workspace.resize(padded_features(n), m, kBlock);
 }
 
 template <typename T>
 T toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t batch, const T* W, const T* b,
                             const T* importance, const T* x, T* gW, T* gb, ToyWorkspace<T>& ws) {
     const bool relu = model == NE_TOY_RELU_OUTPUT;
-    const int64_t np = (n + kWidth - 1) / kWidth * kWidth;
+    const int64_t np = padded_features(n);
     toy_workspace_prepare(ws, n, m);  // no allocation when already sized
     T* Wt = ws.Wt.data();
     T* gWt = ws.gWt.data();
@@ -134,8 +137,9 @@ T toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t batch, 
                 }
                 const Chunk<T> pre = acc[s];
                 const Chunk<T> output = relu ? (pre > zero ? pre : zero) : pre;
-                const Chunk<T> weighted = importance_c * (output - load(X + s * np + c));
-                block_loss += weighted * (output - load(X + s * np + c));
+                const Chunk<T> diff = output - load(X + s * np + c);
+                const Chunk<T> weighted = importance_c * diff;
+                block_loss += weighted * diff;
                 const Chunk<T> d = scale * weighted;
                 store(D + s * np + c, relu ? (pre > zero ? d : zero) : d);
             }

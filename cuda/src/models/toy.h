@@ -31,8 +31,8 @@ public:
 std::unique_ptr<ToyBackend> make_cpu_toy(const ToyShape& shape, const std::vector<float>& importance,
                                          const std::vector<float>& probability);
 
-// Reference forward and backward for one instance over a batch x [batch][n], one sample at a time: returns the importance-weighted MSE
-// (mean over batch and features) and writes (=, not +=) its gradients gW [n][m], gb [n].
+// Reference forward and backward for one instance over a batch x [batch][n], one sample at a time: returns the
+// importance-weighted MSE (mean over batch and features) and writes (=, not +=) its gradients gW [n][m], gb [n].
 // Templated so the gradient check can run the very same code in double.
 template <typename T>
 T toy_loss_and_grad(int32_t model, int64_t n, int64_t m, int64_t batch, const T* W, const T* b,

@@ -91,10 +91,21 @@ NE_API ne_status ne_context_device_info(const ne_context* ctx, ne_device_info* o
 /* ---- toy models of superposition --------------------------------------------------------------------- */
 
 /* Must stay in sync with NativeEngine.Interop.ToyModelKind. */
+/* W is [n][m]: row i is feature i's direction in the m hidden dimensions; h are the hidden activations. */
 typedef enum ne_toy_model {
-    NE_TOY_LINEAR = 0,       /* x' = W^T W x + b */
-    NE_TOY_RELU_OUTPUT = 1   /* x' = ReLU(W^T W x + b) */
+    NE_TOY_LINEAR = 0,       /* h = W^T x, x' = W h + b */
+    NE_TOY_RELU_OUTPUT = 1,  /* h = W^T x, x' = ReLU(W h + b) */
+    NE_TOY_RELU_HIDDEN = 2,  /* h = ReLU(W^T x), x' = ReLU(W h + b): privileged basis, tied, no hidden bias */
+    NE_TOY_ABS_VALUE = 3     /* h = ReLU(W^T x), x' = ReLU(W_out h + b), untied; x ~ U[-1,1) when present,
+                                target |x| */
 } ne_toy_model;
+
+/* Must stay in sync with NativeEngine.Interop.FeatureSetKind. */
+typedef enum ne_feature_set_kind {
+    NE_FEATURES_INDEPENDENT = 0,   /* each feature fires on its own draw (no set) */
+    NE_FEATURES_CORRELATED = 1,    /* the set's features fire together: one shared draw */
+    NE_FEATURES_ANTICORRELATED = 2 /* when the set is on, exactly one member, chosen uniformly, fires */
+} ne_feature_set_kind;
 
 typedef enum ne_optimizer {
     NE_OPTIMIZER_ADAMW = 0,  /* decoupled weight decay (PyTorch AdamW) */
@@ -121,22 +132,40 @@ typedef struct ne_toy ne_toy;
 
 NE_API size_t ne_toy_config_size(void);
 /* importance, feature_probability: [n_instances][n_features], row-major; counts must equal I*n.
- * Parameters start at the xavier-normal init over the (instances, n, m) tensor, b = 0. */
+ * Parameters start at the xavier-normal init over the (instances, n, m) tensor (W, and W_out for untied
+ * models, from disjoint random streams), b = 0.
+ * Training minimises the importance-weighted MSE (mean over batch and features) plus, per instance, the L1
+ * penalty l1 * mean over the batch of ||h||_1 (0 unless set with ne_toy_set_l1). */
 NE_API ne_status ne_toy_create(ne_context* ctx, const ne_toy_config* config,
                                const float* importance, int64_t importance_count,
                                const float* feature_probability, int64_t probability_count,
                                ne_toy** out);
 NE_API ne_status ne_toy_destroy(ne_toy* toy);
+/* The L1 coefficient of each instance, l1: [n_instances], finite and >= 0. Takes effect from the next step. */
+NE_API ne_status ne_toy_set_l1(ne_toy* toy, const float* l1, int64_t l1_count);
+/* Groups features into sets. set_of_feature: [n_features], the set index of each feature or -1 for none;
+ * set_kind: [set_count], an ne_feature_set_kind other than independent. Each set needs at least 2 members,
+ * all with the same feature probability in every instance: the set is on with that probability. Changes
+ * the data stream from the next step (and what ne_toy_sample_batch returns). */
+NE_API ne_status ne_toy_set_feature_sets(ne_toy* toy, const int32_t* set_of_feature, int64_t feature_count,
+                                         const int32_t* set_kind, int64_t set_count);
 /* Runs `steps` optimizer steps (data generation, forward, backward, update) on the model's backend. */
 NE_API ne_status ne_toy_train(ne_toy* toy, int64_t steps);
 NE_API ne_status ne_toy_steps_done(const ne_toy* toy, int64_t* out);
-/* Mean loss per instance over `batches` fresh batches drawn from a stream disjoint from training's; no
- * update. loss: [n_instances]. */
-NE_API ne_status ne_toy_evaluate(ne_toy* toy, int64_t batches, float* loss, int64_t loss_count);
-/* W: [n_instances][n_features][n_hidden] (row i is feature i's direction); b: [n_instances][n_features]. */
-NE_API ne_status ne_toy_get_params(const ne_toy* toy, float* W, int64_t w_count, float* b, int64_t b_count);
-/* Replaces the parameters; the optimizer state is reset. */
-NE_API ne_status ne_toy_set_params(ne_toy* toy, const float* W, int64_t w_count, const float* b, int64_t b_count);
+/* Means per instance over `batches` fresh batches drawn from a stream disjoint from training's; no update.
+ * loss: [n_instances], the importance-weighted MSE alone, so models trained with different l1 compare on
+ * the task; penalty: [n_instances], the L1 term (count 0 to skip it). Their sum is what training
+ * minimises. */
+NE_API ne_status ne_toy_evaluate(ne_toy* toy, int64_t batches, float* loss, int64_t loss_count, float* penalty,
+                                 int64_t penalty_count);
+/* W: [n_instances][n_features][n_hidden] (row i is feature i's direction); b: [n_instances][n_features].
+ * W_out: same shape, row i the weights from the hidden layer to output i; untied models (abs_value) only,
+ * count 0 for the others (the pointer is then ignored). */
+NE_API ne_status ne_toy_get_params(const ne_toy* toy, float* W, int64_t w_count, float* W_out, int64_t w_out_count,
+                                   float* b, int64_t b_count);
+/* Replaces the parameters (W_out as in ne_toy_get_params); the optimizer state is reset. */
+NE_API ne_status ne_toy_set_params(ne_toy* toy, const float* W, int64_t w_count, const float* W_out,
+                                   int64_t w_out_count, const float* b, int64_t b_count);
 /* The batch training draws at `step` for one instance: x [batch_size][n_features]. Lets callers check the
  * data stream (identical on every backend). */
 NE_API ne_status ne_toy_sample_batch(const ne_toy* toy, int64_t step, int64_t instance, float* x, int64_t x_count);

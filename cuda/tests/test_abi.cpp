@@ -75,12 +75,34 @@ int main() {
     int64_t steps = 0;
     CHECK(ne_toy_steps_done(toy, &steps) == NE_OK && steps == 3);
     std::vector<float> W(20), b(10), loss(2);
-    CHECK(ne_toy_get_params(toy, W.data(), 19, b.data(), 10) == NE_ERR_INVALID_ARGUMENT);
+    CHECK(ne_toy_get_params(toy, W.data(), 19, nullptr, 0, b.data(), 10) == NE_ERR_INVALID_ARGUMENT);
     CHECK(mentions("W has room for 19"));
-    CHECK(ne_toy_get_params(toy, W.data(), 20, b.data(), 10) == NE_OK);
-    CHECK(ne_toy_evaluate(toy, 0, loss.data(), 2) == NE_ERR_INVALID_ARGUMENT);
-    CHECK(ne_toy_evaluate(toy, 2, loss.data(), 2) == NE_OK);
+    CHECK(ne_toy_get_params(toy, W.data(), 20, W.data(), 20, b.data(), 10) == NE_ERR_INVALID_ARGUMENT);
+    CHECK(mentions("this model is tied"));
+    CHECK(ne_toy_get_params(toy, W.data(), 20, nullptr, 0, b.data(), 10) == NE_OK);
+    CHECK(ne_toy_evaluate(toy, 0, loss.data(), 2, nullptr, 0) == NE_ERR_INVALID_ARGUMENT);
+    std::vector<float> penalty(2, -1.0f);
+    CHECK(ne_toy_evaluate(toy, 2, loss.data(), 2, penalty.data(), 2) == NE_OK);
     CHECK(loss[0] > 0.0f && loss[1] > 0.0f);
+    CHECK(penalty[0] == 0.0f && penalty[1] == 0.0f);  // no L1 set
+    const float l1_bad[2] = {0.1f, -1.0f};
+    CHECK(ne_toy_set_l1(toy, l1_bad, 2) == NE_ERR_INVALID_ARGUMENT);
+    CHECK(mentions("l1[1] is -1"));
+    const float l1[2] = {0.0f, 0.5f};
+    CHECK(ne_toy_set_l1(toy, l1, 2) == NE_OK);
+    CHECK(ne_toy_evaluate(toy, 2, loss.data(), 2, penalty.data(), 2) == NE_OK);
+    CHECK(penalty[0] == 0.0f && penalty[1] > 0.0f);
+    // Feature sets: a lone member, an unknown kind and an out-of-range index are refused with their names.
+    const int32_t lone[5] = {0, -1, -1, -1, -1}, kinds[1] = {NE_FEATURES_CORRELATED};
+    CHECK(ne_toy_set_feature_sets(toy, lone, 5, kinds, 1) == NE_ERR_INVALID_ARGUMENT);
+    CHECK(mentions("feature set 0 has 1 member"));
+    const int32_t pair[5] = {0, 0, -1, -1, -1}, bad_kind[1] = {7};
+    CHECK(ne_toy_set_feature_sets(toy, pair, 5, bad_kind, 1) == NE_ERR_INVALID_ARGUMENT);
+    CHECK(mentions("set_kind[0] is 7"));
+    const int32_t out_of_range[5] = {0, 0, 3, -1, -1};
+    CHECK(ne_toy_set_feature_sets(toy, out_of_range, 5, kinds, 1) == NE_ERR_INVALID_ARGUMENT);
+    CHECK(mentions("set_of_feature[2] is 3"));
+    CHECK(ne_toy_set_feature_sets(toy, pair, 5, kinds, 1) == NE_OK);
     CHECK(ne_toy_sample_batch(toy, 0, 2, W.data(), 80) == NE_ERR_INVALID_ARGUMENT);
     CHECK(mentions("instance is 2"));
     CHECK(ne_toy_destroy(toy) == NE_OK);

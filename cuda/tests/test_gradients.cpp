@@ -1,6 +1,8 @@
-// Finite-difference check of every gradient of the toy models' loss (W and b, each model kind), in double,
-// through both CPU implementations (the per-sample reference and the blocked kernel the backend trains with;
-// both are templates); then the blocked kernel against the reference in float on fresh random inputs.
+// Finite-difference check of every gradient of the toy models' objective (W, W_out, b; every model kind, with
+// and without the L1 penalty), in double, through both CPU implementations (the per-sample reference and the
+// blocked kernel the backend trains with; both are templates); then the blocked kernel against the reference
+// in float on fresh random inputs.
+#include <cmath>
 #include <cstdio>
 #include <random>
 #include <tuple>
@@ -12,35 +14,50 @@
 
 using namespace ne;
 
-using LossAndGrad = double (*)(int32_t, int64_t, int64_t, int64_t, const double*, const double*, const double*,
-                               const double*, double*, double*);
+using LossAndGrad = ToyLoss (*)(int32_t, int64_t, int64_t, int64_t, ToyParams<double>, const double*, double,
+                                const double*, ToyGrads<double>);
 
-static double blocked_double(int32_t model, int64_t n, int64_t m, int64_t batch, const double* W, const double* b,
-                             const double* importance, const double* x, double* gW, double* gb) {
+static ToyLoss blocked_double(int32_t model, int64_t n, int64_t m, int64_t batch, ToyParams<double> params,
+                              const double* importance, double l1, const double* x, ToyGrads<double> grads) {
     static ToyWorkspace<double> workspace;
-    return toy_loss_and_grad_blocked<double>(model, n, m, batch, W, b, importance, x, gW, gb, workspace);
+    return toy_loss_and_grad_blocked<double>(model, n, m, batch, params, importance, l1, x, grads, workspace);
+}
+
+// Inputs as the data stream makes them: U[0,1) (or U[-1,1) for signed models) with probability `density`.
+template <typename T, class Rng>
+static std::vector<T> sparse_inputs(int32_t model, int64_t count, double density, Rng& rng) {
+    std::uniform_real_distribution<double> uniform(0.0, 1.0);
+    std::vector<T> x(count);
+    for (auto& v : x) {
+        const double value = toy_signed_inputs(model) ? 2.0 * uniform(rng) - 1.0 : uniform(rng);
+        v = static_cast<T>(uniform(rng) < density ? value : 0.0);
+    }
+    return x;
 }
 
 static void check_model(LossAndGrad loss_and_grad, int32_t model, const char* name, int64_t n, int64_t m,
-                        int64_t batch, double density) {
+                        int64_t batch, double density, double l1) {
     std::mt19937_64 rng(42 + model);
     std::normal_distribution<double> normal(0.0, 0.4);
-    std::uniform_real_distribution<double> uniform(0.0, 1.0);
-    std::vector<double> W(n * m), b(n), importance(n), x(batch * n);
+    const bool untied = toy_untied(model);
+    std::vector<double> W(n * m), W_out(untied ? n * m : 0), b(n), importance(n);
     for (auto& w : W) w = normal(rng);
+    for (auto& w : W_out) w = normal(rng);
     for (auto& v : b) v = normal(rng) * 0.3;
     for (int64_t i = 0; i < n; ++i) importance[i] = std::pow(0.9, static_cast<double>(i));
-    for (auto& v : x) v = uniform(rng) < density ? uniform(rng) : 0.0;
+    const std::vector<double> x = sparse_inputs<double>(model, batch * n, density, rng);
 
-    std::vector<double> gW(n * m), gb(n), scratchW(n * m), scratchb(n);
-    loss_and_grad(model, n, m, batch, W.data(), b.data(), importance.data(), x.data(), gW.data(), gb.data());
+    std::vector<double> gW(n * m), gW_out(W_out.size()), gb(n), sW(n * m), sW_out(W_out.size()), sb(n);
+    auto params = [&] { return ToyParams<double>{W.data(), untied ? W_out.data() : nullptr, b.data()}; };
+    loss_and_grad(model, n, m, batch, params(), importance.data(), l1, x.data(),
+                  ToyGrads<double>{gW.data(), untied ? gW_out.data() : nullptr, gb.data()});
     auto loss_at = [&](std::vector<double>& param, int64_t j, double delta) {
         const double saved = param[j];
         param[j] = saved + delta;
-        const double loss = loss_and_grad(model, n, m, batch, W.data(), b.data(), importance.data(), x.data(),
-                                          scratchW.data(), scratchb.data());
+        const ToyLoss loss = loss_and_grad(model, n, m, batch, params(), importance.data(), l1, x.data(),
+                                           ToyGrads<double>{sW.data(), untied ? sW_out.data() : nullptr, sb.data()});
         param[j] = saved;
-        return loss;
+        return loss.total();
     };
     const double h = 1e-6;
     double worst = 0.0;
@@ -59,36 +76,46 @@ static void check_model(LossAndGrad loss_and_grad, int32_t model, const char* na
         }
     };
     check_param(W, gW, "W");
+    if (untied) check_param(W_out, gW_out, "W_out");
     check_param(b, gb, "b");
-    std::printf("%s: %d gradients checked, worst relative error %.2e\n", name, checked, worst);
+    std::printf("%s (l1 %.2f): %d gradients checked, worst relative error %.2e\n", name, l1, checked, worst);
 }
 
 // The blocked float kernel equals the reference within float rounding, on shapes that exercise every remainder
 // (n not a multiple of the vector width, batch not a multiple of the block, sparse and dense inputs).
-static void blocked_matches_reference(int32_t model, int64_t n, int64_t m, int64_t batch, double density,
+static void blocked_matches_reference(int32_t model, int64_t n, int64_t m, int64_t batch, double density, float l1,
                                       uint64_t seed) {
     std::mt19937_64 rng(seed);
     std::normal_distribution<float> normal(0.0f, 0.3f);
     std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
-    std::vector<float> W(n * m), b(n), importance(n), x(batch * n);
+    const bool untied = toy_untied(model);
+    std::vector<float> W(n * m), W_out(untied ? n * m : 0), b(n), importance(n);
     for (auto& w : W) w = normal(rng);
+    for (auto& w : W_out) w = normal(rng);
     for (auto& v : b) v = normal(rng) * 0.2f;
     for (auto& v : importance) v = uniform(rng);
-    for (auto& v : x) v = uniform(rng) < density ? uniform(rng) : 0.0f;
-    std::vector<float> gW_ref(n * m), gb_ref(n), gW(n * m, 123.0f), gb(n, 123.0f);
+    const std::vector<float> x = sparse_inputs<float>(model, batch * n, density, rng);
+    std::vector<float> gW_ref(n * m), gW_out_ref(W_out.size()), gb_ref(n);
+    std::vector<float> gW(n * m, 123.0f), gW_out(W_out.size(), 123.0f), gb(n, 123.0f);
+    const ToyParams<float> params{W.data(), untied ? W_out.data() : nullptr, b.data()};
     ToyWorkspace<float> workspace;
-    const float loss_ref = toy_loss_and_grad<float>(model, n, m, batch, W.data(), b.data(), importance.data(),
-                                                    x.data(), gW_ref.data(), gb_ref.data());
-    const float loss = toy_loss_and_grad_blocked<float>(model, n, m, batch, W.data(), b.data(), importance.data(),
-                                                        x.data(), gW.data(), gb.data(), workspace);
-    CHECK(ne_test::close(loss, loss_ref, 1e-7, 1e-5));
+    const ToyLoss loss_ref = toy_loss_and_grad<float>(
+        model, n, m, batch, params, importance.data(), l1, x.data(),
+        ToyGrads<float>{gW_ref.data(), untied ? gW_out_ref.data() : nullptr, gb_ref.data()});
+    const ToyLoss loss = toy_loss_and_grad_blocked<float>(
+        model, n, m, batch, params, importance.data(), l1, x.data(),
+        ToyGrads<float>{gW.data(), untied ? gW_out.data() : nullptr, gb.data()}, workspace);
+    CHECK(ne_test::close(loss.task, loss_ref.task, 1e-7, 1e-5));
+    CHECK(ne_test::close(loss.penalty, loss_ref.penalty, 1e-7, 1e-5));
     double scale = 0.0;
     for (float g : gW_ref) scale = std::max(scale, static_cast<double>(std::fabs(g)));
     int bad = 0;
     for (int64_t j = 0; j < n * m; ++j) bad += !ne_test::close(gW[j], gW_ref[j], 1e-5 * scale, 1e-3);
+    for (size_t j = 0; j < gW_out.size(); ++j) bad += !ne_test::close(gW_out[j], gW_out_ref[j], 1e-5 * scale, 1e-3);
     for (int64_t j = 0; j < n; ++j) bad += !ne_test::close(gb[j], gb_ref[j], 1e-5 * scale, 1e-3);
-    if (bad) std::printf("blocked vs reference n=%lld m=%lld batch=%lld: %d mismatches\n", static_cast<long long>(n),
-                         static_cast<long long>(m), static_cast<long long>(batch), bad);
+    if (bad)
+        std::printf("blocked vs reference model %d n=%lld m=%lld batch=%lld l1=%g: %d mismatches\n", model,
+                    static_cast<long long>(n), static_cast<long long>(m), static_cast<long long>(batch), l1, bad);
     CHECK(bad == 0);
 }
 
@@ -96,15 +123,22 @@ int main() {
     for (auto [fn, label] : {std::pair<LossAndGrad, const char*>{toy_loss_and_grad<double>, "reference"},
                              std::pair<LossAndGrad, const char*>{blocked_double, "blocked"}}) {
         std::printf("-- %s\n", label);
-        check_model(fn, NE_TOY_LINEAR, "linear", 7, 3, 16, 0.5);
-        check_model(fn, NE_TOY_RELU_OUTPUT, "relu_output", 7, 3, 13, 0.5);
-        check_model(fn, NE_TOY_RELU_OUTPUT, "relu_output dense", 5, 2, 8, 1.0);
-        check_model(fn, NE_TOY_RELU_OUTPUT, "relu_output sparse", 20, 5, 64, 0.05);
+        for (double l1 : {0.0, 0.3}) {
+            check_model(fn, NE_TOY_LINEAR, "linear", 7, 3, 16, 0.5, l1);
+            check_model(fn, NE_TOY_RELU_OUTPUT, "relu_output", 7, 3, 13, 0.5, l1);
+            check_model(fn, NE_TOY_RELU_OUTPUT, "relu_output dense", 5, 2, 8, 1.0, l1);
+            check_model(fn, NE_TOY_RELU_OUTPUT, "relu_output sparse", 20, 5, 64, 0.05, l1);
+            check_model(fn, NE_TOY_RELU_HIDDEN, "relu_hidden", 10, 5, 16, 0.5, l1);
+            check_model(fn, NE_TOY_RELU_HIDDEN, "relu_hidden odd", 7, 3, 13, 0.3, l1);
+            check_model(fn, NE_TOY_ABS_VALUE, "abs_value", 3, 6, 16, 0.7, l1);
+            check_model(fn, NE_TOY_ABS_VALUE, "abs_value wide", 9, 4, 11, 0.4, l1);
+        }
     }
     uint64_t seed = 1;
-    for (int32_t model : {NE_TOY_LINEAR, NE_TOY_RELU_OUTPUT})
+    for (int32_t model : {NE_TOY_LINEAR, NE_TOY_RELU_OUTPUT, NE_TOY_RELU_HIDDEN, NE_TOY_ABS_VALUE})
         for (auto [n, m, batch] : {std::tuple<int64_t, int64_t, int64_t>{5, 2, 1024}, {100, 20, 1024}, {17, 3, 7},
-                                   {1, 1, 3}, {200, 20, 130}, {64, 40, 33}})
-            for (double density : {1.0, 0.1, 0.01}) blocked_matches_reference(model, n, m, batch, density, seed++);
+                                   {1, 1, 3}, {200, 20, 130}, {64, 40, 33}, {3, 6, 50}})
+            for (double density : {1.0, 0.1, 0.01})
+                for (float l1 : {0.0f, 0.05f}) blocked_matches_reference(model, n, m, batch, density, l1, seed++);
     return ne_test::finish("test_gradients");
 }

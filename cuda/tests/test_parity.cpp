@@ -1,5 +1,6 @@
 // CUDA against CPU through the C ABI: the same config and seed, one step (gradient-level agreement) and a whole
-// short run (several launches of many steps each), compared parameter by parameter.
+// short run (several launches of many steps each), compared parameter by parameter, for every model kind, with
+// the L1 penalty and with feature sets.
 #include <algorithm>
 #include <cstdio>
 #include <string>
@@ -11,11 +12,18 @@
 namespace {
 
 struct Run {
-    std::vector<float> W, b, loss;
+    std::vector<float> W, W_out, b, loss, penalty;
+};
+
+// Optional data settings applied after creation: per-instance L1 and feature sets.
+struct Extras {
+    std::vector<float> l1;                 // [instances] or empty
+    std::vector<int32_t> set_of_feature;   // [n] or empty
+    std::vector<int32_t> set_kind;
 };
 
 Run train(ne_context* ctx, const ne_toy_config& config, const std::vector<float>& importance,
-          const std::vector<float>& probability, const std::vector<int64_t>& chunks) {
+          const std::vector<float>& probability, const Extras& extras, const std::vector<int64_t>& chunks) {
     ne_toy* toy = nullptr;
     const int64_t per = config.n_instances * config.n_features;
     if (ne_toy_create(ctx, &config, importance.data(), per, probability.data(), per, &toy) != NE_OK) {
@@ -23,11 +31,17 @@ Run train(ne_context* ctx, const ne_toy_config& config, const std::vector<float>
         CHECK(false);
         return {};
     }
+    if (!extras.l1.empty()) CHECK(ne_toy_set_l1(toy, extras.l1.data(), extras.l1.size()) == NE_OK);
+    if (!extras.set_of_feature.empty())
+        CHECK(ne_toy_set_feature_sets(toy, extras.set_of_feature.data(), extras.set_of_feature.size(),
+                                      extras.set_kind.data(), extras.set_kind.size()) == NE_OK);
     for (int64_t steps : chunks) CHECK(ne_toy_train(toy, steps) == NE_OK);
-    Run run{std::vector<float>(per * config.n_hidden), std::vector<float>(per),
-            std::vector<float>(config.n_instances)};
-    CHECK(ne_toy_get_params(toy, run.W.data(), run.W.size(), run.b.data(), run.b.size()) == NE_OK);
-    CHECK(ne_toy_evaluate(toy, 4, run.loss.data(), run.loss.size()) == NE_OK);
+    const bool untied = config.model == NE_TOY_ABS_VALUE;
+    Run run{std::vector<float>(per * config.n_hidden), std::vector<float>(untied ? per * config.n_hidden : 0),
+            std::vector<float>(per), std::vector<float>(config.n_instances), std::vector<float>(config.n_instances)};
+    CHECK(ne_toy_get_params(toy, run.W.data(), run.W.size(), untied ? run.W_out.data() : nullptr, run.W_out.size(),
+                            run.b.data(), run.b.size()) == NE_OK);
+    CHECK(ne_toy_evaluate(toy, 4, run.loss.data(), run.loss.size(), run.penalty.data(), run.penalty.size()) == NE_OK);
     ne_toy_destroy(toy);
     return run;
 }
@@ -47,7 +61,7 @@ double compare(const char* what, const std::vector<float>& cpu, const std::vecto
 }
 
 void parity(ne_context* cpu, ne_context* cuda, int32_t model, int64_t n, int64_t m, int64_t instances,
-            int64_t batch) {
+            int64_t batch, const Extras& extras = {}) {
     ne_toy_config config{};
     config.model = model;
     config.optimizer = NE_OPTIMIZER_ADAMW;
@@ -70,33 +84,38 @@ void parity(ne_context* cpu, ne_context* cuda, int32_t model, int64_t n, int64_t
             importance[k * n + i] = std::pow(0.9f, static_cast<float>(i));
             probability[k * n + i] = std::pow(0.05f, static_cast<float>(k) / std::max<int64_t>(1, instances - 1));
         }
+    const std::string label = "model " + std::to_string(model) + " n=" + std::to_string(n) + " m=" +
+                              std::to_string(m) + (extras.l1.empty() ? "" : " l1") +
+                              (extras.set_of_feature.empty() ? "" : " sets");
     // One step: both backends start from the same init and draw the same batch, so they differ only by
     // float summation order.
     {
-        const Run a = train(cpu, config, importance, probability, {1});
-        const Run b = train(cuda, config, importance, probability, {1});
+        const Run a = train(cpu, config, importance, probability, extras, {1});
+        const Run b = train(cuda, config, importance, probability, extras, {1});
         const double w = compare("W after 1 step", a.W, b.W, 1e-6, 1e-5);
+        compare("W_out after 1 step", a.W_out, b.W_out, 1e-6, 1e-5);
         compare("b after 1 step", a.b, b.b, 1e-6, 1e-5);
         compare("evaluation loss", a.loss, b.loss, 1e-7, 1e-4);
-        std::printf("model %d n=%lld m=%lld: 1 step, max |W_cpu - W_cuda| = %.2e\n", model,
-                    static_cast<long long>(n), static_cast<long long>(m), w);
+        compare("evaluation penalty", a.penalty, b.penalty, 1e-7, 1e-4);
+        std::printf("%s: 1 step, max |W_cpu - W_cuda| = %.2e\n", label.c_str(), w);
     }
     // A short run in uneven launches on CUDA against one call on CPU.
     {
-        const Run a = train(cpu, config, importance, probability, {300});
-        const Run b = train(cuda, config, importance, probability, {1, 57, 242});
+        const Run a = train(cpu, config, importance, probability, extras, {300});
+        const Run b = train(cuda, config, importance, probability, extras, {1, 57, 242});
         const double w = compare("W after 300 steps", a.W, b.W, 2e-3, 1e-2);
+        compare("W_out after 300 steps", a.W_out, b.W_out, 2e-3, 1e-2);
         compare("b after 300 steps", a.b, b.b, 2e-3, 1e-2);
         compare("evaluation loss after 300 steps", a.loss, b.loss, 1e-5, 1e-2);
-        std::printf("model %d n=%lld m=%lld: 300 steps, max |W_cpu - W_cuda| = %.2e\n", model,
-                    static_cast<long long>(n), static_cast<long long>(m), w);
+        compare("evaluation penalty after 300 steps", a.penalty, b.penalty, 1e-5, 1e-2);
+        std::printf("%s: 300 steps, max |W_cpu - W_cuda| = %.2e\n", label.c_str(), w);
     }
     // The notebook's optimizer settings (eps = 1e-8): trajectories may part by a few lr, so compare what they
     // reach, the evaluation loss per instance.
     {
         config.eps = 1e-8f;
-        const Run a = train(cpu, config, importance, probability, {300});
-        const Run b = train(cuda, config, importance, probability, {300});
+        const Run a = train(cpu, config, importance, probability, extras, {300});
+        const Run b = train(cuda, config, importance, probability, extras, {300});
         compare("evaluation loss after 300 steps at eps 1e-8", a.loss, b.loss, 1e-5, 3e-2);
     }
 }
@@ -115,6 +134,16 @@ int main() {
     parity(cpu, cuda, NE_TOY_LINEAR, 5, 2, 4, 256);
     parity(cpu, cuda, NE_TOY_RELU_OUTPUT, 100, 20, 20, 1024);
     parity(cpu, cuda, NE_TOY_RELU_OUTPUT, 7, 3, 3, 100);  // odd n, batch not a multiple of the tile
+    parity(cpu, cuda, NE_TOY_RELU_HIDDEN, 10, 5, 6, 512);
+    parity(cpu, cuda, NE_TOY_ABS_VALUE, 3, 6, 4, 300);
+    parity(cpu, cuda, NE_TOY_ABS_VALUE, 20, 7, 3, 128);
+    // L1 on every kind (linear and relu_output penalise |W^T x|, the others ReLU(W^T x)).
+    for (int32_t model : {NE_TOY_LINEAR, NE_TOY_RELU_OUTPUT, NE_TOY_RELU_HIDDEN, NE_TOY_ABS_VALUE})
+        parity(cpu, cuda, model, 8, 4, 3, 256, Extras{{0.0f, 0.01f, 0.1f}, {}, {}});
+    // Feature sets: a correlated triple and an anticorrelated pair, on the two input kinds.
+    const Extras sets{{}, {0, 0, 0, 1, 1, -1, -1, -1, -1}, {NE_FEATURES_CORRELATED, NE_FEATURES_ANTICORRELATED}};
+    parity(cpu, cuda, NE_TOY_RELU_OUTPUT, 9, 3, 4, 256, sets);
+    parity(cpu, cuda, NE_TOY_ABS_VALUE, 9, 3, 4, 256, sets);
     ne_context_destroy(cpu);
     ne_context_destroy(cuda);
     return ne_test::finish("test_parity");

@@ -32,7 +32,7 @@ int main() {
     std::vector<double> nonzero(5, 0.0), sum(5, 0.0);
     const int steps = 20;
     for (int step = 0; step < steps; ++step) {
-        toy_generate_batch(shape, p, Stream::kTrain, step, 1, x.data());
+        toy_generate_batch(shape, p, nullptr, Stream::kTrain, step, 1, x.data());
         for (int64_t t = 0; t < shape.batch; ++t)
             for (int i = 0; i < 5; ++i) {
                 const float v = x[t * 5 + i];
@@ -58,9 +58,9 @@ int main() {
     }
     // Streams are disjoint: train and evaluate batches at the same index differ; steps differ.
     std::vector<float> a(x.size()), b(x.size()), c(x.size());
-    toy_generate_batch(shape, p, Stream::kTrain, 3, 0, a.data());
-    toy_generate_batch(shape, p, Stream::kEvaluate, 3, 0, b.data());
-    toy_generate_batch(shape, p, Stream::kTrain, 4, 0, c.data());
+    toy_generate_batch(shape, p, nullptr, Stream::kTrain, 3, 0, a.data());
+    toy_generate_batch(shape, p, nullptr, Stream::kEvaluate, 3, 0, b.data());
+    toy_generate_batch(shape, p, nullptr, Stream::kTrain, 4, 0, c.data());
     CHECK(a != b);
     CHECK(a != c);
     return ne_test::finish("test_philox");

@@ -102,16 +102,36 @@ NE_API ne_status ne_toy_steps_done(const ne_toy* toy, int64_t* out) {
     return ne::guarded(__func__, [&] { deref(out, "out") = deref(toy, "toy").model.steps_done(); });
 }
 
-NE_API ne_status ne_toy_evaluate(ne_toy* toy, int64_t batches, float* loss, int64_t loss_count) {
-    return ne::guarded(__func__, [&] { deref(toy, "toy").model.evaluate(batches, loss, loss_count); });
+NE_API ne_status ne_toy_set_l1(ne_toy* toy, const float* l1, int64_t l1_count) {
+    return ne::guarded(__func__, [&] { deref(toy, "toy").model.set_l1(l1, l1_count); });
 }
 
-NE_API ne_status ne_toy_get_params(const ne_toy* toy, float* W, int64_t w_count, float* b, int64_t b_count) {
-    return ne::guarded(__func__, [&] { deref(toy, "toy").model.get_params(W, w_count, b, b_count); });
+NE_API ne_status ne_toy_set_feature_sets(ne_toy* toy, const int32_t* set_of_feature, int64_t feature_count,
+                                         const int32_t* set_kind, int64_t set_count) {
+    return ne::guarded(__func__, [&] {
+        deref(toy, "toy").model.set_feature_sets(set_of_feature, feature_count, set_kind, set_count);
+    });
 }
 
-NE_API ne_status ne_toy_set_params(ne_toy* toy, const float* W, int64_t w_count, const float* b, int64_t b_count) {
-    return ne::guarded(__func__, [&] { deref(toy, "toy").model.set_params(W, w_count, b, b_count); });
+NE_API ne_status ne_toy_evaluate(ne_toy* toy, int64_t batches, float* loss, int64_t loss_count, float* penalty,
+                                 int64_t penalty_count) {
+    return ne::guarded(__func__, [&] {
+        deref(toy, "toy").model.evaluate(batches, loss, loss_count, penalty, penalty_count);
+    });
+}
+
+NE_API ne_status ne_toy_get_params(const ne_toy* toy, float* W, int64_t w_count, float* W_out, int64_t w_out_count,
+                                   float* b, int64_t b_count) {
+    return ne::guarded(__func__, [&] {
+        deref(toy, "toy").model.get_params(W, w_count, W_out, w_out_count, b, b_count);
+    });
+}
+
+NE_API ne_status ne_toy_set_params(ne_toy* toy, const float* W, int64_t w_count, const float* W_out,
+                                   int64_t w_out_count, const float* b, int64_t b_count) {
+    return ne::guarded(__func__, [&] {
+        deref(toy, "toy").model.set_params(W, w_count, W_out, w_out_count, b, b_count);
+    });
 }
 
 NE_API ne_status ne_toy_sample_batch(const ne_toy* toy, int64_t step, int64_t instance, float* x, int64_t x_count) {

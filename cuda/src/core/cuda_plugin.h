@@ -8,7 +8,7 @@
 #include "models/toy_common.h"
 #include "nativeengine.h"
 
-#define NE_CUDA_PLUGIN_ABI 1
+#define NE_CUDA_PLUGIN_ABI 2
 
 extern "C" {
 
@@ -19,16 +19,22 @@ typedef struct ne_cuda_plugin {
     int32_t (*device_count)(int32_t* count, char* err, size_t err_size);
     int32_t (*device_info)(int32_t device, ne_device_info* info, char* err, size_t err_size);
 
-    // shape as in ne_toy_config; importance, probability: [instances][n] host arrays, copied.
+    // Shape as in ne_toy_config. The model has no data until toy_set_data.
     int32_t (*toy_create)(int32_t device, int32_t model, int64_t n, int64_t m, int64_t instances, int64_t batch,
-                          uint64_t seed, const float* importance, const float* probability, ne_cuda_toy** out,
-                          char* err, size_t err_size);
+                          uint64_t seed, ne_cuda_toy** out, char* err, size_t err_size);
     void (*toy_destroy)(ne_cuda_toy* toy);
+    // Host arrays, copied: importance, probability [instances][n], l1 [instances], rules [n] or null.
+    int32_t (*toy_set_data)(ne_cuda_toy* toy, const float* importance, const float* probability, const float* l1,
+                            const ne::FeatureRule* rules, char* err, size_t err_size);
     int32_t (*toy_train)(ne_cuda_toy* toy, int64_t first_step, const ne::AdamStep* adam, int64_t steps, char* err,
                          size_t err_size);
-    int32_t (*toy_evaluate)(ne_cuda_toy* toy, int64_t batches, float* loss, char* err, size_t err_size);
-    int32_t (*toy_get_params)(ne_cuda_toy* toy, float* W, float* b, char* err, size_t err_size);
-    int32_t (*toy_set_params)(ne_cuda_toy* toy, const float* W, const float* b, char* err, size_t err_size);
+    // loss, penalty: [instances].
+    int32_t (*toy_evaluate)(ne_cuda_toy* toy, int64_t batches, float* loss, float* penalty, char* err,
+                            size_t err_size);
+    // W, W_out [instances][n][m] (W_out null for tied models), b [instances][n].
+    int32_t (*toy_get_params)(ne_cuda_toy* toy, float* W, float* W_out, float* b, char* err, size_t err_size);
+    int32_t (*toy_set_params)(ne_cuda_toy* toy, const float* W, const float* W_out, const float* b, char* err,
+                              size_t err_size);
 } ne_cuda_plugin;
 
 // The one symbol the plugin exports.

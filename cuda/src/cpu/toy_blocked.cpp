@@ -4,6 +4,7 @@
 // of kBlock so each Wt row loaded from cache serves several samples. Padded features have zero importance
 // and zero weights, so they contribute nothing.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "models/toy.h"
@@ -70,33 +71,37 @@ void toy_workspace_prepare(ToyWorkspace<T>& workspace, int64_t n, int64_t m) {
 }
 
 template <typename T>
-T toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t batch, const T* W, const T* b,
-                            const T* importance, const T* x, T* gW, T* gb, ToyWorkspace<T>& ws) {
-    const bool relu = model == NE_TOY_RELU_OUTPUT;
+ToyLoss toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t batch, ToyParams<T> p,
+                                  const T* importance, T l1, const T* x, ToyGrads<T> g, ToyWorkspace<T>& ws) {
+    const bool hidden_relu = toy_hidden_relu(model), output_relu = toy_output_relu(model);
+    const bool signed_inputs = toy_signed_inputs(model), untied = toy_untied(model);
     const int64_t np = padded_features(n);
     toy_workspace_prepare(ws, n, m);  // no allocation when already sized
     T* Wt = ws.Wt.data();
     T* gWt = ws.gWt.data();
+    // Tied models decode with W itself and collect both gradient terms in gWt.
+    T* Wot = untied ? ws.Wot.data() : Wt;
+    T* gWot = untied ? ws.gWot.data() : gWt;
     T* bp = ws.b.data();
     T* ip = ws.importance.data();
     T* X = ws.x.data();
     T* D = ws.d.data();
     T* H = ws.h.data();
     T* G = ws.g.data();
-    std::fill(ws.Wt.begin(), ws.Wt.end(), T(0));
-    std::fill(ws.gWt.begin(), ws.gWt.end(), T(0));
-    std::fill(ws.b.begin(), ws.b.end(), T(0));
-    std::fill(ws.importance.begin(), ws.importance.end(), T(0));
+    for (auto* v : {&ws.Wt, &ws.Wot, &ws.gWt, &ws.gWot, &ws.b, &ws.gb, &ws.importance})
+        std::fill(v->begin(), v->end(), T(0));
     for (int64_t i = 0; i < n; ++i) {
-        for (int64_t k = 0; k < m; ++k) Wt[k * np + i] = W[i * m + k];
-        bp[i] = b[i];
+        for (int64_t k = 0; k < m; ++k) Wt[k * np + i] = p.W[i * m + k];
+        if (untied)
+            for (int64_t k = 0; k < m; ++k) Wot[k * np + i] = p.W_out[i * m + k];
+        bp[i] = p.b[i];
         ip[i] = importance[i];
     }
     T* gbp = ws.gb.data();
-    std::fill(ws.gb.begin(), ws.gb.end(), T(0));
     const T scale = T(2) / (static_cast<T>(batch) * static_cast<T>(n));
+    const T l1_scale = l1 / static_cast<T>(batch);
     const Chunk<T> zero = {};
-    double loss = 0.0;
+    double task = 0.0, l1_norm = 0.0;
 
     for (int64_t t0 = 0; t0 < batch; t0 += kBlock) {
         const int64_t rows = std::min(kBlock, batch - t0);
@@ -108,25 +113,30 @@ T toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t batch, 
                 X[s * np + i] = v;
                 nonzero += v != T(0);
             }
-        // h = W^T x. Sparse inputs (low feature probability) are cheaper as a sum of the few active rows of W.
+        // a = W^T x. Sparse inputs (low feature probability) are cheaper as a sum of the few active rows of W.
+        // Rows past the batch's end are zero, so their h, d and g are zero too.
         if (nonzero * 4 < rows * n) {
             std::fill(ws.h.begin(), ws.h.end(), T(0));
             for (int64_t s = 0; s < rows; ++s)
                 for (int64_t i = 0; i < n; ++i) {
                     const T xi = X[s * np + i];
                     if (xi == T(0)) continue;
-                    for (int64_t k = 0; k < m; ++k) H[s * m + k] += xi * W[i * m + k];
+                    for (int64_t k = 0; k < m; ++k) H[s * m + k] += xi * p.W[i * m + k];
                 }
         } else {
             block_times_W(X, Wt, m, np, H);
         }
-        // x' = W h + b (ReLU); d = d loss / d pre-activation; rows past the batch's end get d = 0.
+        for (int64_t e = 0; e < kBlock * m; ++e) {
+            if (hidden_relu && H[e] < T(0)) H[e] = T(0);
+            l1_norm += static_cast<double>(std::abs(H[e]));
+        }
+        // x' = W_out h + b (ReLU); d = d loss / d pre-activation; rows past the batch's end get d = 0.
         Chunk<T> block_loss = zero;
         for (int64_t c = 0; c < np; c += kWidth) {
             Chunk<T> acc[kBlock];
             for (int64_t s = 0; s < kBlock; ++s) acc[s] = load(bp + c);
             for (int64_t k = 0; k < m; ++k) {
-                const Chunk<T> w = load(Wt + k * np + c);
+                const Chunk<T> w = load(Wot + k * np + c);
                 for (int64_t s = 0; s < kBlock; ++s) acc[s] += H[s * m + k] * w;
             }
             const Chunk<T> importance_c = load(ip + c);
@@ -136,25 +146,43 @@ T toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t batch, 
                     continue;
                 }
                 const Chunk<T> pre = acc[s];
-                const Chunk<T> output = relu ? (pre > zero ? pre : zero) : pre;
-                const Chunk<T> diff = output - load(X + s * np + c);
+                const Chunk<T> output = output_relu ? (pre > zero ? pre : zero) : pre;
+                const Chunk<T> input = load(X + s * np + c);
+                const Chunk<T> target = signed_inputs ? (input < zero ? -input : input) : input;
+                const Chunk<T> diff = output - target;
                 const Chunk<T> weighted = importance_c * diff;
                 block_loss += weighted * diff;
                 const Chunk<T> d = scale * weighted;
-                store(D + s * np + c, relu ? (pre > zero ? d : zero) : d);
+                store(D + s * np + c, output_relu ? (pre > zero ? d : zero) : d);
             }
         }
-        for (int64_t v = 0; v < kWidth; ++v) loss += static_cast<double>(block_loss[v]);
-        // g = d loss / d h = W^T d.
-        block_times_W(D, Wt, m, np, G);
-        // W appears twice (encode and decode): gWt[k] += h_k d + g_k x, summed over the block.
+        for (int64_t v = 0; v < kWidth; ++v) task += static_cast<double>(block_loss[v]);
+        // g = d loss / d a: W_out^T d plus the penalty's subgradient, through the hidden ReLU.
+        block_times_W(D, Wot, m, np, G);
+        for (int64_t e = 0; e < kBlock * m; ++e) {
+            const T h = H[e];
+            G[e] += l1_scale * static_cast<T>((h > T(0)) - (h < T(0)));
+            if (hidden_relu && !(h > T(0))) G[e] = T(0);
+        }
+        // gWot[k] += h_k d (decoding) and gWt[k] += g_k x (encoding), summed over the block.
         for (int64_t k = 0; k < m; ++k) {
             T* gk = gWt + k * np;
+            T* gok = gWot + k * np;
             for (int64_t c = 0; c < np; c += kWidth) {
-                Chunk<T> acc = load(gk + c);
-                for (int64_t s = 0; s < kBlock; ++s)
-                    acc += H[s * m + k] * load(D + s * np + c) + G[s * m + k] * load(X + s * np + c);
-                store(gk + c, acc);
+                if (untied) {
+                    Chunk<T> acc = load(gk + c), acc_out = load(gok + c);
+                    for (int64_t s = 0; s < kBlock; ++s) {
+                        acc_out += H[s * m + k] * load(D + s * np + c);
+                        acc += G[s * m + k] * load(X + s * np + c);
+                    }
+                    store(gk + c, acc);
+                    store(gok + c, acc_out);
+                } else {
+                    Chunk<T> acc = load(gk + c);
+                    for (int64_t s = 0; s < kBlock; ++s)
+                        acc += H[s * m + k] * load(D + s * np + c) + G[s * m + k] * load(X + s * np + c);
+                    store(gk + c, acc);
+                }
             }
         }
         for (int64_t c = 0; c < np; c += kWidth) {
@@ -164,18 +192,22 @@ T toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t batch, 
         }
     }
     for (int64_t i = 0; i < n; ++i) {
-        gb[i] = gbp[i];
-        for (int64_t k = 0; k < m; ++k) gW[i * m + k] = gWt[k * np + i];
+        g.b[i] = gbp[i];
+        for (int64_t k = 0; k < m; ++k) g.W[i * m + k] = gWt[k * np + i];
+        if (untied)
+            for (int64_t k = 0; k < m; ++k) g.W_out[i * m + k] = gWot[k * np + i];
     }
-    return static_cast<T>(loss / (static_cast<double>(batch) * static_cast<double>(n)));
+    return ToyLoss{task / (static_cast<double>(batch) * static_cast<double>(n)),
+                   static_cast<double>(l1) * l1_norm / static_cast<double>(batch)};
 }
 
 template void toy_workspace_prepare<float>(ToyWorkspace<float>&, int64_t, int64_t);
 template void toy_workspace_prepare<double>(ToyWorkspace<double>&, int64_t, int64_t);
-template float toy_loss_and_grad_blocked<float>(int32_t, int64_t, int64_t, int64_t, const float*, const float*,
-                                                const float*, const float*, float*, float*, ToyWorkspace<float>&);
-template double toy_loss_and_grad_blocked<double>(int32_t, int64_t, int64_t, int64_t, const double*, const double*,
-                                                  const double*, const double*, double*, double*,
-                                                  ToyWorkspace<double>&);
+template ToyLoss toy_loss_and_grad_blocked<float>(int32_t, int64_t, int64_t, int64_t, ToyParams<float>,
+                                                  const float*, float, const float*, ToyGrads<float>,
+                                                  ToyWorkspace<float>&);
+template ToyLoss toy_loss_and_grad_blocked<double>(int32_t, int64_t, int64_t, int64_t, ToyParams<double>,
+                                                   const double*, double, const double*, ToyGrads<double>,
+                                                   ToyWorkspace<double>&);
 
 }  // namespace ne

@@ -14,154 +14,193 @@
 
 namespace ne {
 
-void toy_generate_batch(const ToyShape& shape, const float* probability, Stream stream, int64_t step,
-                        int64_t instance, float* x) {
+void toy_generate_batch(const ToyShape& shape, const float* probability, const FeatureRule* rules, Stream stream,
+                        int64_t step, int64_t instance, float* x) {
     const int64_t n = shape.n, full_pairs = n / 2;
+    const bool signed_inputs = toy_signed_inputs(shape.model);
+    const auto step32 = static_cast<uint32_t>(step), instance32 = static_cast<uint32_t>(instance);
     for (int64_t t = 0; t < shape.batch; ++t) {
         float* row = x + t * n;
+        const auto sample = static_cast<uint32_t>(t);
         // Branch-free over whole pairs so the compiler vectorises Philox across them.
         for (int64_t pair = 0; pair < full_pairs; ++pair) {
-            toy_feature_pair(shape.seed, stream, static_cast<uint32_t>(step), static_cast<uint32_t>(instance),
-                             static_cast<uint32_t>(t), static_cast<uint32_t>(pair), probability[2 * pair],
-                             probability[2 * pair + 1], row[2 * pair], row[2 * pair + 1]);
+            toy_feature_pair(shape.seed, stream, step32, instance32, sample, static_cast<uint32_t>(pair),
+                             probability[2 * pair], probability[2 * pair + 1], signed_inputs, row[2 * pair],
+                             row[2 * pair + 1]);
         }
         if (n % 2 == 1) {
             float unused;
-            toy_feature_pair(shape.seed, stream, static_cast<uint32_t>(step), static_cast<uint32_t>(instance),
-                             static_cast<uint32_t>(t), static_cast<uint32_t>(full_pairs), probability[n - 1], 0.0f,
-                             row[n - 1], unused);
+            toy_feature_pair(shape.seed, stream, step32, instance32, sample, static_cast<uint32_t>(full_pairs),
+                             probability[n - 1], 0.0f, signed_inputs, row[n - 1], unused);
+        }
+        if (rules == nullptr) continue;
+        for (int64_t i = 0; i < n; ++i) {
+            if (rules[i].kind == NE_FEATURES_INDEPENDENT) continue;
+            row[i] = toy_set_feature(shape.seed, stream, step32, instance32, sample, static_cast<int32_t>(i), rules[i],
+                                     probability, signed_inputs);
         }
     }
 }
 
 template <typename T>
-T toy_loss_and_grad(int32_t model, int64_t n, int64_t m, int64_t batch, const T* W, const T* b,
-                    const T* importance, const T* x, T* gW, T* gb) {
-    const bool relu = model == NE_TOY_RELU_OUTPUT;
-    // d loss / d x'_i = 2 I_i (x'_i - x_i) / (batch n)
+ToyLoss toy_loss_and_grad(int32_t model, int64_t n, int64_t m, int64_t batch, ToyParams<T> p, const T* importance,
+                          T l1, const T* x, ToyGrads<T> g) {
+    const bool hidden_relu = toy_hidden_relu(model), output_relu = toy_output_relu(model);
+    const bool signed_inputs = toy_signed_inputs(model);
+    const T* W_out = toy_untied(model) ? p.W_out : p.W;
+    T* gW_out = toy_untied(model) ? g.W_out : g.W;
+    // d loss / d x'_i = 2 I_i (x'_i - target_i) / (batch n); d penalty / d h_k = l1 sign(h_k) / batch.
     const T scale = T(2) / (static_cast<T>(batch) * static_cast<T>(n));
-    std::fill(gW, gW + n * m, T(0));
-    std::fill(gb, gb + n, T(0));
-    std::vector<T> h(m), g(m), d(n);
-    double loss = 0.0;
+    const T l1_scale = l1 / static_cast<T>(batch);
+    std::fill(g.W, g.W + n * m, T(0));
+    if (toy_untied(model)) std::fill(g.W_out, g.W_out + n * m, T(0));
+    std::fill(g.b, g.b + n, T(0));
+    std::vector<T> a(m), h(m), gh(m), d(n);
+    double task = 0.0, l1_norm = 0.0;
     for (int64_t t = 0; t < batch; ++t) {
         const T* xt = x + t * n;
-        // h = W^T x: inputs are mostly zeros at low feature probability, so skip them.
-        std::fill(h.begin(), h.end(), T(0));
+        // a = W^T x: inputs are mostly zeros at low feature probability, so skip them.
+        std::fill(a.begin(), a.end(), T(0));
         for (int64_t i = 0; i < n; ++i) {
             const T xi = xt[i];
             if (xi == T(0)) continue;
-            const T* wi = W + i * m;
-            for (int64_t k = 0; k < m; ++k) h[k] += xi * wi[k];
+            const T* wi = p.W + i * m;
+            for (int64_t k = 0; k < m; ++k) a[k] += xi * wi[k];
         }
-        // x' = W h + b (then ReLU); d = d loss / d pre-activation.
+        for (int64_t k = 0; k < m; ++k) {
+            h[k] = hidden_relu && a[k] < T(0) ? T(0) : a[k];
+            l1_norm += static_cast<double>(std::abs(h[k]));
+        }
+        // x' = W_out h + b (then ReLU); d = d loss / d pre-activation.
         for (int64_t i = 0; i < n; ++i) {
-            const T* wi = W + i * m;
-            T pre = b[i];
+            const T* wi = W_out + i * m;
+            T pre = p.b[i];
             for (int64_t k = 0; k < m; ++k) pre += wi[k] * h[k];
-            const bool active = !relu || pre > T(0);
-            const T diff = (active ? pre : T(0)) - xt[i];
-            loss += static_cast<double>(importance[i] * diff * diff);
+            const bool active = !output_relu || pre > T(0);
+            const T target = signed_inputs ? std::abs(xt[i]) : xt[i];
+            const T diff = (active ? pre : T(0)) - target;
+            task += static_cast<double>(importance[i] * diff * diff);
             d[i] = active ? scale * importance[i] * diff : T(0);
         }
-        // g = d loss / d h = W^T d.
-        std::fill(g.begin(), g.end(), T(0));
+        // gh = d loss / d a: W_out^T d plus the penalty's subgradient, through the hidden ReLU.
+        for (int64_t k = 0; k < m; ++k) gh[k] = l1_scale * static_cast<T>((h[k] > T(0)) - (h[k] < T(0)));
         for (int64_t i = 0; i < n; ++i) {
             const T di = d[i];
             if (di == T(0)) continue;
-            const T* wi = W + i * m;
-            for (int64_t k = 0; k < m; ++k) g[k] += di * wi[k];
+            const T* wi = W_out + i * m;
+            for (int64_t k = 0; k < m; ++k) gh[k] += di * wi[k];
         }
-        // W appears twice (encode and decode): gW_i += d_i h + x_i g.
+        if (hidden_relu)
+            for (int64_t k = 0; k < m; ++k) gh[k] = a[k] > T(0) ? gh[k] : T(0);
+        // Tied models get both terms in gW (W encodes and decodes): gW_out_i += d_i h, gW_i += x_i gh.
         for (int64_t i = 0; i < n; ++i) {
             const T di = d[i], xi = xt[i];
-            gb[i] += di;
-            if (di == T(0) && xi == T(0)) continue;
-            T* gwi = gW + i * m;
-            for (int64_t k = 0; k < m; ++k) gwi[k] += di * h[k] + xi * g[k];
+            g.b[i] += di;
+            T* gwo = gW_out + i * m;
+            T* gwi = g.W + i * m;
+            if (di != T(0))
+                for (int64_t k = 0; k < m; ++k) gwo[k] += di * h[k];
+            if (xi != T(0))
+                for (int64_t k = 0; k < m; ++k) gwi[k] += xi * gh[k];
         }
     }
-    return static_cast<T>(loss / (static_cast<double>(batch) * static_cast<double>(n)));
+    return ToyLoss{task / (static_cast<double>(batch) * static_cast<double>(n)),
+                   static_cast<double>(l1) * l1_norm / static_cast<double>(batch)};
 }
 
-template float toy_loss_and_grad<float>(int32_t, int64_t, int64_t, int64_t, const float*, const float*,
-                                        const float*, const float*, float*, float*);
-template double toy_loss_and_grad<double>(int32_t, int64_t, int64_t, int64_t, const double*, const double*,
-                                          const double*, const double*, double*, double*);
+template ToyLoss toy_loss_and_grad<float>(int32_t, int64_t, int64_t, int64_t, ToyParams<float>, const float*, float,
+                                          const float*, ToyGrads<float>);
+template ToyLoss toy_loss_and_grad<double>(int32_t, int64_t, int64_t, int64_t, ToyParams<double>, const double*,
+                                           double, const double*, ToyGrads<double>);
 
 namespace {
 
 class CpuToy final : public ToyBackend {
 public:
-    CpuToy(const ToyShape& shape, const std::vector<float>& importance, const std::vector<float>& probability)
+    CpuToy(const ToyShape& shape, const ToyData& data)
         : shape_(shape),
-          importance_(importance),
-          probability_(probability),
-          W_(shape.instances * shape.n * shape.m),
+          data_(data),
+          untied_(toy_untied(shape.model)),
+          nm_(shape.n * shape.m),
+          W_(shape.instances * nm_),
+          W_out_(untied_ ? W_.size() : 0),
           b_(shape.instances * shape.n),
-          mW_(W_.size()), vW_(W_.size()), mb_(b_.size()), vb_(b_.size()) {}
+          mW_(W_.size()), vW_(W_.size()), mW_out_(W_out_.size()), vW_out_(W_out_.size()),
+          mb_(b_.size()), vb_(b_.size()) {}
 
     void train(int64_t first_step, const std::vector<AdamStep>& adam) override {
         NE_NVTX_RANGE("toy.train");
         run_instances([&](int64_t inst, Scratch& s) {
-            float* W = W_.data() + inst * shape_.n * shape_.m;
-            float* b = b_.data() + inst * shape_.n;
-            float* mW = mW_.data() + inst * shape_.n * shape_.m;
-            float* vW = vW_.data() + inst * shape_.n * shape_.m;
-            float* mb = mb_.data() + inst * shape_.n;
-            float* vb = vb_.data() + inst * shape_.n;
+            const int64_t wo = inst * nm_, bo = inst * shape_.n;
             for (size_t k = 0; k < adam.size(); ++k) {
                 {
                     NE_NVTX_RANGE("toy.generate");
-                    toy_generate_batch(shape_, probability_.data() + inst * shape_.n, Stream::kTrain,
-                                       first_step + static_cast<int64_t>(k), inst, s.x.data());
+                    generate(Stream::kTrain, first_step + static_cast<int64_t>(k), inst, s.x.data());
                 }
                 {
                     NE_NVTX_RANGE("toy.forward_backward");
-                    toy_loss_and_grad_blocked<float>(shape_.model, shape_.n, shape_.m, shape_.batch, W, b,
-                                                     importance_.data() + inst * shape_.n, s.x.data(), s.gW.data(),
-                                                     s.gb.data(), s.workspace);
+                    loss_and_grad(inst, s);
                 }
                 NE_NVTX_RANGE("toy.optimizer");
                 const AdamStep& step = adam[k];
-                for (int64_t j = 0; j < shape_.n * shape_.m; ++j) adam_update(W[j], s.gW[j], mW[j], vW[j], step);
-                for (int64_t j = 0; j < shape_.n; ++j) adam_update(b[j], s.gb[j], mb[j], vb[j], step);
+                for (int64_t j = 0; j < nm_; ++j) adam_update(W_[wo + j], s.gW[j], mW_[wo + j], vW_[wo + j], step);
+                if (untied_)
+                    for (int64_t j = 0; j < nm_; ++j)
+                        adam_update(W_out_[wo + j], s.gW_out[j], mW_out_[wo + j], vW_out_[wo + j], step);
+                for (int64_t j = 0; j < shape_.n; ++j) adam_update(b_[bo + j], s.gb[j], mb_[bo + j], vb_[bo + j], step);
             }
         });
     }
 
-    void evaluate(int64_t batches, float* loss) override {
+    void evaluate(int64_t batches, float* loss, float* penalty) override {
         NE_NVTX_RANGE("toy.evaluate");
         run_instances([&](int64_t inst, Scratch& s) {
-            double total = 0.0;
+            double task = 0.0, l1 = 0.0;
             for (int64_t k = 0; k < batches; ++k) {
-                toy_generate_batch(shape_, probability_.data() + inst * shape_.n, Stream::kEvaluate, k, inst,
-                                   s.x.data());
-                total += toy_loss_and_grad_blocked<float>(
-                    shape_.model, shape_.n, shape_.m, shape_.batch, W_.data() + inst * shape_.n * shape_.m,
-                    b_.data() + inst * shape_.n, importance_.data() + inst * shape_.n, s.x.data(), s.gW.data(),
-                    s.gb.data(), s.workspace);
+                generate(Stream::kEvaluate, k, inst, s.x.data());
+                const ToyLoss batch_loss = loss_and_grad(inst, s);
+                task += batch_loss.task;
+                l1 += batch_loss.penalty;
             }
-            loss[inst] = static_cast<float>(total / static_cast<double>(batches));
+            loss[inst] = static_cast<float>(task / static_cast<double>(batches));
+            penalty[inst] = static_cast<float>(l1 / static_cast<double>(batches));
         });
     }
 
-    void get_params(float* W, float* b) const override {
+    void get_params(float* W, float* W_out, float* b) const override {
         std::copy(W_.begin(), W_.end(), W);
+        if (untied_) std::copy(W_out_.begin(), W_out_.end(), W_out);
         std::copy(b_.begin(), b_.end(), b);
     }
 
-    void set_params(const float* W, const float* b) override {
+    void set_params(const float* W, const float* W_out, const float* b) override {
         std::copy(W, W + W_.size(), W_.begin());
+        if (untied_) std::copy(W_out, W_out + W_out_.size(), W_out_.begin());
         std::copy(b, b + b_.size(), b_.begin());
-        for (auto* state : {&mW_, &vW_, &mb_, &vb_}) std::fill(state->begin(), state->end(), 0.0f);
+        for (auto* state : {&mW_, &vW_, &mW_out_, &vW_out_, &mb_, &vb_}) std::fill(state->begin(), state->end(), 0.0f);
     }
+
+    void set_data(const ToyData& data) override { data_ = data; }
 
 private:
     struct Scratch {
-        std::vector<float> x, gW, gb;
+        std::vector<float> x, gW, gW_out, gb;
         ToyWorkspace<float> workspace;
     };
+
+    void generate(Stream stream, int64_t step, int64_t inst, float* x) const {
+        toy_generate_batch(shape_, data_.probability.data() + inst * shape_.n,
+                           data_.rules.empty() ? nullptr : data_.rules.data(), stream, step, inst, x);
+    }
+
+    ToyLoss loss_and_grad(int64_t inst, Scratch& s) const {
+        const int64_t wo = inst * nm_, bo = inst * shape_.n;
+        const ToyParams<float> params{W_.data() + wo, untied_ ? W_out_.data() + wo : nullptr, b_.data() + bo};
+        const ToyGrads<float> grads{s.gW.data(), untied_ ? s.gW_out.data() : nullptr, s.gb.data()};
+        return toy_loss_and_grad_blocked<float>(shape_.model, shape_.n, shape_.m, shape_.batch, params,
+                                                data_.importance.data() + bo, data_.l1[inst], s.x.data(), grads,
+                                                s.workspace);
+    }
 
     // Runs body(instance, scratch) for every instance on the OpenMP threads. Scratch is allocated up front,
     // one per thread, so nothing inside the parallel region can throw.
@@ -171,7 +210,8 @@ private:
         std::vector<Scratch> scratch(threads);
         for (auto& s : scratch) {
             s.x.resize(shape_.batch * shape_.n);
-            s.gW.resize(shape_.n * shape_.m);
+            s.gW.resize(nm_);
+            s.gW_out.resize(untied_ ? nm_ : 0);
             s.gb.resize(shape_.n);
             toy_workspace_prepare(s.workspace, shape_.n, shape_.m);
         }
@@ -180,15 +220,16 @@ private:
     }
 
     ToyShape shape_;
-    std::vector<float> importance_, probability_;
-    std::vector<float> W_, b_, mW_, vW_, mb_, vb_;
+    ToyData data_;
+    bool untied_;
+    int64_t nm_;
+    std::vector<float> W_, W_out_, b_, mW_, vW_, mW_out_, vW_out_, mb_, vb_;
 };
 
 }  // namespace
 
-std::unique_ptr<ToyBackend> make_cpu_toy(const ToyShape& shape, const std::vector<float>& importance,
-                                         const std::vector<float>& probability) {
-    return std::make_unique<CpuToy>(shape, importance, probability);
+std::unique_ptr<ToyBackend> make_cpu_toy(const ToyShape& shape, const ToyData& data) {
+    return std::make_unique<CpuToy>(shape, data);
 }
 
 }  // namespace ne

@@ -47,6 +47,7 @@ const ne_cuda_plugin kPlugin = {
     device_info,
     ne::cuda::toy_create,
     ne::cuda::toy_destroy,
+    ne::cuda::toy_set_data,
     ne::cuda::toy_train,
     ne::cuda::toy_evaluate,
     ne::cuda::toy_get_params,

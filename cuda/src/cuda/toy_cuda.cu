@@ -4,10 +4,10 @@
 //
 // Per step the batch goes through in tiles of T samples (T chosen to fit shared memory):
 //   X [T][n]  features, drawn with the same Philox stream as the CPU backend
-//   H [T][m]  = X W                 (h = W^T x per sample)
-//   D [T][n]  = d loss / d pre-activation of x' = W h + b
-//   G [T][m]  = D W                 (d loss / d h)
-//   gW[n][m] += D^T H + X^T G,  gb[n] += sum_t D
+//   H [T][m]  = X W, then ReLU for hidden-ReLU models   (h = W^T x per sample)
+//   D [T][n]  = d loss / d pre-activation of x' = W_out h + b   (W_out = W for tied models)
+//   G [T][m]  = D W_out + l1 sign(H) / batch, masked by H > 0 for hidden-ReLU models   (d loss / d a)
+//   gW_out[n][m] += D^T H,  gW[n][m] += X^T G  (tied models sum both into gW),  gb[n] += sum_t D
 // Every sum runs in a fixed order owned by one thread: results are deterministic run to run.
 #include <algorithm>
 #include <memory>
@@ -27,8 +27,11 @@ struct ne_cuda_toy {
     int32_t tile;         // samples per tile
     size_t shared_bytes;  // dynamic shared memory per block
     float* arena;         // one allocation, sliced below
-    float *W, *b, *mW, *vW, *mb, *vb, *importance, *probability, *loss;
-    ne::AdamStep* adam;   // per-step constants of the current launch
+    float *W, *b, *mW, *vW, *mb, *vb, *importance, *probability, *l1, *loss, *penalty;
+    float *W_out, *mW_out, *vW_out;  // untied models only, else null
+    ne::FeatureRule* rules;          // [n]
+    int32_t has_rules;               // 0: every feature independent
+    ne::AdamStep* adam;              // per-step constants of the current launch
     int64_t adam_capacity;
     cudaStream_t stream;
 };
@@ -40,24 +43,27 @@ struct ToyArgs {
     int32_t model, n, m, batch, tile, stride;  // stride: padded row length of W in shared memory
     uint64_t seed;
     float *W, *b, *mW, *vW, *mb, *vb;
-    const float *importance, *probability;
-    const AdamStep* adam;   // null: evaluate only (no update)
+    float *W_out, *mW_out, *vW_out;  // null for tied models
+    const float *importance, *probability, *l1;
+    const FeatureRule* rules;  // null when every feature is independent
+    const AdamStep* adam;      // null: evaluate only (no update)
     int32_t first_step, steps;
     Stream stream;
-    float* loss;            // evaluation: [instances] mean loss over the steps
+    float *loss, *penalty;     // evaluation: [instances] means over the steps
 };
 
 // Padded row length: an odd stride puts consecutive feature rows in different shared-memory banks.
 int32_t padded_stride(int64_t m) { return static_cast<int32_t>(m % 2 == 0 ? m + 1 : m); }
 
-size_t shared_floats(int64_t n, int64_t m, int64_t tile, int threads) {
+size_t shared_floats(int32_t model, int64_t n, int64_t m, int64_t tile, int threads) {
     const int64_t stride = padded_stride(m);
-    return static_cast<size_t>(2 * n * stride + 4 * n + 2 * tile * n + 2 * tile * m + threads);
+    const int64_t weight_tensors = toy_untied(model) ? 4 : 2;  // W (+ W_out) and their gradients
+    return static_cast<size_t>(weight_tensors * n * stride + 4 * n + 2 * tile * n + 2 * tile * m + threads);
 }
 
 constexpr int kThreads = 256;
 
-// out[t][k] = sum_i rows[t][i] * W[i][k] for the tile's samples (h = W^T x, and g = W^T d), one output per thread.
+// out[t][k] = sum_i rows[t][i] * W[i][k] for the tile's samples (a = W^T x, and W_out^T d), one output per thread.
 __device__ __forceinline__ void rows_times_W(const float* rows, const float* sW, int count, int n, int m, int S,
                                              float* out) {
     for (int e = threadIdx.x; e < count * m; e += blockDim.x) {
@@ -69,41 +75,61 @@ __device__ __forceinline__ void rows_times_W(const float* rows, const float* sW,
     }
 }
 
+// Sum of one value per thread, in a fixed order (deterministic). Leaves the block synchronised.
+__device__ double block_sum(double value, float* sred) {
+    sred[threadIdx.x] = static_cast<float>(value);
+    __syncthreads();
+    double total = 0.0;
+    for (int j = 0; j < blockDim.x; ++j) total += sred[j];
+    __syncthreads();
+    return total;
+}
+
 __global__ void __launch_bounds__(kThreads) toy_steps_kernel(ToyArgs a) {
     extern __shared__ float shared[];
     const int inst = blockIdx.x, tid = threadIdx.x;
     const int n = a.n, m = a.m, T = a.tile, S = a.stride;
     const int pairs = (n + 1) / 2;
-    const bool relu = a.model == NE_TOY_RELU_OUTPUT;
+    const bool untied = toy_untied(a.model), hidden_relu = toy_hidden_relu(a.model);
+    const bool output_relu = toy_output_relu(a.model), signed_inputs = toy_signed_inputs(a.model);
+    const bool training = a.adam != nullptr;
 
-    float* sW = shared;              // [n][S]
-    float* sgW = sW + n * S;         // [n][S]
-    float* sb = sgW + n * S;         // [n]
-    float* sgb = sb + n;             // [n]
-    float* simp = sgb + n;           // [n]
-    float* sprob = simp + n;         // [n]
-    float* sX = sprob + n;           // [T][n]
-    float* sD = sX + T * n;          // [T][n]
-    float* sH = sD + T * n;          // [T][m]
-    float* sG = sH + T * m;          // [T][m]
-    float* sred = sG + T * m;        // [blockDim]
+    float* sW = shared;                           // [n][S]
+    float* sgW = sW + n * S;                      // [n][S]
+    float* sWo = untied ? sgW + n * S : sW;       // [n][S] decode weights (W itself when tied)
+    float* sgWo = untied ? sWo + n * S : sgW;     // [n][S]
+    float* sb = (untied ? sgWo : sgW) + n * S;    // [n]
+    float* sgb = sb + n;                          // [n]
+    float* simp = sgb + n;                        // [n]
+    float* sprob = simp + n;                      // [n]
+    float* sX = sprob + n;                        // [T][n]
+    float* sD = sX + T * n;                       // [T][n]
+    float* sH = sD + T * n;                       // [T][m]
+    float* sG = sH + T * m;                       // [T][m]
+    float* sred = sG + T * m;                     // [blockDim]
 
-    float* W = a.W + static_cast<int64_t>(inst) * n * m;
-    float* b = a.b + static_cast<int64_t>(inst) * n;
-    for (int e = tid; e < n * m; e += blockDim.x) sW[(e / m) * S + e % m] = W[e];
+    const int64_t wo = static_cast<int64_t>(inst) * n * m, bo = static_cast<int64_t>(inst) * n;
+    for (int e = tid; e < n * m; e += blockDim.x) {
+        sW[(e / m) * S + e % m] = a.W[wo + e];
+        if (untied) sWo[(e / m) * S + e % m] = a.W_out[wo + e];
+    }
     for (int i = tid; i < n; i += blockDim.x) {
-        sb[i] = b[i];
-        simp[i] = a.importance[static_cast<int64_t>(inst) * n + i];
-        sprob[i] = a.probability[static_cast<int64_t>(inst) * n + i];
+        sb[i] = a.b[bo + i];
+        simp[i] = a.importance[bo + i];
+        sprob[i] = a.probability[bo + i];
     }
     __syncthreads();
 
     const float scale = 2.0f / (static_cast<float>(a.batch) * static_cast<float>(n));
-    double loss = 0.0;
+    const float l1 = a.l1[inst], l1_scale = l1 / static_cast<float>(a.batch);
+    double task = 0.0, l1_norm = 0.0;
 
     for (int s = 0; s < a.steps; ++s) {
         const uint32_t step = static_cast<uint32_t>(a.first_step + s);
-        for (int e = tid; e < n * m; e += blockDim.x) sgW[(e / m) * S + e % m] = 0.0f;
+        for (int e = tid; e < n * m; e += blockDim.x) {
+            sgW[(e / m) * S + e % m] = 0.0f;
+            if (untied) sgWo[(e / m) * S + e % m] = 0.0f;
+        }
         for (int i = tid; i < n; i += blockDim.x) sgb[i] = 0.0f;
 
         for (int t0 = 0; t0 < a.batch; t0 += T) {
@@ -113,33 +139,63 @@ __global__ void __launch_bounds__(kThreads) toy_steps_kernel(ToyArgs a) {
                 const bool second = i + 1 < n;
                 float x0, x1;
                 toy_feature_pair(a.seed, a.stream, step, inst, t0 + t, pair, sprob[i], second ? sprob[i + 1] : 0.0f,
-                                 x0, x1);
+                                 signed_inputs, x0, x1);
                 sX[t * n + i] = x0;
                 if (second) sX[t * n + i + 1] = x1;
+            }
+            if (a.rules != nullptr) {
+                __syncthreads();
+                for (int e = tid; e < rows * n; e += blockDim.x) {
+                    const int t = e / n, i = e % n;
+                    const FeatureRule rule = a.rules[i];
+                    if (rule.kind == NE_FEATURES_INDEPENDENT) continue;
+                    sX[e] = toy_set_feature(a.seed, a.stream, step, inst, t0 + t, i, rule, sprob, signed_inputs);
+                }
             }
             __syncthreads();
             rows_times_W(sX, sW, rows, n, m, S, sH);
             __syncthreads();
+            for (int e = tid; e < rows * m; e += blockDim.x) {
+                const float h = hidden_relu ? fmaxf(sH[e], 0.0f) : sH[e];
+                sH[e] = h;
+                if (!training) l1_norm += static_cast<double>(fabsf(h));
+            }
+            __syncthreads();
             for (int e = tid; e < rows * n; e += blockDim.x) {
                 const int t = e / n, i = e % n;
                 const float* h = sH + t * m;
-                const float* w = sW + i * S;
+                const float* w = sWo + i * S;
                 float pre = sb[i];
                 for (int k = 0; k < m; ++k) pre += w[k] * h[k];
-                const bool active = !relu || pre > 0.0f;
-                const float diff = (active ? pre : 0.0f) - sX[e];
-                if (a.adam == nullptr) loss += static_cast<double>(simp[i] * diff * diff);
+                const bool active = !output_relu || pre > 0.0f;
+                const float target = signed_inputs ? fabsf(sX[e]) : sX[e];
+                const float diff = (active ? pre : 0.0f) - target;
+                if (!training) task += static_cast<double>(simp[i] * diff * diff);
                 sD[e] = active ? scale * simp[i] * diff : 0.0f;
             }
             __syncthreads();
-            if (a.adam != nullptr) {
-                rows_times_W(sD, sW, rows, n, m, S, sG);
+            if (training) {
+                rows_times_W(sD, sWo, rows, n, m, S, sG);
+                __syncthreads();
+                for (int e = tid; e < rows * m; e += blockDim.x) {
+                    const float h = sH[e];
+                    const float g = sG[e] + l1_scale * static_cast<float>((h > 0.0f) - (h < 0.0f));
+                    sG[e] = hidden_relu && !(h > 0.0f) ? 0.0f : g;
+                }
                 __syncthreads();
                 for (int e = tid; e < n * m; e += blockDim.x) {
                     const int i = e / m, k = e % m;
-                    float acc = 0.0f;
-                    for (int t = 0; t < rows; ++t) acc += sD[t * n + i] * sH[t * m + k] + sX[t * n + i] * sG[t * m + k];
-                    sgW[i * S + k] += acc;
+                    float decode = 0.0f, encode = 0.0f;
+                    for (int t = 0; t < rows; ++t) {
+                        decode += sD[t * n + i] * sH[t * m + k];
+                        encode += sX[t * n + i] * sG[t * m + k];
+                    }
+                    if (untied) {
+                        sgWo[i * S + k] += decode;
+                        sgW[i * S + k] += encode;
+                    } else {
+                        sgW[i * S + k] += decode + encode;
+                    }
                 }
                 for (int i = tid; i < n; i += blockDim.x) {
                     float acc = 0.0f;
@@ -150,32 +206,32 @@ __global__ void __launch_bounds__(kThreads) toy_steps_kernel(ToyArgs a) {
             __syncthreads();
         }
 
-        if (a.adam != nullptr) {
+        if (training) {
             const AdamStep hp = a.adam[s];
-            float* mW = a.mW + static_cast<int64_t>(inst) * n * m;
-            float* vW = a.vW + static_cast<int64_t>(inst) * n * m;
             for (int e = tid; e < n * m; e += blockDim.x) {
                 const int j = (e / m) * S + e % m;
-                adam_update(sW[j], sgW[j], mW[e], vW[e], hp);
+                adam_update(sW[j], sgW[j], a.mW[wo + e], a.vW[wo + e], hp);
+                if (untied) adam_update(sWo[j], sgWo[j], a.mW_out[wo + e], a.vW_out[wo + e], hp);
             }
-            float* mb = a.mb + static_cast<int64_t>(inst) * n;
-            float* vb = a.vb + static_cast<int64_t>(inst) * n;
-            for (int i = tid; i < n; i += blockDim.x) adam_update(sb[i], sgb[i], mb[i], vb[i], hp);
+            for (int i = tid; i < n; i += blockDim.x) adam_update(sb[i], sgb[i], a.mb[bo + i], a.vb[bo + i], hp);
             __syncthreads();
         }
     }
 
-    if (a.adam != nullptr) {
-        for (int e = tid; e < n * m; e += blockDim.x) W[e] = sW[(e / m) * S + e % m];
-        for (int i = tid; i < n; i += blockDim.x) b[i] = sb[i];
+    if (training) {
+        for (int e = tid; e < n * m; e += blockDim.x) {
+            a.W[wo + e] = sW[(e / m) * S + e % m];
+            if (untied) a.W_out[wo + e] = sWo[(e / m) * S + e % m];
+        }
+        for (int i = tid; i < n; i += blockDim.x) a.b[bo + i] = sb[i];
     } else {
-        // Mean loss over the evaluated batches: block reduction of the per-thread sums.
-        sred[tid] = static_cast<float>(loss);
-        __syncthreads();
+        // Means over the evaluated batches: block reductions of the per-thread sums.
+        const double task_total = block_sum(task, sred);
+        const double l1_total = block_sum(l1_norm, sred);
         if (tid == 0) {
-            double total = 0.0;
-            for (int j = 0; j < blockDim.x; ++j) total += sred[j];
-            a.loss[inst] = static_cast<float>(total / (static_cast<double>(a.batch) * n * a.steps));
+            a.loss[inst] = static_cast<float>(task_total / (static_cast<double>(a.batch) * n * a.steps));
+            a.penalty[inst] = static_cast<float>(static_cast<double>(l1) * l1_total /
+                                                 (static_cast<double>(a.batch) * a.steps));
         }
     }
 }
@@ -195,9 +251,15 @@ ToyArgs make_args(const ne_cuda_toy& toy) {
     a.vW = toy.vW;
     a.mb = toy.mb;
     a.vb = toy.vb;
+    a.W_out = toy.W_out;
+    a.mW_out = toy.mW_out;
+    a.vW_out = toy.vW_out;
     a.importance = toy.importance;
     a.probability = toy.probability;
+    a.l1 = toy.l1;
+    a.rules = toy.has_rules ? toy.rules : nullptr;
     a.loss = toy.loss;
+    a.penalty = toy.penalty;
     return a;
 }
 
@@ -213,16 +275,16 @@ void launch(const ne_cuda_toy& toy, const ToyArgs& args) {
 }  // namespace
 
 int32_t toy_create(int32_t device, int32_t model, int64_t n, int64_t m, int64_t instances, int64_t batch,
-                   uint64_t seed, const float* importance, const float* probability, ne_cuda_toy** out, char* err,
-                   size_t err_size) {
+                   uint64_t seed, ne_cuda_toy** out, char* err, size_t err_size) {
     return plugin_call(err, err_size, [&] {
         NE_CUDA_CHECK(cudaSetDevice(device));
         int optin = 0;
         NE_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
         // Largest tile (up to 64 samples) whose working set fits the block's shared memory.
         int64_t tile = std::min<int64_t>(64, batch);
-        while (tile > 1 && shared_floats(n, m, tile, kThreads) * sizeof(float) > static_cast<size_t>(optin)) --tile;
-        const size_t shared_bytes = shared_floats(n, m, tile, kThreads) * sizeof(float);
+        while (tile > 1 && shared_floats(model, n, m, tile, kThreads) * sizeof(float) > static_cast<size_t>(optin))
+            --tile;
+        const size_t shared_bytes = shared_floats(model, n, m, tile, kThreads) * sizeof(float);
         if (shared_bytes > static_cast<size_t>(optin))
             fail(NE_ERR_UNSUPPORTED, "n_features * n_hidden = " + std::to_string(n * m) +
                                          " is too large for the fused CUDA toy kernel: it needs " +
@@ -243,9 +305,11 @@ int32_t toy_create(int32_t device, int32_t model, int64_t n, int64_t m, int64_t 
         toy->shared_bytes = shared_bytes;
         toy->adam_capacity = 4096;
 
+        const bool untied = toy_untied(model);
         const int64_t nm = instances * n * m, in = instances * n;
         const int64_t adam_floats = (toy->adam_capacity * static_cast<int64_t>(sizeof(AdamStep)) + 3) / 4;
-        const int64_t total = 3 * nm + 5 * in + instances + adam_floats;
+        const int64_t rule_floats = (n * static_cast<int64_t>(sizeof(FeatureRule)) + 3) / 4;
+        const int64_t total = (untied ? 6 : 3) * nm + 5 * in + 3 * instances + adam_floats + rule_floats;
         NE_CUDA_CHECK(cudaMalloc(&toy->arena, static_cast<size_t>(total) * sizeof(float)));
         float* p = toy->arena;
         auto take = [&](int64_t count) {
@@ -256,16 +320,22 @@ int32_t toy_create(int32_t device, int32_t model, int64_t n, int64_t m, int64_t 
         toy->W = take(nm);
         toy->mW = take(nm);
         toy->vW = take(nm);
+        if (untied) {
+            toy->W_out = take(nm);
+            toy->mW_out = take(nm);
+            toy->vW_out = take(nm);
+        }
         toy->b = take(in);
         toy->mb = take(in);
         toy->vb = take(in);
         toy->importance = take(in);
         toy->probability = take(in);
+        toy->l1 = take(instances);
         toy->loss = take(instances);
+        toy->penalty = take(instances);
         toy->adam = reinterpret_cast<AdamStep*>(take(adam_floats));
+        toy->rules = reinterpret_cast<FeatureRule*>(take(rule_floats));
         NE_CUDA_CHECK(cudaStreamCreateWithFlags(&toy->stream, cudaStreamNonBlocking));
-        NE_CUDA_CHECK(cudaMemcpy(toy->importance, importance, in * sizeof(float), cudaMemcpyHostToDevice));
-        NE_CUDA_CHECK(cudaMemcpy(toy->probability, probability, in * sizeof(float), cudaMemcpyHostToDevice));
         *out = toy.release();
     });
 }
@@ -276,6 +346,26 @@ void toy_destroy(ne_cuda_toy* toy) {
     if (toy->stream != nullptr) cudaStreamDestroy(toy->stream);
     cudaFree(toy->arena);
     delete toy;
+}
+
+int32_t toy_set_data(ne_cuda_toy* toy, const float* importance, const float* probability, const float* l1,
+                     const FeatureRule* rules, char* err, size_t err_size) {
+    return plugin_call(err, err_size, [&] {
+        NE_CUDA_CHECK(cudaSetDevice(toy->device));
+        const int64_t in = toy->instances * toy->n;
+        NE_CUDA_CHECK(cudaMemcpyAsync(toy->importance, importance, in * sizeof(float), cudaMemcpyHostToDevice,
+                                      toy->stream));
+        NE_CUDA_CHECK(cudaMemcpyAsync(toy->probability, probability, in * sizeof(float), cudaMemcpyHostToDevice,
+                                      toy->stream));
+        NE_CUDA_CHECK(cudaMemcpyAsync(toy->l1, l1, toy->instances * sizeof(float), cudaMemcpyHostToDevice,
+                                      toy->stream));
+        toy->has_rules = rules != nullptr ? 1 : 0;
+        if (rules != nullptr)
+            NE_CUDA_CHECK(cudaMemcpyAsync(toy->rules, rules, toy->n * sizeof(FeatureRule), cudaMemcpyHostToDevice,
+                                          toy->stream));
+        // The host arrays are the caller's: finish the copies before returning.
+        NE_CUDA_CHECK(cudaStreamSynchronize(toy->stream));
+    });
 }
 
 int32_t toy_train(ne_cuda_toy* toy, int64_t first_step, const AdamStep* adam, int64_t steps, char* err,
@@ -298,7 +388,7 @@ int32_t toy_train(ne_cuda_toy* toy, int64_t first_step, const AdamStep* adam, in
     });
 }
 
-int32_t toy_evaluate(ne_cuda_toy* toy, int64_t batches, float* loss, char* err, size_t err_size) {
+int32_t toy_evaluate(ne_cuda_toy* toy, int64_t batches, float* loss, float* penalty, char* err, size_t err_size) {
     return plugin_call(err, err_size, [&] {
         NE_NVTX_RANGE("toy.evaluate");
         ToyArgs args = make_args(*toy);
@@ -309,21 +399,26 @@ int32_t toy_evaluate(ne_cuda_toy* toy, int64_t batches, float* loss, char* err, 
         launch(*toy, args);
         NE_CUDA_CHECK(cudaMemcpyAsync(loss, toy->loss, toy->instances * sizeof(float), cudaMemcpyDeviceToHost,
                                       toy->stream));
+        NE_CUDA_CHECK(cudaMemcpyAsync(penalty, toy->penalty, toy->instances * sizeof(float), cudaMemcpyDeviceToHost,
+                                      toy->stream));
         NE_CUDA_CHECK(cudaStreamSynchronize(toy->stream));
     });
 }
 
-int32_t toy_get_params(ne_cuda_toy* toy, float* W, float* b, char* err, size_t err_size) {
+int32_t toy_get_params(ne_cuda_toy* toy, float* W, float* W_out, float* b, char* err, size_t err_size) {
     return plugin_call(err, err_size, [&] {
         NE_CUDA_CHECK(cudaSetDevice(toy->device));
         const int64_t nm = toy->instances * toy->n * toy->m, in = toy->instances * toy->n;
         NE_CUDA_CHECK(cudaMemcpyAsync(W, toy->W, nm * sizeof(float), cudaMemcpyDeviceToHost, toy->stream));
+        if (toy->W_out != nullptr)
+            NE_CUDA_CHECK(cudaMemcpyAsync(W_out, toy->W_out, nm * sizeof(float), cudaMemcpyDeviceToHost, toy->stream));
         NE_CUDA_CHECK(cudaMemcpyAsync(b, toy->b, in * sizeof(float), cudaMemcpyDeviceToHost, toy->stream));
         NE_CUDA_CHECK(cudaStreamSynchronize(toy->stream));
     });
 }
 
-int32_t toy_set_params(ne_cuda_toy* toy, const float* W, const float* b, char* err, size_t err_size) {
+int32_t toy_set_params(ne_cuda_toy* toy, const float* W, const float* W_out, const float* b, char* err,
+                       size_t err_size) {
     return plugin_call(err, err_size, [&] {
         NE_CUDA_CHECK(cudaSetDevice(toy->device));
         const int64_t nm = toy->instances * toy->n * toy->m, in = toy->instances * toy->n;
@@ -332,6 +427,10 @@ int32_t toy_set_params(ne_cuda_toy* toy, const float* W, const float* b, char* e
         // The optimizer state restarts with new parameters.
         NE_CUDA_CHECK(cudaMemsetAsync(toy->mW, 0, 2 * nm * sizeof(float), toy->stream));
         NE_CUDA_CHECK(cudaMemsetAsync(toy->mb, 0, 2 * in * sizeof(float), toy->stream));
+        if (toy->W_out != nullptr) {
+            NE_CUDA_CHECK(cudaMemcpyAsync(toy->W_out, W_out, nm * sizeof(float), cudaMemcpyHostToDevice, toy->stream));
+            NE_CUDA_CHECK(cudaMemsetAsync(toy->mW_out, 0, 2 * nm * sizeof(float), toy->stream));
+        }
         NE_CUDA_CHECK(cudaStreamSynchronize(toy->stream));
     });
 }

@@ -5,13 +5,15 @@
 namespace ne::cuda {
 
 int32_t toy_create(int32_t device, int32_t model, int64_t n, int64_t m, int64_t instances, int64_t batch,
-                   uint64_t seed, const float* importance, const float* probability, ne_cuda_toy** out, char* err,
-                   size_t err_size);
+                   uint64_t seed, ne_cuda_toy** out, char* err, size_t err_size);
 void toy_destroy(ne_cuda_toy* toy);
+int32_t toy_set_data(ne_cuda_toy* toy, const float* importance, const float* probability, const float* l1,
+                     const FeatureRule* rules, char* err, size_t err_size);
 int32_t toy_train(ne_cuda_toy* toy, int64_t first_step, const AdamStep* adam, int64_t steps, char* err,
                   size_t err_size);
-int32_t toy_evaluate(ne_cuda_toy* toy, int64_t batches, float* loss, char* err, size_t err_size);
-int32_t toy_get_params(ne_cuda_toy* toy, float* W, float* b, char* err, size_t err_size);
-int32_t toy_set_params(ne_cuda_toy* toy, const float* W, const float* b, char* err, size_t err_size);
+int32_t toy_evaluate(ne_cuda_toy* toy, int64_t batches, float* loss, float* penalty, char* err, size_t err_size);
+int32_t toy_get_params(ne_cuda_toy* toy, float* W, float* W_out, float* b, char* err, size_t err_size);
+int32_t toy_set_params(ne_cuda_toy* toy, const float* W, const float* W_out, const float* b, char* err,
+                       size_t err_size);
 
 }  // namespace ne::cuda

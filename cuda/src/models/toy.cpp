@@ -16,13 +16,18 @@ namespace {
 // Adapter from the ToyBackend interface to the CUDA plugin's C table.
 class CudaToy final : public ToyBackend {
 public:
-    CudaToy(const ne_cuda_plugin* plugin, int32_t device, const ToyShape& s, const std::vector<float>& importance,
-            const std::vector<float>& probability)
+    CudaToy(const ne_cuda_plugin* plugin, int32_t device, const ToyShape& s, const ToyData& data)
         : plugin_(plugin) {
         char err[1024] = "";
-        check_plugin(plugin_->toy_create(device, s.model, s.n, s.m, s.instances, s.batch, s.seed, importance.data(),
-                                         probability.data(), &toy_, err, sizeof err),
+        check_plugin(plugin_->toy_create(device, s.model, s.n, s.m, s.instances, s.batch, s.seed, &toy_, err,
+                                         sizeof err),
                      err);
+        try {
+            set_data(data);
+        } catch (...) {
+            plugin_->toy_destroy(toy_);
+            throw;
+        }
     }
     ~CudaToy() override { plugin_->toy_destroy(toy_); }
 
@@ -32,17 +37,23 @@ public:
                                         sizeof err),
                      err);
     }
-    void evaluate(int64_t batches, float* loss) override {
+    void evaluate(int64_t batches, float* loss, float* penalty) override {
         char err[1024] = "";
-        check_plugin(plugin_->toy_evaluate(toy_, batches, loss, err, sizeof err), err);
+        check_plugin(plugin_->toy_evaluate(toy_, batches, loss, penalty, err, sizeof err), err);
     }
-    void get_params(float* W, float* b) const override {
+    void get_params(float* W, float* W_out, float* b) const override {
         char err[1024] = "";
-        check_plugin(plugin_->toy_get_params(toy_, W, b, err, sizeof err), err);
+        check_plugin(plugin_->toy_get_params(toy_, W, W_out, b, err, sizeof err), err);
     }
-    void set_params(const float* W, const float* b) override {
+    void set_params(const float* W, const float* W_out, const float* b) override {
         char err[1024] = "";
-        check_plugin(plugin_->toy_set_params(toy_, W, b, err, sizeof err), err);
+        check_plugin(plugin_->toy_set_params(toy_, W, W_out, b, err, sizeof err), err);
+    }
+    void set_data(const ToyData& data) override {
+        char err[1024] = "";
+        check_plugin(plugin_->toy_set_data(toy_, data.importance.data(), data.probability.data(), data.l1.data(),
+                                           data.rules.empty() ? nullptr : data.rules.data(), err, sizeof err),
+                     err);
     }
 
 private:
@@ -54,8 +65,9 @@ void check_config(const ne_toy_config& c) {
     auto require = [](bool ok, const std::string& message) {
         if (!ok) invalid(message);
     };
-    require(c.model == NE_TOY_LINEAR || c.model == NE_TOY_RELU_OUTPUT,
-            "config.model is " + std::to_string(c.model) + "; valid: 0 (linear), 1 (relu_output)");
+    require(c.model >= NE_TOY_LINEAR && c.model <= NE_TOY_ABS_VALUE,
+            "config.model is " + std::to_string(c.model) +
+                "; valid: 0 (linear), 1 (relu_output), 2 (relu_hidden), 3 (abs_value)");
     require(c.optimizer == NE_OPTIMIZER_ADAMW || c.optimizer == NE_OPTIMIZER_ADAM,
             "config.optimizer is " + std::to_string(c.optimizer) + "; valid: 0 (adamw), 1 (adam)");
     require(c.n_features >= 1 && c.n_features <= (1 << 24),
@@ -99,27 +111,30 @@ ToyModel::ToyModel(const ne_context& ctx, const ne_toy_config& config, const flo
     const int64_t per_feature = shape_.instances * shape_.n;
     check_per_feature("importance", importance, importance_count, per_feature, false);
     check_per_feature("feature_probability", probability, probability_count, per_feature, true);
-    importance_.assign(importance, importance + per_feature);
-    probability_.assign(probability, probability + per_feature);
+    data_.importance.assign(importance, importance + per_feature);
+    data_.probability.assign(probability, probability + per_feature);
+    data_.l1.assign(shape_.instances, 0.0f);
 
     if (ctx.backend == NE_BACKEND_CUDA)
-        backend_ = std::make_unique<CudaToy>(CudaPlugin::get(), ctx.device, shape_, importance_, probability_);
+        backend_ = std::make_unique<CudaToy>(CudaPlugin::get(), ctx.device, shape_, data_);
     else
-        backend_ = make_cpu_toy(shape_, importance_, probability_);
+        backend_ = make_cpu_toy(shape_, data_);
 
-    std::vector<float> W, b;
-    initial_params(W, b);
-    backend_->set_params(W.data(), b.data());
+    std::vector<float> W, W_out;
+    initial_weights(0, W);
+    if (toy_untied(shape_.model)) initial_weights(1, W_out);
+    const std::vector<float> b(shape_.instances * shape_.n, 0.0f);
+    backend_->set_params(W.data(), W_out.empty() ? nullptr : W_out.data(), b.data());
 }
 
-void ToyModel::initial_params(std::vector<float>& W, std::vector<float>& b) const {
-    // xavier_normal_ over the (instances, n, m) tensor: fan_in = n*m, fan_out = instances*m.
+void ToyModel::initial_weights(uint32_t tensor, std::vector<float>& W) const {
+    // xavier_normal_ over the (instances, n, m) tensor: fan_in = n*m, fan_out = instances*m. `tensor` keys a
+    // disjoint part of the init stream, so W and W_out are independent.
     const double stddev = std::sqrt(2.0 / (static_cast<double>(shape_.m) * (shape_.n + shape_.instances)));
     const int64_t count = shape_.instances * shape_.n * shape_.m;
     W.resize(count);
-    b.assign(shape_.instances * shape_.n, 0.0f);
     for (int64_t pair = 0; pair < (count + 1) / 2; ++pair) {
-        const Philox4 r = philox4x32_10(static_cast<uint32_t>(pair), static_cast<uint32_t>(pair >> 32), 0,
+        const Philox4 r = philox4x32_10(static_cast<uint32_t>(pair), static_cast<uint32_t>(pair >> 32), tensor,
                                         stream_word(Stream::kInit, 0), static_cast<uint32_t>(shape_.seed),
                                         static_cast<uint32_t>(shape_.seed >> 32));
         // Box-Muller; u1 in (0, 1] keeps the log finite.
@@ -129,6 +144,61 @@ void ToyModel::initial_params(std::vector<float>& W, std::vector<float>& b) cons
         W[2 * pair] = static_cast<float>(stddev * radius * std::cos(angle));
         if (2 * pair + 1 < count) W[2 * pair + 1] = static_cast<float>(stddev * radius * std::sin(angle));
     }
+}
+
+void ToyModel::set_l1(const float* l1, int64_t count) {
+    check_count("l1", l1, count, shape_.instances);
+    for (int64_t k = 0; k < count; ++k)
+        if (!std::isfinite(l1[k]) || l1[k] < 0.0f)
+            invalid("l1[" + std::to_string(k) + "] is " + std::to_string(l1[k]) + "; valid: finite and >= 0");
+    data_.l1.assign(l1, l1 + count);
+    backend_->set_data(data_);
+}
+
+void ToyModel::set_feature_sets(const int32_t* set_of_feature, int64_t feature_count, const int32_t* set_kind,
+                                int64_t set_count) {
+    if (set_of_feature == nullptr) invalid("set_of_feature is null");
+    if (feature_count != shape_.n)
+        invalid("set_of_feature has " + std::to_string(feature_count) + " entries; expected n_features = " +
+                std::to_string(shape_.n));
+    if (set_count < 0 || set_count > shape_.n / 2)
+        invalid("set_count is " + std::to_string(set_count) + "; valid: 0.." + std::to_string(shape_.n / 2) +
+                " (each set has at least 2 of the " + std::to_string(shape_.n) + " features)");
+    if (set_count > 0 && set_kind == nullptr) invalid("set_kind is null");
+    for (int64_t s = 0; s < set_count; ++s)
+        if (set_kind[s] != NE_FEATURES_CORRELATED && set_kind[s] != NE_FEATURES_ANTICORRELATED)
+            invalid("set_kind[" + std::to_string(s) + "] is " + std::to_string(set_kind[s]) +
+                    "; valid: 1 (correlated), 2 (anticorrelated)");
+    std::vector<FeatureRule> rules(shape_.n, FeatureRule{NE_FEATURES_INDEPENDENT, 0, 0, 1, 0});
+    std::vector<std::vector<int32_t>> members(set_count);
+    for (int64_t i = 0; i < shape_.n; ++i) {
+        const int32_t s = set_of_feature[i];
+        if (s < -1 || s >= set_count)
+            invalid("set_of_feature[" + std::to_string(i) + "] is " + std::to_string(s) + "; valid: -1 (no set) or 0.." +
+                    std::to_string(set_count - 1));
+        if (s >= 0) members[s].push_back(static_cast<int32_t>(i));
+    }
+    for (int64_t s = 0; s < set_count; ++s) {
+        const auto& set = members[s];
+        if (set.size() < 2)
+            invalid("feature set " + std::to_string(s) + " has " + std::to_string(set.size()) +
+                    " member(s); a set needs at least 2");
+        for (size_t r = 0; r < set.size(); ++r) {
+            for (int64_t k = 0; k < shape_.instances; ++k) {
+                const float* p = data_.probability.data() + k * shape_.n;
+                if (p[set[r]] != p[set[0]])
+                    invalid("feature set " + std::to_string(s) + ": feature " + std::to_string(set[r]) +
+                            " has probability " + std::to_string(p[set[r]]) + " in instance " + std::to_string(k) +
+                            " but the set's first feature " + std::to_string(set[0]) + " has " +
+                            std::to_string(p[set[0]]) + "; members of a set share one probability");
+            }
+            rules[set[r]] = FeatureRule{set_kind[s], set[0], set[1], static_cast<int32_t>(set.size()),
+                                        static_cast<int32_t>(r)};
+        }
+    }
+    if (set_count == 0) rules.clear();
+    data_.rules = std::move(rules);
+    backend_->set_data(data_);
 }
 
 void ToyModel::train(int64_t steps) {
@@ -161,22 +231,42 @@ void ToyModel::train(int64_t steps) {
     }
 }
 
-void ToyModel::evaluate(int64_t batches, float* loss, int64_t loss_count) {
+void ToyModel::evaluate(int64_t batches, float* loss, int64_t loss_count, float* penalty, int64_t penalty_count) {
     if (batches < 1 || batches > kMaxStreamIndex) invalid("batches is " + std::to_string(batches) + "; valid: >= 1");
     check_count("loss", loss, loss_count, shape_.instances);
-    backend_->evaluate(batches, loss);
+    std::vector<float> discarded;
+    if (penalty_count == 0) {
+        discarded.resize(shape_.instances);
+        penalty = discarded.data();
+        penalty_count = shape_.instances;
+    }
+    check_count("penalty", penalty, penalty_count, shape_.instances);
+    backend_->evaluate(batches, loss, penalty);
 }
 
-void ToyModel::get_params(float* W, int64_t w_count, float* b, int64_t b_count) const {
-    check_count("W", W, w_count, shape_.instances * shape_.n * shape_.m);
+void ToyModel::check_params(const void* W, int64_t w_count, const void* W_out, int64_t w_out_count, const void* b,
+                            int64_t b_count) const {
+    const int64_t nm = shape_.instances * shape_.n * shape_.m;
+    check_count("W", W, w_count, nm);
+    if (toy_untied(shape_.model)) {
+        check_count("W_out", W_out, w_out_count, nm);
+    } else if (w_out_count != 0) {
+        invalid("W_out has room for " + std::to_string(w_out_count) +
+                " floats but this model is tied (W_out exists for abs_value only): pass count 0");
+    }
     check_count("b", b, b_count, shape_.instances * shape_.n);
-    backend_->get_params(W, b);
 }
 
-void ToyModel::set_params(const float* W, int64_t w_count, const float* b, int64_t b_count) {
-    check_count("W", W, w_count, shape_.instances * shape_.n * shape_.m);
-    check_count("b", b, b_count, shape_.instances * shape_.n);
-    backend_->set_params(W, b);
+void ToyModel::get_params(float* W, int64_t w_count, float* W_out, int64_t w_out_count, float* b,
+                          int64_t b_count) const {
+    check_params(W, w_count, W_out, w_out_count, b, b_count);
+    backend_->get_params(W, W_out, b);
+}
+
+void ToyModel::set_params(const float* W, int64_t w_count, const float* W_out, int64_t w_out_count, const float* b,
+                          int64_t b_count) {
+    check_params(W, w_count, W_out, w_out_count, b, b_count);
+    backend_->set_params(W, W_out, b);
     optimizer_steps_ = 0;
 }
 
@@ -186,7 +276,8 @@ void ToyModel::sample_batch(int64_t step, int64_t instance, float* x, int64_t x_
     if (instance < 0 || instance >= shape_.instances)
         invalid("instance is " + std::to_string(instance) + "; valid: 0.." + std::to_string(shape_.instances - 1));
     check_count("x", x, x_count, shape_.batch * shape_.n);
-    toy_generate_batch(shape_, probability_.data() + instance * shape_.n, Stream::kTrain, step, instance, x);
+    toy_generate_batch(shape_, data_.probability.data() + instance * shape_.n,
+                       data_.rules.empty() ? nullptr : data_.rules.data(), Stream::kTrain, step, instance, x);
 }
 
 void ToyModel::check_count(const char* name, const void* buffer, int64_t count, int64_t expected) {

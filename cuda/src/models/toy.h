@@ -16,38 +16,64 @@ struct ToyShape {
     uint64_t seed;
 };
 
-// What a backend must do. Parameter layouts: W [instances][n][m], b [instances][n];
-// importance and probability [instances][n].
+// Everything a backend needs besides parameters: per-instance importance, probability [instances][n] and L1
+// coefficient [instances], and the feature-set rule of each feature [n] (empty when all are independent).
+struct ToyData {
+    std::vector<float> importance, probability, l1;
+    std::vector<FeatureRule> rules;
+};
+
+// What a backend must do. Parameter layouts: W and W_out [instances][n][m], b [instances][n]. W_out exists
+// for untied models only; elsewhere the pointers are null.
 class ToyBackend {
 public:
     virtual ~ToyBackend() = default;
     // Steps first_step .. first_step+count-1; adam[s] is the update for step first_step+s.
     virtual void train(int64_t first_step, const std::vector<AdamStep>& adam) = 0;
-    virtual void evaluate(int64_t batches, float* loss) = 0;  // loss: [instances]
-    virtual void get_params(float* W, float* b) const = 0;
-    virtual void set_params(const float* W, const float* b) = 0;  // also zeroes the optimizer state
+    // loss, penalty: [instances] task loss and L1 term.
+    virtual void evaluate(int64_t batches, float* loss, float* penalty) = 0;
+    virtual void get_params(float* W, float* W_out, float* b) const = 0;
+    virtual void set_params(const float* W, const float* W_out, const float* b) = 0;  // also zeroes the optimizer state
+    virtual void set_data(const ToyData& data) = 0;  // after l1 or feature sets change
 };
 
-std::unique_ptr<ToyBackend> make_cpu_toy(const ToyShape& shape, const std::vector<float>& importance,
-                                         const std::vector<float>& probability);
+std::unique_ptr<ToyBackend> make_cpu_toy(const ToyShape& shape, const ToyData& data);
+
+// One instance's parameters and their gradients. W_out is null for tied models (the output uses W).
+template <typename T>
+struct ToyParams {
+    const T* W;      // [n][m]
+    const T* W_out;  // [n][m] or null
+    const T* b;      // [n]
+};
+template <typename T>
+struct ToyGrads {
+    T* W;      // [n][m]
+    T* W_out;  // [n][m] or null
+    T* b;      // [n]
+};
+
+// The two terms of the objective over one batch.
+struct ToyLoss {
+    double task;     // importance-weighted MSE, mean over batch and features
+    double penalty;  // l1 * mean over the batch of ||h||_1
+    double total() const { return task + penalty; }
+};
 
 // Reference forward and backward for one instance over a batch x [batch][n], one sample at a time: returns the
-// importance-weighted MSE (mean over batch and features) and writes (=, not +=) its gradients gW [n][m], gb [n].
-// Templated so the gradient check can run the very same code in double.
+// loss and writes (=, not +=) its gradients. Templated so the gradient check can run the very same code in
+// double.
 template <typename T>
-T toy_loss_and_grad(int32_t model, int64_t n, int64_t m, int64_t batch, const T* W, const T* b,
-                    const T* importance, const T* x, T* gW, T* gb);
+ToyLoss toy_loss_and_grad(int32_t model, int64_t n, int64_t m, int64_t batch, ToyParams<T> params,
+                          const T* importance, T l1, const T* x, ToyGrads<T> grads);
 
 // Scratch of the blocked kernel, reused across steps so the hot loop allocates nothing.
 template <typename T>
 struct ToyWorkspace {
-    std::vector<T> Wt, gWt, b, gb, importance, x, d, h, g;
+    std::vector<T> Wt, Wot, gWt, gWot, b, gb, importance, x, d, h, g;
     void resize(int64_t padded_n, int64_t m, int64_t block) {
-        Wt.resize(m * padded_n);
-        gWt.resize(m * padded_n);
-        b.resize(padded_n);
-        gb.resize(padded_n);
-        importance.resize(padded_n);
+        for (auto* v : {&Wt, &Wot, &gWt, &gWot}) v->resize(m * padded_n);
+        for (auto* v : {&b, &gb, &importance}) v->resize(padded_n);
         x.resize(block * padded_n);
         d.resize(block * padded_n);
         h.resize(block * m);
@@ -62,11 +88,13 @@ void toy_workspace_prepare(ToyWorkspace<T>& workspace, int64_t n, int64_t m);
 // The same loss and gradients as toy_loss_and_grad, computed by the SIMD-friendly blocked kernel the CPU
 // backend trains with (cpu/toy_blocked.cpp). Tested against the reference above.
 template <typename T>
-T toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t batch, const T* W, const T* b,
-                            const T* importance, const T* x, T* gW, T* gb, ToyWorkspace<T>& workspace);
+ToyLoss toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t batch, ToyParams<T> params,
+                                  const T* importance, T l1, const T* x, ToyGrads<T> grads,
+                                  ToyWorkspace<T>& workspace);
 
-// Fills x [batch][n] with the training (or evaluation) batch of one instance at one step.
-void toy_generate_batch(const ToyShape& shape, const float* probability /*[n]*/, Stream stream, int64_t step,
-                        int64_t instance, float* x);
+// Fills x [batch][n] with the training (or evaluation) batch of one instance at one step. probability: [n] of
+// the instance; rules: [n] or null when every feature is independent.
+void toy_generate_batch(const ToyShape& shape, const float* probability, const FeatureRule* rules, Stream stream,
+                        int64_t step, int64_t instance, float* x);
 
 }  // namespace ne

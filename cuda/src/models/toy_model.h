@@ -15,19 +15,25 @@ public:
              const float* probability, int64_t probability_count);
 
     void train(int64_t steps);
-    void evaluate(int64_t batches, float* loss, int64_t loss_count);
-    void get_params(float* W, int64_t w_count, float* b, int64_t b_count) const;
-    void set_params(const float* W, int64_t w_count, const float* b, int64_t b_count);
+    void set_l1(const float* l1, int64_t count);
+    void set_feature_sets(const int32_t* set_of_feature, int64_t feature_count, const int32_t* set_kind,
+                          int64_t set_count);
+    void evaluate(int64_t batches, float* loss, int64_t loss_count, float* penalty, int64_t penalty_count);
+    void get_params(float* W, int64_t w_count, float* W_out, int64_t w_out_count, float* b, int64_t b_count) const;
+    void set_params(const float* W, int64_t w_count, const float* W_out, int64_t w_out_count, const float* b,
+                    int64_t b_count);
     void sample_batch(int64_t step, int64_t instance, float* x, int64_t x_count) const;
     int64_t steps_done() const { return steps_done_; }
 
 private:
-    void initial_params(std::vector<float>& W, std::vector<float>& b) const;
+    void initial_weights(uint32_t tensor, std::vector<float>& W) const;
+    void check_params(const void* W, int64_t w_count, const void* W_out, int64_t w_out_count, const void* b,
+                      int64_t b_count) const;
     static void check_count(const char* name, const void* buffer, int64_t count, int64_t expected);
 
     ne_toy_config config_;
     ToyShape shape_{};
-    std::vector<float> importance_, probability_;
+    ToyData data_;
     std::unique_ptr<ToyBackend> backend_;
     int64_t steps_done_ = 0;      // indexes the data stream
     int64_t optimizer_steps_ = 0; // Adam's t; restarts with the optimizer state on set_params

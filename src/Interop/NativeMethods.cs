@@ -56,15 +56,24 @@ internal static partial class NativeMethods
     [LibraryImport(Library, EntryPoint = "ne_toy_steps_done")]
     internal static partial Status ToyStepsDone(ToyHandle toy, out long steps);
 
+    [LibraryImport(Library, EntryPoint = "ne_toy_set_l1")]
+    internal static partial Status ToySetL1(ToyHandle toy, ReadOnlySpan<float> l1, long l1Count);
+
+    [LibraryImport(Library, EntryPoint = "ne_toy_set_feature_sets")]
+    internal static partial Status ToySetFeatureSets(ToyHandle toy, ReadOnlySpan<int> setOfFeature, long featureCount,
+        ReadOnlySpan<int> setKind, long setCount);
+
     [LibraryImport(Library, EntryPoint = "ne_toy_evaluate")]
-    internal static partial Status ToyEvaluate(ToyHandle toy, long batches, Span<float> loss, long lossCount);
+    internal static partial Status ToyEvaluate(ToyHandle toy, long batches, Span<float> loss, long lossCount,
+        Span<float> penalty, long penaltyCount);
 
     [LibraryImport(Library, EntryPoint = "ne_toy_get_params")]
-    internal static partial Status ToyGetParams(ToyHandle toy, Span<float> w, long wCount, Span<float> b, long bCount);
+    internal static partial Status ToyGetParams(ToyHandle toy, Span<float> w, long wCount, Span<float> wOut,
+        long wOutCount, Span<float> b, long bCount);
 
     [LibraryImport(Library, EntryPoint = "ne_toy_set_params")]
     internal static partial Status ToySetParams(ToyHandle toy, ReadOnlySpan<float> w, long wCount,
-        ReadOnlySpan<float> b, long bCount);
+        ReadOnlySpan<float> wOut, long wOutCount, ReadOnlySpan<float> b, long bCount);
 
     [LibraryImport(Library, EntryPoint = "ne_toy_sample_batch")]
     internal static partial Status ToySampleBatch(ToyHandle toy, long step, long instance, Span<float> x, long xCount);

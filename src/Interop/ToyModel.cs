@@ -32,15 +32,29 @@ public sealed record ToyModelSpec(
     };
 }
 
+/// <summary>Parameters of a batch of toy models: W [instances][n][m] (row i = feature i's direction), W_out of
+/// the same shape for untied models (row i = output i's weights over the hidden units; null otherwise), b [instances][n].</summary>
+public sealed record ToyParameters(float[] W, float[]? WOut, float[] B);
+
+/// <summary>Per-instance means over evaluation batches: the task loss (importance-weighted MSE) and the L1 term.
+/// Training minimises their sum.</summary>
+public sealed record ToyEvaluation(float[] Loss, float[] Penalty)
+{
+    public float Objective(int instance) => Loss[instance] + Penalty[instance];
+}
+
 /// <summary>
 /// n_instances independent toy models trained together on the context's backend. Parameters stay there;
-/// <see cref="GetParameters"/> copies them out. W is [instances][n][m] (row i = feature i's direction), b [instances][n].
+/// <see cref="GetParameters()"/> copies them out.
 /// </summary>
 public sealed class ToyModel : IDisposable
 {
     private readonly ToyHandle _handle;
 
     public ToyModelSpec Spec { get; }
+
+    /// <summary>True for models whose decoder is its own matrix W_out (abs_value).</summary>
+    public bool IsUntied => Spec.Model == ToyModelKind.AbsValue;
 
     /// <param name="importance">[instances][n] row-major.</param>
     /// <param name="featureProbability">[instances][n] row-major.</param>
@@ -51,6 +65,20 @@ public sealed class ToyModel : IDisposable
         var native = spec.ToNative();
         NativeEngineException.ThrowIfFailed(NativeMethods.ToyCreate(context.Handle, in native, importance,
             importance.Length, featureProbability, featureProbability.Length, out _handle));
+    }
+
+    /// <summary>The L1 coefficient λ of each instance: training adds λ·mean‖h‖₁ to the loss.</summary>
+    public void SetL1(ReadOnlySpan<float> l1) =>
+        NativeEngineException.ThrowIfFailed(NativeMethods.ToySetL1(_handle, l1, l1.Length));
+
+    /// <param name="setOfFeature">[n]: each feature's set index, or −1 for none.</param>
+    /// <param name="setKind">[sets]: <see cref="FeatureSetKind.Correlated"/> or <see cref="FeatureSetKind.Anticorrelated"/>.</param>
+    public void SetFeatureSets(ReadOnlySpan<int> setOfFeature, ReadOnlySpan<FeatureSetKind> setKind)
+    {
+        var kinds = new int[setKind.Length];
+        for (var s = 0; s < kinds.Length; s++) kinds[s] = (int)setKind[s];
+        NativeEngineException.ThrowIfFailed(NativeMethods.ToySetFeatureSets(_handle, setOfFeature, setOfFeature.Length,
+            kinds, kinds.Length));
     }
 
     public void Train(long steps) => NativeEngineException.ThrowIfFailed(NativeMethods.ToyTrain(_handle, steps));
@@ -64,28 +92,35 @@ public sealed class ToyModel : IDisposable
         }
     }
 
-    /// <summary>Mean loss per instance over fresh evaluation batches (a stream disjoint from training's).</summary>
-    public float[] Evaluate(int batches)
+    /// <summary>Means per instance over fresh evaluation batches (a stream disjoint from training's).</summary>
+    public ToyEvaluation Evaluate(int batches)
     {
         var loss = new float[Spec.NInstances];
-        NativeEngineException.ThrowIfFailed(NativeMethods.ToyEvaluate(_handle, batches, loss, loss.Length));
-        return loss;
+        var penalty = new float[Spec.NInstances];
+        NativeEngineException.ThrowIfFailed(NativeMethods.ToyEvaluate(_handle, batches, loss, loss.Length, penalty,
+            penalty.Length));
+        return new ToyEvaluation(loss, penalty);
     }
 
-    public (float[] W, float[] B) GetParameters()
+    public ToyParameters GetParameters()
     {
-        var w = new float[(long)Spec.NInstances * Spec.NFeatures * Spec.NHidden];
-        var b = new float[(long)Spec.NInstances * Spec.NFeatures];
-        GetParameters(w, b);
-        return (w, b);
+        var count = (long)Spec.NInstances * Spec.NFeatures * Spec.NHidden;
+        var parameters = new ToyParameters(new float[count], IsUntied ? new float[count] : null,
+            new float[(long)Spec.NInstances * Spec.NFeatures]);
+        GetParameters(parameters.W, parameters.WOut, parameters.B);
+        return parameters;
     }
 
-    public void GetParameters(Span<float> w, Span<float> b) =>
-        NativeEngineException.ThrowIfFailed(NativeMethods.ToyGetParams(_handle, w, w.Length, b, b.Length));
+    /// <param name="wOut">Empty for tied models.</param>
+    public void GetParameters(Span<float> w, Span<float> wOut, Span<float> b) =>
+        NativeEngineException.ThrowIfFailed(NativeMethods.ToyGetParams(_handle, w, w.Length, wOut, wOut.Length, b,
+            b.Length));
 
-    /// <summary>Replaces the parameters and restarts the optimizer state.</summary>
-    public void SetParameters(ReadOnlySpan<float> w, ReadOnlySpan<float> b) =>
-        NativeEngineException.ThrowIfFailed(NativeMethods.ToySetParams(_handle, w, w.Length, b, b.Length));
+    /// <summary>Replaces the parameters and restarts the optimizer state. <paramref name="wOut"/> is empty for
+    /// tied models.</summary>
+    public void SetParameters(ReadOnlySpan<float> w, ReadOnlySpan<float> wOut, ReadOnlySpan<float> b) =>
+        NativeEngineException.ThrowIfFailed(NativeMethods.ToySetParams(_handle, w, w.Length, wOut, wOut.Length, b,
+            b.Length));
 
     /// <summary>The batch training draws at <paramref name="step"/> for one instance: [batch][n].</summary>
     public float[] SampleBatch(long step, int instance)

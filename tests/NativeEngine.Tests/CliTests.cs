@@ -55,7 +55,7 @@ public class CliTests
             Assert.That(instance.EnumerateObject().Select(p => p.Name), Is.EqualTo(new[]
             {
                 "feature_probability", "importance", "loss", "W", "b", "feature_norm", "superposition",
-                "dimensionality", "dimensions_per_feature",
+                "dimensionality", "dimensions_per_feature", "l1", "l1_penalty",
             }));
             foreach (var key in new[] { "feature_probability", "importance", "b", "feature_norm", "superposition", "dimensionality" })
                 Assert.That(instance.GetProperty(key).GetArrayLength(), Is.EqualTo(6), key);

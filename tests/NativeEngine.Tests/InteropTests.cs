@@ -35,7 +35,7 @@ public class InteropTests
             new ToyModel(context, Spec(), Fill(9, 1f), Fill(10, 0.5f)).Dispose())!;
         Assert.That(error.NativeMessage, Does.Contain("importance has 9 values"));
         using var model = new ToyModel(context, Spec(), Fill(10, 1f), Fill(10, 0.5f));
-        error = Assert.Throws<NativeEngineException>(() => model.GetParameters(new float[19], new float[10]))!;
+        error = Assert.Throws<NativeEngineException>(() => model.GetParameters(new float[19], default, new float[10]))!;
         Assert.That(error.NativeMessage, Does.Contain("W has room for 19"));
     }
 
@@ -133,7 +133,7 @@ public class InteropTests
             using var context = new EngineContext(backend);
             using var model = new ToyModel(context, spec, importance, probability);
             model.Train(100);
-            return (model.GetParameters().W, model.Evaluate(4));
+            return (model.GetParameters().W, model.Evaluate(4).Loss);
         }
         var cpu = Run(Backend.Cpu);
         var cuda = Run(Backend.Cuda);

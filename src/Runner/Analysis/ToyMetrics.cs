@@ -52,3 +52,30 @@ public sealed record ToyMetrics(double[] FeatureNorm, double[] Superposition, do
         return sum;
     }
 }
+
+/// <summary>
+/// How polysemantic the hidden neurons of a privileged-basis model are: neuron k counts feature i when
+/// |W[i][k]| exceeds the threshold (W the encoder, row i feature i's weights onto the neurons).
+/// </summary>
+public sealed record NeuronMetrics(int[] FeaturesPerNeuron, double Threshold)
+{
+    /// <summary>Neurons that respond to two or more features.</summary>
+    public int PolysemanticNeurons => FeaturesPerNeuron.Count(c => c >= 2);
+
+    /// <summary>Neurons that respond to any feature.</summary>
+    public int ActiveNeurons => FeaturesPerNeuron.Count(c => c >= 1);
+
+    /// <summary>Mean features per active neuron (0 when none is active).</summary>
+    public double MeanFeaturesPerActiveNeuron =>
+        ActiveNeurons == 0 ? 0 : FeaturesPerNeuron.Where(c => c >= 1).Average();
+
+    public static NeuronMetrics Compute(ReadOnlySpan<float> w, int n, int m, double threshold)
+    {
+        if (w.Length != n * m) throw new ArgumentException($"W has {w.Length} values, expected n*m = {n * m}");
+        var counts = new int[m];
+        for (var i = 0; i < n; i++)
+            for (var k = 0; k < m; k++)
+                if (Math.Abs(w[i * m + k]) > threshold) counts[k]++;
+        return new NeuronMetrics(counts, threshold);
+    }
+}

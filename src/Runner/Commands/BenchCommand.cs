@@ -6,6 +6,7 @@ using System.Text.Json.Nodes;
 using CommandLine;
 using NativeEngine.Interop;
 using NativeEngine.Runner.Configs;
+using NativeEngine.Runner.Experiments;
 using NativeEngine.Runner.Formats;
 using Spectre.Console;
 
@@ -33,17 +34,13 @@ public sealed class BenchOptions : BackendOptions
 /// </summary>
 public static class BenchCommand
 {
-    public static readonly ToyConfig ToyBenchConfig = new()
-    {
-        Model = ToyModelKind.ReluOutput,
-        NFeatures = 100,
-        NHidden = 20,
-        NInstances = 20,
-        Importance = Enumerable.Range(0, 100).Select(i => (float)Math.Pow(0.9, i)).ToArray(),
-        FeatureProbability = ToyConfigLoader.Geomspace(1.0, 0.01, 20),
-        BatchSize = 1024,
-        Seed = 0,
-    };
+    public static readonly ToyConfig ToyBenchConfig = ToyConfigLoader.Parse("""
+        {
+          "model": "relu_output", "n_features": 100, "n_hidden": 20, "n_instances": 20,
+          "importance": 0.9, "feature_probability": { "geomspace": [1.0, 0.01] },
+          "batch_size": 1024, "seed": 0
+        }
+        """, "bench toy config");
 
     public static int Run(BenchOptions options, IAnsiConsole console)
     {
@@ -94,7 +91,7 @@ public static class BenchCommand
     /// <summary>Steps per second over at least <paramref name="minSeconds"/>, after a warm-up.</summary>
     public static double MeasureToy(EngineContext context, ToyConfig config, double minSeconds, out long steps, out double seconds)
     {
-        using var model = new ToyModel(context, config.ToSpec(), config.ImportancePerInstance(), config.ProbabilityPerInstance());
+        using var model = ToyTraining.Create(context, config);
         model.Train(5);  // warm-up: first-touch allocation, thread start, kernel load
         var clock = Stopwatch.StartNew();
         steps = 0;

@@ -2,19 +2,51 @@ using NativeEngine.Interop;
 
 namespace NativeEngine.Runner.Configs;
 
-/// <summary>A toy-model run, fully resolved: every default filled in and every shorthand expanded.</summary>
+/// <summary>Features that fire together (correlated) or exclusively (anticorrelated).</summary>
+public sealed record FeatureSet(FeatureSetKind Kind, int[] Features);
+
+/// <summary>The swept values of a config; every combination is a <see cref="ToySetting"/> of
+/// <see cref="Repeats"/> instances, all trained in one batched run.</summary>
+public sealed record ToySweep(double[]? FeatureProbability, double[]? ImportanceRatio, double[]? L1, int Repeats,
+    bool KeepAll);
+
+/// <summary>One combination of the swept values and the instances trained with it.</summary>
+/// <param name="FeatureProbability">p shared by every feature, or NaN when it differs between features.</param>
+/// <param name="ImportanceRatio">Multiplies the last feature's importance.</param>
+public sealed record ToySetting(double FeatureProbability, double ImportanceRatio, double L1, int[] Instances);
+
+/// <summary>A toy-model run, fully resolved: every default filled in, every shorthand and sweep expanded.</summary>
 public sealed record ToyConfig
 {
+    /// <summary>Heading of the run's report.</summary>
+    public string? Title { get; init; }
+
     public required ToyModelKind Model { get; init; }
     public required int NFeatures { get; init; }
     public required int NHidden { get; init; }
     public required int NInstances { get; init; }
 
-    /// <summary>I_i for each feature, [n_features].</summary>
+    /// <summary>I_i for each feature, [n_features], before a setting's importance ratio.</summary>
     public required float[] Importance { get; init; }
 
-    /// <summary>p for each instance, [n_instances] (the same for every feature of the instance).</summary>
+    /// <summary>p of every feature of every instance, [n_instances][n_features] row-major.</summary>
     public required float[] FeatureProbability { get; init; }
+
+    /// <summary>λ of the L1 penalty on hidden activations, [n_instances].</summary>
+    public required float[] L1 { get; init; }
+
+    public FeatureSet[] FeatureSets { get; init; } = [];
+
+    /// <summary>The sweep the instances came from; null when the config lists its instances directly.</summary>
+    public ToySweep? Sweep { get; init; }
+
+    /// <summary>Groups of instances sharing their data settings (one per instance without a sweep).</summary>
+    public required ToySetting[] Settings { get; init; }
+
+    /// <summary>A neuron counts feature i when |W[i][neuron]| exceeds this (polysemanticity metric).</summary>
+    public double PolysemanticityThreshold { get; init; } = DefaultPolysemanticityThreshold;
+
+    public const double DefaultPolysemanticityThreshold = 0.3;
 
     public int BatchSize { get; init; } = 1024;
     public long Steps { get; init; } = 10_000;
@@ -26,19 +58,34 @@ public sealed record ToyConfig
     public ToyModelSpec ToSpec() =>
         new(Model, NFeatures, NHidden, NInstances, BatchSize, Lr, WeightDecay, Optimizer, Seed);
 
-    /// <summary>[instances][n] row-major, as the native side takes it.</summary>
+    /// <summary>Models with hidden neurons that have a privileged basis (a ReLU on h).</summary>
+    public bool HasPrivilegedBasis => Model is ToyModelKind.ReluHidden or ToyModelKind.AbsValue;
+
+    /// <summary>[instances][n] row-major, as the native side takes it: the base importance with the last
+    /// feature's multiplied by the instance's setting's ratio.</summary>
     public float[] ImportancePerInstance()
     {
         var result = new float[NInstances * NFeatures];
-        for (var k = 0; k < NInstances; k++) Importance.CopyTo(result, k * NFeatures);
+        foreach (var setting in Settings)
+            foreach (var k in setting.Instances)
+            {
+                Importance.CopyTo(result, k * NFeatures);
+                result[k * NFeatures + NFeatures - 1] *= (float)setting.ImportanceRatio;
+            }
         return result;
     }
 
-    /// <summary>[instances][n] row-major.</summary>
-    public float[] ProbabilityPerInstance()
+    public ReadOnlySpan<float> InstanceProbability(int k) => FeatureProbability.AsSpan(k * NFeatures, NFeatures);
+
+    /// <summary>The setting an instance belongs to.</summary>
+    public ToySetting SettingOf(int instance) => Settings.First(s => s.Instances.Contains(instance));
+
+    /// <summary>[n]: each feature's set index or −1.</summary>
+    public int[] SetOfFeature()
     {
-        var result = new float[NInstances * NFeatures];
-        for (var k = 0; k < NInstances; k++) Array.Fill(result, FeatureProbability[k], k * NFeatures, NFeatures);
+        var result = Enumerable.Repeat(-1, NFeatures).ToArray();
+        for (var s = 0; s < FeatureSets.Length; s++)
+            foreach (var i in FeatureSets[s].Features) result[i] = s;
         return result;
     }
 
@@ -46,6 +93,8 @@ public sealed record ToyConfig
     {
         ToyModelKind.Linear => "linear",
         ToyModelKind.ReluOutput => "relu_output",
+        ToyModelKind.ReluHidden => "relu_hidden",
+        ToyModelKind.AbsValue => "abs_value",
         _ => throw new ArgumentOutOfRangeException(nameof(model)),
     };
 
@@ -54,5 +103,12 @@ public sealed record ToyConfig
         OptimizerKind.AdamW => "adamw",
         OptimizerKind.Adam => "adam",
         _ => throw new ArgumentOutOfRangeException(nameof(optimizer)),
+    };
+
+    public static string FeatureSetName(FeatureSetKind kind) => kind switch
+    {
+        FeatureSetKind.Correlated => "correlated",
+        FeatureSetKind.Anticorrelated => "anticorrelated",
+        _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 }

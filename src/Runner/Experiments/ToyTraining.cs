@@ -11,16 +11,31 @@ public sealed record ToyRunResult(
     DeviceInfo Device,
     long Steps,
     double Seconds,
-    float[] W,     // [instances][n][m]
-    float[] B,     // [instances][n]
-    float[] Loss,  // [instances], on fresh evaluation batches
-    ToyMetrics[] Metrics)
+    float[] W,       // [instances][n][m]
+    float[]? WOut,   // [instances][n][m], untied models only
+    float[] B,       // [instances][n]
+    float[] Loss,    // [instances] task loss on fresh evaluation batches
+    float[] Penalty, // [instances] L1 term on the same batches
+    ToyMetrics[] Metrics,
+    NeuronMetrics[]? Neurons)  // privileged-basis models only
 {
-    public ReadOnlySpan<float> InstanceW(int k) => W.AsSpan(k * Config.NFeatures * Config.NHidden, Config.NFeatures * Config.NHidden);
+    private int MatrixSize => Config.NFeatures * Config.NHidden;
+
+    public ReadOnlySpan<float> InstanceW(int k) => W.AsSpan(k * MatrixSize, MatrixSize);
+    public ReadOnlySpan<float> InstanceWOut(int k) => WOut is null ? default : WOut.AsSpan(k * MatrixSize, MatrixSize);
     public ReadOnlySpan<float> InstanceB(int k) => B.AsSpan(k * Config.NFeatures, Config.NFeatures);
 
-    /// <summary>Index of the instance with the lowest loss among <paramref name="instances"/>.</summary>
-    public int BestOf(IEnumerable<int> instances) => instances.MinBy(k => Loss[k]);
+    /// <summary>What training minimised for instance k: task loss plus the L1 term.</summary>
+    public double Objective(int k) => Loss[k] + Penalty[k];
+
+    /// <summary>The instance with the lowest training objective among <paramref name="instances"/>.</summary>
+    public int BestOf(IEnumerable<int> instances) => instances.MinBy(Objective);
+
+    /// <summary>The instances a report shows: the best of each setting, or every instance when the sweep keeps all.</summary>
+    public IReadOnlyList<int> ShownInstances() =>
+        Config.Sweep is { KeepAll: true } || Config.Sweep is null
+            ? Enumerable.Range(0, Config.NInstances).ToArray()
+            : Config.Settings.Select(s => BestOf(s.Instances)).ToArray();
 }
 
 /// <summary>Trains a toy config on a context, reporting progress, and measures the result.</summary>
@@ -34,8 +49,7 @@ public static class ToyTraining
     public static ToyRunResult Run(EngineContext context, ToyConfig config, Action<long, long>? progress = null,
         CancellationToken stop = default)
     {
-        using var model = new ToyModel(context, config.ToSpec(), config.ImportancePerInstance(),
-            config.ProbabilityPerInstance());
+        using var model = Create(context, config);
         var clock = Stopwatch.StartNew();
         // Chunks sized for about a quarter second each: progress stays live, and the per-call cost stays
         // negligible (the CUDA backend runs a whole chunk in one launch).
@@ -51,12 +65,43 @@ public static class ToyTraining
             chunk = Math.Clamp((long)(count * 0.25 / elapsed), 1, 4096);
         }
         var seconds = clock.Elapsed.TotalSeconds;
-        var loss = model.Evaluate(EvaluationBatches);
-        var (w, b) = model.GetParameters();
+        return Measure(model, config, context.Device, done, seconds);
+    }
+
+    /// <summary>The native model of a config, with its L1 coefficients and feature sets applied.</summary>
+    public static ToyModel Create(EngineContext context, ToyConfig config)
+    {
+        var model = new ToyModel(context, config.ToSpec(), config.ImportancePerInstance(), config.FeatureProbability);
+        try
+        {
+            if (config.L1.Any(v => v != 0)) model.SetL1(config.L1);
+            if (config.FeatureSets.Length > 0)
+                model.SetFeatureSets(config.SetOfFeature(), config.FeatureSets.Select(s => s.Kind).ToArray());
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Evaluates a model and computes every instance's metrics.</summary>
+    public static ToyRunResult Measure(ToyModel model, ToyConfig config, DeviceInfo device, long steps, double seconds)
+    {
+        var evaluation = model.Evaluate(EvaluationBatches);
+        var parameters = model.GetParameters();
+        var size = config.NFeatures * config.NHidden;
         var metrics = Enumerable.Range(0, config.NInstances)
-            .Select(k => ToyMetrics.Compute(w.AsSpan(k * config.NFeatures * config.NHidden, config.NFeatures * config.NHidden),
-                config.NFeatures, config.NHidden))
+            .Select(k => ToyMetrics.Compute(parameters.W.AsSpan(k * size, size), config.NFeatures, config.NHidden))
             .ToArray();
-        return new ToyRunResult(config, context.Device, done, seconds, w, b, loss, metrics);
+        var neurons = config.HasPrivilegedBasis
+            ? Enumerable.Range(0, config.NInstances)
+                .Select(k => NeuronMetrics.Compute(parameters.W.AsSpan(k * size, size), config.NFeatures, config.NHidden,
+                    config.PolysemanticityThreshold))
+                .ToArray()
+            : null;
+        return new ToyRunResult(config, device, steps, seconds, parameters.W, parameters.WOut, parameters.B,
+            evaluation.Loss, evaluation.Penalty, metrics, neurons);
     }
 }

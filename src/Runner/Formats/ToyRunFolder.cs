@@ -6,8 +6,9 @@ using NativeEngine.Runner.Experiments;
 namespace NativeEngine.Runner.Formats;
 
 /// <summary>
-/// A toy run's folder: config.json (the resolved config), results.json (per-instance parameters and metrics)
-/// and weights.safetensors (W [instances, n, m], b [instances, n]).
+/// A toy run's folder: config.json (the resolved config), results.json (per-instance parameters and metrics, and
+/// per-setting summaries for sweeps) and weights.safetensors (W [instances, n, m], W_out for untied models, b
+/// [instances, n]). Figures and report.html are written by <see cref="Reports.ToyReport"/>.
 /// </summary>
 public static class ToyRunFolder
 {
@@ -33,14 +34,14 @@ public static class ToyRunFolder
         AtomicFile.WriteText(Path.Combine(directory, "config.json"), ToyConfigWriter.ToJson(run.Config));
         AtomicFile.WriteText(Path.Combine(directory, "results.json"), ResultsJson(run));
         var c = run.Config;
-        SafeTensors.Write(Path.Combine(directory, "weights.safetensors"),
-        [
-            new Tensor("W", [c.NInstances, c.NFeatures, c.NHidden], run.W),
-            new Tensor("b", [c.NInstances, c.NFeatures], run.B),
-        ], new Dictionary<string, string>
+        var tensors = new List<Tensor> { new("W", [c.NInstances, c.NFeatures, c.NHidden], run.W) };
+        if (run.WOut is not null) tensors.Add(new Tensor("W_out", [c.NInstances, c.NFeatures, c.NHidden], run.WOut));
+        tensors.Add(new Tensor("b", [c.NInstances, c.NFeatures], run.B));
+        SafeTensors.Write(Path.Combine(directory, "weights.safetensors"), tensors, new Dictionary<string, string>
         {
             ["model"] = ToyConfig.ModelName(c.Model),
-            ["layout"] = "W[instance, feature, hidden]: row i of W[k] is feature i's direction in instance k",
+            ["layout"] = "W[instance, feature, hidden]: row i of W[k] is feature i's direction in instance k" +
+                         (run.WOut is null ? "" : "; W_out[instance, feature, hidden]: row i holds output i's weights"),
             ["steps"] = run.Steps.ToString(),
             ["seed"] = c.Seed.ToString(),
         });
@@ -49,6 +50,7 @@ public static class ToyRunFolder
     public static string ResultsJson(ToyRunResult run)
     {
         var c = run.Config;
+        var importance = c.ImportancePerInstance();
         using var stream = new MemoryStream();
         using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
         {
@@ -63,29 +65,76 @@ public static class ToyRunFolder
             {
                 var metrics = run.Metrics[k];
                 w.WriteStartObject();
-                WriteArray(w, "feature_probability", Enumerable.Repeat((double)c.FeatureProbability[k], c.NFeatures));
-                WriteArray(w, "importance", c.Importance.Select(v => (double)v));
+                WriteArray(w, "feature_probability", c.InstanceProbability(k).ToArray().Select(v => (double)v));
+                WriteArray(w, "importance", importance.AsSpan(k * c.NFeatures, c.NFeatures).ToArray().Select(v => (double)v));
                 WriteNumber(w, "loss", run.Loss[k]);
-                w.WriteStartArray("W");
-                var wk = run.InstanceW(k).ToArray();
-                for (var i = 0; i < c.NFeatures; i++)
-                {
-                    w.WriteStartArray();
-                    for (var j = 0; j < c.NHidden; j++) w.WriteNumberValue(wk[i * c.NHidden + j]);
-                    w.WriteEndArray();
-                }
-                w.WriteEndArray();
+                WriteMatrix(w, "W", run.InstanceW(k), c.NFeatures, c.NHidden, transpose: false);
+                // W_out as [m][n] (hidden unit j's weights onto the outputs): the orientation of W^T in tied models.
+                if (run.WOut is not null) WriteMatrix(w, "W_out", run.InstanceWOut(k), c.NFeatures, c.NHidden, transpose: true);
                 WriteArray(w, "b", run.InstanceB(k).ToArray().Select(v => (double)v));
                 WriteArray(w, "feature_norm", metrics.FeatureNorm);
                 WriteArray(w, "superposition", metrics.Superposition);
                 WriteArray(w, "dimensionality", metrics.Dimensionality);
                 WriteNumber(w, "dimensions_per_feature", metrics.DimensionsPerFeature);
+                WriteNumber(w, "l1", c.L1[k]);
+                WriteNumber(w, "l1_penalty", run.Penalty[k]);
+                if (run.Neurons?[k] is { } neurons)
+                {
+                    w.WriteStartArray("features_per_neuron");
+                    foreach (var count in neurons.FeaturesPerNeuron) w.WriteNumberValue(count);
+                    w.WriteEndArray();
+                    w.WriteNumber("polysemantic_neurons", neurons.PolysemanticNeurons);
+                }
                 w.WriteEndObject();
             }
             w.WriteEndArray();
+            if (c.Sweep is not null)
+            {
+                w.WriteStartArray("settings");
+                foreach (var setting in c.Settings)
+                {
+                    var best = run.BestOf(setting.Instances);
+                    var losses = setting.Instances.Select(k => (double)run.Loss[k]).Order().ToArray();
+                    w.WriteStartObject();
+                    WriteNumber(w, "feature_probability", setting.FeatureProbability);
+                    WriteNumber(w, "importance_ratio", setting.ImportanceRatio);
+                    WriteNumber(w, "l1", setting.L1);
+                    w.WriteStartArray("instances");
+                    foreach (var k in setting.Instances) w.WriteNumberValue(k);
+                    w.WriteEndArray();
+                    w.WriteNumber("best_instance", best);
+                    WriteNumber(w, "loss_best", run.Loss[best]);
+                    WriteNumber(w, "loss_median", Median(losses));
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+            }
             w.WriteEndObject();
         }
         return System.Text.Encoding.UTF8.GetString(stream.ToArray());
+    }
+
+    private static double Median(double[] sorted) =>
+        sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
+
+    // values: [n][m] row-major; written as [n][m], or as [m][n] when transposed.
+    private static void WriteMatrix(Utf8JsonWriter w, string name, ReadOnlySpan<float> values, int n, int m, bool transpose)
+    {
+        w.WriteStartArray(name);
+        var (rows, columns) = transpose ? (m, n) : (n, m);
+        for (var r = 0; r < rows; r++)
+        {
+            w.WriteStartArray();
+            for (var col = 0; col < columns; col++)
+            {
+                // Weights exactly as trained (a float round-trips), null if diverged.
+                var value = transpose ? values[col * m + r] : values[r * m + col];
+                if (float.IsFinite(value)) w.WriteNumberValue(value);
+                else w.WriteNullValue();
+            }
+            w.WriteEndArray();
+        }
+        w.WriteEndArray();
     }
 
     private static void WriteArray(Utf8JsonWriter w, string name, IEnumerable<double> values)

@@ -6,31 +6,66 @@ using Spectre.Console;
 
 namespace NativeEngine.Runner.Reports;
 
-/// <summary>The table a toy run prints: per instance its density, loss and feature geometry.</summary>
+/// <summary>The table a toy run prints: per shown instance its setting, loss and feature geometry.</summary>
 public static class ToySummary
 {
+    /// <summary>Rows printed to the terminal; the report lists them all.</summary>
+    public const int MaxRows = 40;
+
     public static void Print(ToyRunResult run, IAnsiConsole console)
     {
         var c = run.Config;
         console.MarkupLine($"[bold]{ToyConfig.ModelName(c.Model)}[/] n={c.NFeatures} m={c.NHidden}, " +
                            $"{c.NInstances} instances, {run.Steps} steps in {run.Seconds:F2} s on {Markup.Escape(run.Device.Describe())}");
         var table = new Table().Border(TableBorder.Rounded);
-        foreach (var header in new[] { "inst", "p", "loss", "‖W_i‖ > 0.5", "Σ D_i", "D*", "D_i per feature", "geometry" })
-            table.AddColumn(new TableColumn(header).RightAligned());
-        for (var k = 0; k < c.NInstances; k++)
+        var rows = Rows(run);
+        foreach (var header in rows.Headers) table.AddColumn(new TableColumn(Markup.Escape(header)).RightAligned());
+        foreach (var row in rows.Cells.Take(MaxRows)) table.AddRow(row.Select(Markup.Escape).ToArray());
+        console.Write(table);
+        if (rows.Cells.Count > MaxRows)
+            console.MarkupLine($"({rows.Cells.Count - MaxRows} more rows in results.json and report.html)");
+    }
+
+    /// <summary>The summary as headers and text cells, shared by the terminal table and the report.</summary>
+    public static (string[] Headers, List<string[]> Cells) Rows(ToyRunResult run)
+    {
+        var c = run.Config;
+        var showRatio = c.Settings.Any(s => s.ImportanceRatio != 1.0);
+        var showL1 = c.L1.Any(v => v != 0);
+        var showD = c.NFeatures <= 12;
+        var bestOf = c.Sweep is { KeepAll: false } && c.Sweep.Repeats > 1;
+        var headers = new List<string> { bestOf ? "best inst" : "inst", "p" };
+        if (showRatio) headers.Add("importance ratio");
+        if (showL1) headers.Add("l1");
+        headers.AddRange(["loss", "‖W_i‖ > 0.5", "Σ D_i", "D*"]);
+        if (showD) headers.Add("D_i per feature");
+        if (run.Neurons is not null) headers.Add("polysemantic neurons");
+        headers.Add("geometry");
+        var cells = new List<string[]>();
+        foreach (var k in run.ShownInstances())
         {
+            var setting = c.SettingOf(k);
             var metrics = run.Metrics[k];
-            table.AddRow(
+            var row = new List<string>
+            {
                 k.ToString(CultureInfo.InvariantCulture),
-                F(c.FeatureProbability[k], "G3"),
+                double.IsNaN(setting.FeatureProbability) ? "per feature" : F(setting.FeatureProbability, "G3"),
+            };
+            if (showRatio) row.Add(F(setting.ImportanceRatio, "G3"));
+            if (showL1) row.Add(F(c.L1[k], "G3"));
+            row.AddRange([
                 F(run.Loss[k], "G4"),
                 metrics.RepresentedCount.ToString(CultureInfo.InvariantCulture),
                 F(metrics.DimensionalitySum, "F2"),
                 F(metrics.DimensionsPerFeature, "F3"),
-                string.Join(" ", metrics.Dimensionality.Select(d => F(d, "F2"))),
-                Markup.Escape(Describe(metrics, c.NHidden)));
+            ]);
+            if (showD) row.Add(string.Join(" ", metrics.Dimensionality.Select(d => F(d, "F2"))));
+            if (run.Neurons?[k] is { } neurons)
+                row.Add($"{neurons.PolysemanticNeurons} of {c.NHidden}");
+            row.Add(Describe(metrics, c.NHidden));
+            cells.Add(row.ToArray());
         }
-        console.Write(table);
+        return (headers.ToArray(), cells);
     }
 
     /// <summary>A plain-words reading of the geometry, for the common shapes of the paper.</summary>
@@ -44,7 +79,10 @@ public static class ToySummary
         if (All(0.5) && represented % 2 == 0) return $"{represented / 2} antipodal pair(s)";
         if (m == 2 && represented >= 3 && All(2.0 / represented))
             return represented == 5 ? "pentagon" : $"regular {represented}-gon";
-        return $"{represented} features in superposition";
+        var dedicated = active.Count(d => d > 0.95);
+        return dedicated > 0
+            ? $"{represented} features, {represented - dedicated} in superposition"
+            : $"{represented} features in superposition";
     }
 
     private static string F(double value, string format) => value.ToString(format, CultureInfo.InvariantCulture);

@@ -14,7 +14,7 @@ public sealed class ToyOptions : BackendOptions
     [Option("config", Required = true, HelpText = "JSON config (comments allowed); see configs/.")]
     public string Config { get; set; } = "";
 
-    [Option("out", Required = true, HelpText = "Run folder: config.json, results.json, weights.safetensors.")]
+    [Option("out", Required = true, HelpText = "Run folder: config.json, results.json, weights.safetensors, report.html, figures/.")]
     public string Out { get; set; } = "";
 
     [Option("seed", HelpText = "Overrides the config's seed.")]
@@ -67,9 +67,11 @@ public static class ToyCommand
             Console.CancelKeyPress -= onCancel;
         }
         ToyRunFolder.Write(outDir, run);
+        var figures = ToyReport.Write(outDir, run).Count(f => f.EndsWith(".svg", StringComparison.Ordinal));
         if (run.Steps < config.Steps)
             console.MarkupLine($"[yellow]interrupted after {run.Steps} of {config.Steps} steps: the results are of that point[/]");
-        console.MarkupLine($"wrote {Markup.Escape(Path.GetFullPath(outDir))}: config.json, results.json, weights.safetensors");
+        console.MarkupLine($"wrote {Markup.Escape(Path.GetFullPath(outDir))}: config.json, results.json, weights.safetensors, " +
+                           $"report.html, figures/ ({figures} SVG)");
         return run;
     }
 }

@@ -57,7 +57,8 @@ public static class ToySummary
                 F(run.Loss[k], "G4"),
                 metrics.RepresentedCount.ToString(CultureInfo.InvariantCulture),
                 F(metrics.DimensionalitySum, "F2"),
-                F(metrics.DimensionsPerFeature, "F3"),
+                // ‖W‖_F ≈ 0 makes D* meaningless (it grows without bound).
+                metrics.DimensionsPerFeature > 1e3 ? "–" : F(metrics.DimensionsPerFeature, "F3"),
             ]);
             if (showD) row.Add(string.Join(" ", metrics.Dimensionality.Select(d => F(d, "F2"))));
             if (run.Neurons?[k] is { } neurons)

@@ -33,13 +33,17 @@ public static partial class ToyFigures
 
         svg.Rect(left, Top, plotWidth, plotHeight, new Paint(Fill: "none", Stroke: Palette.Grid));
         var decades = highDecade - lowDecade;
-        var labelStride = Chart.IndexStride(plotWidth / decades, Chart.TextWidth(FigureFormat.Compact(x.DomainMax), Chart.TickFont) + 8);
+        // Plain numbers while they stay short (1, 10, 100, 1000), otherwise 1e5 for every decade: one axis, one notation.
+        var plain = lowDecade >= -3 && highDecade <= 4;
+        string DecadeLabel(int d) => plain ? FigureFormat.Compact(Math.Pow(10, d)) : $"1e{FigureFormat.Integer(d)}";
+        var widest = Math.Max(DecadeLabel(lowDecade).Length, DecadeLabel(highDecade).Length);
+        var labelStride = Chart.IndexStride(plotWidth / decades, widest * Chart.TickFont * 0.62 + 8);
         var xTicks = new List<(double, string)>();
         for (var d = lowDecade; d <= highDecade; d++)
         {
             var px = x.Map(Math.Pow(10, d));
             svg.Line(px, Top, px, Top + plotHeight, Paint.Stroked(Palette.Grid));
-            if ((d - lowDecade) % labelStride == 0) xTicks.Add((px, FigureFormat.Compact(Math.Pow(10, d))));
+            if ((d - lowDecade) % labelStride == 0) xTicks.Add((px, DecadeLabel(d)));
             if (d == highDecade || decades > 8) continue;
             for (var minor = 2; minor <= 9; minor++)
             {

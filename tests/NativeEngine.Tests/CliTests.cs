@@ -131,12 +131,100 @@ public class CliTests
     }
 
     [Test]
-    public void DemoConfigIsThePapersIntroExperiment()
+    public void DemoConfigsAreEmbeddedAndStartWithThePapersIntro()
     {
-        var c = Runner.Commands.DemoCommand.LoadDemoConfig();
-        Assert.That((c.NFeatures, c.NHidden, c.NInstances), Is.EqualTo((5, 2, 10)));
+        var c = Runner.Commands.DemoCommand.LoadDemoConfig("intro");
+        Assert.That((c.NFeatures, c.NHidden), Is.EqualTo((5, 2)));
         Assert.That(c.Importance, Is.EqualTo(new[] { 1f, 0.9f, 0.81f, 0.729f, 0.6561f }).Within(1e-6));
-        Assert.That(c.FeatureProbability[0], Is.EqualTo(1f));
-        Assert.That(c.FeatureProbability[^1], Is.EqualTo(0.05f).Within(1e-7));
+        Assert.That(c.Settings.First().FeatureProbability, Is.EqualTo(1.0));
+        Assert.That(c.Settings.Last().FeatureProbability, Is.EqualTo(0.05).Within(1e-7));
+        foreach (var (name, _) in Runner.Commands.DemoCommand.Experiments)
+            Assert.That(Runner.Commands.DemoCommand.LoadDemoConfig(name).Steps, Is.GreaterThan(0), name);
+    }
+
+    [Test]
+    public void SweepWritesSettingsFiguresAndReport()
+    {
+        var dir = TestSupport.TempDirectory("sweep");
+        var outDir = Path.Combine(dir, "run");
+        var config = WriteConfig(dir, """
+            { "model": "relu_hidden", "n_features": 4, "n_hidden": 2, "importance": 0.9, "batch_size": 64, "steps": 30,
+              "sweep": { "feature_probability": [1.0, 0.1], "importance_ratio": [0.5, 2], "repeats": 3 } }
+            """);
+        var (code, output) = Run("toy", "--config", config, "--out", outDir, "--backend", "cpu");
+        Assert.That(code, Is.EqualTo(0), output);
+        var root = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "results.json"))).RootElement;
+        Assert.That(root.GetProperty("instances").GetArrayLength(), Is.EqualTo(12), "every trained instance is kept");
+        var settings = root.GetProperty("settings").EnumerateArray().ToList();
+        Assert.That(settings, Has.Count.EqualTo(4));
+        Assert.That(settings[0].EnumerateObject().Select(p => p.Name), Is.EqualTo(new[]
+        {
+            "feature_probability", "importance_ratio", "l1", "instances", "best_instance", "loss_best", "loss_median",
+        }));
+        foreach (var setting in settings)
+        {
+            var members = setting.GetProperty("instances").EnumerateArray().Select(e => e.GetInt32()).ToArray();
+            var losses = members.Select(k => root.GetProperty("instances")[k].GetProperty("loss").GetDouble()).ToArray();
+            var best = setting.GetProperty("best_instance").GetInt32();
+            Assert.That(members, Does.Contain(best));
+            Assert.That(setting.GetProperty("loss_best").GetDouble(), Is.EqualTo(losses.Min()).Within(1e-6), "no L1: best = lowest loss");
+            Assert.That(setting.GetProperty("loss_median").GetDouble(), Is.EqualTo(losses.Order().ElementAt(1)).Within(1e-6));
+        }
+        // The ratio multiplies the last feature's importance only.
+        var last = root.GetProperty("instances")[3].GetProperty("importance");
+        Assert.That(last[3].GetDouble(), Is.EqualTo(2 * Math.Pow(0.9, 3)).Within(1e-6));
+        Assert.That(last[0].GetDouble(), Is.EqualTo(1.0));
+        var neurons = root.GetProperty("instances")[0].GetProperty("features_per_neuron");
+        Assert.That(neurons.GetArrayLength(), Is.EqualTo(2));
+
+        var figures = Directory.GetFiles(Path.Combine(outDir, "figures"), "*.svg").Select(Path.GetFileName).ToArray();
+        Assert.That(figures, Does.Contain("phase.svg"));
+        Assert.That(figures.Count(f => f!.EndsWith("_neurons.svg")), Is.EqualTo(4), "one neuron stack per setting's best instance");
+        Assert.That(figures.Count(f => f!.EndsWith("_arrows.svg")), Is.EqualTo(4), "m = 2: arrows in the plane");
+        var html = File.ReadAllText(Path.Combine(outDir, "report.html"));
+        foreach (var figure in figures) Assert.That(html, Does.Contain($"figures/{figure}"));
+        Assert.That(output, Does.Contain("report.html"));
+    }
+
+    [Test]
+    public void UntiedModelWritesWOutAsHiddenByOutput()
+    {
+        var dir = TestSupport.TempDirectory("abs");
+        var outDir = Path.Combine(dir, "run");
+        var config = WriteConfig(dir, """
+            { "model": "abs_value", "n_features": 3, "n_hidden": 6, "n_instances": 1, "feature_probability": 0.5,
+              "batch_size": 32, "steps": 10 }
+            """);
+        var (code, output) = Run("toy", "--config", config, "--out", outDir, "--backend", "cpu");
+        Assert.That(code, Is.EqualTo(0), output);
+        var instance = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "results.json"))).RootElement
+            .GetProperty("instances")[0];
+        var wOut = instance.GetProperty("W_out");
+        Assert.That(wOut.GetArrayLength(), Is.EqualTo(6), "W_out is [m][n]");
+        Assert.That(wOut[0].GetArrayLength(), Is.EqualTo(3));
+        Assert.That(instance.GetProperty("W").GetArrayLength(), Is.EqualTo(3), "W is [n][m]");
+        var (tensors, _) = Runner.Formats.SafeTensors.Read(Path.Combine(outDir, "weights.safetensors"));
+        var stored = tensors.Single(t => t.Name == "W_out");
+        Assert.That(stored.Shape, Is.EqualTo(new long[] { 1, 3, 6 }));
+        // results.json's W_out[j][i] is the weight from hidden j to output i: stored row i, column j.
+        Assert.That((float)wOut[4][1].GetDouble(), Is.EqualTo(stored.Data[1 * 6 + 4]));
+    }
+
+    private static IEnumerable<string> PaperConfigs() =>
+        Directory.GetFiles(Path.Combine(TestSupport.RepositoryRoot(), "configs", "paper"), "*.json")
+            .Select(Path.GetFileName).Order()!;
+
+    [TestCaseSource(nameof(PaperConfigs))]
+    public void PaperConfigRunsAndWritesItsFigures(string file)
+    {
+        var dir = TestSupport.TempDirectory("paper");
+        var config = Path.Combine(TestSupport.RepositoryRoot(), "configs", "paper", file);
+        // A few steps: the config, the trainer, every figure and the report, not the science (PaperTests).
+        var (code, output) = Run("toy", "--config", config, "--out", dir, "--backend", "cpu", "--steps", "5");
+        Assert.That(code, Is.EqualTo(0), output);
+        var figures = Directory.GetFiles(Path.Combine(dir, "figures"), "*.svg");
+        Assert.That(figures, Is.Not.Empty);
+        foreach (var figure in figures) Assert.DoesNotThrow(() => System.Xml.Linq.XDocument.Load(figure), figure);
+        Assert.That(File.ReadAllText(Path.Combine(dir, "report.html")), Does.Contain("<img"));
     }
 }

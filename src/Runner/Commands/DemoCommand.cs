@@ -1,38 +1,78 @@
 using System.Reflection;
 using CommandLine;
 using NativeEngine.Runner.Configs;
+using NativeEngine.Runner.Formats;
 using NativeEngine.Runner.Reports;
+using NativeEngine.Runner.Reports.Figures;
 using Spectre.Console;
 
 namespace NativeEngine.Runner.Commands;
 
-[Verb("demo", HelpText = "The paper's intro experiment: n=5 features in m=2 dimensions, from dense to sparse.")]
+[Verb("demo", HelpText = "A reduced tour of the paper's toy models: the intro figure, 20 features in 5 dimensions, a privileged basis, an L1 penalty.")]
 public sealed class DemoOptions : BackendOptions
 {
-    [Option("out", Default = "runs/demo", HelpText = "Run folder.")]
+    [Option("out", Default = "runs/demo", HelpText = "Folder: one run folder per experiment and report.html gathering them.")]
     public string Out { get; set; } = "runs/demo";
 }
 
 public static class DemoCommand
 {
-    public static ToyConfig LoadDemoConfig()
+    /// <summary>The experiments, in order: embedded config (configs/demo/NAME.json), what to look for.</summary>
+    public static readonly (string Name, string Lesson)[] Experiments =
+    [
+        ("intro", "Dense features (p = 1): the model keeps the 2 most important, orthogonal, and drops the rest. As " +
+                  "features get sparser it packs more into the plane, ending in a pentagon (every D_i = 2/5)."),
+        ("relu_n20_m5", "With sparse features the ReLU model represents more features than it has dimensions."),
+        ("privileged_n10_m5", "A ReLU on the hidden layer: dense features get their own neurons; sparse ones share them " +
+                              "(polysemantic neurons)."),
+        ("l1_n5_m2", "An L1 penalty on the hidden activations removes superposition: pentagon, then antipodal pairs, " +
+                     "then orthogonal features."),
+    ];
+
+    public static ToyConfig LoadDemoConfig(string name)
     {
-        using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream("demo.json")
-                           ?? throw new InvalidOperationException("demo.json is not embedded in the runner");
+        using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream($"demo/{name}.json")
+                           ?? throw new InvalidOperationException($"demo/{name}.json is not embedded in the runner");
         using var reader = new StreamReader(stream);
-        return ToyConfigLoader.Parse(reader.ReadToEnd(), "configs/demo.json");
+        return ToyConfigLoader.Parse(reader.ReadToEnd(), $"configs/demo/{name}.json");
     }
 
     public static int Run(DemoOptions options, IAnsiConsole console)
     {
-        var config = LoadDemoConfig();
-        console.MarkupLine("[bold]Toy Models of Superposition, intro figure[/]: 5 features of importance 0.9^i " +
-                           "squeezed into 2 dimensions, one model per feature density p.");
-        var run = ToyCommand.TrainAndSave(config, options.ParseBackend(), options.Out, console);
-        ToySummary.Print(run, console);
-        console.MarkupLine("Dense features (p = 1): the model keeps the 2 most important, orthogonal, and drops the rest. " +
-                           "As features get sparser it packs more of them into the plane, ending in a pentagon " +
-                           "(every D_i = 2/5) when p is small.");
-        return ToyCommand.ExitCode(run);
+        var backend = options.ParseBackend();
+        var configs = Experiments.Select(e => LoadDemoConfig(e.Name)).ToArray();
+        ToyRunFolder.Prepare(options.Out);
+        console.MarkupLine("[bold]Toy Models of Superposition[/], a reduced tour: " +
+                           $"{configs.Length} experiments, each a folder under {Markup.Escape(options.Out)}.");
+        var index = new HtmlReport("Toy Models of Superposition: the demo");
+        index.AddParagraph("Each experiment below has its own folder with report.html, results.json, config.json, " +
+                           "weights.safetensors and figures/. The full-size configs of every figure are in configs/paper/.");
+        for (var e = 0; e < configs.Length; e++)
+        {
+            var (name, lesson) = Experiments[e];
+            console.WriteLine();
+            console.MarkupLine($"[bold]{e + 1}. {Markup.Escape(configs[e].Title ?? name)}[/]");
+            var run = ToyCommand.TrainAndSave(configs[e], backend, Path.Combine(options.Out, name), console);
+            ToySummary.Print(run, console);
+            console.MarkupLine(Markup.Escape(lesson));
+            index.AddHeading($"{e + 1}. {configs[e].Title ?? name}");
+            index.AddParagraph($"{lesson} Full report: {name}/report.html ({run.Seconds:F1} s of training).");
+            var figures = Directory.GetFiles(Path.Combine(options.Out, name, "figures"), "*.svg")
+                .Select(Path.GetFileName).Order().ToArray();
+            var headline = figures.Where(f => f is "dimensionality.svg" or "phase.svg")
+                .Concat(figures.Where(f => f!.EndsWith("_arrows.svg") || f.EndsWith("_neurons.svg")).Take(4))
+                .Concat(figures.Where(f => f!.EndsWith("_norms.svg")).Take(2))
+                .Take(4)
+                .Select(f => ($"{name}/figures/{f}", $"{name}: {f}"));
+            index.AddFigureGrid(headline);
+            if (ToyCommand.ExitCode(run) != 0)
+            {
+                index.Save(Path.Combine(options.Out, "report.html"));
+                return ToyCommand.ExitCode(run);
+            }
+        }
+        index.Save(Path.Combine(options.Out, "report.html"));
+        console.MarkupLine($"report: {Markup.Escape(Path.GetFullPath(Path.Combine(options.Out, "report.html")))}");
+        return 0;
     }
 }

@@ -17,6 +17,10 @@ public static class ToyReport
     /// <summary>Instances drawn one by one; the summary table still lists every shown instance.</summary>
     public const int MaxInstanceFigures = 16;
 
+    /// <summary>Above this many features a WᵀW heatmap (n² cells) is drawn for only a few instances.</summary>
+    public const int LargeHeatmapFeatures = 50;
+    public const int MaxLargeHeatmaps = 4;
+
     /// <summary>A represented feature with D_i above this has a dimension to itself.</summary>
     public const double DedicatedDimensionality = 0.9;
 
@@ -69,18 +73,21 @@ public static class ToyReport
         report.AddHeading("Geometry of each instance");
         if (drawn.Count < shown.Count)
             report.AddParagraph($"{drawn.Count} of the {shown.Count} instances above, evenly spaced through the sweep; results.json has them all.");
+        var heatmaps = c.NFeatures > LargeHeatmapFeatures ? EvenlySpaced(drawn, MaxLargeHeatmaps) : drawn;
+        if (heatmaps.Count < drawn.Count)
+            report.AddParagraph($"With {c.NFeatures} features a WᵀW heatmap has {c.NFeatures * c.NFeatures} cells: it is drawn for {heatmaps.Count} of these instances.");
         foreach (var k in drawn)
         {
             var label = InstanceLabel(run, k);
             var w = run.InstanceW(k).ToArray();
             var metrics = run.Metrics[k];
-            var figures = new List<(string, string)>
-            {
-                (Save($"instance{k}_gram", ToyFigures.GramHeatmap(w, c.NFeatures, c.NHidden, $"WᵀW, {label}")),
-                    $"WᵀW of {label}: the diagonal is ‖W_i‖², off-diagonal entries are interference between features."),
+            var figures = new List<(string, string)>();
+            if (heatmaps.Contains(k))
+                figures.Add((Save($"instance{k}_gram", ToyFigures.GramHeatmap(w, c.NFeatures, c.NHidden, $"WᵀW, {label}")),
+                    $"WᵀW of {label}: the diagonal is ‖W_i‖², off-diagonal entries are interference between features."));
+            figures.Add(
                 (Save($"instance{k}_norms", ToyFigures.FeatureNormBars(metrics.FeatureNorm, metrics.Superposition, $"‖W_i‖, {label}")),
-                    $"Feature norms of {label}, coloured by superposition Σ_j≠i (Ŵ_i·W_j)²: black = own dimension, yellow = shared."),
-            };
+                    $"Feature norms of {label}, coloured by superposition Σ_j≠i (Ŵ_i·W_j)²: black = own dimension, yellow = shared."));
             if (c.NHidden == 2)
                 figures.Add((Save($"instance{k}_arrows", ToyFigures.FeatureArrows(w, c.NFeatures, metrics.FeatureNorm, $"Features in the plane, {label}")),
                     $"Each feature's direction W_i in the 2-D hidden space, {label}."));

@@ -3,6 +3,9 @@ namespace NativeEngine.Runner.Reports.Figures;
 /// <summary>Figures of one model's weights: WᵀW, feature norms, 2-D arrows and the neuron stack.</summary>
 public static partial class ToyFigures
 {
+    /// <summary>Above this many features the heatmap's cells carry no tooltip (n² of them would bloat the file).</summary>
+    public const int MaxTooltipFeatures = 40;
+
     /// <summary>
     /// WᵀW as the paper shows it: entry (i, j) = W_i·W_j, blue negative, white 0, red positive, on a symmetric
     /// scale ±max(1, max|entry|) so that 1 (a dedicated feature) always has the same colour across figures.
@@ -43,8 +46,9 @@ public static partial class ToyFigures
                 for (var j = 0; j < n; j++)
                 {
                     var value = gram[i, j];
-                    var tip = double.IsFinite(value)
-                        ? $"W_{i}·W_{j} = {FigureFormat.Value(value)}"
+                    // Tooltips only where a reader can point at single cells; they would triple a large file.
+                    var tip = n > MaxTooltipFeatures ? null
+                        : double.IsFinite(value) ? $"W_{i}·W_{j} = {FigureFormat.Value(value)}"
                         : $"W_{i}·W_{j}: no data";
                     svg.Rect(j, i, 1, 1, Paint.Filled(map[value]), "cell", tip);
                 }

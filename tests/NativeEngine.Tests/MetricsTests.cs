@@ -67,4 +67,25 @@ public class MetricsTests
         Assert.That(metrics.DimensionsPerFeature, Is.EqualTo(2.0 / 5.0).Within(1e-9));
         Assert.That(metrics.RepresentedCount, Is.EqualTo(2));
     }
+
+    [Test]
+    public void NeuronsCountTheFeaturesAboveTheThreshold()
+    {
+        // 3 features on 2 neurons: neuron 0 carries features 0 and 2, neuron 1 only feature 1 (0.05 is below 0.3).
+        float[] w = [0.9f, 0.05f, 0f, -1.1f, -0.4f, 0.2f];
+        var neurons = NeuronMetrics.Compute(w, 3, 2, 0.3);
+        Assert.That(neurons.FeaturesPerNeuron, Is.EqualTo(new[] { 2, 1 }));
+        Assert.That(neurons.PolysemanticNeurons, Is.EqualTo(1));
+        Assert.That(neurons.MeanFeaturesPerActiveNeuron, Is.EqualTo(1.5));
+        Assert.That(NeuronMetrics.Compute(w, 3, 2, 1.0).FeaturesPerNeuron, Is.EqualTo(new[] { 0, 1 }));
+    }
+
+    [TestCase(new float[] { 1, 0, -1, 0, 0, 1, 0, -1 }, "2 antipodal pair(s)")]
+    [TestCase(new float[] { 0.7f, 0, 0.7f, 0, 0, 0.7f, 0, 0.7f }, "2 pair(s) sharing one direction")]
+    [TestCase(new float[] { 1, 0, 0, 1, 0, 0, 0, 0 }, "2 orthogonal")]
+    public void GeometryIsDescribedInWords(float[] w, string expected)
+    {
+        var metrics = ToyMetrics.Compute(w, 4, 2);
+        Assert.That(Runner.Reports.ToySummary.Describe(metrics, w, 2), Is.EqualTo(expected));
+    }
 }

@@ -63,27 +63,54 @@ public static class ToySummary
             if (showD) row.Add(string.Join(" ", metrics.Dimensionality.Select(d => F(d, "F2"))));
             if (run.Neurons?[k] is { } neurons)
                 row.Add($"{neurons.PolysemanticNeurons} of {c.NHidden}");
-            row.Add(Describe(metrics, c.NHidden));
+            row.Add(Describe(metrics, run.InstanceW(k), c.NHidden));
             cells.Add(row.ToArray());
         }
         return (headers.ToArray(), cells);
     }
 
-    /// <summary>A plain-words reading of the geometry, for the common shapes of the paper.</summary>
-    public static string Describe(ToyMetrics metrics, int m)
+    /// <summary>A plain-words reading of the geometry, for the common shapes of the paper. w: [n][m].</summary>
+    public static string Describe(ToyMetrics metrics, ReadOnlySpan<float> w, int m)
     {
         var represented = metrics.RepresentedCount;
         if (represented == 0) return "nothing represented";
-        var active = metrics.Dimensionality.Where((_, i) => metrics.FeatureNorm[i] > ToyMetrics.RepresentedNorm).ToArray();
-        bool All(double target) => active.All(d => Math.Abs(d - target) < 0.05);
+        var active = Enumerable.Range(0, metrics.FeatureNorm.Length)
+            .Where(i => metrics.FeatureNorm[i] > ToyMetrics.RepresentedNorm).ToArray();
+        bool All(double target) => active.All(i => Math.Abs(metrics.Dimensionality[i] - target) < 0.05);
         if (represented <= m && All(1.0)) return $"{represented} orthogonal";
-        if (All(0.5) && represented % 2 == 0) return $"{represented / 2} antipodal pair(s)";
+        if (All(0.5) && represented % 2 == 0)
+        {
+            // D = 1/2 is a pair sharing one direction: opposite (antipodal) or the same (collapsed together).
+            var partner = PartnerCosines(metrics, w, m, active);
+            if (partner.All(cos => cos < -0.9)) return $"{represented / 2} antipodal pair(s)";
+            if (partner.All(cos => cos > 0.9)) return $"{represented / 2} pair(s) sharing one direction";
+        }
         if (m == 2 && represented >= 3 && All(2.0 / represented))
             return represented == 5 ? "pentagon" : $"regular {represented}-gon";
-        var dedicated = active.Count(d => d > 0.95);
+        var dedicated = active.Count(i => metrics.Dimensionality[i] > 0.95);
         return dedicated > 0
             ? $"{represented} features, {represented - dedicated} in superposition"
             : $"{represented} features in superposition";
+    }
+
+    // For each feature, the cosine to the represented feature it is most aligned with (by |cos|).
+    private static double[] PartnerCosines(ToyMetrics metrics, ReadOnlySpan<float> w, int m, int[] active)
+    {
+        var result = new double[active.Length];
+        for (var a = 0; a < active.Length; a++)
+        {
+            double best = 0;
+            foreach (var j in active)
+            {
+                if (j == active[a]) continue;
+                double dot = 0;
+                for (var k = 0; k < m; k++) dot += (double)w[active[a] * m + k] * w[j * m + k];
+                var cos = dot / (metrics.FeatureNorm[active[a]] * metrics.FeatureNorm[j]);
+                if (Math.Abs(cos) > Math.Abs(best)) best = cos;
+            }
+            result[a] = best;
+        }
+        return result;
     }
 
     private static string F(double value, string format) => value.ToString(format, CultureInfo.InvariantCulture);

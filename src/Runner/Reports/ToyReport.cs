@@ -205,9 +205,10 @@ public static class ToyReport
                 classes[row, column] = byImportance ? ClassifyLastFeature(metrics) : ClassifyModel(metrics);
         }
         var names = byImportance ? LastFeatureClasses : ModelClasses;
-        var logY = y.Values.All(v => v > 0);
+        // A log axis; with a 0 among the values (λ = 0) the diagram draws equal rows instead.
+        const bool logY = true;
         var svg = ToyFigures.PhaseDiagram(x.Values, y.Values, classes, names, ClassColors, x.Name, y.Name,
-            byImportance ? "What the last feature gets" : "Superposition across the sweep", logX: x.Values.All(v => v > 0), logY: logY);
+            byImportance ? "What the last feature gets" : "Superposition across the sweep", logX: true, logY: logY);
         var caption = byImportance
             ? "For each density and relative importance, the best instance's last feature: not represented (‖W‖ ≤ 0.5), " +
               $"on a dimension of its own (D > {DedicatedDimensionality}), or sharing a dimension (superposition)."

@@ -14,25 +14,40 @@
 
 namespace ne {
 
+namespace {
+
+// One sample's independent features. The input kind is a template constant: a run-time flag inside the loop
+// keeps the compiler from vectorising Philox across pairs.
+template <bool SignedInputs>
+void generate_row(const ToyShape& shape, const float* probability, Stream stream, uint32_t step, uint32_t instance,
+                  uint32_t sample, float* row) {
+    const int64_t n = shape.n, full_pairs = n / 2;
+    for (int64_t pair = 0; pair < full_pairs; ++pair) {
+        toy_feature_pair(shape.seed, stream, step, instance, sample, static_cast<uint32_t>(pair),
+                         probability[2 * pair], probability[2 * pair + 1], SignedInputs, row[2 * pair],
+                         row[2 * pair + 1]);
+    }
+    if (n % 2 == 1) {
+        float unused;
+        toy_feature_pair(shape.seed, stream, step, instance, sample, static_cast<uint32_t>(full_pairs),
+                         probability[n - 1], 0.0f, SignedInputs, row[n - 1], unused);
+    }
+}
+
+}  // namespace
+
 void toy_generate_batch(const ToyShape& shape, const float* probability, const FeatureRule* rules, Stream stream,
                         int64_t step, int64_t instance, float* x) {
-    const int64_t n = shape.n, full_pairs = n / 2;
+    const int64_t n = shape.n;
     const bool signed_inputs = toy_signed_inputs(shape.model);
     const auto step32 = static_cast<uint32_t>(step), instance32 = static_cast<uint32_t>(instance);
     for (int64_t t = 0; t < shape.batch; ++t) {
         float* row = x + t * n;
         const auto sample = static_cast<uint32_t>(t);
-        // Branch-free over whole pairs so the compiler vectorises Philox across them.
-        for (int64_t pair = 0; pair < full_pairs; ++pair) {
-            toy_feature_pair(shape.seed, stream, step32, instance32, sample, static_cast<uint32_t>(pair),
-                             probability[2 * pair], probability[2 * pair + 1], signed_inputs, row[2 * pair],
-                             row[2 * pair + 1]);
-        }
-        if (n % 2 == 1) {
-            float unused;
-            toy_feature_pair(shape.seed, stream, step32, instance32, sample, static_cast<uint32_t>(full_pairs),
-                             probability[n - 1], 0.0f, signed_inputs, row[n - 1], unused);
-        }
+        if (signed_inputs)
+            generate_row<true>(shape, probability, stream, step32, instance32, sample, row);
+        else
+            generate_row<false>(shape, probability, stream, step32, instance32, sample, row);
         if (rules == nullptr) continue;
         for (int64_t i = 0; i < n; ++i) {
             if (rules[i].kind == NE_FEATURES_INDEPENDENT) continue;

@@ -29,6 +29,24 @@ public static class DemoCommand
                      "then orthogonal features."),
     ];
 
+    // Figure files are NAME.svg for the run, instanceK_KIND.svg per instance (see ToyReport).
+    private static int InstanceOf(string figure) =>
+        figure.StartsWith("instance", StringComparison.Ordinal) && int.TryParse(figure[8..figure.IndexOf('_')], out var k) ? k : -1;
+
+    private static string Caption(string figure)
+    {
+        var k = InstanceOf(figure);
+        if (k < 0) return figure == "phase" ? "phase diagram" : "feature dimensionality against 1/(1−S)";
+        var kind = figure[(figure.IndexOf('_') + 1)..] switch
+        {
+            "arrows" => "features in the plane",
+            "neurons" => "neuron weights",
+            "norms" => "feature norms",
+            _ => "WᵀW",
+        };
+        return $"{kind}, instance {k}";
+    }
+
     public static ToyConfig LoadDemoConfig(string name)
     {
         using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream($"demo/{name}.json")
@@ -58,12 +76,13 @@ public static class DemoCommand
             index.AddHeading($"{e + 1}. {configs[e].Title ?? name}");
             index.AddParagraph($"{lesson} Full report: {name}/report.html ({run.Seconds:F1} s of training).");
             var figures = Directory.GetFiles(Path.Combine(options.Out, name, "figures"), "*.svg")
-                .Select(Path.GetFileName).Order().ToArray();
-            var headline = figures.Where(f => f is "dimensionality.svg" or "phase.svg")
-                .Concat(figures.Where(f => f!.EndsWith("_arrows.svg") || f.EndsWith("_neurons.svg")).Take(4))
-                .Concat(figures.Where(f => f!.EndsWith("_norms.svg")).Take(2))
+                .Select(f => Path.GetFileNameWithoutExtension(f)!)
+                .OrderBy(InstanceOf).ToArray();
+            var headline = figures.Where(f => f is "dimensionality" or "phase")
+                .Concat(figures.Where(f => f.EndsWith("_arrows") || f.EndsWith("_neurons")))
+                .Concat(figures.Where(f => f.EndsWith("_norms")))
                 .Take(4)
-                .Select(f => ($"{name}/figures/{f}", $"{name}: {f}"));
+                .Select(f => ($"{name}/figures/{f}.svg", $"{name}: {Caption(f)}"));
             index.AddFigureGrid(headline);
             if (ToyCommand.ExitCode(run) != 0)
             {

@@ -234,9 +234,11 @@ public static class ToyConfigLoader
     // Settings in the order feature_probability x importance_ratio x l1, each `repeats` consecutive instances.
     private static (int, float[], float[], ToySetting[]) ExpandSweep(JsonObjectReader r, ToySweep sweep, int n)
     {
-        double[] Fixed(string key, double fallback, Func<double, bool> isValid, string range)
+        // A top-level value beside the sweep: one number, or the fallback (null: required).
+        double[] Fixed(string key, double? fallback, Func<double, bool> isValid, string range)
         {
-            if (!r.TryGet(key, out var value)) return [fallback];
+            if (!r.TryGet(key, out var value))
+                return fallback is { } v ? [v] : throw r.Error(key, "is missing: give it at the top level or sweep it under \"sweep\"");
             if (value.ValueKind != JsonValueKind.Number)
                 throw r.Error(key, $"must be a single number beside a sweep (list values under \"sweep\"), found " +
                                    JsonObjectReader.Describe(value));
@@ -251,11 +253,7 @@ public static class ToyConfigLoader
 
         Exclusive("feature_probability", sweep.FeatureProbability is not null);
         Exclusive("l1", sweep.L1 is not null);
-        var probabilities = sweep.FeatureProbability ??
-                            (r.TryGet("feature_probability", out _)
-                                ? Fixed("feature_probability", 1, IsProbability, ProbabilityRange)
-                                : throw r.Error("feature_probability",
-                                    "is missing: give it at the top level or sweep it under \"sweep\""));
+        var probabilities = sweep.FeatureProbability ?? Fixed("feature_probability", null, IsProbability, ProbabilityRange);
         var ratios = sweep.ImportanceRatio ?? [1.0];
         var l1s = sweep.L1 ?? Fixed("l1", 0, v => v >= 0, "a number >= 0");
         var count = (long)probabilities.Length * ratios.Length * l1s.Length * sweep.Repeats;

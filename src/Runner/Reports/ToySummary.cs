@@ -32,7 +32,7 @@ public static class ToySummary
         var c = run.Config;
         var showRatio = c.Settings.Any(s => s.ImportanceRatio != 1.0);
         var showL1 = c.L1.Any(v => v != 0);
-        var showD = c.NFeatures <= 12;
+        var showD = c.NFeatures <= 8;  // wider rows wrap in a terminal
         var bestOf = c.Sweep is { KeepAll: false } && c.Sweep.Repeats > 1;
         var headers = new List<string> { bestOf ? "best inst" : "inst", "p" };
         if (showRatio) headers.Add("importance ratio");

@@ -170,6 +170,77 @@ NE_API ne_status ne_toy_set_params(ne_toy* toy, const float* W, int64_t w_count,
  * data stream (identical on every backend). */
 NE_API ne_status ne_toy_sample_batch(const ne_toy* toy, int64_t step, int64_t instance, float* x, int64_t x_count);
 
+/* ---- mixture-of-experts toy models -------------------------------------------------------------------- */
+
+/* Must stay in sync with NativeEngine.Interop.RouterNoise. */
+typedef enum ne_moe_noise {
+    NE_MOE_NOISE_NONE = 0,
+    NE_MOE_NOISE_NOISY_TOPK = 1, /* H = x W_g + N(0,1) * softplus(x W_noise) (Shazeer et al. 2017), training only */
+    NE_MOE_NOISE_JITTER = 2      /* the router sees x * U[1 - 0.01, 1 + 0.01] per element (Switch), training only */
+} ne_moe_noise;
+
+/* E experts, each a toy model of width expert_hidden (x' = ReLU(W_e h + b_e), h = W_e^T x or ReLU(W_e^T x));
+ * a router g = softmax(H), H = x W_g (+ noise), picks top_k experts by H + route_bias; the output is
+ * sum over the chosen experts of gate_e * expert_e(x), gate_e = g_e, or g_e / sum of the chosen g when
+ * renormalize. Loss per instance: importance-weighted MSE (mean over batch and features)
+ * + l1 * mean over the batch of the chosen experts' ||h||_1
+ * + load_balance * E * sum_e f_e P_e   (f_e: fraction of routed slots, P_e: mean router probability)
+ * + z_loss * mean over the batch of (logsumexp H)^2.
+ * With capacity_factor > 0 an expert takes at most ceil(capacity_factor * batch * top_k / E) slots per
+ * batch, in token order; the rest are dropped (no output, no gradient). bias_update u > 0 moves
+ * route_bias_e by u * sign(mean load - load_e) after each step (balancing without an auxiliary loss). */
+typedef struct ne_moe_config {
+    int32_t expert_model;    /* NE_TOY_RELU_OUTPUT or NE_TOY_RELU_HIDDEN */
+    int32_t optimizer;       /* ne_optimizer */
+    int64_t n_features;      /* n >= 1 */
+    int64_t expert_hidden;   /* m >= 1, per expert */
+    int64_t n_experts;       /* E >= 1 */
+    int64_t top_k;           /* 1 <= k <= E */
+    int64_t n_instances;     /* >= 1 */
+    int64_t batch_size;      /* >= 1 */
+    float lr, weight_decay, beta1, beta2, eps;  /* as in ne_toy_config */
+    int32_t renormalize;     /* 1: gates renormalised over the chosen experts */
+    int32_t noise;           /* ne_moe_noise */
+    float load_balance;      /* alpha >= 0 */
+    float z_loss;            /* c >= 0 */
+    float bias_update;       /* u >= 0 */
+    float capacity_factor;   /* 0: dropless; else > 0 */
+    int32_t reserved;
+    uint64_t seed;
+} ne_moe_config;
+
+typedef struct ne_moe ne_moe;
+
+/* Fields per instance of ne_moe_evaluate's output, in order, followed by the E usages. */
+#define NE_MOE_EVAL_FIELDS 5 /* loss, l1_penalty, balance_loss, z_loss, dropped_fraction */
+
+NE_API size_t ne_moe_config_size(void);
+/* importance, feature_probability: [n_instances][n_features]. W_e start xavier-normal like a toy model's,
+ * W_g xavier-normal, W_noise and route_bias zero. */
+NE_API ne_status ne_moe_create(ne_context* ctx, const ne_moe_config* config, const float* importance,
+                               int64_t importance_count, const float* feature_probability, int64_t probability_count,
+                               ne_moe** out);
+NE_API ne_status ne_moe_destroy(ne_moe* moe);
+/* As ne_toy_set_l1 and ne_toy_set_feature_sets. */
+NE_API ne_status ne_moe_set_l1(ne_moe* moe, const float* l1, int64_t l1_count);
+NE_API ne_status ne_moe_set_feature_sets(ne_moe* moe, const int32_t* set_of_feature, int64_t feature_count,
+                                         const int32_t* set_kind, int64_t set_count);
+NE_API ne_status ne_moe_train(ne_moe* moe, int64_t steps);
+NE_API ne_status ne_moe_steps_done(const ne_moe* moe, int64_t* out);
+/* Means over `batches` evaluation batches (no noise, no update). out: [n_instances][NE_MOE_EVAL_FIELDS + E]:
+ * loss, l1_penalty, balance_loss, z_loss, dropped_fraction, then usage_e = fraction of tokens routed to
+ * expert e (before dropping; sums to top_k). */
+NE_API ne_status ne_moe_evaluate(ne_moe* moe, int64_t batches, float* out, int64_t out_count);
+/* W: [n_instances][E][n][m] (row i of expert e: feature i's direction there); b: [n_instances][E][n];
+ * W_gate, W_noise: [n_instances][n][E]; route_bias: [n_instances][E]. */
+NE_API ne_status ne_moe_get_params(const ne_moe* moe, float* W, int64_t w_count, float* b, int64_t b_count,
+                                   float* W_gate, int64_t gate_count, float* W_noise, int64_t noise_count,
+                                   float* route_bias, int64_t bias_count);
+/* Replaces the parameters; the optimizer state is reset. */
+NE_API ne_status ne_moe_set_params(ne_moe* moe, const float* W, int64_t w_count, const float* b, int64_t b_count,
+                                   const float* W_gate, int64_t gate_count, const float* W_noise, int64_t noise_count,
+                                   const float* route_bias, int64_t bias_count);
+
 #ifdef __cplusplus
 }
 #endif

@@ -6,6 +6,7 @@
 #include "core/context.h"
 #include "core/cuda_plugin.h"
 #include "core/error.h"
+#include "models/moe_model.h"
 #include "models/toy_model.h"
 #include "nativeengine.h"
 
@@ -49,6 +50,7 @@ NE_API const char* ne_version(void) { return NE_VERSION_STRING; }
 NE_API size_t ne_runtime_info_size(void) { return sizeof(ne_runtime_info); }
 NE_API size_t ne_device_info_size(void) { return sizeof(ne_device_info); }
 NE_API size_t ne_toy_config_size(void) { return sizeof(ne_toy_config); }
+NE_API size_t ne_moe_config_size(void) { return sizeof(ne_moe_config); }
 
 NE_API ne_status ne_runtime_query(ne_runtime_info* out) {
     return ne::guarded(__func__, [&] {
@@ -136,6 +138,62 @@ NE_API ne_status ne_toy_set_params(ne_toy* toy, const float* W, int64_t w_count,
 
 NE_API ne_status ne_toy_sample_batch(const ne_toy* toy, int64_t step, int64_t instance, float* x, int64_t x_count) {
     return ne::guarded(__func__, [&] { deref(toy, "toy").model.sample_batch(step, instance, x, x_count); });
+}
+
+NE_API ne_status ne_moe_create(ne_context* ctx, const ne_moe_config* config, const float* importance,
+                               int64_t importance_count, const float* feature_probability, int64_t probability_count,
+                               ne_moe** out) {
+    return ne::guarded(__func__, [&] {
+        auto& result = deref(out, "out");
+        result = nullptr;
+        result = new ne_moe{ne::MoeModel(deref(ctx, "ctx"), deref(config, "config"), importance, importance_count,
+                                         feature_probability, probability_count)};
+    });
+}
+
+NE_API ne_status ne_moe_destroy(ne_moe* moe) {
+    return ne::guarded(__func__, [&] { delete moe; });
+}
+
+NE_API ne_status ne_moe_set_l1(ne_moe* moe, const float* l1, int64_t l1_count) {
+    return ne::guarded(__func__, [&] { deref(moe, "moe").model.set_l1(l1, l1_count); });
+}
+
+NE_API ne_status ne_moe_set_feature_sets(ne_moe* moe, const int32_t* set_of_feature, int64_t feature_count,
+                                         const int32_t* set_kind, int64_t set_count) {
+    return ne::guarded(__func__, [&] {
+        deref(moe, "moe").model.set_feature_sets(set_of_feature, feature_count, set_kind, set_count);
+    });
+}
+
+NE_API ne_status ne_moe_train(ne_moe* moe, int64_t steps) {
+    return ne::guarded(__func__, [&] { deref(moe, "moe").model.train(steps); });
+}
+
+NE_API ne_status ne_moe_steps_done(const ne_moe* moe, int64_t* out) {
+    return ne::guarded(__func__, [&] { deref(out, "out") = deref(moe, "moe").model.steps_done(); });
+}
+
+NE_API ne_status ne_moe_evaluate(ne_moe* moe, int64_t batches, float* out, int64_t out_count) {
+    return ne::guarded(__func__, [&] { deref(moe, "moe").model.evaluate(batches, out, out_count); });
+}
+
+NE_API ne_status ne_moe_get_params(const ne_moe* moe, float* W, int64_t w_count, float* b, int64_t b_count,
+                                   float* W_gate, int64_t gate_count, float* W_noise, int64_t noise_count,
+                                   float* route_bias, int64_t bias_count) {
+    return ne::guarded(__func__, [&] {
+        deref(moe, "moe").model.get_params(W, w_count, b, b_count, W_gate, gate_count, W_noise, noise_count, route_bias,
+                                           bias_count);
+    });
+}
+
+NE_API ne_status ne_moe_set_params(ne_moe* moe, const float* W, int64_t w_count, const float* b, int64_t b_count,
+                                   const float* W_gate, int64_t gate_count, const float* W_noise, int64_t noise_count,
+                                   const float* route_bias, int64_t bias_count) {
+    return ne::guarded(__func__, [&] {
+        deref(moe, "moe").model.set_params(W, w_count, b, b_count, W_gate, gate_count, W_noise, noise_count, route_bias,
+                                           bias_count);
+    });
 }
 
 }  // extern "C"

@@ -9,6 +9,7 @@
 #include "core/cuda_plugin.h"
 #include "core/error.h"
 #include "models/toy_model.h"
+#include "models/training.h"
 
 namespace ne {
 namespace {
@@ -68,8 +69,6 @@ void check_config(const ne_toy_config& c) {
     require(c.model >= NE_TOY_LINEAR && c.model <= NE_TOY_ABS_VALUE,
             "config.model is " + std::to_string(c.model) +
                 "; valid: 0 (linear), 1 (relu_output), 2 (relu_hidden), 3 (abs_value)");
-    require(c.optimizer == NE_OPTIMIZER_ADAMW || c.optimizer == NE_OPTIMIZER_ADAM,
-            "config.optimizer is " + std::to_string(c.optimizer) + "; valid: 0 (adamw), 1 (adam)");
     require(c.n_features >= 1 && c.n_features <= (1 << 24),
             "config.n_features is " + std::to_string(c.n_features) + "; valid: 1..16777216");
     require(c.n_hidden >= 1 && c.n_hidden <= (1 << 24),
@@ -78,26 +77,7 @@ void check_config(const ne_toy_config& c) {
             "config.n_instances is " + std::to_string(c.n_instances) + "; valid: 1..16777216");
     require(c.batch_size >= 1 && c.batch_size <= (1 << 24),
             "config.batch_size is " + std::to_string(c.batch_size) + "; valid: 1..16777216");
-    require(std::isfinite(c.lr) && c.lr > 0, "config.lr is " + std::to_string(c.lr) + "; valid: > 0");
-    require(std::isfinite(c.weight_decay) && c.weight_decay >= 0,
-            "config.weight_decay is " + std::to_string(c.weight_decay) + "; valid: >= 0");
-    require(c.beta1 >= 0 && c.beta1 < 1, "config.beta1 is " + std::to_string(c.beta1) + "; valid: [0, 1)");
-    require(c.beta2 >= 0 && c.beta2 < 1, "config.beta2 is " + std::to_string(c.beta2) + "; valid: [0, 1)");
-    require(std::isfinite(c.eps) && c.eps > 0, "config.eps is " + std::to_string(c.eps) + "; valid: > 0");
-}
-
-void check_per_feature(const char* name, const float* values, int64_t count, int64_t expected, bool probability) {
-    if (values == nullptr) invalid(std::string(name) + " is null");
-    if (count != expected)
-        invalid(std::string(name) + " has " + std::to_string(count) + " values; expected n_instances * n_features = " +
-                std::to_string(expected));
-    for (int64_t k = 0; k < count; ++k) {
-        const float v = values[k];
-        const bool ok = probability ? (v >= 0.0f && v <= 1.0f) : (std::isfinite(v) && v >= 0.0f);
-        if (!ok)
-            invalid(std::string(name) + "[" + std::to_string(k) + "] is " + std::to_string(v) + "; valid: " +
-                    (probability ? "[0, 1]" : "finite and >= 0"));
-    }
+    check_optimizer_settings(c.optimizer, c.lr, c.weight_decay, c.beta1, c.beta2, c.eps);
 }
 
 }  // namespace
@@ -109,8 +89,8 @@ ToyModel::ToyModel(const ne_context& ctx, const ne_toy_config& config, const flo
     shape_ = ToyShape{config.model, config.n_features, config.n_hidden, config.n_instances, config.batch_size,
                       config.seed};
     const int64_t per_feature = shape_.instances * shape_.n;
-    check_per_feature("importance", importance, importance_count, per_feature, false);
-    check_per_feature("feature_probability", probability, probability_count, per_feature, true);
+    check_per_instance_values("importance", importance, importance_count, per_feature, false);
+    check_per_instance_values("feature_probability", probability, probability_count, per_feature, true);
     data_.importance.assign(importance, importance + per_feature);
     data_.probability.assign(probability, probability + per_feature);
     data_.l1.assign(shape_.instances, 0.0f);
@@ -120,84 +100,26 @@ ToyModel::ToyModel(const ne_context& ctx, const ne_toy_config& config, const flo
     else
         backend_ = make_cpu_toy(shape_, data_);
 
-    std::vector<float> W, W_out;
-    initial_weights(0, W);
-    if (toy_untied(shape_.model)) initial_weights(1, W_out);
+    // xavier_normal_ over the (instances, n, m) tensor: fan_in = n*m, fan_out = instances*m.
+    const double stddev = std::sqrt(2.0 / (static_cast<double>(shape_.m) * (shape_.n + shape_.instances)));
+    const int64_t count = shape_.instances * shape_.n * shape_.m;
+    const std::vector<float> W = normal_init(shape_.seed, 0, count, stddev);
+    const std::vector<float> W_out = toy_untied(shape_.model) ? normal_init(shape_.seed, 1, count, stddev)
+                                                              : std::vector<float>{};
     const std::vector<float> b(shape_.instances * shape_.n, 0.0f);
     backend_->set_params(W.data(), W_out.empty() ? nullptr : W_out.data(), b.data());
 }
 
-void ToyModel::initial_weights(uint32_t tensor, std::vector<float>& W) const {
-    // xavier_normal_ over the (instances, n, m) tensor: fan_in = n*m, fan_out = instances*m. `tensor` keys a
-    // disjoint part of the init stream, so W and W_out are independent.
-    const double stddev = std::sqrt(2.0 / (static_cast<double>(shape_.m) * (shape_.n + shape_.instances)));
-    const int64_t count = shape_.instances * shape_.n * shape_.m;
-    W.resize(count);
-    for (int64_t pair = 0; pair < (count + 1) / 2; ++pair) {
-        const Philox4 r = philox4x32_10(static_cast<uint32_t>(pair), static_cast<uint32_t>(pair >> 32), tensor,
-                                        stream_word(Stream::kInit, 0), static_cast<uint32_t>(shape_.seed),
-                                        static_cast<uint32_t>(shape_.seed >> 32));
-        // Box-Muller; u1 in (0, 1] keeps the log finite.
-        const double u1 = (static_cast<double>(r.v[0] >> 8) + 1.0) / 16777216.0;
-        const double u2 = static_cast<double>(r.v[1] >> 8) / 16777216.0;
-        const double radius = std::sqrt(-2.0 * std::log(u1)), angle = 2.0 * M_PI * u2;
-        W[2 * pair] = static_cast<float>(stddev * radius * std::cos(angle));
-        if (2 * pair + 1 < count) W[2 * pair + 1] = static_cast<float>(stddev * radius * std::sin(angle));
-    }
-}
-
 void ToyModel::set_l1(const float* l1, int64_t count) {
-    check_count("l1", l1, count, shape_.instances);
-    for (int64_t k = 0; k < count; ++k)
-        if (!std::isfinite(l1[k]) || l1[k] < 0.0f)
-            invalid("l1[" + std::to_string(k) + "] is " + std::to_string(l1[k]) + "; valid: finite and >= 0");
+    check_per_instance_values("l1", l1, count, shape_.instances, false);
     data_.l1.assign(l1, l1 + count);
     backend_->set_data(data_);
 }
 
 void ToyModel::set_feature_sets(const int32_t* set_of_feature, int64_t feature_count, const int32_t* set_kind,
                                 int64_t set_count) {
-    if (set_of_feature == nullptr) invalid("set_of_feature is null");
-    if (feature_count != shape_.n)
-        invalid("set_of_feature has " + std::to_string(feature_count) + " entries; expected n_features = " +
-                std::to_string(shape_.n));
-    if (set_count < 0 || set_count > shape_.n / 2)
-        invalid("set_count is " + std::to_string(set_count) + "; valid: 0.." + std::to_string(shape_.n / 2) +
-                " (each set has at least 2 of the " + std::to_string(shape_.n) + " features)");
-    if (set_count > 0 && set_kind == nullptr) invalid("set_kind is null");
-    for (int64_t s = 0; s < set_count; ++s)
-        if (set_kind[s] != NE_FEATURES_CORRELATED && set_kind[s] != NE_FEATURES_ANTICORRELATED)
-            invalid("set_kind[" + std::to_string(s) + "] is " + std::to_string(set_kind[s]) +
-                    "; valid: 1 (correlated), 2 (anticorrelated)");
-    std::vector<FeatureRule> rules(shape_.n, FeatureRule{NE_FEATURES_INDEPENDENT, 0, 0, 1, 0});
-    std::vector<std::vector<int32_t>> members(set_count);
-    for (int64_t i = 0; i < shape_.n; ++i) {
-        const int32_t s = set_of_feature[i];
-        if (s < -1 || s >= set_count)
-            invalid("set_of_feature[" + std::to_string(i) + "] is " + std::to_string(s) + "; valid: -1 (no set) or 0.." +
-                    std::to_string(set_count - 1));
-        if (s >= 0) members[s].push_back(static_cast<int32_t>(i));
-    }
-    for (int64_t s = 0; s < set_count; ++s) {
-        const auto& set = members[s];
-        if (set.size() < 2)
-            invalid("feature set " + std::to_string(s) + " has " + std::to_string(set.size()) +
-                    " member(s); a set needs at least 2");
-        for (size_t r = 0; r < set.size(); ++r) {
-            for (int64_t k = 0; k < shape_.instances; ++k) {
-                const float* p = data_.probability.data() + k * shape_.n;
-                if (p[set[r]] != p[set[0]])
-                    invalid("feature set " + std::to_string(s) + ": feature " + std::to_string(set[r]) +
-                            " has probability " + std::to_string(p[set[r]]) + " in instance " + std::to_string(k) +
-                            " but the set's first feature " + std::to_string(set[0]) + " has " +
-                            std::to_string(p[set[0]]) + "; members of a set share one probability");
-            }
-            rules[set[r]] = FeatureRule{set_kind[s], set[0], set[1], static_cast<int32_t>(set.size()),
-                                        static_cast<int32_t>(r)};
-        }
-    }
-    if (set_count == 0) rules.clear();
-    data_.rules = std::move(rules);
+    data_.rules = feature_rules(shape_.n, shape_.instances, data_.probability, set_of_feature, feature_count, set_kind,
+                                set_count);
     backend_->set_data(data_);
 }
 
@@ -210,20 +132,8 @@ void ToyModel::train(int64_t steps) {
     constexpr int64_t kChunk = 4096;
     while (steps > 0) {
         const int64_t count = std::min(steps, kChunk);
-        std::vector<AdamStep> adam(count);
-        for (int64_t k = 0; k < count; ++k) {
-            const double t = static_cast<double>(optimizer_steps_ + k + 1);
-            const double bc1 = 1.0 - std::pow(static_cast<double>(config_.beta1), t);
-            const double bc2 = 1.0 - std::pow(static_cast<double>(config_.beta2), t);
-            adam[k] = AdamStep{config_.lr,
-                               config_.weight_decay,
-                               config_.beta1,
-                               config_.beta2,
-                               config_.eps,
-                               static_cast<float>(config_.lr / bc1),
-                               static_cast<float>(std::sqrt(bc2)),
-                               config_.optimizer == NE_OPTIMIZER_ADAMW ? 1 : 0};
-        }
+        const std::vector<AdamStep> adam = adam_schedule(config_.optimizer, config_.lr, config_.weight_decay,
+                                                         config_.beta1, config_.beta2, config_.eps, optimizer_steps_, count);
         backend_->train(steps_done_, adam);
         steps_done_ += count;
         optimizer_steps_ += count;
@@ -278,13 +188,6 @@ void ToyModel::sample_batch(int64_t step, int64_t instance, float* x, int64_t x_
     check_count("x", x, x_count, shape_.batch * shape_.n);
     toy_generate_batch(shape_, data_.probability.data() + instance * shape_.n,
                        data_.rules.empty() ? nullptr : data_.rules.data(), Stream::kTrain, step, instance, x);
-}
-
-void ToyModel::check_count(const char* name, const void* buffer, int64_t count, int64_t expected) {
-    if (buffer == nullptr) invalid(std::string(name) + " is null");
-    if (count != expected)
-        invalid(std::string(name) + " has room for " + std::to_string(count) + " floats; expected " +
-                std::to_string(expected));
 }
 
 }  // namespace ne

@@ -26,10 +26,8 @@ public:
     int64_t steps_done() const { return steps_done_; }
 
 private:
-    void initial_weights(uint32_t tensor, std::vector<float>& W) const;
     void check_params(const void* W, int64_t w_count, const void* W_out, int64_t w_out_count, const void* b,
                       int64_t b_count) const;
-    static void check_count(const char* name, const void* buffer, int64_t count, int64_t expected);
 
     ne_toy_config config_;
     ToyShape shape_{};

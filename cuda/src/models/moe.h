@@ -1,0 +1,84 @@
+// Mixture-of-experts toy models: E toy-model experts behind a top-k softmax router, many instances trained
+// together. As in toy.h, the model owns configuration and step counting; a backend owns parameters and
+// optimizer state and runs whole steps. Definitions: the ne_moe_config comment in nativeengine.h.
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "models/toy.h"
+#include "nativeengine.h"
+
+namespace ne {
+
+// Everything that fixes the arithmetic of one batch, except the tensors.
+struct MoeSpec {
+    int32_t expert_model;  // NE_TOY_RELU_OUTPUT or NE_TOY_RELU_HIDDEN
+    int64_t n, m, experts, top_k, batch;
+    int32_t renormalize, noise;
+    float load_balance, z_loss, capacity_factor;
+};
+
+// Jitter of the router's input: x * (1 + kJitter * (2u - 1)).
+constexpr float kMoeJitter = 0.01f;
+
+// One instance's parameters and gradients (gradients: =, not +=; route_bias has none).
+template <typename T>
+struct MoeParams {
+    const T* W;           // [E][n][m]
+    const T* b;           // [E][n]
+    const T* W_gate;      // [n][E]
+    const T* W_noise;     // [n][E]
+    const T* route_bias;  // [E], used only to choose experts
+};
+template <typename T>
+struct MoeGrads {
+    T* W;
+    T* b;
+    T* W_gate;
+    T* W_noise;
+};
+
+// What one batch measured besides the gradients.
+struct MoeBatch {
+    double task = 0, l1 = 0, balance = 0, z = 0;  // the loss terms
+    std::vector<int64_t> load;                     // [E] slots routed to each expert (before dropping)
+    int64_t dropped = 0;                           // slots dropped by the capacity limit
+};
+
+// The router's random inputs of one batch: normal [batch][E] (noisy_topk) and jitter multipliers [batch][n]
+// (jitter); empty when unused. Drawn from the data's Philox stream, in a counter range the data never uses.
+void moe_router_noise(const MoeSpec& spec, uint64_t seed, Stream stream, int64_t step, int64_t instance,
+                      std::vector<float>& normal, std::vector<float>& jitter);
+
+// Reference forward and backward of one instance over x [batch][n], one token at a time, in two passes:
+// routing (selection, capacity, load) for the whole batch, then experts, loss and gradients. normal and
+// jitter may be null (no noise). grads may be null (evaluation). output, when not null, receives y
+// [batch][n]. Templated so the gradient check runs the same code in double.
+template <typename T>
+MoeBatch moe_loss_and_grad(const MoeSpec& spec, MoeParams<T> params, const T* importance, T l1, const T* x,
+                           const T* normal, const T* jitter, MoeGrads<T>* grads, T* output = nullptr);
+
+// Parameter counts of one instance.
+struct MoeSizes {
+    int64_t W, b, gate, bias;
+    explicit MoeSizes(const MoeSpec& s)
+        : W(s.experts * s.n * s.m), b(s.experts * s.n), gate(s.n * s.experts), bias(s.experts) {}
+};
+
+class MoeBackend {
+public:
+    virtual ~MoeBackend() = default;
+    // adam[s] is the update for step first_step + s; bias_update as in ne_moe_config.
+    virtual void train(int64_t first_step, const std::vector<AdamStep>& adam, float bias_update) = 0;
+    // out: [instances][NE_MOE_EVAL_FIELDS + E], see ne_moe_evaluate.
+    virtual void evaluate(int64_t batches, float* out) = 0;
+    virtual void get_params(float* W, float* b, float* W_gate, float* W_noise, float* route_bias) const = 0;
+    virtual void set_params(const float* W, const float* b, const float* W_gate, const float* W_noise,
+                            const float* route_bias) = 0;
+    virtual void set_data(const ToyData& data) = 0;
+};
+
+// shape: the data's shape (model = expert_model, m = expert_hidden), as toy_generate_batch takes it.
+std::unique_ptr<MoeBackend> make_cpu_moe(const MoeSpec& spec, const ToyShape& shape, const ToyData& data);
+
+}  // namespace ne

@@ -1,0 +1,121 @@
+#include "models/training.h"
+
+#include <cmath>
+#include <string>
+
+#include "core/error.h"
+#include "nativeengine.h"
+
+namespace ne {
+
+void check_per_instance_values(const char* name, const float* values, int64_t count, int64_t expected,
+                               bool probability) {
+    if (values == nullptr) invalid(std::string(name) + " is null");
+    if (count != expected)
+        invalid(std::string(name) + " has " + std::to_string(count) + " values; expected " + std::to_string(expected));
+    for (int64_t k = 0; k < count; ++k) {
+        const float v = values[k];
+        const bool ok = probability ? (v >= 0.0f && v <= 1.0f) : (std::isfinite(v) && v >= 0.0f);
+        if (!ok)
+            invalid(std::string(name) + "[" + std::to_string(k) + "] is " + std::to_string(v) + "; valid: " +
+                    (probability ? "[0, 1]" : "finite and >= 0"));
+    }
+}
+
+void check_count(const char* name, const void* buffer, int64_t count, int64_t expected) {
+    if (buffer == nullptr) invalid(std::string(name) + " is null");
+    if (count != expected)
+        invalid(std::string(name) + " has room for " + std::to_string(count) + " floats; expected " +
+                std::to_string(expected));
+}
+
+void check_optimizer_settings(int32_t optimizer, float lr, float weight_decay, float beta1, float beta2, float eps) {
+    auto require = [](bool ok, const std::string& message) {
+        if (!ok) invalid(message);
+    };
+    require(optimizer == NE_OPTIMIZER_ADAMW || optimizer == NE_OPTIMIZER_ADAM,
+            "config.optimizer is " + std::to_string(optimizer) + "; valid: 0 (adamw), 1 (adam)");
+    require(std::isfinite(lr) && lr > 0, "config.lr is " + std::to_string(lr) + "; valid: > 0");
+    require(std::isfinite(weight_decay) && weight_decay >= 0,
+            "config.weight_decay is " + std::to_string(weight_decay) + "; valid: >= 0");
+    require(beta1 >= 0 && beta1 < 1, "config.beta1 is " + std::to_string(beta1) + "; valid: [0, 1)");
+    require(beta2 >= 0 && beta2 < 1, "config.beta2 is " + std::to_string(beta2) + "; valid: [0, 1)");
+    require(std::isfinite(eps) && eps > 0, "config.eps is " + std::to_string(eps) + "; valid: > 0");
+}
+
+std::vector<FeatureRule> feature_rules(int64_t n, int64_t instances, const std::vector<float>& probability,
+                                       const int32_t* set_of_feature, int64_t feature_count, const int32_t* set_kind,
+                                       int64_t set_count) {
+    if (set_of_feature == nullptr) invalid("set_of_feature is null");
+    if (feature_count != n)
+        invalid("set_of_feature has " + std::to_string(feature_count) + " entries; expected n_features = " +
+                std::to_string(n));
+    if (set_count < 0 || set_count > n / 2)
+        invalid("set_count is " + std::to_string(set_count) + "; valid: 0.." + std::to_string(n / 2) +
+                " (each set has at least 2 of the " + std::to_string(n) + " features)");
+    if (set_count > 0 && set_kind == nullptr) invalid("set_kind is null");
+    for (int64_t s = 0; s < set_count; ++s)
+        if (set_kind[s] != NE_FEATURES_CORRELATED && set_kind[s] != NE_FEATURES_ANTICORRELATED)
+            invalid("set_kind[" + std::to_string(s) + "] is " + std::to_string(set_kind[s]) +
+                    "; valid: 1 (correlated), 2 (anticorrelated)");
+    std::vector<FeatureRule> rules(n, FeatureRule{NE_FEATURES_INDEPENDENT, 0, 0, 1, 0});
+    std::vector<std::vector<int32_t>> members(set_count);
+    for (int64_t i = 0; i < n; ++i) {
+        const int32_t s = set_of_feature[i];
+        if (s < -1 || s >= set_count)
+            invalid("set_of_feature[" + std::to_string(i) + "] is " + std::to_string(s) + "; valid: -1 (no set) or 0.." +
+                    std::to_string(set_count - 1));
+        if (s >= 0) members[s].push_back(static_cast<int32_t>(i));
+    }
+    for (int64_t s = 0; s < set_count; ++s) {
+        const auto& set = members[s];
+        if (set.size() < 2)
+            invalid("feature set " + std::to_string(s) + " has " + std::to_string(set.size()) +
+                    " member(s); a set needs at least 2");
+        for (size_t r = 0; r < set.size(); ++r) {
+            for (int64_t k = 0; k < instances; ++k) {
+                const float* p = probability.data() + k * n;
+                if (p[set[r]] != p[set[0]])
+                    invalid("feature set " + std::to_string(s) + ": feature " + std::to_string(set[r]) +
+                            " has probability " + std::to_string(p[set[r]]) + " in instance " + std::to_string(k) +
+                            " but the set's first feature " + std::to_string(set[0]) + " has " +
+                            std::to_string(p[set[0]]) + "; members of a set share one probability");
+            }
+            rules[set[r]] = FeatureRule{set_kind[s], set[0], set[1], static_cast<int32_t>(set.size()),
+                                        static_cast<int32_t>(r)};
+        }
+    }
+    if (set_count == 0) rules.clear();
+    return rules;
+}
+
+std::vector<float> normal_init(uint64_t seed, uint32_t tensor, int64_t count, double stddev) {
+    std::vector<float> values(count);
+    for (int64_t pair = 0; pair < (count + 1) / 2; ++pair) {
+        const Philox4 r = philox4x32_10(static_cast<uint32_t>(pair), static_cast<uint32_t>(pair >> 32), tensor,
+                                        stream_word(Stream::kInit, 0), static_cast<uint32_t>(seed),
+                                        static_cast<uint32_t>(seed >> 32));
+        // Box-Muller; u1 in (0, 1] keeps the log finite.
+        const double u1 = (static_cast<double>(r.v[0] >> 8) + 1.0) / 16777216.0;
+        const double u2 = static_cast<double>(r.v[1] >> 8) / 16777216.0;
+        const double radius = std::sqrt(-2.0 * std::log(u1)), angle = 2.0 * M_PI * u2;
+        values[2 * pair] = static_cast<float>(stddev * radius * std::cos(angle));
+        if (2 * pair + 1 < count) values[2 * pair + 1] = static_cast<float>(stddev * radius * std::sin(angle));
+    }
+    return values;
+}
+
+std::vector<AdamStep> adam_schedule(int32_t optimizer, float lr, float weight_decay, float beta1, float beta2,
+                                    float eps, int64_t first_t, int64_t count) {
+    std::vector<AdamStep> adam(count);
+    for (int64_t k = 0; k < count; ++k) {
+        const double t = static_cast<double>(first_t + k + 1);
+        const double bc1 = 1.0 - std::pow(static_cast<double>(beta1), t);
+        const double bc2 = 1.0 - std::pow(static_cast<double>(beta2), t);
+        adam[k] = AdamStep{lr, weight_decay, beta1, beta2, eps, static_cast<float>(lr / bc1),
+                           static_cast<float>(std::sqrt(bc2)), optimizer == NE_OPTIMIZER_ADAMW ? 1 : 0};
+    }
+    return adam;
+}
+
+}  // namespace ne

@@ -1,0 +1,37 @@
+// What every trained model shares, whatever its architecture: argument checks of per-instance inputs, the
+// feature-set rules of the data stream, xavier-normal initialisation from the Philox init stream, and the
+// per-step optimizer constants.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "models/toy_common.h"
+
+namespace ne {
+
+// Throws invalid-argument naming `name` unless values has `expected` entries, each finite and >= 0 (or in
+// [0, 1] for probabilities).
+void check_per_instance_values(const char* name, const float* values, int64_t count, int64_t expected,
+                               bool probability);
+
+// Throws unless buffer is non-null with exactly `expected` floats.
+void check_count(const char* name, const void* buffer, int64_t count, int64_t expected);
+
+// The checks of the optimizer fields every config shares, with their field names.
+void check_optimizer_settings(int32_t optimizer, float lr, float weight_decay, float beta1, float beta2, float eps);
+
+// The rule of each feature [n] from the sets (see ne_toy_set_feature_sets); empty when set_count is 0.
+// probability: [instances][n], checked to be shared within each set.
+std::vector<FeatureRule> feature_rules(int64_t n, int64_t instances, const std::vector<float>& probability,
+                                       const int32_t* set_of_feature, int64_t feature_count, const int32_t* set_kind,
+                                       int64_t set_count);
+
+// count normals of standard deviation stddev from the init stream; `tensor` keys a disjoint part of it.
+std::vector<float> normal_init(uint64_t seed, uint32_t tensor, int64_t count, double stddev);
+
+// Adam's constants for optimizer steps t = first_t + 1 .. first_t + count (bias corrections in double).
+std::vector<AdamStep> adam_schedule(int32_t optimizer, float lr, float weight_decay, float beta1, float beta2,
+                                    float eps, int64_t first_t, int64_t count);
+
+}  // namespace ne

@@ -24,6 +24,7 @@ public static class Engine
         ("ne_runtime_info", Unsafe.SizeOf<RuntimeInfoNative>(), (int)NativeMethods.RuntimeInfoSize()),
         ("ne_device_info", Unsafe.SizeOf<DeviceInfoNative>(), (int)NativeMethods.DeviceInfoSize()),
         ("ne_toy_config", Unsafe.SizeOf<ToyConfigNative>(), (int)NativeMethods.ToyConfigSize()),
+        ("ne_moe_config", Unsafe.SizeOf<MoeConfigNative>(), (int)NativeMethods.MoeConfigSize()),
     ];
 }
 

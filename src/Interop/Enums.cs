@@ -49,3 +49,13 @@ public enum OptimizerKind
     AdamW = 0,
     Adam = 1,
 }
+
+/// <summary>Must stay in sync with <c>ne_moe_noise</c>.</summary>
+public enum RouterNoise
+{
+    None = 0,
+    /// <summary>H = xW_g + N(0,1)·softplus(xW_noise), training only.</summary>
+    NoisyTopK = 1,
+    /// <summary>The router sees x·U[0.99, 1.01] per element, training only.</summary>
+    Jitter = 2,
+}

@@ -13,3 +13,9 @@ public sealed class ToyHandle() : SafeHandleZeroOrMinusOneIsInvalid(ownsHandle: 
 {
     protected override bool ReleaseHandle() => NativeMethods.ToyDestroy(handle) == Status.Ok;
 }
+
+/// <summary>Owns an <c>ne_moe*</c>.</summary>
+public sealed class MoeHandle() : SafeHandleZeroOrMinusOneIsInvalid(ownsHandle: true)
+{
+    protected override bool ReleaseHandle() => NativeMethods.MoeDestroy(handle) == Status.Ok;
+}

@@ -77,4 +77,32 @@ internal static partial class NativeMethods
 
     [LibraryImport(Library, EntryPoint = "ne_toy_sample_batch")]
     internal static partial Status ToySampleBatch(ToyHandle toy, long step, long instance, Span<float> x, long xCount);
+
+    [LibraryImport(Library, EntryPoint = "ne_moe_config_size")]
+    internal static partial nuint MoeConfigSize();
+
+    [LibraryImport(Library, EntryPoint = "ne_moe_create")]
+    internal static partial Status MoeCreate(ContextHandle context, in MoeConfigNative config,
+        ReadOnlySpan<float> importance, long importanceCount,
+        ReadOnlySpan<float> featureProbability, long probabilityCount, out MoeHandle moe);
+
+    [LibraryImport(Library, EntryPoint = "ne_moe_destroy")]
+    internal static partial Status MoeDestroy(IntPtr moe);
+
+    [LibraryImport(Library, EntryPoint = "ne_moe_set_l1")]
+    internal static partial Status MoeSetL1(MoeHandle moe, ReadOnlySpan<float> l1, long l1Count);
+
+    [LibraryImport(Library, EntryPoint = "ne_moe_set_feature_sets")]
+    internal static partial Status MoeSetFeatureSets(MoeHandle moe, ReadOnlySpan<int> setOfFeature, long featureCount,
+        ReadOnlySpan<int> setKind, long setCount);
+
+    [LibraryImport(Library, EntryPoint = "ne_moe_train")]
+    internal static partial Status MoeTrain(MoeHandle moe, long steps);
+
+    [LibraryImport(Library, EntryPoint = "ne_moe_evaluate")]
+    internal static partial Status MoeEvaluate(MoeHandle moe, long batches, Span<float> output, long outputCount);
+
+    [LibraryImport(Library, EntryPoint = "ne_moe_get_params")]
+    internal static partial Status MoeGetParams(MoeHandle moe, Span<float> w, long wCount, Span<float> b, long bCount,
+        Span<float> wGate, long gateCount, Span<float> wNoise, long noiseCount, Span<float> routeBias, long biasCount);
 }

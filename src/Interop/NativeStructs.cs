@@ -60,3 +60,29 @@ public struct ToyConfigNative
     public int Reserved;
     public ulong Seed;
 }
+
+[StructLayout(LayoutKind.Sequential)]
+public struct MoeConfigNative
+{
+    public int ExpertModel;
+    public int Optimizer;
+    public long NFeatures;
+    public long ExpertHidden;
+    public long NExperts;
+    public long TopK;
+    public long NInstances;
+    public long BatchSize;
+    public float Lr;
+    public float WeightDecay;
+    public float Beta1;
+    public float Beta2;
+    public float Eps;
+    public int Renormalize;
+    public int Noise;
+    public float LoadBalance;
+    public float ZLoss;
+    public float BiasUpdate;
+    public float CapacityFactor;
+    public int Reserved;
+    public ulong Seed;
+}

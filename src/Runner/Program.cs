@@ -24,12 +24,13 @@ public static class Program
             settings.HelpWriter = Console.Error;
             settings.CaseInsensitiveEnumValues = true;
         });
-        var parsed = parser.ParseArguments<InfoOptions, ToyOptions, DemoOptions, BenchOptions>(args);
+        var parsed = parser.ParseArguments<InfoOptions, ToyOptions, MoeOptions, DemoOptions, BenchOptions>(args);
         try
         {
             return parsed.MapResult(
                 (InfoOptions o) => InfoCommand.Run(o, console),
                 (ToyOptions o) => ToyCommand.Run(o, console),
+                (MoeOptions o) => MoeCommand.Run(o, console),
                 (DemoOptions o) => DemoCommand.Run(o, console),
                 (BenchOptions o) => BenchCommand.Run(o, console),
                 errors => errors.All(e => e.Tag is ErrorType.HelpRequestedError or ErrorType.VersionRequestedError or ErrorType.HelpVerbRequestedError) ? 0 : 1);

@@ -6,7 +6,7 @@ namespace NativeEngine.Runner.Configs;
 /// Reads one JSON object of a config, key by key, with errors that name the source, the key, the value found
 /// and what would be valid. Keys it was never asked for are reported as unknown by <see cref="RejectUnknownKeys"/>.
 /// </summary>
-internal sealed class JsonObjectReader
+public sealed class JsonObjectReader
 {
     private readonly JsonElement _object;
     private readonly string _source;

@@ -47,15 +47,24 @@ public static class ToyConfigLoader
     {
         using var document = JsonObjectReader.Parse(json, source);
         var r = new JsonObjectReader(document.RootElement, source);
+        var model = r.Choice("model", Models);
+        var m = (int)r.Integer("n_hidden", 1, 1_000_000);
+        var config = ReadRun(r, model, m);
+        r.RejectUnknownKeys();
+        return config;
+    }
 
+    /// <summary>Every key of a toy run besides the model and its width (which MoE configs name differently):
+    /// title, features, importance, probabilities, L1, feature sets, sweep, optimizer, seed. The caller rejects
+    /// unknown keys once it has read its own.</summary>
+    public static ToyConfig ReadRun(JsonObjectReader r, ToyModelKind model, int m)
+    {
         string? title = null;
         if (r.TryGet("title", out var titleValue))
             title = titleValue.ValueKind == JsonValueKind.String
                 ? titleValue.GetString()
                 : throw r.Error("title", $"must be a string, found {JsonObjectReader.Describe(titleValue)}");
-        var model = r.Choice("model", Models);
         var n = (int)r.Integer("n_features", 1, 1_000_000);
-        var m = (int)r.Integer("n_hidden", 1, 1_000_000);
         var importance = ReadImportance(r, n);
 
         ToySweep? sweep = null;
@@ -78,7 +87,7 @@ public static class ToyConfigLoader
         }
         var featureSets = ReadFeatureSets(r, n, instances, probability);
 
-        var config = new ToyConfig
+        return new ToyConfig
         {
             Title = title,
             Model = model,
@@ -100,8 +109,6 @@ public static class ToyConfigLoader
             Optimizer = r.Choice("optimizer", Optimizers, OptimizerKind.AdamW),
             Seed = r.UnsignedInteger("seed", 0),
         };
-        r.RejectUnknownKeys();
-        return config;
     }
 
     // A number r (I_i = r^i) or an array of n_features non-negative numbers; default 1 (all equal).

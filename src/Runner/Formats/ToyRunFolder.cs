@@ -65,19 +65,19 @@ public static class ToyRunFolder
             {
                 var metrics = run.Metrics[k];
                 w.WriteStartObject();
-                WriteArray(w, "feature_probability", c.InstanceProbability(k).ToArray().Select(v => (double)v));
-                WriteArray(w, "importance", importance.AsSpan(k * c.NFeatures, c.NFeatures).ToArray().Select(v => (double)v));
-                WriteNumber(w, "loss", run.Loss[k]);
-                WriteMatrix(w, "W", run.InstanceW(k), c.NFeatures, c.NHidden, transpose: false);
+                Json.Array(w, "feature_probability", c.InstanceProbability(k).ToArray().Select(v => (double)v));
+                Json.Array(w, "importance", importance.AsSpan(k * c.NFeatures, c.NFeatures).ToArray().Select(v => (double)v));
+                Json.Number(w, "loss", run.Loss[k]);
+                Json.Matrix(w, "W", run.InstanceW(k), c.NFeatures, c.NHidden);
                 // W_out as [m][n] (hidden unit j's weights onto the outputs): the orientation of W^T in tied models.
-                if (run.WOut is not null) WriteMatrix(w, "W_out", run.InstanceWOut(k), c.NFeatures, c.NHidden, transpose: true);
-                WriteArray(w, "b", run.InstanceB(k).ToArray().Select(v => (double)v));
-                WriteArray(w, "feature_norm", metrics.FeatureNorm);
-                WriteArray(w, "superposition", metrics.Superposition);
-                WriteArray(w, "dimensionality", metrics.Dimensionality);
-                WriteNumber(w, "dimensions_per_feature", metrics.DimensionsPerFeature);
-                WriteNumber(w, "l1", c.L1[k]);
-                WriteNumber(w, "l1_penalty", run.Penalty[k]);
+                if (run.WOut is not null) Json.Matrix(w, "W_out", Transpose(run.InstanceWOut(k), c.NFeatures, c.NHidden), c.NHidden, c.NFeatures);
+                Json.Array(w, "b", run.InstanceB(k).ToArray().Select(v => (double)v));
+                Json.Array(w, "feature_norm", metrics.FeatureNorm);
+                Json.Array(w, "superposition", metrics.Superposition);
+                Json.Array(w, "dimensionality", metrics.Dimensionality);
+                Json.Number(w, "dimensions_per_feature", metrics.DimensionsPerFeature);
+                Json.Number(w, "l1", c.L1[k]);
+                Json.Number(w, "l1_penalty", run.Penalty[k]);
                 if (run.Neurons?[k] is { } neurons)
                 {
                     w.WriteStartArray("features_per_neuron");
@@ -96,15 +96,15 @@ public static class ToyRunFolder
                     var best = run.BestOf(setting.Instances);
                     var losses = setting.Instances.Select(k => (double)run.Loss[k]).Order().ToArray();
                     w.WriteStartObject();
-                    WriteNumber(w, "feature_probability", setting.FeatureProbability);
-                    WriteNumber(w, "importance_ratio", setting.ImportanceRatio);
-                    WriteNumber(w, "l1", setting.L1);
+                    Json.Number(w, "feature_probability", setting.FeatureProbability);
+                    Json.Number(w, "importance_ratio", setting.ImportanceRatio);
+                    Json.Number(w, "l1", setting.L1);
                     w.WriteStartArray("instances");
                     foreach (var k in setting.Instances) w.WriteNumberValue(k);
                     w.WriteEndArray();
                     w.WriteNumber("best_instance", best);
-                    WriteNumber(w, "loss_best", run.Loss[best]);
-                    WriteNumber(w, "loss_median", Median(losses));
+                    Json.Number(w, "loss_best", run.Loss[best]);
+                    Json.Number(w, "loss_median", Json.Median(losses));
                     w.WriteEndObject();
                 }
                 w.WriteEndArray();
@@ -114,46 +114,12 @@ public static class ToyRunFolder
         return System.Text.Encoding.UTF8.GetString(stream.ToArray());
     }
 
-    private static double Median(double[] sorted) =>
-        sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
-
-    // values: [n][m] row-major; written as [n][m], or as [m][n] when transposed.
-    private static void WriteMatrix(Utf8JsonWriter w, string name, ReadOnlySpan<float> values, int n, int m, bool transpose)
+    // [rows][columns] -> [columns][rows]
+    private static float[] Transpose(ReadOnlySpan<float> values, int rows, int columns)
     {
-        w.WriteStartArray(name);
-        var (rows, columns) = transpose ? (m, n) : (n, m);
+        var result = new float[values.Length];
         for (var r = 0; r < rows; r++)
-        {
-            w.WriteStartArray();
-            for (var col = 0; col < columns; col++)
-            {
-                // Weights exactly as trained (a float round-trips), null if diverged.
-                var value = transpose ? values[col * m + r] : values[r * m + col];
-                if (float.IsFinite(value)) w.WriteNumberValue(value);
-                else w.WriteNullValue();
-            }
-            w.WriteEndArray();
-        }
-        w.WriteEndArray();
-    }
-
-    private static void WriteArray(Utf8JsonWriter w, string name, IEnumerable<double> values)
-    {
-        w.WriteStartArray(name);
-        foreach (var v in values) WriteValue(w, v);
-        w.WriteEndArray();
-    }
-
-    private static void WriteNumber(Utf8JsonWriter w, string name, double value)
-    {
-        w.WritePropertyName(name);
-        WriteValue(w, value);
-    }
-
-    // JSON has no NaN or infinity: a diverged value is written as null rather than lost with the whole file.
-    private static void WriteValue(Utf8JsonWriter w, double value)
-    {
-        if (double.IsFinite(value)) w.WriteNumberValue(Math.Round(value, 7));
-        else w.WriteNullValue();
+            for (var c = 0; c < columns; c++) result[c * rows + r] = values[r * columns + c];
+        return result;
     }
 }

@@ -32,16 +32,8 @@ public static class ToyReport
     public static IReadOnlyList<string> Write(string directory, ToyRunResult run)
     {
         var c = run.Config;
-        var figuresDirectory = Path.Combine(directory, "figures");
-        Directory.CreateDirectory(figuresDirectory);
-        var written = new List<string>();
-        string Save(string name, string svg)
-        {
-            var relative = $"figures/{name}.svg";
-            Formats.AtomicFile.WriteText(Path.Combine(directory, relative), svg);
-            written.Add(relative);
-            return relative;
-        }
+        var folder = new FigureFolder(directory);
+        string Save(string name, string svg) => folder.Save(name, svg);
 
         var report = new HtmlReport(c.Title ?? $"{ToyConfig.ModelName(c.Model)}: {c.NFeatures} features in {c.NHidden} dimensions");
         report.AddParagraph(Description(run));
@@ -102,8 +94,7 @@ public static class ToyReport
         report.AddHeading("Config");
         report.AddPreformatted(ToyConfigWriter.ToJson(c), "the resolved config (config.json)");
         report.Save(Path.Combine(directory, "report.html"));
-        written.Add("report.html");
-        return written;
+        return [.. folder.Written, "report.html"];
     }
 
     private static string Description(ToyRunResult run)

@@ -1,0 +1,79 @@
+using System.Diagnostics;
+using NativeEngine.Interop;
+using NativeEngine.Runner.Analysis;
+using NativeEngine.Runner.Configs;
+
+namespace NativeEngine.Runner.Experiments;
+
+/// <summary>One MoE instance measured: its evaluation, each expert's geometry and the summary across experts.</summary>
+public sealed record MoeInstanceMetrics(MoeEvaluation Evaluation, ToyMetrics[] Experts, NeuronMetrics[]? Neurons,
+    SuperpositionSummary Summary, double ActiveFlopsPerSample)
+{
+    /// <summary>Training objective: task loss plus every auxiliary term.</summary>
+    public double Objective => Evaluation.Loss + Evaluation.L1Penalty + Evaluation.BalanceLoss + Evaluation.ZLoss;
+
+    public double LossPerActiveFlop => Evaluation.Loss / ActiveFlopsPerSample;
+}
+
+public sealed record MoeRunResult(MoeConfig Config, DeviceInfo Device, long Steps, double Seconds,
+    MoeParameters Parameters, MoeInstanceMetrics[] Metrics)
+{
+    private int ExpertSize => Config.Run.NFeatures * Config.ExpertHidden;
+
+    /// <summary>W of expert e of instance k: [n][m].</summary>
+    public ReadOnlySpan<float> ExpertW(int k, int e) =>
+        Parameters.W.AsSpan((k * Config.NExperts + e) * ExpertSize, ExpertSize);
+
+    public int BestOf(IEnumerable<int> instances) => instances.MinBy(k => Metrics[k].Objective);
+
+    public IReadOnlyList<int> ShownInstances() =>
+        Config.Run.Sweep is { KeepAll: true } || Config.Run.Sweep is null
+            ? Enumerable.Range(0, Config.Run.NInstances).ToArray()
+            : Config.Run.Settings.Select(s => BestOf(s.Instances)).ToArray();
+}
+
+public static class MoeTraining
+{
+    public static MoeRunResult Run(EngineContext context, MoeConfig config, Action<long, long>? progress = null,
+        CancellationToken stop = default)
+    {
+        var run = config.Run;
+        using var model = new MoeModel(context, config.ToSpec(), run.ImportancePerInstance(), run.FeatureProbability);
+        if (run.L1.Any(v => v != 0)) model.SetL1(run.L1);
+        if (run.FeatureSets.Length > 0)
+            model.SetFeatureSets(run.SetOfFeature(), run.FeatureSets.Select(s => s.Kind).ToArray());
+        var clock = Stopwatch.StartNew();
+        long done = 0, chunk = 8;
+        while (done < run.Steps && !stop.IsCancellationRequested)
+        {
+            var count = Math.Min(chunk, run.Steps - done);
+            var start = clock.Elapsed.TotalSeconds;
+            model.Train(count);
+            done += count;
+            progress?.Invoke(done, run.Steps);
+            var elapsed = Math.Max(clock.Elapsed.TotalSeconds - start, 1e-6);
+            chunk = Math.Clamp((long)(count * 0.25 / elapsed), 1, 4096);
+        }
+        var seconds = clock.Elapsed.TotalSeconds;
+        var evaluations = model.Evaluate(ToyTraining.EvaluationBatches);
+        var parameters = model.GetParameters();
+        var result = new MoeRunResult(config, context.Device, done, seconds, parameters, []);
+        var metrics = Enumerable.Range(0, run.NInstances).Select(k => Measure(result, k, evaluations[k])).ToArray();
+        return result with { Metrics = metrics };
+    }
+
+    private static MoeInstanceMetrics Measure(MoeRunResult result, int k, MoeEvaluation evaluation)
+    {
+        var c = result.Config;
+        var n = c.Run.NFeatures;
+        var m = c.ExpertHidden;
+        var experts = Enumerable.Range(0, c.NExperts).Select(e => ToyMetrics.Compute(result.ExpertW(k, e), n, m)).ToArray();
+        var neurons = c.Run.HasPrivilegedBasis
+            ? Enumerable.Range(0, c.NExperts)
+                .Select(e => NeuronMetrics.Compute(result.ExpertW(k, e), n, m, c.Run.PolysemanticityThreshold)).ToArray()
+            : null;
+        var summary = SuperpositionSummary.Of(
+            experts.Select((metrics, e) => ((double)evaluation.Usage[e], metrics)).ToArray(), m, c.TopK);
+        return new MoeInstanceMetrics(evaluation, experts, neurons, summary, c.ActiveFlopsPerSample);
+    }
+}

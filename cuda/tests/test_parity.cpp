@@ -120,6 +120,80 @@ void parity(ne_context* cpu, ne_context* cuda, int32_t model, int64_t n, int64_t
     }
 }
 
+// Mixture of experts: both backends from the same init and data, one step and a short run, every parameter
+// and every evaluation field compared.
+struct MoeRun {
+    std::vector<float> W, b, gate, noise, bias, eval;
+};
+
+MoeRun train_moe(ne_context* ctx, const ne_moe_config& config, const std::vector<float>& importance,
+                 const std::vector<float>& probability, int64_t steps) {
+    ne_moe* moe = nullptr;
+    const int64_t per = config.n_instances * config.n_features;
+    if (ne_moe_create(ctx, &config, importance.data(), per, probability.data(), per, &moe) != NE_OK) {
+        std::printf("ne_moe_create: %s\n", ne_last_error());
+        CHECK(false);
+        return {};
+    }
+    std::vector<float> l1(config.n_instances, 0.01f);
+    CHECK(ne_moe_set_l1(moe, l1.data(), l1.size()) == NE_OK);
+    CHECK(ne_moe_train(moe, steps) == NE_OK);
+    const int64_t I = config.n_instances, E = config.n_experts, n = config.n_features, m = config.expert_hidden;
+    MoeRun run{std::vector<float>(I * E * n * m), std::vector<float>(I * E * n), std::vector<float>(I * n * E),
+               std::vector<float>(I * n * E), std::vector<float>(I * E), std::vector<float>(I * (NE_MOE_EVAL_FIELDS + E))};
+    CHECK(ne_moe_get_params(moe, run.W.data(), run.W.size(), run.b.data(), run.b.size(), run.gate.data(),
+                            run.gate.size(), run.noise.data(), run.noise.size(), run.bias.data(), run.bias.size()) == NE_OK);
+    CHECK(ne_moe_evaluate(moe, 4, run.eval.data(), run.eval.size()) == NE_OK);
+    ne_moe_destroy(moe);
+    return run;
+}
+
+void moe_parity(ne_context* cpu, ne_context* cuda, int32_t expert_model, int64_t E, int64_t k, int32_t renormalize,
+                int32_t noise, float capacity, float bias_update) {
+    ne_moe_config config{};
+    config.expert_model = expert_model;
+    config.optimizer = NE_OPTIMIZER_ADAMW;
+    config.n_features = 12;
+    config.expert_hidden = 3;
+    config.n_experts = E;
+    config.top_k = k;
+    config.n_instances = 3;
+    config.batch_size = 256;
+    config.lr = 1e-3f;
+    config.weight_decay = 0.01f;
+    config.beta1 = 0.9f;
+    config.beta2 = 0.999f;
+    config.eps = 1e-3f;  // smooth in the gradient, as for the toy parity
+    config.renormalize = renormalize;
+    config.noise = noise;
+    config.load_balance = 0.01f;
+    config.z_loss = 0.001f;
+    config.bias_update = bias_update;
+    config.capacity_factor = capacity;
+    config.seed = 4242;
+    std::vector<float> importance(3 * 12), probability(3 * 12);
+    for (int64_t j = 0; j < 3 * 12; ++j) {
+        importance[j] = std::pow(0.8f, static_cast<float>(j % 12));
+        probability[j] = j < 12 ? 1.0f : (j < 24 ? 0.1f : 0.02f);
+    }
+    char label[128];
+    std::snprintf(label, sizeof label, "moe model %d E=%lld k=%lld renorm %d noise %d capacity %.2f bias %.3f",
+                  expert_model, static_cast<long long>(E), static_cast<long long>(k), renormalize, noise, capacity,
+                  bias_update);
+    for (int64_t steps : {1, 200}) {
+        const MoeRun a = train_moe(cpu, config, importance, probability, steps);
+        const MoeRun b = train_moe(cuda, config, importance, probability, steps);
+        const double tol = steps == 1 ? 1e-6 : 2e-3, rel = steps == 1 ? 1e-5 : 1e-2;
+        const double w = compare("moe W", a.W, b.W, tol, rel);
+        compare("moe b", a.b, b.b, tol, rel);
+        compare("moe W_gate", a.gate, b.gate, tol, rel);
+        compare("moe W_noise", a.noise, b.noise, tol, rel);
+        compare("moe route_bias", a.bias, b.bias, 1e-6, 0);
+        compare("moe evaluation", a.eval, b.eval, 1e-5, 1e-2);
+        std::printf("%s: %lld steps, max |W_cpu - W_cuda| = %.2e\n", label, static_cast<long long>(steps), w);
+    }
+}
+
 }  // namespace
 
 int main() {
@@ -144,6 +218,10 @@ int main() {
     const Extras sets{{}, {0, 0, 0, 1, 1, -1, -1, -1, -1}, {NE_FEATURES_CORRELATED, NE_FEATURES_ANTICORRELATED}};
     parity(cpu, cuda, NE_TOY_RELU_OUTPUT, 9, 3, 4, 256, sets);
     parity(cpu, cuda, NE_TOY_ABS_VALUE, 9, 3, 4, 256, sets);
+    moe_parity(cpu, cuda, NE_TOY_RELU_OUTPUT, 4, 1, 0, NE_MOE_NOISE_NONE, 0.0f, 0.0f);
+    moe_parity(cpu, cuda, NE_TOY_RELU_OUTPUT, 4, 2, 1, NE_MOE_NOISE_NONE, 0.6f, 0.0f);
+    moe_parity(cpu, cuda, NE_TOY_RELU_HIDDEN, 3, 2, 0, NE_MOE_NOISE_NOISY_TOPK, 0.0f, 0.001f);
+    moe_parity(cpu, cuda, NE_TOY_RELU_OUTPUT, 5, 1, 1, NE_MOE_NOISE_JITTER, 1.0f, 0.0f);
     ne_context_destroy(cpu);
     ne_context_destroy(cuda);
     return ne_test::finish("test_parity");

@@ -5,14 +5,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "models/moe.h"
 #include "models/toy_common.h"
 #include "nativeengine.h"
 
-#define NE_CUDA_PLUGIN_ABI 2
+#define NE_CUDA_PLUGIN_ABI 3
 
 extern "C" {
 
 typedef struct ne_cuda_toy ne_cuda_toy;
+typedef struct ne_cuda_moe ne_cuda_moe;
 
 typedef struct ne_cuda_plugin {
     int32_t abi;  // NE_CUDA_PLUGIN_ABI
@@ -35,6 +37,20 @@ typedef struct ne_cuda_plugin {
     int32_t (*toy_get_params)(ne_cuda_toy* toy, float* W, float* W_out, float* b, char* err, size_t err_size);
     int32_t (*toy_set_params)(ne_cuda_toy* toy, const float* W, const float* W_out, const float* b, char* err,
                               size_t err_size);
+
+    // Mixture of experts, as the toy entries; spec as ne::MoeSpec, out as ne_moe_evaluate's.
+    int32_t (*moe_create)(int32_t device, const ne::MoeSpec* spec, int64_t instances, uint64_t seed, ne_cuda_moe** out,
+                          char* err, size_t err_size);
+    void (*moe_destroy)(ne_cuda_moe* moe);
+    int32_t (*moe_set_data)(ne_cuda_moe* moe, const float* importance, const float* probability, const float* l1,
+                            const ne::FeatureRule* rules, char* err, size_t err_size);
+    int32_t (*moe_train)(ne_cuda_moe* moe, int64_t first_step, const ne::AdamStep* adam, int64_t steps,
+                         float bias_update, char* err, size_t err_size);
+    int32_t (*moe_evaluate)(ne_cuda_moe* moe, int64_t batches, float* out, char* err, size_t err_size);
+    int32_t (*moe_get_params)(ne_cuda_moe* moe, float* W, float* b, float* W_gate, float* W_noise, float* route_bias,
+                              char* err, size_t err_size);
+    int32_t (*moe_set_params)(ne_cuda_moe* moe, const float* W, const float* b, const float* W_gate,
+                              const float* W_noise, const float* route_bias, char* err, size_t err_size);
 } ne_cuda_plugin;
 
 // The one symbol the plugin exports.

@@ -3,6 +3,7 @@
 
 #include "core/cuda_plugin.h"
 #include "cuda/cuda_check.h"
+#include "cuda/moe_cuda.h"
 #include "cuda/toy_cuda.h"
 
 namespace {
@@ -52,6 +53,13 @@ const ne_cuda_plugin kPlugin = {
     ne::cuda::toy_evaluate,
     ne::cuda::toy_get_params,
     ne::cuda::toy_set_params,
+    ne::cuda::moe_create,
+    ne::cuda::moe_destroy,
+    ne::cuda::moe_set_data,
+    ne::cuda::moe_train,
+    ne::cuda::moe_evaluate,
+    ne::cuda::moe_get_params,
+    ne::cuda::moe_set_params,
 };
 
 }  // namespace

@@ -1,4 +1,5 @@
 using System.Reflection;
+using System.Text.Json;
 using CommandLine;
 using NativeEngine.Runner.Configs;
 using NativeEngine.Runner.Formats;
@@ -8,7 +9,7 @@ using Spectre.Console;
 
 namespace NativeEngine.Runner.Commands;
 
-[Verb("demo", HelpText = "A reduced tour of the paper's toy models: the intro figure, 20 features in 5 dimensions, a privileged basis, an L1 penalty.")]
+[Verb("demo", HelpText = "A reduced tour of the paper's toy models: the intro figure, 20 features in 5 dimensions, a privileged basis, an L1 penalty, a mixture of experts against dense models.")]
 public sealed class DemoOptions : BackendOptions
 {
     [Option("out", Default = "runs/demo", HelpText = "Folder: one run folder per experiment and report.html gathering them.")]
@@ -47,21 +48,30 @@ public static class DemoCommand
         return $"{kind}, instance {k}";
     }
 
-    public static ToyConfig LoadDemoConfig(string name)
+    /// <summary>The last experiment: a mixture of experts against dense models (configs/demo/moe_compare.json).</summary>
+    public const string MoeExperiment = "moe_compare";
+
+    public static ToyConfig LoadDemoConfig(string name) => ToyConfigLoader.Parse(Embedded(name), $"configs/demo/{name}.json");
+
+    public static MoeConfig LoadDemoMoeConfig() =>
+        MoeConfigLoader.Parse(Embedded(MoeExperiment), $"configs/demo/{MoeExperiment}.json");
+
+    private static string Embedded(string name)
     {
         using var stream = Assembly.GetExecutingAssembly().GetManifestResourceStream($"demo/{name}.json")
                            ?? throw new InvalidOperationException($"demo/{name}.json is not embedded in the runner");
         using var reader = new StreamReader(stream);
-        return ToyConfigLoader.Parse(reader.ReadToEnd(), $"configs/demo/{name}.json");
+        return reader.ReadToEnd();
     }
 
     public static int Run(DemoOptions options, IAnsiConsole console)
     {
         var backend = options.ParseBackend();
         var configs = Experiments.Select(e => LoadDemoConfig(e.Name)).ToArray();
+        var moe = LoadDemoMoeConfig();
         ToyRunFolder.Prepare(options.Out);
         console.MarkupLine("[bold]Toy Models of Superposition[/], a reduced tour: " +
-                           $"{configs.Length} experiments, each a folder under {Markup.Escape(options.Out)}.");
+                           $"{configs.Length + 1} experiments, each a folder under {Markup.Escape(options.Out)}.");
         var index = new HtmlReport("Toy Models of Superposition: the demo");
         index.AddParagraph("Each experiment below has its own folder with report.html, results.json, config.json, " +
                            "weights.safetensors and figures/. The full-size configs of every figure are in configs/paper/.");
@@ -90,8 +100,22 @@ public static class DemoCommand
                 return ToyCommand.ExitCode(run);
             }
         }
+        console.WriteLine();
+        console.MarkupLine($"[bold]{configs.Length + 1}. {Markup.Escape(moe.Run.Title ?? MoeExperiment)}[/]");
+        var code = MoeCommand.Compare(moe, backend, Path.Combine(options.Out, MoeExperiment), console);
+        index.AddHeading($"{configs.Length + 1}. {moe.Run.Title}");
+        index.AddParagraph("The paper suggests that mixtures of experts, which activate only some neurons per token, " +
+                           "leave less room for superposition. Verdict of this reduced run (full report: " +
+                           $"{MoeExperiment}/report.html; the full-size comparison is configs/moe/compare_n20.json):");
+        var verdict = Path.Combine(options.Out, MoeExperiment, "compare.json");
+        if (File.Exists(verdict))
+            foreach (var line in JsonDocument.Parse(File.ReadAllText(verdict)).RootElement.GetProperty("verdict").EnumerateArray())
+                index.AddParagraph(line.GetString() + ".");
+        index.AddFigureGrid(new[] { "compare_features_per_dimension", "compare_superposed_fraction", "usage" }
+            .Where(f => File.Exists(Path.Combine(options.Out, MoeExperiment, "figures", f + ".svg")))
+            .Select(f => ($"{MoeExperiment}/figures/{f}.svg", $"{MoeExperiment}: {f.Replace('_', ' ')}")));
         index.Save(Path.Combine(options.Out, "report.html"));
         console.MarkupLine($"report: {Markup.Escape(Path.GetFullPath(Path.Combine(options.Out, "report.html")))}");
-        return 0;
+        return code;
     }
 }

@@ -154,13 +154,13 @@ public static class MoeCommand
         var plotted = new (string Name, string Key, Func<ComparedModel, double> Of, string Caption)[]
         {
             ("features per active dimension", "features_per_dimension", m => m.Summary.FeaturesPerDimension,
-                "Σ_e p_e ‖W_e‖²_F / (m k) for the MoE, ‖W‖²_F / m for a dense model: about 1 without superposition."),
+                "Σ_e p_e R_e / (m k) for the MoE (R_e: features represented in expert e), R / m for a dense model: about 1 without superposition."),
             ("share in superposition", "superposed_fraction", m => m.Summary.SuperposedFraction,
                 "Share of represented features whose D_i < 0.9 (usage-weighted over experts)."),
             ("mean D_i", "mean_dimensionality", m => m.Summary.MeanDimensionality,
                 "Mean dimensionality of the represented features: 1 = a dimension each."),
             ("represented features", "represented", m => m.Summary.RepresentedFeatures,
-                "Features with ‖W_i‖ > 0.5 (in some expert for the MoE)."),
+                "Features represented: ‖W_i‖ > ½·max(1, the largest norm of the expert) in some expert (‖W_i‖ > 0.5 for a dense model)."),
             ("loss", "loss", m => m.Loss, "Importance-weighted MSE on fresh batches."),
         };
         if (rows.Select(r => r.Setting.FeatureProbability).Distinct().Count() >= 2)

@@ -83,7 +83,7 @@ public static class MoeReport
             sweepFigures.Add((figures.Save("features_per_dimension", ComparisonFigures.LineChart(
                     [new LineSeries("MoE", points)], "feature density p", "features per active dimension",
                     "Superposition against density")),
-                "Σ_e p_e ‖W_e‖²_F / (m k): features stored per hidden dimension a token uses; 1 means no superposition."));
+                "Σ_e p_e R_e / (m k), R_e the features represented in expert e: features per hidden dimension a token uses; 1 means no superposition."));
         }
         var usageSeries = shown.Take(6).Select(k => new BarSeries(
             $"instance {k}" + (double.IsNaN(c.Run.SettingOf(k).FeatureProbability) ? "" : $", p = {c.Run.SettingOf(k).FeatureProbability:G3}"),
@@ -96,7 +96,7 @@ public static class MoeReport
         report.AddHeading("Routing and superposition");
         report.AddFigureGrid(sweepFigures, 480);
         var (headers, cells) = Rows(run);
-        report.AddTable(headers, cells, "features / dim: Σ_e p_e ‖W_e‖²_F / (m k); represented: features with ‖W_i‖ > 0.5 " +
+        report.AddTable(headers, cells, "features / dim: Σ_e p_e R_e / (m k); represented: features with ‖W_i‖ > 0.5 " +
                                         "in some expert; in superposition: usage-weighted share of represented features with D_i < 0.9; " +
                                         "active FLOPs: forward FLOPs per sample (router + k experts).");
         AddExpertGeometry(report, figures, run, shown.Take(MaxGeometryInstances).ToArray(), "");

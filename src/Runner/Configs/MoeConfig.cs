@@ -62,7 +62,7 @@ public static class MoeConfigLoader
         var hidden = (int)r.Integer("expert_hidden", 1, 1_000_000);
         var model = r.Choice("expert_model", ExpertModels, ToyModelKind.ReluOutput);
         var router = r.TryGet("router", out var routerValue) ? ReadRouter(r, routerValue) : new RouterSettings();
-        var run = ToyConfigLoader.ReadRun(r, model, hidden);
+        var run = ToyConfigLoader.ReadRun(r, model, () => hidden);
         r.RejectUnknownKeys();
         return new MoeConfig(run, experts, topK, router);
     }

@@ -48,16 +48,16 @@ public static class ToyConfigLoader
         using var document = JsonObjectReader.Parse(json, source);
         var r = new JsonObjectReader(document.RootElement, source);
         var model = r.Choice("model", Models);
-        var m = (int)r.Integer("n_hidden", 1, 1_000_000);
-        var config = ReadRun(r, model, m);
+        var config = ReadRun(r, model, () => (int)r.Integer("n_hidden", 1, 1_000_000));
         r.RejectUnknownKeys();
         return config;
     }
 
     /// <summary>Every key of a toy run besides the model and its width (which MoE configs name differently):
-    /// title, features, importance, probabilities, L1, feature sets, sweep, optimizer, seed. The caller rejects
-    /// unknown keys once it has read its own.</summary>
-    public static ToyConfig ReadRun(JsonObjectReader r, ToyModelKind model, int m)
+    /// title, features, importance, probabilities, L1, feature sets, sweep, optimizer, seed. readWidth reads the
+    /// width right after n_features, so missing keys are named in the order a config lists them. The caller
+    /// rejects unknown keys once it has read its own.</summary>
+    public static ToyConfig ReadRun(JsonObjectReader r, ToyModelKind model, Func<int> readWidth)
     {
         string? title = null;
         if (r.TryGet("title", out var titleValue))
@@ -65,6 +65,7 @@ public static class ToyConfigLoader
                 ? titleValue.GetString()
                 : throw r.Error("title", $"must be a string, found {JsonObjectReader.Describe(titleValue)}");
         var n = (int)r.Integer("n_features", 1, 1_000_000);
+        var m = readWidth();
         var importance = ReadImportance(r, n);
 
         ToySweep? sweep = null;

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using NativeEngine.Interop;
 using NativeEngine.Runner.Analysis;
 using NativeEngine.Runner.Configs;
@@ -42,19 +41,7 @@ public static class MoeTraining
         if (run.L1.Any(v => v != 0)) model.SetL1(run.L1);
         if (run.FeatureSets.Length > 0)
             model.SetFeatureSets(run.SetOfFeature(), run.FeatureSets.Select(s => s.Kind).ToArray());
-        var clock = Stopwatch.StartNew();
-        long done = 0, chunk = 8;
-        while (done < run.Steps && !stop.IsCancellationRequested)
-        {
-            var count = Math.Min(chunk, run.Steps - done);
-            var start = clock.Elapsed.TotalSeconds;
-            model.Train(count);
-            done += count;
-            progress?.Invoke(done, run.Steps);
-            var elapsed = Math.Max(clock.Elapsed.TotalSeconds - start, 1e-6);
-            chunk = Math.Clamp((long)(count * 0.25 / elapsed), 1, 4096);
-        }
-        var seconds = clock.Elapsed.TotalSeconds;
+        var (done, seconds) = ToyTraining.TrainInChunks(model.Train, run.Steps, progress, stop);
         var evaluations = model.Evaluate(ToyTraining.EvaluationBatches);
         var parameters = model.GetParameters();
         var result = new MoeRunResult(config, context.Device, done, seconds, parameters, []);

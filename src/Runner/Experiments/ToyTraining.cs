@@ -50,22 +50,29 @@ public static class ToyTraining
         CancellationToken stop = default)
     {
         using var model = Create(context, config);
+        var (done, seconds) = TrainInChunks(model.Train, config.Steps, progress, stop);
+        return Measure(model, config, context.Device, done, seconds);
+    }
+
+    /// <summary>Runs train(count) until total steps are done or stop is requested, in chunks sized for about a
+    /// quarter second each: progress stays live and the per-call cost negligible (a CUDA backend runs a whole
+    /// chunk in one launch). Returns the steps done and the seconds they took.</summary>
+    public static (long Done, double Seconds) TrainInChunks(Action<long> train, long total, Action<long, long>? progress,
+        CancellationToken stop)
+    {
         var clock = Stopwatch.StartNew();
-        // Chunks sized for about a quarter second each: progress stays live, and the per-call cost stays
-        // negligible (the CUDA backend runs a whole chunk in one launch).
         long done = 0, chunk = 8;
-        while (done < config.Steps && !stop.IsCancellationRequested)
+        while (done < total && !stop.IsCancellationRequested)
         {
-            var count = Math.Min(chunk, config.Steps - done);
+            var count = Math.Min(chunk, total - done);
             var start = clock.Elapsed.TotalSeconds;
-            model.Train(count);
+            train(count);
             done += count;
-            progress?.Invoke(done, config.Steps);
+            progress?.Invoke(done, total);
             var elapsed = Math.Max(clock.Elapsed.TotalSeconds - start, 1e-6);
             chunk = Math.Clamp((long)(count * 0.25 / elapsed), 1, 4096);
         }
-        var seconds = clock.Elapsed.TotalSeconds;
-        return Measure(model, config, context.Device, done, seconds);
+        return (done, clock.Elapsed.TotalSeconds);
     }
 
     /// <summary>The native model of a config, with its L1 coefficients and feature sets applied.</summary>

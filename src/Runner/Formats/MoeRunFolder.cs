@@ -106,26 +106,7 @@ public static class MoeRunFolder
             }
             w.WriteEndArray();
             if (r.Sweep is not null)
-            {
-                w.WriteStartArray("settings");
-                foreach (var setting in r.Settings)
-                {
-                    var best = run.BestOf(setting.Instances);
-                    var losses = setting.Instances.Select(k => (double)run.Metrics[k].Evaluation.Loss).Order().ToArray();
-                    w.WriteStartObject();
-                    Json.Number(w, "feature_probability", setting.FeatureProbability);
-                    Json.Number(w, "importance_ratio", setting.ImportanceRatio);
-                    Json.Number(w, "l1", setting.L1);
-                    w.WriteStartArray("instances");
-                    foreach (var k in setting.Instances) w.WriteNumberValue(k);
-                    w.WriteEndArray();
-                    w.WriteNumber("best_instance", best);
-                    Json.Number(w, "loss_best", run.Metrics[best].Evaluation.Loss);
-                    Json.Number(w, "loss_median", Json.Median(losses));
-                    w.WriteEndObject();
-                }
-                w.WriteEndArray();
-            }
+                Json.Settings(w, r.Settings, run.BestOf, k => run.Metrics[k].Evaluation.Loss);
             w.WriteEndObject();
         }
         return System.Text.Encoding.UTF8.GetString(stream.ToArray());
@@ -168,6 +149,30 @@ public static class Json
                 else w.WriteNullValue();
             }
             w.WriteEndArray();
+        }
+        w.WriteEndArray();
+    }
+
+    /// <summary>The "settings" array of a sweep: per setting its values, instances, the best instance (chosen
+    /// by the caller's training objective) and the best and median loss.</summary>
+    public static void Settings(Utf8JsonWriter w, IEnumerable<ToySetting> settings, Func<IEnumerable<int>, int> bestOf,
+        Func<int, double> loss)
+    {
+        w.WriteStartArray("settings");
+        foreach (var setting in settings)
+        {
+            var best = bestOf(setting.Instances);
+            w.WriteStartObject();
+            Number(w, "feature_probability", setting.FeatureProbability);
+            Number(w, "importance_ratio", setting.ImportanceRatio);
+            Number(w, "l1", setting.L1);
+            w.WriteStartArray("instances");
+            foreach (var k in setting.Instances) w.WriteNumberValue(k);
+            w.WriteEndArray();
+            w.WriteNumber("best_instance", best);
+            Number(w, "loss_best", loss(best));
+            Number(w, "loss_median", Median(setting.Instances.Select(loss).Order().ToArray()));
+            w.WriteEndObject();
         }
         w.WriteEndArray();
     }

@@ -88,27 +88,7 @@ public static class ToyRunFolder
                 w.WriteEndObject();
             }
             w.WriteEndArray();
-            if (c.Sweep is not null)
-            {
-                w.WriteStartArray("settings");
-                foreach (var setting in c.Settings)
-                {
-                    var best = run.BestOf(setting.Instances);
-                    var losses = setting.Instances.Select(k => (double)run.Loss[k]).Order().ToArray();
-                    w.WriteStartObject();
-                    Json.Number(w, "feature_probability", setting.FeatureProbability);
-                    Json.Number(w, "importance_ratio", setting.ImportanceRatio);
-                    Json.Number(w, "l1", setting.L1);
-                    w.WriteStartArray("instances");
-                    foreach (var k in setting.Instances) w.WriteNumberValue(k);
-                    w.WriteEndArray();
-                    w.WriteNumber("best_instance", best);
-                    Json.Number(w, "loss_best", run.Loss[best]);
-                    Json.Number(w, "loss_median", Json.Median(losses));
-                    w.WriteEndObject();
-                }
-                w.WriteEndArray();
-            }
+            if (c.Sweep is not null) Json.Settings(w, c.Settings, run.BestOf, k => run.Loss[k]);
             w.WriteEndObject();
         }
         return System.Text.Encoding.UTF8.GetString(stream.ToArray());

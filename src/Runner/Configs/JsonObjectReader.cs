@@ -38,6 +38,9 @@ public sealed class JsonObjectReader
         }
     }
 
+    /// <summary>The file (and enclosing keys) errors name.</summary>
+    public string Source => _source;
+
     /// <summary>A reader for the object under <paramref name="key"/>; its errors name the file and the key.</summary>
     public JsonObjectReader Nested(JsonElement value, string key) => new(value, $"{_source}: \"{key}\"");
 

@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""A plain PyTorch TopK sparse autoencoder, written the way SAELens/sparsify users write one (Gao et al. 2024):
+encoder Linear(d, d_sae) on x - b_dec, top-k with ReLU, decoder as a dense matrix product of the sparse codes,
+MSE loss, Adam; decoder rows renormalised after each step with the parallel gradient component removed. The peer
+`nativeengine bench factorize` measures beside itself. Prints one JSON line (tokens per second)."""
+import argparse
+import json
+import time
+
+import torch
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--d", type=int, default=256)
+    ap.add_argument("--d-sae", type=int, default=4096)
+    ap.add_argument("--k", type=int, default=32)
+    ap.add_argument("--batch", type=int, default=4096)
+    ap.add_argument("--seconds", type=float, default=5.0)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    d, m, k = args.d, args.d_sae, args.k
+
+    W_dec = torch.nn.Parameter(torch.nn.functional.normalize(torch.randn(m, d, device=device), dim=1))
+    W_enc = torch.nn.Parameter(W_dec.detach().t().clone())
+    b_enc = torch.nn.Parameter(torch.zeros(m, device=device))
+    b_dec = torch.nn.Parameter(torch.zeros(d, device=device))
+    opt = torch.optim.Adam([W_enc, b_enc, W_dec, b_dec], lr=2e-4 / (m / 2 ** 14) ** 0.5)
+    x = torch.randn(args.batch, d, device=device)
+
+    def step():
+        pre = (x - b_dec) @ W_enc + b_enc
+        values, indices = pre.topk(k, dim=-1)
+        z = torch.zeros_like(pre).scatter_(-1, indices, torch.relu(values))
+        x_hat = z @ W_dec + b_dec
+        loss = (x_hat - x).pow(2).sum(-1).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            unit = W_dec / W_dec.norm(dim=1, keepdim=True)
+            W_dec.grad -= (W_dec.grad * unit).sum(1, keepdim=True) * unit
+        opt.step()
+        with torch.no_grad():
+            W_dec.div_(W_dec.norm(dim=1, keepdim=True))
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(2):
+        step()
+    sync()
+    steps = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < args.seconds:
+        step()
+        sync()
+        steps += 1
+    seconds = time.perf_counter() - start
+    print(json.dumps({
+        "peer": "pytorch topk sae",
+        "torch": torch.__version__,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "d": d, "d_sae": m, "k": k, "batch": args.batch,
+        "steps": steps, "seconds": round(seconds, 4),
+        "tokens_per_second": round(steps * args.batch / seconds, 1),
+    }))
+
+
+if __name__ == "__main__":
+    main()

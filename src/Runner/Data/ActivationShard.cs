@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.IO.MemoryMappedFiles;
 using System.Runtime.InteropServices;
+using System.Runtime.Intrinsics;
 
 namespace NativeEngine.Runner.Data;
 
@@ -105,14 +106,58 @@ public sealed class MappedActivationShard : IActivationShard
     }
 }
 
-/// <summary>Widening of 16-bit floats stored in the upper half of a float span into the whole span.</summary>
+/// <summary>
+/// Widening of 16-bit floats stored in the upper half of a float span into the whole span, front to back: block
+/// [i, i + w) reads halves [n + i, n + i + w) before writing halves [2i, 2i + 2w), which lie below the halves not
+/// yet read as long as the block fits (i + w ≤ n). Vectorised with the portable Vector128/256 API.
+/// </summary>
 internal static class HalfConversion
 {
+    private static readonly float TwoTo112 = BitConverter.UInt32BitsToSingle((127 + 112) << 23);
+
     public static void WidenF16InPlace(Span<float> values)
     {
         var n = values.Length;
-        var halves = MemoryMarshal.Cast<float, Half>(values);
-        for (var i = 0; i < n; i++) values[i] = (float)halves[n + i];
+        var halves = MemoryMarshal.Cast<float, ushort>(values);
+        var bits = MemoryMarshal.Cast<float, uint>(values);
+        var i = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (; i + Vector256<ushort>.Count <= n; i += Vector256<ushort>.Count)
+            {
+                var (lower, upper) = Vector256.Widen(Vector256.Create<ushort>(halves.Slice(n + i, Vector256<ushort>.Count)));
+                F16Bits(lower).CopyTo(bits.Slice(i));
+                F16Bits(upper).CopyTo(bits.Slice(i + Vector256<uint>.Count));
+            }
+        else if (Vector128.IsHardwareAccelerated)
+            for (; i + Vector128<ushort>.Count <= n; i += Vector128<ushort>.Count)
+            {
+                var (lower, upper) = Vector128.Widen(Vector128.Create<ushort>(halves.Slice(n + i, Vector128<ushort>.Count)));
+                F16Bits(lower).CopyTo(bits.Slice(i));
+                F16Bits(upper).CopyTo(bits.Slice(i + Vector128<uint>.Count));
+            }
+        var asHalf = MemoryMarshal.Cast<float, Half>(values);
+        for (; i < n; i++) values[i] = (float)asHalf[n + i];
+    }
+
+    // IEEE half to single (after F. Giesen's half_to_float_fast): the exponent and mantissa shifted into place and
+    // scaled by 2^112 rebias normals and turn subnormals into normals exactly; infinities and NaNs get the
+    // all-ones exponent; the sign is put back last.
+    private static Vector256<uint> F16Bits(Vector256<uint> h)
+    {
+        var magnitude = h & Vector256.Create(0x7FFFu);
+        var scaled = (Vector256.ShiftLeft(magnitude, 13).AsSingle() * Vector256.Create(TwoTo112)).AsUInt32();
+        var special = Vector256.GreaterThanOrEqual(magnitude, Vector256.Create(0x7C00u));
+        var value = Vector256.ConditionalSelect(special, Vector256.ShiftLeft(magnitude, 13) | Vector256.Create(0x7F800000u), scaled);
+        return value | Vector256.ShiftLeft(h & Vector256.Create(0x8000u), 16);
+    }
+
+    private static Vector128<uint> F16Bits(Vector128<uint> h)
+    {
+        var magnitude = h & Vector128.Create(0x7FFFu);
+        var scaled = (Vector128.ShiftLeft(magnitude, 13).AsSingle() * Vector128.Create(TwoTo112)).AsUInt32();
+        var special = Vector128.GreaterThanOrEqual(magnitude, Vector128.Create(0x7C00u));
+        var value = Vector128.ConditionalSelect(special, Vector128.ShiftLeft(magnitude, 13) | Vector128.Create(0x7F800000u), scaled);
+        return value | Vector128.ShiftLeft(h & Vector128.Create(0x8000u), 16);
     }
 
     public static void WidenBF16InPlace(Span<float> values)
@@ -120,7 +165,22 @@ internal static class HalfConversion
         var n = values.Length;
         var halves = MemoryMarshal.Cast<float, ushort>(values);
         var bits = MemoryMarshal.Cast<float, uint>(values);
-        for (var i = 0; i < n; i++) bits[i] = (uint)halves[n + i] << 16;
+        var i = 0;
+        if (Vector256.IsHardwareAccelerated)
+            for (; i + Vector256<ushort>.Count <= n; i += Vector256<ushort>.Count)
+            {
+                var (lower, upper) = Vector256.Widen(Vector256.Create<ushort>(halves.Slice(n + i, Vector256<ushort>.Count)));
+                Vector256.ShiftLeft(lower, 16).CopyTo(bits.Slice(i));
+                Vector256.ShiftLeft(upper, 16).CopyTo(bits.Slice(i + Vector256<uint>.Count));
+            }
+        else if (Vector128.IsHardwareAccelerated)
+            for (; i + Vector128<ushort>.Count <= n; i += Vector128<ushort>.Count)
+            {
+                var (lower, upper) = Vector128.Widen(Vector128.Create<ushort>(halves.Slice(n + i, Vector128<ushort>.Count)));
+                Vector128.ShiftLeft(lower, 16).CopyTo(bits.Slice(i));
+                Vector128.ShiftLeft(upper, 16).CopyTo(bits.Slice(i + Vector128<uint>.Count));
+            }
+        for (; i < n; i++) bits[i] = (uint)halves[n + i] << 16;
     }
 
     public static float BF16ToSingle(ushort value) => BitConverter.Int32BitsToSingle(value << 16);

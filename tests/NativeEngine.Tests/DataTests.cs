@@ -590,6 +590,17 @@ public class DataTests
             for (var i = 0; i < 20; i++) shard.Read(0, destination);
             TestContext.Out.WriteLine($"{dtype}: contiguous read of {batch} × {d} into float32 in {watch.Elapsed.TotalMilliseconds / 20:F2} ms");
         }
+
+        // Restoring replays the shuffle's bookkeeping up to the saved position, without touching data.
+        var column = Path.Combine(dir, "column.f32");
+        RawShard.WriteF32(column, new float[10_000_000], 1);
+        using (var source = ActivationSource.Open(new ActivationFiles([column], D: 1), new ActivationSourceOptions(4096, 1 << 20, Prefetch: false)))
+        {
+            var state = source.State with { TokensServed = 9_999_000, TokenInEpoch = 9_999_000 };
+            var watch = Stopwatch.StartNew();
+            source.Restore(state);
+            TestContext.Out.WriteLine($"restore to token {state.TokenInEpoch} of the epoch: {watch.Elapsed.TotalMilliseconds:F0} ms");
+        }
         Directory.Delete(dir, recursive: true);
     }
 }

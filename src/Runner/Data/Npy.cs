@@ -88,6 +88,8 @@ public static class Npy
             throw new DataFormatException($"{path}: shape ({string.Join(", ", shape)}) has rank {shape.Length}; activations are 2-D (tokens, d)");
         if (shape[1] is < 1 or > int.MaxValue)
             throw new DataFormatException($"{path}: shape ({shape[0]}, {shape[1]}): d must be between 1 and {int.MaxValue}");
+        if (shape[0] > long.MaxValue / 4 / shape[1])
+            throw new DataFormatException($"{path}: shape ({shape[0]}, {shape[1]}) is too large to be a file");
         var expected = shape[0] * shape[1] * MappedActivationShard.SizeOf(dtype);
         if (dataOffset + expected > fileLength)
             throw new DataFormatException($"{path}: truncated data: the header promises {expected} bytes ({shape[0]} × {shape[1]} × {descr}) from offset {dataOffset}, " +

@@ -71,6 +71,8 @@ public static class SafeTensorsShard
                     throw new DataFormatException($"{path}: tensor '{tensor}' has shape [{string.Join(", ", shape)}], rank {shape.Length}; activations are 2-D [tokens, d]");
                 if (shape[1] is < 1 or > int.MaxValue || shape[0] < 0)
                     throw new DataFormatException($"{path}: tensor '{tensor}' has shape [{shape[0]}, {shape[1]}]: d must be between 1 and {int.MaxValue}");
+                if (shape[0] > long.MaxValue / 4 / shape[1])
+                    throw new DataFormatException($"{path}: tensor '{tensor}' has shape [{shape[0]}, {shape[1]}], too large to be a file");
                 var offsets = entry.GetProperty("data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
                 if (offsets.Length != 2 || offsets[0] < 0)
                     throw new DataFormatException($"{path}: tensor '{tensor}' data_offsets [{string.Join(", ", offsets)}] are not [begin, end]");

@@ -1,0 +1,99 @@
+using System.IO.Enumeration;
+
+namespace NativeEngine.Runner.Data;
+
+/// <summary>How activation files are stored. Auto picks by extension: .npy, .safetensors, otherwise raw float32.</summary>
+public enum ActivationFileFormat
+{
+    Auto,
+    Npy,
+    SafeTensors,
+    RawF32,
+    RawF16,
+    RawBF16,
+}
+
+/// <summary>
+/// A set of activation shards: paths or glob patterns ('*' and '?' in the file-name part only), the format, d for
+/// raw shards (for the other formats, a check), and the tensor name inside .safetensors files.
+/// </summary>
+public sealed record ActivationFiles(IReadOnlyList<string> Patterns, ActivationFileFormat Format = ActivationFileFormat.Auto, int? D = null, string? Tensor = null)
+{
+    /// <summary>
+    /// Expands each pattern in order into its matches sorted by ordinal file name; a plain path must exist and a
+    /// pattern must match at least one file.
+    /// </summary>
+    public IReadOnlyList<string> Expand()
+    {
+        var paths = new List<string>();
+        foreach (var pattern in Patterns)
+        {
+            var directory = Path.GetDirectoryName(pattern);
+            var name = Path.GetFileName(pattern);
+            if (string.IsNullOrEmpty(directory)) directory = ".";
+            if (directory.IndexOfAny(['*', '?']) >= 0)
+                throw new DataFormatException($"{pattern}: wildcards are expanded in the file name only, not in the folder '{directory}'");
+            if (name.IndexOfAny(['*', '?']) < 0)
+            {
+                if (!File.Exists(pattern)) throw new DataFormatException($"{pattern}: no such activation file");
+                paths.Add(pattern);
+                continue;
+            }
+            if (!Directory.Exists(directory))
+                throw new DataFormatException($"{pattern}: no files match: the folder '{directory}' does not exist");
+            var matches = Directory.EnumerateFiles(directory)
+                .Where(f => FileSystemName.MatchesSimpleExpression(name, Path.GetFileName(f), ignoreCase: false))
+                .Order(StringComparer.Ordinal)
+                .ToList();
+            if (matches.Count == 0) throw new DataFormatException($"{pattern}: no files match");
+            paths.AddRange(matches);
+        }
+        return paths;
+    }
+
+    /// <summary>Opens every shard; all must share one d (and equal <see cref="D"/> when it is given).</summary>
+    public List<IActivationShard> Open()
+    {
+        var shards = new List<IActivationShard>();
+        try
+        {
+            foreach (var path in Expand())
+            {
+                var shard = OpenOne(path);
+                shards.Add(shard);
+                if (D is { } d && shard.D != d)
+                    throw new DataFormatException($"{path}: d = {shard.D}, but d = {d} was asked for");
+                if (shard.D != shards[0].D)
+                    throw new DataFormatException($"{path}: d = {shard.D}, but {shards[0].Path} has d = {shards[0].D}; all shards must share one d");
+            }
+            return shards;
+        }
+        catch
+        {
+            foreach (var shard in shards) shard.Dispose();
+            throw;
+        }
+    }
+
+    private IActivationShard OpenOne(string path)
+    {
+        var format = Format;
+        if (format == ActivationFileFormat.Auto)
+            format = Path.GetExtension(path).ToLowerInvariant() switch
+            {
+                ".npy" => ActivationFileFormat.Npy,
+                ".safetensors" => ActivationFileFormat.SafeTensors,
+                _ => ActivationFileFormat.RawF32,
+            };
+        int RawD() => D ?? throw new DataFormatException($"{path}: a raw shard needs d to be given");
+        return format switch
+        {
+            ActivationFileFormat.Npy => Npy.Open(path),
+            ActivationFileFormat.SafeTensors => SafeTensorsShard.Open(path, Tensor),
+            ActivationFileFormat.RawF32 => RawShard.Open(path, RawD(), ActivationDType.F32),
+            ActivationFileFormat.RawF16 => RawShard.Open(path, RawD(), ActivationDType.F16),
+            ActivationFileFormat.RawBF16 => RawShard.Open(path, RawD(), ActivationDType.BF16),
+            _ => throw new ArgumentOutOfRangeException(nameof(Format), Format, null),
+        };
+    }
+}

@@ -1,0 +1,606 @@
+using System.Buffers.Binary;
+using System.Diagnostics;
+using System.Text;
+using NativeEngine.Runner.Data;
+using NativeEngine.Runner.Formats;
+
+namespace NativeEngine.Tests;
+
+public class DataTests
+{
+    // ---- readers against files of known bytes ----
+
+    /// <summary>A .npy file written byte by byte: magic, version, header length, dict, data.</summary>
+    private static byte[] NpyBytes(int major, string dict, byte[] data)
+    {
+        var lengthSize = major == 1 ? 2 : 4;
+        var text = dict + "\n";
+        var bytes = new List<byte> { 0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y', (byte)major, 0 };
+        var length = new byte[lengthSize];
+        if (major == 1) BinaryPrimitives.WriteUInt16LittleEndian(length, (ushort)text.Length);
+        else BinaryPrimitives.WriteUInt32LittleEndian(length, (uint)text.Length);
+        bytes.AddRange(length);
+        bytes.AddRange(Encoding.ASCII.GetBytes(text));
+        bytes.AddRange(data);
+        return bytes.ToArray();
+    }
+
+    private static float[] ReadAll(IActivationShard shard)
+    {
+        var values = new float[shard.Tokens * shard.D];
+        shard.Read(0, values);
+        return values;
+    }
+
+    [Test]
+    public void NpyFloat32WrittenByHandReadsExactly()
+    {
+        var path = Path.Combine(TestSupport.TempDirectory("data"), "f4.npy");
+        // 1.0, -2.5, 0.5, 3.0 as little-endian float32
+        byte[] data = [0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x20, 0xc0, 0x00, 0x00, 0x00, 0x3f, 0x00, 0x00, 0x40, 0x40];
+        File.WriteAllBytes(path, NpyBytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", data));
+        using var shard = Npy.Open(path);
+        Assert.That((shard.Tokens, shard.D, shard.DType), Is.EqualTo((2L, 2, ActivationDType.F32)));
+        Assert.That(ReadAll(shard), Is.EqualTo(new[] { 1.0f, -2.5f, 0.5f, 3.0f }));
+        var second = new float[2];
+        shard.Read(1, second);
+        Assert.That(second, Is.EqualTo(new[] { 0.5f, 3.0f }));
+        Assert.Throws<ArgumentOutOfRangeException>(() => shard.Read(2, second));
+    }
+
+    [Test]
+    public void NpyFloat16VersionTwoWrittenByHandReadsExactly()
+    {
+        var path = Path.Combine(TestSupport.TempDirectory("data"), "f2.npy");
+        // 1.0, -2.0, 0.5, 65504 (largest half), 2^-24 (smallest subnormal), 0.333251953125 as little-endian float16
+        byte[] data = [0x00, 0x3c, 0x00, 0xc0, 0x00, 0x38, 0xff, 0x7b, 0x01, 0x00, 0x55, 0x35];
+        File.WriteAllBytes(path, NpyBytes(2, "{\"descr\": \"<f2\", \"fortran_order\": False, \"shape\": (3, 2)}", data));
+        using var shard = Npy.Open(path);
+        Assert.That((shard.Tokens, shard.D, shard.DType), Is.EqualTo((3L, 2, ActivationDType.F16)));
+        Assert.That(ReadAll(shard), Is.EqualTo(new[] { 1.0f, -2.0f, 0.5f, 65504f, MathF.Pow(2, -24), 0.333251953125f }));
+        var last = new float[2];
+        shard.Read(2, last);
+        Assert.That(last, Is.EqualTo(new[] { MathF.Pow(2, -24), 0.333251953125f }));
+    }
+
+    [Test]
+    public void NpyBfloat16AsVoidTwoReadsExactly()
+    {
+        var dir = TestSupport.TempDirectory("data");
+        // 1.0, -2.0, 3.140625, -0.0078125 as little-endian bfloat16 (the high halves of float32)
+        byte[] data = [0x80, 0x3f, 0x00, 0xc0, 0x49, 0x40, 0x00, 0xbc];
+        foreach (var (descr, major) in new[] { ("<V2", 1), ("bfloat16", 3) })
+        {
+            var path = Path.Combine(dir, descr.Trim('<') + ".npy");
+            File.WriteAllBytes(path, NpyBytes(major, $"{{'descr': '{descr}', 'fortran_order': False, 'shape': (4, 1), }}", data));
+            using var shard = Npy.Open(path);
+            Assert.That(shard.DType, Is.EqualTo(ActivationDType.BF16));
+            Assert.That(ReadAll(shard), Is.EqualTo(new[] { 1.0f, -2.0f, 3.140625f, -0.0078125f }));
+        }
+    }
+
+    [Test]
+    public void NpyWriterRoundTripsAndIsAligned()
+    {
+        var path = Path.Combine(TestSupport.TempDirectory("data"), "w.npy");
+        var values = Enumerable.Range(0, 15).Select(i => i * 0.5f - 3).ToArray();
+        Npy.WriteF32(path, values, 5);
+        var header = Npy.ReadHeader(path);
+        Assert.That((header.Major, header.Descr, header.Tokens, header.D, header.DataOffset % 64), Is.EqualTo((1, "<f4", 3L, 5, 0L)));
+        using var shard = Npy.Open(path);
+        Assert.That(ReadAll(shard), Is.EqualTo(values));
+        Assert.That(File.Exists(path + ".tmp"), Is.False);
+    }
+
+    /// <summary>A safetensors file written byte by byte with an F16 tensor "h" [2, 2] and a BF16 tensor "b" [1, 3].</summary>
+    private static string HalfSafeTensors(string dir)
+    {
+        var path = Path.Combine(dir, "halves.safetensors");
+        const string json = "{\"__metadata__\":{\"k\":\"v\"},\"h\":{\"dtype\":\"F16\",\"shape\":[2,2],\"data_offsets\":[0,8]}," +
+                            "\"b\":{\"dtype\":\"BF16\",\"shape\":[1,3],\"data_offsets\":[8,14]}}";
+        var bytes = new List<byte>();
+        var length = new byte[8];
+        BinaryPrimitives.WriteUInt64LittleEndian(length, (ulong)json.Length);
+        bytes.AddRange(length);
+        bytes.AddRange(Encoding.ASCII.GetBytes(json));
+        bytes.AddRange(new byte[] { 0x00, 0x3c, 0x00, 0xc0, 0x00, 0x38, 0xff, 0x7b }); // F16 1, -2, 0.5, 65504
+        bytes.AddRange(new byte[] { 0x80, 0x3f, 0x49, 0x40, 0x80, 0xbf });             // BF16 1, 3.140625, -1
+        File.WriteAllBytes(path, bytes.ToArray());
+        return path;
+    }
+
+    [Test]
+    public void SafetensorsF16AndBF16ReadExactly()
+    {
+        var path = HalfSafeTensors(TestSupport.TempDirectory("data"));
+        using (var h = SafeTensorsShard.Open(path, "h"))
+        {
+            Assert.That((h.Tokens, h.D, h.DType), Is.EqualTo((2L, 2, ActivationDType.F16)));
+            Assert.That(ReadAll(h), Is.EqualTo(new[] { 1.0f, -2.0f, 0.5f, 65504f }));
+        }
+        using (var b = SafeTensorsShard.Open(path, "b"))
+        {
+            Assert.That((b.Tokens, b.D, b.DType), Is.EqualTo((1L, 3, ActivationDType.BF16)));
+            Assert.That(ReadAll(b), Is.EqualTo(new[] { 1.0f, 3.140625f, -1.0f }));
+        }
+        var error = Assert.Throws<DataFormatException>(() => SafeTensorsShard.Open(path, null))!;
+        Assert.That(error.Message, Does.Contain(path).And.Contain("h, b"));
+        error = Assert.Throws<DataFormatException>(() => SafeTensorsShard.Open(path, "x"))!;
+        Assert.That(error.Message, Does.Contain("no tensor 'x'"));
+    }
+
+    [Test]
+    public void SafetensorsF32FromTheWriterAndItsErrors()
+    {
+        var dir = TestSupport.TempDirectory("data");
+        var path = Path.Combine(dir, "f32.safetensors");
+        SafeTensors.Write(path, [new Tensor("acts", [3, 2], [1, 2, 3, 4, 5, 6]), new Tensor("bias", [2], [0, 0])]);
+        using (var shard = SafeTensorsShard.Open(path, "acts"))
+            Assert.That(ReadAll(shard), Is.EqualTo(new float[] { 1, 2, 3, 4, 5, 6 }));
+        var error = Assert.Throws<DataFormatException>(() => SafeTensorsShard.Open(path, "bias"))!;
+        Assert.That(error.Message, Does.Contain(path).And.Contain("rank 1"));
+
+        var bytes = File.ReadAllBytes(path);
+        var truncated = Path.Combine(dir, "short.safetensors");
+        File.WriteAllBytes(truncated, bytes[..^12]);
+        error = Assert.Throws<DataFormatException>(() => SafeTensorsShard.Open(truncated, "acts"))!;
+        var dataStart = 8 + (long)BinaryPrimitives.ReadUInt64LittleEndian(bytes);
+        Assert.That(error.Message, Does.Contain(truncated).And.Contain($"offset {dataStart}").And.Contain("24 bytes"));
+
+        var garbled = Path.Combine(dir, "garbled.safetensors");
+        var copy = (byte[])bytes.Clone();
+        copy[8] = (byte)'[';
+        copy[9] = (byte)'}';
+        File.WriteAllBytes(garbled, copy);
+        error = Assert.Throws<DataFormatException>(() => SafeTensorsShard.Open(garbled, "acts"))!;
+        Assert.That(error.Message, Does.Contain(garbled).And.Contain("not parseable"));
+
+        var f64 = Path.Combine(dir, "f64.safetensors");
+        File.WriteAllBytes(f64, Encoding.Latin1.GetBytes(Encoding.Latin1.GetString(bytes).Replace("\"F32\"", "\"F64\"")));
+        error = Assert.Throws<DataFormatException>(() => SafeTensorsShard.Open(f64, "acts"))!;
+        Assert.That(error.Message, Does.Contain(f64).And.Contain("F64").And.Contain("F32, F16, BF16"));
+    }
+
+    [Test]
+    public void RawBfloat16WrittenByHandReadsExactly()
+    {
+        var dir = TestSupport.TempDirectory("data");
+        var path = Path.Combine(dir, "acts.bf16");
+        File.WriteAllBytes(path, [0x80, 0x3f, 0x00, 0xc0, 0x49, 0x40, 0x00, 0x00, 0x80, 0xff, 0x80, 0x7f]); // 1, -2, 3.140625, 0, -inf, +inf
+        using var shard = new ActivationFiles([path], ActivationFileFormat.RawBF16, D: 3).Open().Single();
+        Assert.That((shard.Tokens, shard.D), Is.EqualTo((2L, 3)));
+        Assert.That(ReadAll(shard), Is.EqualTo(new[] { 1.0f, -2.0f, 3.140625f, 0f, float.NegativeInfinity, float.PositiveInfinity }));
+
+        var f32 = Path.Combine(dir, "acts.f32");
+        RawShard.WriteF32(f32, [1, 2, 3, 4, 5, 6], 2);
+        using var raw = RawShard.Open(f32, 2, ActivationDType.F32);
+        Assert.That(ReadAll(raw), Is.EqualTo(new float[] { 1, 2, 3, 4, 5, 6 }));
+        using var asF16 = RawShard.Open(f32, 3, ActivationDType.F16);
+        Assert.That(asF16.Tokens, Is.EqualTo(4));
+    }
+
+    [Test]
+    public void EverySixteenBitPatternWidensAsTheScalarConversion()
+    {
+        var dir = TestSupport.TempDirectory("data");
+        var bytes = new byte[2 * 65536];
+        for (var i = 0; i < 65536; i++) BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(2 * i), (ushort)i);
+        var path = Path.Combine(dir, "all.bin");
+        File.WriteAllBytes(path, bytes);
+        foreach (var dtype in new[] { ActivationDType.F16, ActivationDType.BF16 })
+        {
+            using var shard = RawShard.Open(path, 256, dtype);
+            var values = ReadAll(shard);
+            // An odd-length read from an odd position takes the vector loop and the scalar tail together.
+            using var column = RawShard.Open(path, 1, dtype);
+            var tail = new float[37];
+            column.Read(25_701, tail);
+            for (var i = 0; i < 65536; i++)
+            {
+                var expected = dtype == ActivationDType.F16
+                    ? (float)BitConverter.UInt16BitsToHalf((ushort)i)
+                    : BitConverter.UInt32BitsToSingle((uint)i << 16);
+                if (float.IsNaN(expected)) Assert.That(float.IsNaN(values[i]), $"{dtype} 0x{i:x4}");
+                else Assert.That(BitConverter.SingleToUInt32Bits(values[i]), Is.EqualTo(BitConverter.SingleToUInt32Bits(expected)), $"{dtype} 0x{i:x4}");
+            }
+            Assert.That(tail, Is.EqualTo(values.AsSpan(25_701, 37).ToArray()).Using<float>((a, b) => BitConverter.SingleToUInt32Bits(a) == BitConverter.SingleToUInt32Bits(b)));
+        }
+    }
+
+    [Test]
+    public void RawSizeNotAMultipleOfTheRowNamesFileSizeAndD()
+    {
+        var path = Path.Combine(TestSupport.TempDirectory("data"), "odd.f32");
+        File.WriteAllBytes(path, new byte[40]);
+        var error = Assert.Throws<DataFormatException>(() => RawShard.Open(path, 3, ActivationDType.F32))!;
+        Assert.That(error.Message, Does.Contain(path).And.Contain("40 bytes").And.Contain("d = 3"));
+        error = Assert.Throws<DataFormatException>(() => new ActivationFiles([path]).Open())!;
+        Assert.That(error.Message, Does.Contain(path).And.Contain("needs d"));
+    }
+
+    [Test]
+    public void TruncatedNpyNamesFileOffsetAndExpectedLength()
+    {
+        var dir = TestSupport.TempDirectory("data");
+        var path = Path.Combine(dir, "whole.npy");
+        Npy.WriteF32(path, new float[12], 4);
+        var bytes = File.ReadAllBytes(path);
+        Assert.That(bytes.Length, Is.EqualTo(128 + 48));
+
+        var shortData = Path.Combine(dir, "short-data.npy");
+        File.WriteAllBytes(shortData, bytes[..^5]);
+        var error = Assert.Throws<DataFormatException>(() => Npy.Open(shortData))!;
+        Assert.That(error.Message, Does.Contain(shortData).And.Contain("offset 128").And.Contain("48 bytes").And.Contain("43 bytes"));
+
+        var shortHeader = Path.Combine(dir, "short-header.npy");
+        File.WriteAllBytes(shortHeader, bytes[..40]);
+        error = Assert.Throws<DataFormatException>(() => Npy.Open(shortHeader))!;
+        Assert.That(error.Message, Does.Contain(shortHeader).And.Contain("truncated header").And.Contain("at offset 10"));
+
+        var tiny = Path.Combine(dir, "tiny.npy");
+        File.WriteAllBytes(tiny, bytes[..9]);
+        error = Assert.Throws<DataFormatException>(() => Npy.Open(tiny))!;
+        Assert.That(error.Message, Does.Contain(tiny).And.Contain("offset 8"));
+    }
+
+    [Test]
+    public void CorruptOrUnsupportedNpyNamesTheFile()
+    {
+        var dir = TestSupport.TempDirectory("data");
+        var bad = Path.Combine(dir, "bad-magic.npy");
+        File.WriteAllBytes(bad, Encoding.ASCII.GetBytes("PK\u0003\u0004 this is a zip, not an array"));
+        var error = Assert.Throws<DataFormatException>(() => Npy.Open(bad))!;
+        Assert.That(error.Message, Does.Contain(bad).And.Contain("magic").And.Contain("offset 0"));
+
+        var empty = Path.Combine(dir, "empty.npy");
+        File.WriteAllBytes(empty, []);
+        Assert.That(Assert.Throws<DataFormatException>(() => Npy.Open(empty))!.Message, Does.Contain(empty).And.Contain("empty file"));
+
+        void Refused(string name, string dict, params string[] expected)
+        {
+            var path = Path.Combine(dir, name);
+            File.WriteAllBytes(path, NpyBytes(1, dict, new byte[64]));
+            var e = Assert.Throws<DataFormatException>(() => Npy.Open(path))!;
+            Assert.That(e.Message, Does.Contain(path), name);
+            foreach (var text in expected) Assert.That(e.Message, Does.Contain(text), name);
+        }
+        Refused("f8.npy", "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }", "'<f8'", "'<f4' (float32), '<f2' (float16)");
+        Refused("fortran.npy", "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }", "fortran_order is True");
+        Refused("rank3.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2, 2), }", "rank 3");
+        Refused("rank1.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (4,), }", "rank 1");
+        Refused("garbled.npy", "{'descr': '<f4', 'fortran_order': Maybe, 'shape': (2, 2), }", "not parseable", "offset 44");
+        Refused("structured.npy", "{'descr': [('a', '<f4')], 'fortran_order': False, 'shape': (2, 2), }", "structured");
+        Refused("noshape.npy", "{'descr': '<f4', 'fortran_order': False}", "no 'shape'");
+    }
+
+    [Test]
+    public void DMismatchBetweenShardsNamesBothFiles()
+    {
+        var dir = TestSupport.TempDirectory("data");
+        var a = Path.Combine(dir, "a.npy");
+        var b = Path.Combine(dir, "b.npy");
+        Npy.WriteF32(a, new float[8], 4);
+        Npy.WriteF32(b, new float[10], 5);
+        var error = Assert.Throws<DataFormatException>(() => new ActivationFiles([Path.Combine(dir, "*.npy")]).Open())!;
+        Assert.That(error.Message, Does.Contain(b).And.Contain("d = 5").And.Contain(a).And.Contain("d = 4"));
+        error = Assert.Throws<DataFormatException>(() => new ActivationFiles([a], D: 5).Open())!;
+        Assert.That(error.Message, Does.Contain(a).And.Contain("d = 5 was asked for"));
+    }
+
+    [Test]
+    public void GlobsExpandInTheFileNameSortedAndNameAPatternWithoutMatches()
+    {
+        var dir = TestSupport.TempDirectory("data");
+        foreach (var name in new[] { "x_2.npy", "x_10.npy", "x_1.npy", "y.npy", "x_3.npy.tmp" })
+            Npy.WriteF32(Path.Combine(dir, name), new float[2], 2);
+        string[] Names(params string[] patterns) =>
+            new ActivationFiles(patterns.Select(p => Path.Combine(dir, p)).ToList()).Expand().Select(p => Path.GetFileName(p)).ToArray();
+        Assert.That(Names("x_*.npy"), Is.EqualTo(new[] { "x_1.npy", "x_10.npy", "x_2.npy" }));
+        Assert.That(Names("x_?.npy"), Is.EqualTo(new[] { "x_1.npy", "x_2.npy" }));
+        Assert.That(Names("y.npy", "x_1*"), Is.EqualTo(new[] { "y.npy", "x_1.npy", "x_10.npy" }));
+        var pattern = Path.Combine(dir, "z*.npy");
+        var error = Assert.Throws<DataFormatException>(() => new ActivationFiles([pattern]).Expand())!;
+        Assert.That(error.Message, Does.Contain(pattern).And.Contain("no files match"));
+        var missing = Path.Combine(dir, "missing.npy");
+        Assert.That(Assert.Throws<DataFormatException>(() => new ActivationFiles([missing]).Expand())!.Message, Does.Contain(missing));
+    }
+
+    // ---- the shuffled source ----
+
+    /// <summary>Three shards of 37, 50 and 13 tokens, d = 3; token g holds [g, shard, local index].</summary>
+    private static List<string> NumberedShards(string dir)
+    {
+        var paths = new List<string>();
+        long global = 0;
+        int[] sizes = [37, 50, 13];
+        for (var s = 0; s < sizes.Length; s++)
+        {
+            var values = new float[sizes[s] * 3];
+            for (var i = 0; i < sizes[s]; i++, global++) (values[3 * i], values[3 * i + 1], values[3 * i + 2]) = (global, s, i);
+            var path = Path.Combine(dir, $"part{s}.npy");
+            Npy.WriteF32(path, values, 3);
+            paths.Add(path);
+        }
+        return paths;
+    }
+
+    private static ActivationSource NumberedSource(string dir, int batch = 7, int buffer = 16, int chunk = 5, ulong seed = 1, bool prefetch = true)
+    {
+        NumberedShards(dir);
+        return ActivationSource.Open(new ActivationFiles([Path.Combine(dir, "part*.npy")]),
+            new ActivationSourceOptions(batch, buffer, chunk, seed, prefetch));
+    }
+
+    /// <summary>The token ids of the next <paramref name="batches"/> batches, checking each row against its id.</summary>
+    private static List<long> Ids(IActivationBatches source, int batches)
+    {
+        var ids = new List<long>();
+        int[] starts = [0, 37, 87];
+        for (var b = 0; b < batches; b++)
+        {
+            var batch = source.Next().Span;
+            for (var k = 0; k < source.BatchTokens; k++)
+            {
+                var id = (long)batch[3 * k];
+                var shard = (int)batch[3 * k + 1];
+                Assert.That(starts[shard] + batch[3 * k + 2], Is.EqualTo(id), "a row is read whole from its own place");
+                ids.Add(id);
+            }
+        }
+        return ids;
+    }
+
+    [Test]
+    public void EveryTokenExactlyOncePerEpochWithABufferSmallerThanTheData()
+    {
+        using var source = NumberedSource(TestSupport.TempDirectory("data"));
+        Assert.That((source.TotalTokens, source.D, source.BufferTokens, source.ChunkTokens), Is.EqualTo((100L, 3, 16, 5)));
+        var ids = Ids(source, 43); // 301 tokens: three epochs and one token, batches straddling epoch ends
+        for (var epoch = 0; epoch < 3; epoch++)
+        {
+            var slice = ids.Skip(100 * epoch).Take(100).ToList();
+            Assert.That(slice.Order(), Is.EqualTo(Enumerable.Range(0, 100).Select(i => (long)i)), $"epoch {epoch}");
+            Assert.That(slice.Sum(), Is.EqualTo(4950));
+        }
+        Assert.That(ids.Take(100), Is.Not.EqualTo(ids.Skip(100).Take(100)), "each epoch has its own order");
+        Assert.That(ids.Take(100), Is.Not.EqualTo(Enumerable.Range(0, 100).Select(i => (long)i)), "shuffled");
+        Assert.That(source.State.Epoch, Is.EqualTo(3));
+        Assert.That(source.State.TokenInEpoch, Is.EqualTo(1));
+    }
+
+    [Test]
+    public void TheOrderIsFixedByTheSeed()
+    {
+        var dir = TestSupport.TempDirectory("data");
+        using var a = NumberedSource(dir, seed: 7);
+        using var b = ActivationSource.Open(new ActivationFiles([Path.Combine(dir, "part*.npy")]), new ActivationSourceOptions(7, 16, 5, 7));
+        using var c = ActivationSource.Open(new ActivationFiles([Path.Combine(dir, "part*.npy")]), new ActivationSourceOptions(7, 16, 5, 8));
+        var first = Ids(a, 30);
+        Assert.That(Ids(b, 30), Is.EqualTo(first));
+        Assert.That(Ids(c, 30), Is.Not.EqualTo(first));
+    }
+
+    [Test]
+    public void PrefetchGivesTheSameSequenceAsSingleBuffering()
+    {
+        var dir = TestSupport.TempDirectory("data");
+        using var single = NumberedSource(dir, prefetch: false, seed: 3);
+        using var doubled = ActivationSource.Open(new ActivationFiles([Path.Combine(dir, "part*.npy")]), new ActivationSourceOptions(7, 16, 5, 3, Prefetch: true));
+        for (var b = 0; b < 40; b++)
+        {
+            var x = single.Next().ToArray();
+            var y = doubled.Next();
+            Assert.That(y.ToArray(), Is.EqualTo(x), $"batch {b}");
+        }
+    }
+
+    [Test]
+    public void ASavedStateResumesBitIdentically()
+    {
+        var dir = TestSupport.TempDirectory("data");
+        using var original = NumberedSource(dir, seed: 5);
+        var before = Ids(original, 12);
+        var json = original.State.ToJson();
+        var after = Ids(original, 20); // crosses the epoch ends at 100 and 200 tokens
+
+        var state = SourceState.FromJson(json);
+        Assert.That(state, Is.EqualTo(original.State with { TokensServed = 84, Epoch = 0, TokenInEpoch = 84 }));
+        using var resumed = ActivationSource.Open(new ActivationFiles([Path.Combine(dir, "part*.npy")]), new ActivationSourceOptions(7, 16, 5, 5));
+        resumed.Restore(state);
+        Assert.That(Ids(resumed, 20), Is.EqualTo(after));
+
+        // Restoring a source that has already served (and prefetched) batches rewinds it.
+        resumed.Restore(state with { TokensServed = 0, TokenInEpoch = 0 });
+        Assert.That(Ids(resumed, 12), Is.EqualTo(before));
+        // At an epoch boundary exactly.
+        original.Restore(SourceState.FromJson(json) with { TokensServed = 200, Epoch = 2, TokenInEpoch = 0 });
+        Assert.That(Ids(original, 2), Is.EqualTo(after.Skip(200 - 84).Take(14)));
+
+        var other = Assert.Throws<DataFormatException>(() => resumed.Restore(state with { BufferTokens = 32 }))!;
+        Assert.That(other.Message, Does.Contain("does not match"));
+        Assert.Throws<DataFormatException>(() => resumed.Restore(state with { Seed = 6 }));
+    }
+
+    [Test]
+    public void AFailingReadSurfacesOnNextWithTheFileNamed()
+    {
+        var good = new MemoryShard("good.bin", 40, 2);
+        var failing = new MemoryShard("failing.bin", 40, 2) { FailAfter = 3 };
+        using var source = new ActivationSource([good, failing], new ActivationSourceOptions(8, 8, 2, 0));
+        var error = Assert.Throws<DataFormatException>(() => { for (var i = 0; i < 100; i++) source.Next(); })!;
+        Assert.That(error.Message, Does.Contain("failing.bin").And.Contain("disk went away"));
+        Assert.That(Assert.Throws<DataFormatException>(() => source.Next())!.Message, Does.Contain("failing.bin"), "and again on every later call");
+    }
+
+    private sealed class MemoryShard(string path, long tokens, int d) : IActivationShard
+    {
+        public int FailAfter { get; init; } = int.MaxValue;
+        private int reads;
+        public string Path => path;
+        public long Tokens => tokens;
+        public int D => d;
+        public ActivationDType DType => ActivationDType.F32;
+
+        public void Read(long firstToken, Span<float> destination)
+        {
+            if (++reads > FailAfter) throw new IOException("disk went away");
+            for (var i = 0; i < destination.Length; i++) destination[i] = firstToken * d + i;
+        }
+
+        public void Dispose() { }
+    }
+
+    // ---- synthetic activations ----
+
+    [Test]
+    public void SyntheticFeaturesAreUnitNormAndAboutActiveMeanFirePerToken()
+    {
+        foreach (var correlated in new[] { false, true })
+        {
+            using var synthetic = new SyntheticActivations(new SyntheticOptions(Correlated: correlated, Seed: 3));
+            for (var i = 0; i < synthetic.FeatureCount; i++)
+            {
+                var norm = MathF.Sqrt(synthetic.Features.Slice(i * 256, 256).ToArray().Sum(v => v * v));
+                Assert.That(norm, Is.EqualTo(1).Within(1e-5), $"feature {i}");
+            }
+            Assert.That(synthetic.Probabilities.ToArray().Sum(), Is.EqualTo(5).Within(1e-9));
+            Assert.That(synthetic.Probabilities[1] / synthetic.Probabilities[0], Is.EqualTo(0.99).Within(1e-12));
+
+            const int tokens = 20000;
+            var codes = new float[512];
+            var counts = new double[tokens];
+            var firstFires = 0;
+            for (var t = 0; t < tokens; t++)
+            {
+                synthetic.Codes(t, codes);
+                counts[t] = codes.Count(c => c != 0);
+                if (codes[0] != 0) firstFires++;
+                Assert.That(codes.All(c => c is >= 0 and <= 1));
+            }
+            var mean = counts.Average();
+            var variance = counts.Select(c => (c - mean) * (c - mean)).Sum() / (tokens - 1);
+            TestContext.Out.WriteLine($"correlated {correlated}: mean active {mean:F3}, variance {variance:F2}");
+            // Standard error ≈ √(variance / tokens) ≈ 0.02 independent, more when correlated.
+            Assert.That(mean, Is.EqualTo(5).Within(6 * Math.Sqrt(variance / tokens)));
+            Assert.That(firstFires / (double)tokens, Is.EqualTo(synthetic.Probabilities[0]).Within(0.01));
+            if (correlated) Assert.That(variance, Is.GreaterThan(7), "correlated firing spreads the count (≈5 when independent)");
+            else Assert.That(variance, Is.LessThan(6));
+        }
+    }
+
+    [Test]
+    public void SyntheticBatchesAreTheSumOfActiveFeaturesAndRegenerable()
+    {
+        using var synthetic = new SyntheticActivations(new SyntheticOptions(D: 16, Features: 32, ActiveMean: 3, BatchTokens: 10, Seed: 9));
+        var first = synthetic.Next().ToArray();
+        var second = synthetic.Next().ToArray();
+        var codes = new float[32];
+        synthetic.Codes(13, codes);
+        var expected = new float[16];
+        for (var i = 0; i < 32; i++)
+            for (var j = 0; j < 16; j++) expected[j] += codes[i] * synthetic.Features[i * 16 + j];
+        Assert.That(second.AsSpan(3 * 16, 16).ToArray(), Is.EqualTo(expected));
+
+        var again = new float[20 * 16];
+        synthetic.Generate(0, again);
+        Assert.That(again, Is.EqualTo(first.Concat(second)));
+        var state = synthetic.State;
+        using var resumed = new SyntheticActivations(synthetic.Options with { Prefetch = false });
+        resumed.Restore(SourceState.FromJson(state.ToJson()));
+        Assert.That(resumed.Next().ToArray(), Is.EqualTo(synthetic.Next().ToArray()));
+        using var other = new SyntheticActivations(synthetic.Options with { Seed = 10 });
+        Assert.That(other.Next().ToArray(), Is.Not.EqualTo(first));
+    }
+
+    [Test]
+    public void WrittenShardsAndGroundTruthReadBackAsGenerated()
+    {
+        var dir = TestSupport.TempDirectory("data");
+        using var synthetic = new SyntheticActivations(new SyntheticOptions(D: 32, Features: 64, BatchTokens: 100, Correlated: true, Seed: 4));
+        var paths = synthetic.WriteShards(dir, 1000, 300);
+        Assert.That(paths.Select(p => Path.GetFileName(p)), Is.EqualTo(new[] { "shard_00000.npy", "shard_00001.npy", "shard_00002.npy", "shard_00003.npy" }));
+        var shards = new ActivationFiles([Path.Combine(dir, "shard_*.npy")]).Open();
+        try
+        {
+            Assert.That(shards.Select(s => s.Tokens), Is.EqualTo(new long[] { 300, 300, 300, 100 }));
+            var read = shards.SelectMany(ReadAll).ToArray();
+            var generated = Enumerable.Range(0, 10).SelectMany(_ => synthetic.Next().ToArray()).ToArray();
+            Assert.That(read, Is.EqualTo(generated));
+        }
+        finally
+        {
+            foreach (var shard in shards) shard.Dispose();
+        }
+        var (tensors, metadata) = SafeTensors.Read(Path.Combine(dir, "ground_truth.safetensors"));
+        Assert.That(tensors[0].Name, Is.EqualTo("features"));
+        Assert.That(tensors[0].Shape, Is.EqualTo(new long[] { 64, 32 }));
+        Assert.That(tensors[0].Data, Is.EqualTo(synthetic.Features.ToArray()));
+        Assert.That(tensors[1].Data, Is.EqualTo(synthetic.Probabilities.ToArray().Select(p => (float)p)));
+        Assert.That(metadata["correlated"], Is.EqualTo("true"));
+
+        var raw = synthetic.WriteShards(Path.Combine(dir, "raw"), 50, 50, ActivationFileFormat.RawF32);
+        using var rawShard = RawShard.Open(raw[0], 32, ActivationDType.F32);
+        var firstFifty = new float[50 * 32];
+        synthetic.Generate(0, firstFifty);
+        Assert.That(ReadAll(rawShard), Is.EqualTo(firstFifty));
+    }
+
+    // ---- speed ----
+
+    [Test, Explicit("measures batch preparation; run by name")]
+    public void BatchPreparationTime()
+    {
+        const int d = 768, batch = 4096, tokens = 65536;
+        var dir = TestSupport.TempDirectory("data-speed");
+        var values = new float[tokens * d];
+        for (var i = 0; i < values.Length; i++) values[i] = i % 977;
+        Npy.WriteF32(Path.Combine(dir, "big.npy"), values, d);
+        values = [];
+        _ = File.ReadAllBytes(Path.Combine(dir, "big.npy")); // into the page cache
+
+        foreach (var (buffer, prefetch) in new[] { (32768, false), (65536, false), (32768, true) })
+        {
+            using var source = ActivationSource.Open(new ActivationFiles([Path.Combine(dir, "big.npy")]),
+                new ActivationSourceOptions(batch, buffer, Prefetch: prefetch));
+            for (var i = 0; i < 20; i++) source.Next(); // past the first fill
+            var times = new List<double>();
+            for (var i = 0; i < 60; i++)
+            {
+                var watch = Stopwatch.StartNew();
+                source.Next();
+                times.Add(watch.Elapsed.TotalMilliseconds);
+                if (prefetch) Thread.Sleep(15); // the caller training on the batch
+            }
+            times.Sort();
+            TestContext.Out.WriteLine($"buffer {buffer}, prefetch {prefetch}: batch {batch} × {d} f32 in median {times[30]:F2} ms, " +
+                                      $"90th percentile {times[54]:F2} ms (epochs of {tokens} tokens, buffer refills included)");
+        }
+
+        // Contiguous reads of one batch straight from the mapping, per stored dtype (the conversion's cost).
+        var halves = new byte[batch * d * 2];
+        for (var i = 0; i < batch * d; i++) BinaryPrimitives.WriteHalfLittleEndian(halves.AsSpan(2 * i), (Half)(i % 977));
+        File.WriteAllBytes(Path.Combine(dir, "big.f16"), halves);
+        File.WriteAllBytes(Path.Combine(dir, "big.bf16"), halves);
+        var destination = new float[batch * d];
+        foreach (var (name, dtype) in new[] { ("big.npy", ActivationDType.F32), ("big.f16", ActivationDType.F16), ("big.bf16", ActivationDType.BF16) })
+        {
+            using var shard = dtype == ActivationDType.F32 ? Npy.Open(Path.Combine(dir, name)) : RawShard.Open(Path.Combine(dir, name), d, dtype);
+            shard.Read(0, destination);
+            var watch = Stopwatch.StartNew();
+            for (var i = 0; i < 20; i++) shard.Read(0, destination);
+            TestContext.Out.WriteLine($"{dtype}: contiguous read of {batch} × {d} into float32 in {watch.Elapsed.TotalMilliseconds / 20:F2} ms");
+        }
+
+        // Restoring replays the shuffle's bookkeeping up to the saved position, without touching data.
+        var column = Path.Combine(dir, "column.f32");
+        RawShard.WriteF32(column, new float[10_000_000], 1);
+        using (var source = ActivationSource.Open(new ActivationFiles([column], D: 1), new ActivationSourceOptions(4096, 1 << 20, Prefetch: false)))
+        {
+            var state = source.State with { TokensServed = 9_999_000, TokenInEpoch = 9_999_000 };
+            var watch = Stopwatch.StartNew();
+            source.Restore(state);
+            TestContext.Out.WriteLine($"restore to token {state.TokenInEpoch} of the epoch: {watch.Elapsed.TotalMilliseconds:F0} ms");
+        }
+        Directory.Delete(dir, recursive: true);
+    }
+}

@@ -27,14 +27,17 @@
 namespace ne {
 namespace {
 
+// The register tile is kRows tokens x kChunks vectors of accumulators, plus kChunks vectors of W_enc: 27 of
+// AVX-512's 32 registers, 15 of AVX's 16.
 #if defined(__AVX512F__)
 constexpr int64_t kWidth = 16;  // floats per vector: one AVX-512 register
+constexpr int64_t kRows = 8;    // tokens per register tile
 #else
 constexpr int64_t kWidth = 8;   // one AVX register (two SSE registers without AVX)
+constexpr int64_t kRows = 4;
 #endif
-constexpr int64_t kChunks = 4;               // vectors per latent tile
+constexpr int64_t kChunks = 3;               // vectors per latent tile
 constexpr int64_t kTile = kChunks * kWidth;  // latents per tile (a packed panel's width)
-constexpr int64_t kRows = 4;                 // tokens per register tile
 constexpr int64_t kMacro = 64;               // tokens sharing one pass over the panels
 // Below this many encoder multiply-adds (batch * d * m) a step runs on one thread: starting and joining a
 // dozen parallel regions costs more than the work, and far more on a machine whose cores are busy.

@@ -224,8 +224,11 @@ void auxk_gradients(int32_t arch) {
 }
 
 // The fast path against the float reference: loss terms, reconstruction, firing counts and every gradient.
-double fast_matches_reference(SaeSpec s, uint64_t seed, double dead_fraction, SaeWorkspace& ws, bool verbose) {
+// loud scales token 0's input, so under batchtopk it takes more than its share of the batch's codes.
+double fast_matches_reference(SaeSpec s, uint64_t seed, double dead_fraction, SaeWorkspace& ws, bool verbose,
+                              float loud = 1.0f) {
     Problem<float> pr(s, seed, dead_fraction);
+    for (int64_t i = 0; i < s.d; ++i) pr.x[i] *= loud;
     Grads<float> gr(s), gf(s, 123.0f);
     auto grv = gr.view(), gfv = gf.view();
     std::vector<float> xr(s.batch * s.d), xf(s.batch * s.d);
@@ -567,7 +570,7 @@ void bench(int64_t d, int64_t m, int64_t k, int64_t B, int repeats) {
 int main(int argc, char** argv) {
     if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) {
         bench(256, 4096, 32, 4096, 3);
-        bench(768, 24576, 32, 1024, 1);
+        bench(768, 24576, 32, 4096, 1);
         return 0;
     }
     for (int32_t arch : {kSaeTopK, kSaeBatchTopK, kSaeRelu, kSaeJumpRelu}) finite_differences(arch);
@@ -593,6 +596,17 @@ int main(int argc, char** argv) {
         s.inference = 1;
         s.threshold = 0.3f;
         worst = std::max(worst, fast_matches_reference(s, seed++, 0.0, ws, false));
+        ++cases;
+    }
+    {
+        // One token far louder than the rest holds most of batchtopk's k*B codes: more than the 4k candidates a
+        // token starts with, so the encoder must run again with more room.
+        SaeSpec s = make_spec(kSaeBatchTopK, 24, 300, 3, 21);
+        SaeWorkspace fresh;
+        worst = std::max(worst, fast_matches_reference(s, seed++, 0.0, fresh, false, 40.0f));
+        CHECK(fresh.cap > 4 * s.k);
+        std::printf("batchtopk with a loud token: candidate slots per token grew from %lld to %lld\n",
+                    static_cast<long long>(4 * s.k), static_cast<long long>(fresh.cap));
         ++cases;
     }
     std::printf("fast = reference on %d small cases, worst gradient error %.2e of each tensor's largest\n", cases,

@@ -13,9 +13,11 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "check.h"
+#include "core/error.h"
 #include "models/sae.h"
 #include "models/training.h"
 
@@ -288,6 +290,46 @@ void fast_is_deterministic(int32_t arch) {
         CHECK(g[r].W_enc == g[0].W_enc && g[r].b_enc == g[0].b_enc && g[r].W_dec == g[0].W_dec &&
               g[r].b_dec == g[0].b_dec && g[r].log_threshold == g[0].log_threshold);
     }
+}
+
+// Every latent with a nonzero gradient is touched (AuxK's dead latents included); the spec check names fields.
+void touched_and_spec_checks() {
+    SaeSpec s = make_spec(kSaeTopK, 20, 90, 3, 11);
+    Problem<float> pr(s, 21, 0.3);
+    Grads<float> g(s);
+    auto gv = g.view();
+    SaeWorkspace ws;
+    sae_loss_and_grad_fast(s, pr.params(), pr.x.data(), pr.since_fired.data(), &gv, ws);
+    std::vector<uint8_t> touched(s.m);
+    sae_touched_latents(ws, s.m, touched.data());
+    int64_t count = 0;
+    for (int64_t j = 0; j < s.m; ++j) {
+        bool nonzero = g.b_enc[j] != 0.0f;
+        for (int64_t i = 0; i < s.d; ++i) nonzero = nonzero || g.W_dec[j * s.d + i] != 0.0f || g.W_enc[i * s.m + j] != 0.0f;
+        CHECK(!nonzero || touched[j]);
+        count += touched[j];
+    }
+    CHECK(count > 0 && count < s.m);
+    sae_check_spec(s);
+    auto rejects = [](SaeSpec bad, const char* field) {
+        try {
+            sae_check_spec(bad);
+        } catch (const Error& e) {
+            return std::string(e.what()).find(field) == 0;
+        }
+        return false;
+    };
+    SaeSpec bad = s;
+    bad.k = s.m + 1;
+    CHECK(rejects(bad, "k is"));
+    bad = s;
+    bad.jump_bandwidth = 0;
+    CHECK(rejects(bad, "jump_bandwidth"));
+    bad = s;
+    bad.architecture = 7;
+    CHECK(rejects(bad, "architecture"));
+    std::printf("touched latents: %lld of %lld cover every nonzero gradient row; spec checks reject bad fields\n",
+                static_cast<long long>(count), static_cast<long long>(s.m));
 }
 
 // Equal pre-activations: the lower latent index wins (topk), the lower token then latent (batchtopk).
@@ -619,6 +661,7 @@ int main(int argc, char** argv) {
     for (int32_t arch : {kSaeTopK, kSaeBatchTopK, kSaeRelu, kSaeJumpRelu}) fast_is_deterministic(arch);
     std::printf("fast path: bitwise equal on 1, 2 and 3 threads\n");
     tie_breaking();
+    touched_and_spec_checks();
     decoder_normalisation();
     touched_rows_adam();
     geometric_median();

@@ -477,4 +477,8 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
     return loss;
 }
 
+void sae_touched_latents(const SaeWorkspace& ws, int64_t m, uint8_t* touched) {
+    for (int64_t j = 0; j < m; ++j) touched[j] = ws.latent_begin[j + 1] > ws.latent_begin[j];
+}
+
 }  // namespace ne

@@ -6,8 +6,10 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "models/sae.h"
 #include "models/training.h"
 
@@ -275,6 +277,30 @@ template double sae_auxk_loss_and_grad<float>(const SaeSpec&, SaeParams<float>, 
                                               const uint8_t*, SaeGrads<float>*);
 template double sae_auxk_loss_and_grad<double>(const SaeSpec&, SaeParams<double>, const double*, const double*,
                                                const uint8_t*, SaeGrads<double>*);
+
+void sae_check_spec(const SaeSpec& s) {
+    auto require = [](bool ok, const std::string& message) {
+        if (!ok) invalid(message);
+    };
+    require(s.architecture >= kSaeTopK && s.architecture <= kSaeJumpRelu,
+            "architecture is " + std::to_string(s.architecture) + "; valid: 0 (topk), 1 (batchtopk), 2 (relu), 3 (jumprelu)");
+    require(s.d >= 1, "d_in is " + std::to_string(s.d) + "; valid: >= 1");
+    require(s.m >= 1 && s.m <= INT32_MAX, "d_sae is " + std::to_string(s.m) + "; valid: 1..2^31-1");
+    require(s.batch >= 1, "batch is " + std::to_string(s.batch) + "; valid: >= 1");
+    if (s.architecture == kSaeTopK || s.architecture == kSaeBatchTopK)
+        require(s.k >= 1 && s.k <= s.m, "k is " + std::to_string(s.k) + "; valid: 1..d_sae = " + std::to_string(s.m));
+    auto coefficient = [&](float v, const char* name) {
+        require(std::isfinite(v) && v >= 0, std::string(name) + " is " + std::to_string(v) + "; valid: finite and >= 0");
+    };
+    coefficient(s.l1_coefficient, "l1_coefficient");
+    coefficient(s.l0_coefficient, "l0_coefficient");
+    coefficient(s.auxk_alpha, "auxk_alpha");
+    require(std::isfinite(s.jump_bandwidth) && s.jump_bandwidth > 0,
+            "jump_bandwidth is " + std::to_string(s.jump_bandwidth) + "; valid: > 0");
+    require(s.k_aux >= 0 && s.k_aux <= s.m, "k_aux is " + std::to_string(s.k_aux) + "; valid: 0 (d_in/2) or 1..d_sae");
+    require(s.dead_window >= 1, "dead_window is " + std::to_string(s.dead_window) + "; valid: >= 1");
+    require(std::isfinite(s.threshold), "threshold is " + std::to_string(s.threshold) + "; valid: finite");
+}
 
 void sae_update_since_fired(int64_t m, int64_t batch, const int64_t* fire_count, int64_t* since_fired) {
     for (int64_t j = 0; j < m; ++j) since_fired[j] = fire_count[j] > 0 ? 0 : since_fired[j] + batch;

@@ -129,6 +129,14 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& spec, SaeParams<float> params, con
                                const int64_t* since_fired, SaeGrads<float>* grads, SaeWorkspace& workspace,
                                int64_t* fire_count = nullptr, float* x_hat = nullptr);
 
+// Latents whose parameters got a gradient in the last backward of the fast path (codes or AuxK codes this batch;
+// a superset of the nonzero gradient rows): touched [m] for sae_adam_update's touched-rows mode.
+void sae_touched_latents(const SaeWorkspace& workspace, int64_t m, uint8_t* touched);
+
+// Throws invalid-argument naming the field unless the spec is usable: d, m, batch >= 1; k in 1..m for topk and
+// batchtopk; finite coefficients >= 0; jump_bandwidth > 0; dead_window >= 1; k_aux in 0..m.
+void sae_check_spec(const SaeSpec& spec);
+
 // tokens_since_fired [m] after a batch of `batch` tokens: 0 for latents that fired in it (fire_count > 0), else
 // increased by batch. Firing is counted per batch, so a latent is dead after dead_window/batch silent batches.
 void sae_update_since_fired(int64_t m, int64_t batch, const int64_t* fire_count, int64_t* since_fired);

@@ -1,0 +1,484 @@
+// The CPU backend's fast SAE step: the mathematics of sae_loss_and_grad (the per-token reference in
+// sae_cpu.cpp), reorganised so its cost follows SCIENCE.md §3: a dense encoder GEMM, then work proportional to
+// the active codes only.
+//
+//  1. Encoder with the selection fused in. W_enc is packed once per step into panels of kTile latents
+//     ([tiles][d][kTile]); OpenMP runs over macro blocks of kMacro tokens, and each panel (in L2) serves every
+//     token of the block, kRows tokens at a time from a register tile of kRows x kTile accumulators. Each finished
+//     tile of pre-activations goes straight into the tokens' slot lists: a running top-k insertion buffer (topk,
+//     batchtopk candidates, AuxK among dead latents) or an append of the codes above a cut (relu, jumprelu,
+//     batchtopk at inference). So [batch][m] is never stored: a token keeps `cap` slots. When a token needs more
+//     (a threshold architecture with dense codes, or a batchtopk token whose every candidate was kept) cap grows
+//     and the encoder runs again; the capacity is kept for the next step.
+//  2. Sparse decoder: x^_t = b_dec + sum over the token's slots of z W_dec[j], vectorised along d.
+//  3. Sparse backward: d loss/d z per slot (a dot with W_dec[j]), then the slots are bucketed by latent
+//     (counting sort, token order kept) and each latent's W_dec row, encoder column (accumulated as a row of
+//     gWencT [m][d], transposed at the end) and bias are summed over its own entries. No two threads write
+//     the same gradient and every sum has a fixed order, so results do not depend on the thread count.
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "models/sae.h"
+
+namespace ne {
+namespace {
+
+// The register tile is kRows tokens x kChunks vectors of accumulators, plus kChunks vectors of W_enc: 27 of
+// AVX-512's 32 registers, 15 of AVX's 16.
+#if defined(__AVX512F__)
+constexpr int64_t kWidth = 16;  // floats per vector: one AVX-512 register
+constexpr int64_t kRows = 8;    // tokens per register tile
+#else
+constexpr int64_t kWidth = 8;   // one AVX register (two SSE registers without AVX)
+constexpr int64_t kRows = 4;
+#endif
+constexpr int64_t kChunks = 3;               // vectors per latent tile
+constexpr int64_t kTile = kChunks * kWidth;  // latents per tile (a packed panel's width)
+constexpr int64_t kMacro = 64;               // tokens sharing one pass over the panels
+// Below this many encoder multiply-adds (batch * d * m) a step runs on one thread: starting and joining a
+// dozen parallel regions costs more than the work, and far more on a machine whose cores are busy.
+constexpr int64_t kParallelWork = int64_t(1) << 22;
+
+typedef float Vec __attribute__((vector_size(kWidth * sizeof(float))));
+
+inline Vec load(const float* p) {
+    Vec v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+inline void store(float* p, Vec v) { std::memcpy(p, &v, sizeof v); }
+
+// sum_i a_i b_i in a fixed order: kWidth lanes, then the lanes, then the tail.
+inline float dot(const float* a, const float* b, int64_t n) {
+    Vec acc = {};
+    int64_t i = 0;
+    for (; i + kWidth <= n; i += kWidth) acc += load(a + i) * load(b + i);
+    float sum = 0.0f;
+    for (int64_t v = 0; v < kWidth; ++v) sum += acc[v];
+    for (; i < n; ++i) sum += a[i] * b[i];
+    return sum;
+}
+
+// y += a x
+inline void axpy(float a, const float* x, float* y, int64_t n) {
+    int64_t i = 0;
+    for (; i + kWidth <= n; i += kWidth) store(y + i, load(y + i) + a * load(x + i));
+    for (; i < n; ++i) y[i] += a * x[i];
+}
+
+// Keeps the best `cap` (value, latent) of a token in rank order (larger value first; latents arrive in increasing
+// order, so an equal value ranks behind the ones already held: ties go to the lower index).
+inline void insert_best(float v, int32_t j, float* val, int32_t* idx, int32_t& count, int64_t cap) {
+    int64_t pos = count < cap ? count++ : cap - 1;
+    while (pos > 0 && val[pos - 1] < v) {
+        val[pos] = val[pos - 1];
+        idx[pos] = idx[pos - 1];
+        --pos;
+    }
+    val[pos] = v;
+    idx[pos] = j;
+}
+
+inline bool ranks_ahead(float va, int64_t ia, float vb, int64_t ib) { return va > vb || (va == vb && ia < ib); }
+
+enum class Selection { kBest, kAboveCut };
+
+// Pass 1: the encoder GEMM with the selection fused in (see the file comment). Fills the main slots of every
+// token and, when `aux`, the AuxK slots among dead latents.
+void encode(const SaeSpec& s, Selection selection, bool aux, int64_t ka, bool parallel, SaeWorkspace& ws) {
+    const int64_t d = s.d, m = s.m, B = s.batch, cap = ws.cap;
+    const int64_t tiles = (m + kTile - 1) / kTile, blocks = (B + kMacro - 1) / kMacro;
+    const float* panels = ws.W_panels.data();
+    const float* bpan = ws.b_panels.data();
+    const float* xc = ws.xc.data();
+    const float* cut = ws.cut.data();
+    const uint8_t* dead = ws.dead.data();
+    const uint8_t* panel_dead = ws.panel_dead.data();
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+    for (int64_t block = 0; block < blocks; ++block) {
+        const int64_t t0 = block * kMacro, t1 = std::min(B, t0 + kMacro);
+        for (int64_t t = t0; t < t1; ++t) {
+            ws.count[t] = 0;
+            if (aux) ws.aux_count[t] = 0;
+        }
+        alignas(64) float tile[kRows][kTile];
+        for (int64_t p = 0; p < tiles; ++p) {
+            const float* wp = panels + p * d * kTile;
+            const int64_t j0 = p * kTile, valid = std::min(kTile, m - j0);
+            for (int64_t tb = t0; tb < t1; tb += kRows) {
+                const int64_t rows = std::min(kRows, t1 - tb);
+                const float* xr[kRows];
+                for (int64_t r = 0; r < kRows; ++r) xr[r] = xc + std::min(tb + r, t1 - 1) * d;
+                Vec acc[kRows][kChunks];
+                for (int64_t c = 0; c < kChunks; ++c) {
+                    const Vec b = load(bpan + j0 + c * kWidth);
+                    for (int64_t r = 0; r < kRows; ++r) acc[r][c] = b;
+                }
+                for (int64_t i = 0; i < d; ++i) {
+                    const float* wi = wp + i * kTile;
+                    Vec w[kChunks];
+                    for (int64_t c = 0; c < kChunks; ++c) w[c] = load(wi + c * kWidth);
+                    for (int64_t r = 0; r < kRows; ++r) {
+                        const float xv = xr[r][i];
+                        for (int64_t c = 0; c < kChunks; ++c) acc[r][c] += xv * w[c];
+                    }
+                }
+                for (int64_t r = 0; r < rows; ++r) {
+                    for (int64_t c = 0; c < kChunks; ++c) store(&tile[r][c * kWidth], acc[r][c]);
+                    const int64_t t = tb + r;
+                    float* val = ws.slot_u.data() + t * cap;
+                    int32_t* idx = ws.slot_idx.data() + t * cap;
+                    int32_t& count = ws.count[t];
+                    const float* u = tile[r];
+                    if (selection == Selection::kBest) {
+                        float floor = count == cap ? val[cap - 1] : -std::numeric_limits<float>::infinity();
+                        for (int64_t c = 0; c < valid; ++c) {
+                            if (!(u[c] > floor)) continue;
+                            insert_best(u[c], static_cast<int32_t>(j0 + c), val, idx, count, cap);
+                            if (count == cap) floor = val[cap - 1];
+                        }
+                    } else {
+                        // Codes above the cut; a token past its capacity keeps counting, so the caller knows
+                        // how much room the next pass needs.
+                        for (int64_t c = 0; c < valid; ++c) {
+                            if (!(u[c] > cut[j0 + c])) continue;
+                            if (count < cap) {
+                                val[count] = u[c];
+                                idx[count] = static_cast<int32_t>(j0 + c);
+                            }
+                            ++count;
+                        }
+                    }
+                    if (aux && panel_dead[p]) {
+                        float* aval = ws.aux_u.data() + t * ka;
+                        int32_t* aidx = ws.aux_idx.data() + t * ka;
+                        int32_t& acount = ws.aux_count[t];
+                        for (int64_t c = 0; c < valid; ++c) {
+                            if (!dead[j0 + c]) continue;
+                            if (acount == ka && !(u[c] > aval[ka - 1])) continue;
+                            insert_best(u[c], static_cast<int32_t>(j0 + c), aval, aidx, acount, ka);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+void resize_slots(SaeWorkspace& ws, int64_t B) {
+    ws.slot_idx.resize(B * ws.cap);
+    ws.slot_u.resize(B * ws.cap);
+    ws.slot_dz.resize(B * ws.cap);
+}
+
+}  // namespace
+
+SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float* x, const int64_t* since_fired,
+                               SaeGrads<float>* g, SaeWorkspace& ws, int64_t* fire_count, float* x_hat) {
+    const int64_t d = s.d, m = s.m, B = s.batch;
+    const int32_t arch = s.architecture;
+    const bool jump = arch == kSaeJumpRelu, relu = arch == kSaeRelu;
+    const bool batch_select = arch == kSaeBatchTopK && !s.inference;
+    const Selection selection = arch == kSaeTopK || batch_select ? Selection::kBest : Selection::kAboveCut;
+    const int64_t tiles = (m + kTile - 1) / kTile;
+    const float eps = s.jump_bandwidth;
+    const bool parallel = B * d * m >= kParallelWork;
+    SaeLoss loss;
+
+    // Dead latents (AuxK) and the per-latent cut of the threshold architectures.
+    ws.dead.assign(m, 0);
+    ws.panel_dead.assign(tiles, 0);
+    if (since_fired != nullptr)
+        for (int64_t j = 0; j < m; ++j)
+            if (since_fired[j] >= s.dead_window) {
+                ws.dead[j] = 1;
+                ws.panel_dead[j / kTile] = 1;
+                ++loss.dead;
+            }
+    const bool aux = (arch == kSaeTopK || arch == kSaeBatchTopK) && loss.dead > 0 && s.auxk_alpha != 0;
+    const int64_t ka = aux ? std::min(s.aux_k(), loss.dead) : 0;
+    ws.cut.resize(m);
+    std::vector<float> theta;  // jumprelu's exp(log_threshold), also in ws.cut shifted by eps/2
+    if (selection == Selection::kAboveCut)
+        for (int64_t j = 0; j < m; ++j)
+            ws.cut[j] = jump ? std::exp(p.log_threshold[j]) - eps / 2 : relu ? 0.0f : s.threshold;
+    if (jump) {
+        theta.resize(m);
+        for (int64_t j = 0; j < m; ++j) theta[j] = std::exp(p.log_threshold[j]);
+    }
+
+    // Pack W_enc into panels and centre the inputs.
+    ws.W_panels.resize(tiles * d * kTile);
+    ws.b_panels.assign(tiles * kTile, 0.0f);
+    std::copy(p.b_enc, p.b_enc + m, ws.b_panels.begin());
+    ws.xc.resize(B * d);
+    ws.dxhat.resize(B * d);
+    ws.token_stats.resize(B * 3);
+    ws.count.resize(B);
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t tp = 0; tp < tiles; ++tp)
+        for (int64_t i = 0; i < d; ++i) {
+            float* dst = ws.W_panels.data() + (tp * d + i) * kTile;
+            const int64_t j0 = tp * kTile, valid = std::min(kTile, m - j0);
+            std::copy(p.W_enc + i * m + j0, p.W_enc + i * m + j0 + valid, dst);
+            std::fill(dst + valid, dst + kTile, 0.0f);
+        }
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t t = 0; t < B; ++t)
+        for (int64_t i = 0; i < d; ++i) ws.xc[t * d + i] = x[t * d + i] - p.b_dec[i];
+    if (aux) {
+        ws.aux_idx.resize(B * ka);
+        ws.aux_u.resize(B * ka);
+        ws.aux_dz.resize(B * ka);
+        ws.aux_count.resize(B);
+        ws.dehat.resize(B * d);
+        ws.aux_loss.resize(B);
+        ws.aux_norm.resize(B);
+    }
+
+    // 1. Encoder and selection; runs again with more slots while some token needs them.
+    if (arch == kSaeTopK) ws.cap = s.k;
+    else ws.cap = std::min(m, std::max(ws.cap, batch_select ? 4 * s.k : std::max<int64_t>(2 * s.k, 32)));
+    for (;;) {
+        resize_slots(ws, B);
+        encode(s, selection, aux, ka, parallel, ws);
+        const int64_t cap = ws.cap;
+        if (selection == Selection::kAboveCut) {
+            const int64_t need = *std::max_element(ws.count.begin(), ws.count.end());
+            if (need <= cap) break;
+            ws.cap = std::min(m, (need + 7) / 8 * 8);
+            continue;
+        }
+        if (!batch_select) break;
+        // batchtopk: the k*B best of all candidates; exact unless some token kept all its `cap` candidates
+        // (it may hold more of the best), in which case it gets twice the room.
+        const int64_t keep = s.k * B;
+        ws.candidates.resize(B * cap);
+        for (int64_t t = 0; t < B; ++t)
+            for (int64_t q = 0; q < cap; ++q)
+                ws.candidates[t * cap + q] = {ws.slot_u[t * cap + q], t * m + ws.slot_idx[t * cap + q]};
+        auto ahead = [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
+            return ranks_ahead(a.first, a.second, b.first, b.second);
+        };
+        std::nth_element(ws.candidates.begin(), ws.candidates.begin() + (keep - 1), ws.candidates.end(), ahead);
+        const std::pair<float, int64_t> pivot = ws.candidates[keep - 1];
+        bool saturated = false;
+        for (int64_t t = 0; t < B && cap < m; ++t) {
+            const std::pair<float, int64_t> last{ws.slot_u[t * cap + cap - 1], t * m + ws.slot_idx[t * cap + cap - 1]};
+            saturated = saturated || !ahead(pivot, last);
+        }
+        if (saturated) {
+            ws.cap = std::min(m, 2 * cap);
+            continue;
+        }
+        double min_kept = 0;
+        for (int64_t t = 0; t < B; ++t) {
+            int32_t kept = 0;
+            for (int64_t q = 0; q < cap; ++q) {
+                const float v = ws.slot_u[t * cap + q];
+                if (ahead(pivot, {v, t * m + ws.slot_idx[t * cap + q]})) continue;
+                ws.slot_u[t * cap + kept] = v;
+                ws.slot_idx[t * cap + kept] = ws.slot_idx[t * cap + q];
+                ++kept;
+                if (v > 0 && (min_kept == 0 || v < min_kept)) min_kept = v;
+            }
+            ws.count[t] = kept;
+        }
+        loss.min_kept = min_kept;
+        break;
+    }
+    const int64_t cap = ws.cap;
+    auto code = [&](float u, int64_t j) { return jump ? (u > theta[j] ? u : 0.0f) : (u > 0.0f ? u : 0.0f); };
+
+    // 2. Decoder: x^, the squared error and d loss/d x^ = 2 (x^ - x) / B, one token at a time.
+    if (relu) {
+        ws.row_norm.resize(m);
+#pragma omp parallel for schedule(static) if (parallel)
+        for (int64_t j = 0; j < m; ++j) ws.row_norm[j] = std::sqrt(dot(p.W_dec + j * d, p.W_dec + j * d, d));
+    }
+    const float scale = 2.0f / static_cast<float>(B);
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t t = 0; t < B; ++t) {
+        float* row = ws.dxhat.data() + t * d;
+        std::copy(p.b_dec, p.b_dec + d, row);
+        double sparsity = 0, l0 = 0;
+        for (int64_t q = 0; q < ws.count[t]; ++q) {
+            const int64_t j = ws.slot_idx[t * cap + q];
+            const float z = code(ws.slot_u[t * cap + q], j);
+            if (jump && ws.slot_u[t * cap + q] > theta[j]) sparsity += 1;
+            if (z == 0.0f) continue;
+            axpy(z, p.W_dec + j * d, row, d);
+            l0 += 1;
+            if (relu) sparsity += static_cast<double>(z * ws.row_norm[j]);
+        }
+        if (x_hat != nullptr) std::copy(row, row + d, x_hat + t * d);
+        double sq = 0;
+        for (int64_t i = 0; i < d; ++i) {
+            const float r = row[i] - x[t * d + i];
+            sq += static_cast<double>(r * r);
+            row[i] = scale * r;
+        }
+        ws.token_stats[t * 3 + 0] = sq;
+        ws.token_stats[t * 3 + 1] = sparsity;
+        ws.token_stats[t * 3 + 2] = l0;
+    }
+    double sse = 0, sparsity = 0, l0 = 0;
+    for (int64_t t = 0; t < B; ++t) {
+        sse += ws.token_stats[t * 3 + 0];
+        sparsity += ws.token_stats[t * 3 + 1];
+        l0 += ws.token_stats[t * 3 + 2];
+    }
+    std::vector<double> mean(d, 0.0);
+    for (int64_t t = 0; t < B; ++t)
+        for (int64_t i = 0; i < d; ++i) mean[i] += static_cast<double>(x[t * d + i]);
+    double variance = 0;
+    for (int64_t i = 0; i < d; ++i) mean[i] /= static_cast<double>(B);
+    for (int64_t t = 0; t < B; ++t)
+        for (int64_t i = 0; i < d; ++i) {
+            const double c = static_cast<double>(x[t * d + i]) - mean[i];
+            variance += c * c;
+        }
+    loss.mse = sse / static_cast<double>(B);
+    loss.fvu = variance > 0 ? sse / variance : 0.0;
+    loss.l0 = l0 / static_cast<double>(B);
+    const double coefficient = relu ? s.l1_coefficient : jump ? s.l0_coefficient : 0.0f;
+    loss.sparsity = coefficient * sparsity / static_cast<double>(B);
+    if (fire_count != nullptr) {
+        std::fill(fire_count, fire_count + m, int64_t(0));
+        for (int64_t t = 0; t < B; ++t)
+            for (int64_t q = 0; q < ws.count[t]; ++q) {
+                const int64_t j = ws.slot_idx[t * cap + q];
+                fire_count[j] += code(ws.slot_u[t * cap + q], j) != 0.0f;
+            }
+    }
+
+    // AuxK: the dead latents' reconstruction of e = x - x^ = -(B/2) dxhat; dehat = d auxk / d e^.
+    if (aux) {
+#pragma omp parallel for schedule(static) if (parallel)
+        for (int64_t t = 0; t < B; ++t) {
+            float* diff = ws.dehat.data() + t * d;
+            double norm = 0;
+            for (int64_t i = 0; i < d; ++i) {
+                diff[i] = -ws.dxhat[t * d + i] / scale;  // e = x - x^ = -dxhat / scale
+                norm += static_cast<double>(diff[i] * diff[i]);
+            }
+            for (int64_t q = 0; q < ws.aux_count[t]; ++q) {
+                const float u = ws.aux_u[t * ka + q];
+                if (u > 0.0f) axpy(-u, p.W_dec + ws.aux_idx[t * ka + q] * d, diff, d);
+            }
+            double sq = 0;
+            for (int64_t i = 0; i < d; ++i) sq += static_cast<double>(diff[i] * diff[i]);
+            ws.aux_loss[t] = sq;
+            ws.aux_norm[t] = norm;
+        }
+        double num = 0, den = 0;
+        for (int64_t t = 0; t < B; ++t) {
+            num += ws.aux_loss[t];
+            den += ws.aux_norm[t];
+        }
+        if (den > 0) {
+            loss.auxk = s.auxk_alpha * num / den;
+            const float aux_scale = static_cast<float>(-2.0 * s.auxk_alpha / den);
+#pragma omp parallel for schedule(static) if (parallel)
+            for (int64_t q = 0; q < B * d; ++q) ws.dehat[q] *= aux_scale;
+        } else {
+            std::fill(ws.aux_count.begin(), ws.aux_count.end(), 0);
+        }
+    }
+    if (g == nullptr) return loss;
+
+    // 3. Backward. d loss/d z of every slot.
+    const float l1 = s.l1_coefficient / static_cast<float>(B);
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t t = 0; t < B; ++t) {
+        for (int64_t q = 0; q < ws.count[t]; ++q) {
+            const int64_t j = ws.slot_idx[t * cap + q];
+            float dz = dot(ws.dxhat.data() + t * d, p.W_dec + j * d, d);
+            if (relu) dz += l1 * ws.row_norm[j];
+            ws.slot_dz[t * cap + q] = dz;
+        }
+        if (aux)
+            for (int64_t q = 0; q < ws.aux_count[t]; ++q)
+                ws.aux_dz[t * ka + q] = dot(ws.dehat.data() + t * d, p.W_dec + ws.aux_idx[t * ka + q] * d, d);
+    }
+    // Bucket the slots by latent: main slots in token order, then AuxK slots in token order.
+    ws.latent_begin.assign(m + 1, 0);
+    for (int64_t t = 0; t < B; ++t) {
+        for (int64_t q = 0; q < ws.count[t]; ++q) ++ws.latent_begin[ws.slot_idx[t * cap + q] + 1];
+        if (aux)
+            for (int64_t q = 0; q < ws.aux_count[t]; ++q) ++ws.latent_begin[ws.aux_idx[t * ka + q] + 1];
+    }
+    for (int64_t j = 0; j < m; ++j) ws.latent_begin[j + 1] += ws.latent_begin[j];
+    ws.entries.resize(ws.latent_begin[m]);
+    {
+        std::vector<int64_t> next(ws.latent_begin.begin(), ws.latent_begin.end() - 1);
+        for (int64_t t = 0; t < B; ++t)
+            for (int64_t q = 0; q < ws.count[t]; ++q) ws.entries[next[ws.slot_idx[t * cap + q]]++] = t * cap + q;
+        if (aux)
+            for (int64_t t = 0; t < B; ++t)
+                for (int64_t q = 0; q < ws.aux_count[t]; ++q)
+                    ws.entries[next[ws.aux_idx[t * ka + q]]++] = B * cap + t * ka + q;
+    }
+    // Each latent's gradients from its own entries.
+    ws.gWencT.resize(m * d);
+    ws.enc_sum.resize(m);
+    const float l0_term = s.l0_coefficient / (static_cast<float>(B) * eps);
+#pragma omp parallel for schedule(dynamic, 16) if (parallel)
+    for (int64_t j = 0; j < m; ++j) {
+        float* gdec = g->W_dec + j * d;
+        float* genc = ws.gWencT.data() + j * d;
+        std::fill(gdec, gdec + d, 0.0f);
+        std::fill(genc, genc + d, 0.0f);
+        float gb = 0, enc_sum = 0, zsum = 0, glog = 0;
+        for (int64_t e = ws.latent_begin[j]; e < ws.latent_begin[j + 1]; ++e) {
+            const int64_t entry = ws.entries[e];
+            if (entry < B * cap) {
+                const int64_t t = entry / cap;
+                const float u = ws.slot_u[entry], dz = ws.slot_dz[entry], z = code(u, j);
+                if (jump && std::abs(u - theta[j]) < eps / 2)
+                    glog += theta[j] * (-(theta[j] / eps) * dz - l0_term);
+                if (z == 0.0f) continue;
+                axpy(z, ws.dxhat.data() + t * d, gdec, d);
+                axpy(dz, ws.xc.data() + t * d, genc, d);
+                zsum += z;
+                gb += dz;
+                enc_sum += dz;
+            } else {
+                const int64_t a = entry - B * cap, t = a / ka;
+                const float u = ws.aux_u[a], dz = ws.aux_dz[a];
+                if (!(u > 0.0f)) continue;
+                axpy(u, ws.dehat.data() + t * d, gdec, d);
+                axpy(dz, ws.xc.data() + t * d, genc, d);
+                gb += dz;
+            }
+        }
+        if (relu && zsum != 0.0f) axpy(l1 * zsum / ws.row_norm[j], p.W_dec + j * d, gdec, d);
+        g->b_enc[j] = gb;
+        ws.enc_sum[j] = enc_sum;
+        if (jump) g->log_threshold[j] = glog;
+    }
+    // W_enc's gradient [d][m] from gWencT [m][d], in 32 x 32 blocks.
+    constexpr int64_t kT = 32;
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t j0 = 0; j0 < m; j0 += kT)
+        for (int64_t i0 = 0; i0 < d; i0 += kT)
+            for (int64_t i = i0; i < std::min(d, i0 + kT); ++i)
+                for (int64_t j = j0; j < std::min(m, j0 + kT); ++j) g->W_enc[i * m + j] = ws.gWencT[j * d + i];
+    // b_dec: the decoder's sum_t dxhat_t minus the encoder input's W_enc (sum_t du_t) (main codes only).
+    std::fill(g->b_dec, g->b_dec + d, 0.0f);
+    for (int64_t t = 0; t < B; ++t) axpy(1.0f, ws.dxhat.data() + t * d, g->b_dec, d);
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t i = 0; i < d; ++i) g->b_dec[i] -= dot(p.W_enc + i * m, ws.enc_sum.data(), m);
+    return loss;
+}
+
+void sae_touched_latents(const SaeWorkspace& ws, int64_t m, uint8_t* touched) {
+    for (int64_t j = 0; j < m; ++j) touched[j] = ws.latent_begin[j + 1] > ws.latent_begin[j];
+}
+
+}  // namespace ne

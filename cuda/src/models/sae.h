@@ -1,0 +1,186 @@
+// Sparse autoencoders (dictionary learning, SCIENCE.md §3): the CPU kernels of one training step and their
+// helpers, in the SAELens layout. The per-token reference (cpu/sae_cpu.cpp, templated so the gradient check runs
+// it in double) is the specification; the fast path (cpu/sae_blocked.cpp) is what the CPU backend trains with.
+//
+// Definitions, for x [batch][d]:
+//   u  = (x - b_dec) W_enc + b_enc                         pre-activations [batch][m]
+//   z  = act(u)                                            codes, by architecture (below)
+//   x^ = z W_dec + b_dec
+//   mse      = (1/B) sum_t ||x_t - x^_t||^2                summed over d, averaged over the batch
+//   fvu      = sum_t ||x_t - x^_t||^2 / sum_t ||x_t - mean_t(x)||^2   (reported, not trained on)
+//   loss     = mse + sparsity + auxk
+// Architectures:
+//   topk       z_j = ReLU(u_j) on the k largest u_j of the token (ties: the lower latent index), else 0.
+//   batchtopk  z = ReLU(u) on the k*B largest u of the whole batch (ties: the lower flat index t*m + j), else 0.
+//              With SaeSpec::inference set, a fixed threshold replaces the batch selection:
+//              z_j = u_j * [u_j > threshold] (threshold >= 0). The threshold is an exponential moving average of
+//              each training batch's smallest kept positive code (SaeLoss::min_kept, see SaeThreshold).
+//   relu       z = ReLU(u); sparsity = l1_coefficient * (1/B) sum_t sum_j z_tj ||W_dec,j|| (Bricken et al. 2023).
+//   jumprelu   theta_j = exp(log_threshold_j); z_j = u_j * H(u_j - theta_j);
+//              sparsity = l0_coefficient * (1/B) sum_t sum_j H(u_tj - theta_j) (Rajamanoharan et al. 2024).
+//              Gradients with a rectangle kernel K(v) = [|v| < 1/2] of bandwidth eps = jump_bandwidth:
+//                dz/du         = H(u - theta)                      (exact away from the jump)
+//                dz/dtheta     = -(theta/eps) K((u - theta)/eps)   (straight-through, as the paper)
+//                dH/dtheta     = -(1/eps)     K((u - theta)/eps)   (the L0 term trains theta only: dH/du = 0)
+//                d/dlog_theta  = theta * d/dtheta                  (the parameter is log theta, so theta > 0)
+// AuxK (topk and batchtopk, Gao et al. 2024): a latent is dead when tokens_since_fired_j >= dead_window. With
+// e = x - x^ held constant (no gradient flows through it), the dead latents reconstruct it with their own top
+// k_aux (k_aux' = min(k_aux, dead count)): z_aux = ReLU(u) on the k_aux' largest u_j among dead j, e^ = z_aux W_dec
+// (no bias), and auxk = auxk_alpha * sum_t ||e_t - e^_t||^2 / sum_t ||e_t||^2 over the batch. Its gradient
+// reaches W_enc[:, j], b_enc[j] and W_dec[j] of dead latents only (not b_dec, though u depends on it: the
+// auxiliary task must not move the data's centre). Skipped (0) when no latent is dead or auxk_alpha is 0.
+// Gradient rule: the loss functions write (=) every parameter gradient, except sae_auxk_loss_and_grad (+=).
+#pragma once
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "models/toy_common.h"
+
+namespace ne {
+
+enum SaeArchitecture : int32_t { kSaeTopK = 0, kSaeBatchTopK = 1, kSaeRelu = 2, kSaeJumpRelu = 3 };
+
+// Everything that fixes the arithmetic of one batch, except the tensors.
+struct SaeSpec {
+    int32_t architecture = kSaeTopK;  // SaeArchitecture
+    int64_t d = 0, m = 0, batch = 0;  // d_in, d_sae, tokens per batch
+    int64_t k = 0;                    // topk, batchtopk: codes per token (batchtopk: on average)
+    float l1_coefficient = 0;         // relu
+    float l0_coefficient = 0;         // jumprelu
+    float jump_bandwidth = 1e-3f;     // jumprelu: eps of the rectangle kernel
+    float auxk_alpha = 1.0f / 32;     // topk, batchtopk; 0 disables AuxK
+    int64_t k_aux = 0;                // AuxK codes per token; 0 means d/2
+    int64_t dead_window = 10000000;   // tokens without firing after which a latent is dead
+    int32_t inference = 0;            // batchtopk: 1 uses `threshold` instead of the batch selection
+    float threshold = 0;              // batchtopk inference threshold
+    int64_t aux_k() const { return k_aux > 0 ? k_aux : d / 2 > 0 ? d / 2 : 1; }
+};
+
+// One SAE's parameters (SAELens layout) and their gradients. log_threshold is null unless jumprelu.
+template <typename T>
+struct SaeParams {
+    const T* W_enc;          // [d][m], column j = latent j's encoder direction
+    const T* b_enc;          // [m]
+    const T* W_dec;          // [m][d], row j = latent j's atom
+    const T* b_dec;          // [d]
+    const T* log_threshold;  // [m] jumprelu: theta = exp(log_threshold)
+};
+template <typename T>
+struct SaeGrads {
+    T* W_enc;
+    T* b_enc;
+    T* W_dec;
+    T* b_dec;
+    T* log_threshold;  // null unless jumprelu
+};
+
+// Owning float tensors of one SAE: parameters, their gradients, or an Adam moment.
+struct SaeTensors {
+    std::vector<float> W_enc, b_enc, W_dec, b_dec, log_threshold;
+    void resize(const SaeSpec& spec);  // zero-filled; log_threshold only for jumprelu
+    SaeParams<float> params() const;
+    SaeGrads<float> grads();
+};
+
+// What one batch measured. The loss terms are those defined above; l0 is the mean count of nonzero codes per
+// token; min_kept (batchtopk training) the smallest positive kept code, 0 when none; dead the dead latents.
+struct SaeLoss {
+    double mse = 0, sparsity = 0, auxk = 0, fvu = 0, l0 = 0, min_kept = 0;
+    int64_t dead = 0;
+    double total() const { return mse + sparsity + auxk; }
+};
+
+// Reference forward and backward over x [batch][d], one token at a time. since_fired [m] (null: no latent is
+// dead) feeds AuxK. grads null: forward only. fire_count [m], when not null, receives the tokens of this batch in
+// which each latent's code is nonzero; x_hat [batch][d], when not null, the reconstruction.
+template <typename T>
+SaeLoss sae_loss_and_grad(const SaeSpec& spec, SaeParams<T> params, const T* x, const int64_t* since_fired,
+                          SaeGrads<T>* grads, int64_t* fire_count = nullptr, T* x_hat = nullptr);
+
+// The AuxK term alone for a given residual e [batch][d] and dead mask [m]: returns auxk and adds (+=) its
+// gradients to W_enc, b_enc and W_dec (grads may be null). sae_loss_and_grad calls it with e = x - x^.
+template <typename T>
+double sae_auxk_loss_and_grad(const SaeSpec& spec, SaeParams<T> params, const T* x, const T* residual,
+                              const uint8_t* dead, SaeGrads<T>* grads);
+
+// Scratch of the fast path, reused across steps so the parallel regions allocate nothing. Per token it keeps up
+// to `cap` selected (or candidate) latents; cap grows between passes when a token needs more (relu, jumprelu,
+// batchtopk), so the [batch][m] pre-activation matrix exists only when codes really are that dense.
+struct SaeWorkspace {
+    int64_t cap = 0;                           // slots per token
+    std::vector<float> W_panels, b_panels;     // W_enc packed in latent tiles [tiles][d][tile], b_enc [tiles*tile]
+    std::vector<float> xc, dxhat, dehat;       // [batch][d]: x - b_dec, d loss/d x^, d loss/d e^
+    std::vector<int32_t> slot_idx, count;      // [batch][cap] latent, [batch] used slots
+    std::vector<float> slot_u, slot_dz;        // [batch][cap] pre-activation, d loss / d z
+    std::vector<int32_t> aux_idx, aux_count;   // [batch][k_aux], [batch]
+    std::vector<float> aux_u, aux_dz;          // [batch][k_aux]
+    std::vector<double> token_stats, aux_loss, aux_norm; // [batch][3] (squared error, sparsity, l0), [batch]
+    std::vector<int64_t> latent_begin, entries;          // latent-major lists: [m+1], [entries]
+    std::vector<float> gWencT, row_norm, enc_sum, cut;   // [m][d] encoder gradient by latent, [m] each
+    std::vector<uint8_t> dead, panel_dead;               // [m], [tiles]
+    std::vector<std::pair<float, int64_t>> candidates;   // batchtopk: (u, t*m + j)
+};
+
+// The same loss and gradients as sae_loss_and_grad<float>, computed by the blocked kernels the CPU backend
+// trains with: an encoder GEMM with the selection fused into it (latent tiles, a running top-k per token), a
+// sparse decoder and a sparse backward. OpenMP inside; deterministic and independent of the thread count.
+SaeLoss sae_loss_and_grad_fast(const SaeSpec& spec, SaeParams<float> params, const float* x,
+                               const int64_t* since_fired, SaeGrads<float>* grads, SaeWorkspace& workspace,
+                               int64_t* fire_count = nullptr, float* x_hat = nullptr);
+
+// Latents whose parameters got a gradient in the last backward of the fast path (codes or AuxK codes this batch;
+// a superset of the nonzero gradient rows): touched [m] for sae_adam_update's touched-rows mode.
+void sae_touched_latents(const SaeWorkspace& workspace, int64_t m, uint8_t* touched);
+
+// Throws invalid-argument naming the field unless the spec is usable: d, m, batch >= 1; k in 1..m for topk and
+// batchtopk; finite coefficients >= 0; jump_bandwidth > 0; dead_window >= 1; k_aux in 0..m.
+void sae_check_spec(const SaeSpec& spec);
+
+// tokens_since_fired [m] after a batch of `batch` tokens: 0 for latents that fired in it (fire_count > 0), else
+// increased by batch. Firing is counted per batch, so a latent is dead after dead_window/batch silent batches.
+void sae_update_since_fired(int64_t m, int64_t batch, const int64_t* fire_count, int64_t* since_fired);
+
+// batchtopk's inference threshold: the first batch sets it, later ones move it by (1 - decay) towards their
+// min_kept.
+struct SaeThreshold {
+    double value = 0;
+    int64_t updates = 0;
+    void update(double min_kept, double decay = 0.99) {
+        value = updates == 0 ? min_kept : decay * value + (1 - decay) * min_kept;
+        ++updates;
+    }
+};
+
+// Decoder rows to unit norm (rows of norm 0 are left as they are).
+template <typename T>
+void sae_normalize_decoder(int64_t m, int64_t d, T* W_dec);
+
+// Removes from each decoder row's gradient its component along the row: g_j -= (g_j . w^_j) w^_j, w^ = w/||w||.
+// Called before the optimizer, so a step moves the (unit) rows along their sphere to first order.
+template <typename T>
+void sae_project_decoder_grad(int64_t m, int64_t d, const T* W_dec, T* gW_dec);
+
+// One Adam step over every parameter (toy_common.h's adam_update). touched [m] (null: dense) restricts W_enc
+// columns, b_enc, W_dec rows and log_threshold to latents with touched_j != 0 (those with a gradient this step);
+// b_dec is always updated. Dense is exact Adam: untouched rows still move on their momentum and decay their
+// moments. Touched-only ("lazy Adam") skips that traffic (~28 bytes per parameter), which dominates at large m
+// with few active latents per batch, at the price of stale moments and a different trajectory.
+void sae_adam_update(const SaeSpec& spec, SaeTensors& params, const SaeTensors& grads, SaeTensors& moment1,
+                     SaeTensors& moment2, const AdamStep& step, const uint8_t* touched = nullptr);
+
+// Initialisation: W_dec rows random unit vectors (normals from the Philox init stream, then normalised),
+// W_enc = W_dec^T, b_enc = 0, b_dec = 0 (set it with one of the two functions below), log_threshold =
+// log(initial_threshold) for jumprelu.
+void sae_init(const SaeSpec& spec, uint64_t seed, SaeTensors& params, float initial_threshold = 1e-3f);
+
+// The mean of n points x [n][d], accumulated in double.
+std::vector<float> sae_data_mean(int64_t n, int64_t d, const float* x);
+
+// The geometric median (argmin_c sum_t ||x_t - c||) of n points x [n][d] by Weiszfeld iterations from the mean,
+// stopping after `iterations` or when a step moves less than tolerance * (1 + ||c||). A point closer than 1e-12
+// to the current estimate is skipped for that iteration (its weight would be infinite).
+std::vector<float> sae_geometric_median(int64_t n, int64_t d, const float* x, int iterations = 100,
+                                        double tolerance = 1e-7);
+
+}  // namespace ne

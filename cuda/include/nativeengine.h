@@ -241,6 +241,81 @@ NE_API ne_status ne_moe_set_params(ne_moe* moe, const float* W, int64_t w_count,
                                    const float* W_gate, int64_t gate_count, const float* W_noise, int64_t noise_count,
                                    const float* route_bias, int64_t bias_count);
 
+/* ---- sparse autoencoders (dictionary learning on activations) ---------------------------------------- */
+
+/* Must stay in sync with NativeEngine.Interop.SaeArchitecture. */
+typedef enum ne_sae_architecture {
+    NE_SAE_TOPK = 0,       /* z = ReLU of the k largest pre-activations per token (Gao et al. 2024) */
+    NE_SAE_BATCHTOPK = 1,  /* the k * batch largest over the batch; a threshold at inference */
+    NE_SAE_RELU = 2,       /* z = ReLU(u), loss + l1_coefficient * sum_j z_j ||W_dec,j|| (Bricken et al. 2023) */
+    NE_SAE_JUMPRELU = 3    /* z = u * H(u - theta), learned theta by a straight-through estimator, L0 penalty */
+} ne_sae_architecture;
+
+/* Encoder u = (x - b_dec) W_enc + b_enc, decoder x^ = z W_dec + b_dec (SAELens layout: W_enc [d_in][d_sae],
+ * W_dec [d_sae][d_in]). Loss per batch: mean over tokens of ||x - x^||^2, plus the architecture's sparsity term,
+ * plus auxk_alpha * AuxK (top-k_aux of the latents dead for dead_window tokens reconstructing the residual,
+ * normalised by the residual's norm; topk and batchtopk). Adam; decoder rows unit-norm after each step with the
+ * gradient component parallel to each row removed before it. */
+typedef struct ne_sae_config {
+    int32_t architecture;    /* ne_sae_architecture */
+    int32_t sparse_updates;  /* 1: Adam updates only the latents that fired in the step (b_dec always) */
+    int64_t d_in;            /* d >= 1 */
+    int64_t d_sae;           /* m >= 1 */
+    int64_t k;               /* topk, batchtopk: 1..d_sae */
+    int64_t k_aux;           /* AuxK codes per token; 0 = d_in / 2 */
+    int64_t batch_size;      /* tokens per step */
+    int64_t dead_window;     /* tokens without firing after which a latent is dead */
+    float l1_coefficient;    /* relu */
+    float l0_coefficient;    /* jumprelu */
+    float auxk_alpha;        /* 0 disables AuxK */
+    float jump_bandwidth;    /* jumprelu: width of the straight-through rectangle (1e-3 typical) */
+    float beta1, beta2, eps; /* Adam */
+    int32_t reserved;
+    uint64_t seed;           /* keys the decoder's initialisation */
+} ne_sae_config;
+
+/* What one step or evaluation measured (means over its tokens). */
+typedef struct ne_sae_stats {
+    double mse;       /* mean over tokens of ||x - x^||^2 */
+    double sparsity;  /* the L1 (relu) or L0 (jumprelu) term; 0 for topk */
+    double auxk;      /* the AuxK term (already times auxk_alpha) */
+    double fvu;       /* sum ||x - x^||^2 / sum ||x - mean x||^2 over the batch */
+    double l0;        /* mean active latents per token */
+    int64_t dead;     /* latents dead (no firing for dead_window tokens) */
+    int64_t steps;    /* optimizer steps done */
+} ne_sae_stats;
+
+typedef struct ne_sae ne_sae;
+
+NE_API size_t ne_sae_config_size(void);
+NE_API size_t ne_sae_stats_size(void);
+/* Decoder rows random unit vectors, W_enc = W_dec^T, b_enc = 0, b_dec = 0 (see ne_sae_init_decoder_bias). */
+NE_API ne_status ne_sae_create(ne_context* ctx, const ne_sae_config* config, ne_sae** out);
+NE_API ne_status ne_sae_destroy(ne_sae* sae);
+/* b_dec from a sample x [tokens][d_in]: method 0 = the mean, 1 = the geometric median (Weiszfeld). */
+NE_API ne_status ne_sae_init_decoder_bias(ne_sae* sae, const float* x, int64_t x_count, int32_t method);
+/* One optimizer step on x [batch_size][d_in] at learning rate lr (the caller owns the schedule). stats may be NULL. */
+NE_API ne_status ne_sae_train_step(ne_sae* sae, const float* x, int64_t x_count, float lr, ne_sae_stats* stats);
+/* Forward only on x [tokens][d_in] (any token count): stats, and when not NULL x_hat [tokens][d_in] and
+ * fire_count [d_sae] (+= the tokens on which each latent fired). */
+NE_API ne_status ne_sae_evaluate(ne_sae* sae, const float* x, int64_t x_count, float* x_hat, int64_t x_hat_count,
+                                 int64_t* fire_count, int64_t fire_count_count, ne_sae_stats* stats);
+/* W_enc [d_in][d_sae], b_enc [d_sae], W_dec [d_sae][d_in], b_dec [d_in]; threshold [d_sae] for jumprelu (theta)
+ * and batchtopk (one value repeated: the inference threshold), count 0 to skip. */
+NE_API ne_status ne_sae_get_params(const ne_sae* sae, float* W_enc, int64_t enc_count, float* b_enc,
+                                   int64_t b_enc_count, float* W_dec, int64_t dec_count, float* b_dec,
+                                   int64_t b_dec_count, float* threshold, int64_t threshold_count);
+/* Everything training carries besides the parameters (Adam moments, step count, firing history, batchtopk
+ * threshold), as opaque bytes: a checkpoint stores them so a resumed run continues bit-identically. */
+NE_API ne_status ne_sae_state_size(const ne_sae* sae, int64_t* bytes);
+NE_API ne_status ne_sae_get_state(const ne_sae* sae, void* state, int64_t bytes);
+/* Parameters and state together, as written by ne_sae_get_params (threshold included for jumprelu) and
+ * ne_sae_get_state. */
+NE_API ne_status ne_sae_restore(ne_sae* sae, const float* W_enc, int64_t enc_count, const float* b_enc,
+                                int64_t b_enc_count, const float* W_dec, int64_t dec_count, const float* b_dec,
+                                int64_t b_dec_count, const float* threshold, int64_t threshold_count, const void* state,
+                                int64_t bytes);
+
 #ifdef __cplusplus
 }
 #endif

@@ -25,6 +25,8 @@ public static class Engine
         ("ne_device_info", Unsafe.SizeOf<DeviceInfoNative>(), (int)NativeMethods.DeviceInfoSize()),
         ("ne_toy_config", Unsafe.SizeOf<ToyConfigNative>(), (int)NativeMethods.ToyConfigSize()),
         ("ne_moe_config", Unsafe.SizeOf<MoeConfigNative>(), (int)NativeMethods.MoeConfigSize()),
+        ("ne_sae_config", Unsafe.SizeOf<SaeConfigNative>(), (int)NativeMethods.SaeConfigSize()),
+        ("ne_sae_stats", Unsafe.SizeOf<SaeStats>(), (int)NativeMethods.SaeStatsSize()),
     ];
 }
 

@@ -59,3 +59,12 @@ public enum RouterNoise
     /// <summary>The router sees x·U[0.99, 1.01] per element, training only.</summary>
     Jitter = 2,
 }
+
+/// <summary>Must stay in sync with <c>ne_sae_architecture</c>.</summary>
+public enum SaeArchitecture
+{
+    TopK = 0,
+    BatchTopK = 1,
+    Relu = 2,
+    JumpRelu = 3,
+}

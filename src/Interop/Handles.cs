@@ -19,3 +19,9 @@ public sealed class MoeHandle() : SafeHandleZeroOrMinusOneIsInvalid(ownsHandle: 
 {
     protected override bool ReleaseHandle() => NativeMethods.MoeDestroy(handle) == Status.Ok;
 }
+
+/// <summary>Owns an <c>ne_sae*</c>.</summary>
+public sealed class SaeHandle() : SafeHandleZeroOrMinusOneIsInvalid(ownsHandle: true)
+{
+    protected override bool ReleaseHandle() => NativeMethods.SaeDestroy(handle) == Status.Ok;
+}

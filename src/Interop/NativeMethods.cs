@@ -105,4 +105,42 @@ internal static partial class NativeMethods
     [LibraryImport(Library, EntryPoint = "ne_moe_get_params")]
     internal static partial Status MoeGetParams(MoeHandle moe, Span<float> w, long wCount, Span<float> b, long bCount,
         Span<float> wGate, long gateCount, Span<float> wNoise, long noiseCount, Span<float> routeBias, long biasCount);
+
+    [LibraryImport(Library, EntryPoint = "ne_sae_config_size")]
+    internal static partial nuint SaeConfigSize();
+
+    [LibraryImport(Library, EntryPoint = "ne_sae_stats_size")]
+    internal static partial nuint SaeStatsSize();
+
+    [LibraryImport(Library, EntryPoint = "ne_sae_create")]
+    internal static partial Status SaeCreate(ContextHandle context, in SaeConfigNative config, out SaeHandle sae);
+
+    [LibraryImport(Library, EntryPoint = "ne_sae_destroy")]
+    internal static partial Status SaeDestroy(IntPtr sae);
+
+    [LibraryImport(Library, EntryPoint = "ne_sae_init_decoder_bias")]
+    internal static partial Status SaeInitDecoderBias(SaeHandle sae, ReadOnlySpan<float> x, long xCount, int method);
+
+    [LibraryImport(Library, EntryPoint = "ne_sae_train_step")]
+    internal static partial Status SaeTrainStep(SaeHandle sae, ReadOnlySpan<float> x, long xCount, float lr, out SaeStats stats);
+
+    [LibraryImport(Library, EntryPoint = "ne_sae_evaluate")]
+    internal static partial Status SaeEvaluate(SaeHandle sae, ReadOnlySpan<float> x, long xCount, Span<float> xHat,
+        long xHatCount, Span<long> fireCount, long fireCountCount, out SaeStats stats);
+
+    [LibraryImport(Library, EntryPoint = "ne_sae_get_params")]
+    internal static partial Status SaeGetParams(SaeHandle sae, Span<float> wEnc, long encCount, Span<float> bEnc,
+        long bEncCount, Span<float> wDec, long decCount, Span<float> bDec, long bDecCount, Span<float> threshold,
+        long thresholdCount);
+
+    [LibraryImport(Library, EntryPoint = "ne_sae_state_size")]
+    internal static partial Status SaeStateSize(SaeHandle sae, out long bytes);
+
+    [LibraryImport(Library, EntryPoint = "ne_sae_get_state")]
+    internal static partial Status SaeGetState(SaeHandle sae, Span<byte> state, long bytes);
+
+    [LibraryImport(Library, EntryPoint = "ne_sae_restore")]
+    internal static partial Status SaeRestore(SaeHandle sae, ReadOnlySpan<float> wEnc, long encCount,
+        ReadOnlySpan<float> bEnc, long bEncCount, ReadOnlySpan<float> wDec, long decCount, ReadOnlySpan<float> bDec,
+        long bDecCount, ReadOnlySpan<float> threshold, long thresholdCount, ReadOnlySpan<byte> state, long bytes);
 }

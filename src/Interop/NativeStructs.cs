@@ -86,3 +86,38 @@ public struct MoeConfigNative
     public int Reserved;
     public ulong Seed;
 }
+
+[StructLayout(LayoutKind.Sequential)]
+public struct SaeConfigNative
+{
+    public int Architecture;
+    public int SparseUpdates;
+    public long DIn;
+    public long DSae;
+    public long K;
+    public long KAux;
+    public long BatchSize;
+    public long DeadWindow;
+    public float L1Coefficient;
+    public float L0Coefficient;
+    public float AuxkAlpha;
+    public float JumpBandwidth;
+    public float Beta1;
+    public float Beta2;
+    public float Eps;
+    public int Reserved;
+    public ulong Seed;
+}
+
+/// <summary>Mirror of <c>ne_sae_stats</c>: what one step or evaluation measured.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct SaeStats
+{
+    public double Mse;
+    public double Sparsity;
+    public double Auxk;
+    public double Fvu;
+    public double L0;
+    public long Dead;
+    public long Steps;
+}

@@ -7,6 +7,7 @@
 #include "core/cuda_plugin.h"
 #include "core/error.h"
 #include "models/moe_model.h"
+#include "models/sae_model.h"
 #include "models/toy_model.h"
 #include "nativeengine.h"
 
@@ -51,6 +52,8 @@ NE_API size_t ne_runtime_info_size(void) { return sizeof(ne_runtime_info); }
 NE_API size_t ne_device_info_size(void) { return sizeof(ne_device_info); }
 NE_API size_t ne_toy_config_size(void) { return sizeof(ne_toy_config); }
 NE_API size_t ne_moe_config_size(void) { return sizeof(ne_moe_config); }
+NE_API size_t ne_sae_config_size(void) { return sizeof(ne_sae_config); }
+NE_API size_t ne_sae_stats_size(void) { return sizeof(ne_sae_stats); }
 
 NE_API ne_status ne_runtime_query(ne_runtime_info* out) {
     return ne::guarded(__func__, [&] {
@@ -193,6 +196,65 @@ NE_API ne_status ne_moe_set_params(ne_moe* moe, const float* W, int64_t w_count,
     return ne::guarded(__func__, [&] {
         deref(moe, "moe").model.set_params(W, w_count, b, b_count, W_gate, gate_count, W_noise, noise_count, route_bias,
                                            bias_count);
+    });
+}
+
+NE_API ne_status ne_sae_create(ne_context* ctx, const ne_sae_config* config, ne_sae** out) {
+    return ne::guarded(__func__, [&] {
+        auto& result = deref(out, "out");
+        result = nullptr;
+        result = new ne_sae{ne::SaeModel(deref(ctx, "ctx"), deref(config, "config"))};
+    });
+}
+
+NE_API ne_status ne_sae_destroy(ne_sae* sae) {
+    return ne::guarded(__func__, [&] { delete sae; });
+}
+
+NE_API ne_status ne_sae_init_decoder_bias(ne_sae* sae, const float* x, int64_t x_count, int32_t method) {
+    return ne::guarded(__func__, [&] { deref(sae, "sae").model.init_decoder_bias(x, x_count, method); });
+}
+
+NE_API ne_status ne_sae_train_step(ne_sae* sae, const float* x, int64_t x_count, float lr, ne_sae_stats* stats) {
+    return ne::guarded(__func__, [&] {
+        const ne_sae_stats result = deref(sae, "sae").model.train_step(x, x_count, lr);
+        if (stats != nullptr) *stats = result;
+    });
+}
+
+NE_API ne_status ne_sae_evaluate(ne_sae* sae, const float* x, int64_t x_count, float* x_hat, int64_t x_hat_count,
+                                 int64_t* fire_count, int64_t fire_count_count, ne_sae_stats* stats) {
+    return ne::guarded(__func__, [&] {
+        const ne_sae_stats result =
+            deref(sae, "sae").model.evaluate(x, x_count, x_hat, x_hat_count, fire_count, fire_count_count);
+        if (stats != nullptr) *stats = result;
+    });
+}
+
+NE_API ne_status ne_sae_get_params(const ne_sae* sae, float* W_enc, int64_t enc_count, float* b_enc,
+                                   int64_t b_enc_count, float* W_dec, int64_t dec_count, float* b_dec,
+                                   int64_t b_dec_count, float* threshold, int64_t threshold_count) {
+    return ne::guarded(__func__, [&] {
+        deref(sae, "sae").model.get_params(W_enc, enc_count, b_enc, b_enc_count, W_dec, dec_count, b_dec, b_dec_count,
+                                           threshold, threshold_count);
+    });
+}
+
+NE_API ne_status ne_sae_state_size(const ne_sae* sae, int64_t* bytes) {
+    return ne::guarded(__func__, [&] { deref(bytes, "bytes") = deref(sae, "sae").model.state_size(); });
+}
+
+NE_API ne_status ne_sae_get_state(const ne_sae* sae, void* state, int64_t bytes) {
+    return ne::guarded(__func__, [&] { deref(sae, "sae").model.get_state(state, bytes); });
+}
+
+NE_API ne_status ne_sae_restore(ne_sae* sae, const float* W_enc, int64_t enc_count, const float* b_enc,
+                                int64_t b_enc_count, const float* W_dec, int64_t dec_count, const float* b_dec,
+                                int64_t b_dec_count, const float* threshold, int64_t threshold_count, const void* state,
+                                int64_t bytes) {
+    return ne::guarded(__func__, [&] {
+        deref(sae, "sae").model.restore(W_enc, enc_count, b_enc, b_enc_count, W_dec, dec_count, b_dec, b_dec_count,
+                                        threshold, threshold_count, state, bytes);
     });
 }
 

@@ -1,0 +1,105 @@
+namespace NativeEngine.Interop;
+
+/// <summary>Architecture, sizes and optimizer settings of a sparse autoencoder, as the native side takes them.</summary>
+public sealed record SaeModelSpec(
+    SaeArchitecture Architecture,
+    int DIn,
+    int DSae,
+    int K,
+    int BatchSize,
+    ulong Seed,
+    long DeadWindow = 10_000_000,
+    int KAux = 0,
+    float L1Coefficient = 0,
+    float L0Coefficient = 0,
+    float AuxkAlpha = 1f / 32,
+    float JumpBandwidth = 1e-3f,
+    bool SparseUpdates = false,
+    float Beta1 = 0.9f,
+    float Beta2 = 0.999f,
+    float Eps = 1e-8f)
+{
+    internal SaeConfigNative ToNative() => new()
+    {
+        Architecture = (int)Architecture,
+        SparseUpdates = SparseUpdates ? 1 : 0,
+        DIn = DIn,
+        DSae = DSae,
+        K = K,
+        KAux = KAux,
+        BatchSize = BatchSize,
+        DeadWindow = DeadWindow,
+        L1Coefficient = L1Coefficient,
+        L0Coefficient = L0Coefficient,
+        AuxkAlpha = AuxkAlpha,
+        JumpBandwidth = JumpBandwidth,
+        Beta1 = Beta1,
+        Beta2 = Beta2,
+        Eps = Eps,
+        Seed = Seed,
+    };
+}
+
+/// <summary>Parameters in the SAELens layout: WEnc [d_in][d_sae], BEnc [d_sae], WDec [d_sae][d_in], BDec [d_in],
+/// Threshold [d_sae] (jumprelu: θ; batchtopk: the inference threshold repeated).</summary>
+public sealed record SaeParameters(float[] WEnc, float[] BEnc, float[] WDec, float[] BDec, float[] Threshold);
+
+/// <summary>A sparse autoencoder trained one caller-supplied batch at a time.</summary>
+public sealed class SparseAutoencoder : IDisposable
+{
+    private readonly SaeHandle _handle;
+
+    public SaeModelSpec Spec { get; }
+
+    public SparseAutoencoder(EngineContext context, SaeModelSpec spec)
+    {
+        Spec = spec;
+        var native = spec.ToNative();
+        NativeEngineException.ThrowIfFailed(NativeMethods.SaeCreate(context.Handle, in native, out _handle));
+    }
+
+    /// <summary>b_dec from a sample [tokens][d_in]: the mean, or the geometric median.</summary>
+    public void InitDecoderBias(ReadOnlySpan<float> sample, bool geometricMedian) =>
+        NativeEngineException.ThrowIfFailed(NativeMethods.SaeInitDecoderBias(_handle, sample, sample.Length,
+            geometricMedian ? 1 : 0));
+
+    public SaeStats TrainStep(ReadOnlySpan<float> batch, float lr)
+    {
+        NativeEngineException.ThrowIfFailed(NativeMethods.SaeTrainStep(_handle, batch, batch.Length, lr, out var stats));
+        return stats;
+    }
+
+    /// <param name="xHat">Empty, or [tokens][d_in] for the reconstruction.</param>
+    /// <param name="fireCount">Empty, or [d_sae]: += tokens on which each latent fired.</param>
+    public SaeStats Evaluate(ReadOnlySpan<float> x, Span<float> xHat, Span<long> fireCount)
+    {
+        NativeEngineException.ThrowIfFailed(NativeMethods.SaeEvaluate(_handle, x, x.Length, xHat, xHat.Length,
+            fireCount, fireCount.Length, out var stats));
+        return stats;
+    }
+
+    public SaeParameters GetParameters()
+    {
+        long d = Spec.DIn, m = Spec.DSae;
+        var p = new SaeParameters(new float[d * m], new float[m], new float[m * d], new float[d], new float[m]);
+        NativeEngineException.ThrowIfFailed(NativeMethods.SaeGetParams(_handle, p.WEnc, p.WEnc.Length, p.BEnc,
+            p.BEnc.Length, p.WDec, p.WDec.Length, p.BDec, p.BDec.Length, p.Threshold, p.Threshold.Length));
+        return p;
+    }
+
+    /// <summary>The optimizer and firing state a checkpoint stores beside the parameters.</summary>
+    public byte[] GetState()
+    {
+        NativeEngineException.ThrowIfFailed(NativeMethods.SaeStateSize(_handle, out var bytes));
+        var state = new byte[bytes];
+        NativeEngineException.ThrowIfFailed(NativeMethods.SaeGetState(_handle, state, state.Length));
+        return state;
+    }
+
+    public void Restore(SaeParameters parameters, ReadOnlySpan<byte> state) =>
+        NativeEngineException.ThrowIfFailed(NativeMethods.SaeRestore(_handle, parameters.WEnc, parameters.WEnc.Length,
+            parameters.BEnc, parameters.BEnc.Length, parameters.WDec, parameters.WDec.Length, parameters.BDec,
+            parameters.BDec.Length, parameters.Threshold, parameters.Threshold.Length, state, state.Length));
+
+    public void Dispose() => _handle.Dispose();
+}

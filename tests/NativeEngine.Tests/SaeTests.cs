@@ -1,0 +1,87 @@
+using NativeEngine.Interop;
+using NativeEngine.Runner.Analysis;
+using NativeEngine.Runner.Data;
+
+namespace NativeEngine.Tests;
+
+/// <summary>The sparse autoencoder through the C ABI: it learns the synthetic ground truth, and a checkpoint
+/// (parameters and state) continued equals the unbroken run.</summary>
+public class SaeTests
+{
+    private static SaeModelSpec Spec(SaeArchitecture architecture = SaeArchitecture.TopK) =>
+        new(architecture, DIn: 32, DSae: 128, K: 5, BatchSize: 512, Seed: 3, DeadWindow: 20_000);
+
+    private static SyntheticActivations Data(int seed = 11) =>
+        new(new SyntheticOptions(D: 32, Features: 64, Decay: 0.99, ActiveMean: 5, Seed: (ulong)seed, BatchTokens: 512, Prefetch: false));
+
+    [Test]
+    public void TopKRecoversTheSyntheticFeatures()
+    {
+        using var context = new EngineContext(Backend.Cpu);
+        using var sae = new SparseAutoencoder(context, Spec());
+        using var data = Data();
+        sae.InitDecoderBias(data.Next().Span, geometricMedian: true);
+        SaeStats stats = default;
+        for (var step = 0; step < 1500; step++) stats = sae.TrainStep(data.Next().Span, 2e-3f);
+        var p = sae.GetParameters();
+        var mmcs = DictionaryMetrics.Mmcs(DictionaryMetrics.Cosines(data.Features, data.FeatureCount, p.WDec, 128, 32));
+        TestContext.Out.WriteLine($"after {stats.Steps} steps: fvu {stats.Fvu:F3}, l0 {stats.L0:F2}, MMCS {mmcs:F3}");
+        Assert.That(stats.Steps, Is.EqualTo(1500));
+        Assert.That(stats.L0, Is.InRange(4.0, 5.0), "topk: at most k codes per token (ReLU drops negative ones)");
+        Assert.That(mmcs, Is.GreaterThanOrEqualTo(0.9));
+        Assert.That(stats.Fvu, Is.LessThan(0.3));
+    }
+
+    [TestCase(SaeArchitecture.TopK)]
+    [TestCase(SaeArchitecture.BatchTopK)]
+    [TestCase(SaeArchitecture.JumpRelu)]
+    public void ResumingFromACheckpointEqualsTheUnbrokenRun(SaeArchitecture architecture)
+    {
+        using var context = new EngineContext(Backend.Cpu);
+        var spec = Spec(architecture) with { L0Coefficient = architecture == SaeArchitecture.JumpRelu ? 1e-3f : 0 };
+        var batches = Enumerable.Range(0, 60).Select(_ => Array.Empty<float>()).ToArray();
+        using (var data = Data(5))
+            for (var b = 0; b < batches.Length; b++) batches[b] = data.Next().ToArray();
+
+        using var unbroken = new SparseAutoencoder(context, spec);
+        foreach (var batch in batches) unbroken.TrainStep(batch, 1e-3f);
+
+        SaeParameters saved;
+        byte[] state;
+        using (var first = new SparseAutoencoder(context, spec))
+        {
+            foreach (var batch in batches.Take(25)) first.TrainStep(batch, 1e-3f);
+            saved = first.GetParameters();
+            state = first.GetState();
+        }
+        using var resumed = new SparseAutoencoder(context, spec with { Seed = 999 });  // init is overwritten
+        resumed.Restore(saved, state);
+        SaeStats last = default;
+        foreach (var batch in batches.Skip(25)) last = resumed.TrainStep(batch, 1e-3f);
+
+        var a = unbroken.GetParameters();
+        var b2 = resumed.GetParameters();
+        Assert.That(last.Steps, Is.EqualTo(60));
+        Assert.That(b2.WDec, Is.EqualTo(a.WDec), "bit-identical decoder");
+        Assert.That(b2.WEnc, Is.EqualTo(a.WEnc), "bit-identical encoder");
+        Assert.That(b2.BEnc, Is.EqualTo(a.BEnc));
+        Assert.That(b2.BDec, Is.EqualTo(a.BDec));
+        Assert.That(b2.Threshold, Is.EqualTo(a.Threshold));
+        Assert.That(resumed.GetState(), Is.EqualTo(unbroken.GetState()), "optimizer and firing state too");
+    }
+
+    [Test]
+    public void BadArgumentsAreNamed()
+    {
+        using var context = new EngineContext(Backend.Cpu);
+        var error = Assert.Throws<NativeEngineException>(() => new SparseAutoencoder(context, Spec() with { K = 500 }).Dispose())!;
+        Assert.That(error.NativeMessage, Does.Contain("config.k is 500; valid: 1..d_sae (128)"));
+        using var sae = new SparseAutoencoder(context, Spec());
+        error = Assert.Throws<NativeEngineException>(() => sae.TrainStep(new float[100], 1e-3f))!;
+        Assert.That(error.NativeMessage, Does.Contain("x has room for 100 floats; expected 16384"));
+        var state = sae.GetState();
+        state[0] ^= 0xff;
+        error = Assert.Throws<NativeEngineException>(() => sae.Restore(sae.GetParameters(), state))!;
+        Assert.That(error.NativeMessage, Does.Contain("not written by ne_sae_get_state"));
+    }
+}

@@ -24,13 +24,14 @@ public static class Program
             settings.HelpWriter = Console.Error;
             settings.CaseInsensitiveEnumValues = true;
         });
-        var parsed = parser.ParseArguments<InfoOptions, ToyOptions, MoeOptions, DemoOptions, BenchOptions>(args);
+        var parsed = parser.ParseArguments<InfoOptions, ToyOptions, MoeOptions, FactorizeOptions, DemoOptions, BenchOptions>(args);
         try
         {
             return parsed.MapResult(
                 (InfoOptions o) => InfoCommand.Run(o, console),
                 (ToyOptions o) => ToyCommand.Run(o, console),
                 (MoeOptions o) => MoeCommand.Run(o, console),
+                (FactorizeOptions o) => FactorizeCommand.Run(o, console),
                 (DemoOptions o) => DemoCommand.Run(o, console),
                 (BenchOptions o) => BenchCommand.Run(o, console),
                 errors => errors.All(e => e.Tag is ErrorType.HelpRequestedError or ErrorType.VersionRequestedError or ErrorType.HelpVerbRequestedError) ? 0 : 1);
@@ -46,6 +47,10 @@ public static class Program
         catch (DllNotFoundException e)
         {
             return Fail(console, "native library", e.Message);
+        }
+        catch (Exception e) when (e is Data.DataFormatException or InvalidDataException)
+        {
+            return Fail(console, "data error", e.Message);
         }
     }
 

@@ -71,4 +71,18 @@ public class FactorizeCliTests
         Assert.That(code, Is.EqualTo(2), output);
         Assert.That(output, Does.Contain("shards/*.npy"));
     }
+
+    [Test]
+    public void BenchFactorizePrintsTokensPerSecondWithTheMachine()
+    {
+        var (code, output) = Run("bench", "factorize", "--backend", "cpu", "--seconds", "0.2", "--peer", "none",
+            "--d-in", "16", "--d-sae", "64", "--top-k", "4", "--batch", "128");
+        Assert.That(code, Is.EqualTo(0), output);
+        var root = JsonDocument.Parse(output).RootElement;
+        Assert.That(root.GetProperty("benchmark").GetString(), Is.EqualTo("factorize"));
+        Assert.That(root.GetProperty("workload").GetProperty("d_sae").GetInt32(), Is.EqualTo(64));
+        Assert.That(root.GetProperty("nativeengine").GetProperty("tokens_per_second").GetDouble(), Is.GreaterThan(0));
+        Assert.That(root.GetProperty("machine").GetProperty("cpu").GetString(), Is.Not.Empty);
+        Assert.That(root.GetProperty("peer").GetProperty("status").GetString(), Does.StartWith("not run"));
+    }
 }

@@ -15,8 +15,20 @@ namespace NativeEngine.Runner.Commands;
 [Verb("bench", HelpText = "Benchmark a workload (toy) and its peer in the same run; prints JSON.")]
 public sealed class BenchOptions : BackendOptions
 {
-    [Value(0, MetaName = "workload", Required = true, HelpText = "toy")]
+    [Value(0, MetaName = "workload", Required = true, HelpText = "toy | factorize")]
     public string Workload { get; set; } = "";
+
+    [Option("d-in", Default = 256, HelpText = "factorize: input dimension d.")]
+    public int D { get; set; } = 256;
+
+    [Option("d-sae", Default = 4096, HelpText = "factorize: dictionary size.")]
+    public int DSae { get; set; } = 4096;
+
+    [Option("top-k", Default = 32, HelpText = "factorize: k of the TopK SAE.")]
+    public int K { get; set; } = 32;
+
+    [Option("batch", Default = 4096, HelpText = "factorize: tokens per step.")]
+    public int Batch { get; set; } = 4096;
 
     [Option("seconds", Default = 5.0, HelpText = "Minimum measured time per side.")]
     public double Seconds { get; set; } = 5.0;
@@ -44,9 +56,11 @@ public static class BenchCommand
 
     public static int Run(BenchOptions options, IAnsiConsole console)
     {
-        if (options.Workload != "toy") throw new ConfigException($"bench workload \"{options.Workload}\" is unknown; valid: toy");
+        if (options.Workload is not ("toy" or "factorize"))
+            throw new ConfigException($"bench workload \"{options.Workload}\" is unknown; valid: toy, factorize");
         if (options.Peer is not ("auto" or "none")) throw new ConfigException($"--peer is \"{options.Peer}\"; valid: auto, none");
         if (!(options.Seconds > 0)) throw new ConfigException($"--seconds is {options.Seconds}; valid: > 0");
+        if (options.Workload == "factorize") return Factorize(options, console);
 
         var config = ToyBenchConfig;
         using var context = new EngineContext(options.ParseBackend());
@@ -78,6 +92,70 @@ public static class BenchCommand
         };
         if (peer["steps_per_second"] is JsonValue peerRate && peerRate.GetValue<double>() > 0)
             result["speedup"] = Math.Round(stepsPerSecond / peerRate.GetValue<double>(), 2);
+        var json = result.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
+        console.Profile.Out.Writer.WriteLine(json);
+        if (options.Out is { } path)
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+            AtomicFile.WriteText(path, json + "\n");
+        }
+        return 0;
+    }
+
+    /// <summary>`bench factorize`: TopK SAE training steps on a fixed Gaussian batch, tokens per second, beside
+    /// bench/peers/topk_sae.py (plain PyTorch, the same sizes and batch) in the same run.</summary>
+    private static int Factorize(BenchOptions options, IAnsiConsole console)
+    {
+        if (options.D < 1 || options.DSae < 1 || options.K < 1 || options.K > options.DSae || options.Batch < 1)
+            throw new ConfigException($"--d-in {options.D}, --d-sae {options.DSae}, --top-k {options.K}, --batch {options.Batch}: " +
+                                      "valid: all >= 1 and k <= d_sae");
+        using var context = new EngineContext(options.ParseBackend());
+        using var sae = new SparseAutoencoder(context, new SaeModelSpec(SaeArchitecture.TopK, options.D, options.DSae,
+            options.K, options.Batch, Seed: 0));
+        var rng = new Random(0);
+        var x = new float[(long)options.Batch * options.D];
+        for (var j = 0; j < x.Length; j++) x[j] = (float)(Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble()));
+        sae.TrainStep(x, 1e-4f);  // warm-up: workspace allocation, thread start
+        var clock = Stopwatch.StartNew();
+        long steps = 0;
+        while (clock.Elapsed.TotalSeconds < options.Seconds)
+        {
+            sae.TrainStep(x, 1e-4f);
+            steps++;
+        }
+        var seconds = clock.Elapsed.TotalSeconds;
+        var tokensPerSecond = steps * (double)options.Batch / seconds;
+        // Encoder GEMM 2·d·m per token: the floor of the work, and the rate the hardware is judged by.
+        var encoderFlops = 2.0 * options.D * options.DSae * tokensPerSecond;
+        var ours = new JsonObject
+        {
+            ["backend"] = context.Device.Backend == Backend.Cuda ? "cuda" : "cpu",
+            ["device"] = context.Device.Name,
+            ["threads"] = context.Device.Backend == Backend.Cpu ? context.Device.Multiprocessors : null,
+            ["steps"] = steps,
+            ["seconds"] = Math.Round(seconds, 4),
+            ["tokens_per_second"] = Math.Round(tokensPerSecond, 1),
+            ["encoder_gflops"] = Math.Round(encoderFlops / 1e9, 2),
+        };
+        var peer = options.Peer == "none" ? new JsonObject { ["status"] = "not run (--peer none)" }
+            : PythonPeer.Run("topk_sae.py", string.Create(CultureInfo.InvariantCulture,
+                $"--d {options.D} --d-sae {options.DSae} --k {options.K} --batch {options.Batch} --seconds {options.Seconds} " +
+                $"--device {(context.Device.Backend == Backend.Cuda ? "cuda" : "cpu")} --threads {Environment.ProcessorCount}"));
+        var result = new JsonObject
+        {
+            ["benchmark"] = "factorize",
+            ["date"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
+            ["machine"] = MachineJson(),
+            ["workload"] = new JsonObject
+            {
+                ["architecture"] = "topk", ["d"] = options.D, ["d_sae"] = options.DSae, ["k"] = options.K,
+                ["batch_size"] = options.Batch, ["optimizer"] = "adam", ["data"] = "one fixed Gaussian batch (both sides)",
+            },
+            ["nativeengine"] = ours,
+            ["peer"] = peer,
+        };
+        if (peer["tokens_per_second"] is JsonValue peerRate && peerRate.GetValue<double>() > 0)
+            result["speedup"] = Math.Round(tokensPerSecond / peerRate.GetValue<double>(), 2);
         var json = result.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
         console.Profile.Out.Writer.WriteLine(json);
         if (options.Out is { } path)
@@ -124,18 +202,24 @@ public static class BenchCommand
 /// <summary>Runs bench/peers/toy_notebook.py (the paper notebook's PyTorch training loop) when Python and torch are there.</summary>
 public static class ToyPeer
 {
-    public static JsonObject Run(ToyConfig config, double seconds, Backend backend)
+    public static JsonObject Run(ToyConfig config, double seconds, Backend backend) =>
+        PythonPeer.Run("toy_notebook.py", string.Create(CultureInfo.InvariantCulture,
+            $"--n {config.NFeatures} --m {config.NHidden} --instances {config.NInstances} " +
+            $"--batch {config.BatchSize} --seconds {seconds} --device {(backend == Backend.Cuda ? "cuda" : "cpu")} " +
+            $"--threads {Environment.ProcessorCount}"));
+}
+
+/// <summary>Runs a peer script of bench/peers with the first Python that has torch; its last stdout line is JSON.</summary>
+public static class PythonPeer
+{
+    public static JsonObject Run(string scriptName, string arguments)
     {
-        var script = FindScript();
-        if (script is null) return new JsonObject { ["status"] = "not run: bench/peers/toy_notebook.py not found from the working folder" };
-        var device = backend == Backend.Cuda ? "cuda" : "cpu";
-        var arguments = string.Create(CultureInfo.InvariantCulture,
-            $"\"{script}\" --n {config.NFeatures} --m {config.NHidden} --instances {config.NInstances} " +
-            $"--batch {config.BatchSize} --seconds {seconds} --device {device} --threads {Environment.ProcessorCount}");
+        var script = FindScript(scriptName);
+        if (script is null) return new JsonObject { ["status"] = $"not run: bench/peers/{scriptName} not found from the working folder" };
         var errors = new List<string>();
         foreach (var python in PythonCandidates())
         {
-            var (code, stdout, stderr) = Exec(python, arguments);
+            var (code, stdout, stderr) = Exec(python, $"\"{script}\" {arguments}");
             if (code == 0)
             {
                 var node = JsonNode.Parse(stdout.Trim().Split('\n')[^1])!.AsObject();
@@ -160,13 +244,13 @@ public static class ToyPeer
         yield return "python3";
     }
 
-    private static string? FindScript()
+    private static string? FindScript(string scriptName)
     {
         foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
         {
             for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
             {
-                var candidate = Path.Combine(dir.FullName, "bench", "peers", "toy_notebook.py");
+                var candidate = Path.Combine(dir.FullName, "bench", "peers", scriptName);
                 if (File.Exists(candidate)) return candidate;
             }
         }

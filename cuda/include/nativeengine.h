@@ -305,6 +305,12 @@ NE_API ne_status ne_sae_evaluate(ne_sae* sae, const float* x, int64_t x_count, f
 NE_API ne_status ne_sae_get_params(const ne_sae* sae, float* W_enc, int64_t enc_count, float* b_enc,
                                    int64_t b_enc_count, float* W_dec, int64_t dec_count, float* b_dec,
                                    int64_t b_dec_count, float* threshold, int64_t threshold_count);
+/* Replaces the parameters (threshold as in ne_sae_get_params: theta for jumprelu, the inference threshold for
+ * batchtopk, count 0 to skip) and resets the optimizer state and firing history: for evaluating a dictionary
+ * trained elsewhere, or starting from one. */
+NE_API ne_status ne_sae_set_params(ne_sae* sae, const float* W_enc, int64_t enc_count, const float* b_enc,
+                                   int64_t b_enc_count, const float* W_dec, int64_t dec_count, const float* b_dec,
+                                   int64_t b_dec_count, const float* threshold, int64_t threshold_count);
 /* Everything training carries besides the parameters (Adam moments, step count, firing history, batchtopk
  * threshold), as opaque bytes: a checkpoint stores them so a resumed run continues bit-identically. */
 NE_API ne_status ne_sae_state_size(const ne_sae* sae, int64_t* bytes);

@@ -133,6 +133,11 @@ internal static partial class NativeMethods
         long bEncCount, Span<float> wDec, long decCount, Span<float> bDec, long bDecCount, Span<float> threshold,
         long thresholdCount);
 
+    [LibraryImport(Library, EntryPoint = "ne_sae_set_params")]
+    internal static partial Status SaeSetParams(SaeHandle sae, ReadOnlySpan<float> wEnc, long encCount,
+        ReadOnlySpan<float> bEnc, long bEncCount, ReadOnlySpan<float> wDec, long decCount, ReadOnlySpan<float> bDec,
+        long bDecCount, ReadOnlySpan<float> threshold, long thresholdCount);
+
     [LibraryImport(Library, EntryPoint = "ne_sae_state_size")]
     internal static partial Status SaeStateSize(SaeHandle sae, out long bytes);
 

@@ -87,6 +87,13 @@ public sealed class SparseAutoencoder : IDisposable
         return p;
     }
 
+    /// <summary>Replaces the parameters (threshold empty, or θ for jumprelu / the inference threshold for
+    /// batchtopk) and resets the optimizer state.</summary>
+    public void SetParameters(ReadOnlySpan<float> wEnc, ReadOnlySpan<float> bEnc, ReadOnlySpan<float> wDec,
+        ReadOnlySpan<float> bDec, ReadOnlySpan<float> threshold) =>
+        NativeEngineException.ThrowIfFailed(NativeMethods.SaeSetParams(_handle, wEnc, wEnc.Length, bEnc, bEnc.Length,
+            wDec, wDec.Length, bDec, bDec.Length, threshold, threshold.Length));
+
     /// <summary>The optimizer and firing state a checkpoint stores beside the parameters.</summary>
     public byte[] GetState()
     {

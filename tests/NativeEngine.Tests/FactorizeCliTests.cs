@@ -85,4 +85,96 @@ public class FactorizeCliTests
         Assert.That(root.GetProperty("machine").GetProperty("cpu").GetString(), Is.Not.Empty);
         Assert.That(root.GetProperty("peer").GetProperty("status").GetString(), Does.StartWith("not run"));
     }
+
+    private static string TrainSmallDictionary(string dir)
+    {
+        var config = Path.Combine(dir, "f.json");
+        File.WriteAllText(config, Config.Replace("409600", "102400"));
+        var outDir = Path.Combine(dir, "dict");
+        var (code, output) = Run("factorize", "--config", config, "--out", outDir, "--backend", "cpu");
+        Assert.That(code, Is.EqualTo(0), output);
+        return outDir;
+    }
+
+    [Test]
+    public void EvalMeasuresADictionaryOnFreshActivations()
+    {
+        var dir = TestSupport.TempDirectory("eval");
+        var dict = TrainSmallDictionary(dir);
+        var data = Path.Combine(dir, "data.json");
+        File.WriteAllText(data, """{ "data": { "synthetic": { "d": 32, "n_features": 64, "seed": 4 } }, "batch_size": 512, "tokens": 4096 }""");
+        var (code, output) = Run("eval", "--dict", dict, "--data", data, "--backend", "cpu");
+        Assert.That(code, Is.EqualTo(0), output);
+        var metrics = JsonDocument.Parse(output).RootElement;
+        var trained = JsonDocument.Parse(File.ReadAllText(Path.Combine(dict, "metrics.json"))).RootElement;
+        Assert.That(metrics.GetProperty("tokens").GetInt64(), Is.EqualTo(4096));
+        Assert.That(metrics.GetProperty("mmcs").GetDouble(), Is.EqualTo(trained.GetProperty("mmcs").GetDouble()).Within(1e-6),
+            "the same dictionary against the same ground truth");
+        Assert.That(metrics.GetProperty("fvu").GetDouble(), Is.EqualTo(trained.GetProperty("fvu").GetDouble()).Within(0.05));
+        File.WriteAllText(data, """{ "data": { "synthetic": { "d": 16, "n_features": 64 } } }""");
+        (code, output) = Run("eval", "--dict", dict, "--data", data, "--backend", "cpu");
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(output, Does.Contain("activations of d = 16; the dictionary in").And.Contain("has d_in = 32"));
+    }
+
+    [TestCase("sae", 5)]
+    [TestCase("omp", 5)]
+    [TestCase("fista", 8)]
+    public void EncodeWritesSparseCodesThatReconstructTheInput(string encoder, int slots)
+    {
+        var dir = TestSupport.TempDirectory("encode");
+        var dict = TrainSmallDictionary(dir);
+        var data = Path.Combine(dir, "data.json");
+        File.WriteAllText(data, """{ "data": { "synthetic": { "d": 32, "n_features": 64, "seed": 4 } }, "batch_size": 256, "tokens": 256 }""");
+        var prefix = Path.Combine(dir, "codes");
+        var (code, output) = Run("encode", "--dict", dict, "--data", data, "--out", prefix, "--encoder", encoder,
+            "--slots", slots.ToString(), "--lambda", "0.01", "--backend", "cpu");
+        Assert.That(code, Is.EqualTo(0), output);
+        using var indexShard = Runner.Data.Npy.Open(prefix + "_values.npy");
+        Assert.That((indexShard.Tokens, indexShard.D), Is.EqualTo((256L, slots)));
+        var values = new float[256 * slots];
+        indexShard.Read(0, values);
+        var indices = ReadInt32Npy(prefix + "_indices.npy", 256 * slots);
+        Assert.That(indices, Is.All.InRange(-1, 127));
+        var sae = SaeLens.Read(dict);
+        using var synthetic = new Runner.Data.SyntheticActivations(new Runner.Data.SyntheticOptions(32, 64, Seed: 4, BatchTokens: 256, Prefetch: false));
+        var x = synthetic.Next().ToArray();
+        var nativeXHat = new float[256 * 32];
+        if (encoder == "sae")
+        {
+            using var context = new NativeEngine.Interop.EngineContext(NativeEngine.Interop.Backend.Cpu);
+            using var native = Runner.Commands.EvalCommand.Load(context, sae, 256);
+            native.Evaluate(x, nativeXHat, default);
+        }
+        double error = 0, energy = 0, worstAgainstNative = 0;
+        for (var t = 0; t < 256; t++)
+        {
+            var xHat = (float[])sae.BDec.Clone();
+            for (var s = 0; s < slots; s++)
+            {
+                var j = indices[t * slots + s];
+                if (j < 0) continue;
+                for (var i = 0; i < 32; i++) xHat[i] += values[t * slots + s] * sae.WDec[j * 32 + i];
+            }
+            for (var i = 0; i < 32; i++)
+            {
+                error += Math.Pow(xHat[i] - x[t * 32 + i], 2);
+                energy += Math.Pow(x[t * 32 + i], 2);
+                worstAgainstNative = Math.Max(worstAgainstNative, Math.Abs(xHat[i] - nativeXHat[t * 32 + i]));
+            }
+        }
+        TestContext.Out.WriteLine($"{encoder}: relative reconstruction error {error / energy:F4}");
+        if (encoder == "sae")
+            Assert.That(worstAgainstNative, Is.LessThan(1e-4), "the written codes decode to the engine's own reconstruction");
+        else
+            Assert.That(error / energy, Is.LessThan(0.2), "the codes reconstruct the activations");
+    }
+
+    private static int[] ReadInt32Npy(string path, int count)
+    {
+        var bytes = File.ReadAllBytes(path);
+        var headerLength = BitConverter.ToUInt16(bytes, 8) + 10;
+        Assert.That(System.Text.Encoding.ASCII.GetString(bytes, 10, headerLength - 10), Does.Contain("'<i4'"));
+        return Enumerable.Range(0, count).Select(k => BitConverter.ToInt32(bytes, headerLength + 4 * k)).ToArray();
+    }
 }

@@ -240,6 +240,15 @@ NE_API ne_status ne_sae_get_params(const ne_sae* sae, float* W_enc, int64_t enc_
     });
 }
 
+NE_API ne_status ne_sae_set_params(ne_sae* sae, const float* W_enc, int64_t enc_count, const float* b_enc,
+                                   int64_t b_enc_count, const float* W_dec, int64_t dec_count, const float* b_dec,
+                                   int64_t b_dec_count, const float* threshold, int64_t threshold_count) {
+    return ne::guarded(__func__, [&] {
+        deref(sae, "sae").model.set_params(W_enc, enc_count, b_enc, b_enc_count, W_dec, dec_count, b_dec, b_dec_count,
+                                           threshold, threshold_count);
+    });
+}
+
 NE_API ne_status ne_sae_state_size(const ne_sae* sae, int64_t* bytes) {
     return ne::guarded(__func__, [&] { deref(bytes, "bytes") = deref(sae, "sae").model.state_size(); });
 }

@@ -175,6 +175,33 @@ void SaeModel::get_params(float* W_enc, int64_t enc_count, float* b_enc, int64_t
         std::fill(threshold, threshold + m, static_cast<float>(threshold_.value));
 }
 
+void SaeModel::set_params(const float* W_enc, int64_t enc_count, const float* b_enc, int64_t b_enc_count,
+                          const float* W_dec, int64_t dec_count, const float* b_dec, int64_t b_dec_count,
+                          const float* threshold, int64_t threshold_count) {
+    const int64_t d = spec_.d, m = spec_.m;
+    check_count("W_enc", W_enc, enc_count, d * m);
+    check_count("b_enc", b_enc, b_enc_count, m);
+    check_count("W_dec", W_dec, dec_count, m * d);
+    check_count("b_dec", b_dec, b_dec_count, d);
+    const bool needs_threshold = spec_.architecture == NE_SAE_JUMPRELU;
+    if (needs_threshold || threshold_count != 0) check_count("threshold", threshold, threshold_count, m);
+    if (needs_threshold)
+        for (int64_t j = 0; j < m; ++j)
+            if (!(threshold[j] > 0.0f))
+                invalid("threshold[" + std::to_string(j) + "] is " + std::to_string(threshold[j]) + "; valid: > 0");
+    params_.W_enc.assign(W_enc, W_enc + d * m);
+    params_.b_enc.assign(b_enc, b_enc + m);
+    params_.W_dec.assign(W_dec, W_dec + m * d);
+    params_.b_dec.assign(b_dec, b_dec + d);
+    if (needs_threshold)
+        for (int64_t j = 0; j < m; ++j) params_.log_threshold[j] = std::log(threshold[j]);
+    threshold_ = SaeThreshold{};
+    if (spec_.architecture == NE_SAE_BATCHTOPK && threshold_count != 0) threshold_.update(threshold[0]);
+    for (auto* t : {&moment1_, &moment2_}) t->resize(spec_);
+    std::fill(since_fired_.begin(), since_fired_.end(), 0);
+    steps_ = 0;
+}
+
 int64_t SaeModel::state_size() const {
     int64_t floats = 0;
     for (auto* t : tensors_of(const_cast<SaeTensors&>(moment1_))) floats += static_cast<int64_t>(t->size());

@@ -21,6 +21,9 @@ public:
     void get_params(float* W_enc, int64_t enc_count, float* b_enc, int64_t b_enc_count, float* W_dec,
                     int64_t dec_count, float* b_dec, int64_t b_dec_count, float* threshold,
                     int64_t threshold_count) const;
+    void set_params(const float* W_enc, int64_t enc_count, const float* b_enc, int64_t b_enc_count, const float* W_dec,
+                    int64_t dec_count, const float* b_dec, int64_t b_dec_count, const float* threshold,
+                    int64_t threshold_count);
     int64_t state_size() const;
     void get_state(void* state, int64_t bytes) const;
     void restore(const float* W_enc, int64_t enc_count, const float* b_enc, int64_t b_enc_count, const float* W_dec,

@@ -162,7 +162,7 @@ public static class FactorizeCommand
         var bDec = p.BDec.Select(v => v / scale).ToArray();
         var architecture = config.Sae.Architecture == "relu" ? "standard" : config.Sae.Architecture;
         return new SaeDictionary(sae.DIn, sae.DSae, architecture, config.Sae.K, wEnc, p.BEnc, wDec, bDec,
-            config.Sae.Architecture == "jumprelu" ? p.Threshold : null);
+            config.Sae.Architecture is "jumprelu" or "batchtopk" ? p.Threshold : null);
     }
 
     private static void WriteReport(string directory, FactorizeConfig config, FactorizeMetrics metrics,

@@ -122,6 +122,16 @@ public static class Npy
         writer.Complete();
     }
 
+    /// <summary>A 2-D int32 array [rows][columns] as .npy ('&lt;i4'), written atomically.</summary>
+    public static void WriteI32(string path, ReadOnlySpan<int> data, int columns)
+    {
+        var header = HeaderBytes(data.Length / columns, columns, "<i4");
+        var bytes = new byte[header.Length + 4L * data.Length];
+        header.CopyTo(bytes, 0);
+        System.Runtime.InteropServices.MemoryMarshal.AsBytes(data).CopyTo(bytes.AsSpan(header.Length));
+        Formats.AtomicFile.Write(path, stream => stream.Write(bytes));
+    }
+
     private static string Describe(byte[] bytes) =>
         bytes.Length == 0 ? "an empty file" : string.Join(" ", bytes.Take(8).Select(b => b.ToString("x2", CultureInfo.InvariantCulture)));
 

@@ -36,13 +36,17 @@ public static class Factorization
     };
 
     /// <summary>The batches a config reads, and the true features when they are known.</summary>
-    public static (IActivationBatches Source, float[]? Truth, int TruthCount) OpenData(FactorizeConfig c, bool prefetch = true)
+    public static (IActivationBatches Source, float[]? Truth, int TruthCount) OpenData(FactorizeConfig c, bool prefetch = true) =>
+        OpenData(c.Data, c.Train.BatchSize, c.Train.Seed, prefetch);
+
+    public static (IActivationBatches Source, float[]? Truth, int TruthCount) OpenData(DataSpec data, int batchSize, ulong seed,
+        bool prefetch = true)
     {
-        switch (c.Data)
+        switch (data)
         {
             case SyntheticSpec s:
                 var synthetic = new SyntheticActivations(new SyntheticOptions(s.D, s.NFeatures, s.ProbabilityDecay, s.ActiveMean,
-                    s.Correlated, Seed: s.Seed, BatchTokens: c.Train.BatchSize, Prefetch: prefetch));
+                    s.Correlated, Seed: s.Seed, BatchTokens: batchSize, Prefetch: prefetch));
                 return (synthetic, synthetic.Features.ToArray(), synthetic.FeatureCount);
             case FilesSpec f:
                 var format = (f.Format, f.Dtype) switch
@@ -54,7 +58,7 @@ public static class Factorization
                     _ => ActivationFileFormat.RawF32,
                 };
                 var source = ActivationSource.Open(new ActivationFiles(f.Files, format, f.D, f.Tensor),
-                    new ActivationSourceOptions(c.Train.BatchSize, Seed: c.Train.Seed, Prefetch: prefetch));
+                    new ActivationSourceOptions(batchSize, Seed: seed, Prefetch: prefetch));
                 var (truth, count) = GroundTruthBeside(f.Files[0], source.D);
                 return (source, truth, count);
             default:
@@ -83,13 +87,13 @@ public static class Factorization
     }
 
     public static FactorizeMetrics Measure(SparseAutoencoder sae, IActivationBatches source, float[]? truth, int truthCount,
-        long tokens, double seconds, out float[] log10Density)
+        long tokens, double seconds, out float[] log10Density, int batches = EvaluationBatches)
     {
         var spec = sae.Spec;
         var fire = new long[spec.DSae];
         double mse = 0, fvu = 0, l0 = 0;
         long evaluated = 0;
-        for (var b = 0; b < EvaluationBatches; b++)
+        for (var b = 0; b < batches; b++)
         {
             var batch = source.Next().Span;
             var stats = sae.Evaluate(batch, default, fire);
@@ -107,7 +111,7 @@ public static class Factorization
             mmcs = DictionaryMetrics.Mmcs(cos);
             matched = DictionaryMetrics.MatchedCosine(cos).Mean;
         }
-        return new FactorizeMetrics(mse / EvaluationBatches, fvu / EvaluationBatches, l0 / EvaluationBatches,
+        return new FactorizeMetrics(mse / batches, fvu / batches, l0 / batches,
             fire.Count(f => f == 0) / (double)spec.DSae, fire.Count(f => f > DenseDensity * evaluated) / (double)spec.DSae,
             mmcs, matched, tokens, seconds, seconds > 0 ? tokens / seconds : 0);
     }

@@ -5,7 +5,7 @@ namespace NativeEngine.Runner.Formats;
 /// <summary>
 /// A sparse autoencoder's dictionary in the SAELens layout (SCIENCE §3): encoder W_enc [d_in][d_sae] (column j is
 /// latent j's encoder direction), b_enc [d_sae], decoder W_dec [d_sae][d_in] (row j is latent j's atom), b_dec
-/// [d_in], and for jumprelu a threshold [d_sae]. Input normalisation is folded into the weights before saving, so
+/// [d_in], and a threshold [d_sae]: θ for jumprelu, the inference threshold (repeated) for batchtopk. Input normalisation is folded into the weights before saving, so
 /// a saved dictionary applies to raw activations.
 /// </summary>
 public sealed record SaeDictionary(int DIn, int DSae, string Architecture, int? K, float[] WEnc, float[] BEnc,
@@ -93,7 +93,9 @@ public static class SaeLens
                                                $"cfg.json says [{string.Join(", ", shape)}]");
             return t.Data;
         }
+        // jumprelu needs its thresholds; batchtopk may carry its inference threshold (one value, repeated).
+        var threshold = architecture == "jumprelu" || tensors.Any(t => t.Name == "threshold") ? Tensor("threshold", dSae) : null;
         return new SaeDictionary(dIn, dSae, architecture, k, Tensor("W_enc", dIn, dSae), Tensor("b_enc", dSae),
-            Tensor("W_dec", dSae, dIn), Tensor("b_dec", dIn), architecture == "jumprelu" ? Tensor("threshold", dSae) : null);
+            Tensor("W_dec", dSae, dIn), Tensor("b_dec", dIn), threshold);
     }
 }

@@ -7,17 +7,7 @@ namespace NativeEngine.Tests;
 /// <summary>The runner end to end, as a user calls it: verbs, run folders, results.json schema, error exits.</summary>
 public class CliTests
 {
-    private static (int Code, string Output) Run(params string[] args)
-    {
-        var writer = new StringWriter();
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = new AnsiConsoleOutput(writer), Ansi = AnsiSupport.No, Interactive = InteractionSupport.No,
-        });
-        console.Profile.Width = 200;
-        var code = Program.Run(args, console);
-        return (code, writer.ToString());
-    }
+    private static (int Code, string Output) Run(params string[] args) => TestSupport.RunCli(args);
 
     private static string WriteConfig(string directory, string json)
     {

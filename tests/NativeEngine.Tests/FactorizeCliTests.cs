@@ -8,16 +8,7 @@ namespace NativeEngine.Tests;
 /// <summary>The `factorize` verb end to end on small synthetic data.</summary>
 public class FactorizeCliTests
 {
-    private static (int Code, string Output) Run(params string[] args)
-    {
-        var writer = new StringWriter();
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = new AnsiConsoleOutput(writer), Ansi = AnsiSupport.No, Interactive = InteractionSupport.No,
-        });
-        console.Profile.Width = 200;
-        return (Program.Run(args, console), writer.ToString());
-    }
+    private static (int Code, string Output) Run(params string[] args) => TestSupport.RunCli(args);
 
     private const string Config = """
         { "data": { "synthetic": { "d": 32, "n_features": 64, "seed": 4 } },

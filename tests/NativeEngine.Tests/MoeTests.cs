@@ -58,16 +58,7 @@ public class MoeTests
         }
     }
 
-    private static (int Code, string Output) Run(params string[] args)
-    {
-        var writer = new StringWriter();
-        var console = AnsiConsole.Create(new AnsiConsoleSettings
-        {
-            Out = new AnsiConsoleOutput(writer), Ansi = AnsiSupport.No, Interactive = InteractionSupport.No,
-        });
-        console.Profile.Width = 200;
-        return (Program.Run(args, console), writer.ToString());
-    }
+    private static (int Code, string Output) Run(params string[] args) => TestSupport.RunCli(args);
 
     [Test]
     public void MoeVerbWritesResultsAndWarnsWhenTheRouterCannotLearn()

@@ -4,6 +4,20 @@ namespace NativeEngine.Tests;
 
 internal static class TestSupport
 {
+    /// <summary>Runs the command line as a user would, capturing what it prints (plain text, 200 columns).</summary>
+    public static (int Code, string Output) RunCli(params string[] args)
+    {
+        var writer = new StringWriter();
+        var console = Spectre.Console.AnsiConsole.Create(new Spectre.Console.AnsiConsoleSettings
+        {
+            Out = new Spectre.Console.AnsiConsoleOutput(writer),
+            Ansi = Spectre.Console.AnsiSupport.No,
+            Interactive = Spectre.Console.InteractionSupport.No,
+        });
+        console.Profile.Width = 200;
+        return (Runner.Program.Run(args, console), writer.ToString());
+    }
+
     public static string TempDirectory(string name)
     {
         var path = Path.Combine(Path.GetTempPath(), "nativeengine-tests", name + "-" + Guid.NewGuid().ToString("N")[..8]);

@@ -92,6 +92,12 @@ public static class BenchCommand
         };
         if (peer["steps_per_second"] is JsonValue peerRate && peerRate.GetValue<double>() > 0)
             result["speedup"] = Math.Round(stepsPerSecond / peerRate.GetValue<double>(), 2);
+        return Emit(result, options, console);
+    }
+
+    // Prints the result and, with --out, writes it.
+    private static int Emit(JsonObject result, BenchOptions options, IAnsiConsole console)
+    {
         var json = result.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
         console.Profile.Out.Writer.WriteLine(json);
         if (options.Out is { } path)
@@ -156,14 +162,7 @@ public static class BenchCommand
         };
         if (peer["tokens_per_second"] is JsonValue peerRate && peerRate.GetValue<double>() > 0)
             result["speedup"] = Math.Round(tokensPerSecond / peerRate.GetValue<double>(), 2);
-        var json = result.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
-        console.Profile.Out.Writer.WriteLine(json);
-        if (options.Out is { } path)
-        {
-            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-            AtomicFile.WriteText(path, json + "\n");
-        }
-        return 0;
+        return Emit(result, options, console);
     }
 
     /// <summary>Steps per second over at least <paramref name="minSeconds"/>, after a warm-up.</summary>

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
 #include <vector>
 
 #include "core/nvtx.h"
@@ -321,8 +322,9 @@ private:
                                         s.jitter.empty() ? nullptr : s.jitter.data(), training ? &grads : nullptr);
     }
 
-    // As CpuToy::run_instances. The reference allocates its scratch per batch; an allocation failure inside
-    // the parallel region would end the process, so it is sized well below memory (a toy model is small).
+    // As CpuToy::run_instances. The reference allocates its scratch per batch, so an exception (an allocation
+    // failure) can arise inside the parallel region: it is caught there and rethrown after it, because one
+    // escaping an OpenMP region would end the process.
     template <class Body>
     void run_instances(Body&& body) {
         const int threads = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(instances_)));
@@ -336,8 +338,17 @@ private:
             s.ggate.resize(sizes_.gate);
             s.gnoise.resize(sizes_.gate);
         }
+        std::exception_ptr failure;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-        for (int64_t inst = 0; inst < instances_; ++inst) body(inst, scratch[omp_get_thread_num()]);
+        for (int64_t inst = 0; inst < instances_; ++inst) {
+            try {
+                body(inst, scratch[omp_get_thread_num()]);
+            } catch (...) {
+#pragma omp critical(ne_moe_failure)
+                if (!failure) failure = std::current_exception();
+            }
+        }
+        if (failure) std::rethrow_exception(failure);
     }
 
     MoeSpec spec_;

@@ -124,21 +124,9 @@ void ToyModel::set_feature_sets(const int32_t* set_of_feature, int64_t feature_c
 }
 
 void ToyModel::train(int64_t steps) {
-    if (steps < 0) invalid("steps is " + std::to_string(steps) + "; valid: >= 0");
-    if (steps_done_ + steps > kMaxStreamIndex)
-        invalid("steps_done + steps would reach " + std::to_string(steps_done_ + steps) + "; at most " +
-                std::to_string(kMaxStreamIndex) + " steps per model");
-    // The CUDA backend takes a whole run in one call; chunks bound the table of per-step constants.
-    constexpr int64_t kChunk = 4096;
-    while (steps > 0) {
-        const int64_t count = std::min(steps, kChunk);
-        const std::vector<AdamStep> adam = adam_schedule(config_.optimizer, config_.lr, config_.weight_decay,
-                                                         config_.beta1, config_.beta2, config_.eps, optimizer_steps_, count);
-        backend_->train(steps_done_, adam);
-        steps_done_ += count;
-        optimizer_steps_ += count;
-        steps -= count;
-    }
+    train_in_chunks(steps, steps_done_, optimizer_steps_, config_.optimizer, config_.lr, config_.weight_decay,
+                    config_.beta1, config_.beta2, config_.eps,
+                    [&](int64_t first, const std::vector<AdamStep>& adam) { backend_->train(first, adam); });
 }
 
 void ToyModel::evaluate(int64_t batches, float* loss, int64_t loss_count, float* penalty, int64_t penalty_count) {

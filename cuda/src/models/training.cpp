@@ -1,5 +1,6 @@
 #include "models/training.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 
@@ -116,6 +117,23 @@ std::vector<AdamStep> adam_schedule(int32_t optimizer, float lr, float weight_de
                            static_cast<float>(std::sqrt(bc2)), optimizer == NE_OPTIMIZER_ADAMW ? 1 : 0};
     }
     return adam;
+}
+
+void train_in_chunks(int64_t steps, int64_t& steps_done, int64_t& optimizer_steps, int32_t optimizer, float lr,
+                     float weight_decay, float beta1, float beta2, float eps,
+                     const std::function<void(int64_t first_step, const std::vector<AdamStep>& adam)>& train) {
+    if (steps < 0) invalid("steps is " + std::to_string(steps) + "; valid: >= 0");
+    if (steps_done + steps > kMaxStreamIndex)
+        invalid("steps_done + steps would reach " + std::to_string(steps_done + steps) + "; at most " +
+                std::to_string(kMaxStreamIndex) + " steps per model");
+    constexpr int64_t kChunk = 4096;
+    while (steps > 0) {
+        const int64_t count = std::min(steps, kChunk);
+        train(steps_done, adam_schedule(optimizer, lr, weight_decay, beta1, beta2, eps, optimizer_steps, count));
+        steps_done += count;
+        optimizer_steps += count;
+        steps -= count;
+    }
 }
 
 }  // namespace ne

@@ -3,6 +3,7 @@
 // per-step optimizer constants.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -33,5 +34,12 @@ std::vector<float> normal_init(uint64_t seed, uint32_t tensor, int64_t count, do
 // Adam's constants for optimizer steps t = first_t + 1 .. first_t + count (bias corrections in double).
 std::vector<AdamStep> adam_schedule(int32_t optimizer, float lr, float weight_decay, float beta1, float beta2,
                                     float eps, int64_t first_t, int64_t count);
+
+// Runs `steps` optimizer steps through train(first_step, adam) in chunks of at most 4096 (a CUDA backend takes a
+// chunk in one launch; the chunk bounds the table of per-step constants), advancing steps_done (the data stream's
+// index) and optimizer_steps (Adam's t). Checks the count against the stream's range first.
+void train_in_chunks(int64_t steps, int64_t& steps_done, int64_t& optimizer_steps, int32_t optimizer, float lr,
+                     float weight_decay, float beta1, float beta2, float eps,
+                     const std::function<void(int64_t first_step, const std::vector<AdamStep>& adam)>& train);
 
 }  // namespace ne

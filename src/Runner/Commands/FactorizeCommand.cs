@@ -74,39 +74,26 @@ public static class FactorizeCommand
         }
 
         var buffer = new float[config.Train.BatchSize * d];
-        using var interrupt = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) =>
-        {
-            e.Cancel = true;
-            interrupt.Cancel();
-        };
-        Console.CancelKeyPress += onCancel;
         var clock = Stopwatch.StartNew();
-        try
+        // Ctrl-C stops after the current step; the checkpoint below keeps everything done.
+        Interrupt.Catch(stop => ProgressDisplay.Run(console, $"{config.Sae.Architecture} SAE, d_sae {config.Sae.DSae}", report =>
         {
-            ProgressDisplay.Run(console, $"{config.Sae.Architecture} SAE, d_sae {config.Sae.DSae}", report =>
+            var curveEvery = Math.Max(1, totalSteps / 200);
+            while (step < totalSteps && !stop.IsCancellationRequested)
             {
-                var curveEvery = Math.Max(1, totalSteps / 200);
-                while (step < totalSteps && !interrupt.IsCancellationRequested)
-                {
-                    source.Next().Span.CopyTo(buffer);
-                    Scale(buffer, scale);
-                    var stats = model.TrainStep(buffer, Factorization.LearningRate(config.Train, step, totalSteps));
-                    step++;
-                    tokens += config.Train.BatchSize;
-                    if (step % curveEvery == 0 || step == totalSteps)
-                        curve.Add(new FactorizeCurvePoint(step, tokens, stats.Mse, stats.Fvu, stats.L0, stats.Auxk, stats.Dead));
-                    if (config.Train.CheckpointEvery > 0 && step % config.Train.CheckpointEvery == 0)
-                        Factorization.WriteCheckpoint(outDir, model, source, step, tokens, previousSeconds + clock.Elapsed.TotalSeconds, curve);
-                    if (step % 10 == 0 || step == totalSteps) report(step, totalSteps);
-                }
-                return 0;
-            });
-        }
-        finally
-        {
-            Console.CancelKeyPress -= onCancel;
-        }
+                source.Next().Span.CopyTo(buffer);
+                Scale(buffer, scale);
+                var stats = model.TrainStep(buffer, Factorization.LearningRate(config.Train, step, totalSteps));
+                step++;
+                tokens += config.Train.BatchSize;
+                if (step % curveEvery == 0 || step == totalSteps)
+                    curve.Add(new FactorizeCurvePoint(step, tokens, stats.Mse, stats.Fvu, stats.L0, stats.Auxk, stats.Dead));
+                if (config.Train.CheckpointEvery > 0 && step % config.Train.CheckpointEvery == 0)
+                    Factorization.WriteCheckpoint(outDir, model, source, step, tokens, previousSeconds + clock.Elapsed.TotalSeconds, curve);
+                if (step % 10 == 0 || step == totalSteps) report(step, totalSteps);
+            }
+            return 0;
+        }));
         var seconds = previousSeconds + clock.Elapsed.TotalSeconds;
         Factorization.WriteCheckpoint(outDir, model, source, step, tokens, seconds, curve);
         if (step < totalSteps)

@@ -10,7 +10,7 @@ using Spectre.Console;
 namespace NativeEngine.Runner.Commands;
 
 [Verb("moe", HelpText = "Train mixture-of-experts toy models from a JSON config; --compare trains dense models beside them.")]
-public sealed class MoeOptions : BackendOptions
+public sealed class MoeOptions : TrainingOptions
 {
     [Option("config", Required = true, HelpText = "JSON config (comments allowed); see configs/moe/.")]
     public string Config { get; set; } = "";
@@ -21,11 +21,6 @@ public sealed class MoeOptions : BackendOptions
     [Option("compare", HelpText = "Also train dense models matched on active FLOPs (width k·m) and on parameters (width E·m) and compare their superposition.")]
     public bool Compare { get; set; }
 
-    [Option("seed", HelpText = "Overrides the config's seed.")]
-    public ulong? Seed { get; set; }
-
-    [Option("steps", HelpText = "Overrides the config's steps.")]
-    public long? Steps { get; set; }
 }
 
 public static class MoeCommand
@@ -33,17 +28,10 @@ public static class MoeCommand
     public static int Run(MoeOptions options, IAnsiConsole console)
     {
         var config = MoeConfigLoader.LoadFile(options.Config);
-        var run = config.Run;
-        if (options.Seed is { } seed) run = run with { Seed = seed };
-        if (options.Steps is { } steps)
-        {
-            if (steps < 1) throw new ConfigException($"--steps is {steps}; valid: >= 1");
-            run = run with { Steps = steps };
-        }
-        config = config with { Run = run };
+        config = config with { Run = options.ApplyTo(config.Run) };
         return options.Compare
             ? Compare(config, options.ParseBackend(), options.Out, console)
-            : Train(config, options.ParseBackend(), options.Out, console) is { } result && result.Steps < run.Steps ? 130 : 0;
+            : Train(config, options.ParseBackend(), options.Out, console) is { } result && result.Steps < config.Run.Steps ? 130 : 0;
     }
 
     public static void WarnAboutRouter(MoeConfig config, IAnsiConsole console)
@@ -60,7 +48,7 @@ public static class MoeCommand
         ToyRunFolder.Prepare(outDir);
         WarnAboutRouter(config, console);
         using var context = new EngineContext(backend);
-        var run = WithInterrupt(token => ProgressDisplay.Run(console, $"moe on {context.Device.Backend.ToString().ToLowerInvariant()}",
+        var run = Interrupt.Catch(token => ProgressDisplay.Run(console, $"moe on {context.Device.Backend.ToString().ToLowerInvariant()}",
             progress => MoeTraining.Run(context, config, progress, token)));
         MoeRunFolder.Write(outDir, run);
         MoeReport.Write(outDir, run);
@@ -93,25 +81,6 @@ public static class MoeCommand
         PrintComparison(comparison, console);
         console.MarkupLine($"wrote {Markup.Escape(Path.GetFullPath(outDir))}: compare.json, report.html, figures/, and the three run folders moe/, dense_flops/, dense_parameters/");
         return 0;
-    }
-
-    private static T WithInterrupt<T>(Func<CancellationToken, T> body)
-    {
-        using var interrupt = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) =>
-        {
-            e.Cancel = true;
-            interrupt.Cancel();
-        };
-        Console.CancelKeyPress += onCancel;
-        try
-        {
-            return body(interrupt.Token);
-        }
-        finally
-        {
-            Console.CancelKeyPress -= onCancel;
-        }
     }
 
     private static readonly string[] ModelNames = ["MoE", "dense, FLOP-matched", "dense, parameter-matched"];

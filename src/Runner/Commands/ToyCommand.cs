@@ -9,7 +9,7 @@ using Spectre.Console;
 namespace NativeEngine.Runner.Commands;
 
 [Verb("toy", HelpText = "Train toy models of superposition from a JSON config.")]
-public sealed class ToyOptions : BackendOptions
+public sealed class ToyOptions : TrainingOptions
 {
     [Option("config", Required = true, HelpText = "JSON config (comments allowed); see configs/.")]
     public string Config { get; set; } = "";
@@ -17,24 +17,13 @@ public sealed class ToyOptions : BackendOptions
     [Option("out", Required = true, HelpText = "Run folder: config.json, results.json, weights.safetensors, report.html, figures/.")]
     public string Out { get; set; } = "";
 
-    [Option("seed", HelpText = "Overrides the config's seed.")]
-    public ulong? Seed { get; set; }
-
-    [Option("steps", HelpText = "Overrides the config's steps.")]
-    public long? Steps { get; set; }
 }
 
 public static class ToyCommand
 {
     public static int Run(ToyOptions options, IAnsiConsole console)
     {
-        var config = ToyConfigLoader.LoadFile(options.Config);
-        if (options.Seed is { } seed) config = config with { Seed = seed };
-        if (options.Steps is { } steps)
-        {
-            if (steps < 1) throw new ConfigException($"--steps is {steps}; valid: >= 1");
-            config = config with { Steps = steps };
-        }
+        var config = options.ApplyTo(ToyConfigLoader.LoadFile(options.Config));
         var run = TrainAndSave(config, options.ParseBackend(), options.Out, console);
         ToySummary.Print(run, console);
         return ExitCode(run);
@@ -49,23 +38,9 @@ public static class ToyCommand
         ToyRunFolder.Prepare(outDir);
         using var context = new EngineContext(backend);
         // Ctrl-C stops after the current chunk of steps and still writes what was trained.
-        using var interrupt = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) =>
-        {
-            e.Cancel = true;
-            interrupt.Cancel();
-        };
-        Console.CancelKeyPress += onCancel;
-        ToyRunResult run;
-        try
-        {
-            run = ProgressDisplay.Run(console, $"{ToyConfig.ModelName(config.Model)} on {context.Device.Backend.ToString().ToLowerInvariant()}",
-                progress => ToyTraining.Run(context, config, progress, interrupt.Token));
-        }
-        finally
-        {
-            Console.CancelKeyPress -= onCancel;
-        }
+        var run = Interrupt.Catch(token => ProgressDisplay.Run(console,
+            $"{ToyConfig.ModelName(config.Model)} on {context.Device.Backend.ToString().ToLowerInvariant()}",
+            progress => ToyTraining.Run(context, config, progress, token)));
         ToyRunFolder.Write(outDir, run);
         var figures = ToyReport.Write(outDir, run).Count(f => f.EndsWith(".svg", StringComparison.Ordinal));
         if (run.Steps < config.Steps)

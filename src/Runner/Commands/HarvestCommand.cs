@@ -8,10 +8,10 @@ using Spectre.Console;
 
 namespace NativeEngine.Runner.Commands;
 
-[Verb("harvest", HelpText = "Write a trained toy model's hidden activations on fresh data as shards factorize reads, with the ground truth (its feature directions and the true codes).")]
+[Verb("harvest", HelpText = "Write a trained toy or MoE model's hidden activations on fresh data as shards factorize reads, with the ground truth (its feature directions and the true codes).")]
 public sealed class HarvestOptions : BackendOptions
 {
-    [Option("model", Required = true, HelpText = "A toy run folder (config.json, weights.safetensors).")]
+    [Option("model", Required = true, HelpText = "A toy or moe run folder (config.json, weights.safetensors).")]
     public string Model { get; set; } = "";
 
     [Option("out", Required = true, HelpText = "Folder for hidden_*.npy, codes_*.npy and ground_truth.safetensors.")]
@@ -34,24 +34,62 @@ public static class HarvestCommand
         var configPath = Path.Combine(options.Model, "config.json");
         var weightsPath = Path.Combine(options.Model, "weights.safetensors");
         if (!File.Exists(configPath) || !File.Exists(weightsPath))
-            throw new ConfigException($"--model {options.Model}: a toy run folder holds config.json and weights.safetensors " +
-                                      "(written by `toy`); mixture-of-experts runs are not harvested yet");
+            throw new ConfigException($"--model {options.Model}: a run folder holds config.json and weights.safetensors " +
+                                      "(written by `toy` or `moe`)");
         if (options.Tokens < 1) throw new ConfigException($"--tokens is {options.Tokens}; valid: >= 1");
         if (options.ShardTokens < 1) throw new ConfigException($"--shard-tokens is {options.ShardTokens}; valid: >= 1");
-        var config = ToyConfigLoader.LoadFile(configPath);
-        var weights = SafeTensors.Read(weightsPath).Tensors.FirstOrDefault(t => t.Name == "W")
-                      ?? throw new ConfigException($"{weightsPath}: no tensor \"W\"");
-        if (!weights.Shape.SequenceEqual(new long[] { config.NInstances, config.NFeatures, config.NHidden }))
-            throw new ConfigException($"{weightsPath}: W has shape [{string.Join(", ", weights.Shape)}]; config.json says " +
-                                      $"[{config.NInstances}, {config.NFeatures}, {config.NHidden}]");
-        var instance = options.Instance ?? BestOfFirstSetting(options.Model, config);
-        ToyRunFolder.Prepare(options.Out);
         using var context = new EngineContext(options.ParseBackend());
-        var shards = ProgressDisplay.Run(console, $"harvest instance {instance}",
-            progress => Harvest.Run(context, config, weights.Data, instance, options.Tokens, options.ShardTokens, options.Out, progress));
-        console.MarkupLine($"wrote {options.Tokens} tokens of h (d = {config.NHidden}) from instance {instance} in {shards.Count} shard(s) " +
+        var (shards, instance, d) = IsMoeRun(configPath)
+            ? HarvestMoe(options, context, console, configPath, weightsPath)
+            : HarvestToy(options, context, console, configPath, weightsPath);
+        console.MarkupLine($"wrote {options.Tokens} tokens of h (d = {d}) from instance {instance} in {shards.Count} shard(s) " +
                            $"to {Markup.Escape(Path.GetFullPath(options.Out))}, with {Harvest.GroundTruthFile}");
         return 0;
+    }
+
+    private static bool IsMoeRun(string configPath)
+    {
+        using var document = System.Text.Json.JsonDocument.Parse(File.ReadAllText(configPath),
+            new System.Text.Json.JsonDocumentOptions { CommentHandling = System.Text.Json.JsonCommentHandling.Skip });
+        return document.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object &&
+               document.RootElement.TryGetProperty("n_experts", out _);
+    }
+
+    private static (IReadOnlyList<string>, int, int) HarvestToy(HarvestOptions options, EngineContext context,
+        IAnsiConsole console, string configPath, string weightsPath)
+    {
+        var config = ToyConfigLoader.LoadFile(configPath);
+        var weights = ReadTensor(weightsPath, "W", config.NInstances, config.NFeatures, config.NHidden);
+        var instance = options.Instance ?? BestOfFirstSetting(options.Model, config);
+        ToyRunFolder.Prepare(options.Out);
+        var shards = ProgressDisplay.Run(console, $"harvest instance {instance}",
+            progress => Harvest.Run(context, config, weights, instance, options.Tokens, options.ShardTokens, options.Out, progress));
+        return (shards, instance, config.NHidden);
+    }
+
+    private static (IReadOnlyList<string>, int, int) HarvestMoe(HarvestOptions options, EngineContext context,
+        IAnsiConsole console, string configPath, string weightsPath)
+    {
+        var config = MoeConfigLoader.LoadFile(configPath);
+        long I = config.Run.NInstances, E = config.NExperts, n = config.Run.NFeatures, m = config.ExpertHidden;
+        var parameters = new MoeParameters(ReadTensor(weightsPath, "W", I, E, n, m), ReadTensor(weightsPath, "b", I, E, n),
+            ReadTensor(weightsPath, "W_gate", I, n, E), ReadTensor(weightsPath, "W_noise", I, n, E),
+            ReadTensor(weightsPath, "route_bias", I, E));
+        var instance = options.Instance ?? BestOfFirstSetting(options.Model, config.Run);
+        ToyRunFolder.Prepare(options.Out);
+        var shards = ProgressDisplay.Run(console, $"harvest MoE instance {instance}",
+            progress => Harvest.Run(context, config, parameters, instance, options.Tokens, options.ShardTokens, options.Out, progress));
+        return (shards, instance, (int)(E * m));
+    }
+
+    private static float[] ReadTensor(string path, string name, params long[] shape)
+    {
+        var tensor = SafeTensors.Read(path).Tensors.FirstOrDefault(t => t.Name == name)
+                     ?? throw new ConfigException($"{path}: no tensor \"{name}\"");
+        if (!tensor.Shape.SequenceEqual(shape))
+            throw new ConfigException($"{path}: {name} has shape [{string.Join(", ", tensor.Shape)}]; config.json says " +
+                                      $"[{string.Join(", ", shape)}]");
+        return tensor.Data;
     }
 
     // results.json names each setting's best instance; without it, instance 0.

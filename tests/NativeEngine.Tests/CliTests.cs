@@ -130,6 +130,9 @@ public class CliTests
         Assert.That(c.Settings.Last().FeatureProbability, Is.EqualTo(0.05).Within(1e-7));
         foreach (var (name, _) in Runner.Commands.DemoCommand.Experiments)
             Assert.That(Runner.Commands.DemoCommand.LoadDemoConfig(name).Steps, Is.GreaterThan(0), name);
+        Assert.That(Runner.Commands.DemoCommand.LoadDemoMoeConfig().NExperts, Is.GreaterThan(1));
+        var hybrid = Runner.Commands.DemoCommand.LoadDemoHybridConfig();
+        Assert.That(hybrid.NHidden % hybrid.NExperts, Is.EqualTo(0), "the demo's MoE has the dense models' hidden size");
     }
 
     [Test]

@@ -51,6 +51,31 @@ public class FactorizeCliTests
     }
 
     [Test]
+    public void SynthesizedShardsTrainLikeTheGeneratorAndCarryTheirGroundTruth()
+    {
+        var dir = TestSupport.TempDirectory("synthesize");
+        var synthetic = Path.Combine(dir, "synthetic.json");
+        File.WriteAllText(synthetic, Config);
+        var shards = Path.Combine(dir, "shards");
+        var (code, output) = Run("synthesize", "--config", synthetic, "--out", shards, "--tokens", "100000", "--shard-tokens", "30000");
+        Assert.That(code, Is.EqualTo(0), output);
+        Assert.That(Directory.GetFiles(shards, "shard_*.npy"), Has.Length.EqualTo(4), "100000 tokens in shards of 30000");
+        var files = Path.Combine(dir, "files.json");
+        File.WriteAllText(files, Config.Replace("""{ "synthetic": { "d": 32, "n_features": 64, "seed": 4 } }""",
+            $$"""{ "files": [{{JsonSerializer.Serialize(Path.Combine(shards, "shard_*.npy"))}}], "format": "npy" }"""));
+        var outDir = Path.Combine(dir, "run");
+        (code, output) = Run("factorize", "--config", files, "--out", outDir, "--backend", "cpu");
+        Assert.That(code, Is.EqualTo(0), output);
+        var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "metrics.json"))).RootElement;
+        Assert.That(metrics.GetProperty("mmcs").GetDouble(), Is.GreaterThan(0.9),
+            "the ground truth written beside the shards scores the dictionary trained on them");
+
+        (code, output) = Run("synthesize", "--config", files, "--out", Path.Combine(dir, "again"), "--tokens", "10");
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(output, Does.Contain("\"data\" must be {\"synthetic\": {...}} to synthesize"));
+    }
+
+    [Test]
     public void MissingShardsAreNamed()
     {
         var dir = TestSupport.TempDirectory("factorize-files");

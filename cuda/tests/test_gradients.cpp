@@ -82,9 +82,10 @@ static void check_model(LossAndGrad loss_and_grad, int32_t model, const char* na
 }
 
 // The blocked float kernel equals the reference within float rounding, on shapes that exercise every remainder
-// (n not a multiple of the vector width, batch not a multiple of the block, sparse and dense inputs).
+// (n not a multiple of the vector width, batch not a multiple of the block, sparse and dense inputs). A negative
+// bias shift puts most outputs below their ReLU, as in a trained sparse model, so the gradient d is sparse too.
 static void blocked_matches_reference(int32_t model, int64_t n, int64_t m, int64_t batch, double density, float l1,
-                                      uint64_t seed) {
+                                      float bias_shift, uint64_t seed) {
     std::mt19937_64 rng(seed);
     std::normal_distribution<float> normal(0.0f, 0.3f);
     std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
@@ -92,7 +93,7 @@ static void blocked_matches_reference(int32_t model, int64_t n, int64_t m, int64
     std::vector<float> W(n * m), W_out(untied ? n * m : 0), b(n), importance(n);
     for (auto& w : W) w = normal(rng);
     for (auto& w : W_out) w = normal(rng);
-    for (auto& v : b) v = normal(rng) * 0.2f;
+    for (auto& v : b) v = normal(rng) * 0.2f + bias_shift;
     for (auto& v : importance) v = uniform(rng);
     const std::vector<float> x = sparse_inputs<float>(model, batch * n, density, rng);
     std::vector<float> gW_ref(n * m), gW_out_ref(W_out.size()), gb_ref(n);
@@ -139,6 +140,8 @@ int main() {
         for (auto [n, m, batch] : {std::tuple<int64_t, int64_t, int64_t>{5, 2, 1024}, {100, 20, 1024}, {17, 3, 7},
                                    {1, 1, 3}, {200, 20, 130}, {64, 40, 33}, {3, 6, 50}})
             for (double density : {1.0, 0.1, 0.01})
-                for (float l1 : {0.0f, 0.05f}) blocked_matches_reference(model, n, m, batch, density, l1, seed++);
+                for (float l1 : {0.0f, 0.05f})
+                    for (float bias_shift : {0.0f, -0.4f})
+                        blocked_matches_reference(model, n, m, batch, density, l1, bias_shift, seed++);
     return ne_test::finish("test_gradients");
 }

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "models/toy.h"
 
@@ -63,6 +64,46 @@ void block_times_W(const T* rows, const T* Wt, int64_t m, int64_t np, T* out) {
     }
 }
 
+// Per sample s of a block: index[s * (np + 1)] = the count of nonzero v[s][i], then their indices.
+template <typename T>
+void list_nonzero(const T* v, int64_t rows, int64_t n, int64_t np, int32_t* index) {
+    for (int64_t s = 0; s < rows; ++s) {
+        int32_t* list = index + s * (np + 1) + 1;
+        int32_t count = 0;
+        for (int64_t i = 0; i < n; ++i) {
+            list[count] = static_cast<int32_t>(i);
+            count += v[s * np + i] != T(0);
+        }
+        list[-1] = count;
+    }
+}
+
+// grad[k][i] += sum_s a[s][k] * v[s][i] over the block: over the nonzero v[s][i] listed in index (count, then
+// indices, per sample) when sparse, else along the feature axis in vector chunks.
+template <typename T>
+void outer_product_add(T* grad, const T* a, const T* v, const int32_t* index, bool sparse, int64_t rows, int64_t m,
+                       int64_t np) {
+    if (sparse) {
+        for (int64_t s = 0; s < rows; ++s) {
+            const int32_t* list = index + s * (np + 1);
+            for (int32_t j = 1; j <= list[0]; ++j) {
+                const int64_t i = list[j];
+                const T vi = v[s * np + i];
+                for (int64_t k = 0; k < m; ++k) grad[k * np + i] += a[s * m + k] * vi;
+            }
+        }
+        return;
+    }
+    for (int64_t k = 0; k < m; ++k) {
+        T* gk = grad + k * np;
+        for (int64_t c = 0; c < np; c += kWidth) {
+            Chunk<T> acc = load(gk + c);
+            for (int64_t s = 0; s < kBlock; ++s) acc += a[s * m + k] * load(v + s * np + c);
+            store(gk + c, acc);
+        }
+    }
+}
+
 }  // namespace
 
 template <typename T>
@@ -102,6 +143,8 @@ ToyLoss toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t b
     const T l1_scale = l1 / static_cast<T>(batch);
     const Chunk<T> zero = {};
     double task = 0.0, l1_norm = 0.0;
+    // Per sample of a block: the count of nonzero entries, then their feature indices.
+    std::vector<int32_t> x_index(kBlock * (np + 1)), d_index(kBlock * (np + 1));
 
     for (int64_t t0 = 0; t0 < batch; t0 += kBlock) {
         const int64_t rows = std::min(kBlock, batch - t0);
@@ -113,16 +156,20 @@ ToyLoss toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t b
                 X[s * np + i] = v;
                 nonzero += v != T(0);
             }
+        const bool sparse_x = nonzero * 4 < rows * n;
+        if (sparse_x) list_nonzero(X, rows, n, np, x_index.data());
         // a = W^T x. Sparse inputs (low feature probability) are cheaper as a sum of the few active rows of W.
         // Rows past the batch's end are zero, so their h, d and g are zero too.
-        if (nonzero * 4 < rows * n) {
+        if (sparse_x) {
             std::fill(ws.h.begin(), ws.h.end(), T(0));
-            for (int64_t s = 0; s < rows; ++s)
-                for (int64_t i = 0; i < n; ++i) {
+            for (int64_t s = 0; s < rows; ++s) {
+                const int32_t* list = x_index.data() + s * (np + 1);
+                for (int32_t j = 1; j <= list[0]; ++j) {
+                    const int64_t i = list[j];
                     const T xi = X[s * np + i];
-                    if (xi == T(0)) continue;
                     for (int64_t k = 0; k < m; ++k) H[s * m + k] += xi * p.W[i * m + k];
                 }
+            }
         } else {
             block_times_W(X, Wt, m, np, H);
         }
@@ -157,38 +204,71 @@ ToyLoss toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t b
             }
         }
         for (int64_t v = 0; v < kWidth; ++v) task += static_cast<double>(block_loss[v]);
+        // With sparse inputs most outputs sit below their ReLU, so d is mostly zero too: then the products with
+        // d run over its nonzero entries only (listed per sample), and likewise those with x.
+        // The scattered updates below touch m cache lines per entry, so d must be sparser than x to win.
+        int64_t d_nonzero = 0;
+        for (int64_t e = 0; e < rows * np; ++e) d_nonzero += D[e] != T(0);
+        const bool sparse_d = d_nonzero * 8 < rows * n;
+        if (sparse_d) list_nonzero(D, rows, n, np, d_index.data());
         // g = d loss / d a: W_out^T d plus the penalty's subgradient, through the hidden ReLU.
-        block_times_W(D, Wot, m, np, G);
+        const T* W_dec = untied ? p.W_out : p.W;  // [n][m]
+        if (sparse_d) {
+            std::fill(G, G + kBlock * m, T(0));
+            for (int64_t s = 0; s < rows; ++s) {
+                const int32_t* list = d_index.data() + s * (np + 1);
+                for (int32_t j = 1; j <= list[0]; ++j) {
+                    const int64_t i = list[j];
+                    const T di = D[s * np + i];
+                    for (int64_t k = 0; k < m; ++k) G[s * m + k] += di * W_dec[i * m + k];
+                }
+            }
+        } else {
+            block_times_W(D, Wot, m, np, G);
+        }
         for (int64_t e = 0; e < kBlock * m; ++e) {
             const T h = H[e];
             G[e] += l1_scale * static_cast<T>((h > T(0)) - (h < T(0)));
             if (hidden_relu && !(h > T(0))) G[e] = T(0);
         }
-        // gWot[k] += h_k d (decoding) and gWt[k] += g_k x (encoding), summed over the block.
-        for (int64_t k = 0; k < m; ++k) {
-            T* gk = gWt + k * np;
-            T* gok = gWot + k * np;
-            for (int64_t c = 0; c < np; c += kWidth) {
-                if (untied) {
-                    Chunk<T> acc = load(gk + c), acc_out = load(gok + c);
-                    for (int64_t s = 0; s < kBlock; ++s) {
-                        acc_out += H[s * m + k] * load(D + s * np + c);
-                        acc += G[s * m + k] * load(X + s * np + c);
+        // gWot[k] += h_k d (decoding) and gWt[k] += g_k x (encoding), summed over the block; tied models add both
+        // to gWt (gWot aliases it). Dense-dense blocks take one fused vector pass.
+        if (!sparse_d && !sparse_x) {
+            for (int64_t k = 0; k < m; ++k) {
+                T* gk = gWt + k * np;
+                T* gok = gWot + k * np;
+                for (int64_t c = 0; c < np; c += kWidth) {
+                    if (untied) {
+                        Chunk<T> acc = load(gk + c), acc_out = load(gok + c);
+                        for (int64_t s = 0; s < kBlock; ++s) {
+                            acc_out += H[s * m + k] * load(D + s * np + c);
+                            acc += G[s * m + k] * load(X + s * np + c);
+                        }
+                        store(gk + c, acc);
+                        store(gok + c, acc_out);
+                    } else {
+                        Chunk<T> acc = load(gk + c);
+                        for (int64_t s = 0; s < kBlock; ++s)
+                            acc += H[s * m + k] * load(D + s * np + c) + G[s * m + k] * load(X + s * np + c);
+                        store(gk + c, acc);
                     }
-                    store(gk + c, acc);
-                    store(gok + c, acc_out);
-                } else {
-                    Chunk<T> acc = load(gk + c);
-                    for (int64_t s = 0; s < kBlock; ++s)
-                        acc += H[s * m + k] * load(D + s * np + c) + G[s * m + k] * load(X + s * np + c);
-                    store(gk + c, acc);
                 }
             }
+        } else {
+            outer_product_add(gWot, H, D, d_index.data(), sparse_d, rows, m, np);
+            outer_product_add(gWt, G, X, x_index.data(), sparse_x, rows, m, np);
         }
-        for (int64_t c = 0; c < np; c += kWidth) {
-            Chunk<T> acc = load(gbp + c);
-            for (int64_t s = 0; s < kBlock; ++s) acc += load(D + s * np + c);
-            store(gbp + c, acc);
+        if (sparse_d) {
+            for (int64_t s = 0; s < rows; ++s) {
+                const int32_t* list = d_index.data() + s * (np + 1);
+                for (int32_t j = 1; j <= list[0]; ++j) gbp[list[j]] += D[s * np + list[j]];
+            }
+        } else {
+            for (int64_t c = 0; c < np; c += kWidth) {
+                Chunk<T> acc = load(gbp + c);
+                for (int64_t s = 0; s < kBlock; ++s) acc += load(D + s * np + c);
+                store(gbp + c, acc);
+            }
         }
     }
     for (int64_t i = 0; i < n; ++i) {

@@ -250,7 +250,11 @@ public static class BenchCommand
             if (!File.Exists(file)) throw new ConfigException($"{file} does not exist");
             var node = JsonNode.Parse(File.ReadAllText(file))!;
             if (node["results"] is null || node["peak"] is null)
-                throw new ConfigException($"{file} is not a bench result with \"peak\" and \"results\" (an older format?)");
+            {
+                // Results from before the peak and the rows (one workload per file) stay in bench/results as records.
+                console.MarkupLine($"[yellow]skipped {Markup.Escape(file)}: no \"peak\" and \"results\" (an older format)[/]");
+                continue;
+            }
             foreach (var line in MarkdownRows(node, withHeader: first)) console.Profile.Out.Writer.WriteLine(line);
             first = false;
         }

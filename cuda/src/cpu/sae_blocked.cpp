@@ -15,6 +15,7 @@
 //     (counting sort, token order kept) and each latent's W_dec row, encoder column (accumulated as a row of
 //     gWencT [m][d], transposed at the end) and bias are summed over its own entries. No two threads write
 //     the same gradient and every sum has a fixed order, so results do not depend on the thread count.
+// The encoder's GEMM (pack_panels, register_tile) is also the engine's plain GEMM, sgemm_blocked (ne_sgemm).
 #include <omp.h>
 
 #include <algorithm>

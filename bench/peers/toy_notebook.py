@@ -1,7 +1,11 @@
 #!/usr/bin/env python3
 """The toy-model training loop of the Toy Models of Superposition notebook, in plain PyTorch, as the peer that
-`nativeengine bench toy` measures beside itself: relu_output model, many instances batched in one tensor,
-fresh uniform-sparse batches every step, importance-weighted MSE, AdamW(lr=1e-3). Prints one JSON line."""
+`nativeengine bench toy` measures beside itself: many instances batched in one tensor, fresh uniform-sparse batches
+every step, importance-weighted MSE, AdamW(lr=1e-3). The notebook's model is relu_output (x' = ReLU(W W^T x + b));
+--model linear and relu_hidden (h = ReLU(W^T x)) follow the paper's other tied models. Without --data the
+importance is 0.9^i and the feature probability geometric over the instances (the notebook's defaults); with
+--data FILE both come from a JSON file {"importance": [I*n], "feature_probability": [I*n]} (row-major, instance
+first), as a paper config resolves them. Prints one JSON line."""
 import argparse
 import json
 import time
@@ -15,6 +19,11 @@ def main():
     ap.add_argument("--m", type=int, default=20)
     ap.add_argument("--instances", type=int, default=20)
     ap.add_argument("--batch", type=int, default=1024)
+    ap.add_argument("--model", default="relu_output", choices=["linear", "relu_output", "relu_hidden"])
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--weight-decay", type=float, default=0.01)
+    ap.add_argument("--optimizer", default="adamw", choices=["adamw", "adam"])
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0)
@@ -24,21 +33,32 @@ def main():
     device = torch.device(args.device)
     n, m, instances = args.n, args.m, args.instances
 
-    # As in the notebook: W (instances, n, m) xavier-normal, b_final zeros, I_i = 0.9^i, p geometric over instances.
+    # As in the notebook: W (instances, n, m) xavier-normal, b_final zeros.
     W = torch.nn.Parameter(torch.empty((instances, n, m), device=device))
     torch.nn.init.xavier_normal_(W)
     b_final = torch.nn.Parameter(torch.zeros((instances, n), device=device))
-    importance = (0.9 ** torch.arange(n, device=device, dtype=torch.float32))[None, :]
-    feature_probability = (0.01 ** torch.linspace(0, 1, instances, device=device))[:, None]
-    opt = torch.optim.AdamW([W, b_final], lr=1e-3)
+    if args.data is None:
+        importance = (0.9 ** torch.arange(n, device=device, dtype=torch.float32))[None, :]
+        feature_probability = (0.01 ** torch.linspace(0, 1, instances, device=device))[:, None]
+    else:
+        with open(args.data) as f:
+            data = json.load(f)
+        importance = torch.tensor(data["importance"], device=device, dtype=torch.float32).reshape(instances, n)
+        feature_probability = torch.tensor(data["feature_probability"], device=device,
+                                           dtype=torch.float32).reshape(instances, n)
+    optimizer = torch.optim.AdamW if args.optimizer == "adamw" else torch.optim.Adam
+    opt = optimizer([W, b_final], lr=args.lr, weight_decay=args.weight_decay)
 
     def step():
         feat = torch.rand((args.batch, instances, n), device=device)
         batch = torch.where(torch.rand((args.batch, instances, n), device=device) <= feature_probability, feat,
                             torch.zeros((), device=device))
         hidden = torch.einsum("...if,ifh->...ih", batch, W)
-        out = torch.einsum("...ih,ifh->...if", hidden, W)
-        out = torch.relu(out + b_final)
+        if args.model == "relu_hidden":
+            hidden = torch.relu(hidden)
+        out = torch.einsum("...ih,ifh->...if", hidden, W) + b_final
+        if args.model != "linear":
+            out = torch.relu(out)
         error = importance * (batch.abs() - out) ** 2
         loss = error.mean(dim=(0, 2)).sum()
         opt.zero_grad(set_to_none=True)
@@ -65,6 +85,7 @@ def main():
         "torch_version": torch.__version__,
         "device": str(device),
         "threads": torch.get_num_threads(),
+        "model": args.model,
         "steps": steps,
         "seconds": round(seconds, 4),
         "steps_per_second": round(steps / seconds, 2),

@@ -322,6 +322,15 @@ NE_API ne_status ne_sae_restore(ne_sae* sae, const float* W_enc, int64_t enc_cou
                                 int64_t b_dec_count, const float* threshold, int64_t threshold_count, const void* state,
                                 int64_t bytes);
 
+/* ---- the CPU GEMM ------------------------------------------------------------------------------------- */
+
+/* C [m][n] = A [m][k] B [k][n], row-major floats, by the blocked kernel of the CPU SAE encoder (B packed into
+ * panels, register tiles, OpenMP over blocks of rows of A): the engine's one GEMM, exposed so it can be checked
+ * and timed against a BLAS (`bench` measures the machine's peak with it). CPU contexts only (NE_ERR_UNSUPPORTED
+ * on a CUDA context); m, n, k >= 1; counts must be m*k, k*n and m*n. C is overwritten. */
+NE_API ne_status ne_sgemm(ne_context* ctx, int64_t m, int64_t n, int64_t k, const float* A, int64_t a_count,
+                          const float* B, int64_t b_count, float* C, int64_t c_count);
+
 #ifdef __cplusplus
 }
 #endif

@@ -148,4 +148,8 @@ internal static partial class NativeMethods
     internal static partial Status SaeRestore(SaeHandle sae, ReadOnlySpan<float> wEnc, long encCount,
         ReadOnlySpan<float> bEnc, long bEncCount, ReadOnlySpan<float> wDec, long decCount, ReadOnlySpan<float> bDec,
         long bDecCount, ReadOnlySpan<float> threshold, long thresholdCount, ReadOnlySpan<byte> state, long bytes);
+
+    [LibraryImport(Library, EntryPoint = "ne_sgemm")]
+    internal static partial Status Sgemm(ContextHandle context, long m, long n, long k, ReadOnlySpan<float> a, long aCount,
+        ReadOnlySpan<float> b, long bCount, Span<float> c, long cCount);
 }

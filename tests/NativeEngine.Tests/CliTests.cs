@@ -109,15 +109,18 @@ public class CliTests
     {
         var dir = TestSupport.TempDirectory("bench");
         var file = Path.Combine(dir, "bench.json");
-        var (code, output) = Run("bench", "toy", "--backend", "cpu", "--seconds", "0.2", "--peer", "none", "--out", file);
+        var (code, output) = Run("bench", "toy", "--backend", "cpu", "--seconds", "0.2", "--peer", "none", "--gemm-size", "64",
+            "--out", file);
         Assert.That(code, Is.EqualTo(0), output);
         var root = JsonDocument.Parse(File.ReadAllText(file)).RootElement;
         Assert.That(root.GetProperty("benchmark").GetString(), Is.EqualTo("toy"));
         Assert.That(root.GetProperty("machine").GetProperty("logical_cores").GetInt32(), Is.EqualTo(Environment.ProcessorCount));
-        Assert.That(root.GetProperty("nativeengine").GetProperty("backend").GetString(), Is.EqualTo("cpu"));
-        Assert.That(root.GetProperty("nativeengine").GetProperty("steps_per_second").GetDouble(), Is.GreaterThan(0));
-        Assert.That(root.GetProperty("workload").GetProperty("n_features").GetInt32(), Is.EqualTo(100));
-        Assert.That(root.GetProperty("peer").GetProperty("status").GetString(), Does.StartWith("not run"));
+        var row = root.GetProperty("results")[0];
+        Assert.That(row.GetProperty("nativeengine").GetProperty("backend").GetString(), Is.EqualTo("cpu"));
+        Assert.That(row.GetProperty("nativeengine").GetProperty("throughput").GetDouble(), Is.GreaterThan(0));
+        Assert.That(row.GetProperty("unit").GetString(), Is.EqualTo("steps/s"));
+        Assert.That(row.GetProperty("workload").GetProperty("n_features").GetInt32(), Is.EqualTo(100));
+        Assert.That(row.GetProperty("peer").GetProperty("status").GetString(), Does.StartWith("not run"));
     }
 
     [Test]

@@ -92,14 +92,17 @@ public class FactorizeCliTests
     public void BenchFactorizePrintsTokensPerSecondWithTheMachine()
     {
         var (code, output) = Run("bench", "factorize", "--backend", "cpu", "--seconds", "0.2", "--peer", "none",
-            "--d-in", "16", "--d-sae", "64", "--top-k", "4", "--batch", "128");
+            "--d-in", "16", "--d-sae", "64", "--top-k", "4", "--batch", "128", "--gemm-size", "64");
         Assert.That(code, Is.EqualTo(0), output);
         var root = JsonDocument.Parse(output).RootElement;
         Assert.That(root.GetProperty("benchmark").GetString(), Is.EqualTo("factorize"));
-        Assert.That(root.GetProperty("workload").GetProperty("d_sae").GetInt32(), Is.EqualTo(64));
-        Assert.That(root.GetProperty("nativeengine").GetProperty("tokens_per_second").GetDouble(), Is.GreaterThan(0));
+        var row = root.GetProperty("results").EnumerateArray().Single();
+        Assert.That(row.GetProperty("workload").GetProperty("d_sae").GetInt32(), Is.EqualTo(64));
+        Assert.That(row.GetProperty("unit").GetString(), Is.EqualTo("tokens/s"));
+        Assert.That(row.GetProperty("nativeengine").GetProperty("throughput").GetDouble(), Is.GreaterThan(0));
+        Assert.That(row.GetProperty("flops").GetProperty("per_unit").GetDouble(), Is.EqualTo(2.0 * 16 * 64 + 8.0 * 4 * 16));
         Assert.That(root.GetProperty("machine").GetProperty("cpu").GetString(), Is.Not.Empty);
-        Assert.That(root.GetProperty("peer").GetProperty("status").GetString(), Does.StartWith("not run"));
+        Assert.That(row.GetProperty("peer").GetProperty("status").GetString(), Does.StartWith("not run"));
     }
 
     private static string TrainSmallDictionary(string dir)

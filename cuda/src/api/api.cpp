@@ -1,14 +1,19 @@
 // The extern "C" entry points: check arguments, run the call inside ne::guarded (which turns every exception
 // into a status and a thread-local message) and nothing else.
+#include <cstdint>
 #include <new>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "core/context.h"
 #include "core/cuda_plugin.h"
 #include "core/error.h"
 #include "models/moe_model.h"
+#include "models/sae.h"
 #include "models/sae_model.h"
 #include "models/toy_model.h"
+#include "models/training.h"
 #include "nativeengine.h"
 
 #ifndef NE_VERSION_STRING
@@ -264,6 +269,23 @@ NE_API ne_status ne_sae_restore(ne_sae* sae, const float* W_enc, int64_t enc_cou
     return ne::guarded(__func__, [&] {
         deref(sae, "sae").model.restore(W_enc, enc_count, b_enc, b_enc_count, W_dec, dec_count, b_dec, b_dec_count,
                                         threshold, threshold_count, state, bytes);
+    });
+}
+
+NE_API ne_status ne_sgemm(ne_context* ctx, int64_t m, int64_t n, int64_t k, const float* A, int64_t a_count,
+                          const float* B, int64_t b_count, float* C, int64_t c_count) {
+    return ne::guarded(__func__, [&] {
+        if (deref(ctx, "ctx").backend != NE_BACKEND_CPU)
+            ne::fail(NE_ERR_UNSUPPORTED, "the GEMM runs on CPU contexts only; this one is CUDA");
+        for (const auto& [name, value] : {std::pair<const char*, int64_t>{"m", m}, {"n", n}, {"k", k}})
+            if (value < 1) ne::invalid(std::string(name) + " is " + std::to_string(value) + "; valid: >= 1");
+        if (m > INT64_MAX / k || k > INT64_MAX / n || m > INT64_MAX / n)
+            ne::invalid("m * k, k * n or m * n overflows 64 bits");
+        ne::check_count("A", A, a_count, m * k);
+        ne::check_count("B", B, b_count, k * n);
+        ne::check_count("C", C, c_count, m * n);
+        std::vector<float> panels;
+        ne::sgemm_blocked(m, n, k, A, B, C, panels);
     });
 }
 

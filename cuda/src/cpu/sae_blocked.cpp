@@ -15,6 +15,7 @@
 //     (counting sort, token order kept) and each latent's W_dec row, encoder column (accumulated as a row of
 //     gWencT [m][d], transposed at the end) and bias are summed over its own entries. No two threads write
 //     the same gradient and every sum has a fixed order, so results do not depend on the thread count.
+// The encoder's GEMM (pack_panels, register_tile) is also the engine's plain GEMM, sgemm_blocked (ne_sgemm).
 #include <omp.h>
 
 #include <algorithm>
@@ -86,6 +87,45 @@ inline void insert_best(float v, int32_t j, float* val, int32_t* idx, int32_t& c
 
 inline bool ranks_ahead(float va, int64_t ia, float vb, int64_t ib) { return va > vb || (va == vb && ia < ib); }
 
+// The GEMM at the heart of the encoder (and of sgemm_blocked): tile = bias + x W_panel for `rows` <= kRows
+// consecutive rows of x [.][d] and one packed panel [d][kTile] of W, from kRows x kChunks register accumulators.
+// bias [kTile] may be null (zero). Rows past `rows` repeat the last one and are not stored.
+inline void register_tile(const float* panel, const float* x, int64_t rows, int64_t d, const float* bias,
+                          float (&tile)[kRows][kTile]) {
+    const float* xr[kRows];
+    for (int64_t r = 0; r < kRows; ++r) xr[r] = x + std::min(r, rows - 1) * d;
+    Vec acc[kRows][kChunks];
+    for (int64_t c = 0; c < kChunks; ++c) {
+        const Vec b = bias != nullptr ? load(bias + c * kWidth) : Vec{};
+        for (int64_t r = 0; r < kRows; ++r) acc[r][c] = b;
+    }
+    for (int64_t i = 0; i < d; ++i) {
+        const float* wi = panel + i * kTile;
+        Vec w[kChunks];
+        for (int64_t c = 0; c < kChunks; ++c) w[c] = load(wi + c * kWidth);
+        for (int64_t r = 0; r < kRows; ++r) {
+            const float xv = xr[r][i];
+            for (int64_t c = 0; c < kChunks; ++c) acc[r][c] += xv * w[c];
+        }
+    }
+    for (int64_t r = 0; r < rows; ++r)
+        for (int64_t c = 0; c < kChunks; ++c) store(&tile[r][c * kWidth], acc[r][c]);
+}
+
+// W [d][m] into panels of kTile latents, [tiles][d][kTile], the last one padded with zeros.
+void pack_panels(const float* W, int64_t d, int64_t m, bool parallel, std::vector<float>& panels) {
+    const int64_t tiles = (m + kTile - 1) / kTile;
+    panels.resize(tiles * d * kTile);
+#pragma omp parallel for schedule(static) if (parallel)
+    for (int64_t tp = 0; tp < tiles; ++tp)
+        for (int64_t i = 0; i < d; ++i) {
+            float* dst = panels.data() + (tp * d + i) * kTile;
+            const int64_t j0 = tp * kTile, valid = std::min(kTile, m - j0);
+            std::copy(W + i * m + j0, W + i * m + j0 + valid, dst);
+            std::fill(dst + valid, dst + kTile, 0.0f);
+        }
+}
+
 enum class Selection { kBest, kAboveCut };
 
 // Pass 1: the encoder GEMM with the selection fused in (see the file comment). Fills the main slots of every
@@ -112,24 +152,8 @@ void encode(const SaeSpec& s, Selection selection, bool aux, int64_t ka, bool pa
             const int64_t j0 = p * kTile, valid = std::min(kTile, m - j0);
             for (int64_t tb = t0; tb < t1; tb += kRows) {
                 const int64_t rows = std::min(kRows, t1 - tb);
-                const float* xr[kRows];
-                for (int64_t r = 0; r < kRows; ++r) xr[r] = xc + std::min(tb + r, t1 - 1) * d;
-                Vec acc[kRows][kChunks];
-                for (int64_t c = 0; c < kChunks; ++c) {
-                    const Vec b = load(bpan + j0 + c * kWidth);
-                    for (int64_t r = 0; r < kRows; ++r) acc[r][c] = b;
-                }
-                for (int64_t i = 0; i < d; ++i) {
-                    const float* wi = wp + i * kTile;
-                    Vec w[kChunks];
-                    for (int64_t c = 0; c < kChunks; ++c) w[c] = load(wi + c * kWidth);
-                    for (int64_t r = 0; r < kRows; ++r) {
-                        const float xv = xr[r][i];
-                        for (int64_t c = 0; c < kChunks; ++c) acc[r][c] += xv * w[c];
-                    }
-                }
+                register_tile(wp, xc + tb * d, rows, d, bpan + j0, tile);
                 for (int64_t r = 0; r < rows; ++r) {
-                    for (int64_t c = 0; c < kChunks; ++c) store(&tile[r][c * kWidth], acc[r][c]);
                     const int64_t t = tb + r;
                     float* val = ws.slot_u.data() + t * cap;
                     int32_t* idx = ws.slot_idx.data() + t * cap;
@@ -213,21 +237,13 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
     }
 
     // Pack W_enc into panels and centre the inputs.
-    ws.W_panels.resize(tiles * d * kTile);
+    pack_panels(p.W_enc, d, m, parallel, ws.W_panels);
     ws.b_panels.assign(tiles * kTile, 0.0f);
     std::copy(p.b_enc, p.b_enc + m, ws.b_panels.begin());
     ws.xc.resize(B * d);
     ws.dxhat.resize(B * d);
     ws.token_stats.resize(B * 3);
     ws.count.resize(B);
-#pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t tp = 0; tp < tiles; ++tp)
-        for (int64_t i = 0; i < d; ++i) {
-            float* dst = ws.W_panels.data() + (tp * d + i) * kTile;
-            const int64_t j0 = tp * kTile, valid = std::min(kTile, m - j0);
-            std::copy(p.W_enc + i * m + j0, p.W_enc + i * m + j0 + valid, dst);
-            std::fill(dst + valid, dst + kTile, 0.0f);
-        }
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t t = 0; t < B; ++t)
         for (int64_t i = 0; i < d; ++i) ws.xc[t * d + i] = x[t * d + i] - p.b_dec[i];
@@ -475,6 +491,27 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t i = 0; i < d; ++i) g->b_dec[i] -= dot(p.W_enc + i * m, ws.enc_sum.data(), m);
     return loss;
+}
+
+void sgemm_blocked(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C,
+                   std::vector<float>& panels) {
+    const int64_t tiles = (N + kTile - 1) / kTile, blocks = (M + kMacro - 1) / kMacro;
+    const bool parallel = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) >= kParallelWork;
+    pack_panels(B, K, N, parallel, panels);
+    const float* packed = panels.data();
+#pragma omp parallel for schedule(dynamic, 1) if (parallel)
+    for (int64_t block = 0; block < blocks; ++block) {
+        const int64_t r0 = block * kMacro, r1 = std::min(M, r0 + kMacro);
+        alignas(64) float tile[kRows][kTile];
+        for (int64_t p = 0; p < tiles; ++p) {
+            const int64_t j0 = p * kTile, valid = std::min(kTile, N - j0);
+            for (int64_t rb = r0; rb < r1; rb += kRows) {
+                const int64_t rows = std::min(kRows, r1 - rb);
+                register_tile(packed + p * K * kTile, A + rb * K, rows, K, nullptr, tile);
+                for (int64_t r = 0; r < rows; ++r) std::copy(tile[r], tile[r] + valid, C + (rb + r) * N + j0);
+            }
+        }
+    }
 }
 
 void sae_touched_latents(const SaeWorkspace& ws, int64_t m, uint8_t* touched) {

@@ -129,6 +129,12 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& spec, SaeParams<float> params, con
                                const int64_t* since_fired, SaeGrads<float>* grads, SaeWorkspace& workspace,
                                int64_t* fire_count = nullptr, float* x_hat = nullptr);
 
+// C [M][N] = A [M][K] B [K][N], row-major floats, by the encoder GEMM of sae_loss_and_grad_fast alone (B packed
+// into panels of latents, register tiles, OpenMP over blocks of rows of A): the same kernel, exposed so it can be
+// checked and timed against a BLAS (ne_sgemm). panels is scratch, resized as needed.
+void sgemm_blocked(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C,
+                   std::vector<float>& panels);
+
 // Latents whose parameters got a gradient in the last backward of the fast path (codes or AuxK codes this batch;
 // a superset of the nonzero gradient rows): touched [m] for sae_adam_update's touched-rows mode.
 void sae_touched_latents(const SaeWorkspace& workspace, int64_t m, uint8_t* touched);

@@ -1,277 +1,283 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Runtime.InteropServices;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using CommandLine;
 using NativeEngine.Interop;
+using NativeEngine.Runner.Bench;
 using NativeEngine.Runner.Configs;
-using NativeEngine.Runner.Experiments;
 using NativeEngine.Runner.Formats;
 using Spectre.Console;
 
 namespace NativeEngine.Runner.Commands;
 
-[Verb("bench", HelpText = "Benchmark a workload (toy) and its peer in the same run; prints JSON.")]
+[Verb("bench", HelpText = "Benchmark workloads beside their peers and the machine's GEMM peak, measured in the same run; JSON out.")]
 public sealed class BenchOptions : BackendOptions
 {
-    [Value(0, MetaName = "workload", Required = true, HelpText = "toy | factorize")]
+    [Value(0, MetaName = "workload", HelpText = "toy | moe | factorize | dictionary | peak | all | table FILE...")]
     public string Workload { get; set; } = "";
 
-    [Option("d-in", Default = 256, HelpText = "factorize: input dimension d.")]
-    public int D { get; set; } = 256;
+    [Value(1, MetaName = "files", HelpText = "table: result files to print as README rows.")]
+    public IEnumerable<string> Files { get; set; } = [];
 
-    [Option("d-sae", Default = 4096, HelpText = "factorize: dictionary size.")]
-    public int DSae { get; set; } = 4096;
+    [Option("all", HelpText = "Every workload (as `bench all`): writes bench/results/<machine>-<date>.json and prints the README rows.")]
+    public bool All { get; set; }
 
-    [Option("top-k", Default = 32, HelpText = "factorize: k of the TopK SAE.")]
-    public int K { get; set; } = 32;
+    [Option("config", HelpText = "toy, moe: a config (e.g. configs/paper/n100_m20.json); default: n100_m20 (toy), compare_n20 (moe).")]
+    public string? Config { get; set; }
 
-    [Option("batch", Default = 4096, HelpText = "factorize: tokens per step.")]
-    public int Batch { get; set; } = 4096;
+    [Option("d-in", HelpText = "factorize, dictionary: input dimension d (one size instead of the standard ones).")]
+    public int? D { get; set; }
 
-    [Option("seconds", Default = 5.0, HelpText = "Minimum measured time per side.")]
+    [Option("d-sae", HelpText = "factorize, dictionary: dictionary size.")]
+    public int? DSae { get; set; }
+
+    [Option("top-k", HelpText = "factorize, dictionary: k of the TopK SAE.")]
+    public int? K { get; set; }
+
+    [Option("batch", HelpText = "factorize, dictionary: tokens per step (default 4096 and 256).")]
+    public int? Batch { get; set; }
+
+    [Option("seconds", Default = 5.0, HelpText = "Minimum measured time per side of each workload, and of each GEMM.")]
     public double Seconds { get; set; } = 5.0;
 
     [Option("peer", Default = "auto", HelpText = "auto (run the peer when it is installed) | none.")]
     public string Peer { get; set; } = "auto";
 
-    [Option("out", HelpText = "Also write the JSON to this file.")]
+    [Option("gemm-size", Default = 2048, HelpText = "n of the n x n x n SGEMM that measures the machine's peak.")]
+    public int GemmSize { get; set; } = 2048;
+
+    [Option("out", HelpText = "Also write the JSON to this file (all: instead of bench/results/<machine>-<date>.json).")]
     public string? Out { get; set; }
 }
 
 /// <summary>
-/// `bench toy`: steps per second of the toy trainer at n=100, m=20, 20 instances, batch 1024, beside the paper
-/// notebook's PyTorch loop (bench/peers/toy_notebook.py) measured in the same run on the same machine.
+/// `bench`: throughput, FLOP rate and share of the machine's peak of each workload, beside its peer (PyTorch,
+/// scikit-learn; bench/peers) and the peak (ne_sgemm and OpenBLAS), all measured in the same invocation. The JSON
+/// holds the machine, the peak and one row per workload; `bench all` writes every workload to bench/results/ and
+/// prints the README's table rows, which `bench table FILE` prints again from a saved file.
 /// </summary>
 public static class BenchCommand
 {
-    public static readonly ToyConfig ToyBenchConfig = ToyConfigLoader.Parse("""
-        {
-          "model": "relu_output", "n_features": 100, "n_hidden": 20, "n_instances": 20,
-          "importance": 0.9, "feature_probability": { "geomspace": [1.0, 0.01] },
-          "batch_size": 1024, "seed": 0
-        }
-        """, "bench toy config");
+    public static readonly string[] WorkloadNames = ["toy", "moe", "factorize", "dictionary", "peak", "all", "table"];
 
     public static int Run(BenchOptions options, IAnsiConsole console)
     {
-        if (options.Workload is not ("toy" or "factorize"))
-            throw new ConfigException($"bench workload \"{options.Workload}\" is unknown; valid: toy, factorize");
+        var workload = options.All ? "all" : options.Workload;
+        if (!WorkloadNames.Contains(workload))
+            throw new ConfigException($"bench workload \"{workload}\" is {(workload.Length == 0 ? "missing" : "unknown")}; " +
+                                      $"valid: {string.Join(", ", WorkloadNames)} (or --all)");
+        if (workload == "table") return Table(options.Files.ToArray(), console);
         if (options.Peer is not ("auto" or "none")) throw new ConfigException($"--peer is \"{options.Peer}\"; valid: auto, none");
         if (!(options.Seconds > 0)) throw new ConfigException($"--seconds is {options.Seconds}; valid: > 0");
-        if (options.Workload == "factorize") return Factorize(options, console);
+        if (options.GemmSize < 1) throw new ConfigException($"--gemm-size is {options.GemmSize}; valid: >= 1");
+        if (options.Config is not null && workload is not ("toy" or "moe"))
+            throw new ConfigException("--config applies to bench toy and bench moe only");
+        var saeSizes = SaeSizes(options, workload);
 
-        var config = ToyBenchConfig;
         using var context = new EngineContext(options.ParseBackend());
-        var stepsPerSecond = MeasureToy(context, config, options.Seconds, out var steps, out var seconds);
-        var ours = new JsonObject
+        var peak = MachinePeak.Measure(options.GemmSize, options.Seconds);
+        var run = new BenchRun(context, peak, options.Seconds, options.Peer == "auto");
+        var all = workload == "all";
+        var rows = new JsonArray();
+        void Add(string what, Func<JsonObject> measure)
         {
-            ["backend"] = context.Device.Backend == Backend.Cuda ? "cuda" : "cpu",
-            ["device"] = context.Device.Name,
-            ["threads"] = context.Device.Backend == Backend.Cpu ? context.Device.Multiprocessors : null,
-            ["steps"] = steps,
-            ["seconds"] = Math.Round(seconds, 4),
-            ["steps_per_second"] = Math.Round(stepsPerSecond, 2),
-        };
-        var peer = options.Peer == "none" ? new JsonObject { ["status"] = "not run (--peer none)" }
-            : ToyPeer.Run(config, options.Seconds, context.Device.Backend);
+            if (all) console.MarkupLine($"[grey]measuring {Markup.Escape(what)}[/]");
+            rows.Add(measure());
+        }
+
+        if (workload is "toy" or "all")
+        {
+            if (options.Config is { } path) Add(path, () => Workloads.Toy(run, ToyConfigLoader.LoadFile(path), ConfigName(path), path));
+            else Add("toy n100_m20", () => Workloads.Toy(run, Workloads.DefaultToy, "n100_m20", null));
+            if (all)
+                foreach (var relative in Workloads.SuiteToyConfigs)
+                    if (RepositoryFiles.Find(relative) is { } found)
+                        Add(relative, () => Workloads.Toy(run, ToyConfigLoader.LoadFile(found), ConfigName(relative), relative));
+                    else console.MarkupLine($"[yellow]{Markup.Escape(relative)} not found from here: skipped[/]");
+        }
+        if (workload is "moe" or "all")
+        {
+            if (options.Config is { } path) Add(path, () => Workloads.Moe(run, MoeConfigLoader.LoadFile(path), ConfigName(path), path));
+            else Add("moe compare_n20", () => Workloads.Moe(run, Workloads.DefaultMoe, "compare_n20", null));
+        }
+        if (workload is "factorize" or "all")
+            foreach (var (d, dSae, k, batch) in saeSizes.Factorize)
+                Add($"factorize d={d} d_sae={dSae} k={k}", () => Workloads.Factorize(run, d, dSae, k, batch));
+        if (workload is "dictionary" or "all")
+        {
+            var (d, dSae, k, batch) = saeSizes.Dictionary;
+            Add($"dictionary d={d} d_sae={dSae}", () => Workloads.Dictionary(run, d, dSae, k, batch));
+        }
+
         var result = new JsonObject
         {
-            ["benchmark"] = "toy",
+            ["benchmark"] = workload,
             ["date"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
-            ["machine"] = MachineJson(),
-            ["workload"] = new JsonObject
-            {
-                ["model"] = ToyConfig.ModelName(config.Model), ["n_features"] = config.NFeatures,
-                ["n_hidden"] = config.NHidden, ["n_instances"] = config.NInstances, ["batch_size"] = config.BatchSize,
-                ["feature_probability"] = "geomspace(1, 0.01) over the instances", ["optimizer"] = "adamw",
-            },
-            ["nativeengine"] = ours,
-            ["peer"] = peer,
+            ["machine"] = MachineJson(context),
+            ["seconds_per_side"] = options.Seconds,
+            ["peak"] = peak.Json,
+            ["results"] = rows,
         };
-        if (peer["steps_per_second"] is JsonValue peerRate && peerRate.GetValue<double>() > 0)
-            result["speedup"] = Math.Round(stepsPerSecond / peerRate.GetValue<double>(), 2);
-        return Emit(result, options, console);
-    }
-
-    // Prints the result and, with --out, writes it.
-    private static int Emit(JsonObject result, BenchOptions options, IAnsiConsole console)
-    {
-        var json = result.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
-        console.Profile.Out.Writer.WriteLine(json);
-        if (options.Out is { } path)
+        var json = result.ToJsonString(new JsonSerializerOptions
         {
-            Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
-            AtomicFile.WriteText(path, json + "\n");
+            WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        });
+        if (!all)
+        {
+            console.Profile.Out.Writer.WriteLine(json);
+            if (options.Out is { } path) Write(path, json);
+            return 0;
         }
+        var file = options.Out ?? DefaultResultPath(context);
+        Write(file, json);
+        console.MarkupLine($"wrote {Markup.Escape(Path.GetFullPath(file))}");
+        foreach (var line in MarkdownRows(result)) console.Profile.Out.Writer.WriteLine(line);
         return 0;
     }
 
-    /// <summary>`bench factorize`: TopK SAE training steps on a fixed Gaussian batch, tokens per second, beside
-    /// bench/peers/topk_sae.py (plain PyTorch, the same sizes and batch) in the same run.</summary>
-    private static int Factorize(BenchOptions options, IAnsiConsole console)
+    private sealed record SaeSizeChoice((int D, int DSae, int K, int Batch)[] Factorize, (int D, int DSae, int K, int Batch) Dictionary);
+
+    // The standard sizes, or the one size the options give (missing ones from the workload's first standard size).
+    private static SaeSizeChoice SaeSizes(BenchOptions options, string workload)
     {
-        if (options.D < 1 || options.DSae < 1 || options.K < 1 || options.K > options.DSae || options.Batch < 1)
-            throw new ConfigException($"--d-in {options.D}, --d-sae {options.DSae}, --top-k {options.K}, --batch {options.Batch}: " +
-                                      "valid: all >= 1 and k <= d_sae");
-        using var context = new EngineContext(options.ParseBackend());
-        using var sae = new SparseAutoencoder(context, new SaeModelSpec(SaeArchitecture.TopK, options.D, options.DSae,
-            options.K, options.Batch, Seed: 0));
-        var rng = new Random(0);
-        var x = new float[(long)options.Batch * options.D];
-        for (var j = 0; j < x.Length; j++) x[j] = (float)(Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble()));
-        sae.TrainStep(x, 1e-4f);  // warm-up: workspace allocation, thread start
-        var clock = Stopwatch.StartNew();
-        long steps = 0;
-        while (clock.Elapsed.TotalSeconds < options.Seconds)
+        var custom = options.D is not null || options.DSae is not null || options.K is not null;
+        if (custom && workload is not ("factorize" or "dictionary"))
+            throw new ConfigException("--d-in, --d-sae and --top-k apply to bench factorize and bench dictionary only");
+        if (options.Batch is not null && workload is not ("factorize" or "dictionary" or "all"))
+            throw new ConfigException("--batch applies to bench factorize, dictionary and all only");
+        (int, int, int, int) Resolve((int D, int DSae, int K, int Batch) standard)
         {
-            sae.TrainStep(x, 1e-4f);
-            steps++;
+            var size = (D: options.D ?? standard.D, DSae: options.DSae ?? standard.DSae, K: options.K ?? standard.K,
+                Batch: options.Batch ?? standard.Batch);
+            if (size.D < 1 || size.DSae < 1 || size.K < 1 || size.K > size.DSae || size.Batch < 1)
+                throw new ConfigException($"--d-in {size.D}, --d-sae {size.DSae}, --top-k {size.K}, --batch {size.Batch}: " +
+                                          "valid: all >= 1 and k <= d_sae");
+            return size;
         }
-        var seconds = clock.Elapsed.TotalSeconds;
-        var tokensPerSecond = steps * (double)options.Batch / seconds;
-        // Encoder GEMM 2·d·m per token: the floor of the work, and the rate the hardware is judged by.
-        var encoderFlops = 2.0 * options.D * options.DSae * tokensPerSecond;
-        var ours = new JsonObject
-        {
-            ["backend"] = context.Device.Backend == Backend.Cuda ? "cuda" : "cpu",
-            ["device"] = context.Device.Name,
-            ["threads"] = context.Device.Backend == Backend.Cpu ? context.Device.Multiprocessors : null,
-            ["steps"] = steps,
-            ["seconds"] = Math.Round(seconds, 4),
-            ["tokens_per_second"] = Math.Round(tokensPerSecond, 1),
-            ["encoder_gflops"] = Math.Round(encoderFlops / 1e9, 2),
-        };
-        var peer = options.Peer == "none" ? new JsonObject { ["status"] = "not run (--peer none)" }
-            : PythonPeer.Run("topk_sae.py", string.Create(CultureInfo.InvariantCulture,
-                $"--d {options.D} --d-sae {options.DSae} --k {options.K} --batch {options.Batch} --seconds {options.Seconds} " +
-                $"--device {(context.Device.Backend == Backend.Cuda ? "cuda" : "cpu")} --threads {Environment.ProcessorCount}"));
-        var result = new JsonObject
-        {
-            ["benchmark"] = "factorize",
-            ["date"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
-            ["machine"] = MachineJson(),
-            ["workload"] = new JsonObject
-            {
-                ["architecture"] = "topk", ["d"] = options.D, ["d_sae"] = options.DSae, ["k"] = options.K,
-                ["batch_size"] = options.Batch, ["optimizer"] = "adam", ["data"] = "one fixed Gaussian batch (both sides)",
-            },
-            ["nativeengine"] = ours,
-            ["peer"] = peer,
-        };
-        if (peer["tokens_per_second"] is JsonValue peerRate && peerRate.GetValue<double>() > 0)
-            result["speedup"] = Math.Round(tokensPerSecond / peerRate.GetValue<double>(), 2);
-        return Emit(result, options, console);
+        var factorize = custom ? [Resolve(Workloads.SuiteSaeSizes[0])] : Workloads.SuiteSaeSizes.Select(Resolve).ToArray();
+        return new SaeSizeChoice(factorize, Resolve(Workloads.DictionarySize));
     }
 
-    /// <summary>Steps per second over at least <paramref name="minSeconds"/>, after a warm-up.</summary>
-    public static double MeasureToy(EngineContext context, ToyConfig config, double minSeconds, out long steps, out double seconds)
+    private static string ConfigName(string path) => Path.GetFileNameWithoutExtension(path);
+
+    private static void Write(string path, string json)
     {
-        using var model = ToyTraining.Create(context, config);
-        model.Train(5);  // warm-up: first-touch allocation, thread start, kernel load
-        var clock = Stopwatch.StartNew();
-        steps = 0;
-        long chunk = 5;
-        while (clock.Elapsed.TotalSeconds < minSeconds)
-        {
-            model.Train(chunk);
-            steps += chunk;
-            chunk = Math.Min(chunk * 2, 4096);
-        }
-        seconds = clock.Elapsed.TotalSeconds;
-        return steps / seconds;
+        Directory.CreateDirectory(Path.GetDirectoryName(Path.GetFullPath(path))!);
+        AtomicFile.WriteText(path, json + "\n");
     }
 
-    public static JsonObject MachineJson()
+    /// <summary>bench/results/&lt;machine&gt;-&lt;date&gt;.json in the checkout (or the working folder outside one).</summary>
+    public static string DefaultResultPath(EngineContext context)
+    {
+        var folder = RepositoryFiles.Find(Path.Combine("bench", "results")) ?? Path.Combine("bench", "results");
+        var date = DateTime.UtcNow.ToString("yyyy-MM-dd", CultureInfo.InvariantCulture);
+        return Path.Combine(folder, $"{MachineSlug(context)}-{date}.json");
+    }
+
+    /// <summary>e.g. "cpu-amd-epyc-2core", "cuda-nvidia-h100-80gb-hbm3".</summary>
+    public static string MachineSlug(EngineContext context)
+    {
+        var device = context.Device;
+        var name = new string(device.Name.ToLowerInvariant().Select(c => char.IsAsciiLetterOrDigit(c) ? c : '-').ToArray());
+        name = string.Join('-', name.Split('-', StringSplitOptions.RemoveEmptyEntries));
+        return device.Backend == Backend.Cuda ? $"cuda-{name}" : $"cpu-{name}-{Environment.ProcessorCount}core";
+    }
+
+    public static JsonObject MachineJson(EngineContext context)
     {
         using var cpu = new EngineContext(Backend.Cpu);
         return new JsonObject
         {
+            ["name"] = MachineSlug(context),
             ["cpu"] = cpu.Device.Name,
             ["logical_cores"] = Environment.ProcessorCount,
             ["memory_bytes"] = cpu.Device.TotalMemory,
+            ["gpu"] = context.Device.Backend == Backend.Cuda ? context.Device.Describe() : null,
             ["os"] = RuntimeInformation.OSDescription,
             ["runtime"] = RuntimeInformation.FrameworkDescription,
             ["engine_version"] = Engine.Version,
         };
     }
-}
 
-/// <summary>Runs bench/peers/toy_notebook.py (the paper notebook's PyTorch training loop) when Python and torch are there.</summary>
-public static class ToyPeer
-{
-    public static JsonObject Run(ToyConfig config, double seconds, Backend backend) =>
-        PythonPeer.Run("toy_notebook.py", string.Create(CultureInfo.InvariantCulture,
-            $"--n {config.NFeatures} --m {config.NHidden} --instances {config.NInstances} " +
-            $"--batch {config.BatchSize} --seconds {seconds} --device {(backend == Backend.Cuda ? "cuda" : "cpu")} " +
-            $"--threads {Environment.ProcessorCount}"));
-}
+    // ---- the README table ---------------------------------------------------------------------------------------
 
-/// <summary>Runs a peer script of bench/peers with the first Python that has torch; its last stdout line is JSON.</summary>
-public static class PythonPeer
-{
-    public static JsonObject Run(string scriptName, string arguments)
+    public const string MarkdownHeader =
+        "| workload | machine | NativeEngine | peer | ratio | command |\n| --- | --- | --- | --- | --- | --- |";
+
+    /// <summary>The README's table rows of one result: the peak's, then one per workload.</summary>
+    public static IEnumerable<string> MarkdownRows(JsonNode result, bool withHeader = true)
     {
-        var script = FindScript(scriptName);
-        if (script is null) return new JsonObject { ["status"] = $"not run: bench/peers/{scriptName} not found from the working folder" };
-        var errors = new List<string>();
-        foreach (var python in PythonCandidates())
+        if (withHeader) yield return MarkdownHeader;
+        var machine = result["machine"]!;
+        var cores = machine["logical_cores"]!.GetValue<int>();
+        var date = result["date"]!.GetValue<string>()[..10];
+        var where = $"{cores}-core {machine["cpu"]!.GetValue<string>()} ({date})";
+        var peak = result["peak"]!;
+        var size = peak["size"]!.GetValue<int>();
+        var blas = peak["openblas"]!;
+        var blasText = blas["gflops"] is { } g
+            ? $"{F(g.GetValue<double>())} GFLOP/s ({BlasName(blas)})"
+            : "not run";
+        var engineGflops = peak["nativeengine"]!["gflops"]!.GetValue<double>();
+        var ratio = blas["gflops"] is { } bg ? $"{engineGflops / bg.GetValue<double>():0.00}×" : "";
+        yield return $"| SGEMM {size}³ float32 (the peak) | {where} | {F(engineGflops)} GFLOP/s (ne_sgemm) | " +
+                     $"{blasText} | {ratio} | `nativeengine bench peak --gemm-size {size}` |";
+        foreach (var row in result["results"]!.AsArray())
         {
-            var (code, stdout, stderr) = Exec(python, $"\"{script}\" {arguments}");
-            if (code == 0)
+            var ours = row!["nativeengine"]!;
+            var unit = row["unit"]!.GetValue<string>();
+            var engine = $"{F(ours["throughput"]!.GetValue<double>())} {unit}" +
+                         (ours["share_of_peak"] is { } share
+                             ? $" ({F(ours["gflops"]!.GetValue<double>())} GFLOP/s, {share.GetValue<double>():0.0%} of peak)"
+                             : $" ({F(ours["gflops"]!.GetValue<double>())} GFLOP/s)");
+            var peer = row["peer"]!;
+            var peerText = peer["throughput"] is { } rate
+                ? $"{F(rate.GetValue<double>())} {unit} ({PeerName(peer)})"
+                : Markdown(peer["status"]?.GetValue<string>() ?? "not run");
+            var speedup = row["speedup"] is { } s ? $"{s.GetValue<double>():0.0}×" : "";
+            yield return $"| {Markdown(row["name"]!.GetValue<string>())} | {where}, {ours["backend"]!.GetValue<string>()} backend | " +
+                         $"{engine} | {peerText} | {speedup} | `{row["command"]!.GetValue<string>()}` |";
+        }
+    }
+
+    private static int Table(string[] files, IAnsiConsole console)
+    {
+        if (files.Length == 0) throw new ConfigException("bench table needs result files, e.g. bench table bench/results/*.json");
+        var first = true;
+        foreach (var file in files)
+        {
+            if (!File.Exists(file)) throw new ConfigException($"{file} does not exist");
+            var node = JsonNode.Parse(File.ReadAllText(file))!;
+            if (node["results"] is null || node["peak"] is null)
             {
-                var node = JsonNode.Parse(stdout.Trim().Split('\n')[^1])!.AsObject();
-                node["python"] = python;
-                node["status"] = "ok";
-                return node;
+                // Results from before the peak and the rows (one workload per file) stay in bench/results as records.
+                console.MarkupLine($"[yellow]skipped {Markup.Escape(file)}: no \"peak\" and \"results\" (an older format)[/]");
+                continue;
             }
-            errors.Add($"{python}: {(code < 0 ? stderr : $"exit {code}: {stderr.Trim().Split('\n')[^1]}")}");
+            foreach (var line in MarkdownRows(node, withHeader: first)) console.Profile.Out.Writer.WriteLine(line);
+            first = false;
         }
-        return new JsonObject
-        {
-            ["status"] = "not run: no Python with torch (install with bench/setup-peers.sh)",
-            ["tried"] = new JsonArray(errors.Select(e => (JsonNode)JsonValue.Create(e)!).ToArray()),
-        };
+        return 0;
     }
 
-    private static IEnumerable<string> PythonCandidates()
+    private static string BlasName(JsonNode blas) =>
+        blas["config"]?.GetValue<string>() is { Length: > 0 } config ? string.Join(' ', config.Split(' ').Take(2)) : "OpenBLAS";
+
+    private static string PeerName(JsonNode peer)
     {
-        if (Environment.GetEnvironmentVariable("NE_PYTHON") is { Length: > 0 } chosen) yield return chosen;
-        // Debian's python3-torch lives under the system interpreter, which a user's PATH may shadow.
-        if (File.Exists("/usr/bin/python3")) yield return "/usr/bin/python3";
-        yield return "python3";
+        var name = peer["peer"]?.GetValue<string>() ?? "peer";
+        var version = peer["torch_version"] ?? peer["torch"] ?? peer["sklearn_version"];
+        return version is null ? name : $"{name}, {(peer["sklearn_version"] is null ? "torch" : "sklearn")} {version.GetValue<string>()}";
     }
 
-    private static string? FindScript(string scriptName)
+    // Three significant digits, thousands separated by a thin space as the README writes them.
+    private static string F(double value)
     {
-        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-        {
-            for (var dir = new DirectoryInfo(start); dir is not null; dir = dir.Parent)
-            {
-                var candidate = Path.Combine(dir.FullName, "bench", "peers", scriptName);
-                if (File.Exists(candidate)) return candidate;
-            }
-        }
-        return null;
+        var digits = value >= 100 ? 0 : value >= 10 ? 1 : value >= 1 ? 2 : 3;
+        return Math.Round(value, digits).ToString(digits == 0 ? "#,0" : "#,0." + new string('0', digits), CultureInfo.InvariantCulture)
+            .Replace(",", " ");
     }
 
-    private static (int Code, string Stdout, string Stderr) Exec(string file, string arguments)
-    {
-        try
-        {
-            using var process = Process.Start(new ProcessStartInfo(file, arguments)
-            {
-                RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
-            })!;
-            var stdout = process.StandardOutput.ReadToEndAsync();
-            var stderr = process.StandardError.ReadToEndAsync();
-            process.WaitForExit();
-            return (process.ExitCode, stdout.Result, stderr.Result);
-        }
-        catch (System.ComponentModel.Win32Exception e)
-        {
-            return (-1, "", e.Message);
-        }
-    }
+    private static string Markdown(string text) => text.Replace("|", "\\|");
 }

@@ -24,7 +24,7 @@ public static class Program
             settings.HelpWriter = Console.Error;
             settings.CaseInsensitiveEnumValues = true;
         });
-        var parsed = parser.ParseArguments<InfoOptions, ToyOptions, MoeOptions, FactorizeOptions, EvalOptions, EncodeOptions, HarvestOptions, DemoOptions, BenchOptions>(args);
+        var parsed = parser.ParseArguments<InfoOptions, ToyOptions, MoeOptions, FactorizeOptions, EvalOptions, EncodeOptions, HarvestOptions, AnalyzeOptions, DemoOptions, BenchOptions>(args);
         try
         {
             return parsed.MapResult(
@@ -35,6 +35,7 @@ public static class Program
                 (EvalOptions o) => EvalCommand.Run(o, console),
                 (EncodeOptions o) => EvalCommand.Encode(o, console),
                 (HarvestOptions o) => HarvestCommand.Run(o, console),
+                (AnalyzeOptions o) => AnalyzeCommand.Run(o, console),
                 (DemoOptions o) => DemoCommand.Run(o, console),
                 (BenchOptions o) => BenchCommand.Run(o, console),
                 errors => errors.All(e => e.Tag is ErrorType.HelpRequestedError or ErrorType.VersionRequestedError or ErrorType.HelpVerbRequestedError) ? 0 : 1);

@@ -9,9 +9,17 @@ namespace NativeEngine.Runner.Analysis;
 /// The features a dictionary is scored against: directions f_i [n][d] in activation space and firing
 /// probabilities p_i. Both generators draw an active feature's coefficient from U[0, 1] (|U[−1, 1]| for
 /// abs_value toy models), so feature i's mean magnitude when it fires is ½‖f_i‖: its true scale.
+/// A feature is present in the activations when ‖f_i‖ exceeds PresentNorm: 0 for generated features, the
+/// paper's ½ for a toy model's columns W_i (the ones it drops have ‖W_i‖ ≈ 0 and directions that are noise).
 /// </summary>
-public sealed record GroundTruth(string Source, float[] Features, int Count, int D, double[] Probabilities)
+public sealed record GroundTruth(string Source, float[] Features, int Count, int D, double[] Probabilities,
+    double PresentNorm = 0)
 {
+    /// <summary>The metadata "source" harvest writes into its ground truth.</summary>
+    public const string ToyModelSource = "toy model";
+
+    public bool IsPresent(int i) => Norm(i) > PresentNorm;
+
     /// <summary>E[coefficient | active] of both generators.</summary>
     public const double MeanCoefficient = 0.5;
 
@@ -26,7 +34,7 @@ public sealed record GroundTruth(string Source, float[] Features, int Count, int
         if (!File.Exists(path))
             throw new ConfigException($"--ground-truth {path} does not exist; give a ground_truth.safetensors (written by " +
                                       "`harvest` or beside synthetic shards) with \"features\" [n][d] and \"probabilities\" [n]");
-        var (tensors, _) = SafeTensors.Read(path);
+        var (tensors, metadata) = SafeTensors.Read(path);
         var features = tensors.FirstOrDefault(t => t.Name == "features");
         if (features is not { Shape.Length: 2 })
             throw new ConfigException($"{path}: needs a tensor \"features\" of shape [n][d] (feature i's direction in row i)");
@@ -35,7 +43,9 @@ public sealed record GroundTruth(string Source, float[] Features, int Count, int
         if (probabilities is null || !probabilities.Shape.SequenceEqual(new long[] { n }))
             throw new ConfigException($"{path}: needs a tensor \"probabilities\" of shape [{n}] (each feature's firing probability)" +
                                       (probabilities is null ? "" : $"; found [{string.Join(", ", probabilities.Shape)}]"));
-        return new GroundTruth(path, features.Data, n, d, probabilities.Data.Select(v => (double)v).ToArray());
+        var toy = metadata.TryGetValue("source", out var source) && source == ToyModelSource;
+        return new GroundTruth(path, features.Data, n, d, probabilities.Data.Select(v => (double)v).ToArray(),
+            toy ? ToyMetrics.RepresentedNorm : 0);
     }
 }
 
@@ -77,10 +87,6 @@ public static class FeatureCurves
     public const double DensityFloor = 1e-10;
 
     public const double DefaultCosineCut = 0.9;
-
-    /// <summary>A true feature counts as present in the activations when its norm exceeds this fraction of the
-    /// largest (a toy model's convention for "represented", ‖W_i‖ &gt; ½ with the largest ≈ 1).</summary>
-    public const double PresentNorm = ToyMetrics.RepresentedNorm;
 
     /// <summary>True scales within this relative spread count as equal (no ranking to recover).</summary>
     public const double EqualScales = 1e-4;
@@ -144,11 +150,8 @@ public static class FeatureCurves
             throw new ConfigException($"the ground truth ({truth.Source}) has features of d = {truth.D}; the dictionary has d_in = {dict.DIn}");
         if (density.Length != dict.DSae) throw new ArgumentException($"{density.Length} densities for {dict.DSae} latents");
         int n = truth.Count, m = dict.DSae, d = dict.DIn;
-        // A true feature is in the activations when its norm is comparable to the largest (a toy model's dropped
-        // features have ‖W_i‖ ≈ 0: their directions are noise). Only latents that fire take part: a dead latent's
-        // decoder row may point anywhere, and it estimates nothing.
-        var largest = Enumerable.Range(0, n).Max(truth.Norm);
-        var present = Enumerable.Range(0, n).Where(i => truth.Norm(i) > PresentNorm * largest).ToArray();
+        // Only latents that fire take part: a dead latent's decoder row may point anywhere, and it estimates nothing.
+        var present = Enumerable.Range(0, n).Where(truth.IsPresent).ToArray();
         var live = Enumerable.Range(0, m).Where(j => density[j] > 0).ToArray();
         var features = Rows(truth.Features, present, d);
         var atoms = Rows(dict.WDec, live, d);
@@ -231,7 +234,7 @@ public static class FeatureCurves
         {
             w.WriteStartObject();
             w.WriteString("analysis", "feature-curves");
-            w.WriteString("method", "The true features present in the activations (norm > 0.5 x the largest) are matched one to " +
+            w.WriteString("method", "The true features present in the activations (all generated ones; a toy model's with ||W_i|| > 0.5) are matched one to " +
                                     "one to the live latents (Hungarian on decoder cosines); a feature is recovered when its " +
                                     "latent's cosine >= cosine_cut. Sparsity curve: the recovered latents' firing densities " +
                                     "against the true probabilities. Importance curve: each latent's mean activation when firing " +

@@ -36,7 +36,8 @@ public sealed class AnalyzeOptions : BackendOptions
                                    "feature-curves with --model: the instance (default: the best of the first setting).")]
     public string? Instance { get; set; }
 
-    [Option("samples", HelpText = "superposition-test: fresh samples per instance (default 20000).")]
+    [Option("samples", HelpText = "superposition-test: fresh samples per instance (default: enough for 500 non-zero values of " +
+                                  "the rarest feature on average, at least 20000, at most 1000000).")]
     public int? Samples { get; set; }
 
     [Option("alpha", HelpText = "superposition-test: the level of the test (default 0.05).")]
@@ -73,6 +74,12 @@ public static class AnalyzeCommand
 
     private const long DefaultTokens = 65536;
 
+    // superposition-test's default sample size: this many non-zero values of the rarest feature on average,
+    // within [20000, MaxDefaultSamples]; fewer than MinNonZero draws a warning.
+    private const double ExpectedNonZero = 500;
+    private const double MinNonZero = 100;
+    private const int MaxDefaultSamples = 1_000_000;
+
     public static int Run(AnalyzeOptions options, IAnsiConsole console) => options.Analysis switch
     {
         "superposition-test" => SuperpositionTest(options, console),
@@ -87,8 +94,10 @@ public static class AnalyzeCommand
             (o.Dict, "--dict"), (o.GroundTruth, "--ground-truth"), (o.Data, "--data"), (o.Tokens, "--tokens"),
             (o.Cosine, "--cosine"), (o.Constant, "--constant"));
         var model = TrainedToyModel.Load(Require(o.Model, "--model", "a toy run folder"));
-        var samples = o.Samples ?? 20000;
-        if (samples < 10) throw new ConfigException($"--samples is {samples}; valid: >= 10");
+        var c = model.Config;
+        if (o.Samples is < 10) throw new ConfigException($"--samples is {o.Samples}; valid: >= 10");
+        if (o.Samples is { } asked && (long)asked * c.NFeatures > Array.MaxLength)
+            throw new ConfigException($"--samples is {asked}; valid: at most {Array.MaxLength / c.NFeatures} for n = {c.NFeatures} features");
         var alpha = o.Alpha ?? 0.05;
         if (!(alpha > 0 && alpha < 1)) throw new ConfigException($"--alpha is {alpha}; valid: a level in (0, 1)");
         var rho = o.Rho ?? 0.5;
@@ -99,7 +108,6 @@ public static class AnalyzeCommand
             "fisher" => CorrelationMethod.Fisher,
             _ => throw new ConfigException($"--method is \"{o.Method}\"; valid: robust, fisher"),
         };
-        var c = model.Config;
         int[] instances = o.Instance switch
         {
             null or "best" => model.BestOfSetting.Distinct().ToArray(),
@@ -108,30 +116,41 @@ public static class AnalyzeCommand
             _ => throw new ConfigException($"--instance is \"{o.Instance}\"; valid: an instance 0..{c.NInstances - 1}, all, or best"),
         };
 
+        // The delta-method variance needs the rarest feature to be non-zero often enough.
+        int SamplesFor(int k)
+        {
+            var rarest = c.InstanceProbability(k).ToArray().Min();
+            var samples = o.Samples ?? (int)Math.Clamp(Math.Ceiling(ExpectedNonZero / rarest - 1e-6), 20000, MaxDefaultSamples);
+            if (samples * rarest < MinNonZero)
+                console.MarkupLine($"[yellow]instance {k}: {samples} samples give its rarest feature (p = {rarest:G3}) about {samples * rarest:F0} " +
+                                   $"non-zero values; the normal approximation needs more: --samples {Math.Ceiling(ExpectedNonZero / rarest):F0}[/]");
+            return samples;
+        }
+
         using var context = new EngineContext(o.ParseBackend());
         var results = instances
-            .Select(k => Analysis.SuperpositionTest.Run(context, model, k, samples, rho, alpha, o.Seed, method))
+            .Select(k => Analysis.SuperpositionTest.Run(context, model, k, SamplesFor(k), rho, alpha, o.Seed, method))
             .ToArray();
         var path = OutPath(o, model.Directory, "superposition_test");
         AtomicFile.WriteText(path, Analysis.SuperpositionTest.ToJson(results));
 
         console.MarkupLine($"[bold]superposition test[/] {ToyConfig.ModelName(c.Model)} n={c.NFeatures} m={c.NHidden}: " +
                            $"H0 \"at most m = {c.NHidden} features are represented\" (feature i represented: corr(x_i, x'_i) > ρ0 = {rho:G3}); " +
-                           $"{samples} fresh samples per instance, {(method == CorrelationMethod.Robust ? "robust" : "classical")} Fisher z, " +
+                           $"fresh samples of each instance's data, {(method == CorrelationMethod.Robust ? "robust" : "classical")} Fisher z, " +
                            $"p = min(1, (n − m)·p_(m+1))");
         var table = new Table().Border(TableBorder.Rounded);
-        foreach (var header in new[] { "inst", "p (density)", "‖W_i‖ > 0.5", $"r_i > ρ0 at α", "lower bound (Holm)", "p-value", "decision" })
+        foreach (var header in new[] { "inst", "p (density)", "samples", "‖W_i‖ > 0.5", $"r_i > ρ0 at α", "lower bound (Holm)", "p-value", "decision" })
             table.AddColumn(new TableColumn(Markup.Escape(header)).RightAligned());
         foreach (var r in results)
-            table.AddRow(Markup.Escape(r.Instance.ToString(CultureInfo.InvariantCulture)), F(r.FeatureProbability, "G3"),
-                F(r.RepresentedByNorm), F(r.RepresentedAtAlpha), F(r.RepresentedLowerBound), F(r.P, "G3"),
+            table.AddRow(F(r.Instance), F(r.FeatureProbability, "G3"), F(r.Samples),
+                F(r.RepresentedByNorm), F(r.RepresentedAtAlpha), F(r.RepresentedLowerBound), PValue(r.P),
                 r.Reject ? "[green]superposition[/]" : "not rejected");
         console.Write(table);
         if (results.Length == 1)
         {
             var r = results[0];
             console.MarkupLine("per feature (r, p): " + Markup.Escape(string.Join("  ", r.Features.Select(f =>
-                f.Absent ? $"{f.Feature}: absent" : $"{f.Feature}: {F(f.R, "F3")}, {F(f.P, "G2")}"))));
+                f.Absent ? $"{f.Feature}: absent" : $"{f.Feature}: {F(f.R, "F3")}, {PValue(f.P)}"))));
         }
         console.MarkupLine($"decision at α = {alpha:G3}: superposition where p ≤ α (each instance is its own test). " +
                            $"wrote {Markup.Escape(Path.GetFullPath(path))}");
@@ -158,7 +177,7 @@ public static class AnalyzeCommand
         foreach (var header in new[] { "p", "1/(1−S)", "inst", "‖W_i‖ > 0.5", "in superposition", "Σ D_i", "ℓ1 bound", "ℓ0 bound" })
             table.AddColumn(new TableColumn(Markup.Escape(header)).RightAligned());
         foreach (var p in result.Points)
-            table.AddRow(F(p.FeatureProbability, "G3"), F(1 / p.FeatureProbability, "G3"), F(p.Instance), F(p.Represented),
+            table.AddRow(F(p.FeatureProbability, "G3"), F(1 / p.FeatureProbability, "G4"), F(p.Instance), F(p.Represented),
                 F(p.Superposed), F(p.DimensionalitySum, "F2"), F(p.L1Bound), F(p.L0Bound));
         console.Write(table);
         console.MarkupLine($"the ℓ1 bound allows all {result.NFeatures} features at p ≤ {result.L1DensityForAll:G3}; the model represents all of them " +
@@ -261,7 +280,8 @@ public static class AnalyzeCommand
 
     private static GroundTruth ModelTruth(TrainedToyModel model, int instance) =>
         new($"{model.Directory} instance {instance}", model.InstanceW(instance).ToArray(), model.Config.NFeatures,
-            model.Config.NHidden, model.Config.InstanceProbability(instance).ToArray().Select(v => (double)v).ToArray());
+            model.Config.NHidden, model.Config.InstanceProbability(instance).ToArray().Select(v => (double)v).ToArray(),
+            ToyMetrics.RepresentedNorm);
 
     private static GroundTruth ConfigTruth(FactorizeConfig config, string dictDir)
     {
@@ -345,6 +365,9 @@ public static class AnalyzeCommand
 
     private static string F(double value, string format = "G") =>
         double.IsFinite(value) ? value.ToString(format, CultureInfo.InvariantCulture) : "–";
+
+    // A p-value that underflows double precision prints as a bound, not as 0.
+    private static string PValue(double p) => p == 0 ? "< 1e-300" : F(p, "G3");
 
     private static string F(int value) => value.ToString(CultureInfo.InvariantCulture);
 }

@@ -189,6 +189,40 @@ public class AnalyzeTests
         Assert.That(result.GetProperty("represented_at_alpha").GetInt32(), Is.EqualTo(5));
     }
 
+    [TestCase("linear")]
+    [TestCase("relu_output")]
+    [TestCase("relu_hidden")]
+    [TestCase("abs_value")]
+    public void TheForwardPassReproducesTheEnginesLoss(string model)
+    {
+        // The test's x' comes from a C# forward pass of the saved weights; its importance-weighted MSE on fresh
+        // samples must match the loss the engine measured (16 evaluation batches: about 1 % of sampling noise).
+        var run = TrainToy("forward-" + model, $$"""
+            { "model": "{{model}}", "n_features": 12, "n_hidden": 4, "n_instances": 2, "importance": 0.9,
+              "feature_probability": [0.3, 0.05], "steps": 300, "seed": 5 }
+            """);
+        var trained = TrainedToyModel.Load(run);
+        var results = ReadJson(Path.Combine(run, "results.json")).GetProperty("instances");
+        using var context = new NativeEngine.Interop.EngineContext(NativeEngine.Interop.Backend.Cpu);
+        for (var k = 0; k < 2; k++)
+        {
+            const int samples = 65536, n = 12;
+            var x = trained.SampleInputs(context, k, samples, seed: 99);
+            var output = trained.Reconstruct(k, x);
+            double loss = 0;
+            for (var t = 0; t < samples; t++)
+                for (var i = 0; i < n; i++)
+                {
+                    var diff = output[t * n + i] - trained.Target(x[t * n + i]);
+                    loss += Math.Pow(0.9, i) * diff * diff;
+                }
+            loss /= (double)samples * n;
+            var engine = results[k].GetProperty("loss").GetDouble();
+            TestContext.Out.WriteLine($"{model} instance {k}: forward pass {loss:G5}, engine {engine:G5}");
+            Assert.That(loss, Is.EqualTo(engine).Within(3).Percent, $"{model} instance {k}");
+        }
+    }
+
     [Test]
     public void SuperpositionTestErrorsNameTheOptionAndWhatIsValid()
     {

@@ -120,7 +120,7 @@ public static class AnalyzeCommand
         int SamplesFor(int k)
         {
             var rarest = c.InstanceProbability(k).ToArray().Min();
-            var samples = o.Samples ?? (int)Math.Clamp(Math.Ceiling(ExpectedNonZero / rarest - 1e-6), 20000, MaxDefaultSamples);
+            var samples = o.Samples ?? (int)Math.Clamp(Math.Ceiling(ExpectedNonZero / rarest * (1 - 1e-6)), 20000, MaxDefaultSamples);
             if (samples * rarest < MinNonZero)
                 console.MarkupLine($"[yellow]instance {k}: {samples} samples give its rarest feature (p = {rarest:G3}) about {samples * rarest:F0} " +
                                    $"non-zero values; the normal approximation needs more: --samples {Math.Ceiling(ExpectedNonZero / rarest):F0}[/]");

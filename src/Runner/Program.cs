@@ -24,7 +24,7 @@ public static class Program
             settings.HelpWriter = Console.Error;
             settings.CaseInsensitiveEnumValues = true;
         });
-        var parsed = parser.ParseArguments<InfoOptions, ToyOptions, MoeOptions, FactorizeOptions, EvalOptions, EncodeOptions, HarvestOptions, HybridOptions, SynthesizeOptions, DemoOptions, BenchOptions>(args);
+        var parsed = parser.ParseArguments<InfoOptions, ToyOptions, MoeOptions, FactorizeOptions, EvalOptions, EncodeOptions, HarvestOptions, HybridOptions, SynthesizeOptions, AnalyzeOptions, DemoOptions, BenchOptions>(args);
         try
         {
             return parsed.MapResult(
@@ -37,6 +37,7 @@ public static class Program
                 (HarvestOptions o) => HarvestCommand.Run(o, console),
                 (HybridOptions o) => HybridCommand.Run(o, console),
                 (SynthesizeOptions o) => SynthesizeCommand.Run(o, console),
+                (AnalyzeOptions o) => AnalyzeCommand.Run(o, console),
                 (DemoOptions o) => DemoCommand.Run(o, console),
                 (BenchOptions o) => BenchCommand.Run(o, console),
                 errors => errors.All(e => e.Tag is ErrorType.HelpRequestedError or ErrorType.VersionRequestedError or ErrorType.HelpVerbRequestedError) ? 0 : 1);

@@ -1,0 +1,66 @@
+using System.Numerics.Tensors;
+using NativeEngine.Runner.Formats;
+
+namespace NativeEngine.Runner.Analysis;
+
+/// <summary>
+/// A saved dictionary's encoder on the host, for analyses that need the codes themselves: u = (x − b_dec) W_enc +
+/// b_enc, then the architecture's activation (topk: the k largest, ReLU; batchtopk: u above the inference threshold,
+/// ReLU; jumprelu: u above the latent's θ; standard: ReLU). One instance per thread (it holds scratch space).
+/// </summary>
+public sealed class DictionaryEncoder(SaeDictionary dict)
+{
+    private readonly float[] centred = new float[dict.DIn];
+    private readonly int[] topIndex = new int[dict.K ?? 0];
+    private readonly float[] topValue = new float[dict.K ?? 0];
+
+    public SaeDictionary Dictionary => dict;
+
+    /// <summary>The code of one activation x [d_in] into code [d_sae].</summary>
+    public void Encode(ReadOnlySpan<float> x, Span<float> code)
+    {
+        int d = dict.DIn, m = dict.DSae;
+        TensorPrimitives.Subtract(x, dict.BDec, centred);
+        dict.BEnc.CopyTo(code);
+        for (var i = 0; i < d; i++)
+            if (centred[i] != 0) TensorPrimitives.MultiplyAdd(dict.WEnc.AsSpan(i * m, m), centred[i], code, code);
+        switch (dict.Architecture)
+        {
+            case "topk":
+                KeepLargest(code, dict.K!.Value);
+                break;
+            case "batchtopk":
+                var threshold = dict.Threshold?[0] ?? 0;
+                for (var j = 0; j < m; j++) code[j] = code[j] > threshold ? Math.Max(code[j], 0) : 0;
+                break;
+            case "jumprelu":
+                for (var j = 0; j < m; j++) code[j] = code[j] > dict.Threshold![j] ? code[j] : 0;
+                break;
+            default:
+                TensorPrimitives.Max(code, 0f, code);
+                break;
+        }
+    }
+
+    // The k largest entries (the first of equal values win), ReLU'd; the rest 0. A sorted list of the best k so
+    // far: one pass, and an insertion only when a value beats the current k-th.
+    private void KeepLargest(Span<float> code, int k)
+    {
+        k = Math.Min(k, code.Length);
+        var count = 0;
+        for (var j = 0; j < code.Length; j++)
+        {
+            if (count == k && code[j] <= code[topIndex[k - 1]]) continue;
+            var position = count < k ? count++ : k - 1;
+            while (position > 0 && code[topIndex[position - 1]] < code[j])
+            {
+                topIndex[position] = topIndex[position - 1];
+                position--;
+            }
+            topIndex[position] = j;
+        }
+        for (var s = 0; s < k; s++) topValue[s] = Math.Max(code[topIndex[s]], 0);
+        code.Clear();
+        for (var s = 0; s < k; s++) code[topIndex[s]] = topValue[s];
+    }
+}

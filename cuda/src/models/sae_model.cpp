@@ -33,6 +33,8 @@ void check_config(const ne_sae_config& c) {
     require(c.dead_window >= 1, "config.dead_window is " + std::to_string(c.dead_window) + "; valid: >= 1");
     require(c.sparse_updates == 0 || c.sparse_updates == 1,
             "config.sparse_updates is " + std::to_string(c.sparse_updates) + "; valid: 0, 1");
+    require(c.precision >= NE_SAE_FP32 && c.precision <= NE_SAE_BF16,
+            "config.precision is " + std::to_string(c.precision) + "; valid: 0 (fp32), 1 (tf32), 2 (bf16)");
     for (auto [name, value] : {std::pair<const char*, float>{"l1_coefficient", c.l1_coefficient},
                                {"l0_coefficient", c.l0_coefficient}, {"auxk_alpha", c.auxk_alpha}})
         require(std::isfinite(value) && value >= 0,
@@ -56,10 +58,18 @@ std::vector<std::vector<float>*> tensors_of(SaeTensors& t) {
     return {&t.W_enc, &t.b_enc, &t.W_dec, &t.b_dec, &t.log_threshold};
 }
 
+const char* precision_name(int32_t precision) {
+    return precision == NE_SAE_TF32 ? "tf32" : precision == NE_SAE_BF16 ? "bf16" : "fp32";
+}
+
 }  // namespace
 
 SaeModel::SaeModel(const ne_context& ctx, const ne_sae_config& config) : config_(config) {
     check_config(config);
+    if (ctx.backend != NE_BACKEND_CUDA && config.precision != NE_SAE_FP32)
+        fail(NE_ERR_UNSUPPORTED, "config.precision is " + std::to_string(config.precision) + " (" +
+                                     precision_name(config.precision) + "): " + precision_name(config.precision) +
+                                     " needs the CUDA backend; the CPU backend trains in fp32 (0)");
     if (ctx.backend == NE_BACKEND_CUDA)
         fail(NE_ERR_UNSUPPORTED, "sparse autoencoders train on the CPU backend in this version; use backend cpu");
     spec_.architecture = config.architecture;

@@ -71,7 +71,8 @@ struct SaeTokenBuffers {
     int32_t* aux_idx[2];
     float* aux_dz;                              // [T][kaux]
     int32_t *aux_count, *count;                 // [T]
-    double *token_stats, *aux_stats, *feature_var;  // [T][3], [T][2], [d]
+    double *token_stats, *aux_stats;            // [T][3], [T][2]
+    double *column_partial, *feature_mean, *feature_var;  // [T / kTokenTile][d], [d], [d]
 };
 
 // Per-batch buffers sized by tokens * cap (the main lists and the sorts): one allocation.
@@ -473,18 +474,30 @@ __global__ void fire_kernel(const float* list_u, const int32_t* list_idx, const 
     }
 }
 
-// sum_t (x_ti - mean_i)^2 per feature i, in double (the FVU's denominator).
-__global__ void feature_variance_kernel(const float* x, int64_t T, int64_t d, double* out) {
+// Column sums of x [T][d] in two fixed-order passes: partial [tiles][d] over kTokenTile tokens each (grid.x over
+// features, grid.y over tiles), then the tiles in order. center, when not null, sums (x - center_i)^2 instead.
+constexpr int64_t kTokenTile = 512;
+
+__global__ void column_partial_kernel(const float* x, int64_t T, int64_t d, const double* center, double* partial) {
+    const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x, t0 = int64_t(blockIdx.y) * kTokenTile;
+    if (i >= d) return;
+    const int64_t t1 = t0 + kTokenTile < T ? t0 + kTokenTile : T;
+    double sum = 0.0;
+    for (int64_t t = t0; t < t1; ++t) {
+        const double v = static_cast<double>(x[t * d + i]);
+        sum += center != nullptr ? (v - center[i]) * (v - center[i]) : v;
+    }
+    partial[int64_t(blockIdx.y) * d + i] = sum;
+}
+
+// out_i = scale * sum over tiles of partial[tile][i], into a double or a float array.
+__global__ void column_finish_kernel(const double* partial, int64_t tiles, int64_t d, double scale, double* out,
+                                     float* out_float) {
     for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < d; i += int64_t(gridDim.x) * blockDim.x) {
-        double mean = 0.0;
-        for (int64_t t = 0; t < T; ++t) mean += static_cast<double>(x[t * d + i]);
-        mean /= static_cast<double>(T);
-        double variance = 0.0;
-        for (int64_t t = 0; t < T; ++t) {
-            const double c = static_cast<double>(x[t * d + i]) - mean;
-            variance += c * c;
-        }
-        out[i] = variance;
+        double sum = 0.0;
+        for (int64_t tile = 0; tile < tiles; ++tile) sum += partial[tile * d + i];
+        if (out != nullptr) out[i] = scale * sum;
+        else out_float[i] = static_cast<float>(scale * sum);
     }
 }
 
@@ -730,15 +743,6 @@ __global__ void transpose_kernel(const float* in, int64_t rows, int64_t cols, fl
     }
 }
 
-// gb_dec[i] = sum_t dxhat_ti, in token order.
-__global__ void column_sum_kernel(const float* dxhat, int64_t T, int64_t d, float* gb_dec) {
-    for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < d; i += int64_t(gridDim.x) * blockDim.x) {
-        float sum = 0.0f;
-        for (int64_t t = 0; t < T; ++t) sum += dxhat[t * d + i];
-        gb_dec[i] = sum;
-    }
-}
-
 // gb_dec[i] -= W_enc[i, :] . enc_sum (the encoder's input is x - b_dec), one block per i.
 __global__ void __launch_bounds__(kThreads) b_dec_encoder_kernel(const float* W_enc, const float* enc_sum, int64_t m,
                                                                  float* gb_dec) {
@@ -898,6 +902,8 @@ void ensure_tokens(ne_cuda_sae& s, int64_t T, int64_t kaux) {
         b.count = c.take<int32_t>(tokens);
         b.token_stats = c.take<double>(tokens * 3);
         b.aux_stats = c.take<double>(tokens * 2);
+        b.column_partial = c.take<double>((tokens + kTokenTile - 1) / kTokenTile * d);
+        b.feature_mean = c.take<double>(d);
         b.feature_var = c.take<double>(d);
     });
     b.tokens = tokens;
@@ -957,6 +963,18 @@ void encoder_gemm(ne_cuda_sae& s, int64_t T, int64_t j0, int64_t width) {
                                  static_cast<int>(s.spec.d), &one, A, type, static_cast<int>(s.spec.m), B, type,
                                  static_cast<int>(s.spec.d), &zero, s.tokens.U, CUDA_R_32F, static_cast<int>(width),
                                  compute, CUBLAS_GEMM_DEFAULT));
+}
+
+// out (or out_float) [d] = scale * sum_t x [T][d] (or of (x - center)^2), see column_partial_kernel.
+void column_sums(ne_cuda_sae& s, const float* x, int64_t T, int64_t d, const double* center, double scale, double* out,
+                 float* out_float) {
+    const int64_t tiles = (T + kTokenTile - 1) / kTokenTile;
+    const dim3 grid(static_cast<unsigned>((d + kThreads - 1) / kThreads), static_cast<unsigned>(tiles));
+    column_partial_kernel<<<grid, kThreads, 0, s.stream>>>(x, T, d, center, s.tokens.column_partial);
+    NE_CUDA_CHECK_LAUNCH("column_partial_kernel");
+    column_finish_kernel<<<grid_for(d), kThreads, 0, s.stream>>>(s.tokens.column_partial, tiles, d, scale, out,
+                                                                 out_float);
+    NE_CUDA_CHECK_LAUNCH("column_finish_kernel");
 }
 
 SaeDeviceStats read_stats(ne_cuda_sae& s) {
@@ -1122,8 +1140,8 @@ void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const A
         fire_kernel<<<grid_for(T * cap), kThreads, 0, s.stream>>>(list_u, list_idx, tb.count, T, cap, jump, s.theta,
                                                                   s.fire_count);
         NE_CUDA_CHECK_LAUNCH("fire_kernel");
-        feature_variance_kernel<<<grid_for(d), kThreads, 0, s.stream>>>(tb.x, T, d, tb.feature_var);
-        NE_CUDA_CHECK_LAUNCH("feature_variance_kernel");
+        column_sums(s, tb.x, T, d, nullptr, 1.0 / static_cast<double>(T), tb.feature_mean, nullptr);
+        column_sums(s, tb.x, T, d, tb.feature_mean, 1.0, tb.feature_var, nullptr);
         auto sum = [&](const double* values, int64_t rows, int64_t stride, double* out) {
             sum_kernel<<<1, kThreads, 0, s.stream>>>(values, rows, stride, out);
             NE_CUDA_CHECK_LAUNCH("sum_kernel");
@@ -1206,8 +1224,7 @@ void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const A
         transpose_kernel<<<dim3(static_cast<unsigned>((m + 31) / 32), static_cast<unsigned>((d + 31) / 32)), dim3(32, 8),
                            0, s.stream>>>(s.gWencT, m, d, g.W_enc);
         NE_CUDA_CHECK_LAUNCH("transpose_kernel");
-        column_sum_kernel<<<grid_for(d), kThreads, 0, s.stream>>>(tb.dxhat, T, d, g.b_dec);
-        NE_CUDA_CHECK_LAUNCH("column_sum_kernel");
+        column_sums(s, tb.dxhat, T, d, nullptr, 1.0, nullptr, g.b_dec);
         b_dec_encoder_kernel<<<static_cast<unsigned>(d), kThreads, 0, s.stream>>>(p.W_enc, s.enc_sum, m, g.b_dec);
         NE_CUDA_CHECK_LAUNCH("b_dec_encoder_kernel");
     }

@@ -251,6 +251,14 @@ typedef enum ne_sae_architecture {
     NE_SAE_JUMPRELU = 3    /* z = u * H(u - theta), learned theta by a straight-through estimator, L0 penalty */
 } ne_sae_architecture;
 
+/* Must stay in sync with NativeEngine.Interop.SaePrecision. The inputs of the encoder GEMM u = (x - b_dec) W_enc;
+ * accumulation, every other computation and the master weights stay fp32. tf32 and bf16 need the CUDA backend. */
+typedef enum ne_sae_precision {
+    NE_SAE_FP32 = 0,
+    NE_SAE_TF32 = 1,  /* tensor cores round the inputs to tf32 (10-bit mantissa) */
+    NE_SAE_BF16 = 2   /* bf16 copies of x - b_dec and W_enc (8-bit mantissa) */
+} ne_sae_precision;
+
 /* Encoder u = (x - b_dec) W_enc + b_enc, decoder x^ = z W_dec + b_dec (SAELens layout: W_enc [d_in][d_sae],
  * W_dec [d_sae][d_in]). Loss per batch: mean over tokens of ||x - x^||^2, plus the architecture's sparsity term,
  * plus auxk_alpha * AuxK (top-k_aux of the latents dead for dead_window tokens reconstructing the residual,
@@ -272,6 +280,8 @@ typedef struct ne_sae_config {
     float beta1, beta2, eps; /* Adam */
     int32_t reserved;
     uint64_t seed;           /* keys the decoder's initialisation */
+    int32_t precision;       /* ne_sae_precision; the CPU backend takes only NE_SAE_FP32 */
+    int32_t reserved2;
 } ne_sae_config;
 
 /* What one step or evaluation measured (means over its tokens). */

@@ -106,6 +106,33 @@ int main() {
     CHECK(ne_toy_sample_batch(toy, 0, 2, W.data(), 80) == NE_ERR_INVALID_ARGUMENT);
     CHECK(mentions("instance is 2"));
     CHECK(ne_toy_destroy(toy) == NE_OK);
+
+    // The SAE's reduced-precision encoders exist on CUDA only; the CPU refuses them by name.
+    CHECK(ne_sae_config_size() == sizeof(ne_sae_config));
+    ne_sae_config sae_config{};
+    sae_config.architecture = NE_SAE_TOPK;
+    sae_config.d_in = 8;
+    sae_config.d_sae = 16;
+    sae_config.k = 2;
+    sae_config.batch_size = 4;
+    sae_config.dead_window = 100;
+    sae_config.jump_bandwidth = 1e-3f;
+    sae_config.beta1 = 0.9f;
+    sae_config.beta2 = 0.999f;
+    sae_config.eps = 1e-8f;
+    ne_sae* sae = nullptr;
+    for (int32_t precision : {NE_SAE_TF32, NE_SAE_BF16}) {
+        sae_config.precision = precision;
+        CHECK(ne_sae_create(ctx, &sae_config, &sae) == NE_ERR_UNSUPPORTED);
+        CHECK(mentions("config.precision is") && mentions("needs the CUDA backend"));
+        CHECK(sae == nullptr);
+    }
+    sae_config.precision = 3;
+    CHECK(ne_sae_create(ctx, &sae_config, &sae) == NE_ERR_INVALID_ARGUMENT);
+    CHECK(mentions("config.precision is 3; valid: 0 (fp32), 1 (tf32), 2 (bf16)"));
+    sae_config.precision = NE_SAE_FP32;
+    CHECK(ne_sae_create(ctx, &sae_config, &sae) == NE_OK);
+    CHECK(ne_sae_destroy(sae) == NE_OK);
     CHECK(ne_context_destroy(ctx) == NE_OK);
     return ne_test::finish("test_abi");
 }

@@ -68,3 +68,12 @@ public enum SaeArchitecture
     Relu = 2,
     JumpRelu = 3,
 }
+
+/// <summary>Inputs of the SAE's encoder GEMM (accumulation and master weights stay fp32). Must stay in sync with
+/// <c>ne_sae_precision</c>. Tf32 and Bf16 need the CUDA backend.</summary>
+public enum SaePrecision
+{
+    Fp32 = 0,
+    Tf32 = 1,
+    Bf16 = 2,
+}

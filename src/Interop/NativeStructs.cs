@@ -107,6 +107,8 @@ public struct SaeConfigNative
     public float Eps;
     public int Reserved;
     public ulong Seed;
+    public int Precision;
+    public int Reserved2;
 }
 
 /// <summary>Mirror of <c>ne_sae_stats</c>: what one step or evaluation measured.</summary>

@@ -17,7 +17,8 @@ public sealed record SaeModelSpec(
     bool SparseUpdates = false,
     float Beta1 = 0.9f,
     float Beta2 = 0.999f,
-    float Eps = 1e-8f)
+    float Eps = 1e-8f,
+    SaePrecision Precision = SaePrecision.Fp32)
 {
     internal SaeConfigNative ToNative() => new()
     {
@@ -37,6 +38,7 @@ public sealed record SaeModelSpec(
         Beta2 = Beta2,
         Eps = Eps,
         Seed = Seed,
+        Precision = (int)Precision,
     };
 }
 

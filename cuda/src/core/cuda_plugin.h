@@ -6,15 +6,17 @@
 #include <stdint.h>
 
 #include "models/moe.h"
+#include "models/sae.h"
 #include "models/toy_common.h"
 #include "nativeengine.h"
 
-#define NE_CUDA_PLUGIN_ABI 3
+#define NE_CUDA_PLUGIN_ABI 4
 
 extern "C" {
 
 typedef struct ne_cuda_toy ne_cuda_toy;
 typedef struct ne_cuda_moe ne_cuda_moe;
+typedef struct ne_cuda_sae ne_cuda_sae;
 
 typedef struct ne_cuda_plugin {
     int32_t abi;  // NE_CUDA_PLUGIN_ABI
@@ -51,6 +53,32 @@ typedef struct ne_cuda_plugin {
                               char* err, size_t err_size);
     int32_t (*moe_set_params)(ne_cuda_moe* moe, const float* W, const float* b, const float* W_gate,
                               const float* W_noise, const float* route_bias, char* err, size_t err_size);
+
+    // Sparse autoencoders (models/sae.h). The device holds the parameters, gradients, Adam moments and firing
+    // history; the caller (SaeModel) keeps the step count and batchtopk's threshold and computes Adam's constants.
+    // Tensors cross as views in SaeTensors order (W_enc [d][m], b_enc [m], W_dec [m][d], b_dec [d],
+    // log_threshold [m] for jumprelu, else null), host memory, copied. precision: ne_sae_precision of the
+    // encoder GEMM. Parameters and state start at zero.
+    int32_t (*sae_create)(int32_t device, const ne::SaeSpec* spec, int32_t precision, ne_cuda_sae** out, char* err,
+                          size_t err_size);
+    void (*sae_destroy)(ne_cuda_sae* sae);
+    // A null tensor is left as it is.
+    int32_t (*sae_set_params)(ne_cuda_sae* sae, const ne::SaeParams<float>* params, char* err, size_t err_size);
+    int32_t (*sae_get_params)(ne_cuda_sae* sae, const ne::SaeGrads<float>* params, char* err, size_t err_size);
+    // Adam's two moments and tokens_since_fired [m]; null moment views or since_fired set zeros.
+    int32_t (*sae_set_state)(ne_cuda_sae* sae, const ne::SaeParams<float>* moment1, const ne::SaeParams<float>* moment2,
+                             const int64_t* since_fired, char* err, size_t err_size);
+    int32_t (*sae_get_state)(ne_cuda_sae* sae, const ne::SaeGrads<float>* moment1, const ne::SaeGrads<float>* moment2,
+                             int64_t* since_fired, char* err, size_t err_size);
+    // One step on x [batch][d] as SaeModel::train_step on the CPU: forward and backward, decoder-gradient
+    // projection, Adam (touched rows only when sparse_updates), decoder renormalisation, firing history.
+    int32_t (*sae_train_step)(ne_cuda_sae* sae, const float* x, const ne::AdamStep* adam, int32_t sparse_updates,
+                              ne::SaeLoss* loss, char* err, size_t err_size);
+    // Forward only on x [spec->batch][d] with this spec (its shape fields must match the model's; batch, inference
+    // and threshold may differ; no AuxK). x_hat [batch][d] and fire_count [m] (= the tokens each latent fired on)
+    // may be null.
+    int32_t (*sae_evaluate)(ne_cuda_sae* sae, const ne::SaeSpec* spec, const float* x, float* x_hat,
+                            int64_t* fire_count, ne::SaeLoss* loss, char* err, size_t err_size);
 } ne_cuda_plugin;
 
 // The one symbol the plugin exports.

@@ -4,6 +4,7 @@
 #include "core/cuda_plugin.h"
 #include "cuda/cuda_check.h"
 #include "cuda/moe_cuda.h"
+#include "cuda/sae_cuda.h"
 #include "cuda/toy_cuda.h"
 
 namespace {
@@ -60,6 +61,14 @@ const ne_cuda_plugin kPlugin = {
     ne::cuda::moe_evaluate,
     ne::cuda::moe_get_params,
     ne::cuda::moe_set_params,
+    ne::cuda::sae_create,
+    ne::cuda::sae_destroy,
+    ne::cuda::sae_set_params,
+    ne::cuda::sae_get_params,
+    ne::cuda::sae_set_state,
+    ne::cuda::sae_get_state,
+    ne::cuda::sae_train_step,
+    ne::cuda::sae_evaluate,
 };
 
 }  // namespace

@@ -1,6 +1,9 @@
 // The object behind an ne_sae handle: a sparse autoencoder's parameters, optimizer state and firing history,
-// trained one caller-supplied batch at a time (the data path lives with the caller).
+// trained one caller-supplied batch at a time (the data path lives with the caller). On the CPU backend the
+// tensors live here; on CUDA they live on the device (CudaSae, the plugin's SAE) and only the step count and the
+// batchtopk threshold stay here. Checkpoint state has one byte layout on both.
 #pragma once
+#include <memory>
 #include <vector>
 
 #include "models/sae.h"
@@ -10,9 +13,12 @@ struct ne_context;
 
 namespace ne {
 
+class CudaSae;
+
 class SaeModel {
 public:
     SaeModel(const ne_context& ctx, const ne_sae_config& config);
+    ~SaeModel();
 
     void init_decoder_bias(const float* x, int64_t x_count, int32_t method);
     ne_sae_stats train_step(const float* x, int64_t x_count, float lr);
@@ -32,6 +38,7 @@ public:
 
 private:
     ne_sae_stats stats_of(const SaeLoss& loss) const;
+    AdamStep adam_step(float lr) const;
 
     ne_sae_config config_;
     SaeSpec spec_;
@@ -41,6 +48,7 @@ private:
     SaeThreshold threshold_;
     SaeWorkspace workspace_;
     int64_t steps_ = 0;
+    std::unique_ptr<CudaSae> cuda_;  // null on the CPU backend
 };
 
 }  // namespace ne

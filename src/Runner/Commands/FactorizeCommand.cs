@@ -39,7 +39,8 @@ public static class FactorizeCommand
             throw new ConfigException($"--resume {resume} continues that folder; --out {outDir} must be the same folder or omitted");
 
         using var context = new EngineContext(options.ParseBackend());
-        if (config.Train.Precision != "fp32" && context.Device.Backend != Backend.Cuda)
+        var precision = Factorization.Precision(config.Train.Precision);
+        if (precision != SaePrecision.Fp32 && context.Device.Backend == Backend.Cpu)
             throw new ConfigException($"train.precision \"{config.Train.Precision}\" needs the CUDA backend; on the CPU use \"fp32\"");
         var (source, truth, truthCount) = Factorization.OpenData(config);
         using var _ = source;
@@ -48,7 +49,7 @@ public static class FactorizeCommand
             config.Sae.K ?? 0, config.Train.BatchSize, config.Train.Seed, config.Sae.DeadWindow,
             L1Coefficient: config.Sae.Architecture == "relu" ? (float)config.Sae.L1Coefficient : 0,
             L0Coefficient: config.Sae.Architecture == "jumprelu" ? (float)config.Sae.L1Coefficient : 0,
-            AuxkAlpha: (float)config.Sae.AuxkAlpha);
+            AuxkAlpha: (float)config.Sae.AuxkAlpha, Precision: precision);
         using var model = new SparseAutoencoder(context, sae);
 
         var totalSteps = (config.Train.Tokens + config.Train.BatchSize - 1) / config.Train.BatchSize;

@@ -35,6 +35,15 @@ public static class Factorization
         _ => throw new ConfigException($"architecture \"{name}\" is unknown"),
     };
 
+    /// <summary>train.precision: the inputs of the encoder GEMM (tf32 and bf16 need the CUDA backend).</summary>
+    public static SaePrecision Precision(string name) => name switch
+    {
+        "fp32" => SaePrecision.Fp32,
+        "tf32" => SaePrecision.Tf32,
+        "bf16" => SaePrecision.Bf16,
+        _ => throw new ConfigException($"train.precision \"{name}\" is unknown; valid: fp32, tf32, bf16"),
+    };
+
     /// <summary>The batches a config reads, and the true features when they are known.</summary>
     public static (IActivationBatches Source, float[]? Truth, int TruthCount) OpenData(FactorizeConfig c, bool prefetch = true) =>
         OpenData(c.Data, c.Train.BatchSize, c.Train.Seed, prefetch);

@@ -1,0 +1,21 @@
+// CUDA backend of the sparse autoencoder: entry points of the plugin table (see core/cuda_plugin.h).
+#pragma once
+#include "core/cuda_plugin.h"
+
+namespace ne::cuda {
+
+int32_t sae_create(int32_t device, const SaeSpec* spec, int32_t precision, ne_cuda_sae** out, char* err,
+                   size_t err_size);
+void sae_destroy(ne_cuda_sae* sae);
+int32_t sae_set_params(ne_cuda_sae* sae, const SaeParams<float>* params, char* err, size_t err_size);
+int32_t sae_get_params(ne_cuda_sae* sae, const SaeGrads<float>* params, char* err, size_t err_size);
+int32_t sae_set_state(ne_cuda_sae* sae, const SaeParams<float>* moment1, const SaeParams<float>* moment2,
+                      const int64_t* since_fired, char* err, size_t err_size);
+int32_t sae_get_state(ne_cuda_sae* sae, const SaeGrads<float>* moment1, const SaeGrads<float>* moment2,
+                      int64_t* since_fired, char* err, size_t err_size);
+int32_t sae_train_step(ne_cuda_sae* sae, const float* x, const AdamStep* adam, int32_t sparse_updates, SaeLoss* loss,
+                       char* err, size_t err_size);
+int32_t sae_evaluate(ne_cuda_sae* sae, const SaeSpec* spec, const float* x, float* x_hat, int64_t* fire_count,
+                     SaeLoss* loss, char* err, size_t err_size);
+
+}  // namespace ne::cuda

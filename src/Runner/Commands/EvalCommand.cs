@@ -136,6 +136,7 @@ public static class EvalCommand
         Array.Fill(indices, -1);
         var code = new float[m];
         var centred = new float[d];
+        var encoder = new DictionaryEncoder(dict);
         long t = 0;
         while (t < tokens)
         {
@@ -154,7 +155,7 @@ public static class EvalCommand
                         SparseCoding.Omp(dict.WDec, m, d, centred, slots).CopyTo(code, 0);
                         break;
                     default:
-                        EncodeWithSae(dict, x, centred, code);
+                        encoder.Encode(x, code);
                         break;
                 }
                 Keep(code, slots, indices.AsSpan((int)(t * slots), slots), values.AsSpan((int)(t * slots), slots));
@@ -164,35 +165,6 @@ public static class EvalCommand
         Npy.WriteF32(options.Out + "_values.npy", values, slots);
         console.MarkupLine($"wrote {tokens} tokens x {slots} codes ({options.Encoder}): {Markup.Escape(options.Out)}_indices.npy, _values.npy");
         return 0;
-    }
-
-    // The SAE's own encoder: u = (x - b_dec) W_enc + b_enc, then the architecture's activation.
-    private static void EncodeWithSae(SaeDictionary dict, ReadOnlySpan<float> x, float[] centred, float[] code)
-    {
-        int d = dict.DIn, m = dict.DSae;
-        System.Numerics.Tensors.TensorPrimitives.Subtract(x, dict.BDec, centred);
-        dict.BEnc.CopyTo(code, 0);
-        for (var i = 0; i < d; i++)
-            if (centred[i] != 0) System.Numerics.Tensors.TensorPrimitives.MultiplyAdd(dict.WEnc.AsSpan(i * m, m), centred[i], code, code);
-        switch (dict.Architecture)
-        {
-            case "topk":
-                var cut = code.Order().ElementAt(m - dict.K!.Value);
-                var kept = 0;
-                for (var j = 0; j < m; j++)
-                    code[j] = code[j] >= cut && kept++ < dict.K ? Math.Max(code[j], 0) : 0;
-                break;
-            case "batchtopk":
-                var threshold = dict.Threshold?[0] ?? 0;
-                for (var j = 0; j < m; j++) code[j] = code[j] > threshold ? Math.Max(code[j], 0) : 0;
-                break;
-            case "jumprelu":
-                for (var j = 0; j < m; j++) code[j] = code[j] > dict.Threshold![j] ? code[j] : 0;
-                break;
-            default:
-                for (var j = 0; j < m; j++) code[j] = Math.Max(code[j], 0);
-                break;
-        }
     }
 
     // The `slots` largest |values|, index order by magnitude; unused slots keep index -1.

@@ -31,7 +31,8 @@ public class SaeCudaTests
                     }
                 double norm = 0;
                 for (var i = 0; i < D; i++) norm += rows[j, i] * rows[j, i];
-                for (var i = 0; i < D; i++) WDec[j * D + i] = (float)(rows[j, i] / Math.Sqrt(norm));
+                for (var i = 0; i < D; i++) rows[j, i] /= Math.Sqrt(norm);
+                for (var i = 0; i < D; i++) WDec[j * D + i] = (float)rows[j, i];
             }
             for (var i = 0; i < D; i++)
                 for (var j = 0; j < M; j++) WEnc[i * M + j] = WDec[j * D + i];

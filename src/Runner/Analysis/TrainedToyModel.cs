@@ -39,15 +39,8 @@ public sealed record TrainedToyModel(string Directory, ToyConfig Config, float[]
         var config = ToyConfigLoader.LoadFile(configPath);
         var (tensors, _) = SafeTensors.Read(weightsPath);
         long[] shape = [config.NInstances, config.NFeatures, config.NHidden];
-        float[] Read(string name, long[] expected)
-        {
-            var t = tensors.FirstOrDefault(t => t.Name == name)
-                    ?? throw new ConfigException($"{weightsPath}: no tensor \"{name}\"; a toy run's weights hold W, b (and W_out when untied)");
-            if (!t.Shape.SequenceEqual(expected))
-                throw new ConfigException($"{weightsPath}: {name} has shape [{string.Join(", ", t.Shape)}]; config.json says " +
-                                          $"[{string.Join(", ", expected)}]");
-            return t.Data;
-        }
+        const string holds = "a toy run's weights hold W, b (and W_out when untied)";
+        float[] Read(string name, long[] expected) => SafeTensors.Require(tensors, weightsPath, name, expected, holds);
         var w = Read("W", shape);
         var wOut = config.Model == ToyModelKind.AbsValue ? Read("W_out", shape) : null;
         var b = Read("b", [config.NInstances, config.NFeatures]);
@@ -56,7 +49,7 @@ public sealed record TrainedToyModel(string Directory, ToyConfig Config, float[]
 
     // results.json's settings[s].best_instance (the lowest training objective of the setting's repeats); the
     // setting's first instance when the run has no results.json or no sweep (then every setting is one instance).
-    private static int[] BestInstances(string directory, ToyConfig config)
+    public static int[] BestInstances(string directory, ToyConfig config)
     {
         var fallback = config.Settings.Select(s => s.Instances[0]).ToArray();
         var path = Path.Combine(directory, "results.json");

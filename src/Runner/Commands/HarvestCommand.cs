@@ -1,5 +1,6 @@
 using CommandLine;
 using NativeEngine.Interop;
+using NativeEngine.Runner.Analysis;
 using NativeEngine.Runner.Configs;
 using NativeEngine.Runner.Experiments;
 using NativeEngine.Runner.Formats;
@@ -41,7 +42,7 @@ public static class HarvestCommand
         using var context = new EngineContext(options.ParseBackend());
         var (shards, instance, d) = IsMoeRun(configPath)
             ? HarvestMoe(options, context, console, configPath, weightsPath)
-            : HarvestToy(options, context, console, configPath, weightsPath);
+            : HarvestToy(options, context, console);
         console.MarkupLine($"wrote {options.Tokens} tokens of h (d = {d}) from instance {instance} in {shards.Count} shard(s) " +
                            $"to {Markup.Escape(Path.GetFullPath(options.Out))}, with {Harvest.GroundTruthFile}");
         return 0;
@@ -56,15 +57,14 @@ public static class HarvestCommand
     }
 
     private static (IReadOnlyList<string>, int, int) HarvestToy(HarvestOptions options, EngineContext context,
-        IAnsiConsole console, string configPath, string weightsPath)
+        IAnsiConsole console)
     {
-        var config = ToyConfigLoader.LoadFile(configPath);
-        var weights = ReadTensor(weightsPath, "W", config.NInstances, config.NFeatures, config.NHidden);
-        var instance = options.Instance ?? BestOfFirstSetting(options.Model, config);
+        var model = TrainedToyModel.Load(options.Model);
+        var instance = options.Instance ?? model.BestOfSetting[0];
         ToyRunFolder.Prepare(options.Out);
         var shards = ProgressDisplay.Run(console, $"harvest instance {instance}",
-            progress => Harvest.Run(context, config, weights, instance, options.Tokens, options.ShardTokens, options.Out, progress));
-        return (shards, instance, config.NHidden);
+            progress => Harvest.Run(context, model.Config, model.W, instance, options.Tokens, options.ShardTokens, options.Out, progress));
+        return (shards, instance, model.Config.NHidden);
     }
 
     private static (IReadOnlyList<string>, int, int) HarvestMoe(HarvestOptions options, EngineContext context,
@@ -72,34 +72,15 @@ public static class HarvestCommand
     {
         var config = MoeConfigLoader.LoadFile(configPath);
         long I = config.Run.NInstances, E = config.NExperts, n = config.Run.NFeatures, m = config.ExpertHidden;
-        var parameters = new MoeParameters(ReadTensor(weightsPath, "W", I, E, n, m), ReadTensor(weightsPath, "b", I, E, n),
-            ReadTensor(weightsPath, "W_gate", I, n, E), ReadTensor(weightsPath, "W_noise", I, n, E),
-            ReadTensor(weightsPath, "route_bias", I, E));
-        var instance = options.Instance ?? BestOfFirstSetting(options.Model, config.Run);
+        var (tensors, _) = SafeTensors.Read(weightsPath);
+        const string holds = "a moe run's weights hold W, b, W_gate, W_noise and route_bias";
+        float[] Read(string name, params long[] shape) => SafeTensors.Require(tensors, weightsPath, name, shape, holds);
+        var parameters = new MoeParameters(Read("W", I, E, n, m), Read("b", I, E, n), Read("W_gate", I, n, E),
+            Read("W_noise", I, n, E), Read("route_bias", I, E));
+        var instance = options.Instance ?? TrainedToyModel.BestInstances(options.Model, config.Run)[0];
         ToyRunFolder.Prepare(options.Out);
         var shards = ProgressDisplay.Run(console, $"harvest MoE instance {instance}",
             progress => Harvest.Run(context, config, parameters, instance, options.Tokens, options.ShardTokens, options.Out, progress));
         return (shards, instance, (int)(E * m));
-    }
-
-    private static float[] ReadTensor(string path, string name, params long[] shape)
-    {
-        var tensor = SafeTensors.Read(path).Tensors.FirstOrDefault(t => t.Name == name)
-                     ?? throw new ConfigException($"{path}: no tensor \"{name}\"");
-        if (!tensor.Shape.SequenceEqual(shape))
-            throw new ConfigException($"{path}: {name} has shape [{string.Join(", ", tensor.Shape)}]; config.json says " +
-                                      $"[{string.Join(", ", shape)}]");
-        return tensor.Data;
-    }
-
-    // results.json names each setting's best instance; without it, instance 0.
-    private static int BestOfFirstSetting(string runDirectory, ToyConfig config)
-    {
-        var results = Path.Combine(runDirectory, "results.json");
-        if (config.Sweep is null || !File.Exists(results)) return 0;
-        using var document = System.Text.Json.JsonDocument.Parse(File.ReadAllText(results));
-        return document.RootElement.TryGetProperty("settings", out var settings) && settings.GetArrayLength() > 0
-            ? settings[0].GetProperty("best_instance").GetInt32()
-            : 0;
     }
 }

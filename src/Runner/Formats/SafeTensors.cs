@@ -65,6 +65,18 @@ public static class SafeTensors
         });
     }
 
+    /// <summary>The tensor <paramref name="name"/> of a file read by <see cref="Read"/>, checked against the shape its
+    /// config gives; errors name the file, the tensor and both shapes.</summary>
+    public static float[] Require(IReadOnlyList<Tensor> tensors, string path, string name, long[] shape, string holds)
+    {
+        var t = tensors.FirstOrDefault(t => t.Name == name)
+                ?? throw new Configs.ConfigException($"{path}: no tensor \"{name}\"; {holds}");
+        if (!t.Shape.SequenceEqual(shape))
+            throw new Configs.ConfigException($"{path}: {name} has shape [{string.Join(", ", t.Shape)}]; config.json says " +
+                                              $"[{string.Join(", ", shape)}]");
+        return t.Data;
+    }
+
     /// <summary>Reads every F32 tensor and the metadata; errors name the file and what is malformed.</summary>
     public static (List<Tensor> Tensors, Dictionary<string, string> Metadata) Read(string path)
     {

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <vector>
 
 #include "models/toy.h"
 
@@ -143,8 +142,8 @@ ToyLoss toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t b
     const T l1_scale = l1 / static_cast<T>(batch);
     const Chunk<T> zero = {};
     double task = 0.0, l1_norm = 0.0;
-    // Per sample of a block: the count of nonzero entries, then their feature indices.
-    std::vector<int32_t> x_index(kBlock * (np + 1)), d_index(kBlock * (np + 1));
+    std::vector<int32_t>& x_index = ws.x_index;
+    std::vector<int32_t>& d_index = ws.d_index;
 
     for (int64_t t0 = 0; t0 < batch; t0 += kBlock) {
         const int64_t rows = std::min(kBlock, batch - t0);

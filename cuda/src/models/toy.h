@@ -71,7 +71,10 @@ ToyLoss toy_loss_and_grad(int32_t model, int64_t n, int64_t m, int64_t batch, To
 template <typename T>
 struct ToyWorkspace {
     std::vector<T> Wt, Wot, gWt, gWot, b, gb, importance, x, d, h, g;
+    std::vector<int32_t> x_index, d_index;  // per sample of a block: count of nonzero entries, then their indices
     void resize(int64_t padded_n, int64_t m, int64_t block) {
+        x_index.resize(block * (padded_n + 1));
+        d_index.resize(block * (padded_n + 1));
         for (auto* v : {&Wt, &Wot, &gWt, &gWot}) v->resize(m * padded_n);
         for (auto* v : {&b, &gb, &importance}) v->resize(padded_n);
         x.resize(block * padded_n);

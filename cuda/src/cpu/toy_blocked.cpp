@@ -2,10 +2,15 @@
 // in toy_cpu.cpp), reorganised so the compiler emits wide SIMD. W is transposed once per step to Wt [m][np]
 // (np = n rounded up to the vector width), so every product runs along the feature axis; samples go in blocks
 // of kBlock so each Wt row loaded from cache serves several samples. Padded features have zero importance
-// and zero weights, so they contribute nothing.
+// and zero weights, so they contribute nothing. Sparse inputs and output gradients (low feature probability)
+// go through lists of their nonzero entries instead, against a copy of W with rows padded to whole vectors.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "models/toy.h"
 
@@ -42,12 +47,13 @@ inline void store(T* p, Chunk<T> v) {
     std::memcpy(p, &v, sizeof v);
 }
 
-// n rounded up to whole vector chunks.
-inline int64_t padded_features(int64_t n) { return (n + kWidth - 1) / kWidth * kWidth; }
+// n (features, or hidden units) rounded up to whole vector chunks.
+inline int64_t padded(int64_t n) { return (n + kWidth - 1) / kWidth * kWidth; }
 
-// out[s][k] = sum_i rows[s][i] * Wt[k][i] for the block's samples: a small GEMM along the feature axis.
+// out[s][k] = sum_i rows[s][i] * Wt[k][i] for the block's samples (out rows hp apart): a small GEMM along the
+// feature axis.
 template <typename T>
-void block_times_W(const T* rows, const T* Wt, int64_t m, int64_t np, T* out) {
+void block_times_W(const T* rows, const T* Wt, int64_t m, int64_t np, int64_t hp, T* out) {
     for (int64_t k = 0; k < m; ++k) {
         const T* wk = Wt + k * np;
         Chunk<T> acc[kBlock] = {};
@@ -58,18 +64,55 @@ void block_times_W(const T* rows, const T* Wt, int64_t m, int64_t np, T* out) {
         for (int64_t s = 0; s < kBlock; ++s) {
             T sum = T(0);
             for (int64_t v = 0; v < kWidth; ++v) sum += acc[s][v];
-            out[s * m + k] = sum;
+            out[s * hp + k] = sum;
         }
     }
 }
 
-// Per sample s of a block: index[s * (np + 1)] = the count of nonzero v[s][i], then their indices.
+// out[s][k] = sum over the listed nonzero v[s][i] of v[s][i] * Wp[i][k], for s < rows: Wp rows are padded to
+// hp, so whole vectors of hidden units accumulate in registers.
 template <typename T>
-void list_nonzero(const T* v, int64_t rows, int64_t n, int64_t np, int32_t* index) {
+void sparse_times_W(const T* v, const int32_t* index, const T* Wp, int64_t rows, int64_t np, int64_t hp, T* out) {
+    for (int64_t s = 0; s < rows; ++s) {
+        const int32_t* list = index + s * (np + 1);
+        const T* vs = v + s * np;
+        for (int64_t c = 0; c < hp; c += kWidth) {
+            Chunk<T> acc = {};
+            for (int32_t j = 1; j <= list[0]; ++j) acc += vs[list[j]] * load(Wp + list[j] * hp + c);
+            store(out + s * hp + c, acc);
+        }
+    }
+}
+
+// Per sample s of a block: index[s * (np + 1)] = the count of nonzero v[s][i], then their indices. Entries
+// from n to np are zero, so they are never listed.
+template <typename T>
+void list_nonzero(const T* v, int64_t rows, int64_t np, int32_t* index) {
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>) {
+        // 16 at a time: compare, then compress the indices of the nonzero ones. Each store writes a whole
+        // vector, past the count; the workspace leaves room for the last one.
+        const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        for (int64_t s = 0; s < rows; ++s) {
+            int32_t* list = index + s * (np + 1) + 1;
+            int32_t count = 0;
+            for (int64_t c = 0; c < np; c += 16) {
+                const __mmask16 inside = np - c >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (np - c)) - 1u);
+                const __m512 chunk = _mm512_maskz_loadu_ps(inside, v + s * np + c);
+                const __mmask16 nonzero = _mm512_mask_cmp_ps_mask(inside, chunk, _mm512_setzero_ps(), _CMP_NEQ_UQ);
+                const __m512i indices = _mm512_add_epi32(lanes, _mm512_set1_epi32(static_cast<int32_t>(c)));
+                _mm512_storeu_si512(list + count, _mm512_maskz_compress_epi32(nonzero, indices));
+                count += __builtin_popcount(nonzero);
+            }
+            list[-1] = count;
+        }
+        return;
+    }
+#endif
     for (int64_t s = 0; s < rows; ++s) {
         int32_t* list = index + s * (np + 1) + 1;
         int32_t count = 0;
-        for (int64_t i = 0; i < n; ++i) {
+        for (int64_t i = 0; i < np; ++i) {
             list[count] = static_cast<int32_t>(i);
             count += v[s * np + i] != T(0);
         }
@@ -81,14 +124,14 @@ void list_nonzero(const T* v, int64_t rows, int64_t n, int64_t np, int32_t* inde
 // indices, per sample) when sparse, else along the feature axis in vector chunks.
 template <typename T>
 void outer_product_add(T* grad, const T* a, const T* v, const int32_t* index, bool sparse, int64_t rows, int64_t m,
-                       int64_t np) {
+                       int64_t np, int64_t hp) {
     if (sparse) {
         for (int64_t s = 0; s < rows; ++s) {
             const int32_t* list = index + s * (np + 1);
             for (int32_t j = 1; j <= list[0]; ++j) {
                 const int64_t i = list[j];
                 const T vi = v[s * np + i];
-                for (int64_t k = 0; k < m; ++k) grad[k * np + i] += a[s * m + k] * vi;
+                for (int64_t k = 0; k < m; ++k) grad[k * np + i] += a[s * hp + k] * vi;
             }
         }
         return;
@@ -97,7 +140,7 @@ void outer_product_add(T* grad, const T* a, const T* v, const int32_t* index, bo
         T* gk = grad + k * np;
         for (int64_t c = 0; c < np; c += kWidth) {
             Chunk<T> acc = load(gk + c);
-            for (int64_t s = 0; s < kBlock; ++s) acc += a[s * m + k] * load(v + s * np + c);
+            for (int64_t s = 0; s < kBlock; ++s) acc += a[s * hp + k] * load(v + s * np + c);
             store(gk + c, acc);
         }
     }
@@ -107,7 +150,7 @@ void outer_product_add(T* grad, const T* a, const T* v, const int32_t* index, bo
 
 template <typename T>
 void toy_workspace_prepare(ToyWorkspace<T>& workspace, int64_t n, int64_t m) {
-    workspace.resize(padded_features(n), m, kBlock);
+    workspace.resize(n, padded(n), padded(m), kBlock);
 }
 
 template <typename T>
@@ -115,7 +158,7 @@ ToyLoss toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t b
                                   const T* importance, T l1, const T* x, ToyGrads<T> g, ToyWorkspace<T>& ws) {
     const bool hidden_relu = toy_hidden_relu(model), output_relu = toy_output_relu(model);
     const bool signed_inputs = toy_signed_inputs(model), untied = toy_untied(model);
-    const int64_t np = padded_features(n);
+    const int64_t np = padded(n), hp = padded(m);
     toy_workspace_prepare(ws, n, m);  // no allocation when already sized
     T* Wt = ws.Wt.data();
     T* gWt = ws.gWt.data();
@@ -128,12 +171,15 @@ ToyLoss toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t b
     T* D = ws.d.data();
     T* H = ws.h.data();
     T* G = ws.g.data();
-    for (auto* v : {&ws.Wt, &ws.Wot, &ws.gWt, &ws.gWot, &ws.b, &ws.gb, &ws.importance})
+    // W with rows padded to hp, for the sparse products (the decoder's too when untied).
+    T* Wp = ws.Wp.data();
+    T* Wdp = untied ? ws.Wop.data() : Wp;
+    for (auto* v : {&ws.Wt, &ws.Wot, &ws.gWt, &ws.gWot, &ws.Wp, &ws.Wop, &ws.b, &ws.gb, &ws.importance, &ws.h, &ws.g})
         std::fill(v->begin(), v->end(), T(0));
     for (int64_t i = 0; i < n; ++i) {
-        for (int64_t k = 0; k < m; ++k) Wt[k * np + i] = p.W[i * m + k];
+        for (int64_t k = 0; k < m; ++k) Wt[k * np + i] = Wp[i * hp + k] = p.W[i * m + k];
         if (untied)
-            for (int64_t k = 0; k < m; ++k) Wot[k * np + i] = p.W_out[i * m + k];
+            for (int64_t k = 0; k < m; ++k) Wot[k * np + i] = Wdp[i * hp + k] = p.W_out[i * m + k];
         bp[i] = p.b[i];
         ip[i] = importance[i];
     }
@@ -156,23 +202,16 @@ ToyLoss toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t b
                 nonzero += v != T(0);
             }
         const bool sparse_x = nonzero * 4 < rows * n;
-        if (sparse_x) list_nonzero(X, rows, n, np, x_index.data());
+        if (sparse_x) list_nonzero(X, rows, np, x_index.data());
         // a = W^T x. Sparse inputs (low feature probability) are cheaper as a sum of the few active rows of W.
-        // Rows past the batch's end are zero, so their h, d and g are zero too.
+        // Rows past the batch's end are zero, so their h, d and g are zero too; so are the hidden paddings.
         if (sparse_x) {
-            std::fill(ws.h.begin(), ws.h.end(), T(0));
-            for (int64_t s = 0; s < rows; ++s) {
-                const int32_t* list = x_index.data() + s * (np + 1);
-                for (int32_t j = 1; j <= list[0]; ++j) {
-                    const int64_t i = list[j];
-                    const T xi = X[s * np + i];
-                    for (int64_t k = 0; k < m; ++k) H[s * m + k] += xi * p.W[i * m + k];
-                }
-            }
+            std::fill(H + rows * hp, H + kBlock * hp, T(0));
+            sparse_times_W(X, x_index.data(), Wp, rows, np, hp, H);
         } else {
-            block_times_W(X, Wt, m, np, H);
+            block_times_W(X, Wt, m, np, hp, H);
         }
-        for (int64_t e = 0; e < kBlock * m; ++e) {
+        for (int64_t e = 0; e < kBlock * hp; ++e) {
             if (hidden_relu && H[e] < T(0)) H[e] = T(0);
             l1_norm += static_cast<double>(std::abs(H[e]));
         }
@@ -183,7 +222,7 @@ ToyLoss toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t b
             for (int64_t s = 0; s < kBlock; ++s) acc[s] = load(bp + c);
             for (int64_t k = 0; k < m; ++k) {
                 const Chunk<T> w = load(Wot + k * np + c);
-                for (int64_t s = 0; s < kBlock; ++s) acc[s] += H[s * m + k] * w;
+                for (int64_t s = 0; s < kBlock; ++s) acc[s] += H[s * hp + k] * w;
             }
             const Chunk<T> importance_c = load(ip + c);
             for (int64_t s = 0; s < kBlock; ++s) {
@@ -209,23 +248,15 @@ ToyLoss toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t b
         int64_t d_nonzero = 0;
         for (int64_t e = 0; e < rows * np; ++e) d_nonzero += D[e] != T(0);
         const bool sparse_d = d_nonzero * 8 < rows * n;
-        if (sparse_d) list_nonzero(D, rows, n, np, d_index.data());
+        if (sparse_d) list_nonzero(D, rows, np, d_index.data());
         // g = d loss / d a: W_out^T d plus the penalty's subgradient, through the hidden ReLU.
-        const T* W_dec = untied ? p.W_out : p.W;  // [n][m]
         if (sparse_d) {
-            std::fill(G, G + kBlock * m, T(0));
-            for (int64_t s = 0; s < rows; ++s) {
-                const int32_t* list = d_index.data() + s * (np + 1);
-                for (int32_t j = 1; j <= list[0]; ++j) {
-                    const int64_t i = list[j];
-                    const T di = D[s * np + i];
-                    for (int64_t k = 0; k < m; ++k) G[s * m + k] += di * W_dec[i * m + k];
-                }
-            }
+            std::fill(G + rows * hp, G + kBlock * hp, T(0));
+            sparse_times_W(D, d_index.data(), Wdp, rows, np, hp, G);
         } else {
-            block_times_W(D, Wot, m, np, G);
+            block_times_W(D, Wot, m, np, hp, G);
         }
-        for (int64_t e = 0; e < kBlock * m; ++e) {
+        for (int64_t e = 0; e < kBlock * hp; ++e) {
             const T h = H[e];
             G[e] += l1_scale * static_cast<T>((h > T(0)) - (h < T(0)));
             if (hidden_relu && !(h > T(0))) G[e] = T(0);
@@ -240,22 +271,22 @@ ToyLoss toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t b
                     if (untied) {
                         Chunk<T> acc = load(gk + c), acc_out = load(gok + c);
                         for (int64_t s = 0; s < kBlock; ++s) {
-                            acc_out += H[s * m + k] * load(D + s * np + c);
-                            acc += G[s * m + k] * load(X + s * np + c);
+                            acc_out += H[s * hp + k] * load(D + s * np + c);
+                            acc += G[s * hp + k] * load(X + s * np + c);
                         }
                         store(gk + c, acc);
                         store(gok + c, acc_out);
                     } else {
                         Chunk<T> acc = load(gk + c);
                         for (int64_t s = 0; s < kBlock; ++s)
-                            acc += H[s * m + k] * load(D + s * np + c) + G[s * m + k] * load(X + s * np + c);
+                            acc += H[s * hp + k] * load(D + s * np + c) + G[s * hp + k] * load(X + s * np + c);
                         store(gk + c, acc);
                     }
                 }
             }
         } else {
-            outer_product_add(gWot, H, D, d_index.data(), sparse_d, rows, m, np);
-            outer_product_add(gWt, G, X, x_index.data(), sparse_x, rows, m, np);
+            outer_product_add(gWot, H, D, d_index.data(), sparse_d, rows, m, np, hp);
+            outer_product_add(gWt, G, X, x_index.data(), sparse_x, rows, m, np, hp);
         }
         if (sparse_d) {
             for (int64_t s = 0; s < rows; ++s) {

@@ -3,6 +3,9 @@
 // blocked kernel, OpenMP over instances (each thread runs all steps of its instances, so no barrier separates
 // one step from the next).
 #include <omp.h>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cstring>
@@ -34,6 +37,75 @@ void generate_row(const ToyShape& shape, const float* probability, Stream stream
     }
 }
 
+#if defined(__AVX512F__)
+// GCC 12 reports its own _mm512_undefined_* placeholders inside the intrinsics as maybe-uninitialized.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// The same stream, 16 features (8 pairs) per Philox pass. GCC widens the portable loop above to 64-bit
+// multiplies; Philox needs only 32x32->64, which vpmuludq does on the low halves of 64-bit lanes.
+
+constexpr int kPasses = 4;  // independent passes interleaved: one alone waits on the multiply latency
+
+// kPasses x 8 Philox4x32-10 evaluations at once, one per 64-bit lane, each word in the low half of its lane.
+// vpmuludq reads only the low halves, so whatever the high halves hold between rounds never matters.
+inline void philox4x32_10_x8(__m512i (&c)[4][kPasses], uint32_t k0, uint32_t k1) {
+    const __m512i mul0 = _mm512_set1_epi64(0xD2511F53u), mul1 = _mm512_set1_epi64(0xCD9E8D57u);
+    for (int round = 0; round < 10; ++round) {
+        const __m512i key0 = _mm512_set1_epi64(k0), key1 = _mm512_set1_epi64(k1);
+        for (int j = 0; j < kPasses; ++j) {
+            const __m512i p0 = _mm512_mul_epu32(c[0][j], mul0), p1 = _mm512_mul_epu32(c[2][j], mul1);
+            // 0x96: the three-way exclusive or.
+            c[0][j] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p1, 32), c[1][j], key0, 0x96);
+            c[2][j] = _mm512_ternarylogic_epi64(_mm512_srli_epi64(p0, 32), c[3][j], key1, 0x96);
+            c[1][j] = p1;
+            c[3][j] = p0;
+        }
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+}
+
+// The whole batch: pass q covers sample q / per_row, features 16 (q % per_row) onwards.
+template <bool SignedInputs>
+void generate_batch_x16(const ToyShape& shape, const float* probability, Stream stream, uint32_t step,
+                        uint32_t instance, float* x) {
+    const int64_t n = shape.n, per_row = (n + 15) / 16, passes = shape.batch * per_row;
+    // Pair l's words sit in the low half of lane l; this picks the words of features 2l and 2l+1 into lanes
+    // 2l and 2l+1, which is feature order.
+    const __m512i interleave = _mm512_setr_epi32(0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
+    const __m512i lane = _mm512_setr_epi64(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m512 unit = _mm512_set1_ps(1.0f / 16777216.0f), one = _mm512_set1_ps(1.0f);
+    for (int64_t q0 = 0; q0 < passes; q0 += kPasses) {
+        __m512i c[4][kPasses];
+        for (int j = 0; j < kPasses; ++j) {
+            // Passes past the end repeat the last one and are not stored.
+            const int64_t q = std::min(q0 + j, passes - 1), sample = q / per_row, first = 16 * (q % per_row);
+            c[0][j] = _mm512_add_epi64(_mm512_set1_epi64(first / 2), lane);
+            c[1][j] = _mm512_set1_epi64(sample);
+            c[2][j] = _mm512_set1_epi64(instance);
+            c[3][j] = _mm512_set1_epi64(stream_word(stream, step));
+        }
+        philox4x32_10_x8(c, static_cast<uint32_t>(shape.seed), static_cast<uint32_t>(shape.seed >> 32));
+        for (int j = 0; j < kPasses && q0 + j < passes; ++j) {
+            const int64_t q = q0 + j, sample = q / per_row, first = 16 * (q % per_row), left = n - first;
+            const __mmask16 inside = left >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
+            const __m512i presence_bits = _mm512_permutex2var_epi32(c[0][j], interleave, c[2][j]);
+            const __m512i value_bits = _mm512_permutex2var_epi32(c[1][j], interleave, c[3][j]);
+            // uniform01 of each word: exact, as in the definition.
+            const __m512 presence = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(presence_bits, 8)), unit);
+            __m512 value = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_srli_epi32(value_bits, 8)), unit);
+            if (SignedInputs) value = _mm512_sub_ps(_mm512_add_ps(value, value), one);
+            // Past n the probability reads as 0 and nothing is stored.
+            const __m512 p = _mm512_maskz_loadu_ps(inside, probability + first);
+            const __m512 present = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(presence, p, _CMP_LT_OQ), one);
+            // value * (0 or 1), like the definition, so a negative absent value stays -0.
+            _mm512_mask_storeu_ps(x + sample * n + first, inside, _mm512_mul_ps(value, present));
+        }
+    }
+}
+#pragma GCC diagnostic pop
+#endif
+
 }  // namespace
 
 void toy_generate_batch(const ToyShape& shape, const float* probability, const FeatureRule* rules, Stream stream,
@@ -41,13 +113,21 @@ void toy_generate_batch(const ToyShape& shape, const float* probability, const F
     const int64_t n = shape.n;
     const bool signed_inputs = toy_signed_inputs(shape.model);
     const auto step32 = static_cast<uint32_t>(step), instance32 = static_cast<uint32_t>(instance);
+#if defined(__AVX512F__)
+    if (signed_inputs)
+        generate_batch_x16<true>(shape, probability, stream, step32, instance32, x);
+    else
+        generate_batch_x16<false>(shape, probability, stream, step32, instance32, x);
+#endif
     for (int64_t t = 0; t < shape.batch; ++t) {
         float* row = x + t * n;
         const auto sample = static_cast<uint32_t>(t);
+#if !defined(__AVX512F__)
         if (signed_inputs)
             generate_row<true>(shape, probability, stream, step32, instance32, sample, row);
         else
             generate_row<false>(shape, probability, stream, step32, instance32, sample, row);
+#endif
         if (rules == nullptr) continue;
         for (int64_t i = 0; i < n; ++i) {
             if (rules[i].kind == NE_FEATURES_INDEPENDENT) continue;

@@ -70,17 +70,20 @@ ToyLoss toy_loss_and_grad(int32_t model, int64_t n, int64_t m, int64_t batch, To
 // Scratch of the blocked kernel, reused across steps so the hot loop allocates nothing.
 template <typename T>
 struct ToyWorkspace {
-    std::vector<T> Wt, Wot, gWt, gWot, b, gb, importance, x, d, h, g;
+    std::vector<T> Wt, Wot, gWt, gWot, Wp, Wop, b, gb, importance, x, d, h, g;
     std::vector<int32_t> x_index, d_index;  // per sample of a block: count of nonzero entries, then their indices
-    void resize(int64_t padded_n, int64_t m, int64_t block) {
-        x_index.resize(block * (padded_n + 1));
-        d_index.resize(block * (padded_n + 1));
-        for (auto* v : {&Wt, &Wot, &gWt, &gWot}) v->resize(m * padded_n);
+    // padded_n, padded_m: the feature and hidden counts rounded up to the vector width.
+    void resize(int64_t n, int64_t padded_n, int64_t padded_m, int64_t block) {
+        constexpr int64_t kSlack = 16;  // a vector store of indices may run one vector past the last list
+        x_index.resize(block * (padded_n + 1) + kSlack);
+        d_index.resize(block * (padded_n + 1) + kSlack);
+        for (auto* v : {&Wt, &Wot, &gWt, &gWot}) v->resize(padded_m * padded_n);
+        for (auto* v : {&Wp, &Wop}) v->resize(n * padded_m);
         for (auto* v : {&b, &gb, &importance}) v->resize(padded_n);
         x.resize(block * padded_n);
         d.resize(block * padded_n);
-        h.resize(block * m);
-        g.resize(block * m);
+        h.resize(block * padded_m);
+        g.resize(block * padded_m);
     }
 };
 

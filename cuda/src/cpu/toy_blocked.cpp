@@ -1,9 +1,13 @@
 // The CPU backend's fast forward/backward: the same mathematics as toy_loss_and_grad (the per-sample reference
-// in toy_cpu.cpp), reorganised so the compiler emits wide SIMD. W is transposed once per step to Wt [m][np]
-// (np = n rounded up to the vector width), so every product runs along the feature axis; samples go in blocks
-// of kBlock so each Wt row loaded from cache serves several samples. Padded features have zero importance
-// and zero weights, so they contribute nothing. Sparse inputs and output gradients (low feature probability)
-// go through lists of their nonzero entries instead, against a copy of W with rows padded to whole vectors.
+// in toy_cpu.cpp), reorganised so that every product is a full-width vector FMA. Samples go in blocks of
+// kLanes, one sample per vector lane: a block's inputs are transposed to xt [n][kLanes], and then
+//   a[k]  = sum_i W[i][k] xt[i]          (a broadcast weight times a vector of samples),
+//   pre[i] = b[i] + sum_k W_out[i][k] h[k],
+//   g[k]  = sum_i W_out[i][k] d[i],
+// with no horizontal sums. Feature rows that are zero in every sample of a block (most of them at low feature
+// probability) are skipped. The weight gradients sum over samples, so they accumulate per lane across a chunk
+// of blocks, in register tiles of kRows features x kCols hidden units, and are reduced across lanes once per
+// batch.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -17,300 +21,329 @@
 namespace ne {
 namespace {
 
-constexpr int64_t kBlock = 4;  // samples per block
-constexpr int64_t kWidth = 8;  // features per vector chunk (one AVX register of floats)
+constexpr int64_t kLanes = 16;  // samples per block: one AVX-512 register of floats
+constexpr int64_t kRows = 4;    // features per register tile
+constexpr int64_t kCols = 4;    // hidden units per register tile
+constexpr int64_t kChunk = 16;  // blocks whose activations are kept for one pass of the gradient tiles
 
-// A chunk of kWidth features as one GCC/Clang vector value: the compiler maps it to the widest SIMD registers
-// the target has (two SSE registers without AVX), with no intrinsics.
+// kLanes values, one per sample, as one GCC/Clang vector: the compiler maps it to the widest registers the
+// target has, with no intrinsics.
 template <typename T>
-struct ChunkOf;
-template <>
-struct ChunkOf<float> {
-    typedef float type __attribute__((vector_size(kWidth * sizeof(float))));
-};
-template <>
-struct ChunkOf<double> {
-    typedef double type __attribute__((vector_size(kWidth * sizeof(double))));
+struct LanesOf {
+    typedef T type __attribute__((vector_size(kLanes * sizeof(T))));
 };
 template <typename T>
-using Chunk = typename ChunkOf<T>::type;
+using Lanes = typename LanesOf<T>::type;
 
 template <typename T>
-inline Chunk<T> load(const T* p) {
-    Chunk<T> v;
+inline Lanes<T> load(const T* p) {
+    Lanes<T> v;
     std::memcpy(&v, p, sizeof v);
     return v;
 }
 
 template <typename T>
-inline void store(T* p, Chunk<T> v) {
+inline void store(T* p, const Lanes<T>& v) {
     std::memcpy(p, &v, sizeof v);
 }
 
-// n (features, or hidden units) rounded up to whole vector chunks.
-inline int64_t padded(int64_t n) { return (n + kWidth - 1) / kWidth * kWidth; }
-
-// out[s][k] = sum_i rows[s][i] * Wt[k][i] for the block's samples (out rows hp apart): a small GEMM along the
-// feature axis.
 template <typename T>
-void block_times_W(const T* rows, const T* Wt, int64_t m, int64_t np, int64_t hp, T* out) {
-    for (int64_t k = 0; k < m; ++k) {
-        const T* wk = Wt + k * np;
-        Chunk<T> acc[kBlock] = {};
-        for (int64_t c = 0; c < np; c += kWidth) {
-            const Chunk<T> w = load(wk + c);
-            for (int64_t s = 0; s < kBlock; ++s) acc[s] += load(rows + s * np + c) * w;
-        }
-        for (int64_t s = 0; s < kBlock; ++s) {
-            T sum = T(0);
-            for (int64_t v = 0; v < kWidth; ++v) sum += acc[s][v];
-            out[s * hp + k] = sum;
-        }
-    }
+inline T lane_sum(const Lanes<T>& v) {
+    T sum = T(0);
+    for (int64_t l = 0; l < kLanes; ++l) sum += v[l];
+    return sum;
 }
 
-// out[s][k] = sum over the listed nonzero v[s][i] of v[s][i] * Wp[i][k], for s < rows: Wp rows are padded to
-// hp, so whole vectors of hidden units accumulate in registers.
 template <typename T>
-void sparse_times_W(const T* v, const int32_t* index, const T* Wp, int64_t rows, int64_t np, int64_t hp, T* out) {
-    for (int64_t s = 0; s < rows; ++s) {
-        const int32_t* list = index + s * (np + 1);
-        const T* vs = v + s * np;
-        for (int64_t c = 0; c < hp; c += kWidth) {
-            Chunk<T> acc = {};
-            for (int32_t j = 1; j <= list[0]; ++j) acc += vs[list[j]] * load(Wp + list[j] * hp + c);
-            store(out + s * hp + c, acc);
-        }
-    }
-}
-
-// Per sample s of a block: index[s * (np + 1)] = the count of nonzero v[s][i], then their indices. Entries
-// from n to np are zero, so they are never listed.
-template <typename T>
-void list_nonzero(const T* v, int64_t rows, int64_t np, int32_t* index) {
+inline bool any_nonzero(const Lanes<T>& v) {
 #if defined(__AVX512F__)
     if constexpr (std::is_same_v<T, float>) {
-        // 16 at a time: compare, then compress the indices of the nonzero ones. Each store writes a whole
-        // vector, past the count; the workspace leaves room for the last one.
-        const __m512i lanes = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-        for (int64_t s = 0; s < rows; ++s) {
-            int32_t* list = index + s * (np + 1) + 1;
-            int32_t count = 0;
-            for (int64_t c = 0; c < np; c += 16) {
-                const __mmask16 inside = np - c >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (np - c)) - 1u);
-                const __m512 chunk = _mm512_maskz_loadu_ps(inside, v + s * np + c);
-                const __mmask16 nonzero = _mm512_mask_cmp_ps_mask(inside, chunk, _mm512_setzero_ps(), _CMP_NEQ_UQ);
-                const __m512i indices = _mm512_add_epi32(lanes, _mm512_set1_epi32(static_cast<int32_t>(c)));
-                _mm512_storeu_si512(list + count, _mm512_maskz_compress_epi32(nonzero, indices));
-                count += __builtin_popcount(nonzero);
+        __m512 r;
+        std::memcpy(&r, &v, sizeof r);
+        return _mm512_cmp_ps_mask(r, _mm512_setzero_ps(), _CMP_NEQ_UQ) != 0;
+    }
+#endif
+    for (int64_t l = 0; l < kLanes; ++l)
+        if (v[l] != T(0)) return true;
+    return false;
+}
+
+inline int64_t round_up(int64_t v, int64_t multiple) { return (v + multiple - 1) / multiple * multiple; }
+
+// xt[i][l] = x[l][i] for the block's `rows` samples (rows x n, n apart), zero in lanes past them.
+template <typename T>
+void transpose_block(const T* x, int64_t rows, int64_t n, T* xt) {
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<T, float>) {
+        // 16 x 16 tiles, transposed by swapping the off-diagonal b x b blocks of every 2b x 2b block for
+        // b = 8, 4, 2, 1 (two two-source permutes per pair of rows per stage).
+        static_assert(kLanes == 16, "the tile transpose assumes 16 lanes");
+        struct Picks {
+            alignas(64) int32_t low[4][16], high[4][16];
+            Picks() {
+                for (int stage = 0; stage < 4; ++stage) {
+                    const int b = 8 >> stage;
+                    for (int j = 0; j < 16; ++j) {
+                        const int group = j / (2 * b) * (2 * b), offset = j % (2 * b);
+                        low[stage][j] = offset < b ? j : 16 + group + offset - b;
+                        high[stage][j] = offset < b ? group + b + offset : 16 + j;
+                    }
+                }
             }
-            list[-1] = count;
+        };
+        static const Picks picks;
+        __m512i pick_low[4], pick_high[4];
+        for (int stage = 0; stage < 4; ++stage) {
+            pick_low[stage] = _mm512_load_si512(picks.low[stage]);
+            pick_high[stage] = _mm512_load_si512(picks.high[stage]);
+        }
+        for (int64_t first = 0; first < n; first += 16) {
+            const int64_t width = std::min<int64_t>(16, n - first);
+            const __mmask16 inside = static_cast<__mmask16>((1u << width) - 1u);
+            // Fully unrolled, so the 16 rows stay in registers.
+            __m512 r[16];
+#pragma GCC unroll 16
+            for (int64_t l = 0; l < 16; ++l)
+                r[l] = l < rows ? _mm512_maskz_loadu_ps(inside, x + l * n + first) : _mm512_setzero_ps();
+#pragma GCC unroll 4
+            for (int stage = 0; stage < 4; ++stage) {
+                const int b = 8 >> stage;
+#pragma GCC unroll 16
+                for (int i = 0; i < 16; ++i) {
+                    if ((i / b) % 2 != 0) continue;
+                    const __m512 a = r[i], c = r[i + b];
+                    r[i] = _mm512_permutex2var_ps(a, pick_low[stage], c);
+                    r[i + b] = _mm512_permutex2var_ps(a, pick_high[stage], c);
+                }
+            }
+#pragma GCC unroll 16
+            for (int64_t j = 0; j < 16; ++j)
+                if (j < width) _mm512_storeu_ps(xt + (first + j) * kLanes, r[j]);
         }
         return;
     }
 #endif
-    for (int64_t s = 0; s < rows; ++s) {
-        int32_t* list = index + s * (np + 1) + 1;
-        int32_t count = 0;
-        for (int64_t i = 0; i < np; ++i) {
-            list[count] = static_cast<int32_t>(i);
-            count += v[s * np + i] != T(0);
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t l = 0; l < kLanes; ++l) xt[i * kLanes + l] = l < rows ? x[l * n + i] : T(0);
+}
+
+// out[k] = sum over the listed rows i of Wp[i][k] * v[i], for k < mp (Wp rows mp apart, mp a multiple of kCols):
+// a broadcast weight times a vector of samples, kCols hidden units at a time in registers.
+template <typename T>
+void rows_times_W(const T* v, const int32_t* rows, int32_t count, const T* Wp, int64_t mp, T* out) {
+    for (int64_t k = 0; k < mp; k += kCols) {
+        Lanes<T> acc[kCols] = {};
+        for (int32_t j = 0; j < count; ++j) {
+            const int64_t i = rows[j];
+            const Lanes<T> vi = load(v + i * kLanes);
+            for (int64_t c = 0; c < kCols; ++c) acc[c] += Wp[i * mp + k + c] * vi;
         }
-        list[-1] = count;
+        for (int64_t c = 0; c < kCols; ++c) store(out + (k + c) * kLanes, acc[c]);
     }
 }
 
-// grad[k][i] += sum_s a[s][k] * v[s][i] over the block: over the nonzero v[s][i] listed in index (count, then
-// indices, per sample) when sparse, else along the feature axis in vector chunks.
-template <typename T>
-void outer_product_add(T* grad, const T* a, const T* v, const int32_t* index, bool sparse, int64_t rows, int64_t m,
-                       int64_t np, int64_t hp) {
-    if (sparse) {
-        for (int64_t s = 0; s < rows; ++s) {
-            const int32_t* list = index + s * (np + 1);
-            for (int32_t j = 1; j <= list[0]; ++j) {
-                const int64_t i = list[j];
-                const T vi = v[s * np + i];
-                for (int64_t k = 0; k < m; ++k) grad[k * np + i] += a[s * hp + k] * vi;
-            }
+// acc[i][k] += sum over the chunk's blocks of a[i] * b[k] (+ a2[i] * b2[k] when a2 is given), per lane: a, a2
+// are [blocks][n][kLanes], b, b2 [blocks][mp][kLanes], acc [n][mp][kLanes]. R features x kCols hidden units
+// accumulate in registers over every block; blocks where the R rows of a (and a2) are all zero are skipped.
+template <typename T, int64_t R>
+void accumulate_tile(T* acc, const T* a, const T* a2, const T* b, const T* b2, const uint8_t* live, int64_t blocks,
+                     int64_t n, int64_t mp, int64_t i, int64_t k) {
+    Lanes<T> sum[R][kCols];
+    for (int64_t r = 0; r < R; ++r)
+        for (int64_t c = 0; c < kCols; ++c) sum[r][c] = load(acc + ((i + r) * mp + k + c) * kLanes);
+    for (int64_t blk = 0; blk < blocks; ++blk) {
+        bool any = false;
+        for (int64_t r = 0; r < R; ++r) any |= live[blk * n + i + r] != 0;
+        if (!any) continue;
+        // Each vector is loaded once per block and used kCols (R) times from a register.
+        const T* ab = a + (blk * n + i) * kLanes;
+        const T* bb = b + (blk * mp + k) * kLanes;
+        Lanes<T> bv[kCols];
+        for (int64_t c = 0; c < kCols; ++c) bv[c] = load(bb + c * kLanes);
+        for (int64_t r = 0; r < R; ++r) {
+            const Lanes<T> ar = load(ab + r * kLanes);
+            for (int64_t c = 0; c < kCols; ++c) sum[r][c] += ar * bv[c];
         }
-        return;
+        if (a2 == nullptr) continue;
+        const T* a2b = a2 + (blk * n + i) * kLanes;
+        const T* b2b = b2 + (blk * mp + k) * kLanes;
+        for (int64_t c = 0; c < kCols; ++c) bv[c] = load(b2b + c * kLanes);
+        for (int64_t r = 0; r < R; ++r) {
+            const Lanes<T> ar = load(a2b + r * kLanes);
+            for (int64_t c = 0; c < kCols; ++c) sum[r][c] += ar * bv[c];
+        }
     }
+    for (int64_t r = 0; r < R; ++r)
+        for (int64_t c = 0; c < kCols; ++c) store(acc + ((i + r) * mp + k + c) * kLanes, sum[r][c]);
+}
+
+template <typename T>
+void accumulate_outer(T* acc, const T* a, const T* a2, const T* b, const T* b2, const uint8_t* live, int64_t blocks,
+                      int64_t n, int64_t mp) {
+    for (int64_t k = 0; k < mp; k += kCols) {
+        int64_t i = 0;
+        for (; i + kRows <= n; i += kRows) accumulate_tile<T, kRows>(acc, a, a2, b, b2, live, blocks, n, mp, i, k);
+        for (; i < n; ++i) accumulate_tile<T, 1>(acc, a, a2, b, b2, live, blocks, n, mp, i, k);
+    }
+}
+
+// Decoder rows i .. i+R of one block: pre = b + W_out h, then the output, the loss and d (= d loss / d pre).
+template <typename T, int64_t R>
+void decode_rows(int64_t i, int64_t m, int64_t mp, const T* Wdp, const T* b, const T* importance, const T* xt,
+                 const T* h, const Lanes<T>& valid, T scale, bool output_relu, bool signed_inputs, Lanes<T>& loss, T* d,
+                 uint8_t* d_live) {
+    Lanes<T> pre[R];
+    for (int64_t r = 0; r < R; ++r) pre[r] = Lanes<T>{} + b[i + r];
     for (int64_t k = 0; k < m; ++k) {
-        T* gk = grad + k * np;
-        for (int64_t c = 0; c < np; c += kWidth) {
-            Chunk<T> acc = load(gk + c);
-            for (int64_t s = 0; s < kBlock; ++s) acc += a[s * hp + k] * load(v + s * np + c);
-            store(gk + c, acc);
-        }
+        const Lanes<T> hk = load(h + k * kLanes);
+        for (int64_t r = 0; r < R; ++r) pre[r] += Wdp[(i + r) * mp + k] * hk;
+    }
+    const Lanes<T> zero = {};
+    for (int64_t r = 0; r < R; ++r) {
+        const Lanes<T> output = output_relu ? (pre[r] > zero ? pre[r] : zero) : pre[r];
+        const Lanes<T> input = load(xt + (i + r) * kLanes);
+        const Lanes<T> target = signed_inputs ? (input < zero ? -input : input) : input;
+        const Lanes<T> diff = output - target;
+        // valid is 0 in lanes past the batch's end: they add nothing to the loss or the gradients.
+        const Lanes<T> weighted = importance[i + r] * diff * valid;
+        loss += weighted * diff;
+        const Lanes<T> dr = scale * weighted;
+        const Lanes<T> masked = output_relu ? (pre[r] > zero ? dr : zero) : dr;
+        store(d + (i + r) * kLanes, masked);
+        d_live[i + r] = any_nonzero<T>(masked);
     }
 }
 
 }  // namespace
 
 template <typename T>
+void ToyWorkspace<T>::resize(int64_t n, int64_t m) {
+    const int64_t mp = round_up(m, kCols);
+    for (auto* v : {&Wp, &Wop}) v->resize(n * mp);
+    for (auto* v : {&gW, &gW_out}) v->resize(n * mp * kLanes);
+    gb.resize(n * kLanes);
+    x.resize(kChunk * n * kLanes);
+    d.resize(kChunk * n * kLanes);
+    h.resize(kChunk * mp * kLanes);
+    g.resize(kChunk * mp * kLanes);
+    x_live.resize(kChunk * n);
+    d_live.resize(kChunk * n);
+    x_rows.resize(n);
+    d_rows.resize(n);
+}
+
+template <typename T>
 void toy_workspace_prepare(ToyWorkspace<T>& workspace, int64_t n, int64_t m) {
-    workspace.resize(n, padded(n), padded(m), kBlock);
+    workspace.resize(n, m);
 }
 
 template <typename T>
 ToyLoss toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t batch, ToyParams<T> p,
-                                  const T* importance, T l1, const T* x, ToyGrads<T> g, ToyWorkspace<T>& ws) {
+                                  const T* importance, T l1, const T* x, ToyGrads<T> grads, ToyWorkspace<T>& ws) {
     const bool hidden_relu = toy_hidden_relu(model), output_relu = toy_output_relu(model);
     const bool signed_inputs = toy_signed_inputs(model), untied = toy_untied(model);
-    const int64_t np = padded(n), hp = padded(m);
+    const int64_t mp = round_up(m, kCols);
     toy_workspace_prepare(ws, n, m);  // no allocation when already sized
-    T* Wt = ws.Wt.data();
-    T* gWt = ws.gWt.data();
-    // Tied models decode with W itself and collect both gradient terms in gWt.
-    T* Wot = untied ? ws.Wot.data() : Wt;
-    T* gWot = untied ? ws.gWot.data() : gWt;
-    T* bp = ws.b.data();
-    T* ip = ws.importance.data();
-    T* X = ws.x.data();
-    T* D = ws.d.data();
-    T* H = ws.h.data();
-    T* G = ws.g.data();
-    // W with rows padded to hp, for the sparse products (the decoder's too when untied).
+    // W (and W_out) with rows padded to mp; padded hidden units have zero weights, so zero activations.
     T* Wp = ws.Wp.data();
-    T* Wdp = untied ? ws.Wop.data() : Wp;
-    for (auto* v : {&ws.Wt, &ws.Wot, &ws.gWt, &ws.gWot, &ws.Wp, &ws.Wop, &ws.b, &ws.gb, &ws.importance, &ws.h, &ws.g})
-        std::fill(v->begin(), v->end(), T(0));
-    for (int64_t i = 0; i < n; ++i) {
-        for (int64_t k = 0; k < m; ++k) Wt[k * np + i] = Wp[i * hp + k] = p.W[i * m + k];
-        if (untied)
-            for (int64_t k = 0; k < m; ++k) Wot[k * np + i] = Wdp[i * hp + k] = p.W_out[i * m + k];
-        bp[i] = p.b[i];
-        ip[i] = importance[i];
-    }
-    T* gbp = ws.gb.data();
+    T* Wdp = untied ? ws.Wop.data() : Wp;  // the decoder's weights
+    for (auto* v : {&ws.Wp, &ws.Wop, &ws.gW, &ws.gW_out, &ws.gb}) std::fill(v->begin(), v->end(), T(0));
+    for (int64_t i = 0; i < n; ++i)
+        for (int64_t k = 0; k < m; ++k) {
+            Wp[i * mp + k] = p.W[i * m + k];
+            if (untied) Wdp[i * mp + k] = p.W_out[i * m + k];
+        }
+    // Tied models collect both gradient terms in gW.
+    T* gW = ws.gW.data();
+    T* gWo = untied ? ws.gW_out.data() : gW;
+    T* gb = ws.gb.data();
     const T scale = T(2) / (static_cast<T>(batch) * static_cast<T>(n));
     const T l1_scale = l1 / static_cast<T>(batch);
-    const Chunk<T> zero = {};
+    const Lanes<T> zero = {}, one = zero + T(1);
     double task = 0.0, l1_norm = 0.0;
-    std::vector<int32_t>& x_index = ws.x_index;
-    std::vector<int32_t>& d_index = ws.d_index;
 
-    for (int64_t t0 = 0; t0 < batch; t0 += kBlock) {
-        const int64_t rows = std::min(kBlock, batch - t0);
-        std::fill(ws.x.begin(), ws.x.end(), T(0));
-        int64_t nonzero = 0;
-        for (int64_t s = 0; s < rows; ++s)
+    const int64_t blocks = (batch + kLanes - 1) / kLanes;
+    for (int64_t chunk0 = 0; chunk0 < blocks; chunk0 += kChunk) {
+        const int64_t chunk_blocks = std::min(kChunk, blocks - chunk0);
+        for (int64_t cb = 0; cb < chunk_blocks; ++cb) {
+            const int64_t t0 = (chunk0 + cb) * kLanes, rows = std::min(kLanes, batch - t0);
+            T* xt = ws.x.data() + cb * n * kLanes;
+            T* d = ws.d.data() + cb * n * kLanes;
+            T* h = ws.h.data() + cb * mp * kLanes;
+            T* g = ws.g.data() + cb * mp * kLanes;
+            uint8_t* x_live = ws.x_live.data() + cb * n;
+            uint8_t* d_live = ws.d_live.data() + cb * n;
+            Lanes<T> valid = one;
+            for (int64_t l = rows; l < kLanes; ++l) valid[l] = T(0);
+
+            transpose_block(x + t0 * n, rows, n, xt);
+            int32_t x_count = 0;
             for (int64_t i = 0; i < n; ++i) {
-                const T v = x[(t0 + s) * n + i];
-                X[s * np + i] = v;
-                nonzero += v != T(0);
+                x_live[i] = any_nonzero<T>(load(xt + i * kLanes));
+                if (x_live[i]) ws.x_rows[x_count++] = static_cast<int32_t>(i);
             }
-        const bool sparse_x = nonzero * 4 < rows * n;
-        if (sparse_x) list_nonzero(X, rows, np, x_index.data());
-        // a = W^T x. Sparse inputs (low feature probability) are cheaper as a sum of the few active rows of W.
-        // Rows past the batch's end are zero, so their h, d and g are zero too; so are the hidden paddings.
-        if (sparse_x) {
-            std::fill(H + rows * hp, H + kBlock * hp, T(0));
-            sparse_times_W(X, x_index.data(), Wp, rows, np, hp, H);
-        } else {
-            block_times_W(X, Wt, m, np, hp, H);
-        }
-        for (int64_t e = 0; e < kBlock * hp; ++e) {
-            if (hidden_relu && H[e] < T(0)) H[e] = T(0);
-            l1_norm += static_cast<double>(std::abs(H[e]));
-        }
-        // x' = W_out h + b (ReLU); d = d loss / d pre-activation; rows past the batch's end get d = 0.
-        Chunk<T> block_loss = zero;
-        for (int64_t c = 0; c < np; c += kWidth) {
-            Chunk<T> acc[kBlock];
-            for (int64_t s = 0; s < kBlock; ++s) acc[s] = load(bp + c);
+            // a = W^T x over the rows some sample of the block uses; then h, and the penalty's |h|.
+            rows_times_W(xt, ws.x_rows.data(), x_count, Wp, mp, h);
+            Lanes<T> block_l1 = zero;
             for (int64_t k = 0; k < m; ++k) {
-                const Chunk<T> w = load(Wot + k * np + c);
-                for (int64_t s = 0; s < kBlock; ++s) acc[s] += H[s * hp + k] * w;
+                Lanes<T> hk = load(h + k * kLanes);
+                if (hidden_relu) hk = hk > zero ? hk : zero;
+                store(h + k * kLanes, hk);
+                block_l1 += hk < zero ? -hk : hk;
             }
-            const Chunk<T> importance_c = load(ip + c);
-            for (int64_t s = 0; s < kBlock; ++s) {
-                if (s >= rows) {
-                    store(D + s * np + c, zero);
-                    continue;
-                }
-                const Chunk<T> pre = acc[s];
-                const Chunk<T> output = output_relu ? (pre > zero ? pre : zero) : pre;
-                const Chunk<T> input = load(X + s * np + c);
-                const Chunk<T> target = signed_inputs ? (input < zero ? -input : input) : input;
-                const Chunk<T> diff = output - target;
-                const Chunk<T> weighted = importance_c * diff;
-                block_loss += weighted * diff;
-                const Chunk<T> d = scale * weighted;
-                store(D + s * np + c, output_relu ? (pre > zero ? d : zero) : d);
+            l1_norm += static_cast<double>(lane_sum<T>(block_l1));
+            // x' and d, kRows decoder rows at a time.
+            Lanes<T> block_loss = zero;
+            int64_t i = 0;
+            for (; i + kRows <= n; i += kRows)
+                decode_rows<T, kRows>(i, m, mp, Wdp, p.b, importance, xt, h, valid, scale, output_relu, signed_inputs,
+                                      block_loss, d, d_live);
+            for (; i < n; ++i)
+                decode_rows<T, 1>(i, m, mp, Wdp, p.b, importance, xt, h, valid, scale, output_relu, signed_inputs,
+                                  block_loss, d, d_live);
+            task += static_cast<double>(lane_sum<T>(block_loss));
+            // g = d loss / d a: W_out^T d over the rows with some nonzero d, plus the penalty's subgradient,
+            // through the hidden ReLU.
+            int32_t d_count = 0;
+            for (int64_t r = 0; r < n; ++r) {
+                if (d_live[r]) ws.d_rows[d_count++] = static_cast<int32_t>(r);
+                store(gb + r * kLanes, load(gb + r * kLanes) + load(d + r * kLanes));
             }
-        }
-        for (int64_t v = 0; v < kWidth; ++v) task += static_cast<double>(block_loss[v]);
-        // With sparse inputs most outputs sit below their ReLU, so d is mostly zero too: then the products with
-        // d run over its nonzero entries only (listed per sample), and likewise those with x.
-        // The scattered updates below touch m cache lines per entry, so d must be sparser than x to win.
-        int64_t d_nonzero = 0;
-        for (int64_t e = 0; e < rows * np; ++e) d_nonzero += D[e] != T(0);
-        const bool sparse_d = d_nonzero * 8 < rows * n;
-        if (sparse_d) list_nonzero(D, rows, np, d_index.data());
-        // g = d loss / d a: W_out^T d plus the penalty's subgradient, through the hidden ReLU.
-        if (sparse_d) {
-            std::fill(G + rows * hp, G + kBlock * hp, T(0));
-            sparse_times_W(D, d_index.data(), Wdp, rows, np, hp, G);
-        } else {
-            block_times_W(D, Wot, m, np, hp, G);
-        }
-        for (int64_t e = 0; e < kBlock * hp; ++e) {
-            const T h = H[e];
-            G[e] += l1_scale * static_cast<T>((h > T(0)) - (h < T(0)));
-            if (hidden_relu && !(h > T(0))) G[e] = T(0);
-        }
-        // gWot[k] += h_k d (decoding) and gWt[k] += g_k x (encoding), summed over the block; tied models add both
-        // to gWt (gWot aliases it). Dense-dense blocks take one fused vector pass.
-        if (!sparse_d && !sparse_x) {
+            rows_times_W(d, ws.d_rows.data(), d_count, Wdp, mp, g);
             for (int64_t k = 0; k < m; ++k) {
-                T* gk = gWt + k * np;
-                T* gok = gWot + k * np;
-                for (int64_t c = 0; c < np; c += kWidth) {
-                    if (untied) {
-                        Chunk<T> acc = load(gk + c), acc_out = load(gok + c);
-                        for (int64_t s = 0; s < kBlock; ++s) {
-                            acc_out += H[s * hp + k] * load(D + s * np + c);
-                            acc += G[s * hp + k] * load(X + s * np + c);
-                        }
-                        store(gk + c, acc);
-                        store(gok + c, acc_out);
-                    } else {
-                        Chunk<T> acc = load(gk + c);
-                        for (int64_t s = 0; s < kBlock; ++s)
-                            acc += H[s * hp + k] * load(D + s * np + c) + G[s * hp + k] * load(X + s * np + c);
-                        store(gk + c, acc);
-                    }
-                }
+                const Lanes<T> hk = load(h + k * kLanes);
+                const Lanes<T> sign = (hk > zero ? one : zero) - (hk < zero ? one : zero);
+                Lanes<T> gk = load(g + k * kLanes) + l1_scale * sign;
+                if (hidden_relu) gk = hk > zero ? gk : zero;
+                store(g + k * kLanes, gk);
             }
-        } else {
-            outer_product_add(gWot, H, D, d_index.data(), sparse_d, rows, m, np, hp);
-            outer_product_add(gWt, G, X, x_index.data(), sparse_x, rows, m, np, hp);
         }
-        if (sparse_d) {
-            for (int64_t s = 0; s < rows; ++s) {
-                const int32_t* list = d_index.data() + s * (np + 1);
-                for (int32_t j = 1; j <= list[0]; ++j) gbp[list[j]] += D[s * np + list[j]];
-            }
+        // Weight gradients of the chunk: gW_out[i][k] += d_i h_k (decoding), gW[i][k] += x_i g_k (encoding).
+        // Tied models add both to gW in one pass.
+        if (untied) {
+            accumulate_outer<T>(gW, ws.x.data(), nullptr, ws.g.data(), nullptr, ws.x_live.data(), chunk_blocks, n, mp);
+            accumulate_outer<T>(gWo, ws.d.data(), nullptr, ws.h.data(), nullptr, ws.d_live.data(), chunk_blocks, n,
+                                mp);
         } else {
-            for (int64_t c = 0; c < np; c += kWidth) {
-                Chunk<T> acc = load(gbp + c);
-                for (int64_t s = 0; s < kBlock; ++s) acc += load(D + s * np + c);
-                store(gbp + c, acc);
-            }
+            // A block's row is skipped only when both its x and its d are zero.
+            for (int64_t e = 0; e < chunk_blocks * n; ++e) ws.x_live[e] |= ws.d_live[e];
+            accumulate_outer<T>(gW, ws.x.data(), ws.d.data(), ws.g.data(), ws.h.data(), ws.x_live.data(), chunk_blocks,
+                                n, mp);
         }
     }
     for (int64_t i = 0; i < n; ++i) {
-        g.b[i] = gbp[i];
-        for (int64_t k = 0; k < m; ++k) g.W[i * m + k] = gWt[k * np + i];
-        if (untied)
-            for (int64_t k = 0; k < m; ++k) g.W_out[i * m + k] = gWot[k * np + i];
+        grads.b[i] = lane_sum<T>(load(gb + i * kLanes));
+        for (int64_t k = 0; k < m; ++k) {
+            grads.W[i * m + k] = lane_sum<T>(load(gW + (i * mp + k) * kLanes));
+            if (untied) grads.W_out[i * m + k] = lane_sum<T>(load(gWo + (i * mp + k) * kLanes));
+        }
     }
     return ToyLoss{task / (static_cast<double>(batch) * static_cast<double>(n)),
                    static_cast<double>(l1) * l1_norm / static_cast<double>(batch)};
 }
 
+template struct ToyWorkspace<float>;
+template struct ToyWorkspace<double>;
 template void toy_workspace_prepare<float>(ToyWorkspace<float>&, int64_t, int64_t);
 template void toy_workspace_prepare<double>(ToyWorkspace<double>&, int64_t, int64_t);
 template ToyLoss toy_loss_and_grad_blocked<float>(int32_t, int64_t, int64_t, int64_t, ToyParams<float>,

@@ -67,24 +67,15 @@ template <typename T>
 ToyLoss toy_loss_and_grad(int32_t model, int64_t n, int64_t m, int64_t batch, ToyParams<T> params,
                           const T* importance, T l1, const T* x, ToyGrads<T> grads);
 
-// Scratch of the blocked kernel, reused across steps so the hot loop allocates nothing.
+// Scratch of the blocked kernel (cpu/toy_blocked.cpp), reused across steps so the hot loop allocates nothing.
 template <typename T>
 struct ToyWorkspace {
-    std::vector<T> Wt, Wot, gWt, gWot, Wp, Wop, b, gb, importance, x, d, h, g;
-    std::vector<int32_t> x_index, d_index;  // per sample of a block: count of nonzero entries, then their indices
-    // padded_n, padded_m: the feature and hidden counts rounded up to the vector width.
-    void resize(int64_t n, int64_t padded_n, int64_t padded_m, int64_t block) {
-        constexpr int64_t kSlack = 16;  // a vector store of indices may run one vector past the last list
-        x_index.resize(block * (padded_n + 1) + kSlack);
-        d_index.resize(block * (padded_n + 1) + kSlack);
-        for (auto* v : {&Wt, &Wot, &gWt, &gWot}) v->resize(padded_m * padded_n);
-        for (auto* v : {&Wp, &Wop}) v->resize(n * padded_m);
-        for (auto* v : {&b, &gb, &importance}) v->resize(padded_n);
-        x.resize(block * padded_n);
-        d.resize(block * padded_n);
-        h.resize(block * padded_m);
-        g.resize(block * padded_m);
-    }
+    std::vector<T> Wp, Wop;            // W, W_out with rows padded to whole register tiles
+    std::vector<T> gW, gW_out, gb;     // gradients, per lane until the end of the batch
+    std::vector<T> x, d, h, g;         // a chunk of blocks' inputs, output gradients, hidden values and gradients
+    std::vector<uint8_t> x_live, d_live;  // per block and feature: some sample has a nonzero x (d)
+    std::vector<int32_t> x_rows, d_rows;  // one block's features with a nonzero x (d)
+    void resize(int64_t n, int64_t m);
 };
 
 // Sizes a workspace for n features and m hidden (allocates; call outside parallel regions).

@@ -61,34 +61,41 @@ MoeBatch moe_loss_and_grad(const MoeSpec& s, MoeParams<T> p, const T* importance
     std::vector<char> kept(B * K);
     const int64_t capacity = moe_capacity(s.capacity_factor, B, K, E);
     std::vector<int64_t> taken(E, 0);
-    std::vector<int64_t> order(E);
+    std::vector<char> picked(E);
     for (int64_t t = 0; t < B; ++t) {
         const T* xt = x + t * n;
         T* xrt = xr.data() + t * n;
         for (int64_t i = 0; i < n; ++i) xrt[i] = jittered ? xt[i] * jitter[t * n + i] : xt[i];
         T* Ht = H.data() + t * E;
-        for (int64_t e = 0; e < E; ++e) {
-            T zs = T(0), ss = T(0);
-            for (int64_t i = 0; i < n; ++i) {
-                zs += xrt[i] * p.W_gate[i * E + e];
-                if (noisy) ss += xrt[i] * p.W_noise[i * E + e];
-            }
-            z[t * E + e] = zs;
-            sp[t * E + e] = ss;
-            Ht[e] = noisy ? zs + normal[t * E + e] * moe_softplus(ss) : zs;
+        T* zt = z.data() + t * E;
+        T* spt = sp.data() + t * E;
+        // Logits over the nonzero inputs only (adding an exact zero changes no sum), in input order.
+        std::fill(zt, zt + E, T(0));
+        std::fill(spt, spt + E, T(0));
+        for (int64_t i = 0; i < n; ++i) {
+            const T xi = xrt[i];
+            if (xi == T(0)) continue;
+            for (int64_t e = 0; e < E; ++e) zt[e] += xi * p.W_gate[i * E + e];
+            if (noisy)
+                for (int64_t e = 0; e < E; ++e) spt[e] += xi * p.W_noise[i * E + e];
         }
+        for (int64_t e = 0; e < E; ++e) Ht[e] = noisy ? zt[e] + normal[t * E + e] * moe_softplus(spt[e]) : zt[e];
         const T top = *std::max_element(Ht, Ht + E);
         T sum = T(0);
-        for (int64_t e = 0; e < E; ++e) sum += std::exp(Ht[e] - top);
-        for (int64_t e = 0; e < E; ++e) prob[t * E + e] = std::exp(Ht[e] - top) / sum;
+        T* probt = prob.data() + t * E;
+        for (int64_t e = 0; e < E; ++e) {
+            probt[e] = std::exp(Ht[e] - top);
+            sum += probt[e];
+        }
+        for (int64_t e = 0; e < E; ++e) probt[e] /= sum;
         lse[t] = top + std::log(sum);
-        // Top-k of H + route_bias; ties go to the lower index (stable sort).
-        for (int64_t e = 0; e < E; ++e) order[e] = e;
-        std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t c) {
-            return Ht[a] + p.route_bias[a] > Ht[c] + p.route_bias[c];
-        });
+        // Top-k of H + route_bias in rank order; ties go to the lower index (a strict comparison in index order).
+        std::fill(picked.begin(), picked.end(), 0);
         for (int64_t r = 0; r < K; ++r) {
-            const int64_t e = order[r];
+            int64_t e = -1;
+            for (int64_t c = 0; c < E; ++c)
+                if (!picked[c] && (e < 0 || Ht[c] + p.route_bias[c] > Ht[e] + p.route_bias[e])) e = c;
+            picked[e] = 1;
             chosen[t * K + r] = e;
             result.load[e] += 1;
             kept[t * K + r] = taken[e] < capacity;
@@ -129,11 +136,14 @@ MoeBatch moe_loss_and_grad(const MoeSpec& s, MoeParams<T> p, const T* importance
             const T* be = p.b + e * n;
             T* ar = a.data() + r * m;
             T* hr = h.data() + r * m;
+            // a = W_e^T x over the nonzero inputs, in input order.
+            std::fill(ar, ar + m, T(0));
+            for (int64_t i = 0; i < n; ++i) {
+                if (xt[i] == T(0)) continue;
+                for (int64_t j = 0; j < m; ++j) ar[j] += xt[i] * We[i * m + j];
+            }
             for (int64_t j = 0; j < m; ++j) {
-                T sum = T(0);
-                for (int64_t i = 0; i < n; ++i) sum += xt[i] * We[i * m + j];
-                ar[j] = sum;
-                hr[j] = hidden_relu && sum < T(0) ? T(0) : sum;
+                hr[j] = hidden_relu && ar[j] < T(0) ? T(0) : ar[j];
                 l1_norm += static_cast<double>(std::abs(hr[j]));
             }
             for (int64_t i = 0; i < n; ++i) {
@@ -201,6 +211,7 @@ MoeBatch moe_loss_and_grad(const MoeSpec& s, MoeParams<T> p, const T* importance
             if (dH == T(0)) continue;
             const T ds = noisy ? dH * normal[t * E + e] * moe_sigmoid(sp[t * E + e]) : T(0);
             for (int64_t i = 0; i < n; ++i) {
+                if (xrt[i] == T(0)) continue;
                 g->W_gate[i * E + e] += xrt[i] * dH;
                 if (noisy) g->W_noise[i * E + e] += xrt[i] * ds;
             }

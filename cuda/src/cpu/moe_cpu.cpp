@@ -118,7 +118,7 @@ MoeBatch moe_loss_and_grad(const MoeSpec& s, MoeParams<T> p, const T* importance
     // Pass 2, per token: experts, combine, loss and gradients.
     const T scale = T(2) / (static_cast<T>(B) * static_cast<T>(n));
     const T l1_scale = l1 / static_cast<T>(B);
-    std::vector<T> a(K * m), h(K * m), pre(K * n), out(K * n), y(n), d(n), gate(K), dgate(K), dprob(E), gh(m);
+    std::vector<T> a(K * m), h(K * m), pre(K * n), out(K * n), y(n), d(n), gate(K), dgate(K), dprob(E), gh(m), dH(E), dS(E);
     double task = 0, l1_norm = 0;
     for (int64_t t = 0; t < B; ++t) {
         const T* xt = x + t * n;
@@ -146,11 +146,13 @@ MoeBatch moe_loss_and_grad(const MoeSpec& s, MoeParams<T> p, const T* importance
                 hr[j] = hidden_relu && ar[j] < T(0) ? T(0) : ar[j];
                 l1_norm += static_cast<double>(std::abs(hr[j]));
             }
+            // pre_i = b_i + sum_j W_ij h_j, summed in j order for every i at once (independent chains).
+            T* prer = pre.data() + r * n;
+            std::copy(be, be + n, prer);
+            for (int64_t j = 0; j < m; ++j)
+                for (int64_t i = 0; i < n; ++i) prer[i] += We[i * m + j] * hr[j];
             for (int64_t i = 0; i < n; ++i) {
-                T sum = be[i];
-                for (int64_t j = 0; j < m; ++j) sum += We[i * m + j] * hr[j];
-                pre[r * n + i] = sum;
-                out[r * n + i] = sum > T(0) ? sum : T(0);
+                out[r * n + i] = prer[i] > T(0) ? prer[i] : T(0);
                 y[i] += gate[r] * out[r * n + i];
             }
         }
@@ -207,14 +209,16 @@ MoeBatch moe_loss_and_grad(const MoeSpec& s, MoeParams<T> p, const T* importance
         const T z_scale = T(2) * static_cast<T>(s.z_loss) * lse[t] / static_cast<T>(B);
         const T* xrt = xr.data() + t * n;
         for (int64_t e = 0; e < E; ++e) {
-            const T dH = probt[e] * (dprob[e] - dot) + z_scale * probt[e];
-            if (dH == T(0)) continue;
-            const T ds = noisy ? dH * normal[t * E + e] * moe_sigmoid(sp[t * E + e]) : T(0);
-            for (int64_t i = 0; i < n; ++i) {
-                if (xrt[i] == T(0)) continue;
-                g->W_gate[i * E + e] += xrt[i] * dH;
-                if (noisy) g->W_noise[i * E + e] += xrt[i] * ds;
-            }
+            dH[e] = probt[e] * (dprob[e] - dot) + z_scale * probt[e];
+            dS[e] = noisy ? dH[e] * normal[t * E + e] * moe_sigmoid(sp[t * E + e]) : T(0);
+        }
+        // W_gate [n][E] row by row: contiguous, and each element still sums its tokens in order.
+        for (int64_t i = 0; i < n; ++i) {
+            const T xi = xrt[i];
+            if (xi == T(0)) continue;
+            for (int64_t e = 0; e < E; ++e) g->W_gate[i * E + e] += xi * dH[e];
+            if (noisy)
+                for (int64_t e = 0; e < E; ++e) g->W_noise[i * E + e] += xi * dS[e];
         }
     }
     result.task = task / (static_cast<double>(B) * static_cast<double>(n));

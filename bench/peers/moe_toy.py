@@ -11,9 +11,10 @@ Every expert runs on every token and the gates mask the outputs: at toy sizes on
 is what such a loop does (gathering per-token weights costs more than it saves). Prints one JSON line."""
 import argparse
 import json
-import time
 
 import torch
+
+from torch_peer import add_run_options, device_for, load_data, time_steps
 
 
 def main():
@@ -31,13 +32,9 @@ def main():
     ap.add_argument("--data", default=None, help='JSON {"importance": [I*n], "feature_probability": [I*n]}')
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=0.01)
-    ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=0)
+    add_run_options(ap)
     args = ap.parse_args()
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = device_for(args)
     n, m, E, K, I, B = args.n, args.m, args.experts, args.top_k, args.instances, args.batch
 
     W = torch.nn.Parameter(torch.empty((I, E, n, m), device=device))
@@ -50,10 +47,7 @@ def main():
         importance = (0.7 ** torch.arange(n, device=device, dtype=torch.float32))[None, :].expand(I, n)
         feature_probability = (0.01 ** torch.linspace(0, 1, I, device=device))[:, None].expand(I, n)
     else:
-        with open(args.data) as f:
-            data = json.load(f)
-        importance = torch.tensor(data["importance"], device=device, dtype=torch.float32).reshape(I, n)
-        feature_probability = torch.tensor(data["feature_probability"], device=device, dtype=torch.float32).reshape(I, n)
+        importance, feature_probability = load_data(args.data, I, n, device)
     opt = torch.optim.AdamW([W, b, W_gate], lr=args.lr, weight_decay=args.weight_decay)
 
     def step():
@@ -80,21 +74,7 @@ def main():
         loss.backward()
         opt.step()
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    for _ in range(5):
-        step()
-    sync()
-    steps, chunk = 0, 5
-    start = time.perf_counter()
-    while time.perf_counter() - start < args.seconds:
-        for _ in range(chunk):
-            step()
-        sync()
-        steps += chunk
-    seconds = time.perf_counter() - start
+    steps, seconds = time_steps(step, device, args.seconds, warmup=5, chunk=5)
     print(json.dumps({
         "peer": "pytorch moe toy loop (moe_toy.py)",
         "torch_version": torch.__version__,

@@ -5,9 +5,10 @@ MSE loss, Adam; decoder rows renormalised after each step with the parallel grad
 `nativeengine bench factorize` measures beside itself. Prints one JSON line (tokens per second)."""
 import argparse
 import json
-import time
 
 import torch
+
+from torch_peer import add_run_options, device_for, time_steps
 
 
 def main():
@@ -16,13 +17,9 @@ def main():
     ap.add_argument("--d-sae", type=int, default=4096)
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--batch", type=int, default=4096)
-    ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=0)
+    add_run_options(ap)
     args = ap.parse_args()
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = device_for(args)
     d, m, k = args.d, args.d_sae, args.k
 
     W_dec = torch.nn.Parameter(torch.nn.functional.normalize(torch.randn(m, d, device=device), dim=1))
@@ -47,20 +44,7 @@ def main():
         with torch.no_grad():
             W_dec.div_(W_dec.norm(dim=1, keepdim=True))
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    for _ in range(2):
-        step()
-    sync()
-    steps = 0
-    start = time.perf_counter()
-    while time.perf_counter() - start < args.seconds:
-        step()
-        sync()
-        steps += 1
-    seconds = time.perf_counter() - start
+    steps, seconds = time_steps(step, device, args.seconds, warmup=2, chunk=1)
     print(json.dumps({
         "peer": "pytorch topk sae",
         "torch": torch.__version__,

@@ -8,9 +8,10 @@ importance is 0.9^i and the feature probability geometric over the instances (th
 first), as a paper config resolves them. Prints one JSON line."""
 import argparse
 import json
-import time
 
 import torch
+
+from torch_peer import add_run_options, device_for, load_data, time_steps
 
 
 def main():
@@ -24,13 +25,9 @@ def main():
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--optimizer", default="adamw", choices=["adamw", "adam"])
-    ap.add_argument("--seconds", type=float, default=5.0)
-    ap.add_argument("--device", default="cpu")
-    ap.add_argument("--threads", type=int, default=0)
+    add_run_options(ap)
     args = ap.parse_args()
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
+    device = device_for(args)
     n, m, instances = args.n, args.m, args.instances
 
     # As in the notebook: W (instances, n, m) xavier-normal, b_final zeros.
@@ -41,11 +38,7 @@ def main():
         importance = (0.9 ** torch.arange(n, device=device, dtype=torch.float32))[None, :]
         feature_probability = (0.01 ** torch.linspace(0, 1, instances, device=device))[:, None]
     else:
-        with open(args.data) as f:
-            data = json.load(f)
-        importance = torch.tensor(data["importance"], device=device, dtype=torch.float32).reshape(instances, n)
-        feature_probability = torch.tensor(data["feature_probability"], device=device,
-                                           dtype=torch.float32).reshape(instances, n)
+        importance, feature_probability = load_data(args.data, instances, n, device)
     optimizer = torch.optim.AdamW if args.optimizer == "adamw" else torch.optim.Adam
     opt = optimizer([W, b_final], lr=args.lr, weight_decay=args.weight_decay)
 
@@ -65,21 +58,7 @@ def main():
         loss.backward()
         opt.step()
 
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    for _ in range(5):
-        step()
-    sync()
-    steps, chunk = 0, 5
-    start = time.perf_counter()
-    while time.perf_counter() - start < args.seconds:
-        for _ in range(chunk):
-            step()
-        sync()
-        steps += chunk
-    seconds = time.perf_counter() - start
+    steps, seconds = time_steps(step, device, args.seconds, warmup=5, chunk=5)
     print(json.dumps({
         "peer": "pytorch notebook loop (toy_notebook.py)",
         "torch_version": torch.__version__,

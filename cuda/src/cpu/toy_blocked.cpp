@@ -217,24 +217,15 @@ void decode_rows(int64_t i, int64_t m, int64_t mp, const T* Wdp, const T* b, con
 }  // namespace
 
 template <typename T>
-void ToyWorkspace<T>::resize(int64_t n, int64_t m) {
+void toy_workspace_prepare(ToyWorkspace<T>& ws, int64_t n, int64_t m) {
     const int64_t mp = round_up(m, kCols);
-    for (auto* v : {&Wp, &Wop}) v->resize(n * mp);
-    for (auto* v : {&gW, &gW_out}) v->resize(n * mp * kLanes);
-    gb.resize(n * kLanes);
-    x.resize(kChunk * n * kLanes);
-    d.resize(kChunk * n * kLanes);
-    h.resize(kChunk * mp * kLanes);
-    g.resize(kChunk * mp * kLanes);
-    x_live.resize(kChunk * n);
-    d_live.resize(kChunk * n);
-    x_rows.resize(n);
-    d_rows.resize(n);
-}
-
-template <typename T>
-void toy_workspace_prepare(ToyWorkspace<T>& workspace, int64_t n, int64_t m) {
-    workspace.resize(n, m);
+    for (auto* v : {&ws.Wp, &ws.Wop}) v->resize(n * mp);
+    for (auto* v : {&ws.gW, &ws.gW_out}) v->resize(n * mp * kLanes);
+    ws.gb.resize(n * kLanes);
+    for (auto* v : {&ws.x, &ws.d}) v->resize(kChunk * n * kLanes);
+    for (auto* v : {&ws.h, &ws.g}) v->resize(kChunk * mp * kLanes);
+    for (auto* v : {&ws.x_live, &ws.d_live}) v->resize(kChunk * n);
+    for (auto* v : {&ws.x_rows, &ws.d_rows}) v->resize(n);
 }
 
 template <typename T>
@@ -342,8 +333,6 @@ ToyLoss toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t b
                    static_cast<double>(l1) * l1_norm / static_cast<double>(batch)};
 }
 
-template struct ToyWorkspace<float>;
-template struct ToyWorkspace<double>;
 template void toy_workspace_prepare<float>(ToyWorkspace<float>&, int64_t, int64_t);
 template void toy_workspace_prepare<double>(ToyWorkspace<double>&, int64_t, int64_t);
 template ToyLoss toy_loss_and_grad_blocked<float>(int32_t, int64_t, int64_t, int64_t, ToyParams<float>,

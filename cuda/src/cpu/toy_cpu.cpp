@@ -118,17 +118,19 @@ void toy_generate_batch(const ToyShape& shape, const float* probability, const F
         generate_batch_x16<true>(shape, probability, stream, step32, instance32, x);
     else
         generate_batch_x16<false>(shape, probability, stream, step32, instance32, x);
+#else
+    for (int64_t t = 0; t < shape.batch; ++t) {
+        if (signed_inputs)
+            generate_row<true>(shape, probability, stream, step32, instance32, static_cast<uint32_t>(t), x + t * n);
+        else
+            generate_row<false>(shape, probability, stream, step32, instance32, static_cast<uint32_t>(t), x + t * n);
+    }
 #endif
+    if (rules == nullptr) return;
+    // A feature in a set then takes its set's rule instead of its independent draw.
     for (int64_t t = 0; t < shape.batch; ++t) {
         float* row = x + t * n;
         const auto sample = static_cast<uint32_t>(t);
-#if !defined(__AVX512F__)
-        if (signed_inputs)
-            generate_row<true>(shape, probability, stream, step32, instance32, sample, row);
-        else
-            generate_row<false>(shape, probability, stream, step32, instance32, sample, row);
-#endif
-        if (rules == nullptr) continue;
         for (int64_t i = 0; i < n; ++i) {
             if (rules[i].kind == NE_FEATURES_INDEPENDENT) continue;
             row[i] = toy_set_feature(shape.seed, stream, step32, instance32, sample, static_cast<int32_t>(i), rules[i],

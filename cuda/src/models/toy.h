@@ -75,7 +75,6 @@ struct ToyWorkspace {
     std::vector<T> x, d, h, g;         // a chunk of blocks' inputs, output gradients, hidden values and gradients
     std::vector<uint8_t> x_live, d_live;  // per block and feature: some sample has a nonzero x (d)
     std::vector<int32_t> x_rows, d_rows;  // one block's features with a nonzero x (d)
-    void resize(int64_t n, int64_t m);
 };
 
 // Sizes a workspace for n features and m hidden (allocates; call outside parallel regions).

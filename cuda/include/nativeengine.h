@@ -45,6 +45,10 @@ NE_API const char* ne_last_error(void);
 NE_API const char* ne_status_name(int32_t status);
 /* Library version, "MAJOR.MINOR.PATCH". */
 NE_API const char* ne_version(void);
+/* Version of this ABI: raised whenever a function, struct or enum here changes. A binding built against another
+ * version must not call the library (the C# binding checks it on load). */
+#define NE_ABI_VERSION 2
+NE_API int32_t ne_abi_version(void);
 
 /* ---- backends and contexts -------------------------------------------------------------------------- */
 
@@ -87,6 +91,32 @@ NE_API size_t ne_device_info_size(void);
 NE_API ne_status ne_context_create(int32_t backend, int32_t device, ne_context** out);
 NE_API ne_status ne_context_destroy(ne_context* ctx);
 NE_API ne_status ne_context_device_info(const ne_context* ctx, ne_device_info* out);
+
+/* ---- capabilities --------------------------------------------------------------------------------------- */
+
+/* What a context's backend can run, asked up front instead of found by trying. A mask has bit (1 << value) set for
+ * each value of its enum that the backend serves. */
+typedef struct ne_capabilities {
+    int32_t backend;            /* ne_backend of the context: CPU or CUDA */
+    int32_t toy_models;         /* mask of ne_toy_model */
+    int32_t moe_noise;          /* mask of ne_moe_noise */
+    int32_t sae_architectures;  /* mask of ne_sae_architecture */
+    int32_t sae_precisions;     /* mask of ne_sae_precision: the inputs the SAE encoder GEMM takes */
+    int32_t sgemm;              /* 1: ne_sgemm runs on this context */
+    int64_t max_shared_bytes;   /* CUDA: the shared memory one block of the fused toy and MoE kernels may use, which
+                                   bounds n_features * n_hidden per instance; 0 on the CPU, which has no such bound */
+    int64_t max_sae_slots;      /* the largest batch_size * (k + k_aux) an SAE step may hold (CUDA sorts them with
+                                   32-bit indices); INT64_MAX on the CPU */
+} ne_capabilities;
+
+NE_API size_t ne_capabilities_size(void);
+NE_API ne_status ne_context_capabilities(const ne_context* ctx, ne_capabilities* out);
+
+/* Each model family also answers, for one config, whether ctx can run it without creating it
+ * (ne_context_supports_toy, _moe, _sae below). NE_OK: it can. NE_ERR_INVALID_ARGUMENT: the config is invalid on
+ * every backend. NE_ERR_UNSUPPORTED: valid, but beyond this backend (a precision it lacks, a size past its
+ * kernels' limits). Either way ne_last_error() names the field, its value and what would be valid. The create
+ * functions make exactly these checks. */
 
 /* ---- toy models of superposition --------------------------------------------------------------------- */
 
@@ -131,6 +161,7 @@ typedef struct ne_toy_config {
 typedef struct ne_toy ne_toy;
 
 NE_API size_t ne_toy_config_size(void);
+NE_API ne_status ne_context_supports_toy(const ne_context* ctx, const ne_toy_config* config);
 /* importance, feature_probability: [n_instances][n_features], row-major; counts must equal I*n.
  * Parameters start at the xavier-normal init over the (instances, n, m) tensor (W, and W_out for untied
  * models, from disjoint random streams), b = 0.
@@ -215,6 +246,7 @@ typedef struct ne_moe ne_moe;
 #define NE_MOE_EVAL_FIELDS 5 /* loss, l1_penalty, balance_loss, z_loss, dropped_fraction */
 
 NE_API size_t ne_moe_config_size(void);
+NE_API ne_status ne_context_supports_moe(const ne_context* ctx, const ne_moe_config* config);
 /* importance, feature_probability: [n_instances][n_features]. W_e start xavier-normal like a toy model's,
  * W_g xavier-normal, W_noise and route_bias zero. */
 NE_API ne_status ne_moe_create(ne_context* ctx, const ne_moe_config* config, const float* importance,
@@ -299,6 +331,7 @@ typedef struct ne_sae ne_sae;
 
 NE_API size_t ne_sae_config_size(void);
 NE_API size_t ne_sae_stats_size(void);
+NE_API ne_status ne_context_supports_sae(const ne_context* ctx, const ne_sae_config* config);
 /* Decoder rows random unit vectors, W_enc = W_dec^T, b_enc = 0, b_dec = 0 (see ne_sae_init_decoder_bias). */
 NE_API ne_status ne_sae_create(ne_context* ctx, const ne_sae_config* config, ne_sae** out);
 NE_API ne_status ne_sae_destroy(ne_sae* sae);
@@ -337,7 +370,7 @@ NE_API ne_status ne_sae_restore(ne_sae* sae, const float* W_enc, int64_t enc_cou
 /* C [m][n] = A [m][k] B [k][n], row-major floats, by the blocked kernel of the CPU SAE encoder (B packed into
  * panels, register tiles, OpenMP over blocks of rows of A): the engine's one GEMM, exposed so it can be checked
  * and timed against a BLAS (`bench` measures the machine's peak with it). CPU contexts only (NE_ERR_UNSUPPORTED
- * on a CUDA context); m, n, k >= 1; counts must be m*k, k*n and m*n. C is overwritten. */
+ * on a CUDA context: see ne_capabilities.sgemm); m, n, k >= 1; counts must be m*k, k*n and m*n. C is overwritten. */
 NE_API ne_status ne_sgemm(ne_context* ctx, int64_t m, int64_t n, int64_t k, const float* A, int64_t a_count,
                           const float* B, int64_t b_count, float* C, int64_t c_count);
 

@@ -12,6 +12,7 @@ static bool mentions(const char* text) { return std::strstr(ne_last_error(), tex
 
 int main() {
     CHECK(std::string(ne_version()).size() >= 5);
+    CHECK(ne_abi_version() == NE_ABI_VERSION);
     CHECK(std::string(ne_status_name(NE_ERR_INVALID_ARGUMENT)) == "NE_ERR_INVALID_ARGUMENT");
     CHECK(ne_toy_config_size() == sizeof(ne_toy_config));
     CHECK(ne_context_destroy(nullptr) == NE_OK);
@@ -133,6 +134,32 @@ int main() {
     sae_config.precision = NE_SAE_FP32;
     CHECK(ne_sae_create(ctx, &sae_config, &sae) == NE_OK);
     CHECK(ne_sae_destroy(sae) == NE_OK);
+
+    // The capability query answers what creating would find out, without creating anything.
+    CHECK(ne_capabilities_size() == sizeof(ne_capabilities));
+    ne_capabilities caps{};
+    CHECK(ne_context_capabilities(ctx, nullptr) == NE_ERR_INVALID_ARGUMENT);
+    CHECK(ne_context_capabilities(ctx, &caps) == NE_OK);
+    CHECK(caps.backend == NE_BACKEND_CPU && caps.sgemm == 1 && caps.max_shared_bytes == 0);
+    CHECK(caps.sae_precisions == (1 << NE_SAE_FP32));
+    CHECK(caps.sae_architectures == 0xf && caps.toy_models == 0xf && caps.moe_noise == 0x7);
+    CHECK(ne_context_supports_sae(ctx, &sae_config) == NE_OK);
+    sae_config.precision = NE_SAE_BF16;
+    CHECK(ne_context_supports_sae(ctx, &sae_config) == NE_ERR_UNSUPPORTED);
+    CHECK(mentions("config.precision is 2 (bf16)"));
+    sae_config.precision = NE_SAE_FP32;
+    sae_config.k = 0;
+    CHECK(ne_context_supports_sae(ctx, &sae_config) == NE_ERR_INVALID_ARGUMENT);
+    CHECK(mentions("config.k is 0"));
+    CHECK(ne_context_supports_toy(ctx, &config) == NE_OK);
+    config.batch_size = 0;
+    CHECK(ne_context_supports_toy(ctx, &config) == NE_ERR_INVALID_ARGUMENT);
+    CHECK(mentions("config.batch_size is 0"));
+    CHECK(ne_context_supports_toy(nullptr, &config) == NE_ERR_INVALID_ARGUMENT);
+    CHECK(mentions("ctx is null"));
+    ne_moe_config moe_config{};
+    CHECK(ne_context_supports_moe(ctx, &moe_config) == NE_ERR_INVALID_ARGUMENT);
+    CHECK(mentions("config.expert_model is 0"));
     CHECK(ne_context_destroy(ctx) == NE_OK);
     return ne_test::finish("test_abi");
 }

@@ -7,8 +7,9 @@
 #include <vector>
 
 #include "core/context.h"
-#include "core/cuda_plugin.h"
+#include "core/cuda_devices.h"
 #include "core/error.h"
+#include "models/backends.h"
 #include "models/moe_model.h"
 #include "models/sae.h"
 #include "models/sae_model.h"
@@ -20,9 +21,14 @@
 #  define NE_VERSION_STRING "0.0.0"
 #endif
 
-namespace ne {
-const char* last_error_cstr();
-}
+// The ABI structs' sizes are part of the ABI: the C# mirrors are laid out to match (and a test compares them).
+static_assert(sizeof(ne_runtime_info) == 16, "ne_runtime_info changed: update NE_ABI_VERSION and the bindings");
+static_assert(sizeof(ne_device_info) == 168, "ne_device_info changed: update NE_ABI_VERSION and the bindings");
+static_assert(sizeof(ne_capabilities) == 40, "ne_capabilities changed: update NE_ABI_VERSION and the bindings");
+static_assert(sizeof(ne_toy_config) == 72, "ne_toy_config changed: update NE_ABI_VERSION and the bindings");
+static_assert(sizeof(ne_moe_config) == 112, "ne_moe_config changed: update NE_ABI_VERSION and the bindings");
+static_assert(sizeof(ne_sae_config) == 104, "ne_sae_config changed: update NE_ABI_VERSION and the bindings");
+static_assert(sizeof(ne_sae_stats) == 56, "ne_sae_stats changed: update NE_ABI_VERSION and the bindings");
 
 namespace {
 
@@ -52,6 +58,7 @@ NE_API const char* ne_status_name(int32_t status) {
 }
 
 NE_API const char* ne_version(void) { return NE_VERSION_STRING; }
+NE_API int32_t ne_abi_version(void) { return NE_ABI_VERSION; }
 
 NE_API size_t ne_runtime_info_size(void) { return sizeof(ne_runtime_info); }
 NE_API size_t ne_device_info_size(void) { return sizeof(ne_device_info); }
@@ -59,19 +66,20 @@ NE_API size_t ne_toy_config_size(void) { return sizeof(ne_toy_config); }
 NE_API size_t ne_moe_config_size(void) { return sizeof(ne_moe_config); }
 NE_API size_t ne_sae_config_size(void) { return sizeof(ne_sae_config); }
 NE_API size_t ne_sae_stats_size(void) { return sizeof(ne_sae_stats); }
+NE_API size_t ne_capabilities_size(void) { return sizeof(ne_capabilities); }
 
 NE_API ne_status ne_runtime_query(ne_runtime_info* out) {
     return ne::guarded(__func__, [&] {
         auto& info = deref(out, "out");
         info = ne_runtime_info{};
-        info.cuda_compiled = ne::CudaPlugin::found() ? 1 : 0;
-        info.cuda_loaded = ne::CudaPlugin::get() != nullptr ? 1 : 0;
-        info.cuda_device_count = ne::CudaPlugin::device_count();
+        info.cuda_compiled = ne::CudaDevices::found() ? 1 : 0;
+        info.cuda_loaded = ne::CudaDevices::loaded() ? 1 : 0;
+        info.cuda_device_count = ne::CudaDevices::count();
         info.cpu_threads = ne::cpu_threads();
     });
 }
 
-NE_API const char* ne_cuda_unavailable_reason(void) { return ne::CudaPlugin::unavailable_reason(); }
+NE_API const char* ne_cuda_unavailable_reason(void) { return ne::CudaDevices::unavailable_reason(); }
 
 NE_API ne_status ne_context_create(int32_t backend, int32_t device, ne_context** out) {
     return ne::guarded(__func__, [&] {
@@ -87,6 +95,22 @@ NE_API ne_status ne_context_destroy(ne_context* ctx) {
 
 NE_API ne_status ne_context_device_info(const ne_context* ctx, ne_device_info* out) {
     return ne::guarded(__func__, [&] { deref(out, "out") = ne::device_info(deref(ctx, "ctx")); });
+}
+
+NE_API ne_status ne_context_capabilities(const ne_context* ctx, ne_capabilities* out) {
+    return ne::guarded(__func__, [&] { deref(out, "out") = ne::capabilities(deref(ctx, "ctx")); });
+}
+
+NE_API ne_status ne_context_supports_toy(const ne_context* ctx, const ne_toy_config* config) {
+    return ne::guarded(__func__, [&] { ne::ToyModel::check(deref(ctx, "ctx"), deref(config, "config")); });
+}
+
+NE_API ne_status ne_context_supports_moe(const ne_context* ctx, const ne_moe_config* config) {
+    return ne::guarded(__func__, [&] { ne::MoeModel::check(deref(ctx, "ctx"), deref(config, "config")); });
+}
+
+NE_API ne_status ne_context_supports_sae(const ne_context* ctx, const ne_sae_config* config) {
+    return ne::guarded(__func__, [&] { ne::SaeModel::check(deref(ctx, "ctx"), deref(config, "config")); });
 }
 
 NE_API ne_status ne_toy_create(ne_context* ctx, const ne_toy_config* config, const float* importance,
@@ -275,7 +299,7 @@ NE_API ne_status ne_sae_restore(ne_sae* sae, const float* W_enc, int64_t enc_cou
 NE_API ne_status ne_sgemm(ne_context* ctx, int64_t m, int64_t n, int64_t k, const float* A, int64_t a_count,
                           const float* B, int64_t b_count, float* C, int64_t c_count) {
     return ne::guarded(__func__, [&] {
-        if (deref(ctx, "ctx").backend != NE_BACKEND_CPU)
+        if (!ne::capabilities(deref(ctx, "ctx")).sgemm)
             ne::fail(NE_ERR_UNSUPPORTED, "the GEMM runs on CPU contexts only; this one is CUDA");
         for (const auto& [name, value] : {std::pair<const char*, int64_t>{"m", m}, {"n", n}, {"k", k}})
             if (value < 1) ne::invalid(std::string(name) + " is " + std::to_string(value) + "; valid: >= 1");

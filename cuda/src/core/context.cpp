@@ -8,7 +8,7 @@
 #include <fstream>
 #include <string>
 
-#include "core/cuda_plugin.h"
+#include "core/cuda_devices.h"
 #include "core/error.h"
 
 namespace ne {
@@ -56,16 +56,15 @@ ne_context* create_context(int32_t backend, int32_t device) {
         invalid("backend " + std::to_string(backend) + " is not one of auto (0), cpu (1), cuda (2)");
     if (backend == NE_BACKEND_AUTO) backend = backend_from_environment();
     if (backend == NE_BACKEND_AUTO)
-        backend = CudaPlugin::get() != nullptr && CudaPlugin::device_count() > 0 ? NE_BACKEND_CUDA : NE_BACKEND_CPU;
+        backend = CudaDevices::loaded() && CudaDevices::count() > 0 ? NE_BACKEND_CUDA : NE_BACKEND_CPU;
     if (backend == NE_BACKEND_CUDA) {
-        if (CudaPlugin::get() == nullptr || CudaPlugin::device_count() == 0)
+        if (!CudaDevices::loaded() || CudaDevices::count() == 0)
             fail(NE_ERR_BACKEND_UNAVAILABLE,
-                 std::string("backend cuda requested but unavailable: ") + CudaPlugin::unavailable_reason() +
+                 std::string("backend cuda requested but unavailable: ") + CudaDevices::unavailable_reason() +
                      "; use backend cpu or auto");
-        if (device < 0 || device >= CudaPlugin::device_count())
-            invalid("device " + std::to_string(device) + " out of range: " +
-                    std::to_string(CudaPlugin::device_count()) + " CUDA device(s), valid 0.." +
-                    std::to_string(CudaPlugin::device_count() - 1));
+        if (device < 0 || device >= CudaDevices::count())
+            invalid("device " + std::to_string(device) + " out of range: " + std::to_string(CudaDevices::count()) +
+                    " CUDA device(s), valid 0.." + std::to_string(CudaDevices::count() - 1));
     } else {
         device = 0;
     }
@@ -74,11 +73,7 @@ ne_context* create_context(int32_t backend, int32_t device) {
 
 ne_device_info device_info(const ne_context& ctx) {
     ne_device_info info{};
-    if (ctx.backend == NE_BACKEND_CUDA) {
-        char err[512] = "";
-        check_plugin(CudaPlugin::get()->device_info(ctx.device, &info, err, sizeof err), err);
-        return info;
-    }
+    if (ctx.backend == NE_BACKEND_CUDA) return CudaDevices::info(ctx.device);
     info.backend = NE_BACKEND_CPU;
     info.total_memory = meminfo_bytes("MemTotal:");
     info.free_memory = meminfo_bytes("MemAvailable:");

@@ -22,6 +22,7 @@ private:
 
 void set_last_error(const std::string& message);
 void clear_last_error();
+const char* last_error_cstr();  // the calling thread's last message, "" when none
 
 // Runs body; returns NE_OK or the status of whatever it threw, recording the message. Never throws.
 template <class Body>

@@ -10,13 +10,33 @@
 // the same run after run.
 #include <algorithm>
 #include <memory>
+#include <utility>
 #include <string>
 
 #include "core/nvtx.h"
 #include "cuda/cuda_check.h"
+#include "cuda/device_arena.h"
 #include "cuda/moe_cuda.h"
 #include "models/moe_common.h"
+#include "models/optimizer.h"
 #include "models/toy_common.h"
+
+namespace ne::cuda {
+
+// A MoE's device tensors, sliced from its arena; plain pointers, so the kernel takes them by value.
+struct MoeDeviceTensors {
+    float *W, *b, *gate, *noise, *bias;                 // [I][E][n][m], [I][E][n], [I][n][E] x2, [I][E]
+    float *mW, *vW, *mb, *vb, *mgate, *vgate, *mnoise, *vnoise;
+    float *importance, *probability, *l1;               // [I][n] x2, [I]
+    float* out;                                         // [I][NE_MOE_EVAL_FIELDS + E] evaluation output
+    // per-instance batch scratch
+    float *X, *Xr, *H, *prob, *lse, *normal, *softplus_in;  // [I][B][n] x2, [I][B][E] x2, [I][B], [I][B][E] x2
+    int32_t *chosen, *kept;                             // [I][B][K]
+    FeatureRule* rules;                                 // [n]
+    AdamStep* adam;                                     // [adam_capacity]
+};
+
+}  // namespace ne::cuda
 
 struct ne_cuda_moe {
     int32_t device;
@@ -25,18 +45,9 @@ struct ne_cuda_moe {
     uint64_t seed;
     int32_t tile;
     size_t shared_bytes;
-    float* arena;
-    // parameters, optimizer state and data, sliced from the arena
-    float *W, *b, *gate, *noise, *bias;                 // [I][E][n][m], [I][E][n], [I][n][E] x2, [I][E]
-    float *mW, *vW, *mb, *vb, *mgate, *vgate, *mnoise, *vnoise;
-    float *importance, *probability, *l1;               // [I][n] x2, [I]
-    float* out;                                         // [I][NE_MOE_EVAL_FIELDS + E] evaluation output
-    // per-instance batch scratch
-    float *X, *Xr, *H, *prob, *lse, *normal, *softplus_in;  // [I][B][n] x2, [I][B][E] x2, [I][B], [I][B][E] x2
-    int32_t *chosen, *kept;                             // [I][B][K]
-    ne::FeatureRule* rules;
+    ne::cuda::DeviceArena arena;  // one allocation: the tensors below
+    ne::cuda::MoeDeviceTensors t;
     int32_t has_rules;
-    ne::AdamStep* adam;
     int64_t adam_capacity;
     cudaStream_t stream;
 };
@@ -50,7 +61,7 @@ struct MoeArgs {
     MoeSpec spec;
     int32_t n, m, E, K, B, T, S;  // S: padded row length of W in shared memory
     uint64_t seed;
-    ne_cuda_moe toy;              // pointers (copied by value: the kernel reads them)
+    MoeDeviceTensors g;           // the instance's tensors
     const FeatureRule* rules;
     const AdamStep* adam;         // null: evaluate
     float bias_update;
@@ -82,7 +93,7 @@ __global__ void __launch_bounds__(kThreads) moe_steps_kernel(MoeArgs a) {
     const int inst = blockIdx.x, tid = threadIdx.x, nt = blockDim.x;
     const int n = a.n, m = a.m, E = a.E, K = a.K, B = a.B, T = a.T, S = a.S;
     const MoeSpec& spec = a.spec;
-    const ne_cuda_moe& g = a.toy;
+    const MoeDeviceTensors& g = a.g;
     const bool training = a.adam != nullptr;
     const bool hidden_relu = toy_hidden_relu(spec.expert_model);
     const bool noisy = training && spec.noise == NE_MOE_NOISE_NOISY_TOPK;
@@ -461,67 +472,70 @@ MoeArgs make_args(const ne_cuda_moe& moe) {
     a.T = moe.tile;
     a.S = padded_stride(moe.spec.m);
     a.seed = moe.seed;
-    a.toy = moe;
-    a.rules = moe.has_rules ? moe.rules : nullptr;
+    a.g = moe.t;
+    a.rules = moe.has_rules ? moe.t.rules : nullptr;
     return a;
 }
 
+// The tile (tokens per pass, at most 32) the fused kernel uses for this shape on this device, and its shared
+// memory; throws NE_ERR_UNSUPPORTED when even one token does not fit.
+std::pair<int32_t, size_t> plan_tile(int32_t device, const MoeSpec& spec, int64_t instances) {
+    int optin = 0;
+    NE_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    int64_t tile = std::min<int64_t>(32, spec.batch);
+    while (tile > 1 && shared_floats(spec, tile, kThreads) * sizeof(float) > static_cast<size_t>(optin)) --tile;
+    const size_t shared_bytes = shared_floats(spec, tile, kThreads) * sizeof(float);
+    if (shared_bytes > static_cast<size_t>(optin))
+        fail(NE_ERR_UNSUPPORTED, "n_experts * n_features * expert_hidden = " +
+                                     std::to_string(spec.experts * spec.n * spec.m) +
+                                     " is too large for the fused CUDA MoE kernel: it needs " +
+                                     std::to_string(shared_bytes) + " bytes of shared memory per block, the device " +
+                                     "offers " + std::to_string(optin) + "; use backend cpu");
+    if (instances > 0x7fffffff) fail(NE_ERR_UNSUPPORTED, "n_instances exceeds the CUDA grid limit 2147483647");
+    return {static_cast<int32_t>(tile), shared_bytes};
+}
+
 }  // namespace
+
+int32_t moe_supports(int32_t device, const MoeSpec* spec, int64_t instances, char* err, size_t err_size) {
+    return plugin_call(err, err_size, [&] { plan_tile(device, *spec, instances); });
+}
 
 int32_t moe_create(int32_t device, const MoeSpec* spec, int64_t instances, uint64_t seed, ne_cuda_moe** out, char* err,
                    size_t err_size) {
     return plugin_call(err, err_size, [&] {
         NE_CUDA_CHECK(cudaSetDevice(device));
-        int optin = 0;
-        NE_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-        int64_t tile = std::min<int64_t>(32, spec->batch);
-        while (tile > 1 && shared_floats(*spec, tile, kThreads) * sizeof(float) > static_cast<size_t>(optin)) --tile;
-        const size_t shared_bytes = shared_floats(*spec, tile, kThreads) * sizeof(float);
-        if (shared_bytes > static_cast<size_t>(optin))
-            fail(NE_ERR_UNSUPPORTED, "n_experts * n_features * expert_hidden = " +
-                                         std::to_string(spec->experts * spec->n * spec->m) +
-                                         " is too large for the fused CUDA MoE kernel: it needs " +
-                                         std::to_string(shared_bytes) + " bytes of shared memory per block, the device " +
-                                         "offers " + std::to_string(optin) + "; use backend cpu");
-        if (instances > 0x7fffffff) invalid("n_instances exceeds the CUDA grid limit 2147483647");
+        const auto [tile, shared_bytes] = plan_tile(device, *spec, instances);
 
         std::unique_ptr<ne_cuda_moe, void (*)(ne_cuda_moe*)> moe(new ne_cuda_moe{}, moe_destroy);
         moe->device = device;
         moe->spec = *spec;
         moe->instances = instances;
         moe->seed = seed;
-        moe->tile = static_cast<int32_t>(tile);
+        moe->tile = tile;
         moe->shared_bytes = shared_bytes;
         moe->adam_capacity = 4096;
         const int64_t I = instances, n = spec->n, m = spec->m, E = spec->experts, K = spec->top_k, B = spec->batch;
         const int64_t w = I * E * n * m, bsz = I * E * n, gsz = I * n * E;
-        const int64_t adam_floats = (moe->adam_capacity * static_cast<int64_t>(sizeof(AdamStep)) + 3) / 4;
-        const int64_t rule_floats = (n * static_cast<int64_t>(sizeof(FeatureRule)) + 3) / 4;
-        const int64_t total = 3 * w + 3 * bsz + 6 * gsz + I * E + 2 * I * n + I + I * (NE_MOE_EVAL_FIELDS + E) +
-                              2 * I * B * n + 4 * I * B * E + I * B + 2 * I * B * K + adam_floats + rule_floats;
-        NE_CUDA_CHECK(cudaMalloc(&moe->arena, static_cast<size_t>(total) * sizeof(float)));
-        float* p = moe->arena;
-        auto take = [&](int64_t count) {
-            float* slice = p;
-            p += count;
-            return slice;
-        };
-        moe->W = take(w), moe->mW = take(w), moe->vW = take(w);
-        moe->b = take(bsz), moe->mb = take(bsz), moe->vb = take(bsz);
-        moe->gate = take(gsz), moe->mgate = take(gsz), moe->vgate = take(gsz);
-        moe->noise = take(gsz), moe->mnoise = take(gsz), moe->vnoise = take(gsz);
-        moe->bias = take(I * E);
-        moe->importance = take(I * n), moe->probability = take(I * n);
-        moe->l1 = take(I);
-        moe->out = take(I * (NE_MOE_EVAL_FIELDS + E));
-        moe->X = take(I * B * n), moe->Xr = take(I * B * n);
-        moe->H = take(I * B * E), moe->prob = take(I * B * E), moe->normal = take(I * B * E);
-        moe->softplus_in = take(I * B * E);
-        moe->lse = take(I * B);
-        moe->chosen = reinterpret_cast<int32_t*>(take(I * B * K));
-        moe->kept = reinterpret_cast<int32_t*>(take(I * B * K));
-        moe->adam = reinterpret_cast<AdamStep*>(take(adam_floats));
-        moe->rules = reinterpret_cast<FeatureRule*>(take(rule_floats));
+        MoeDeviceTensors& t = moe->t;
+        moe->arena.allocate([&](ArenaCarver& c) {
+            t.W = c.take<float>(w), t.mW = c.take<float>(w), t.vW = c.take<float>(w);
+            t.b = c.take<float>(bsz), t.mb = c.take<float>(bsz), t.vb = c.take<float>(bsz);
+            t.gate = c.take<float>(gsz), t.mgate = c.take<float>(gsz), t.vgate = c.take<float>(gsz);
+            t.noise = c.take<float>(gsz), t.mnoise = c.take<float>(gsz), t.vnoise = c.take<float>(gsz);
+            t.bias = c.take<float>(I * E);
+            t.importance = c.take<float>(I * n), t.probability = c.take<float>(I * n);
+            t.l1 = c.take<float>(I);
+            t.out = c.take<float>(I * (NE_MOE_EVAL_FIELDS + E));
+            t.X = c.take<float>(I * B * n), t.Xr = c.take<float>(I * B * n);
+            t.H = c.take<float>(I * B * E), t.prob = c.take<float>(I * B * E), t.normal = c.take<float>(I * B * E);
+            t.softplus_in = c.take<float>(I * B * E);
+            t.lse = c.take<float>(I * B);
+            t.chosen = c.take<int32_t>(I * B * K);
+            t.kept = c.take<int32_t>(I * B * K);
+            t.adam = c.take<AdamStep>(moe->adam_capacity);
+            t.rules = c.take<FeatureRule>(n);
+        });
         NE_CUDA_CHECK(cudaStreamCreateWithFlags(&moe->stream, cudaStreamNonBlocking));
         *out = moe.release();
     });
@@ -531,8 +545,7 @@ void moe_destroy(ne_cuda_moe* moe) {
     if (moe == nullptr) return;
     cudaSetDevice(moe->device);
     if (moe->stream != nullptr) cudaStreamDestroy(moe->stream);
-    cudaFree(moe->arena);
-    delete moe;
+    delete moe;  // the arena frees its allocation
 }
 
 int32_t moe_set_data(ne_cuda_moe* moe, const float* importance, const float* probability, const float* l1,
@@ -540,12 +553,12 @@ int32_t moe_set_data(ne_cuda_moe* moe, const float* importance, const float* pro
     return plugin_call(err, err_size, [&] {
         NE_CUDA_CHECK(cudaSetDevice(moe->device));
         const int64_t in = moe->instances * moe->spec.n;
-        NE_CUDA_CHECK(cudaMemcpyAsync(moe->importance, importance, in * sizeof(float), cudaMemcpyHostToDevice, moe->stream));
-        NE_CUDA_CHECK(cudaMemcpyAsync(moe->probability, probability, in * sizeof(float), cudaMemcpyHostToDevice, moe->stream));
-        NE_CUDA_CHECK(cudaMemcpyAsync(moe->l1, l1, moe->instances * sizeof(float), cudaMemcpyHostToDevice, moe->stream));
+        NE_CUDA_CHECK(cudaMemcpyAsync(moe->t.importance, importance, in * sizeof(float), cudaMemcpyHostToDevice, moe->stream));
+        NE_CUDA_CHECK(cudaMemcpyAsync(moe->t.probability, probability, in * sizeof(float), cudaMemcpyHostToDevice, moe->stream));
+        NE_CUDA_CHECK(cudaMemcpyAsync(moe->t.l1, l1, moe->instances * sizeof(float), cudaMemcpyHostToDevice, moe->stream));
         moe->has_rules = rules != nullptr ? 1 : 0;
         if (rules != nullptr)
-            NE_CUDA_CHECK(cudaMemcpyAsync(moe->rules, rules, moe->spec.n * sizeof(FeatureRule), cudaMemcpyHostToDevice,
+            NE_CUDA_CHECK(cudaMemcpyAsync(moe->t.rules, rules, moe->spec.n * sizeof(FeatureRule), cudaMemcpyHostToDevice,
                                           moe->stream));
         NE_CUDA_CHECK(cudaStreamSynchronize(moe->stream));
     });
@@ -559,9 +572,9 @@ int32_t moe_train(ne_cuda_moe* moe, int64_t first_step, const AdamStep* adam, in
             invalid("steps per call " + std::to_string(steps) + " exceeds " + std::to_string(moe->adam_capacity));
         if (steps == 0) return;
         NE_CUDA_CHECK(cudaSetDevice(moe->device));
-        NE_CUDA_CHECK(cudaMemcpyAsync(moe->adam, adam, steps * sizeof(AdamStep), cudaMemcpyHostToDevice, moe->stream));
+        NE_CUDA_CHECK(cudaMemcpyAsync(moe->t.adam, adam, steps * sizeof(AdamStep), cudaMemcpyHostToDevice, moe->stream));
         MoeArgs args = make_args(*moe);
-        args.adam = moe->adam;
+        args.adam = moe->t.adam;
         args.bias_update = bias_update;
         args.first_step = static_cast<int32_t>(first_step);
         args.steps = static_cast<int32_t>(steps);
@@ -580,7 +593,7 @@ int32_t moe_evaluate(ne_cuda_moe* moe, int64_t batches, float* out, char* err, s
         args.steps = static_cast<int32_t>(batches);
         args.stream = Stream::kEvaluate;
         launch(*moe, args);
-        NE_CUDA_CHECK(cudaMemcpyAsync(out, moe->out, moe->instances * (NE_MOE_EVAL_FIELDS + moe->spec.experts) * sizeof(float),
+        NE_CUDA_CHECK(cudaMemcpyAsync(out, moe->t.out, moe->instances * (NE_MOE_EVAL_FIELDS + moe->spec.experts) * sizeof(float),
                                       cudaMemcpyDeviceToHost, moe->stream));
         NE_CUDA_CHECK(cudaStreamSynchronize(moe->stream));
     });
@@ -592,11 +605,11 @@ int32_t moe_get_params(ne_cuda_moe* moe, float* W, float* b, float* W_gate, floa
         NE_CUDA_CHECK(cudaSetDevice(moe->device));
         const MoeSizes sizes(moe->spec);
         const int64_t I = moe->instances;
-        NE_CUDA_CHECK(cudaMemcpyAsync(W, moe->W, I * sizes.W * sizeof(float), cudaMemcpyDeviceToHost, moe->stream));
-        NE_CUDA_CHECK(cudaMemcpyAsync(b, moe->b, I * sizes.b * sizeof(float), cudaMemcpyDeviceToHost, moe->stream));
-        NE_CUDA_CHECK(cudaMemcpyAsync(W_gate, moe->gate, I * sizes.gate * sizeof(float), cudaMemcpyDeviceToHost, moe->stream));
-        NE_CUDA_CHECK(cudaMemcpyAsync(W_noise, moe->noise, I * sizes.gate * sizeof(float), cudaMemcpyDeviceToHost, moe->stream));
-        NE_CUDA_CHECK(cudaMemcpyAsync(route_bias, moe->bias, I * sizes.bias * sizeof(float), cudaMemcpyDeviceToHost, moe->stream));
+        NE_CUDA_CHECK(cudaMemcpyAsync(W, moe->t.W, I * sizes.W * sizeof(float), cudaMemcpyDeviceToHost, moe->stream));
+        NE_CUDA_CHECK(cudaMemcpyAsync(b, moe->t.b, I * sizes.b * sizeof(float), cudaMemcpyDeviceToHost, moe->stream));
+        NE_CUDA_CHECK(cudaMemcpyAsync(W_gate, moe->t.gate, I * sizes.gate * sizeof(float), cudaMemcpyDeviceToHost, moe->stream));
+        NE_CUDA_CHECK(cudaMemcpyAsync(W_noise, moe->t.noise, I * sizes.gate * sizeof(float), cudaMemcpyDeviceToHost, moe->stream));
+        NE_CUDA_CHECK(cudaMemcpyAsync(route_bias, moe->t.bias, I * sizes.bias * sizeof(float), cudaMemcpyDeviceToHost, moe->stream));
         NE_CUDA_CHECK(cudaStreamSynchronize(moe->stream));
     });
 }
@@ -607,16 +620,18 @@ int32_t moe_set_params(ne_cuda_moe* moe, const float* W, const float* b, const f
         NE_CUDA_CHECK(cudaSetDevice(moe->device));
         const MoeSizes sizes(moe->spec);
         const int64_t I = moe->instances;
-        NE_CUDA_CHECK(cudaMemcpyAsync(moe->W, W, I * sizes.W * sizeof(float), cudaMemcpyHostToDevice, moe->stream));
-        NE_CUDA_CHECK(cudaMemcpyAsync(moe->b, b, I * sizes.b * sizeof(float), cudaMemcpyHostToDevice, moe->stream));
-        NE_CUDA_CHECK(cudaMemcpyAsync(moe->gate, W_gate, I * sizes.gate * sizeof(float), cudaMemcpyHostToDevice, moe->stream));
-        NE_CUDA_CHECK(cudaMemcpyAsync(moe->noise, W_noise, I * sizes.gate * sizeof(float), cudaMemcpyHostToDevice, moe->stream));
-        NE_CUDA_CHECK(cudaMemcpyAsync(moe->bias, route_bias, I * sizes.bias * sizeof(float), cudaMemcpyHostToDevice, moe->stream));
-        // The optimizer state restarts with new parameters (m and v of each tensor are adjacent).
-        NE_CUDA_CHECK(cudaMemsetAsync(moe->mW, 0, 2 * I * sizes.W * sizeof(float), moe->stream));
-        NE_CUDA_CHECK(cudaMemsetAsync(moe->mb, 0, 2 * I * sizes.b * sizeof(float), moe->stream));
-        NE_CUDA_CHECK(cudaMemsetAsync(moe->mgate, 0, 2 * I * sizes.gate * sizeof(float), moe->stream));
-        NE_CUDA_CHECK(cudaMemsetAsync(moe->mnoise, 0, 2 * I * sizes.gate * sizeof(float), moe->stream));
+        NE_CUDA_CHECK(cudaMemcpyAsync(moe->t.W, W, I * sizes.W * sizeof(float), cudaMemcpyHostToDevice, moe->stream));
+        NE_CUDA_CHECK(cudaMemcpyAsync(moe->t.b, b, I * sizes.b * sizeof(float), cudaMemcpyHostToDevice, moe->stream));
+        NE_CUDA_CHECK(cudaMemcpyAsync(moe->t.gate, W_gate, I * sizes.gate * sizeof(float), cudaMemcpyHostToDevice, moe->stream));
+        NE_CUDA_CHECK(cudaMemcpyAsync(moe->t.noise, W_noise, I * sizes.gate * sizeof(float), cudaMemcpyHostToDevice, moe->stream));
+        NE_CUDA_CHECK(cudaMemcpyAsync(moe->t.bias, route_bias, I * sizes.bias * sizeof(float), cudaMemcpyHostToDevice, moe->stream));
+        // The optimizer state restarts with new parameters.
+        const MoeDeviceTensors& t = moe->t;
+        const std::pair<float*, int64_t> moments[] = {{t.mW, sizes.W},      {t.vW, sizes.W},     {t.mb, sizes.b},
+                                                      {t.vb, sizes.b},      {t.mgate, sizes.gate}, {t.vgate, sizes.gate},
+                                                      {t.mnoise, sizes.gate}, {t.vnoise, sizes.gate}};
+        for (const auto& [moment, count] : moments)
+            NE_CUDA_CHECK(cudaMemsetAsync(moment, 0, I * count * sizeof(float), moe->stream));
         NE_CUDA_CHECK(cudaStreamSynchronize(moe->stream));
     });
 }

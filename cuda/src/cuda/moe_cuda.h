@@ -1,9 +1,11 @@
-// CUDA backend of the mixture-of-experts toy models: entry points of the plugin table (see core/cuda_plugin.h).
+// CUDA backend of the mixture-of-experts toy models: entry points of the plugin's model table
+// (models/cuda_table.h).
 #pragma once
-#include "core/cuda_plugin.h"
+#include "models/cuda_table.h"
 
 namespace ne::cuda {
 
+int32_t moe_supports(int32_t device, const MoeSpec* spec, int64_t instances, char* err, size_t err_size);
 int32_t moe_create(int32_t device, const MoeSpec* spec, int64_t instances, uint64_t seed, ne_cuda_moe** out, char* err,
                    size_t err_size);
 void moe_destroy(ne_cuda_moe* moe);

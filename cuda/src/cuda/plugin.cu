@@ -1,11 +1,13 @@
-// The table libnativeengine_cuda exports to the core (see core/cuda_plugin.h).
+// The tables libnativeengine_cuda exports: its devices to the core (core/cuda_devices.h) and its models to the
+// adapters in models/backends.cpp (models/cuda_table.h).
 #include <cstring>
 
-#include "core/cuda_plugin.h"
+#include "core/cuda_devices.h"
 #include "cuda/cuda_check.h"
 #include "cuda/moe_cuda.h"
 #include "cuda/sae_cuda.h"
 #include "cuda/toy_cuda.h"
+#include "models/cuda_table.h"
 
 namespace {
 
@@ -43,10 +45,34 @@ int32_t device_info(int32_t device, ne_device_info* info, char* err, size_t err_
     });
 }
 
-const ne_cuda_plugin kPlugin = {
+int32_t capabilities(int32_t device, ne_capabilities* out, char* err, size_t err_size) {
+    return ne::cuda::plugin_call(err, err_size, [&] {
+        int optin = 0;
+        NE_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+        *out = ne_capabilities{};
+        out->backend = NE_BACKEND_CUDA;
+        out->toy_models = (1 << NE_TOY_LINEAR) | (1 << NE_TOY_RELU_OUTPUT) | (1 << NE_TOY_RELU_HIDDEN) |
+                          (1 << NE_TOY_ABS_VALUE);
+        out->moe_noise = (1 << NE_MOE_NOISE_NONE) | (1 << NE_MOE_NOISE_NOISY_TOPK) | (1 << NE_MOE_NOISE_JITTER);
+        out->sae_architectures =
+            (1 << NE_SAE_TOPK) | (1 << NE_SAE_BATCHTOPK) | (1 << NE_SAE_RELU) | (1 << NE_SAE_JUMPRELU);
+        out->sae_precisions = (1 << NE_SAE_FP32) | (1 << NE_SAE_TF32) | (1 << NE_SAE_BF16);
+        out->sgemm = 0;  // ne_sgemm is the CPU encoder's GEMM
+        out->max_shared_bytes = optin;
+        out->max_sae_slots = ne::cuda::kSaeMaxSlots;
+    });
+}
+
+const ne_cuda_device_table kDevices = {
     NE_CUDA_PLUGIN_ABI,
     device_count,
     device_info,
+};
+
+const ne_cuda_model_table kModels = {
+    NE_CUDA_PLUGIN_ABI,
+    capabilities,
+    ne::cuda::toy_supports,
     ne::cuda::toy_create,
     ne::cuda::toy_destroy,
     ne::cuda::toy_set_data,
@@ -54,6 +80,7 @@ const ne_cuda_plugin kPlugin = {
     ne::cuda::toy_evaluate,
     ne::cuda::toy_get_params,
     ne::cuda::toy_set_params,
+    ne::cuda::moe_supports,
     ne::cuda::moe_create,
     ne::cuda::moe_destroy,
     ne::cuda::moe_set_data,
@@ -61,6 +88,7 @@ const ne_cuda_plugin kPlugin = {
     ne::cuda::moe_evaluate,
     ne::cuda::moe_get_params,
     ne::cuda::moe_set_params,
+    ne::cuda::sae_supports,
     ne::cuda::sae_create,
     ne::cuda::sae_destroy,
     ne::cuda::sae_set_params,
@@ -73,4 +101,5 @@ const ne_cuda_plugin kPlugin = {
 
 }  // namespace
 
-extern "C" NE_API const ne_cuda_plugin* ne_cuda_plugin_get(void) { return &kPlugin; }
+extern "C" NE_API const ne_cuda_device_table* ne_cuda_devices(void) { return &kDevices; }
+extern "C" NE_API const ne_cuda_model_table* ne_cuda_models(void) { return &kModels; }

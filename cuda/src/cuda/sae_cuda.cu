@@ -41,7 +41,9 @@
 
 #include "core/nvtx.h"
 #include "cuda/cuda_check.h"
+#include "cuda/device_arena.h"
 #include "cuda/sae_cuda.h"
+#include "models/optimizer.h"
 #include "models/toy_common.h"
 
 namespace ne::cuda {
@@ -63,7 +65,7 @@ struct SaeDeviceStats {
 
 // Per-batch buffers sized by the token count (and k_aux): one allocation.
 struct SaeTokenBuffers {
-    void* arena = nullptr;
+    DeviceArena arena;
     int64_t tokens = 0, kaux = 0;               // what it was sized for
     float *x, *xc, *U, *x_hat, *dxhat, *dehat;  // [T][d] each, U [T][chunk_for(T)]
     __nv_bfloat16* xc_bf16;                     // [T][d], bf16 precision only
@@ -77,7 +79,7 @@ struct SaeTokenBuffers {
 
 // Per-batch buffers sized by tokens * cap (the main lists and the sorts): one allocation.
 struct SaeSlotBuffers {
-    void* arena = nullptr;
+    DeviceArena arena;
     int64_t tokens = 0, cap = 0, kaux = 0;
     float* list_u[2];      // [T][cap], double-buffered
     int32_t* list_idx[2];  // [T][cap]
@@ -97,7 +99,7 @@ struct ne_cuda_sae {
     int64_t cap;        // slots per token of the threshold and batchtopk lists, kept across steps (grows)
     cudaStream_t stream;
     cublasHandle_t blas;
-    void* arena;  // everything below except the per-batch buffers and CUB's scratch
+    ne::cuda::DeviceArena arena;  // everything below except the per-batch buffers and CUB's scratch
     ne::cuda::SaeDeviceTensors params, grads, moment1, moment2;
     int64_t *since_fired, *fire_count;  // [m]
     uint8_t* dead;                      // [m]
@@ -108,8 +110,7 @@ struct ne_cuda_sae {
     ne::cuda::SaeDeviceStats* stats;
     ne::cuda::SaeTokenBuffers tokens;
     ne::cuda::SaeSlotBuffers slots;
-    void* temp;  // CUB's temporary storage
-    size_t temp_bytes;
+    ne::cuda::DeviceArena temp;  // CUB's temporary storage
 };
 
 namespace ne::cuda {
@@ -807,35 +808,6 @@ __global__ void since_fired_kernel(const int64_t* fire_count, int64_t m, int64_t
 
 // ---- host side -----------------------------------------------------------------------------------------------
 
-// Lays tensors out in one allocation: run once with base null to measure, then with the allocation.
-class Carver {
-public:
-    explicit Carver(char* base) : base_(base) {}
-    template <typename T>
-    T* take(int64_t count) {
-        offset_ = (offset_ + 255) / 256 * 256;
-        T* p = base_ != nullptr ? reinterpret_cast<T*>(base_ + offset_) : nullptr;
-        offset_ += static_cast<size_t>(std::max<int64_t>(count, 0)) * sizeof(T);
-        return p;
-    }
-    size_t size() const { return offset_; }
-
-private:
-    char* base_;
-    size_t offset_ = 0;
-};
-
-template <class Fn>
-void* allocate_carved(Fn&& layout) {
-    Carver measure(nullptr);
-    layout(measure);
-    void* arena = nullptr;
-    NE_CUDA_CHECK(cudaMalloc(&arena, std::max<size_t>(measure.size(), 256)));
-    Carver carve(static_cast<char*>(arena));
-    layout(carve);
-    return arena;
-}
-
 int64_t tensor_floats(const SaeSpec& s, int which) {  // SaeTensors order
     switch (which) {
         case 0: return s.d * s.m;
@@ -851,7 +823,7 @@ float** slot_of(SaeDeviceTensors& t, int which) {
     return slots[which];
 }
 
-void carve_tensors(Carver& c, const SaeSpec& s, SaeDeviceTensors& t) {
+void carve_tensors(ArenaCarver& c, const SaeSpec& s, SaeDeviceTensors& t) {
     for (int which = 0; which < 5; ++which) {
         const int64_t n = tensor_floats(s, which);
         *slot_of(t, which) = n > 0 ? c.take<float>(n) : nullptr;
@@ -865,27 +837,24 @@ int64_t chunk_for(const ne_cuda_sae& s, int64_t T) {
 }
 
 void ensure_temp(ne_cuda_sae& s, size_t bytes) {
-    if (bytes <= s.temp_bytes) return;
-    if (s.temp != nullptr) NE_CUDA_CHECK(cudaFree(s.temp));
-    s.temp = nullptr;
-    s.temp_bytes = 0;
-    NE_CUDA_CHECK(cudaMalloc(&s.temp, bytes));
-    s.temp_bytes = bytes;
+    if (bytes <= s.temp.bytes()) return;
+    // Kernels queued on the stream may still use the scratch being replaced.
+    NE_CUDA_CHECK(cudaStreamSynchronize(s.stream));
+    s.temp.allocate([&](ArenaCarver& c) { c.take<char>(static_cast<int64_t>(bytes)); });
 }
 
 void ensure_tokens(ne_cuda_sae& s, int64_t T, int64_t kaux) {
     SaeTokenBuffers& b = s.tokens;
-    if (b.arena != nullptr && T <= b.tokens && kaux <= b.kaux) return;
+    if (b.arena && T <= b.tokens && kaux <= b.kaux) return;
     // Grown, never shrunk: evaluation batches of varying size reuse the largest.
     const int64_t tokens = std::max(T, b.tokens), d = s.spec.d;
     // U holds T' * chunk_for(T') floats for every T' <= tokens.
     const int64_t u_floats = std::min(tokens * std::min(s.spec.m, s.chunk), std::max(kMaxChunkFloats, tokens * 256));
     kaux = std::max(kaux, b.kaux);
     NE_CUDA_CHECK(cudaStreamSynchronize(s.stream));
-    if (b.arena != nullptr) NE_CUDA_CHECK(cudaFree(b.arena));
     b = SaeTokenBuffers{};
     const bool bf16 = s.precision == NE_SAE_BF16;
-    b.arena = allocate_carved([&](Carver& c) {
+    b.arena.allocate([&](ArenaCarver& c) {
         b.x = c.take<float>(tokens * d);
         b.xc = c.take<float>(tokens * d);
         b.xc_bf16 = bf16 ? c.take<__nv_bfloat16>(tokens * d) : nullptr;
@@ -912,17 +881,16 @@ void ensure_tokens(ne_cuda_sae& s, int64_t T, int64_t kaux) {
 
 void ensure_slots(ne_cuda_sae& s, int64_t T, int64_t cap, int64_t kaux) {
     SaeSlotBuffers& b = s.slots;
-    if (b.arena != nullptr && T <= b.tokens && cap <= b.cap && kaux <= b.kaux) return;
+    if (b.arena && T <= b.tokens && cap <= b.cap && kaux <= b.kaux) return;
     T = std::max(T, b.tokens);
     cap = std::max(cap, b.cap);
     kaux = std::max(kaux, b.kaux);
-    if (T * (cap + kaux) > INT32_MAX)
+    if (T * (cap + kaux) > kSaeMaxSlots)
         fail(NE_ERR_UNSUPPORTED, "batch * (codes per token + k_aux) = " + std::to_string(T * (cap + kaux)) +
                                      " exceeds the CUDA SAE kernels' limit 2^31 - 1; use a smaller batch");
     NE_CUDA_CHECK(cudaStreamSynchronize(s.stream));
-    if (b.arena != nullptr) NE_CUDA_CHECK(cudaFree(b.arena));
     b = SaeSlotBuffers{};
-    b.arena = allocate_carved([&](Carver& c) {
+    b.arena.allocate([&](ArenaCarver& c) {
         for (int k = 0; k < 2; ++k) {
             b.list_u[k] = c.take<float>(T * cap);
             b.list_idx[k] = c.take<int32_t>(T * cap);
@@ -946,7 +914,7 @@ void sort_pairs(ne_cuda_sae& s, const uint32_t* keys, uint32_t* keys_sorted, con
     NE_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(nullptr, bytes, keys, keys_sorted, values, values_sorted,
                                                   static_cast<int>(n), 0, end_bit, s.stream));
     ensure_temp(s, bytes);
-    NE_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(s.temp, bytes, keys, keys_sorted, values, values_sorted,
+    NE_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(s.temp.data(), bytes, keys, keys_sorted, values, values_sorted,
                                                   static_cast<int>(n), 0, end_bit, s.stream));
 }
 
@@ -1190,7 +1158,7 @@ void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const A
         NE_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, bytes, s.latent_count, s.latent_begin,
                                                     static_cast<int>(m + 1), s.stream));
         ensure_temp(s, bytes);
-        NE_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(s.temp, bytes, s.latent_count, s.latent_begin,
+        NE_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(s.temp.data(), bytes, s.latent_count, s.latent_begin,
                                                     static_cast<int>(m + 1), s.stream));
         LatentArgs la{};
         la.T = T;
@@ -1288,16 +1256,31 @@ void zero_tensors(ne_cuda_sae& s, SaeDeviceTensors& device) {
     }
 }
 
+// What the kernels cannot take: indices past 32 bits. (Every precision runs on every device the plugin serves:
+// tf32 and bf16 GEMMs need sm_80, and the plugin is built for sm_80 and later.)
+void check_supported(const SaeSpec& spec, int32_t precision) {
+    if (precision < NE_SAE_FP32 || precision > NE_SAE_BF16)
+        invalid("precision is " + std::to_string(precision) + "; valid: 0 (fp32), 1 (tf32), 2 (bf16)");
+    if (spec.d > INT32_MAX || spec.m >= INT32_MAX || spec.batch > INT32_MAX)
+        fail(NE_ERR_UNSUPPORTED, "d_in, d_sae and batch must stay below 2^31 for the CUDA SAE kernels");
+    const bool selects = spec.architecture == kSaeTopK || spec.architecture == kSaeBatchTopK;
+    const int64_t slots = spec.batch * ((selects ? spec.k : 1) + spec.aux_k());
+    if (slots > kSaeMaxSlots)
+        fail(NE_ERR_UNSUPPORTED, "batch * (k + k_aux) = " + std::to_string(slots) +
+                                     " exceeds the CUDA SAE kernels' limit 2^31 - 1; use a smaller batch");
+}
+
 }  // namespace
+
+int32_t sae_supports(int32_t device, const SaeSpec* spec, int32_t precision, char* err, size_t err_size) {
+    return plugin_call(err, err_size, [&] { check_supported(*spec, precision); });
+}
 
 int32_t sae_create(int32_t device, const SaeSpec* spec, int32_t precision, ne_cuda_sae** out, char* err,
                    size_t err_size) {
     return plugin_call(err, err_size, [&] {
-        if (precision < NE_SAE_FP32 || precision > NE_SAE_BF16)
-            invalid("precision is " + std::to_string(precision) + "; valid: 0 (fp32), 1 (tf32), 2 (bf16)");
+        check_supported(*spec, precision);
         const int64_t d = spec->d, m = spec->m;
-        if (d > INT32_MAX || m >= INT32_MAX || spec->batch > INT32_MAX)
-            fail(NE_ERR_UNSUPPORTED, "d_in, d_sae and batch must stay below 2^31 for the CUDA SAE kernels");
         NE_CUDA_CHECK(cudaSetDevice(device));
         std::unique_ptr<ne_cuda_sae, void (*)(ne_cuda_sae*)> sae(new ne_cuda_sae{}, sae_destroy);
         sae->device = device;
@@ -1311,8 +1294,7 @@ int32_t sae_create(int32_t device, const SaeSpec* spec, int32_t precision, ne_cu
         NE_CUBLAS_CHECK(cublasSetStream(sae->blas, sae->stream));
         const bool bf16 = precision == NE_SAE_BF16;
         ne_cuda_sae& s = *sae;
-        size_t bytes = 0;
-        s.arena = allocate_carved([&](Carver& c) {
+        const size_t bytes = s.arena.allocate([&](ArenaCarver& c) {
             for (SaeDeviceTensors* t : {&s.params, &s.grads, &s.moment1, &s.moment2}) carve_tensors(c, *spec, *t);
             s.since_fired = c.take<int64_t>(m);
             s.fire_count = c.take<int64_t>(m);
@@ -1326,9 +1308,8 @@ int32_t sae_create(int32_t device, const SaeSpec* spec, int32_t precision, ne_cu
             s.latent_count = c.take<int32_t>(m + 1);
             s.latent_begin = c.take<int32_t>(m + 1);
             s.stats = c.take<SaeDeviceStats>(1);
-            bytes = c.size();
         });
-        NE_CUDA_CHECK(cudaMemsetAsync(s.arena, 0, bytes, s.stream));
+        NE_CUDA_CHECK(cudaMemsetAsync(s.arena.data(), 0, bytes, s.stream));
         NE_CUDA_CHECK(cudaStreamSynchronize(s.stream));
         *out = sae.release();
     });
@@ -1340,11 +1321,7 @@ void sae_destroy(ne_cuda_sae* sae) {
     if (sae->stream != nullptr) cudaStreamSynchronize(sae->stream);
     if (sae->blas != nullptr) cublasDestroy(sae->blas);
     if (sae->stream != nullptr) cudaStreamDestroy(sae->stream);
-    cudaFree(sae->tokens.arena);
-    cudaFree(sae->slots.arena);
-    cudaFree(sae->temp);
-    cudaFree(sae->arena);
-    delete sae;
+    delete sae;  // the arenas free their allocations
 }
 
 int32_t sae_set_params(ne_cuda_sae* sae, const SaeParams<float>* params, char* err, size_t err_size) {

@@ -1,9 +1,13 @@
-// CUDA backend of the sparse autoencoder: entry points of the plugin table (see core/cuda_plugin.h).
+// CUDA backend of the sparse autoencoder: entry points of the plugin's model table (models/cuda_table.h).
 #pragma once
-#include "core/cuda_plugin.h"
+#include "models/cuda_table.h"
 
 namespace ne::cuda {
 
+// The largest batch * (slots per token + k_aux) the kernels take: their sorts index entries with 32-bit ints.
+constexpr int64_t kSaeMaxSlots = 0x7fffffff;
+
+int32_t sae_supports(int32_t device, const SaeSpec* spec, int32_t precision, char* err, size_t err_size);
 int32_t sae_create(int32_t device, const SaeSpec* spec, int32_t precision, ne_cuda_sae** out, char* err,
                    size_t err_size);
 void sae_destroy(ne_cuda_sae* sae);

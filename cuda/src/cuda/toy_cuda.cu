@@ -11,12 +11,15 @@
 // Every sum runs in a fixed order owned by one thread: results are deterministic run to run.
 #include <algorithm>
 #include <memory>
+#include <utility>
 #include <string>
 #include <vector>
 
 #include "core/nvtx.h"
 #include "cuda/cuda_check.h"
+#include "cuda/device_arena.h"
 #include "cuda/toy_cuda.h"
+#include "models/optimizer.h"
 #include "models/toy_common.h"
 
 struct ne_cuda_toy {
@@ -26,7 +29,7 @@ struct ne_cuda_toy {
     uint64_t seed;
     int32_t tile;         // samples per tile
     size_t shared_bytes;  // dynamic shared memory per block
-    float* arena;         // one allocation, sliced below
+    ne::cuda::DeviceArena arena;  // one allocation, sliced below
     float *W, *b, *mW, *vW, *mb, *vb, *importance, *probability, *l1, *loss, *penalty;
     float *W_out, *mW_out, *vW_out;  // untied models only, else null
     ne::FeatureRule* rules;          // [n]
@@ -272,69 +275,69 @@ void launch(const ne_cuda_toy& toy, const ToyArgs& args) {
     NE_CUDA_CHECK_LAUNCH("toy_steps_kernel");
 }
 
+// The tile (samples per pass, at most 64) the fused kernel uses for this shape on this device, and its shared
+// memory; throws NE_ERR_UNSUPPORTED when even one sample does not fit.
+std::pair<int32_t, size_t> plan_tile(int32_t device, const ToyShape& s) {
+    int optin = 0;
+    NE_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    int64_t tile = std::min<int64_t>(64, s.batch);
+    while (tile > 1 && shared_floats(s.model, s.n, s.m, tile, kThreads) * sizeof(float) > static_cast<size_t>(optin))
+        --tile;
+    const size_t shared_bytes = shared_floats(s.model, s.n, s.m, tile, kThreads) * sizeof(float);
+    if (shared_bytes > static_cast<size_t>(optin))
+        fail(NE_ERR_UNSUPPORTED, "n_features * n_hidden = " + std::to_string(s.n * s.m) +
+                                     " is too large for the fused CUDA toy kernel: it needs " +
+                                     std::to_string(shared_bytes) + " bytes of shared memory per block, the device " +
+                                     "offers " + std::to_string(optin) + "; use backend cpu");
+    if (s.instances > 0x7fffffff) fail(NE_ERR_UNSUPPORTED, "n_instances exceeds the CUDA grid limit 2147483647");
+    return {static_cast<int32_t>(tile), shared_bytes};
+}
+
 }  // namespace
 
-int32_t toy_create(int32_t device, int32_t model, int64_t n, int64_t m, int64_t instances, int64_t batch,
-                   uint64_t seed, ne_cuda_toy** out, char* err, size_t err_size) {
+int32_t toy_supports(int32_t device, const ToyShape* shape, char* err, size_t err_size) {
+    return plugin_call(err, err_size, [&] { plan_tile(device, *shape); });
+}
+
+int32_t toy_create(int32_t device, const ToyShape* shape, ne_cuda_toy** out, char* err, size_t err_size) {
     return plugin_call(err, err_size, [&] {
         NE_CUDA_CHECK(cudaSetDevice(device));
-        int optin = 0;
-        NE_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-        // Largest tile (up to 64 samples) whose working set fits the block's shared memory.
-        int64_t tile = std::min<int64_t>(64, batch);
-        while (tile > 1 && shared_floats(model, n, m, tile, kThreads) * sizeof(float) > static_cast<size_t>(optin))
-            --tile;
-        const size_t shared_bytes = shared_floats(model, n, m, tile, kThreads) * sizeof(float);
-        if (shared_bytes > static_cast<size_t>(optin))
-            fail(NE_ERR_UNSUPPORTED, "n_features * n_hidden = " + std::to_string(n * m) +
-                                         " is too large for the fused CUDA toy kernel: it needs " +
-                                         std::to_string(shared_bytes) + " bytes of shared memory per block, the device " +
-                                         "offers " + std::to_string(optin) + "; use backend cpu");
-        if (instances > 0x7fffffff) invalid("n_instances exceeds the CUDA grid limit 2147483647");
+        const auto [tile, shared_bytes] = plan_tile(device, *shape);
 
         // Owned by a guard until complete, so a failure part-way frees what was already allocated.
         std::unique_ptr<ne_cuda_toy, void (*)(ne_cuda_toy*)> toy(new ne_cuda_toy{}, toy_destroy);
         toy->device = device;
-        toy->model = model;
-        toy->n = n;
-        toy->m = m;
-        toy->instances = instances;
-        toy->batch = batch;
-        toy->seed = seed;
-        toy->tile = static_cast<int32_t>(tile);
+        toy->model = shape->model;
+        toy->n = shape->n;
+        toy->m = shape->m;
+        toy->instances = shape->instances;
+        toy->batch = shape->batch;
+        toy->seed = shape->seed;
+        toy->tile = tile;
         toy->shared_bytes = shared_bytes;
         toy->adam_capacity = 4096;
 
-        const bool untied = toy_untied(model);
-        const int64_t nm = instances * n * m, in = instances * n;
-        const int64_t adam_floats = (toy->adam_capacity * static_cast<int64_t>(sizeof(AdamStep)) + 3) / 4;
-        const int64_t rule_floats = (n * static_cast<int64_t>(sizeof(FeatureRule)) + 3) / 4;
-        const int64_t total = (untied ? 6 : 3) * nm + 5 * in + 3 * instances + adam_floats + rule_floats;
-        NE_CUDA_CHECK(cudaMalloc(&toy->arena, static_cast<size_t>(total) * sizeof(float)));
-        float* p = toy->arena;
-        auto take = [&](int64_t count) {
-            float* slice = p;
-            p += count;
-            return slice;
-        };
-        toy->W = take(nm);
-        toy->mW = take(nm);
-        toy->vW = take(nm);
-        if (untied) {
-            toy->W_out = take(nm);
-            toy->mW_out = take(nm);
-            toy->vW_out = take(nm);
-        }
-        toy->b = take(in);
-        toy->mb = take(in);
-        toy->vb = take(in);
-        toy->importance = take(in);
-        toy->probability = take(in);
-        toy->l1 = take(instances);
-        toy->loss = take(instances);
-        toy->penalty = take(instances);
-        toy->adam = reinterpret_cast<AdamStep*>(take(adam_floats));
-        toy->rules = reinterpret_cast<FeatureRule*>(take(rule_floats));
+        const bool untied = toy_untied(shape->model);
+        const int64_t nm = toy->instances * toy->n * toy->m, in = toy->instances * toy->n, I = toy->instances;
+        ne_cuda_toy& t = *toy;
+        t.arena.allocate([&](ArenaCarver& c) {
+            t.W = c.take<float>(nm);
+            t.mW = c.take<float>(nm);
+            t.vW = c.take<float>(nm);
+            t.W_out = untied ? c.take<float>(nm) : nullptr;
+            t.mW_out = untied ? c.take<float>(nm) : nullptr;
+            t.vW_out = untied ? c.take<float>(nm) : nullptr;
+            t.b = c.take<float>(in);
+            t.mb = c.take<float>(in);
+            t.vb = c.take<float>(in);
+            t.importance = c.take<float>(in);
+            t.probability = c.take<float>(in);
+            t.l1 = c.take<float>(I);
+            t.loss = c.take<float>(I);
+            t.penalty = c.take<float>(I);
+            t.adam = c.take<AdamStep>(t.adam_capacity);
+            t.rules = c.take<FeatureRule>(t.n);
+        });
         NE_CUDA_CHECK(cudaStreamCreateWithFlags(&toy->stream, cudaStreamNonBlocking));
         *out = toy.release();
     });
@@ -344,8 +347,7 @@ void toy_destroy(ne_cuda_toy* toy) {
     if (toy == nullptr) return;
     cudaSetDevice(toy->device);
     if (toy->stream != nullptr) cudaStreamDestroy(toy->stream);
-    cudaFree(toy->arena);
-    delete toy;
+    delete toy;  // the arena frees its allocation
 }
 
 int32_t toy_set_data(ne_cuda_toy* toy, const float* importance, const float* probability, const float* l1,
@@ -425,11 +427,14 @@ int32_t toy_set_params(ne_cuda_toy* toy, const float* W, const float* W_out, con
         NE_CUDA_CHECK(cudaMemcpyAsync(toy->W, W, nm * sizeof(float), cudaMemcpyHostToDevice, toy->stream));
         NE_CUDA_CHECK(cudaMemcpyAsync(toy->b, b, in * sizeof(float), cudaMemcpyHostToDevice, toy->stream));
         // The optimizer state restarts with new parameters.
-        NE_CUDA_CHECK(cudaMemsetAsync(toy->mW, 0, 2 * nm * sizeof(float), toy->stream));
-        NE_CUDA_CHECK(cudaMemsetAsync(toy->mb, 0, 2 * in * sizeof(float), toy->stream));
+        for (float* moment : {toy->mW, toy->vW})
+            NE_CUDA_CHECK(cudaMemsetAsync(moment, 0, nm * sizeof(float), toy->stream));
+        for (float* moment : {toy->mb, toy->vb})
+            NE_CUDA_CHECK(cudaMemsetAsync(moment, 0, in * sizeof(float), toy->stream));
         if (toy->W_out != nullptr) {
             NE_CUDA_CHECK(cudaMemcpyAsync(toy->W_out, W_out, nm * sizeof(float), cudaMemcpyHostToDevice, toy->stream));
-            NE_CUDA_CHECK(cudaMemsetAsync(toy->mW_out, 0, 2 * nm * sizeof(float), toy->stream));
+            for (float* moment : {toy->mW_out, toy->vW_out})
+                NE_CUDA_CHECK(cudaMemsetAsync(moment, 0, nm * sizeof(float), toy->stream));
         }
         NE_CUDA_CHECK(cudaStreamSynchronize(toy->stream));
     });

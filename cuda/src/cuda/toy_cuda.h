@@ -1,11 +1,11 @@
-// CUDA backend of the toy models: entry points of the plugin table (see core/cuda_plugin.h).
+// CUDA backend of the toy models: entry points of the plugin's model table (models/cuda_table.h).
 #pragma once
-#include "core/cuda_plugin.h"
+#include "models/cuda_table.h"
 
 namespace ne::cuda {
 
-int32_t toy_create(int32_t device, int32_t model, int64_t n, int64_t m, int64_t instances, int64_t batch,
-                   uint64_t seed, ne_cuda_toy** out, char* err, size_t err_size);
+int32_t toy_supports(int32_t device, const ToyShape* shape, char* err, size_t err_size);
+int32_t toy_create(int32_t device, const ToyShape* shape, ne_cuda_toy** out, char* err, size_t err_size);
 void toy_destroy(ne_cuda_toy* toy);
 int32_t toy_set_data(ne_cuda_toy* toy, const float* importance, const float* probability, const float* l1,
                      const FeatureRule* rules, char* err, size_t err_size);

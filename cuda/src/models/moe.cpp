@@ -4,61 +4,13 @@
 #include <string>
 
 #include "core/context.h"
-#include "core/cuda_plugin.h"
 #include "core/error.h"
+#include "models/backends.h"
 #include "models/moe_model.h"
 #include "models/training.h"
 
 namespace ne {
 namespace {
-
-// Adapter from the MoeBackend interface to the CUDA plugin's C table.
-class CudaMoe final : public MoeBackend {
-public:
-    CudaMoe(const ne_cuda_plugin* plugin, int32_t device, const MoeSpec& spec, const ToyShape& shape,
-            const ToyData& data)
-        : plugin_(plugin) {
-        char err[1024] = "";
-        check_plugin(plugin_->moe_create(device, &spec, shape.instances, shape.seed, &moe_, err, sizeof err), err);
-        try {
-            set_data(data);
-        } catch (...) {
-            plugin_->moe_destroy(moe_);
-            throw;
-        }
-    }
-    ~CudaMoe() override { plugin_->moe_destroy(moe_); }
-
-    void train(int64_t first_step, const std::vector<AdamStep>& adam, float bias_update) override {
-        char err[1024] = "";
-        check_plugin(plugin_->moe_train(moe_, first_step, adam.data(), static_cast<int64_t>(adam.size()), bias_update,
-                                        err, sizeof err),
-                     err);
-    }
-    void evaluate(int64_t batches, float* out) override {
-        char err[1024] = "";
-        check_plugin(plugin_->moe_evaluate(moe_, batches, out, err, sizeof err), err);
-    }
-    void get_params(float* W, float* b, float* W_gate, float* W_noise, float* route_bias) const override {
-        char err[1024] = "";
-        check_plugin(plugin_->moe_get_params(moe_, W, b, W_gate, W_noise, route_bias, err, sizeof err), err);
-    }
-    void set_params(const float* W, const float* b, const float* W_gate, const float* W_noise,
-                    const float* route_bias) override {
-        char err[1024] = "";
-        check_plugin(plugin_->moe_set_params(moe_, W, b, W_gate, W_noise, route_bias, err, sizeof err), err);
-    }
-    void set_data(const ToyData& data) override {
-        char err[1024] = "";
-        check_plugin(plugin_->moe_set_data(moe_, data.importance.data(), data.probability.data(), data.l1.data(),
-                                           data.rules.empty() ? nullptr : data.rules.data(), err, sizeof err),
-                     err);
-    }
-
-private:
-    const ne_cuda_plugin* plugin_;
-    ne_cuda_moe* moe_ = nullptr;
-};
 
 void check_config(const ne_moe_config& c) {
     auto require = [](bool ok, const std::string& message) {
@@ -89,15 +41,23 @@ void check_config(const ne_moe_config& c) {
                 std::string("config.") + name + " is " + std::to_string(value) + "; valid: >= 0");
 }
 
+MoeSpec spec_of(const ne_moe_config& c) {
+    return MoeSpec{c.expert_model, c.n_features, c.expert_hidden, c.n_experts, c.top_k, c.batch_size, c.renormalize,
+                   c.noise, c.load_balance, c.z_loss, c.capacity_factor};
+}
+
 }  // namespace
+
+void MoeModel::check(const ne_context& ctx, const ne_moe_config& config) {
+    check_config(config);
+    check_moe_supported(ctx, spec_of(config), config.n_instances);
+}
 
 MoeModel::MoeModel(const ne_context& ctx, const ne_moe_config& config, const float* importance,
                    int64_t importance_count, const float* probability, int64_t probability_count)
     : config_(config) {
-    check_config(config);
-    spec_ = MoeSpec{config.expert_model, config.n_features, config.expert_hidden, config.n_experts, config.top_k,
-                    config.batch_size, config.renormalize, config.noise, config.load_balance, config.z_loss,
-                    config.capacity_factor};
+    check(ctx, config);
+    spec_ = spec_of(config);
     shape_ = ToyShape{config.expert_model, config.n_features, config.expert_hidden, config.n_instances,
                       config.batch_size, config.seed};
     const int64_t per_feature = shape_.instances * shape_.n;
@@ -107,10 +67,7 @@ MoeModel::MoeModel(const ne_context& ctx, const ne_moe_config& config, const flo
     data_.probability.assign(probability, probability + per_feature);
     data_.l1.assign(shape_.instances, 0.0f);
 
-    if (ctx.backend == NE_BACKEND_CUDA)
-        backend_ = std::make_unique<CudaMoe>(CudaPlugin::get(), ctx.device, spec_, shape_, data_);
-    else
-        backend_ = make_cpu_moe(spec_, shape_, data_);
+    backend_ = make_moe_backend(ctx, spec_, shape_, data_);
 
     // Each expert starts as a toy model of the same run would (xavier-normal over (instances, n, m)); the
     // router xavier-normal over (n, E); noise weights and routing biases at zero (Shazeer et al. 2017).

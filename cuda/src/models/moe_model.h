@@ -11,6 +11,9 @@ namespace ne {
 
 class MoeModel {
 public:
+    // Throws unless the config is valid and ctx's backend can run it (ne_context_supports_moe).
+    static void check(const ne_context& ctx, const ne_moe_config& config);
+
     MoeModel(const ne_context& ctx, const ne_moe_config& config, const float* importance, int64_t importance_count,
              const float* probability, int64_t probability_count);
 

@@ -32,10 +32,11 @@
 // Gradient rule: the loss functions write (=) every parameter gradient, except sae_auxk_loss_and_grad (+=).
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <utility>
 #include <vector>
 
-#include "models/toy_common.h"
+#include "models/optimizer.h"
 
 namespace ne {
 
@@ -174,6 +175,33 @@ void sae_project_decoder_grad(int64_t m, int64_t d, const T* W_dec, T* gW_dec);
 // with few active latents per batch, at the price of stale moments and a different trajectory.
 void sae_adam_update(const SaeSpec& spec, SaeTensors& params, const SaeTensors& grads, SaeTensors& moment1,
                      SaeTensors& moment2, const AdamStep& step, const uint8_t* touched = nullptr);
+
+// What an SAE backend must do; SaeModel (models/sae_model.h) validates, counts steps and keeps the checkpoint
+// layout, and delegates the rest. A backend owns the parameters, their Adam moments and the firing history where
+// they are computed (host memory for the CPU, device memory for CUDA). Tensors cross as host views in SaeTensors
+// order (log_threshold only for jumprelu), copied.
+class SaeBackend {
+public:
+    virtual ~SaeBackend() = default;
+    // A null tensor is left as it is.
+    virtual void set_params(const SaeParams<float>& params) = 0;
+    virtual void get_params(const SaeGrads<float>& params) const = 0;
+    // Adam's two moments and tokens_since_fired [m]; null arguments set zeros.
+    virtual void set_state(const SaeParams<float>* moment1, const SaeParams<float>* moment2,
+                           const int64_t* since_fired) = 0;
+    virtual void get_state(const SaeGrads<float>& moment1, const SaeGrads<float>& moment2,
+                           int64_t* since_fired) const = 0;
+    // One optimizer step on x [batch][d]: forward and backward (AuxK from the firing history), decoder-gradient
+    // projection, Adam (touched latents only when sparse_updates), decoder renormalisation, firing history.
+    virtual SaeLoss train_step(const float* x, const AdamStep& step, bool sparse_updates) = 0;
+    // Forward only on x [spec.batch][d] with this spec (shape and architecture the model's; batch, inference and
+    // threshold may differ; no AuxK). x_hat [batch][d] and fire_count [m] (= the tokens each latent fired on) may
+    // be null.
+    virtual SaeLoss evaluate(const SaeSpec& spec, const float* x, float* x_hat, int64_t* fire_count) = 0;
+};
+
+// The CPU backend: the fast path (sae_loss_and_grad_fast) in fp32. Parameters and state start at zero.
+std::unique_ptr<SaeBackend> make_cpu_sae(const SaeSpec& spec);
 
 // Initialisation: W_dec rows random unit vectors (normals from the Philox init stream, then normalised),
 // W_enc = W_dec^T, b_enc = 0, b_dec = 0 (set it with one of the two functions below), log_threshold =

@@ -1,17 +1,17 @@
-// Sparse-autoencoder orchestration: validation, initialisation, one optimizer step (forward and backward,
-// decoder-gradient projection, Adam, decoder renormalisation, firing history) and checkpoint state, on the CPU
-// here or on the CUDA plugin through CudaSae.
+// Sparse-autoencoder orchestration, backend-neutral: validation, initialisation, Adam's constants, the step count,
+// batchtopk's inference threshold and the checkpoint state's layout; the step itself runs on the SaeBackend.
 #include "models/sae_model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
 #include <type_traits>
 
 #include "core/context.h"
-#include "core/cuda_plugin.h"
 #include "core/error.h"
 #include "core/nvtx.h"
+#include "models/backends.h"
 #include "models/training.h"
 
 namespace ne {
@@ -57,10 +57,6 @@ struct StateHeader {
 };
 constexpr char kStateMagic[8] = {'N', 'E', 'S', 'A', 'E', 'S', 'T', '1'};
 
-std::vector<std::vector<float>*> tensors_of(SaeTensors& t) {
-    return {&t.W_enc, &t.b_enc, &t.W_dec, &t.b_dec, &t.log_threshold};
-}
-
 // Floats of each tensor in SaeTensors order (log_threshold only for jumprelu): the state's moment layout.
 std::vector<int64_t> tensor_sizes(const SaeSpec& s) {
     return {s.d * s.m, s.m, s.m * s.d, s.d, s.architecture == kSaeJumpRelu ? s.m : 0};
@@ -84,89 +80,36 @@ int64_t bytes_of(const std::vector<int64_t>& sizes) {
     return floats * static_cast<int64_t>(sizeof(float));
 }
 
-const char* precision_name(int32_t precision) {
-    return precision == NE_SAE_TF32 ? "tf32" : precision == NE_SAE_BF16 ? "bf16" : "fp32";
+
+SaeSpec spec_of(const ne_sae_config& c) {
+    SaeSpec spec;
+    spec.architecture = c.architecture;
+    spec.d = c.d_in;
+    spec.m = c.d_sae;
+    spec.batch = c.batch_size;
+    spec.k = c.k;
+    spec.l1_coefficient = c.l1_coefficient;
+    spec.l0_coefficient = c.l0_coefficient;
+    spec.jump_bandwidth = c.jump_bandwidth;
+    spec.auxk_alpha = c.auxk_alpha;
+    spec.k_aux = c.k_aux;
+    spec.dead_window = c.dead_window;
+    return spec;
 }
 
 }  // namespace
 
-// Adapter from SaeModel to the CUDA plugin's SAE entries: the tensors live on the device.
-class CudaSae {
-public:
-    CudaSae(const ne_cuda_plugin* plugin, int32_t device, const SaeSpec& spec, int32_t precision) : plugin_(plugin) {
-        char err[1024] = "";
-        check_plugin(plugin_->sae_create(device, &spec, precision, &sae_, err, sizeof err), err);
-    }
-    ~CudaSae() { plugin_->sae_destroy(sae_); }
-    CudaSae(const CudaSae&) = delete;
-    CudaSae& operator=(const CudaSae&) = delete;
-
-    void set_params(const SaeParams<float>& params) {
-        char err[1024] = "";
-        check_plugin(plugin_->sae_set_params(sae_, &params, err, sizeof err), err);
-    }
-    void get_params(const SaeGrads<float>& params) const {
-        char err[1024] = "";
-        check_plugin(plugin_->sae_get_params(sae_, &params, err, sizeof err), err);
-    }
-    // Null arguments set zeros.
-    void set_state(const SaeParams<float>* moment1, const SaeParams<float>* moment2, const int64_t* since_fired) {
-        char err[1024] = "";
-        check_plugin(plugin_->sae_set_state(sae_, moment1, moment2, since_fired, err, sizeof err), err);
-    }
-    void get_state(const SaeGrads<float>& moment1, const SaeGrads<float>& moment2, int64_t* since_fired) const {
-        char err[1024] = "";
-        check_plugin(plugin_->sae_get_state(sae_, &moment1, &moment2, since_fired, err, sizeof err), err);
-    }
-    SaeLoss train_step(const float* x, const AdamStep& step, int32_t sparse_updates) {
-        char err[1024] = "";
-        SaeLoss loss;
-        check_plugin(plugin_->sae_train_step(sae_, x, &step, sparse_updates, &loss, err, sizeof err), err);
-        return loss;
-    }
-    SaeLoss evaluate(const SaeSpec& spec, const float* x, float* x_hat, int64_t* fire_count) {
-        char err[1024] = "";
-        SaeLoss loss;
-        check_plugin(plugin_->sae_evaluate(sae_, &spec, x, x_hat, fire_count, &loss, err, sizeof err), err);
-        return loss;
-    }
-
-private:
-    const ne_cuda_plugin* plugin_;
-    ne_cuda_sae* sae_ = nullptr;
-};
-
-SaeModel::~SaeModel() = default;
-
-SaeModel::SaeModel(const ne_context& ctx, const ne_sae_config& config) : config_(config) {
+void SaeModel::check(const ne_context& ctx, const ne_sae_config& config) {
     check_config(config);
-    if (ctx.backend != NE_BACKEND_CUDA && config.precision != NE_SAE_FP32)
-        fail(NE_ERR_UNSUPPORTED, "config.precision is " + std::to_string(config.precision) + " (" +
-                                     precision_name(config.precision) + "): " + precision_name(config.precision) +
-                                     " needs the CUDA backend; the CPU backend trains in fp32 (0)");
-    spec_.architecture = config.architecture;
-    spec_.d = config.d_in;
-    spec_.m = config.d_sae;
-    spec_.batch = config.batch_size;
-    spec_.k = config.k;
-    spec_.l1_coefficient = config.l1_coefficient;
-    spec_.l0_coefficient = config.l0_coefficient;
-    spec_.jump_bandwidth = config.jump_bandwidth;
-    spec_.auxk_alpha = config.auxk_alpha;
-    spec_.k_aux = config.k_aux;
-    spec_.dead_window = config.dead_window;
-    if (ctx.backend == NE_BACKEND_CUDA) {
-        SaeTensors init;
-        sae_init(spec_, config.seed, init);
-        cuda_ = std::make_unique<CudaSae>(CudaPlugin::get(), ctx.device, spec_, config.precision);
-        cuda_->set_params(init.params());
-        return;
-    }
-    sae_init(spec_, config.seed, params_);
-    for (auto* t : {&grads_, &moment1_, &moment2_}) t->resize(spec_);
-    since_fired_.assign(spec_.m, 0);
-    fire_count_.assign(spec_.m, 0);
-    touched_.assign(spec_.m, 0);
+    check_sae_supported(ctx, spec_of(config), config.precision);
+}
+
+SaeModel::SaeModel(const ne_context& ctx, const ne_sae_config& config) : config_(config), spec_(spec_of(config)) {
+    check_config(config);
+    backend_ = make_sae_backend(ctx, spec_, config.precision);
+    SaeTensors init;
+    sae_init(spec_, config.seed, init);
+    backend_->set_params(init.params());
 }
 
 void SaeModel::init_decoder_bias(const float* x, int64_t x_count, int32_t method) {
@@ -175,17 +118,9 @@ void SaeModel::init_decoder_bias(const float* x, int64_t x_count, int32_t method
         invalid("x has " + std::to_string(x_count) + " floats; expected tokens * d_in (" + std::to_string(spec_.d) + ")");
     if (method != 0 && method != 1) invalid("method is " + std::to_string(method) + "; valid: 0 (mean), 1 (geometric median)");
     const int64_t tokens = x_count / spec_.d;
-    std::vector<float> b_dec =
+    const std::vector<float> b_dec =
         method == 0 ? sae_data_mean(tokens, spec_.d, x) : sae_geometric_median(tokens, spec_.d, x);
-    if (cuda_) cuda_->set_params({nullptr, nullptr, nullptr, b_dec.data(), nullptr});
-    else params_.b_dec = std::move(b_dec);
-}
-
-AdamStep SaeModel::adam_step(float lr) const {
-    const double t = static_cast<double>(steps_ + 1);
-    return AdamStep{lr, 0.0f, config_.beta1, config_.beta2, config_.eps,
-                    static_cast<float>(lr / (1.0 - std::pow(static_cast<double>(config_.beta1), t))),
-                    static_cast<float>(std::sqrt(1.0 - std::pow(static_cast<double>(config_.beta2), t))), 1};
+    backend_->set_params({nullptr, nullptr, nullptr, b_dec.data(), nullptr});
 }
 
 ne_sae_stats SaeModel::stats_of(const SaeLoss& loss) const {
@@ -204,32 +139,10 @@ ne_sae_stats SaeModel::train_step(const float* x, int64_t x_count, float lr) {
     NE_NVTX_RANGE("sae.step");
     check_count("x", x, x_count, spec_.batch * spec_.d);
     if (!std::isfinite(lr) || lr <= 0) invalid("lr is " + std::to_string(lr) + "; valid: > 0");
-    if (cuda_) {
-        const SaeLoss loss = cuda_->train_step(x, adam_step(lr), config_.sparse_updates);
-        if (spec_.architecture == NE_SAE_BATCHTOPK) threshold_.update(loss.min_kept);
-        ++steps_;
-        return stats_of(loss);
-    }
-    std::fill(fire_count_.begin(), fire_count_.end(), 0);
-    SaeGrads<float> grads = grads_.grads();
-    SaeLoss loss;
-    {
-        NE_NVTX_RANGE("sae.forward_backward");
-        loss = sae_loss_and_grad_fast(spec_, params_.params(), x, since_fired_.data(), &grads, workspace_,
-                                      fire_count_.data());
-    }
-    NE_NVTX_RANGE("sae.optimizer");
-    sae_update_since_fired(spec_.m, spec_.batch, fire_count_.data(), since_fired_.data());
+    // AdamW without decay: the decoder's unit rows need none, and the encoder follows SAELens.
+    const AdamStep step = adam_step(NE_OPTIMIZER_ADAMW, lr, 0.0f, config_.beta1, config_.beta2, config_.eps, steps_ + 1);
+    const SaeLoss loss = backend_->train_step(x, step, config_.sparse_updates != 0);
     if (spec_.architecture == NE_SAE_BATCHTOPK) threshold_.update(loss.min_kept);
-    sae_project_decoder_grad(spec_.m, spec_.d, params_.W_dec.data(), grads_.W_dec.data());
-    const AdamStep step = adam_step(lr);
-    if (config_.sparse_updates) {
-        for (int64_t j = 0; j < spec_.m; ++j) touched_[j] = fire_count_[j] > 0 ? 1 : 0;
-        sae_adam_update(spec_, params_, grads_, moment1_, moment2_, step, touched_.data());
-    } else {
-        sae_adam_update(spec_, params_, grads_, moment1_, moment2_, step);
-    }
-    sae_normalize_decoder(spec_.m, spec_.d, params_.W_dec.data());
     ++steps_;
     return stats_of(loss);
 }
@@ -250,9 +163,7 @@ ne_sae_stats SaeModel::evaluate(const float* x, int64_t x_count, float* x_hat, i
         spec.threshold = static_cast<float>(threshold_.value);
     }
     std::vector<int64_t> fired(spec_.m, 0);
-    const SaeLoss loss =
-        cuda_ ? cuda_->evaluate(spec, x, x_hat, fired.data())
-              : sae_loss_and_grad_fast(spec, params_.params(), x, nullptr, nullptr, workspace_, fired.data(), x_hat);
+    const SaeLoss loss = backend_->evaluate(spec, x, x_hat, fired.data());
     if (fire_count != nullptr)
         for (int64_t j = 0; j < spec_.m; ++j) fire_count[j] += fired[j];
     return stats_of(loss);
@@ -266,24 +177,23 @@ void SaeModel::get_params(float* W_enc, int64_t enc_count, float* b_enc, int64_t
     check_count("b_enc", b_enc, b_enc_count, m);
     check_count("W_dec", W_dec, dec_count, m * d);
     check_count("b_dec", b_dec, b_dec_count, d);
+    if (threshold_count != 0) check_count("threshold", threshold, threshold_count, m);
     const bool jump = spec_.architecture == NE_SAE_JUMPRELU;
-    std::vector<float> log_threshold;  // CUDA: jumprelu's, downloaded
-    if (cuda_) {
-        if (jump && threshold_count != 0) log_threshold.resize(m);
-        cuda_->get_params({W_enc, b_enc, W_dec, b_dec, log_threshold.empty() ? nullptr : log_threshold.data()});
-    } else {
-        std::copy(params_.W_enc.begin(), params_.W_enc.end(), W_enc);
-        std::copy(params_.b_enc.begin(), params_.b_enc.end(), b_enc);
-        std::copy(params_.W_dec.begin(), params_.W_dec.end(), W_dec);
-        std::copy(params_.b_dec.begin(), params_.b_dec.end(), b_dec);
-    }
+    std::vector<float> log_threshold(jump && threshold_count != 0 ? m : 0);
+    backend_->get_params({W_enc, b_enc, W_dec, b_dec, log_threshold.empty() ? nullptr : log_threshold.data()});
     if (threshold_count == 0) return;
-    check_count("threshold", threshold, threshold_count, m);
-    const float* log_theta = cuda_ ? log_threshold.data() : params_.log_threshold.data();
     if (jump)
-        for (int64_t j = 0; j < m; ++j) threshold[j] = std::exp(log_theta[j]);
+        for (int64_t j = 0; j < m; ++j) threshold[j] = std::exp(log_threshold[j]);
     else
         std::fill(threshold, threshold + m, static_cast<float>(threshold_.value));
+}
+
+void SaeModel::send_params(const float* W_enc, const float* b_enc, const float* W_dec, const float* b_dec,
+                           const float* threshold) {
+    const bool jump = spec_.architecture == NE_SAE_JUMPRELU;
+    std::vector<float> log_threshold(jump ? spec_.m : 0);
+    for (int64_t j = 0; j < static_cast<int64_t>(log_threshold.size()); ++j) log_threshold[j] = std::log(threshold[j]);
+    backend_->set_params({W_enc, b_enc, W_dec, b_dec, jump ? log_threshold.data() : nullptr});
 }
 
 void SaeModel::set_params(const float* W_enc, int64_t enc_count, const float* b_enc, int64_t b_enc_count,
@@ -300,26 +210,10 @@ void SaeModel::set_params(const float* W_enc, int64_t enc_count, const float* b_
         for (int64_t j = 0; j < m; ++j)
             if (!(threshold[j] > 0.0f))
                 invalid("threshold[" + std::to_string(j) + "] is " + std::to_string(threshold[j]) + "; valid: > 0");
-    if (cuda_) {
-        std::vector<float> log_threshold(needs_threshold ? m : 0);
-        for (int64_t j = 0; j < static_cast<int64_t>(log_threshold.size()); ++j) log_threshold[j] = std::log(threshold[j]);
-        cuda_->set_params({W_enc, b_enc, W_dec, b_dec, needs_threshold ? log_threshold.data() : nullptr});
-        cuda_->set_state(nullptr, nullptr, nullptr);
-        threshold_ = SaeThreshold{};
-        if (spec_.architecture == NE_SAE_BATCHTOPK && threshold_count != 0) threshold_.update(threshold[0]);
-        steps_ = 0;
-        return;
-    }
-    params_.W_enc.assign(W_enc, W_enc + d * m);
-    params_.b_enc.assign(b_enc, b_enc + m);
-    params_.W_dec.assign(W_dec, W_dec + m * d);
-    params_.b_dec.assign(b_dec, b_dec + d);
-    if (needs_threshold)
-        for (int64_t j = 0; j < m; ++j) params_.log_threshold[j] = std::log(threshold[j]);
+    send_params(W_enc, b_enc, W_dec, b_dec, threshold);
+    backend_->set_state(nullptr, nullptr, nullptr);
     threshold_ = SaeThreshold{};
     if (spec_.architecture == NE_SAE_BATCHTOPK && threshold_count != 0) threshold_.update(threshold[0]);
-    for (auto* t : {&moment1_, &moment2_}) t->resize(spec_);
-    std::fill(since_fired_.begin(), since_fired_.end(), 0);
     steps_ = 0;
 }
 
@@ -344,20 +238,11 @@ void SaeModel::get_state(void* state, int64_t bytes) const {
     header.threshold = threshold_.value;
     std::memcpy(out, &header, sizeof header);
     out += sizeof header;
-    if (cuda_) {
-        const std::vector<int64_t> sizes = tensor_sizes(spec_);
-        char* moments = out + spec_.m * static_cast<int64_t>(sizeof(int64_t));
-        cuda_->get_state(views_at<SaeGrads<float>>(moments, sizes),
-                         views_at<SaeGrads<float>>(moments + bytes_of(sizes), sizes), reinterpret_cast<int64_t*>(out));
-        return;
-    }
-    std::memcpy(out, since_fired_.data(), since_fired_.size() * sizeof(int64_t));
-    out += since_fired_.size() * sizeof(int64_t);
-    for (auto* moments : {&moment1_, &moment2_})
-        for (auto* t : tensors_of(const_cast<SaeTensors&>(*moments))) {
-            std::memcpy(out, t->data(), t->size() * sizeof(float));
-            out += t->size() * sizeof(float);
-        }
+    // Then tokens_since_fired [m] and the two moments, each tensor after tensor.
+    const std::vector<int64_t> sizes = tensor_sizes(spec_);
+    char* moments = out + spec_.m * static_cast<int64_t>(sizeof(int64_t));
+    backend_->get_state(views_at<SaeGrads<float>>(moments, sizes),
+                        views_at<SaeGrads<float>>(moments + bytes_of(sizes), sizes), reinterpret_cast<int64_t*>(out));
 }
 
 void SaeModel::restore(const float* W_enc, int64_t enc_count, const float* b_enc, int64_t b_enc_count,
@@ -384,31 +269,12 @@ void SaeModel::restore(const float* W_enc, int64_t enc_count, const float* b_enc
     threshold_.updates = header.threshold_updates;
     threshold_.value = header.threshold;
     const char* in = static_cast<const char*>(state) + sizeof header;
-    if (cuda_) {
-        const bool jump = spec_.architecture == NE_SAE_JUMPRELU;
-        std::vector<float> log_threshold(jump ? m : 0);
-        for (int64_t j = 0; j < static_cast<int64_t>(log_threshold.size()); ++j) log_threshold[j] = std::log(threshold[j]);
-        cuda_->set_params({W_enc, b_enc, W_dec, b_dec, jump ? log_threshold.data() : nullptr});
-        const std::vector<int64_t> sizes = tensor_sizes(spec_);
-        const char* moments = in + m * static_cast<int64_t>(sizeof(int64_t));
-        const auto moment1 = views_at<SaeParams<float>>(moments, sizes);
-        const auto moment2 = views_at<SaeParams<float>>(moments + bytes_of(sizes), sizes);
-        cuda_->set_state(&moment1, &moment2, reinterpret_cast<const int64_t*>(in));
-        return;
-    }
-    params_.W_enc.assign(W_enc, W_enc + d * m);
-    params_.b_enc.assign(b_enc, b_enc + m);
-    params_.W_dec.assign(W_dec, W_dec + m * d);
-    params_.b_dec.assign(b_dec, b_dec + d);
-    if (spec_.architecture == NE_SAE_JUMPRELU)
-        for (int64_t j = 0; j < m; ++j) params_.log_threshold[j] = std::log(threshold[j]);
-    std::memcpy(since_fired_.data(), in, since_fired_.size() * sizeof(int64_t));
-    in += since_fired_.size() * sizeof(int64_t);
-    for (auto* moments : {&moment1_, &moment2_})
-        for (auto* t : tensors_of(*moments)) {
-            std::memcpy(t->data(), in, t->size() * sizeof(float));
-            in += t->size() * sizeof(float);
-        }
+    send_params(W_enc, b_enc, W_dec, b_dec, threshold);
+    const std::vector<int64_t> sizes = tensor_sizes(spec_);
+    const char* moments = in + m * static_cast<int64_t>(sizeof(int64_t));
+    const auto moment1 = views_at<SaeParams<float>>(moments, sizes);
+    const auto moment2 = views_at<SaeParams<float>>(moments + bytes_of(sizes), sizes);
+    backend_->set_state(&moment1, &moment2, reinterpret_cast<const int64_t*>(in));
 }
 
 }  // namespace ne

@@ -1,7 +1,6 @@
-// The object behind an ne_sae handle: a sparse autoencoder's parameters, optimizer state and firing history,
-// trained one caller-supplied batch at a time (the data path lives with the caller). On the CPU backend the
-// tensors live here; on CUDA they live on the device (CudaSae, the plugin's SAE) and only the step count and the
-// batchtopk threshold stay here. Checkpoint state has one byte layout on both.
+// The object behind an ne_sae handle: a sparse autoencoder trained one caller-supplied batch at a time (the data
+// path lives with the caller). It validates, initialises, counts steps, keeps batchtopk's inference threshold and
+// the checkpoint layout (one byte layout on every backend), and delegates the tensors to its SaeBackend.
 #pragma once
 #include <memory>
 #include <vector>
@@ -13,12 +12,12 @@ struct ne_context;
 
 namespace ne {
 
-class CudaSae;
-
 class SaeModel {
 public:
+    // Throws unless the config is valid and ctx's backend can run it (ne_context_supports_sae).
+    static void check(const ne_context& ctx, const ne_sae_config& config);
+
     SaeModel(const ne_context& ctx, const ne_sae_config& config);
-    ~SaeModel();
 
     void init_decoder_bias(const float* x, int64_t x_count, int32_t method);
     ne_sae_stats train_step(const float* x, int64_t x_count, float lr);
@@ -38,17 +37,15 @@ public:
 
 private:
     ne_sae_stats stats_of(const SaeLoss& loss) const;
-    AdamStep adam_step(float lr) const;
+    // The parameters as host views, thresholds converted to the backend's log_threshold (jumprelu).
+    void send_params(const float* W_enc, const float* b_enc, const float* W_dec, const float* b_dec,
+                     const float* threshold);
 
     ne_sae_config config_;
     SaeSpec spec_;
-    SaeTensors params_, grads_, moment1_, moment2_;
-    std::vector<int64_t> since_fired_, fire_count_;
-    std::vector<uint8_t> touched_;
+    std::unique_ptr<SaeBackend> backend_;
     SaeThreshold threshold_;
-    SaeWorkspace workspace_;
     int64_t steps_ = 0;
-    std::unique_ptr<CudaSae> cuda_;  // null on the CPU backend
 };
 
 }  // namespace ne

@@ -6,61 +6,13 @@
 #include <string>
 
 #include "core/context.h"
-#include "core/cuda_plugin.h"
 #include "core/error.h"
+#include "models/backends.h"
 #include "models/toy_model.h"
 #include "models/training.h"
 
 namespace ne {
 namespace {
-
-// Adapter from the ToyBackend interface to the CUDA plugin's C table.
-class CudaToy final : public ToyBackend {
-public:
-    CudaToy(const ne_cuda_plugin* plugin, int32_t device, const ToyShape& s, const ToyData& data)
-        : plugin_(plugin) {
-        char err[1024] = "";
-        check_plugin(plugin_->toy_create(device, s.model, s.n, s.m, s.instances, s.batch, s.seed, &toy_, err,
-                                         sizeof err),
-                     err);
-        try {
-            set_data(data);
-        } catch (...) {
-            plugin_->toy_destroy(toy_);
-            throw;
-        }
-    }
-    ~CudaToy() override { plugin_->toy_destroy(toy_); }
-
-    void train(int64_t first_step, const std::vector<AdamStep>& adam) override {
-        char err[1024] = "";
-        check_plugin(plugin_->toy_train(toy_, first_step, adam.data(), static_cast<int64_t>(adam.size()), err,
-                                        sizeof err),
-                     err);
-    }
-    void evaluate(int64_t batches, float* loss, float* penalty) override {
-        char err[1024] = "";
-        check_plugin(plugin_->toy_evaluate(toy_, batches, loss, penalty, err, sizeof err), err);
-    }
-    void get_params(float* W, float* W_out, float* b) const override {
-        char err[1024] = "";
-        check_plugin(plugin_->toy_get_params(toy_, W, W_out, b, err, sizeof err), err);
-    }
-    void set_params(const float* W, const float* W_out, const float* b) override {
-        char err[1024] = "";
-        check_plugin(plugin_->toy_set_params(toy_, W, W_out, b, err, sizeof err), err);
-    }
-    void set_data(const ToyData& data) override {
-        char err[1024] = "";
-        check_plugin(plugin_->toy_set_data(toy_, data.importance.data(), data.probability.data(), data.l1.data(),
-                                           data.rules.empty() ? nullptr : data.rules.data(), err, sizeof err),
-                     err);
-    }
-
-private:
-    const ne_cuda_plugin* plugin_;
-    ne_cuda_toy* toy_ = nullptr;
-};
 
 void check_config(const ne_toy_config& c) {
     auto require = [](bool ok, const std::string& message) {
@@ -80,14 +32,22 @@ void check_config(const ne_toy_config& c) {
     check_optimizer_settings(c.optimizer, c.lr, c.weight_decay, c.beta1, c.beta2, c.eps);
 }
 
+ToyShape shape_of(const ne_toy_config& c) {
+    return ToyShape{c.model, c.n_features, c.n_hidden, c.n_instances, c.batch_size, c.seed};
+}
+
 }  // namespace
+
+void ToyModel::check(const ne_context& ctx, const ne_toy_config& config) {
+    check_config(config);
+    check_toy_supported(ctx, shape_of(config));
+}
 
 ToyModel::ToyModel(const ne_context& ctx, const ne_toy_config& config, const float* importance,
                    int64_t importance_count, const float* probability, int64_t probability_count)
     : config_(config) {
-    check_config(config);
-    shape_ = ToyShape{config.model, config.n_features, config.n_hidden, config.n_instances, config.batch_size,
-                      config.seed};
+    check(ctx, config);
+    shape_ = shape_of(config);
     const int64_t per_feature = shape_.instances * shape_.n;
     check_per_instance_values("importance", importance, importance_count, per_feature, false);
     check_per_instance_values("feature_probability", probability, probability_count, per_feature, true);
@@ -95,10 +55,7 @@ ToyModel::ToyModel(const ne_context& ctx, const ne_toy_config& config, const flo
     data_.probability.assign(probability, probability + per_feature);
     data_.l1.assign(shape_.instances, 0.0f);
 
-    if (ctx.backend == NE_BACKEND_CUDA)
-        backend_ = std::make_unique<CudaToy>(CudaPlugin::get(), ctx.device, shape_, data_);
-    else
-        backend_ = make_cpu_toy(shape_, data_);
+    backend_ = make_toy_backend(ctx, shape_, data_);
 
     // xavier_normal_ over the (instances, n, m) tensor: fan_in = n*m, fan_out = instances*m.
     const double stddev = std::sqrt(2.0 / (static_cast<double>(shape_.m) * (shape_.n + shape_.instances)));

@@ -5,6 +5,7 @@
 #include <memory>
 #include <vector>
 
+#include "models/optimizer.h"
 #include "models/toy_common.h"
 #include "nativeengine.h"
 

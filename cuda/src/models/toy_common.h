@@ -1,8 +1,7 @@
-// Definitions every toy-model backend shares, written once for CPU and CUDA: the data stream, the loss weight
-// and the optimizer's element update. A CUDA kernel and the CPU loop call the same functions, which is what
-// makes a CPU run and a CUDA run of one config comparable step by step.
+// Definitions every toy-model backend shares, written once for CPU and CUDA: what tells the model kinds apart, and
+// the data stream (the optimizer is in models/optimizer.h). A CUDA kernel and the CPU loop call the same functions,
+// which is what makes a CPU run and a CUDA run of one config comparable step by step.
 #pragma once
-#include <math.h>
 #include <stdint.h>
 
 #include "core/hostdevice.h"
@@ -69,25 +68,6 @@ NE_HD float toy_set_feature(uint64_t seed, Stream stream, uint32_t step, uint32_
     }
     const float value = toy_value(toy_feature_uniform(seed, stream, step, instance, sample, feature, 1), signed_inputs);
     return fires ? value : 0.0f;
-}
-
-// One Adam/AdamW step for one parameter. Bias corrections arrive precomputed (in double on the host) so every
-// backend applies the same float arithmetic: step_size = lr / (1 - beta1^t), bc2_sqrt = sqrt(1 - beta2^t).
-struct AdamStep {
-    float lr, weight_decay, beta1, beta2, eps, step_size, bc2_sqrt;
-    int32_t decoupled;  // 1: AdamW (decay the parameter), 0: Adam (decay added to the gradient)
-};
-
-NE_HD void adam_update(float& param, float grad, float& m, float& v, const AdamStep& s) {
-    if (s.decoupled) {
-        param *= 1.0f - s.lr * s.weight_decay;
-    } else {
-        grad += s.weight_decay * param;
-    }
-    m = s.beta1 * m + (1.0f - s.beta1) * grad;
-    v = s.beta2 * v + (1.0f - s.beta2) * grad * grad;
-    const float denom = sqrtf(v) / s.bc2_sqrt + s.eps;
-    param -= s.step_size * (m / denom);
 }
 
 }  // namespace ne

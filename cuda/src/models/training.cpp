@@ -106,16 +106,17 @@ std::vector<float> normal_init(uint64_t seed, uint32_t tensor, int64_t count, do
     return values;
 }
 
+AdamStep adam_step(int32_t optimizer, float lr, float weight_decay, float beta1, float beta2, float eps, int64_t t) {
+    const double bc1 = 1.0 - std::pow(static_cast<double>(beta1), static_cast<double>(t));
+    const double bc2 = 1.0 - std::pow(static_cast<double>(beta2), static_cast<double>(t));
+    return AdamStep{lr, weight_decay, beta1, beta2, eps, static_cast<float>(lr / bc1), static_cast<float>(std::sqrt(bc2)),
+                    optimizer == NE_OPTIMIZER_ADAMW ? 1 : 0};
+}
+
 std::vector<AdamStep> adam_schedule(int32_t optimizer, float lr, float weight_decay, float beta1, float beta2,
                                     float eps, int64_t first_t, int64_t count) {
     std::vector<AdamStep> adam(count);
-    for (int64_t k = 0; k < count; ++k) {
-        const double t = static_cast<double>(first_t + k + 1);
-        const double bc1 = 1.0 - std::pow(static_cast<double>(beta1), t);
-        const double bc2 = 1.0 - std::pow(static_cast<double>(beta2), t);
-        adam[k] = AdamStep{lr, weight_decay, beta1, beta2, eps, static_cast<float>(lr / bc1),
-                           static_cast<float>(std::sqrt(bc2)), optimizer == NE_OPTIMIZER_ADAMW ? 1 : 0};
-    }
+    for (int64_t k = 0; k < count; ++k) adam[k] = adam_step(optimizer, lr, weight_decay, beta1, beta2, eps, first_t + k + 1);
     return adam;
 }
 

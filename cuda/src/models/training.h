@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "models/optimizer.h"
 #include "models/toy_common.h"
 
 namespace ne {

@@ -6,7 +6,13 @@ namespace NativeEngine.Interop;
 /// <summary>What the loaded library offers: version, backends, and the native sizes of the ABI structs.</summary>
 public static class Engine
 {
+    /// <summary>The <c>NE_ABI_VERSION</c> these bindings mirror; the resolver refuses a library of another.</summary>
+    public const int AbiVersion = 2;
+
     public static string Version => Marshal.PtrToStringUTF8(NativeMethods.Version()) ?? "";
+
+    /// <summary>The loaded library's <c>NE_ABI_VERSION</c> (equal to <see cref="AbiVersion"/> once loaded).</summary>
+    public static int LibraryAbiVersion => NativeMethods.AbiVersion();
 
     public static RuntimeInfo Runtime
     {
@@ -23,6 +29,7 @@ public static class Engine
     [
         ("ne_runtime_info", Unsafe.SizeOf<RuntimeInfoNative>(), (int)NativeMethods.RuntimeInfoSize()),
         ("ne_device_info", Unsafe.SizeOf<DeviceInfoNative>(), (int)NativeMethods.DeviceInfoSize()),
+        ("ne_capabilities", Unsafe.SizeOf<CapabilitiesNative>(), (int)NativeMethods.CapabilitiesSize()),
         ("ne_toy_config", Unsafe.SizeOf<ToyConfigNative>(), (int)NativeMethods.ToyConfigSize()),
         ("ne_moe_config", Unsafe.SizeOf<MoeConfigNative>(), (int)NativeMethods.MoeConfigSize()),
         ("ne_sae_config", Unsafe.SizeOf<SaeConfigNative>(), (int)NativeMethods.SaeConfigSize()),
@@ -44,6 +51,23 @@ public sealed record DeviceInfo(Backend Backend, int DeviceIndex, string Name, l
         : $"{Name} ({Multiprocessors} threads)";
 }
 
+/// <summary>What a context's backend can run (<c>ne_capabilities</c>).</summary>
+/// <param name="MaxSharedBytes">CUDA: shared memory a block of the fused toy and MoE kernels may use, which bounds
+/// n_features × n_hidden per instance; 0 on the CPU, which has no such bound.</param>
+/// <param name="MaxSaeSlots">The largest batch_size × (k + k_aux) one SAE step may hold.</param>
+public sealed record Capabilities(Backend Backend, IReadOnlyList<ToyModelKind> ToyModels, IReadOnlyList<RouterNoise> MoeNoise,
+    IReadOnlyList<SaeArchitecture> SaeArchitectures, IReadOnlyList<SaePrecision> SaePrecisions, bool Sgemm,
+    long MaxSharedBytes, long MaxSaeSlots)
+{
+    internal static Capabilities From(CapabilitiesNative c) => new((Backend)c.Backend, Members<ToyModelKind>(c.ToyModels),
+        Members<RouterNoise>(c.MoeNoise), Members<SaeArchitecture>(c.SaeArchitectures), Members<SaePrecision>(c.SaePrecisions),
+        c.Sgemm != 0, c.MaxSharedBytes, c.MaxSaeSlots);
+
+    // The enum values whose bit (1 << value) is set.
+    private static T[] Members<T>(int mask) where T : struct, Enum =>
+        Enum.GetValues<T>().Where(v => (mask & (1 << Convert.ToInt32(v))) != 0).ToArray();
+}
+
 /// <summary>A backend and device. Models created on it keep running there.</summary>
 public sealed class EngineContext : IDisposable
 {
@@ -57,6 +81,28 @@ public sealed class EngineContext : IDisposable
     }
 
     public DeviceInfo Device { get; }
+
+    public Capabilities Capabilities
+    {
+        get
+        {
+            NativeEngineException.ThrowIfFailed(NativeMethods.ContextCapabilities(Handle, out var c));
+            return Capabilities.From(c);
+        }
+    }
+
+    /// <summary>Null when this context can run a toy model of <paramref name="spec"/>; otherwise why not: the native
+    /// message naming the field, its value and what is valid. Nothing is created.</summary>
+    public string? WhyUnsupported(ToyModelSpec spec) => Reason(NativeMethods.ContextSupportsToy(Handle, spec.ToNative()));
+
+    /// <inheritdoc cref="WhyUnsupported(ToyModelSpec)"/>
+    public string? WhyUnsupported(MoeModelSpec spec) => Reason(NativeMethods.ContextSupportsMoe(Handle, spec.ToNative()));
+
+    /// <inheritdoc cref="WhyUnsupported(ToyModelSpec)"/>
+    public string? WhyUnsupported(SaeModelSpec spec) => Reason(NativeMethods.ContextSupportsSae(Handle, spec.ToNative()));
+
+    private static string? Reason(Status status) =>
+        status == Status.Ok ? null : Marshal.PtrToStringUTF8(NativeMethods.LastError()) ?? status.ToString();
 
     private DeviceInfo QueryDevice()
     {

@@ -31,13 +31,26 @@ public static class NativeLibraryResolver
                 tried.Add($"{path} (not found)");
                 continue;
             }
-            if (NativeLibrary.TryLoad(path, out var handle)) return handle;
-            tried.Add($"{path} (exists but failed to load: missing dependency or wrong architecture)");
+            if (!NativeLibrary.TryLoad(path, out var handle))
+            {
+                tried.Add($"{path} (exists but failed to load: missing dependency or wrong architecture)");
+                continue;
+            }
+            var abi = AbiVersionOf(handle);
+            if (abi == Engine.AbiVersion) return handle;
+            NativeLibrary.Free(handle);
+            tried.Add($"{path} (C ABI version {(abi < 0 ? "unknown: no ne_abi_version" : abi.ToString())}; these bindings " +
+                      $"need {Engine.AbiVersion}: rebuild the library and the bindings together)");
         }
         throw new DllNotFoundException(
             "libnativeengine could not be loaded. Build it with `dotnet build` (which runs CMake) or set " +
             "NE_NATIVE_PATH to the library or its folder. Tried:\n  " + string.Join("\n  ", tried));
     }
+
+    private static unsafe int AbiVersionOf(IntPtr library) =>
+        NativeLibrary.TryGetExport(library, "ne_abi_version", out var export)
+            ? ((delegate* unmanaged<int>)export)()
+            : -1;
 
     /// <summary>Paths tried, in order.</summary>
     public static IEnumerable<string> CandidatePaths()

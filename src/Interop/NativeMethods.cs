@@ -18,6 +18,9 @@ internal static partial class NativeMethods
     [LibraryImport(Library, EntryPoint = "ne_version")]
     internal static partial IntPtr Version();
 
+    [LibraryImport(Library, EntryPoint = "ne_abi_version")]
+    internal static partial int AbiVersion();
+
     [LibraryImport(Library, EntryPoint = "ne_runtime_info_size")]
     internal static partial nuint RuntimeInfoSize();
 
@@ -38,6 +41,21 @@ internal static partial class NativeMethods
 
     [LibraryImport(Library, EntryPoint = "ne_context_device_info")]
     internal static partial Status ContextDeviceInfo(ContextHandle context, out DeviceInfoNative info);
+
+    [LibraryImport(Library, EntryPoint = "ne_capabilities_size")]
+    internal static partial nuint CapabilitiesSize();
+
+    [LibraryImport(Library, EntryPoint = "ne_context_capabilities")]
+    internal static partial Status ContextCapabilities(ContextHandle context, out CapabilitiesNative capabilities);
+
+    [LibraryImport(Library, EntryPoint = "ne_context_supports_toy")]
+    internal static partial Status ContextSupportsToy(ContextHandle context, in ToyConfigNative config);
+
+    [LibraryImport(Library, EntryPoint = "ne_context_supports_moe")]
+    internal static partial Status ContextSupportsMoe(ContextHandle context, in MoeConfigNative config);
+
+    [LibraryImport(Library, EntryPoint = "ne_context_supports_sae")]
+    internal static partial Status ContextSupportsSae(ContextHandle context, in SaeConfigNative config);
 
     [LibraryImport(Library, EntryPoint = "ne_toy_config_size")]
     internal static partial nuint ToyConfigSize();

@@ -44,6 +44,19 @@ public struct DeviceInfoNative
 }
 
 [StructLayout(LayoutKind.Sequential)]
+public struct CapabilitiesNative
+{
+    public int Backend;
+    public int ToyModels;
+    public int MoeNoise;
+    public int SaeArchitectures;
+    public int SaePrecisions;
+    public int Sgemm;
+    public long MaxSharedBytes;
+    public long MaxSaeSlots;
+}
+
+[StructLayout(LayoutKind.Sequential)]
 public struct ToyConfigNative
 {
     public int Model;

@@ -54,7 +54,7 @@ public static class Program
         {
             return Fail(console, "native library", e.Message);
         }
-        catch (Exception e) when (e is Data.DataFormatException or InvalidDataException)
+        catch (Exception e) when (e is Formats.DataFormatException or InvalidDataException)
         {
             return Fail(console, "data error", e.Message);
         }

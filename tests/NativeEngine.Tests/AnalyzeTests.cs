@@ -1,5 +1,6 @@
 using System.Text.Json;
 using NativeEngine.Runner.Analysis;
+using NativeEngine.Runner.Experiments;
 using NativeEngine.Runner.Formats;
 
 namespace NativeEngine.Tests;
@@ -310,7 +311,7 @@ public class AnalyzeTests
             features[i * d + i] = (float)scales[i];
             identity[i * d + i] = 1;
         }
-        var dict = new SaeDictionary(d, d, "standard", null, identity, new float[d], identity, new float[d], null);
+        var dict = new SaeDictionary(d, d, NativeEngine.Interop.SaeArchitecture.Relu, null, identity, new float[d], identity, new float[d], null);
         var truth = new GroundTruth("test", features, d, d, probabilities);
         var random = new Random(2);
         IEnumerable<ReadOnlyMemory<float>> Batches()

@@ -100,7 +100,7 @@ public class CliTests
     {
         var (code, output) = Run("info", "--backend", "cpu");
         Assert.That(code, Is.EqualTo(0), output);
-        Assert.That(output, Does.Contain("NativeEngine 0.1.0").And.Contain("backends compiled in: cpu")
+        Assert.That(output, Does.Contain("NativeEngine 0.2.0").And.Contain("backends compiled in: cpu")
             .And.Contain("backend chosen: cpu").And.Contain("cpu threads:").And.Contain("memory:"));
     }
 
@@ -126,15 +126,15 @@ public class CliTests
     [Test]
     public void DemoConfigsAreEmbeddedAndStartWithThePapersIntro()
     {
-        var c = Runner.Commands.DemoCommand.LoadDemoConfig("intro");
+        var c = Runner.Experiments.DemoTour.LoadDemoConfig("intro");
         Assert.That((c.NFeatures, c.NHidden), Is.EqualTo((5, 2)));
         Assert.That(c.Importance, Is.EqualTo(new[] { 1f, 0.9f, 0.81f, 0.729f, 0.6561f }).Within(1e-6));
         Assert.That(c.Settings.First().FeatureProbability, Is.EqualTo(1.0));
         Assert.That(c.Settings.Last().FeatureProbability, Is.EqualTo(0.05).Within(1e-7));
-        foreach (var (name, _) in Runner.Commands.DemoCommand.Experiments)
-            Assert.That(Runner.Commands.DemoCommand.LoadDemoConfig(name).Steps, Is.GreaterThan(0), name);
-        Assert.That(Runner.Commands.DemoCommand.LoadDemoMoeConfig().NExperts, Is.GreaterThan(1));
-        var hybrid = Runner.Commands.DemoCommand.LoadDemoHybridConfig();
+        foreach (var (name, _) in Runner.Experiments.DemoTour.Experiments)
+            Assert.That(Runner.Experiments.DemoTour.LoadDemoConfig(name).Steps, Is.GreaterThan(0), name);
+        Assert.That(Runner.Experiments.DemoTour.LoadDemoMoeConfig().NExperts, Is.GreaterThan(1));
+        var hybrid = Runner.Experiments.DemoTour.LoadDemoHybridConfig();
         Assert.That(hybrid.NHidden % hybrid.NExperts, Is.EqualTo(0), "the demo's MoE has the dense models' hidden size");
     }
 

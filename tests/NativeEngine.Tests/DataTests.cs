@@ -39,7 +39,7 @@ public class DataTests
         // 1.0, -2.5, 0.5, 3.0 as little-endian float32
         byte[] data = [0x00, 0x00, 0x80, 0x3f, 0x00, 0x00, 0x20, 0xc0, 0x00, 0x00, 0x00, 0x3f, 0x00, 0x00, 0x40, 0x40];
         File.WriteAllBytes(path, NpyBytes(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), }", data));
-        using var shard = Npy.Open(path);
+        using var shard = NpyShard.Open(path);
         Assert.That((shard.Tokens, shard.D, shard.DType), Is.EqualTo((2L, 2, ActivationDType.F32)));
         Assert.That(ReadAll(shard), Is.EqualTo(new[] { 1.0f, -2.5f, 0.5f, 3.0f }));
         var second = new float[2];
@@ -55,7 +55,7 @@ public class DataTests
         // 1.0, -2.0, 0.5, 65504 (largest half), 2^-24 (smallest subnormal), 0.333251953125 as little-endian float16
         byte[] data = [0x00, 0x3c, 0x00, 0xc0, 0x00, 0x38, 0xff, 0x7b, 0x01, 0x00, 0x55, 0x35];
         File.WriteAllBytes(path, NpyBytes(2, "{\"descr\": \"<f2\", \"fortran_order\": False, \"shape\": (3, 2)}", data));
-        using var shard = Npy.Open(path);
+        using var shard = NpyShard.Open(path);
         Assert.That((shard.Tokens, shard.D, shard.DType), Is.EqualTo((3L, 2, ActivationDType.F16)));
         Assert.That(ReadAll(shard), Is.EqualTo(new[] { 1.0f, -2.0f, 0.5f, 65504f, MathF.Pow(2, -24), 0.333251953125f }));
         var last = new float[2];
@@ -73,7 +73,7 @@ public class DataTests
         {
             var path = Path.Combine(dir, descr.Trim('<') + ".npy");
             File.WriteAllBytes(path, NpyBytes(major, $"{{'descr': '{descr}', 'fortran_order': False, 'shape': (4, 1), }}", data));
-            using var shard = Npy.Open(path);
+            using var shard = NpyShard.Open(path);
             Assert.That(shard.DType, Is.EqualTo(ActivationDType.BF16));
             Assert.That(ReadAll(shard), Is.EqualTo(new[] { 1.0f, -2.0f, 3.140625f, -0.0078125f }));
         }
@@ -87,7 +87,7 @@ public class DataTests
         Npy.WriteF32(path, values, 5);
         var header = Npy.ReadHeader(path);
         Assert.That((header.Major, header.Descr, header.Tokens, header.D, header.DataOffset % 64), Is.EqualTo((1, "<f4", 3L, 5, 0L)));
-        using var shard = Npy.Open(path);
+        using var shard = NpyShard.Open(path);
         Assert.That(ReadAll(shard), Is.EqualTo(values));
         Assert.That(File.Exists(path + ".tmp"), Is.False);
     }
@@ -229,17 +229,17 @@ public class DataTests
 
         var shortData = Path.Combine(dir, "short-data.npy");
         File.WriteAllBytes(shortData, bytes[..^5]);
-        var error = Assert.Throws<DataFormatException>(() => Npy.Open(shortData))!;
+        var error = Assert.Throws<DataFormatException>(() => NpyShard.Open(shortData))!;
         Assert.That(error.Message, Does.Contain(shortData).And.Contain("offset 128").And.Contain("48 bytes").And.Contain("43 bytes"));
 
         var shortHeader = Path.Combine(dir, "short-header.npy");
         File.WriteAllBytes(shortHeader, bytes[..40]);
-        error = Assert.Throws<DataFormatException>(() => Npy.Open(shortHeader))!;
+        error = Assert.Throws<DataFormatException>(() => NpyShard.Open(shortHeader))!;
         Assert.That(error.Message, Does.Contain(shortHeader).And.Contain("truncated header").And.Contain("at offset 10"));
 
         var tiny = Path.Combine(dir, "tiny.npy");
         File.WriteAllBytes(tiny, bytes[..9]);
-        error = Assert.Throws<DataFormatException>(() => Npy.Open(tiny))!;
+        error = Assert.Throws<DataFormatException>(() => NpyShard.Open(tiny))!;
         Assert.That(error.Message, Does.Contain(tiny).And.Contain("offset 8"));
     }
 
@@ -249,18 +249,18 @@ public class DataTests
         var dir = TestSupport.TempDirectory("data");
         var bad = Path.Combine(dir, "bad-magic.npy");
         File.WriteAllBytes(bad, Encoding.ASCII.GetBytes("PK\u0003\u0004 this is a zip, not an array"));
-        var error = Assert.Throws<DataFormatException>(() => Npy.Open(bad))!;
+        var error = Assert.Throws<DataFormatException>(() => NpyShard.Open(bad))!;
         Assert.That(error.Message, Does.Contain(bad).And.Contain("magic").And.Contain("offset 0"));
 
         var empty = Path.Combine(dir, "empty.npy");
         File.WriteAllBytes(empty, []);
-        Assert.That(Assert.Throws<DataFormatException>(() => Npy.Open(empty))!.Message, Does.Contain(empty).And.Contain("empty file"));
+        Assert.That(Assert.Throws<DataFormatException>(() => NpyShard.Open(empty))!.Message, Does.Contain(empty).And.Contain("empty file"));
 
         void Refused(string name, string dict, params string[] expected)
         {
             var path = Path.Combine(dir, name);
             File.WriteAllBytes(path, NpyBytes(1, dict, new byte[64]));
-            var e = Assert.Throws<DataFormatException>(() => Npy.Open(path))!;
+            var e = Assert.Throws<DataFormatException>(() => NpyShard.Open(path))!;
             Assert.That(e.Message, Does.Contain(path), name);
             foreach (var text in expected) Assert.That(e.Message, Does.Contain(text), name);
         }

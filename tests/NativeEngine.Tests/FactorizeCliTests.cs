@@ -26,7 +26,7 @@ public class FactorizeCliTests
         var (code, output) = Run("factorize", "--config", config, "--out", outDir, "--backend", "cpu");
         Assert.That(code, Is.EqualTo(0), output);
         var sae = SaeLens.Read(outDir);
-        Assert.That((sae.DIn, sae.DSae, sae.Architecture, sae.K), Is.EqualTo((32, 128, "topk", (int?)5)));
+        Assert.That((sae.DIn, sae.DSae, sae.Architecture, sae.K), Is.EqualTo((32, 128, NativeEngine.Interop.SaeArchitecture.TopK, (int?)5)));
         var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "metrics.json"))).RootElement;
         Assert.That(metrics.EnumerateObject().Select(p => p.Name), Is.EqualTo(new[]
         {
@@ -149,7 +149,7 @@ public class FactorizeCliTests
         var (code, output) = Run("encode", "--dict", dict, "--data", data, "--out", prefix, "--encoder", encoder,
             "--slots", slots.ToString(), "--lambda", "0.01", "--backend", "cpu");
         Assert.That(code, Is.EqualTo(0), output);
-        using var indexShard = Runner.Data.Npy.Open(prefix + "_values.npy");
+        using var indexShard = Runner.Data.NpyShard.Open(prefix + "_values.npy");
         Assert.That((indexShard.Tokens, indexShard.D), Is.EqualTo((256L, slots)));
         var values = new float[256 * slots];
         indexShard.Read(0, values);
@@ -162,7 +162,7 @@ public class FactorizeCliTests
         if (encoder == "sae")
         {
             using var context = new NativeEngine.Interop.EngineContext(NativeEngine.Interop.Backend.Cpu);
-            using var native = Runner.Commands.EvalCommand.Load(context, sae, 256);
+            using var native = Runner.Experiments.DictionaryEvaluation.Load(context, sae, 256);
             native.Evaluate(x, nativeXHat, default);
         }
         double error = 0, energy = 0, worstAgainstNative = 0;

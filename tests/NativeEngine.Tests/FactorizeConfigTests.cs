@@ -21,8 +21,8 @@ public class FactorizeConfigTests
         Assert.That((data.D, data.NFeatures, data.ActiveMean, data.ProbabilityDecay, data.Correlated), Is.EqualTo((256, 512, 5.0, 0.99, false)));
         Assert.That((c.Sae.DSae, c.Sae.K, c.Sae.AuxkAlpha), Is.EqualTo((4096, 32, 1.0 / 32)));
         Assert.That(c.Train.Lr, Is.EqualTo(2e-4 / Math.Sqrt(4096 / 16384.0)).Within(1e-12), "lr ∝ 1/√(d_sae / 2^14)");
-        Assert.That(c.Train.Precision, Is.EqualTo("fp32"));
-        Assert.That(c.Sae.NormalizeActivations, Is.EqualTo("none"));
+        Assert.That(c.Train.Precision, Is.EqualTo(NativeEngine.Interop.SaePrecision.Fp32));
+        Assert.That(c.Sae.Normalization, Is.EqualTo(ActivationNormalization.None));
     }
 
     [Test]
@@ -34,7 +34,7 @@ public class FactorizeConfigTests
             """, "f.json", "/base");
         var files = (FilesSpec)c.Data;
         Assert.That(files.Files, Is.EqualTo(new[] { Path.Combine("/base", "shards/*.npy"), "/abs/x.npy" }));
-        Assert.That(files.Dtype, Is.EqualTo("float32"));
+        Assert.That(files.Format, Is.EqualTo(Runner.Data.ActivationFileFormat.Npy));
         Assert.That(c.Sae.L1Coefficient, Is.EqualTo(5.0));
     }
 
@@ -66,5 +66,39 @@ public class FactorizeConfigTests
     {
         var json = Synthetic.Replace("{ \"synthetic\": { \"d\": 256, \"n_features\": 512 } }", "{ \"files\": [\"a.npy\"], \"format\": \"npy\" }");
         Assert.That(ErrorOf(json), Does.Contain("\"expansion\" needs d known up front"));
+    }
+
+    [TestCase("relu", "\"l1_coefficient\": 2", 2.0, 0.0)]
+    [TestCase("jumprelu", "\"l0_coefficient\": 3", 0.0, 3.0)]
+    [TestCase("jumprelu", "\"auxk_alpha\": 0", 0.0, 5.0)]
+    public void EachSparsityCoefficientHasItsOwnKey(string architecture, string coefficient, double l1, double l0)
+    {
+        var c = FactorizeConfigLoader.Parse(SaeOf(architecture, coefficient), "f.json", "/base");
+        Assert.That((c.Sae.L1Coefficient, c.Sae.L0Coefficient), Is.EqualTo((l1, l0)));
+    }
+
+    [TestCase("jumprelu", "\"l1_coefficient\": 2", "\"l1_coefficient\" is the relu architecture's; \"jumprelu\" does not use it; for jumprelu give \"l0_coefficient\"")]
+    [TestCase("relu", "\"l0_coefficient\": 2", "\"l0_coefficient\" is the jumprelu architecture's; \"relu\" does not use it; for relu give \"l1_coefficient\"")]
+    [TestCase("topk\", \"k\": 4, \"x\": \"", "\"l1_coefficient\": 2", "\"l1_coefficient\" is the relu architecture's; \"topk\" does not use it")]
+    public void ACoefficientOfAnotherArchitectureNamesTheRightKey(string architecture, string coefficient, string expected)
+    {
+        Assert.That(ErrorOf(SaeOf(architecture, coefficient)), Does.Contain(expected));
+    }
+
+    private static string SaeOf(string architecture, string extra) =>
+        $$"""{ "data": { "synthetic": { "d": 16 } }, "sae": { "architecture": "{{architecture}}", "d_sae": 64, {{extra}} } }""";
+
+    [TestCase("""{ "data": { "synthetic": { "d": 24, "n_features": 40, "correlated": true, "seed": 3 } }, "sae": { "architecture": "batchtopk", "expansion": 4, "k": 3, "normalize_activations": "expected_average" }, "train": { "tokens": 5000, "batch_size": 100, "warmup_steps": 2, "decay_steps": 7, "precision": "bf16" } }""")]
+    [TestCase("""{ "data": { "files": ["a/*.bin"], "format": "raw", "dtype": "bfloat16", "d": 12 }, "sae": { "architecture": "jumprelu", "d_sae": 48, "l0_coefficient": 0.25, "dead_window": 1000 } }""")]
+    [TestCase("""{ "data": { "files": ["x.safetensors"], "format": "safetensors", "tensor": "acts" }, "sae": { "architecture": "relu", "d_sae": 48, "l1_coefficient": 1.5 }, "train": { "lr": 0.001, "seed": 9 } }""")]
+    public void TheWrittenConfigReadsBackToTheSameRun(string json)
+    {
+        var c = FactorizeConfigLoader.Parse(json, "f.json", "/base");
+        var back = FactorizeConfigLoader.Parse(FactorizeConfigWriter.ToJson(c), "config.json", "/elsewhere");
+        Assert.That(back.Data is FilesSpec f ? f with { Files = [] } : back.Data,
+            Is.EqualTo(c.Data is FilesSpec g ? g with { Files = [] } : c.Data));
+        if (c.Data is FilesSpec files) Assert.That(((FilesSpec)back.Data).Files, Is.EqualTo(files.Files), "paths are written absolute");
+        Assert.That(back.Sae, Is.EqualTo(c.Sae));
+        Assert.That(back.Train, Is.EqualTo(c.Train));
     }
 }

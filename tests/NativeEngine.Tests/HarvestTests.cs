@@ -31,8 +31,8 @@ public class HarvestTests
         long tokens = 0, active = 0;
         for (var s = 0; s < shards.Length; s++)
         {
-            using var hidden = Npy.Open(shards[s]);
-            using var codes = Npy.Open(codeShards[s]);
+            using var hidden = NpyShard.Open(shards[s]);
+            using var codes = NpyShard.Open(codeShards[s]);
             Assert.That((hidden.D, codes.D, hidden.Tokens), Is.EqualTo((4, 12, codes.Tokens)));
             var h = new float[hidden.Tokens * 4];
             var x = new float[codes.Tokens * 12];
@@ -76,8 +76,8 @@ public class HarvestTests
         Assert.That(code, Is.EqualTo(0), output);
 
         var weights = SafeTensors.Read(Path.Combine(run, "weights.safetensors")).Tensors.ToDictionary(t => t.Name, t => t.Data);
-        using var hidden = Npy.Open(Path.Combine(harvested, "hidden_00000.npy"));
-        using var codes = Npy.Open(Path.Combine(harvested, "codes_00000.npy"));
+        using var hidden = NpyShard.Open(Path.Combine(harvested, "hidden_00000.npy"));
+        using var codes = NpyShard.Open(Path.Combine(harvested, "codes_00000.npy"));
         Assert.That((hidden.D, codes.D, hidden.Tokens), Is.EqualTo((6, 9, 8192L)), "h is the 3 experts' 2 neurons side by side");
         var h = new float[8192 * 6];
         var x = new float[8192 * 9];

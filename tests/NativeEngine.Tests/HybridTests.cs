@@ -14,14 +14,14 @@ public class HybridTests
         float[] truth = [1, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 3];
         // Two latents, one of them a copy: one-to-one matching cannot give both copies to different features.
         float[] twoCopies = [1, 0, 0, 0, 1, 0, 0, 0];
-        var (mmcs, matched) = Hybrid.Recovery(truth, twoCopies, 4);
+        var (mmcs, matched) = HybridExperiment.Recovery(truth, twoCopies, 4);
         Assert.That(mmcs, Is.EqualTo(1.0 / 3).Within(1e-12), "feature 0 found, features 1 and 2 not");
         Assert.That(matched, Is.EqualTo(1.0 / 3).Within(1e-12));
         // A permuted, overcomplete dictionary with one spare latent recovers everything.
         float[] permuted = [0, 0, 0, 5, 0, 1, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0];
-        Assert.That(Hybrid.Recovery(truth, permuted, 4), Is.EqualTo((1.0, 1.0)));
+        Assert.That(HybridExperiment.Recovery(truth, permuted, 4), Is.EqualTo((1.0, 1.0)));
         // Fewer latents than features: the features left over count 0.
-        Assert.That(Hybrid.Recovery(truth, [0, 1, 0, 0, 0, 0, 0, 1], 4).MatchedCosine, Is.EqualTo(2.0 / 3).Within(1e-12));
+        Assert.That(HybridExperiment.Recovery(truth, [0, 1, 0, 0, 0, 0, 0, 1], 4).MatchedCosine, Is.EqualTo(2.0 / 3).Within(1e-12));
     }
 
     [Test]
@@ -31,6 +31,35 @@ public class HybridTests
             { "n_features": 10, "n_hidden": 6, "feature_probability": [0.1], "n_experts": 4, "dictionary_sizes": [4] }
             """, "h.json"));
         Assert.That(e!.Message, Does.Contain("\"n_experts\" is 4; n_hidden (6) must divide into experts of equal width"));
+    }
+
+    [Test]
+    public void TheModelsItBuildsInCodeAreTheConfigsTheLoadersRead()
+    {
+        var c = HybridConfigLoader.Parse("""
+            { "n_features": 12, "n_hidden": 6, "importance": 0.8, "feature_probability": [0.3, 0.05], "l1": 0.02,
+              "n_experts": 3, "top_k": 2, "repeats": 2, "steps": 700, "dictionary_sizes": [6, 12], "seed": 4 }
+            """, "h.json");
+        var dense = ToyConfigLoader.Parse("""
+            { "title": "hybrid: ordinary and L1 models", "model": "relu_output", "n_features": 12, "n_hidden": 6,
+              "importance": 0.8, "sweep": { "feature_probability": [0.3, 0.05], "l1": [0, 0.02], "repeats": 2 },
+              "steps": 700, "seed": 4 }
+            """, "dense.json");
+        Assert.That(ToyConfigWriter.ToJson(c.DenseConfig()), Is.EqualTo(ToyConfigWriter.ToJson(dense)));
+        var moe = MoeConfigLoader.Parse("""
+            { "title": "hybrid: mixture of experts", "n_experts": 3, "top_k": 2, "expert_hidden": 2,
+              "expert_model": "relu_output", "router": { "renormalize": false, "noise": "none", "load_balance": 0.01, "z_loss": 0.001 },
+              "n_features": 12, "importance": 0.8, "sweep": { "feature_probability": [0.3, 0.05], "repeats": 2 },
+              "steps": 700, "seed": 4 }
+            """, "moe.json");
+        Assert.That(MoeConfigWriter.ToJson(c.MoeConfig()), Is.EqualTo(MoeConfigWriter.ToJson(moe)));
+        var factorize = c.FactorizeConfig("/data/hidden_*.npy", 12, 0.3);
+        var parsed = FactorizeConfigLoader.Parse("""
+            { "data": { "files": ["/data/hidden_*.npy"], "format": "npy" },
+              "sae": { "architecture": "topk", "d_sae": 12, "k": 4 }, "train": { "tokens": 1048576, "batch_size": 1024,
+              "lr": 0.003, "decay_steps": 204, "seed": 4 } }
+            """, "f.json", "/");
+        Assert.That(FactorizeConfigWriter.ToJson(factorize), Is.EqualTo(FactorizeConfigWriter.ToJson(parsed)));
     }
 
     [Test]

@@ -89,6 +89,42 @@ public class InteropTests
     }
 
     [Test]
+    public void ResolverRefusesALibraryOfAnotherAbi()
+    {
+        // Any loadable library without ne_abi_version stands for a libnativeengine built from other sources.
+        var other = new[] { "/lib/x86_64-linux-gnu/libm.so.6", "/usr/lib/x86_64-linux-gnu/libm.so.6" }.First(File.Exists);
+        var error = Assert.Throws<DllNotFoundException>(() => NativeLibraryResolver.LoadFirst([other]))!;
+        Assert.That(error.Message, Does.Contain($"{other} (C ABI version unknown").And.Contain($"need {Engine.AbiVersion}"));
+        Assert.That(Engine.LibraryAbiVersion, Is.EqualTo(Engine.AbiVersion), "the library these tests load is current");
+    }
+
+    [Test]
+    public void CapabilitiesSayWhatTheCpuBackendRuns()
+    {
+        using var context = new EngineContext(Backend.Cpu);
+        var c = context.Capabilities;
+        Assert.That(c.Backend, Is.EqualTo(Backend.Cpu));
+        Assert.That(c.SaePrecisions, Is.EqualTo(new[] { SaePrecision.Fp32 }));
+        Assert.That(c.SaeArchitectures, Is.EquivalentTo(Enum.GetValues<SaeArchitecture>()));
+        Assert.That(c.ToyModels, Is.EquivalentTo(Enum.GetValues<ToyModelKind>()));
+        Assert.That(c.MoeNoise, Is.EquivalentTo(Enum.GetValues<RouterNoise>()));
+        Assert.That((c.Sgemm, c.MaxSharedBytes, c.MaxSaeSlots), Is.EqualTo((true, 0L, long.MaxValue)));
+    }
+
+    [Test]
+    public void WhyUnsupportedAnswersWithoutCreatingAModel()
+    {
+        using var context = new EngineContext(Backend.Cpu);
+        var sae = new SaeModelSpec(SaeArchitecture.TopK, 8, 16, 2, 4, Seed: 0);
+        Assert.That(context.WhyUnsupported(sae), Is.Null);
+        Assert.That(context.WhyUnsupported(sae with { Precision = SaePrecision.Tf32 }),
+            Does.Contain("config.precision is 1 (tf32)").And.Contain("needs the CUDA backend"));
+        Assert.That(context.WhyUnsupported(sae with { K = 17 }), Does.Contain("config.k is 17"));
+        Assert.That(context.WhyUnsupported(Spec()), Is.Null);
+        Assert.That(context.WhyUnsupported(Spec(m: 0)), Does.Contain("n_hidden is 0"));
+    }
+
+    [Test]
     public void TrainingIsDeterministicForASeedAndChangesWithIt()
     {
         using var context = new EngineContext(Backend.Cpu);

@@ -86,6 +86,6 @@ public class MetricsTests
     public void GeometryIsDescribedInWords(float[] w, string expected)
     {
         var metrics = ToyMetrics.Compute(w, 4, 2);
-        Assert.That(Runner.Reports.ToySummary.Describe(metrics, w, 2), Is.EqualTo(expected));
+        Assert.That(Runner.Experiments.ToySummary.Describe(metrics, w, 2), Is.EqualTo(expected));
     }
 }

@@ -48,7 +48,7 @@ public class MoeTests
     {
         var c = MoeConfigLoader.Parse(Small, "moe.json");
         using var context = new EngineContext(Backend.Cpu);
-        var run = Runner.Experiments.MoeTraining.Run(context, c);
+        var run = Runner.Experiments.MoeExperiment.Train(context, c, Runner.Experiments.RunProgress.Silent);
         foreach (var metrics in run.Metrics)
         {
             Assert.That(metrics.Evaluation.Usage.Sum(), Is.EqualTo(2.0).Within(1e-5), "usages sum to top_k");

@@ -20,7 +20,7 @@ public class PaperTests
             if (Runs.TryGetValue(json, out var run)) return run;
             var config = ToyConfigLoader.Parse(json, "test config");
             using var context = new EngineContext(Backend.Cpu);
-            return Runs[json] = ToyTraining.Run(context, config);
+            return Runs[json] = ToyExperiment.Train(context, config, RunProgress.Silent);
         }
     }
 

@@ -8,8 +8,8 @@ public class SaeLensTests
     {
         const int d = 3, m = 5;
         float[] Range(int count, float start) => Enumerable.Range(0, count).Select(i => start + 0.5f * i).ToArray();
-        return new SaeDictionary(d, m, architecture, architecture is "topk" or "batchtopk" ? 2 : null, Range(d * m, -1),
-            Range(m, 0.25f), Range(m * d, 2), Range(d, -3), architecture == "jumprelu" ? Range(m, 0.1f) : null);
+        return new SaeDictionary(d, m, SaeLens.Architectures[architecture], architecture is "topk" or "batchtopk" ? 2 : null,
+            Range(d * m, -1), Range(m, 0.25f), Range(m * d, 2), Range(d, -3), architecture == "jumprelu" ? Range(m, 0.1f) : null);
     }
 
     [TestCase("topk")]

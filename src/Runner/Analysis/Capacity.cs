@@ -1,6 +1,5 @@
 using System.Text.Json;
 using NativeEngine.Runner.Formats;
-using NativeEngine.Runner.Reports.Figures;
 
 namespace NativeEngine.Runner.Analysis;
 
@@ -64,38 +63,9 @@ public sealed record CapacityResult(string Model, int NFeatures, int NHidden, do
 /// </summary>
 public static class Capacity
 {
-    public static CapacityResult Run(TrainedToyModel model, double constant = CompressedSensing.L1Constant)
-    {
-        var c = model.Config;
-        int n = c.NFeatures, m = c.NHidden;
-        var points = new List<CapacityPoint>();
-        for (var s = 0; s < c.Settings.Length; s++)
-        {
-            var setting = c.Settings[s];
-            var best = model.BestOfSetting[s];
-            // A setting's p (NaN when its features differ): the mean over the best instance's features.
-            var p = double.IsFinite(setting.FeatureProbability)
-                ? setting.FeatureProbability
-                : c.InstanceProbability(best).ToArray().Average(v => (double)v);
-            var metrics = ToyMetrics.Compute(model.InstanceW(best), n, m);
-            var represented = Enumerable.Range(0, n).Where(i => metrics.FeatureNorm[i] > ToyMetrics.RepresentedNorm).ToArray();
-            points.Add(new CapacityPoint(s, p, setting.ImportanceRatio, setting.L1, best, represented.Length,
-                represented.Count(i => metrics.Dimensionality[i] < SuperpositionSummary.DedicatedDimensionality),
-                metrics.DimensionalitySum, metrics.DimensionsPerFeature,
-                CompressedSensing.L1MaxFeatures(n, m, p, constant), CompressedSensing.L0MaxFeatures(n, m, p),
-                setting.Instances.Select(k => ToyMetrics.Compute(model.InstanceW(k), n, m).RepresentedCount).ToArray()));
-        }
-        var sorted = points.OrderByDescending(p => p.FeatureProbability).ToArray();
-        var all = sorted.Where(p => p.Represented == n).Select(p => p.FeatureProbability).ToArray();
-        return new CapacityResult(Configs.ToyConfig.ModelName(c.Model), n, m, constant, sorted,
-            CompressedSensing.L1DensityForAll(n, m, constant), all.Length > 0 ? all.Max() : null,
-            Statistics.Spearman(sorted.Select(p => 1 / p.FeatureProbability).ToArray(), sorted.Select(p => (double)p.Represented).ToArray()));
-    }
-
     public static string ToJson(CapacityResult r)
     {
-        using var stream = new MemoryStream();
-        using (var w = new Utf8JsonWriter(stream, AnalysisJson.Options))
+        return Json.Document(w =>
         {
             w.WriteStartObject();
             w.WriteString("analysis", "capacity");
@@ -134,31 +104,6 @@ public static class Capacity
             }
             w.WriteEndArray();
             w.WriteEndObject();
-        }
-        return System.Text.Encoding.UTF8.GetString(stream.ToArray());
-    }
-
-    /// <summary>Represented and superposed features and the bounds against 1/(1 − S) on a log axis; one pair of
-    /// model lines per (importance ratio, L1) group when the sweep varies those too.</summary>
-    public static string Chart(CapacityResult r)
-    {
-        var series = new List<LineSeries>();
-        var groups = r.Points.GroupBy(p => (p.ImportanceRatio, p.L1)).ToArray();
-        for (var g = 0; g < groups.Length; g++)
-        {
-            var suffix = groups.Length > 1 ? $" (ratio {groups[g].Key.ImportanceRatio:G3}, l1 {groups[g].Key.L1:G3})" : "";
-            series.Add(new LineSeries("represented" + suffix, groups[g].Select(p => (1 / p.FeatureProbability, (double)p.Represented)).ToArray(),
-                Palette.Categorical(2 * g)));
-            series.Add(new LineSeries("in superposition" + suffix, groups[g].Select(p => (1 / p.FeatureProbability, (double)p.Superposed)).ToArray(),
-                Palette.Categorical(2 * g + 1)));
-        }
-        var unique = r.Points.GroupBy(p => p.FeatureProbability).Select(g => g.First()).ToArray();
-        series.Add(new LineSeries($"l1 bound (C = {r.Constant:G3})", unique.Select(p => (1 / p.FeatureProbability, (double)p.L1Bound)).ToArray(),
-            "#555555", Dashed: true));
-        series.Add(new LineSeries("l0 bound (m >= 2k)", unique.Select(p => (1 / p.FeatureProbability, (double)p.L0Bound)).ToArray(),
-            "#999999", Dashed: true));
-        return ComparisonFigures.LineChart(series, "1/(1 - S)", "features",
-            $"Features stored in {r.NHidden} dimensions against sparsity ({r.Model}, n = {r.NFeatures})", logX: true, yMin: 0,
-            yMax: r.NFeatures);
+        }, AnalysisJson.Options);
     }
 }

@@ -1,4 +1,5 @@
 using System.Numerics.Tensors;
+using NativeEngine.Interop;
 using NativeEngine.Runner.Formats;
 
 namespace NativeEngine.Runner.Analysis;
@@ -26,14 +27,14 @@ public sealed class DictionaryEncoder(SaeDictionary dict)
             if (centred[i] != 0) TensorPrimitives.MultiplyAdd(dict.WEnc.AsSpan(i * m, m), centred[i], code, code);
         switch (dict.Architecture)
         {
-            case "topk":
+            case SaeArchitecture.TopK:
                 KeepLargest(code, dict.K!.Value);
                 break;
-            case "batchtopk":
+            case SaeArchitecture.BatchTopK:
                 var threshold = dict.Threshold?[0] ?? 0;
                 for (var j = 0; j < m; j++) code[j] = code[j] > threshold ? Math.Max(code[j], 0) : 0;
                 break;
-            case "jumprelu":
+            case SaeArchitecture.JumpRelu:
                 for (var j = 0; j < m; j++) code[j] = code[j] > dict.Threshold![j] ? code[j] : 0;
                 break;
             default:

@@ -229,8 +229,7 @@ public static class FeatureCurves
 
     public static string ToJson(FeatureCurvesResult r)
     {
-        using var stream = new MemoryStream();
-        using (var w = new Utf8JsonWriter(stream, AnalysisJson.Options))
+        return Json.Document(w =>
         {
             w.WriteStartObject();
             w.WriteString("analysis", "feature-curves");
@@ -281,7 +280,6 @@ public static class FeatureCurves
             }
             w.WriteEndArray();
             w.WriteEndObject();
-        }
-        return System.Text.Encoding.UTF8.GetString(stream.ToArray());
+        }, AnalysisJson.Options);
     }
 }

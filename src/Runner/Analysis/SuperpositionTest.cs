@@ -1,5 +1,4 @@
 using System.Text.Json;
-using NativeEngine.Interop;
 using NativeEngine.Runner.Formats;
 
 namespace NativeEngine.Runner.Analysis;
@@ -44,35 +43,6 @@ public static class SuperpositionTest
     /// <summary>x'_i counts as constant when its spread is below this fraction of the target's: float32 rounding
     /// carries no signal.</summary>
     public const double ConstantSpread = 1e-6;
-
-    public static SuperpositionTestResult Run(EngineContext context, TrainedToyModel model, int instance, int samples,
-        double rho0, double alpha, ulong? seed, CorrelationMethod method = CorrelationMethod.Robust)
-    {
-        var c = model.Config;
-        model.CheckInstance(instance);
-        int n = c.NFeatures, m = c.NHidden;
-        var x = model.SampleInputs(context, instance, samples, seed);
-        var output = model.Reconstruct(instance, x);
-        var norms = ToyMetrics.Compute(model.InstanceW(instance), n, m).FeatureNorm;
-        var target = new double[samples];
-        var reconstruction = new double[samples];
-        var features = new FeatureCorrelation[n];
-        for (var i = 0; i < n; i++)
-        {
-            for (var t = 0; t < samples; t++)
-            {
-                target[t] = model.Target(x[t * n + i]);
-                reconstruction[t] = output[t * n + i];
-            }
-            var test = TestCorrelation(target, reconstruction, rho0, method);
-            features[i] = new FeatureCorrelation(i, norms[i], test.R, test.Statistic, test.P, test.Absent);
-        }
-        var p = features.Select(f => f.P).ToArray();
-        var global = PartialConjunction(p, m + 1);
-        var probability = c.InstanceProbability(instance).ToArray().Average(v => (double)v);
-        return new SuperpositionTestResult(instance, probability, n, m, samples, rho0, alpha, method, features, global,
-            global <= alpha, p.Count(v => v <= alpha), HolmCount(p, alpha), norms.Count(v => v > ToyMetrics.RepresentedNorm));
-    }
 
     /// <summary>A one-sided test of H0: corr(a, b) ≤ rho0 on paired samples.</summary>
     public static (double R, double Statistic, double P, bool Absent) TestCorrelation(IReadOnlyList<double> a,
@@ -162,8 +132,7 @@ public static class SuperpositionTest
     /// <summary>The results of one or more instances as a JSON document.</summary>
     public static string ToJson(IReadOnlyList<SuperpositionTestResult> results)
     {
-        using var stream = new MemoryStream();
-        using (var w = new Utf8JsonWriter(stream, AnalysisJson.Options))
+        return Json.Document(w =>
         {
             w.WriteStartObject();
             w.WriteString("analysis", "superposition-test");
@@ -204,8 +173,7 @@ public static class SuperpositionTest
             }
             w.WriteEndArray();
             w.WriteEndObject();
-        }
-        return System.Text.Encoding.UTF8.GetString(stream.ToArray());
+        }, AnalysisJson.Options);
     }
 
     public static string Decision(SuperpositionTestResult r) => r.Reject

@@ -78,7 +78,7 @@ public static class Workloads
 
     public static JsonObject Toy(BenchRun run, ToyConfig config, string name, string? configPath)
     {
-        using var model = ToyTraining.Create(run.Context, config);
+        using var model = ToyExperiment.CreateModel(run.Context, config);
         var timing = Timing.Measure(model.Train, run.Seconds, warmup: 5);
         var workload = new JsonObject
         {
@@ -302,7 +302,7 @@ public sealed class PeerData : IDisposable
     public static PeerData Npy(ReadOnlySpan<float> data, int d)
     {
         var file = new PeerData(System.IO.Path.Combine(System.IO.Path.GetTempPath(), $"ne-bench-{Guid.NewGuid():N}.npy"));
-        Data.Npy.WriteF32(file.Path, data, d);
+        Formats.Npy.WriteF32(file.Path, data, d);
         return file;
     }
 

@@ -3,9 +3,9 @@ using CommandLine;
 using NativeEngine.Interop;
 using NativeEngine.Runner.Analysis;
 using NativeEngine.Runner.Configs;
-using NativeEngine.Runner.Data;
 using NativeEngine.Runner.Experiments;
 using NativeEngine.Runner.Formats;
+using NativeEngine.Runner.Reports.Figures;
 using Spectre.Console;
 
 namespace NativeEngine.Runner.Commands;
@@ -72,8 +72,6 @@ public static class AnalyzeCommand
 {
     public static readonly string[] Analyses = ["superposition-test", "feature-curves", "capacity"];
 
-    private const long DefaultTokens = 65536;
-
     // superposition-test's default sample size: this many non-zero values of the rarest feature on average,
     // within [20000, MaxDefaultSamples]; fewer than MinNonZero draws a warning.
     private const double ExpectedNonZero = 500;
@@ -129,7 +127,7 @@ public static class AnalyzeCommand
 
         using var context = new EngineContext(o.ParseBackend());
         var results = instances
-            .Select(k => Analysis.SuperpositionTest.Run(context, model, k, SamplesFor(k), rho, alpha, o.Seed, method))
+            .Select(k => ModelAnalyses.SuperpositionTest(context, model, k, SamplesFor(k), rho, alpha, o.Seed, method))
             .ToArray();
         var path = OutPath(o, model.Directory, "superposition_test");
         AtomicFile.WriteText(path, Analysis.SuperpositionTest.ToJson(results));
@@ -165,11 +163,11 @@ public static class AnalyzeCommand
         var model = TrainedToyModel.Load(Require(o.Model, "--model", "a toy run folder, ideally of a density sweep"));
         var constant = o.Constant ?? CompressedSensing.L1Constant;
         if (!(constant > 0) || !double.IsFinite(constant)) throw new ConfigException($"--constant is {constant}; valid: a number > 0");
-        var result = Analysis.Capacity.Run(model, constant);
+        var result = ModelAnalyses.Capacity(model, constant);
         var path = OutPath(o, model.Directory, "capacity");
         AtomicFile.WriteText(path, Analysis.Capacity.ToJson(result));
         var chart = Path.ChangeExtension(path, ".svg");
-        AtomicFile.WriteText(chart, Analysis.Capacity.Chart(result));
+        AtomicFile.WriteText(chart, AnalysisFigures.Capacity(result));
 
         console.MarkupLine($"[bold]capacity[/] {result.Model} n={result.NFeatures} m={result.NHidden}: features stored against density, " +
                            $"beside compressed sensing's bounds for k = n·p active features (ℓ1: m ≥ {constant:G3}·k·ln(e·n/k); ℓ0: m ≥ 2k; capped to [[m, n]])");
@@ -202,62 +200,13 @@ public static class AnalyzeCommand
             : int.TryParse(o.Instance, NumberStyles.Integer, CultureInfo.InvariantCulture, out var k) ? model.CheckInstance(k)
             : throw new ConfigException($"--instance is \"{o.Instance}\"; valid with feature-curves: one instance 0..{model.Config.NInstances - 1}");
         if (model is null && o.Instance is not null) throw new ConfigException("--instance picks an instance of --model; give --model too");
-        var dictConfig = DictionaryConfig(dictDir);
-
-        var truth = o.GroundTruth is { } truthPath ? GroundTruth.Read(truthPath)
-            : model is not null ? ModelTruth(model, instance)
-            : dictConfig is not null ? ConfigTruth(dictConfig, dictDir)
-            : throw new ConfigException($"feature-curves needs the true features: --ground-truth FILE, --model DIR, or a dictionary " +
-                                        $"whose config.json has synthetic data (none in {dictDir})");
-
         using var context = new EngineContext(o.ParseBackend());
-        var tokens = o.Tokens ?? DefaultTokens;
-        string source;
-        IEnumerable<ReadOnlyMemory<float>>? batches = null;
-        if (o.Data is { } dataPath)
-        {
-            var data = EvalCommand.LoadData(dataPath);
-            tokens = o.Tokens ?? data.Tokens;
-            batches = Batches(data.Data, data.BatchSize, firstToken: 0);
-            source = $"measured on {tokens} tokens of {dataPath}";
-        }
-        else if (model is not null)
-        {
-            batches = ModelBatches(context, model, instance, tokens, o.Seed);
-            source = $"measured on {tokens} fresh hidden activations of {model.Directory} instance {instance}";
-        }
-        else if (dictConfig is not null)
-        {
-            // Synthetic data continues past the tokens the dictionary trained on; files are read from the start.
-            batches = Batches(dictConfig.Data, dictConfig.Train.BatchSize, firstToken: dictConfig.Train.Tokens);
-            source = $"measured on {tokens} tokens of the data in {Path.Combine(dictDir, "config.json")}" +
-                     (dictConfig.Data is SyntheticSpec ? " (fresh tokens past training)" : "");
-        }
-        else
-        {
-            source = $"{SaeLens.SparsityFile} (factorize's evaluation batches)";
-        }
-
-        FeatureCurvesResult result;
-        if (batches is not null)
-        {
-            var statistics = Analysis.FeatureCurves.Measure(dict, batches, tokens);
-            result = Analysis.FeatureCurves.Compare(dict, truth, statistics.Density, statistics.MeanWhenFiring, statistics.Tokens, source, cosine);
-        }
-        else
-        {
-            var sparsityPath = Path.Combine(dictDir, SaeLens.SparsityFile);
-            if (!File.Exists(sparsityPath))
-                throw new ConfigException($"{sparsityPath} does not exist and no activations were given: feature-curves needs the latents' " +
-                                          "densities, from --data, --model or that file (factorize writes it)");
-            var sparsity = SafeTensors.Read(sparsityPath).Tensors.FirstOrDefault(t => t.Name == "sparsity" && t.Shape.SequenceEqual(new long[] { dict.DSae }))
-                           ?? throw new ConfigException($"{sparsityPath}: needs a tensor \"sparsity\" of shape [{dict.DSae}] (log10 density per latent)");
-            result = Analysis.FeatureCurves.Compare(dict, truth, Analysis.FeatureCurves.DensityFromLog10(sparsity.Data), null, 0, source, cosine);
-        }
+        var (result, truth, source) = ModelAnalyses.FeatureCurves(context, dictDir, dict, model, instance, o.GroundTruth, o.Data,
+            o.Tokens, o.Seed, cosine);
         var path = OutPath(o, dictDir, "feature_curves");
         AtomicFile.WriteText(path, Analysis.FeatureCurves.ToJson(result));
 
-        console.MarkupLine($"[bold]feature curves[/] of {Markup.Escape(dictDir)} ({dict.Architecture}, d_sae {dict.DSae}) against " +
+        console.MarkupLine($"[bold]feature curves[/] of {Markup.Escape(dictDir)} ({SaeLens.Name(dict.Architecture)}, d_sae {dict.DSae}) against " +
                            $"{Markup.Escape(truth.Source)} ({truth.Count} features); densities {Markup.Escape(source)}");
         console.MarkupLine($"recovered (matched cosine ≥ {cosine:G3}): {result.FractionRecovered:P1} of the {result.PresentFeatures} features present in the " +
                            $"activations (of {result.NFeatures}; {result.LiveLatents} live latents); mean matched cosine {result.MatchedCosine:F3}");
@@ -269,72 +218,6 @@ public static class AnalyzeCommand
             : "n/a") + (result.ScaleNote is { } note ? $" ({Markup.Escape(note)})" : ""));
         console.MarkupLine($"wrote {Markup.Escape(Path.GetFullPath(path))}");
         return 0;
-    }
-
-    // The factorize config a dictionary folder keeps beside its weights, when there is one.
-    private static FactorizeConfig? DictionaryConfig(string dictDir)
-    {
-        var path = Path.Combine(dictDir, "config.json");
-        return File.Exists(path) ? FactorizeConfigLoader.LoadFile(path) : null;
-    }
-
-    private static GroundTruth ModelTruth(TrainedToyModel model, int instance) =>
-        new($"{model.Directory} instance {instance}", model.InstanceW(instance).ToArray(), model.Config.NFeatures,
-            model.Config.NHidden, model.Config.InstanceProbability(instance).ToArray().Select(v => (double)v).ToArray(),
-            ToyMetrics.RepresentedNorm);
-
-    private static GroundTruth ConfigTruth(FactorizeConfig config, string dictDir)
-    {
-        switch (config.Data)
-        {
-            case SyntheticSpec s:
-                using (var synthetic = Synthetic(s))
-                    return new GroundTruth($"the synthetic data of {Path.Combine(dictDir, "config.json")}", synthetic.Features.ToArray(),
-                        synthetic.FeatureCount, s.D, synthetic.Probabilities.ToArray());
-            case FilesSpec f:
-                var beside = Path.Combine(Path.GetDirectoryName(f.Files[0]) ?? ".", Experiments.Harvest.GroundTruthFile);
-                if (File.Exists(beside)) return GroundTruth.Read(beside);
-                throw new ConfigException($"{Path.Combine(dictDir, "config.json")} reads files with no {Experiments.Harvest.GroundTruthFile} beside " +
-                                          $"them ({beside}); give --ground-truth FILE or --model DIR");
-            default:
-                throw new InvalidOperationException("unknown data spec");
-        }
-    }
-
-    private static SyntheticActivations Synthetic(SyntheticSpec s) =>
-        new(new SyntheticOptions(s.D, s.NFeatures, s.ProbabilityDecay, s.ActiveMean, s.Correlated, Seed: s.Seed,
-            BatchTokens: 1, Prefetch: false));
-
-    // Batches of a data spec; synthetic tokens from firstToken on (each token is a pure function of its index).
-    private static IEnumerable<ReadOnlyMemory<float>> Batches(DataSpec data, int batchSize, long firstToken)
-    {
-        if (data is SyntheticSpec s)
-        {
-            using var synthetic = Synthetic(s);
-            var buffer = new float[(long)batchSize * s.D];
-            for (var token = firstToken; ; token += batchSize)
-            {
-                synthetic.Generate(token, buffer);
-                yield return buffer;
-            }
-        }
-        var (source, _, _) = Factorization.OpenData(data, batchSize, 0, prefetch: false);
-        using (source)
-            while (true) yield return source.Next();
-    }
-
-    // The toy model's hidden activations h on fresh inputs, as harvest writes them.
-    private static IEnumerable<ReadOnlyMemory<float>> ModelBatches(EngineContext context, TrainedToyModel model, int instance,
-        long tokens, ulong? seed)
-    {
-        const int chunk = 8192;
-        var n = model.Config.NFeatures;
-        var x = model.SampleInputs(context, instance, checked((int)tokens), seed);
-        for (long first = 0; first < tokens; first += chunk)
-        {
-            var rows = (int)Math.Min(chunk, tokens - first);
-            yield return Experiments.Harvest.Hidden(model.Config, model.InstanceW(instance), x.AsSpan((int)first * n, rows * n));
-        }
     }
 
     private static string Require(string? value, string option, string what) =>

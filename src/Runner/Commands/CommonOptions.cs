@@ -43,6 +43,9 @@ public abstract class TrainingOptions : BackendOptions
 /// <summary>Ctrl-C as a cancellation: long work stops at its next check and still writes what it did.</summary>
 public static class Interrupt
 {
+    /// <summary>The exit code of interrupted work (the shell's code for Ctrl-C).</summary>
+    public const int ExitCode = 130;
+
     public static T Catch<T>(Func<CancellationToken, T> body)
     {
         using var interrupt = new CancellationTokenSource();

@@ -12,7 +12,7 @@ public static class InfoCommand
     public static int Run(InfoOptions options, IAnsiConsole console)
     {
         var runtime = Engine.Runtime;
-        console.MarkupLine($"[bold]NativeEngine[/] {Engine.Version}");
+        console.MarkupLine($"[bold]NativeEngine[/] {Engine.Version} (C ABI {Engine.LibraryAbiVersion})");
         console.MarkupLine("backends compiled in: cpu" + (runtime.CudaCompiled ? ", cuda" : ""));
         console.MarkupLine(runtime.CudaUsable
             ? $"cuda: usable, {runtime.CudaDeviceCount} device(s)"
@@ -25,6 +25,9 @@ public static class InfoCommand
         console.MarkupLine($"memory: {device.TotalMemory / (1L << 20)} MiB total, {device.FreeMemory / (1L << 20)} MiB free");
         if (device.Backend == Backend.Cuda)
             console.MarkupLine($"compute capability: {device.ComputeMajor}.{device.ComputeMinor}, {device.Multiprocessors} SMs");
+        var capabilities = context.Capabilities;
+        console.MarkupLine("sae precisions: " + string.Join(", ", capabilities.SaePrecisions.Select(p => p.ToString().ToLowerInvariant())) +
+                           (capabilities.MaxSharedBytes > 0 ? $"; fused toy and MoE kernels: {capabilities.MaxSharedBytes / 1024} KiB of shared memory per block" : ""));
         return 0;
     }
 }

@@ -1,7 +1,7 @@
 using CommandLine;
 using NativeEngine.Runner.Configs;
 using NativeEngine.Runner.Data;
-using NativeEngine.Runner.Formats;
+using NativeEngine.Runner.Experiments;
 using Spectre.Console;
 
 namespace NativeEngine.Runner.Commands;
@@ -30,22 +30,16 @@ public static class SynthesizeCommand
     public static int Run(SynthesizeOptions options, IAnsiConsole console)
     {
         var config = FactorizeConfigLoader.LoadFile(options.Config);
-        if (config.Data is not SyntheticSpec s)
+        if (config.Data is not SyntheticSpec synthetic)
             throw new ConfigException($"{options.Config}: \"data\" must be {{\"synthetic\": {{...}}}} to synthesize; it reads files already");
-        if (options.Tokens < 1) throw new ConfigException($"--tokens is {options.Tokens}; valid: >= 1");
-        if (options.ShardTokens < 1) throw new ConfigException($"--shard-tokens is {options.ShardTokens}; valid: >= 1");
         var format = options.Format switch
         {
             "npy" => ActivationFileFormat.Npy,
             "raw" => ActivationFileFormat.RawF32,
             _ => throw new ConfigException($"--format is \"{options.Format}\"; valid: npy, raw"),
         };
-        ToyRunFolder.Prepare(options.Out);
-        using var synthetic = new SyntheticActivations(new SyntheticOptions(s.D, s.NFeatures, s.ProbabilityDecay, s.ActiveMean,
-            s.Correlated, Seed: s.Seed, BatchTokens: 4096, Prefetch: false));
-        var shards = synthetic.WriteShards(options.Out, options.Tokens, options.ShardTokens, format);
-        var bytes = shards.Sum(p => new FileInfo(p).Length);
-        console.MarkupLine($"wrote {options.Tokens} tokens (d = {s.D}, {bytes / 1e9:F2} GB) in {shards.Count} shard(s) and " +
+        var result = Synthesis.Run(synthetic, options.Out, options.Tokens, options.ShardTokens, format);
+        console.MarkupLine($"wrote {options.Tokens} tokens (d = {result.D}, {result.Bytes / 1e9:F2} GB) in {result.Shards.Count} shard(s) and " +
                            $"ground_truth.safetensors to {Markup.Escape(Path.GetFullPath(options.Out))}");
         return 0;
     }

@@ -1,4 +1,7 @@
 using System.Text.Json;
+using NativeEngine.Interop;
+using NativeEngine.Runner.Data;
+using NativeEngine.Runner.Formats;
 
 namespace NativeEngine.Runner.Configs;
 
@@ -10,14 +13,29 @@ public abstract record DataSpec;
 public sealed record SyntheticSpec(int D, int NFeatures, double ActiveMean, double ProbabilityDecay, bool Correlated,
     ulong Seed) : DataSpec;
 
-/// <summary>Activation shards on disk (tokens × d).</summary>
-public sealed record FilesSpec(string[] Files, string Format, string? Tensor, string Dtype, int? D) : DataSpec;
+/// <summary>Activation shards on disk (tokens × d): absolute paths or globs, their format (raw shards with their
+/// element type), the tensor read from .safetensors files, and d (required for raw shards).</summary>
+public sealed record FilesSpec(string[] Files, ActivationFileFormat Format, string? Tensor, int? D) : DataSpec;
 
-public sealed record SaeSpec(string Architecture, int DSae, int? K, double L1Coefficient, double AuxkAlpha,
-    long DeadWindow, string NormalizeActivations);
+/// <summary>How activations are scaled before training (and the scale folded back into the saved dictionary).</summary>
+public enum ActivationNormalization
+{
+    None,
+    /// <summary>x · sqrt(d / E‖x‖²): unit mean squared norm (SAELens's "expected_average_only_in").</summary>
+    ExpectedAverage,
+}
+
+/// <param name="L1Coefficient">relu: the L1 penalty's weight (0 for the other architectures).</param>
+/// <param name="L0Coefficient">jumprelu: the L0 penalty's weight (0 for the other architectures).</param>
+public sealed record SaeSpec(SaeArchitecture Architecture, int DSae, int? K, double L1Coefficient, double L0Coefficient,
+    double AuxkAlpha, long DeadWindow, ActivationNormalization Normalization);
 
 public sealed record TrainSpec(long Tokens, int BatchSize, double Lr, long WarmupSteps, long DecaySteps,
-    long CheckpointEvery, ulong Seed, string Precision);
+    long CheckpointEvery, ulong Seed, SaePrecision Precision)
+{
+    /// <summary>Optimizer steps: whole batches, the last one completing the token budget.</summary>
+    public long Steps => (Tokens + BatchSize - 1) / BatchSize;
+}
 
 /// <summary>A factorization run (`factorize`), resolved: every default filled in.</summary>
 public sealed record FactorizeConfig(DataSpec Data, SaeSpec Sae, TrainSpec Train)
@@ -33,11 +51,39 @@ public sealed record FactorizeConfig(DataSpec Data, SaeSpec Sae, TrainSpec Train
 
 public static class FactorizeConfigLoader
 {
-    public static readonly string[] Architectures = ["topk", "batchtopk", "relu", "jumprelu"];
-    public static readonly string[] Formats = ["npy", "safetensors", "raw"];
-    public static readonly string[] Dtypes = ["float32", "float16", "bfloat16"];
-    public static readonly string[] Normalizations = ["none", "expected_average"];
-    public static readonly string[] Precisions = ["fp32", "tf32", "bf16"];
+    public static readonly IReadOnlyDictionary<string, SaeArchitecture> Architectures = new Dictionary<string, SaeArchitecture>
+    {
+        ["topk"] = SaeArchitecture.TopK,
+        ["batchtopk"] = SaeArchitecture.BatchTopK,
+        ["relu"] = SaeArchitecture.Relu,
+        ["jumprelu"] = SaeArchitecture.JumpRelu,
+    };
+
+    public static readonly IReadOnlyDictionary<string, SaePrecision> Precisions = new Dictionary<string, SaePrecision>
+    {
+        ["fp32"] = SaePrecision.Fp32,
+        ["tf32"] = SaePrecision.Tf32,
+        ["bf16"] = SaePrecision.Bf16,
+    };
+
+    public static readonly IReadOnlyDictionary<string, ActivationNormalization> Normalizations =
+        new Dictionary<string, ActivationNormalization>
+        {
+            ["none"] = ActivationNormalization.None,
+            ["expected_average"] = ActivationNormalization.ExpectedAverage,
+        };
+
+    private static readonly string[] FileFormats = ["npy", "safetensors", "raw"];
+
+    /// <summary>The element types of raw shards, by their config name.</summary>
+    public static readonly IReadOnlyDictionary<string, ActivationFileFormat> RawDtypes = new Dictionary<string, ActivationFileFormat>
+    {
+        ["float32"] = ActivationFileFormat.RawF32,
+        ["float16"] = ActivationFileFormat.RawF16,
+        ["bfloat16"] = ActivationFileFormat.RawBF16,
+    };
+
+    public static string Name(SaeArchitecture architecture) => Architectures.First(p => p.Value == architecture).Key;
 
     /// <summary>Gao et al. (2024)'s scaling of the learning rate with the dictionary size.</summary>
     public static double DefaultLr(int dSae) => 2e-4 / Math.Sqrt(dSae / 16384.0);
@@ -53,13 +99,18 @@ public static class FactorizeConfigLoader
     {
         using var document = JsonObjectReader.Parse(json, source);
         var r = new JsonObjectReader(document.RootElement, source);
-        var data = ReadData(r, r.Nested(Object(r, "data", r.Require("data", "{\"synthetic\": {...}} or {\"files\": [...], ...}")), "data"), baseDirectory);
+        var data = ReadDataSection(r, baseDirectory);
         var d = data switch { SyntheticSpec s => s.D, FilesSpec f => f.D, _ => null };
         var sae = ReadSae(r.Nested(Object(r, "sae", r.Require("sae", "{\"architecture\", \"d_sae\" or \"expansion\", ...}")), "sae"), d);
         var train = ReadTrain(r.TryGet("train", out var t) ? r.Nested(Object(r, "train", t), "train") : null, sae);
         r.RejectUnknownKeys();
         return new FactorizeConfig(data, sae, train);
     }
+
+    /// <summary>The "data" section of a config whose root is <paramref name="root"/> (required).</summary>
+    public static DataSpec ReadDataSection(JsonObjectReader root, string baseDirectory) =>
+        ReadData(root, root.Nested(Object(root, "data", root.Require("data", "{\"synthetic\": {...}} or {\"files\": [...], ...}")), "data"),
+            baseDirectory);
 
     private static JsonElement Object(JsonObjectReader r, string key, JsonElement value) =>
         value.ValueKind == JsonValueKind.Object ? value : throw r.Error(key, $"must be an object, found {JsonObjectReader.Describe(value)}");
@@ -89,21 +140,28 @@ public static class FactorizeConfigLoader
             throw r.Error("files", $"must be a non-empty array of paths or globs, found {JsonObjectReader.Describe(files)}");
         var paths = files.EnumerateArray().Select(e => e.GetString()!)
             .Select(p => Path.IsPathRooted(p) ? p : Path.Combine(baseDirectory, p)).ToArray();
-        var format = OneOf(r, "format", Formats, null);
+        var format = OneOf(r, "format", FileFormats, null);
         string? tensor = null;
         if (r.TryGet("tensor", out var tensorValue))
             tensor = tensorValue.ValueKind == JsonValueKind.String ? tensorValue.GetString() : throw r.Error("tensor", "must be a string");
         if (format == "safetensors" && tensor is null) throw r.Error("tensor", "is required with format \"safetensors\" (the tensor to read)");
-        var dtype = OneOf(r, "dtype", Dtypes, "float32");
+        // .npy and .safetensors files name their element type; raw shards take it from "dtype".
+        var raw = r.Choice("dtype", RawDtypes, ActivationFileFormat.RawF32);
         int? dim = r.TryGet("d", out _) ? (int)r.Integer("d", 1, 1 << 20) : null;
         if (format == "raw" && dim is null) throw r.Error("d", "is required with format \"raw\" (raw shards carry no shape)");
         r.RejectUnknownKeys();
-        return new FilesSpec(paths, format, tensor, dtype, dim);
+        var resolved = format switch
+        {
+            "npy" => ActivationFileFormat.Npy,
+            "safetensors" => ActivationFileFormat.SafeTensors,
+            _ => raw,
+        };
+        return new FilesSpec(paths, resolved, tensor, dim);
     }
 
     private static SaeSpec ReadSae(JsonObjectReader r, int? d)
     {
-        var architecture = OneOf(r, "architecture", Architectures, null);
+        var architecture = r.Choice("architecture", Architectures);
         var hasSize = r.TryGet("d_sae", out _);
         var hasExpansion = r.TryGet("expansion", out _);
         if (hasSize == hasExpansion)
@@ -112,26 +170,41 @@ public static class FactorizeConfigLoader
         if (hasSize) dSae = (int)r.Integer("d_sae", 1, 1 << 26);
         else if (d is { } dim) dSae = checked((int)(r.Integer("expansion", 1, 100_000) * dim));
         else throw r.Error("expansion", "needs d known up front (synthetic data or raw files); give \"d_sae\" instead");
+        var selects = architecture is SaeArchitecture.TopK or SaeArchitecture.BatchTopK;
         int? k = null;
-        if (architecture is "topk" or "batchtopk") k = (int)r.Integer("k", 1, dSae);
-        else if (r.TryGet("k", out _)) throw r.Error("k", $"is for topk and batchtopk; architecture \"{architecture}\" does not use it");
-        var l1 = r.Number("l1_coefficient", architecture is "relu" or "jumprelu" ? 5.0 : 0.0, v => v >= 0, "a number >= 0");
-        var auxk = r.Number("auxk_alpha", architecture is "topk" or "batchtopk" ? 1.0 / 32 : 0.0, v => v >= 0, "a number >= 0");
+        if (selects) k = (int)r.Integer("k", 1, dSae);
+        else if (r.TryGet("k", out _)) throw r.Error("k", $"is for topk and batchtopk; architecture \"{Name(architecture)}\" does not use it");
+        var l1 = Coefficient(r, "l1_coefficient", architecture, SaeArchitecture.Relu, "l0_coefficient");
+        var l0 = Coefficient(r, "l0_coefficient", architecture, SaeArchitecture.JumpRelu, "l1_coefficient");
+        var auxk = r.Number("auxk_alpha", selects ? 1.0 / 32 : 0.0, v => v >= 0, "a number >= 0");
         var deadWindow = r.Integer("dead_window", 1, long.MaxValue, 10_000_000);
-        var normalize = OneOf(r, "normalize_activations", Normalizations, "none");
+        var normalize = r.Choice("normalize_activations", Normalizations, ActivationNormalization.None);
         r.RejectUnknownKeys();
-        return new SaeSpec(architecture, dSae, k, l1, auxk, deadWindow, normalize);
+        return new SaeSpec(architecture, dSae, k, l1, l0, auxk, deadWindow, normalize);
+    }
+
+    // A sparsity coefficient that belongs to one architecture: default 5 there, 0 elsewhere, and an error naming the
+    // right key when given to another (jumprelu's L0 coefficient is "l0_coefficient", relu's L1 "l1_coefficient").
+    private static double Coefficient(JsonObjectReader r, string key, SaeArchitecture architecture, SaeArchitecture owner,
+        string otherKey)
+    {
+        if (architecture == owner) return r.Number(key, 5.0, v => v >= 0, "a number >= 0");
+        if (!r.TryGet(key, out _)) return 0;
+        var hint = architecture is SaeArchitecture.Relu or SaeArchitecture.JumpRelu
+            ? $"; for {Name(architecture)} give \"{otherKey}\""
+            : "";
+        throw r.Error(key, $"is the {Name(owner)} architecture's; \"{Name(architecture)}\" does not use it{hint}");
     }
 
     private static TrainSpec ReadTrain(JsonObjectReader? r, SaeSpec sae)
     {
-        if (r is null) return new TrainSpec(1_000_000, 4096, DefaultLr(sae.DSae), 0, 0, 0, 0, "fp32");
+        if (r is null) return new TrainSpec(1_000_000, 4096, DefaultLr(sae.DSae), 0, 0, 0, 0, SaePrecision.Fp32);
         var tokens = r.Integer("tokens", 1, long.MaxValue, 1_000_000);
         var batch = (int)r.Integer("batch_size", 1, 1 << 20, 4096);
         var spec = new TrainSpec(tokens, batch, r.Number("lr", DefaultLr(sae.DSae), v => v > 0, "a number > 0"),
             r.Integer("warmup_steps", 0, long.MaxValue, 0), r.Integer("decay_steps", 0, long.MaxValue, 0),
             r.Integer("checkpoint_every", 0, long.MaxValue, 0), r.UnsignedInteger("seed", 0),
-            OneOf(r, "precision", Precisions, "fp32"));
+            r.Choice("precision", Precisions, SaePrecision.Fp32));
         r.RejectUnknownKeys();
         return spec;
     }
@@ -151,4 +224,96 @@ public static class FactorizeConfigLoader
         r.Choice(key, choices.ToDictionary(c => c, c => new Choice(c)), fallback is null ? null : new Choice(fallback)).Value;
 
     private readonly record struct Choice(string Value);
+}
+
+/// <summary>What eval, encode and analyze read: activations, the batch they are read in, and how many tokens.</summary>
+public sealed record EvalData(DataSpec Data, int BatchSize, long Tokens);
+
+public static class EvalDataLoader
+{
+    /// <summary>A factorize config (its data, batch size and 8 batches), or {"data": {...}, "batch_size", "tokens"}.</summary>
+    public static EvalData LoadFile(string path)
+    {
+        if (!File.Exists(path)) throw new ConfigException($"config file {path} does not exist");
+        var json = File.ReadAllText(path);
+        var baseDirectory = Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".";
+        using var document = JsonObjectReader.Parse(json, path);
+        if (document.RootElement.TryGetProperty("sae", out _))
+        {
+            var config = FactorizeConfigLoader.Parse(json, path, baseDirectory);
+            return new EvalData(config.Data, config.Train.BatchSize, 8L * config.Train.BatchSize);
+        }
+        var r = new JsonObjectReader(document.RootElement, path);
+        var data = FactorizeConfigLoader.ReadDataSection(r, baseDirectory);
+        var batch = (int)r.Integer("batch_size", 1, 1 << 20, 4096);
+        var tokens = r.Integer("tokens", 1, long.MaxValue, 8L * batch);
+        r.RejectUnknownKeys();
+        return new EvalData(data, batch, tokens);
+    }
+}
+
+/// <summary>Writes a resolved <see cref="FactorizeConfig"/> (every default filled in, file paths absolute) as a config
+/// that <see cref="FactorizeConfigLoader"/> reads back to the same run.</summary>
+public static class FactorizeConfigWriter
+{
+    public static string ToJson(FactorizeConfig c)
+    {
+        return Json.Document(w =>
+        {
+            w.WriteStartObject();
+            w.WriteStartObject("data");
+            switch (c.Data)
+            {
+                case SyntheticSpec s:
+                    w.WriteStartObject("synthetic");
+                    w.WriteNumber("d", s.D);
+                    w.WriteNumber("n_features", s.NFeatures);
+                    w.WriteNumber("active_mean", s.ActiveMean);
+                    w.WriteNumber("probability_decay", s.ProbabilityDecay);
+                    w.WriteBoolean("correlated", s.Correlated);
+                    w.WriteNumber("seed", s.Seed);
+                    w.WriteEndObject();
+                    break;
+                case FilesSpec f:
+                    w.WriteStartArray("files");
+                    foreach (var file in f.Files) w.WriteStringValue(file);
+                    w.WriteEndArray();
+                    w.WriteString("format", f.Format switch
+                    {
+                        ActivationFileFormat.Npy => "npy",
+                        ActivationFileFormat.SafeTensors => "safetensors",
+                        _ => "raw",
+                    });
+                    if (FactorizeConfigLoader.RawDtypes.FirstOrDefault(p => p.Value == f.Format).Key is { } dtype)
+                        w.WriteString("dtype", dtype);
+                    if (f.Tensor is not null) w.WriteString("tensor", f.Tensor);
+                    if (f.D is { } d) w.WriteNumber("d", d);
+                    break;
+            }
+            w.WriteEndObject();
+            var sae = c.Sae;
+            w.WriteStartObject("sae");
+            w.WriteString("architecture", FactorizeConfigLoader.Name(sae.Architecture));
+            w.WriteNumber("d_sae", sae.DSae);
+            if (sae.K is { } k) w.WriteNumber("k", k);
+            if (sae.Architecture == SaeArchitecture.Relu) w.WriteNumber("l1_coefficient", sae.L1Coefficient);
+            if (sae.Architecture == SaeArchitecture.JumpRelu) w.WriteNumber("l0_coefficient", sae.L0Coefficient);
+            w.WriteNumber("auxk_alpha", sae.AuxkAlpha);
+            w.WriteNumber("dead_window", sae.DeadWindow);
+            w.WriteString("normalize_activations", FactorizeConfigLoader.Normalizations.First(p => p.Value == sae.Normalization).Key);
+            w.WriteEndObject();
+            var t = c.Train;
+            w.WriteStartObject("train");
+            w.WriteNumber("tokens", t.Tokens);
+            w.WriteNumber("batch_size", t.BatchSize);
+            w.WriteNumber("lr", t.Lr);
+            w.WriteNumber("warmup_steps", t.WarmupSteps);
+            w.WriteNumber("decay_steps", t.DecaySteps);
+            w.WriteNumber("checkpoint_every", t.CheckpointEvery);
+            w.WriteNumber("seed", t.Seed);
+            w.WriteString("precision", FactorizeConfigLoader.Precisions.First(p => p.Value == t.Precision).Key);
+            w.WriteEndObject();
+            w.WriteEndObject();
+        });
+    }
 }

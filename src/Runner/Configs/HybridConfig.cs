@@ -1,5 +1,6 @@
-using System.Globalization;
 using System.Text.Json;
+using NativeEngine.Interop;
+using NativeEngine.Runner.Data;
 
 namespace NativeEngine.Runner.Configs;
 
@@ -32,33 +33,25 @@ public sealed record HybridConfig(
     /// n·p rounded up (at least 1).</summary>
     public int KAt(double p) => K ?? Math.Max(1, (int)Math.Ceiling(NFeatures * p - 1e-9));
 
-    /// <summary>Toy config of the ordinary and L1 models: every density × {0, λ} × repeats, one batched run.</summary>
-    public string ToyJson() => $$"""
-        { "title": "hybrid: ordinary and L1 models", "model": "relu_output", "n_features": {{NFeatures}},
-          "n_hidden": {{NHidden}}, "importance": {{N(Importance)}},
-          "sweep": { "feature_probability": [{{string.Join(", ", FeatureProbability.Select(N))}}], "l1": [0, {{N(L1)}}],
-                     "repeats": {{Repeats}} },
-          "steps": {{Steps}}, "seed": {{Seed}} }
-        """;
+    /// <summary>The ordinary and L1 models: every density × {0, λ} × repeats, one batched run.</summary>
+    public ToyConfig DenseConfig() =>
+        ToyConfig.Swept(ToyModelKind.ReluOutput, NFeatures, NHidden, Importance,
+            new ToySweep(FeatureProbability, null, [0, L1], Repeats, KeepAll: false), title: "hybrid: ordinary and L1 models")
+        with { Steps = Steps, Seed = Seed };
 
-    /// <summary>MoE config: E experts of width n_hidden / E, top_k, every density × repeats.</summary>
-    public string MoeJson() => $$"""
-        { "title": "hybrid: mixture of experts", "n_experts": {{NExperts}}, "top_k": {{TopK}}, "expert_hidden": {{ExpertHidden}},
-          "expert_model": "relu_output", "router": { "renormalize": false, "noise": "none", "load_balance": 0.01, "z_loss": 0.001 },
-          "n_features": {{NFeatures}}, "importance": {{N(Importance)}},
-          "sweep": { "feature_probability": [{{string.Join(", ", FeatureProbability.Select(N))}}], "repeats": {{Repeats}} },
-          "steps": {{Steps}}, "seed": {{Seed}} }
-        """;
+    /// <summary>The MoE: E experts of width n_hidden / E, top_k, every density × repeats.</summary>
+    public MoeConfig MoeConfig() =>
+        new(ToyConfig.Swept(ToyModelKind.ReluOutput, NFeatures, ExpertHidden, Importance,
+                new ToySweep(FeatureProbability, null, null, Repeats, KeepAll: false), title: "hybrid: mixture of experts")
+            with { Steps = Steps, Seed = Seed },
+            NExperts, TopK, new RouterSettings(Renormalize: false, Noise: RouterNoise.None, LoadBalance: 0.01f, ZLoss: 0.001f));
 
-    /// <summary>factorize config for one harvested model at one dictionary size.</summary>
-    public string FactorizeJson(string hiddenGlob, int dSae, double p) => $$"""
-        { "data": { "files": [{{JsonSerializer.Serialize(hiddenGlob)}}], "format": "npy" },
-          "sae": { "architecture": "topk", "d_sae": {{dSae}}, "k": {{Math.Min(KAt(p), dSae)}} },
-          "train": { "tokens": {{SaeTokens}}, "batch_size": {{SaeBatchSize}}, "lr": 0.003, "decay_steps": {{Math.Max(1, SaeTokens / SaeBatchSize / 5)}},
-                     "seed": {{Seed}} } }
-        """;
-
-    private static string N(double v) => v.ToString("R", CultureInfo.InvariantCulture);
+    /// <summary>The factorization of one harvested model at one dictionary size: TopK, lr 3e-3 decaying over the
+    /// last fifth.</summary>
+    public FactorizeConfig FactorizeConfig(string hiddenGlob, int dSae, double p) =>
+        new(new FilesSpec([hiddenGlob], ActivationFileFormat.Npy, null, null),
+            new SaeSpec(SaeArchitecture.TopK, dSae, Math.Min(KAt(p), dSae), 0, 0, 1.0 / 32, 10_000_000, ActivationNormalization.None),
+            new TrainSpec(SaeTokens, SaeBatchSize, 0.003, 0, Math.Max(1, SaeTokens / SaeBatchSize / 5), 0, Seed, SaePrecision.Fp32));
 }
 
 public static class HybridConfigLoader

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using NativeEngine.Interop;
+using NativeEngine.Runner.Formats;
 
 namespace NativeEngine.Runner.Configs;
 
@@ -97,8 +98,7 @@ public static class MoeConfigWriter
 {
     public static string ToJson(MoeConfig c)
     {
-        using var stream = new MemoryStream();
-        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        return Json.Document(w =>
         {
             w.WriteStartObject();
             w.WriteNumber("n_experts", c.NExperts);
@@ -115,7 +115,6 @@ public static class MoeConfigWriter
             w.WriteEndObject();
             ToyConfigWriter.WriteRun(w, c.Run);
             w.WriteEndObject();
-        }
-        return System.Text.Encoding.UTF8.GetString(stream.ToArray());
+        });
     }
 }

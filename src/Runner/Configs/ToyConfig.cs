@@ -8,7 +8,38 @@ public sealed record FeatureSet(FeatureSetKind Kind, int[] Features);
 /// <summary>The swept values of a config; every combination is a <see cref="ToySetting"/> of
 /// <see cref="Repeats"/> instances, all trained in one batched run.</summary>
 public sealed record ToySweep(double[]? FeatureProbability, double[]? ImportanceRatio, double[]? L1, int Repeats,
-    bool KeepAll);
+    bool KeepAll)
+{
+    /// <summary>Instances the sweep makes: every combination of its values, each <see cref="Repeats"/> times.</summary>
+    public long InstanceCount => (long)(FeatureProbability?.Length ?? 1) * (ImportanceRatio?.Length ?? 1) *
+                                 (L1?.Length ?? 1) * Repeats;
+
+    /// <summary>The instances' probabilities [instances][n] and L1 coefficients [instances], and the settings: every
+    /// combination in the order feature_probability × importance_ratio × l1, each <see cref="Repeats"/> consecutive
+    /// instances. A value the sweep does not sweep takes <paramref name="probability"/> or <paramref name="l1"/>.</summary>
+    public (float[] Probability, float[] L1, ToySetting[] Settings) Expand(int n, double probability, double l1)
+    {
+        var instances = checked((int)InstanceCount);
+        var probabilities = new float[instances * n];
+        var lambdas = new float[instances];
+        var settings = new List<ToySetting>();
+        var next = 0;
+        foreach (var p in FeatureProbability ?? [probability])
+            foreach (var ratio in ImportanceRatio ?? [1.0])
+                foreach (var lambda in L1 ?? [l1])
+                {
+                    var members = Enumerable.Range(next, Repeats).ToArray();
+                    foreach (var k in members)
+                    {
+                        Array.Fill(probabilities, (float)p, k * n, n);
+                        lambdas[k] = (float)lambda;
+                    }
+                    settings.Add(new ToySetting((float)p, (float)ratio, (float)lambda, members));
+                    next += Repeats;
+                }
+        return (probabilities, lambdas, settings.ToArray());
+    }
+}
 
 /// <summary>One combination of the swept values and the instances trained with it.</summary>
 /// <param name="FeatureProbability">p shared by every feature, or NaN when it differs between features.</param>
@@ -54,6 +85,27 @@ public sealed record ToyConfig
     public float WeightDecay { get; init; } = 0.01f;
     public OptimizerKind Optimizer { get; init; } = OptimizerKind.AdamW;
     public ulong Seed { get; init; }
+
+    /// <summary>A swept config built in code (as the loader builds it from JSON): the instances, probabilities, L1
+    /// coefficients and settings come from the sweep; importance I_i = importanceRatio^i.</summary>
+    public static ToyConfig Swept(ToyModelKind model, int nFeatures, int nHidden, double importanceRatio, ToySweep sweep,
+        double probability = 1, double l1 = 0, string? title = null)
+    {
+        var (p, lambdas, settings) = sweep.Expand(nFeatures, probability, l1);
+        return new ToyConfig
+        {
+            Title = title,
+            Model = model,
+            NFeatures = nFeatures,
+            NHidden = nHidden,
+            NInstances = lambdas.Length,
+            Importance = Enumerable.Range(0, nFeatures).Select(i => (float)Math.Pow(importanceRatio, i)).ToArray(),
+            FeatureProbability = p,
+            L1 = lambdas,
+            Sweep = sweep,
+            Settings = settings,
+        };
+    }
 
     public ToyModelSpec ToSpec() =>
         new(Model, NFeatures, NHidden, NInstances, BatchSize, Lr, WeightDecay, Optimizer, Seed);

@@ -261,35 +261,18 @@ public static class ToyConfigLoader
 
         Exclusive("feature_probability", sweep.FeatureProbability is not null);
         Exclusive("l1", sweep.L1 is not null);
-        var probabilities = sweep.FeatureProbability ?? Fixed("feature_probability", null, IsProbability, ProbabilityRange);
-        var ratios = sweep.ImportanceRatio ?? [1.0];
-        var l1s = sweep.L1 ?? Fixed("l1", 0, v => v >= 0, "a number >= 0");
-        var count = (long)probabilities.Length * ratios.Length * l1s.Length * sweep.Repeats;
+        var probability = sweep.FeatureProbability is null ? Fixed("feature_probability", null, IsProbability, ProbabilityRange)[0] : 1;
+        var l1 = sweep.L1 is null ? Fixed("l1", 0, v => v >= 0, "a number >= 0")[0] : 0;
+        var count = sweep.InstanceCount;
         if (count > MaxInstances)
             throw r.Error("sweep", $"expands to {count} instances; at most {MaxInstances}");
         var instances = (int)count;
         if (r.TryGet("n_instances", out var given) && (!given.TryGetInt64(out var stated) || stated != instances))
             throw r.Error("n_instances", $"is {given.GetRawText()} but the sweep makes {instances} instances " +
-                                         $"({probabilities.Length} x {ratios.Length} x {l1s.Length} settings x " +
-                                         $"{sweep.Repeats} repeats); remove \"n_instances\"");
-        var probability = new float[instances * n];
-        var l1 = new float[instances];
-        var settings = new List<ToySetting>();
-        var next = 0;
-        foreach (var p in probabilities)
-            foreach (var ratio in ratios)
-                foreach (var lambda in l1s)
-                {
-                    var members = Enumerable.Range(next, sweep.Repeats).ToArray();
-                    foreach (var k in members)
-                    {
-                        Array.Fill(probability, (float)p, k * n, n);
-                        l1[k] = (float)lambda;
-                    }
-                    settings.Add(new ToySetting((float)p, (float)ratio, (float)lambda, members));
-                    next += sweep.Repeats;
-                }
-        return (instances, probability, l1, settings.ToArray());
+                                         $"({sweep.FeatureProbability?.Length ?? 1} x {sweep.ImportanceRatio?.Length ?? 1} x " +
+                                         $"{sweep.L1?.Length ?? 1} settings x {sweep.Repeats} repeats); remove \"n_instances\"");
+        var (probabilities, l1s, settings) = sweep.Expand(n, probability, l1);
+        return (instances, probabilities, l1s, settings);
     }
 
     private static FeatureSet[] ReadFeatureSets(JsonObjectReader r, int n, int instances, float[] probability)

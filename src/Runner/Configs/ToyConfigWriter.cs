@@ -1,4 +1,5 @@
 using System.Text.Json;
+using NativeEngine.Runner.Formats;
 
 namespace NativeEngine.Runner.Configs;
 
@@ -7,16 +8,14 @@ public static class ToyConfigWriter
 {
     public static string ToJson(ToyConfig c)
     {
-        using var stream = new MemoryStream();
-        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        return Json.Document(w =>
         {
             w.WriteStartObject();
             w.WriteString("model", ToyConfig.ModelName(c.Model));
             w.WriteNumber("n_hidden", c.NHidden);
             WriteRun(w, c);
             w.WriteEndObject();
-        }
-        return System.Text.Encoding.UTF8.GetString(stream.ToArray());
+        });
     }
 
     /// <summary>The keys <see cref="ToyConfigLoader.ReadRun"/> reads.</summary>

@@ -1,4 +1,5 @@
 using System.IO.Enumeration;
+using NativeEngine.Runner.Formats;
 
 namespace NativeEngine.Runner.Data;
 
@@ -88,7 +89,7 @@ public sealed record ActivationFiles(IReadOnlyList<string> Patterns, ActivationF
         int RawD() => D ?? throw new DataFormatException($"{path}: a raw shard needs d to be given");
         return format switch
         {
-            ActivationFileFormat.Npy => Npy.Open(path),
+            ActivationFileFormat.Npy => NpyShard.Open(path),
             ActivationFileFormat.SafeTensors => SafeTensorsShard.Open(path, Tensor),
             ActivationFileFormat.RawF32 => RawShard.Open(path, RawD(), ActivationDType.F32),
             ActivationFileFormat.RawF16 => RawShard.Open(path, RawD(), ActivationDType.F16),

@@ -2,17 +2,9 @@ using System.Buffers.Binary;
 using System.IO.MemoryMappedFiles;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using NativeEngine.Runner.Formats;
 
 namespace NativeEngine.Runner.Data;
-
-/// <summary>How one activation value is stored on disk. Every type is little-endian and read as float32.</summary>
-public enum ActivationDType
-{
-    F32,
-    F16,
-    /// <summary>bfloat16: the upper 16 bits of a float32, widened on read by a 16-bit left shift.</summary>
-    BF16,
-}
 
 /// <summary>A matrix of activations [Tokens][D] in one file, read a run of tokens at a time as float32.</summary>
 public interface IActivationShard : IDisposable
@@ -65,7 +57,7 @@ public sealed class MappedActivationShard : IActivationShard
         }
     }
 
-    public static int SizeOf(ActivationDType dtype) => dtype == ActivationDType.F32 ? 4 : 2;
+    public static int SizeOf(ActivationDType dtype) => dtype.Size();
 
     public void Read(long firstToken, Span<float> destination)
     {
@@ -183,5 +175,4 @@ internal static class HalfConversion
         for (; i < n; i++) bits[i] = (uint)halves[n + i] << 16;
     }
 
-    public static float BF16ToSingle(ushort value) => BitConverter.Int32BitsToSingle(value << 16);
 }

@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Runtime.InteropServices;
+using NativeEngine.Runner.Formats;
 
 namespace NativeEngine.Runner.Data;
 

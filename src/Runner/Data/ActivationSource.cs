@@ -1,3 +1,5 @@
+using NativeEngine.Runner.Formats;
+
 namespace NativeEngine.Runner.Data;
 
 /// <summary>
@@ -54,7 +56,6 @@ public sealed class ActivationSource : IActivationBatches
     public int D { get; }
     public int BatchTokens { get; }
     public long TotalTokens { get; }
-    public IReadOnlyList<IActivationShard> Shards => shards;
     public int BufferTokens => capacity;
     public int ChunkTokens => chunkTokens;
 

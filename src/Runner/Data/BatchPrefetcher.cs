@@ -1,4 +1,5 @@
 using System.Runtime.ExceptionServices;
+using NativeEngine.Runner.Formats;
 
 namespace NativeEngine.Runner.Data;
 

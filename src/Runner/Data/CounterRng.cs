@@ -29,9 +29,6 @@ internal static class CounterRng
     /// <summary>Uniform in [0, n) by Lemire's multiply-shift; the bias is below n / 2⁶⁴.</summary>
     public static long Below(ulong bits, long n) => (long)Math.BigMul(bits, (ulong)n, out _);
 
-    /// <summary>Uniform in [0, 1) with 24 bits, exactly representable as float.</summary>
-    public static float UnitFloat(ulong bits) => (bits >> 40) * (1.0f / (1 << 24));
-
     /// <summary>Uniform in (0, 1) with 53 bits, never 0 (for logarithms).</summary>
     public static double OpenUnit(ulong bits) => ((bits >> 11) + 0.5) * (1.0 / (1UL << 53));
 

@@ -1,3 +1,5 @@
+using NativeEngine.Runner.Formats;
+
 namespace NativeEngine.Runner.Data;
 
 /// <summary>

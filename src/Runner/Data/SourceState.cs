@@ -1,5 +1,5 @@
-using System.Text;
 using System.Text.Json;
+using NativeEngine.Runner.Formats;
 
 namespace NativeEngine.Runner.Data;
 
@@ -20,10 +20,7 @@ public sealed record SourceState(
     int BufferTokens,
     int ChunkTokens)
 {
-    public string ToJson()
-    {
-        using var stream = new MemoryStream();
-        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+    public string ToJson() => Json.Document(w =>
         {
             w.WriteStartObject();
             w.WriteString("source", Source);
@@ -36,9 +33,7 @@ public sealed record SourceState(
             w.WriteNumber("buffer_tokens", BufferTokens);
             w.WriteNumber("chunk_tokens", ChunkTokens);
             w.WriteEndObject();
-        }
-        return Encoding.UTF8.GetString(stream.ToArray());
-    }
+        });
 
     public static SourceState FromJson(string json)
     {

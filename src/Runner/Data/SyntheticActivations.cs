@@ -217,7 +217,7 @@ public sealed class SyntheticActivations : IActivationBatches
 
     /// <summary>
     /// Writes tokens [0, tokens) as shards of tokensPerShard tokens (shard_00000.npy, … or .f32 for RawF32) and
-    /// ground_truth.safetensors holding "features" [Features][D] and "probabilities" [Features], so a run over the
+    /// <see cref="GroundTruthFile"/> holding "features" [Features][D] and "probabilities" [Features], so a run over the
     /// files can be scored against the truth. Returns the shard paths.
     /// </summary>
     public IReadOnlyList<string> WriteShards(string directory, long tokens, long tokensPerShard, ActivationFileFormat format = ActivationFileFormat.Npy)
@@ -255,11 +255,8 @@ public sealed class SyntheticActivations : IActivationBatches
             ["correlation_rank"] = options.CorrelationRank.ToString(CultureInfo.InvariantCulture),
             ["tokens"] = tokens.ToString(CultureInfo.InvariantCulture),
         };
-        SafeTensors.Write(Path.Combine(directory, "ground_truth.safetensors"),
-        [
-            new Tensor("features", [options.Features, options.D], features.ToArray()),
-            new Tensor("probabilities", [options.Features], probabilities.Select(p => (float)p).ToArray()),
-        ], metadata);
+        GroundTruthFile.Write(directory, features.ToArray(), options.Features, options.D,
+            probabilities.Select(p => (float)p).ToArray(), metadata);
         return paths;
     }
 

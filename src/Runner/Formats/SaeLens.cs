@@ -1,4 +1,5 @@
 using System.Text.Json;
+using NativeEngine.Interop;
 
 namespace NativeEngine.Runner.Formats;
 
@@ -8,12 +9,8 @@ namespace NativeEngine.Runner.Formats;
 /// [d_in], and a threshold [d_sae]: θ for jumprelu, the inference threshold (repeated) for batchtopk. Input normalisation is folded into the weights before saving, so
 /// a saved dictionary applies to raw activations.
 /// </summary>
-public sealed record SaeDictionary(int DIn, int DSae, string Architecture, int? K, float[] WEnc, float[] BEnc,
-    float[] WDec, float[] BDec, float[]? Threshold)
-{
-    /// <summary>Architectures as SAELens names them in cfg.json.</summary>
-    public static readonly string[] Architectures = ["topk", "batchtopk", "standard", "jumprelu"];
-}
+public sealed record SaeDictionary(int DIn, int DSae, SaeArchitecture Architecture, int? K, float[] WEnc, float[] BEnc,
+    float[] WDec, float[] BDec, float[]? Threshold);
 
 /// <summary>Writes and reads a dictionary folder: sae_weights.safetensors, cfg.json and, when known,
 /// sparsity.safetensors (log10 feature density per latent, as SAELens stores it).</summary>
@@ -22,6 +19,17 @@ public static class SaeLens
     public const string WeightsFile = "sae_weights.safetensors";
     public const string ConfigFile = "cfg.json";
     public const string SparsityFile = "sparsity.safetensors";
+
+    /// <summary>Architectures as SAELens names them in cfg.json (the L1 SAE is "standard").</summary>
+    public static readonly IReadOnlyDictionary<string, SaeArchitecture> Architectures = new Dictionary<string, SaeArchitecture>
+    {
+        ["topk"] = SaeArchitecture.TopK,
+        ["batchtopk"] = SaeArchitecture.BatchTopK,
+        ["standard"] = SaeArchitecture.Relu,
+        ["jumprelu"] = SaeArchitecture.JumpRelu,
+    };
+
+    public static string Name(SaeArchitecture architecture) => Architectures.First(p => p.Value == architecture).Key;
 
     public static void Write(string directory, SaeDictionary sae, IReadOnlyDictionary<string, string> metadata,
         float[]? log10Density = null)
@@ -39,11 +47,10 @@ public static class SaeLens
         if (log10Density is not null)
             SafeTensors.Write(Path.Combine(directory, SparsityFile), [new Tensor("sparsity", [sae.DSae], log10Density)]);
 
-        using var stream = new MemoryStream();
-        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        AtomicFile.WriteText(Path.Combine(directory, ConfigFile), Json.Document(w =>
         {
             w.WriteStartObject();
-            w.WriteString("architecture", sae.Architecture);
+            w.WriteString("architecture", Name(sae.Architecture));
             w.WriteNumber("d_in", sae.DIn);
             w.WriteNumber("d_sae", sae.DSae);
             w.WriteString("dtype", "float32");
@@ -55,8 +62,7 @@ public static class SaeLens
             foreach (var (key, value) in metadata) w.WriteString(key, value);
             w.WriteEndObject();
             w.WriteEndObject();
-        }
-        AtomicFile.WriteText(Path.Combine(directory, ConfigFile), System.Text.Encoding.UTF8.GetString(stream.ToArray()));
+        }));
     }
 
     /// <summary>Reads a SAELens-layout folder (ours or SAELens's own); errors name the file and what is wrong.</summary>
@@ -73,12 +79,12 @@ public static class SaeLens
             : throw new InvalidDataException($"{configPath}: \"{key}\" must be a positive integer");
         var dIn = Integer("d_in");
         var dSae = Integer("d_sae");
-        var architecture = root.TryGetProperty("architecture", out var a) ? a.GetString() ?? "standard" : "standard";
-        if (!SaeDictionary.Architectures.Contains(architecture))
-            throw new InvalidDataException($"{configPath}: architecture \"{architecture}\" is not one of {string.Join(", ", SaeDictionary.Architectures)}");
+        var name = root.TryGetProperty("architecture", out var a) ? a.GetString() ?? "standard" : "standard";
+        if (!Architectures.TryGetValue(name, out var architecture))
+            throw new InvalidDataException($"{configPath}: architecture \"{name}\" is not one of {string.Join(", ", Architectures.Keys)}");
         int? k = root.TryGetProperty("k", out var kv) && kv.TryGetInt32(out var kk) ? kk : null;
-        if (architecture is "topk" or "batchtopk" && k is null)
-            throw new InvalidDataException($"{configPath}: architecture {architecture} needs \"k\"");
+        if (architecture is SaeArchitecture.TopK or SaeArchitecture.BatchTopK && k is null)
+            throw new InvalidDataException($"{configPath}: architecture {name} needs \"k\"");
         if (root.TryGetProperty("normalize_activations", out var norm) && norm.GetString() is { } mode && mode != "none")
             throw new InvalidDataException($"{configPath}: normalize_activations \"{mode}\" is not supported for reading; " +
                                            "fold the scale into the weights (\"none\")");
@@ -94,7 +100,7 @@ public static class SaeLens
             return t.Data;
         }
         // jumprelu needs its thresholds; batchtopk may carry its inference threshold (one value, repeated).
-        var threshold = architecture == "jumprelu" || tensors.Any(t => t.Name == "threshold") ? Tensor("threshold", dSae) : null;
+        var threshold = architecture == SaeArchitecture.JumpRelu || tensors.Any(t => t.Name == "threshold") ? Tensor("threshold", dSae) : null;
         return new SaeDictionary(dIn, dSae, architecture, k, Tensor("W_enc", dIn, dSae), Tensor("b_enc", dSae),
             Tensor("W_dec", dSae, dIn), Tensor("b_dec", dIn), threshold);
     }

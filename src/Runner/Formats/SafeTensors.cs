@@ -70,9 +70,9 @@ public static class SafeTensors
     public static float[] Require(IReadOnlyList<Tensor> tensors, string path, string name, long[] shape, string holds)
     {
         var t = tensors.FirstOrDefault(t => t.Name == name)
-                ?? throw new Configs.ConfigException($"{path}: no tensor \"{name}\"; {holds}");
+                ?? throw new DataFormatException($"{path}: no tensor \"{name}\"; {holds}");
         if (!t.Shape.SequenceEqual(shape))
-            throw new Configs.ConfigException($"{path}: {name} has shape [{string.Join(", ", t.Shape)}]; config.json says " +
+            throw new DataFormatException($"{path}: {name} has shape [{string.Join(", ", t.Shape)}]; config.json says " +
                                               $"[{string.Join(", ", shape)}]");
         return t.Data;
     }

@@ -1,10 +1,9 @@
 using System.Globalization;
 using NativeEngine.Runner.Analysis;
 using NativeEngine.Runner.Configs;
-using NativeEngine.Runner.Experiments;
 using NativeEngine.Runner.Reports.Figures;
 
-namespace NativeEngine.Runner.Reports;
+namespace NativeEngine.Runner.Experiments;
 
 /// <summary>
 /// The figures of a toy run (DIR/figures/*.svg) and the report that gathers them (DIR/report.html): per shown

@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using System.Globalization;
 using System.Text;
 
-namespace NativeEngine.Runner.Data;
+namespace NativeEngine.Runner.Formats;
 
 /// <summary>The header of a 2-D .npy file: where the data starts, its shape and element type.</summary>
 public sealed record NpyHeader(int Major, int Minor, string Descr, long Tokens, int D, ActivationDType DType, long DataOffset);
@@ -19,12 +19,6 @@ public static class Npy
 {
     private static readonly byte[] Magic = [0x93, (byte)'N', (byte)'U', (byte)'M', (byte)'P', (byte)'Y'];
     public const string SupportedDescrs = "'<f4' (float32), '<f2' (float16), '<V2', '|V2' or 'bfloat16' (bfloat16)";
-
-    public static IActivationShard Open(string path)
-    {
-        var header = ReadHeader(path);
-        return new MappedActivationShard(path, header.DataOffset, header.Tokens, header.D, header.DType);
-    }
 
     /// <summary>Reads and checks the header, and that the file holds all the data the header promises.</summary>
     public static NpyHeader ReadHeader(string path)
@@ -90,7 +84,7 @@ public static class Npy
             throw new DataFormatException($"{path}: shape ({shape[0]}, {shape[1]}): d must be between 1 and {int.MaxValue}");
         if (shape[0] > long.MaxValue / 4 / shape[1])
             throw new DataFormatException($"{path}: shape ({shape[0]}, {shape[1]}) is too large to be a file");
-        var expected = shape[0] * shape[1] * MappedActivationShard.SizeOf(dtype);
+        var expected = shape[0] * shape[1] * dtype.Size();
         if (dataOffset + expected > fileLength)
             throw new DataFormatException($"{path}: truncated data: the header promises {expected} bytes ({shape[0]} × {shape[1]} × {descr}) from offset {dataOffset}, " +
                                           $"the file has {fileLength - dataOffset} bytes there (ends at offset {fileLength})");
@@ -114,22 +108,23 @@ public static class Npy
         return bytes;
     }
 
-    /// <summary>Writes a float32 array [tokens][d] as .npy.</summary>
-    public static void WriteF32(string path, ReadOnlySpan<float> data, int d)
-    {
-        using var writer = ActivationShardWriter.Create(path, ActivationFileFormat.Npy, data.Length / d, d);
-        writer.Append(data);
-        writer.Complete();
-    }
+    /// <summary>A 2-D float32 array [rows][columns] as .npy ('&lt;f4'), written atomically.</summary>
+    public static void WriteF32(string path, ReadOnlySpan<float> data, int columns) =>
+        Write(path, System.Runtime.InteropServices.MemoryMarshal.AsBytes(data), data.Length / columns, columns, "<f4");
 
     /// <summary>A 2-D int32 array [rows][columns] as .npy ('&lt;i4'), written atomically.</summary>
-    public static void WriteI32(string path, ReadOnlySpan<int> data, int columns)
+    public static void WriteI32(string path, ReadOnlySpan<int> data, int columns) =>
+        Write(path, System.Runtime.InteropServices.MemoryMarshal.AsBytes(data), data.Length / columns, columns, "<i4");
+
+    // Little-endian values only: the descrs say so.
+    private static void Write(string path, ReadOnlySpan<byte> values, long rows, int columns, string descr)
     {
-        var header = HeaderBytes(data.Length / columns, columns, "<i4");
-        var bytes = new byte[header.Length + 4L * data.Length];
+        if (!BitConverter.IsLittleEndian) throw new PlatformNotSupportedException(".npy is written little-endian only");
+        var header = HeaderBytes(rows, columns, descr);
+        var bytes = new byte[header.Length + values.Length];
         header.CopyTo(bytes, 0);
-        System.Runtime.InteropServices.MemoryMarshal.AsBytes(data).CopyTo(bytes.AsSpan(header.Length));
-        Formats.AtomicFile.Write(path, stream => stream.Write(bytes));
+        values.CopyTo(bytes.AsSpan(header.Length));
+        AtomicFile.Write(path, stream => stream.Write(bytes));
     }
 
     private static string Describe(byte[] bytes) =>

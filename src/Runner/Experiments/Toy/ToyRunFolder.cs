@@ -1,33 +1,17 @@
 using System.Text.Json;
 using NativeEngine.Interop;
 using NativeEngine.Runner.Configs;
-using NativeEngine.Runner.Experiments;
+using NativeEngine.Runner.Formats;
 
-namespace NativeEngine.Runner.Formats;
+namespace NativeEngine.Runner.Experiments;
 
 /// <summary>
 /// A toy run's folder: config.json (the resolved config), results.json (per-instance parameters and metrics, and
 /// per-setting summaries for sweeps) and weights.safetensors (W [instances, n, m], W_out for untied models, b
-/// [instances, n]). Figures and report.html are written by <see cref="Reports.ToyReport"/>.
+/// [instances, n]). Figures and report.html are written by <see cref="ToyReport"/>.
 /// </summary>
 public static class ToyRunFolder
 {
-    /// <summary>Creates the folder up front, so an unwritable destination fails before any training.</summary>
-    public static void Prepare(string directory)
-    {
-        try
-        {
-            Directory.CreateDirectory(directory);
-            var probe = Path.Combine(directory, ".write-test");
-            File.WriteAllText(probe, "");
-            File.Delete(probe);
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
-        {
-            throw new ConfigException($"--out {directory}: cannot write there ({e.Message}); choose a writable folder");
-        }
-    }
-
     public static void Write(string directory, ToyRunResult run)
     {
         Directory.CreateDirectory(directory);
@@ -51,15 +35,11 @@ public static class ToyRunFolder
     {
         var c = run.Config;
         var importance = c.ImportancePerInstance();
-        using var stream = new MemoryStream();
-        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        return Json.Document(w =>
         {
             w.WriteStartObject();
             w.WriteString("model", ToyConfig.ModelName(c.Model));
-            w.WriteString("backend", run.Device.Backend == Backend.Cuda ? "cuda" : "cpu");
-            w.WriteString("device", run.Device.Name);
-            w.WriteNumber("steps", run.Steps);
-            w.WriteNumber("seconds", Math.Round(run.Seconds, 4));
+            RunFolder.WriteTraining(w, run.Device, run.Steps, run.Seconds);
             w.WriteStartArray("instances");
             for (var k = 0; k < c.NInstances; k++)
             {
@@ -88,10 +68,9 @@ public static class ToyRunFolder
                 w.WriteEndObject();
             }
             w.WriteEndArray();
-            if (c.Sweep is not null) Json.Settings(w, c.Settings, run.BestOf, k => run.Loss[k]);
+            if (c.Sweep is not null) RunFolder.WriteSettings(w, c.Settings, run.BestOf, k => run.Loss[k]);
             w.WriteEndObject();
-        }
-        return System.Text.Encoding.UTF8.GetString(stream.ToArray());
+        });
     }
 
     // [rows][columns] -> [columns][rows]

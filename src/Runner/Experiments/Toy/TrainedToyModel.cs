@@ -1,10 +1,9 @@
 using System.Text.Json;
 using NativeEngine.Interop;
 using NativeEngine.Runner.Configs;
-using NativeEngine.Runner.Experiments;
 using NativeEngine.Runner.Formats;
 
-namespace NativeEngine.Runner.Analysis;
+namespace NativeEngine.Runner.Experiments;
 
 /// <summary>
 /// A toy run folder read back for analysis: the resolved config.json, the parameters of weights.safetensors and,
@@ -107,7 +106,7 @@ public sealed record TrainedToyModel(string Directory, ToyConfig Config, float[]
     public float[] SampleInputs(EngineContext context, int instance, int samples, ulong? seed)
     {
         var config = seed is { } s ? Config with { Seed = s } : Config;
-        using var model = ToyTraining.Create(context, config);
+        using var model = ToyExperiment.CreateModel(context, config);
         int n = Config.NFeatures;
         var x = new float[(long)samples * n];
         var step = Config.Steps + 1;

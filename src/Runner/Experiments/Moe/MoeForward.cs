@@ -1,5 +1,5 @@
-using NativeEngine.Runner.Configs;
 using NativeEngine.Interop;
+using NativeEngine.Runner.Configs;
 
 namespace NativeEngine.Runner.Experiments;
 

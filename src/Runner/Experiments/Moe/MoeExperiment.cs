@@ -19,6 +19,8 @@ public sealed record MoeRunResult(MoeConfig Config, DeviceInfo Device, long Step
 {
     private int ExpertSize => Config.Run.NFeatures * Config.ExpertHidden;
 
+    public bool Completed => Steps >= Config.Run.Steps;
+
     /// <summary>W of expert e of instance k: [n][m].</summary>
     public ReadOnlySpan<float> ExpertW(int k, int e) =>
         Parameters.W.AsSpan((k * Config.NExperts + e) * ExpertSize, ExpertSize);
@@ -31,18 +33,40 @@ public sealed record MoeRunResult(MoeConfig Config, DeviceInfo Device, long Step
             : Config.Run.Settings.Select(s => BestOf(s.Instances)).ToArray();
 }
 
-public static class MoeTraining
+/// <summary>
+/// Mixture-of-experts toy models (SCIENCE.md §2): trains a config's instances, measures each expert's geometry and
+/// the superposition across experts, and writes the run folder (<see cref="MoeRunFolder"/>, <see cref="MoeReport"/>).
+/// </summary>
+public static class MoeExperiment
 {
-    public static MoeRunResult Run(EngineContext context, MoeConfig config, Action<long, long>? progress = null,
-        CancellationToken stop = default)
+    /// <summary>Trains, measures and writes the run folder <paramref name="outDir"/>. Cancelling stops training after
+    /// the current chunk of steps; what was trained is still measured and written.</summary>
+    public static MoeRunResult Run(EngineContext context, MoeConfig config, string outDir, IRunProgress progress,
+        CancellationToken cancel)
+    {
+        RunFolder.Prepare(outDir);
+        if (config.RouterStarvedOfTaskGradient)
+            progress.Warn("top_k = 1 with renormalised gates: every gate is exactly 1, so the router gets no gradient " +
+                          "from the task loss and learns only from load_balance and z_loss. Set \"router\": " +
+                          "{\"renormalize\": false} or top_k >= 2 for a router that learns from the task.");
+        var run = Train(context, config, progress, cancel);
+        MoeRunFolder.Write(outDir, run);
+        MoeReport.Write(outDir, run);
+        return run;
+    }
+
+    /// <summary>Trains and measures, writing nothing.</summary>
+    public static MoeRunResult Train(EngineContext context, MoeConfig config, IRunProgress progress,
+        CancellationToken cancel = default)
     {
         var run = config.Run;
         using var model = new MoeModel(context, config.ToSpec(), run.ImportancePerInstance(), run.FeatureProbability);
         if (run.L1.Any(v => v != 0)) model.SetL1(run.L1);
         if (run.FeatureSets.Length > 0)
             model.SetFeatureSets(run.SetOfFeature(), run.FeatureSets.Select(s => s.Kind).ToArray());
-        var (done, seconds) = ToyTraining.TrainInChunks(model.Train, run.Steps, progress, stop);
-        var evaluations = model.Evaluate(ToyTraining.EvaluationBatches);
+        var phase = $"moe on {context.Device.Backend.ToString().ToLowerInvariant()}";
+        var (done, seconds) = ToyExperiment.TrainInChunks(model.Train, run.Steps, progress.For(phase), cancel);
+        var evaluations = model.Evaluate(ToyExperiment.EvaluationBatches);
         var parameters = model.GetParameters();
         var result = new MoeRunResult(config, context.Device, done, seconds, parameters, []);
         var metrics = Enumerable.Range(0, run.NInstances).Select(k => Measure(result, k, evaluations[k])).ToArray();

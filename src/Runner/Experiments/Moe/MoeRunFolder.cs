@@ -1,9 +1,9 @@
 using System.Text.Json;
 using NativeEngine.Interop;
 using NativeEngine.Runner.Configs;
-using NativeEngine.Runner.Experiments;
+using NativeEngine.Runner.Formats;
 
-namespace NativeEngine.Runner.Formats;
+namespace NativeEngine.Runner.Experiments;
 
 /// <summary>
 /// A mixture-of-experts run's folder: config.json (resolved), results.json (per instance: losses, routing,
@@ -43,8 +43,7 @@ public static class MoeRunFolder
         var r = c.Run;
         var importance = r.ImportancePerInstance();
         int n = r.NFeatures, m = c.ExpertHidden, E = c.NExperts;
-        using var stream = new MemoryStream();
-        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        return Json.Document(w =>
         {
             w.WriteStartObject();
             w.WriteString("model", "moe");
@@ -52,10 +51,7 @@ public static class MoeRunFolder
             w.WriteNumber("n_experts", E);
             w.WriteNumber("top_k", c.TopK);
             w.WriteNumber("expert_hidden", m);
-            w.WriteString("backend", run.Device.Backend == Backend.Cuda ? "cuda" : "cpu");
-            w.WriteString("device", run.Device.Name);
-            w.WriteNumber("steps", run.Steps);
-            w.WriteNumber("seconds", Math.Round(run.Seconds, 4));
+            RunFolder.WriteTraining(w, run.Device, run.Steps, run.Seconds);
             w.WriteStartArray("instances");
             for (var k = 0; k < r.NInstances; k++)
             {
@@ -106,77 +102,19 @@ public static class MoeRunFolder
             }
             w.WriteEndArray();
             if (r.Sweep is not null)
-                Json.Settings(w, r.Settings, run.BestOf, k => run.Metrics[k].Evaluation.Loss);
+                RunFolder.WriteSettings(w, r.Settings, run.BestOf, k => run.Metrics[k].Evaluation.Loss);
             w.WriteEndObject();
-        }
-        return System.Text.Encoding.UTF8.GetString(stream.ToArray());
+        });
     }
-}
 
-/// <summary>JSON writing shared by the run folders: JSON has no NaN, so a diverged value is written as null.</summary>
-public static class Json
-{
-    public static void Number(Utf8JsonWriter w, string name, double value)
+    /// <summary>The parameters of weights.safetensors, checked against the config's shapes.</summary>
+    public static MoeParameters ReadParameters(string weightsPath, MoeConfig config)
     {
-        w.WritePropertyName(name);
-        Value(w, value);
+        long I = config.Run.NInstances, E = config.NExperts, n = config.Run.NFeatures, m = config.ExpertHidden;
+        var (tensors, _) = SafeTensors.Read(weightsPath);
+        const string holds = "a moe run's weights hold W, b, W_gate, W_noise and route_bias";
+        float[] Read(string name, params long[] shape) => SafeTensors.Require(tensors, weightsPath, name, shape, holds);
+        return new MoeParameters(Read("W", I, E, n, m), Read("b", I, E, n), Read("W_gate", I, n, E),
+            Read("W_noise", I, n, E), Read("route_bias", I, E));
     }
-
-    public static void Value(Utf8JsonWriter w, double value)
-    {
-        if (double.IsFinite(value)) w.WriteNumberValue(Math.Round(value, 7));
-        else w.WriteNullValue();
-    }
-
-    public static void Array(Utf8JsonWriter w, string name, IEnumerable<double> values)
-    {
-        w.WriteStartArray(name);
-        foreach (var v in values) Value(w, v);
-        w.WriteEndArray();
-    }
-
-    /// <summary>values [rows][columns] row-major, as nested arrays of exact floats.</summary>
-    public static void Matrix(Utf8JsonWriter w, string name, ReadOnlySpan<float> values, int rows, int columns)
-    {
-        w.WriteStartArray(name);
-        for (var r = 0; r < rows; r++)
-        {
-            w.WriteStartArray();
-            for (var c = 0; c < columns; c++)
-            {
-                var v = values[r * columns + c];
-                if (float.IsFinite(v)) w.WriteNumberValue(v);
-                else w.WriteNullValue();
-            }
-            w.WriteEndArray();
-        }
-        w.WriteEndArray();
-    }
-
-    /// <summary>The "settings" array of a sweep: per setting its values, instances, the best instance (chosen
-    /// by the caller's training objective) and the best and median loss.</summary>
-    public static void Settings(Utf8JsonWriter w, IEnumerable<ToySetting> settings, Func<IEnumerable<int>, int> bestOf,
-        Func<int, double> loss)
-    {
-        w.WriteStartArray("settings");
-        foreach (var setting in settings)
-        {
-            var best = bestOf(setting.Instances);
-            w.WriteStartObject();
-            Number(w, "feature_probability", setting.FeatureProbability);
-            Number(w, "importance_ratio", setting.ImportanceRatio);
-            Number(w, "l1", setting.L1);
-            w.WriteStartArray("instances");
-            foreach (var k in setting.Instances) w.WriteNumberValue(k);
-            w.WriteEndArray();
-            w.WriteNumber("best_instance", best);
-            Number(w, "loss_best", loss(best));
-            Number(w, "loss_median", Median(setting.Instances.Select(loss).Order().ToArray()));
-            w.WriteEndObject();
-        }
-        w.WriteEndArray();
-    }
-
-    public static double Median(double[] sorted) =>
-        sorted.Length % 2 == 1 ? sorted[sorted.Length / 2] : (sorted[sorted.Length / 2 - 1] + sorted[sorted.Length / 2]) / 2;
 }

@@ -1,11 +1,8 @@
 using System.Globalization;
-using NativeEngine.Runner.Analysis;
 using NativeEngine.Runner.Configs;
-using NativeEngine.Runner.Experiments;
 using NativeEngine.Runner.Reports.Figures;
-using Spectre.Console;
 
-namespace NativeEngine.Runner.Reports;
+namespace NativeEngine.Runner.Experiments;
 
 /// <summary>Tables and figures of a mixture-of-experts run: routing, superposition across experts, and each
 /// expert's geometry.</summary>
@@ -42,19 +39,6 @@ public static class MoeReport
             };
         }).ToList();
         return (headers, cells);
-    }
-
-    public static void Print(MoeRunResult run, IAnsiConsole console)
-    {
-        var c = run.Config;
-        console.MarkupLine($"[bold]moe[/] {c.NExperts} experts ({ToyConfig.ModelName(c.ExpertModel)}, width {c.ExpertHidden}), " +
-                           $"top-{c.TopK}, n={c.Run.NFeatures}, {c.Run.NInstances} instances, {run.Steps} steps in " +
-                           $"{run.Seconds:F2} s on {Markup.Escape(run.Device.Describe())}");
-        var (headers, cells) = Rows(run);
-        var table = new Table().Border(TableBorder.Rounded);
-        foreach (var header in headers) table.AddColumn(new TableColumn(Markup.Escape(header)).RightAligned());
-        foreach (var row in cells.Take(ToySummary.MaxRows)) table.AddRow(row.Select(Markup.Escape).ToArray());
-        console.Write(table);
     }
 
     public static void Write(string directory, MoeRunResult run)
@@ -135,28 +119,4 @@ public static class MoeReport
     }
 
     private static string F(double value, string format) => value.ToString(format, CultureInfo.InvariantCulture);
-}
-
-/// <summary>DIR/figures: saves an SVG atomically and returns its path relative to DIR.</summary>
-public sealed class FigureFolder
-{
-    private readonly string _directory;
-    private readonly List<string> _written = [];
-
-    /// <summary>Every figure saved so far, relative to the folder.</summary>
-    public IReadOnlyList<string> Written => _written;
-
-    public FigureFolder(string directory)
-    {
-        _directory = directory;
-        Directory.CreateDirectory(Path.Combine(directory, "figures"));
-    }
-
-    public string Save(string name, string svg)
-    {
-        var relative = $"figures/{name}.svg";
-        Formats.AtomicFile.WriteText(Path.Combine(_directory, relative), svg);
-        _written.Add(relative);
-        return relative;
-    }
 }

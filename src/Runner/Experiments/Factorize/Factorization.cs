@@ -16,8 +16,8 @@ public sealed record FactorizeMetrics(double Mse, double Fvu, double L0, double 
     double? Mmcs, double? MatchedCosine, long Tokens, double Seconds, double TokensPerSecond);
 
 /// <summary>
-/// Trains a sparse autoencoder on activations (synthetic with ground truth, or files), with an lr warm-up and a
-/// linear decay, checkpoints, and the measured result.
+/// What a factorization needs besides its loop (<see cref="FactorizeExperiment"/>): its data, the learning-rate
+/// schedule, the measurement of a dictionary, and checkpoints.
 /// </summary>
 public static class Factorization
 {
@@ -26,27 +26,20 @@ public static class Factorization
     public const double DenseDensity = 0.1;
     public const int EvaluationBatches = 8;
 
-    public static SaeArchitecture Architecture(string name) => name switch
-    {
-        "topk" => SaeArchitecture.TopK,
-        "batchtopk" => SaeArchitecture.BatchTopK,
-        "relu" => SaeArchitecture.Relu,
-        "jumprelu" => SaeArchitecture.JumpRelu,
-        _ => throw new ConfigException($"architecture \"{name}\" is unknown"),
-    };
-
-    /// <summary>train.precision: the inputs of the encoder GEMM (tf32 and bf16 need the CUDA backend).</summary>
-    public static SaePrecision Precision(string name) => name switch
-    {
-        "fp32" => SaePrecision.Fp32,
-        "tf32" => SaePrecision.Tf32,
-        "bf16" => SaePrecision.Bf16,
-        _ => throw new ConfigException($"train.precision \"{name}\" is unknown; valid: fp32, tf32, bf16"),
-    };
+    /// <summary>The native SAE a config trains, for activations of dimension d.</summary>
+    public static SaeModelSpec ModelSpec(FactorizeConfig c, int d) =>
+        new(c.Sae.Architecture, d, c.Sae.DSae, c.Sae.K ?? 0, c.Train.BatchSize, c.Train.Seed, c.Sae.DeadWindow,
+            L1Coefficient: (float)c.Sae.L1Coefficient, L0Coefficient: (float)c.Sae.L0Coefficient,
+            AuxkAlpha: (float)c.Sae.AuxkAlpha, Precision: c.Train.Precision);
 
     /// <summary>The batches a config reads, and the true features when they are known.</summary>
     public static (IActivationBatches Source, float[]? Truth, int TruthCount) OpenData(FactorizeConfig c, bool prefetch = true) =>
         OpenData(c.Data, c.Train.BatchSize, c.Train.Seed, prefetch);
+
+    /// <summary>A factorize config's synthetic generator (Sharkey et al.), one token per call.</summary>
+    public static SyntheticActivations Synthetic(SyntheticSpec s, int batchTokens = 1, bool prefetch = false) =>
+        new(new SyntheticOptions(s.D, s.NFeatures, s.ProbabilityDecay, s.ActiveMean, s.Correlated, Seed: s.Seed,
+            BatchTokens: batchTokens, Prefetch: prefetch));
 
     public static (IActivationBatches Source, float[]? Truth, int TruthCount) OpenData(DataSpec data, int batchSize, ulong seed,
         bool prefetch = true)
@@ -54,19 +47,10 @@ public static class Factorization
         switch (data)
         {
             case SyntheticSpec s:
-                var synthetic = new SyntheticActivations(new SyntheticOptions(s.D, s.NFeatures, s.ProbabilityDecay, s.ActiveMean,
-                    s.Correlated, Seed: s.Seed, BatchTokens: batchSize, Prefetch: prefetch));
+                var synthetic = Synthetic(s, batchSize, prefetch);
                 return (synthetic, synthetic.Features.ToArray(), synthetic.FeatureCount);
             case FilesSpec f:
-                var format = (f.Format, f.Dtype) switch
-                {
-                    ("npy", _) => ActivationFileFormat.Npy,
-                    ("safetensors", _) => ActivationFileFormat.SafeTensors,
-                    ("raw", "float16") => ActivationFileFormat.RawF16,
-                    ("raw", "bfloat16") => ActivationFileFormat.RawBF16,
-                    _ => ActivationFileFormat.RawF32,
-                };
-                var source = ActivationSource.Open(new ActivationFiles(f.Files, format, f.D, f.Tensor),
+                var source = ActivationSource.Open(new ActivationFiles(f.Files, f.Format, f.D, f.Tensor),
                     new ActivationSourceOptions(batchSize, Seed: seed, Prefetch: prefetch));
                 var (truth, count) = GroundTruthBeside(f.Files[0], source.D);
                 return (source, truth, count);
@@ -78,7 +62,7 @@ public static class Factorization
     // ground_truth.safetensors in the folder of the first shard (as the synthetic generator writes it).
     private static (float[]?, int) GroundTruthBeside(string pattern, int d)
     {
-        var path = Path.Combine(Path.GetDirectoryName(pattern) ?? ".", "ground_truth.safetensors");
+        var path = Path.Combine(Path.GetDirectoryName(pattern) ?? ".", GroundTruthFile.Name);
         if (!File.Exists(path)) return (null, 0);
         var features = SafeTensors.Read(path).Tensors.FirstOrDefault(t => t.Name == "features");
         return features is { Shape.Length: 2 } && features.Shape[1] == d ? (features.Data, (int)features.Shape[0]) : (null, 0);
@@ -127,8 +111,7 @@ public static class Factorization
 
     public static string MetricsJson(FactorizeMetrics m)
     {
-        using var stream = new MemoryStream();
-        using (var w = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        return Json.Document(w =>
         {
             w.WriteStartObject();
             Json.Number(w, "mse", m.Mse);
@@ -142,8 +125,7 @@ public static class Factorization
             Json.Number(w, "seconds", m.Seconds);
             Json.Number(w, "tokens_per_second", m.TokensPerSecond);
             w.WriteEndObject();
-        }
-        return System.Text.Encoding.UTF8.GetString(stream.ToArray());
+        });
     }
 
     /// <summary>Writes a checkpoint folder (weights, optimizer state, data position, curve) beside the run, then

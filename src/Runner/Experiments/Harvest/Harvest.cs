@@ -13,7 +13,9 @@ namespace NativeEngine.Runner.Experiments;
 /// </summary>
 public static class Harvest
 {
-    public const string GroundTruthFile = "ground_truth.safetensors";
+    /// <summary>What a harvest wrote: the hidden-activation shards, and the ground truth's feature directions
+    /// [n][d] (also in ground_truth.safetensors).</summary>
+    public sealed record Output(IReadOnlyList<string> Shards, float[] Features);
 
     /// <summary>The hidden activations of one instance for a batch x [batch][n]: [batch][m].</summary>
     public static float[] Hidden(ToyConfig c, ReadOnlySpan<float> w /*[n][m]*/, ReadOnlySpan<float> x)
@@ -33,8 +35,7 @@ public static class Harvest
         return h;
     }
 
-    /// <returns>The shard paths written.</returns>
-    public static IReadOnlyList<string> Run(EngineContext context, ToyConfig config, float[] weights, int instance,
+    public static Output Run(EngineContext context, ToyConfig config, float[] weights, int instance,
         long tokens, long tokensPerShard, string outDir, Action<long, long>? progress = null)
     {
         CheckInstance(instance, config.NInstances);
@@ -53,7 +54,7 @@ public static class Harvest
     /// <summary>A mixture of experts: h is every expert's hidden activations side by side ([E·m]), zero for the
     /// experts the router did not choose. Feature i's direction is its row of W in the expert that handles it most
     /// often when it is active (its home expert), placed in that expert's block.</summary>
-    public static IReadOnlyList<string> Run(EngineContext context, MoeConfig config, MoeParameters parameters, int instance,
+    public static Output Run(EngineContext context, MoeConfig config, MoeParameters parameters, int instance,
         long tokens, long tokensPerShard, string outDir, Action<long, long>? progress = null)
     {
         CheckInstance(instance, config.Run.NInstances);
@@ -78,14 +79,14 @@ public static class Harvest
             throw new ConfigException($"--instance is {instance}; the model has instances 0..{instances - 1}");
     }
 
-    private static IReadOnlyList<string> Write(EngineContext context, ToyConfig config, int instance, int d,
+    private static Output Write(EngineContext context, ToyConfig config, int instance, int d,
         Func<float[], float[]> hiddenOf, long tokens, long tokensPerShard, string outDir, Action<long, long>? progress,
         Func<(float[] Features, Dictionary<string, string> Metadata)> groundTruth)
     {
-        Directory.CreateDirectory(outDir);
+        RunFolder.Prepare(outDir);
         var n = config.NFeatures;
         // Fresh data: the training stream past the steps the model trained on.
-        using var model = ToyTraining.Create(context, config);
+        using var model = ToyExperiment.CreateModel(context, config);
         var step = config.Steps + 1;
         var paths = new List<string>();
         long written = 0;
@@ -112,11 +113,45 @@ public static class Harvest
             written += count;
         }
         var (features, metadata) = groundTruth();
-        SafeTensors.Write(Path.Combine(outDir, GroundTruthFile),
-        [
-            new Tensor("features", [n, d], features),
-            new Tensor("probabilities", [n], config.InstanceProbability(instance).ToArray()),
-        ], metadata);
-        return paths;
+        GroundTruthFile.Write(outDir, features, n, d, config.InstanceProbability(instance).ToArray(), metadata);
+        return new Output(paths, features);
+    }
+
+    /// <summary>A toy or MoE run folder harvested: which instance, the activations' d, and the shards written.</summary>
+    public sealed record FolderResult(int Instance, int D, IReadOnlyList<string> Shards);
+
+    /// <summary>Harvests the run folder <paramref name="modelDir"/> (written by `toy` or `moe`) into
+    /// <paramref name="outDir"/>; instance null takes the best instance of its first setting.</summary>
+    public static FolderResult Run(EngineContext context, string modelDir, int? instance, long tokens, long tokensPerShard,
+        string outDir, IRunProgress progress)
+    {
+        var configPath = Path.Combine(modelDir, "config.json");
+        var weightsPath = Path.Combine(modelDir, "weights.safetensors");
+        if (!File.Exists(configPath) || !File.Exists(weightsPath))
+            throw new ConfigException($"--model {modelDir}: a run folder holds config.json and weights.safetensors " +
+                                      "(written by `toy` or `moe`)");
+        if (tokens < 1) throw new ConfigException($"--tokens is {tokens}; valid: >= 1");
+        if (tokensPerShard < 1) throw new ConfigException($"--shard-tokens is {tokensPerShard}; valid: >= 1");
+        if (IsMoeRun(configPath))
+        {
+            var config = MoeConfigLoader.LoadFile(configPath);
+            var parameters = MoeRunFolder.ReadParameters(weightsPath, config);
+            var k = instance ?? TrainedToyModel.BestInstances(modelDir, config.Run)[0];
+            var shards = Run(context, config, parameters, k, tokens, tokensPerShard, outDir,
+                progress.For($"harvest MoE instance {k}")).Shards;
+            return new FolderResult(k, config.NExperts * config.ExpertHidden, shards);
+        }
+        var model = TrainedToyModel.Load(modelDir);
+        var chosen = instance ?? model.BestOfSetting[0];
+        var written = Run(context, model.Config, model.W, chosen, tokens, tokensPerShard, outDir,
+            progress.For($"harvest instance {chosen}")).Shards;
+        return new FolderResult(chosen, model.Config.NHidden, written);
+    }
+
+    private static bool IsMoeRun(string configPath)
+    {
+        using var document = System.Text.Json.JsonDocument.Parse(File.ReadAllText(configPath), JsonObjectReader.DocumentOptions);
+        return document.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object &&
+               document.RootElement.TryGetProperty("n_experts", out _);
     }
 }

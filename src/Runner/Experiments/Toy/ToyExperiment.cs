@@ -5,7 +5,8 @@ using NativeEngine.Runner.Configs;
 
 namespace NativeEngine.Runner.Experiments;
 
-/// <summary>A finished toy run: parameters, evaluation loss and metrics of every instance.</summary>
+/// <summary>A finished toy run: parameters, evaluation loss and metrics of every instance. Steps below the config's
+/// mean training was interrupted there.</summary>
 public sealed record ToyRunResult(
     ToyConfig Config,
     DeviceInfo Device,
@@ -20,6 +21,8 @@ public sealed record ToyRunResult(
     NeuronMetrics[]? Neurons)  // privileged-basis models only
 {
     private int MatrixSize => Config.NFeatures * Config.NHidden;
+
+    public bool Completed => Steps >= Config.Steps;
 
     public ReadOnlySpan<float> InstanceW(int k) => W.AsSpan(k * MatrixSize, MatrixSize);
     public ReadOnlySpan<float> InstanceWOut(int k) => WOut is null ? default : WOut.AsSpan(k * MatrixSize, MatrixSize);
@@ -38,19 +41,34 @@ public sealed record ToyRunResult(
             : Config.Settings.Select(s => BestOf(s.Instances)).ToArray();
 }
 
-/// <summary>Trains a toy config on a context, reporting progress, and measures the result.</summary>
-public static class ToyTraining
+/// <summary>
+/// The toy models of superposition (SCIENCE.md §1): trains a config's instances together, measures every instance
+/// and writes the run folder (<see cref="ToyRunFolder"/>, <see cref="ToyReport"/>).
+/// </summary>
+public static class ToyExperiment
 {
     /// <summary>Fresh batches the final loss is averaged over.</summary>
     public const int EvaluationBatches = 16;
 
-    /// <param name="progress">Called with (steps done, steps total) after each chunk of steps.</param>
-    /// <param name="stop">Ends training after the current chunk; the result then holds the steps done so far.</param>
-    public static ToyRunResult Run(EngineContext context, ToyConfig config, Action<long, long>? progress = null,
-        CancellationToken stop = default)
+    /// <summary>Trains, measures and writes the run folder <paramref name="outDir"/>. Cancelling stops training after
+    /// the current chunk of steps; what was trained is still measured and written (the result says how far).</summary>
+    public static ToyRunResult Run(EngineContext context, ToyConfig config, string outDir, IRunProgress progress,
+        CancellationToken cancel)
     {
-        using var model = Create(context, config);
-        var (done, seconds) = TrainInChunks(model.Train, config.Steps, progress, stop);
+        RunFolder.Prepare(outDir);
+        var run = Train(context, config, progress, cancel);
+        ToyRunFolder.Write(outDir, run);
+        ToyReport.Write(outDir, run);
+        return run;
+    }
+
+    /// <summary>Trains and measures, writing nothing.</summary>
+    public static ToyRunResult Train(EngineContext context, ToyConfig config, IRunProgress progress,
+        CancellationToken cancel = default)
+    {
+        using var model = CreateModel(context, config);
+        var phase = $"{ToyConfig.ModelName(config.Model)} on {context.Device.Backend.ToString().ToLowerInvariant()}";
+        var (done, seconds) = TrainInChunks(model.Train, config.Steps, progress.For(phase), cancel);
         return Measure(model, config, context.Device, done, seconds);
     }
 
@@ -76,7 +94,7 @@ public static class ToyTraining
     }
 
     /// <summary>The native model of a config, with its L1 coefficients and feature sets applied.</summary>
-    public static ToyModel Create(EngineContext context, ToyConfig config)
+    public static ToyModel CreateModel(EngineContext context, ToyConfig config)
     {
         var model = new ToyModel(context, config.ToSpec(), config.ImportancePerInstance(), config.FeatureProbability);
         try

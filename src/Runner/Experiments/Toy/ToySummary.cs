@@ -1,31 +1,12 @@
 using System.Globalization;
 using NativeEngine.Runner.Analysis;
-using NativeEngine.Runner.Configs;
-using NativeEngine.Runner.Experiments;
-using Spectre.Console;
 
-namespace NativeEngine.Runner.Reports;
+namespace NativeEngine.Runner.Experiments;
 
-/// <summary>The table a toy run prints: per shown instance its setting, loss and feature geometry.</summary>
+/// <summary>The summary of a toy run, in the terminal and in its report: per shown instance its setting, loss and
+/// feature geometry.</summary>
 public static class ToySummary
 {
-    /// <summary>Rows printed to the terminal; the report lists them all.</summary>
-    public const int MaxRows = 40;
-
-    public static void Print(ToyRunResult run, IAnsiConsole console)
-    {
-        var c = run.Config;
-        console.MarkupLine($"[bold]{ToyConfig.ModelName(c.Model)}[/] n={c.NFeatures} m={c.NHidden}, " +
-                           $"{c.NInstances} instances, {run.Steps} steps in {run.Seconds:F2} s on {Markup.Escape(run.Device.Describe())}");
-        var table = new Table().Border(TableBorder.Rounded);
-        var rows = Rows(run);
-        foreach (var header in rows.Headers) table.AddColumn(new TableColumn(Markup.Escape(header)).RightAligned());
-        foreach (var row in rows.Cells.Take(MaxRows)) table.AddRow(row.Select(Markup.Escape).ToArray());
-        console.Write(table);
-        if (rows.Cells.Count > MaxRows)
-            console.MarkupLine($"({rows.Cells.Count - MaxRows} more rows in results.json and report.html)");
-    }
-
     /// <summary>The summary as headers and text cells, shared by the terminal table and the report.</summary>
     public static (string[] Headers, List<string[]> Cells) Rows(ToyRunResult run)
     {

@@ -298,7 +298,9 @@ typedef enum ne_sae_precision {
  * gradient component parallel to each row removed before it. */
 typedef struct ne_sae_config {
     int32_t architecture;    /* ne_sae_architecture */
-    int32_t sparse_updates;  /* 1: Adam updates only the latents that fired in the step (b_dec always) */
+    int32_t sparse_updates;  /* 1: Adam updates only the latents with a gradient in the step (those that fired, AuxK's
+                                dead latents, jumprelu's latents within half a bandwidth of their threshold; b_dec
+                                always) */
     int64_t d_in;            /* d >= 1 */
     int64_t d_sae;           /* m >= 1 */
     int64_t k;               /* topk, batchtopk: 1..d_sae */

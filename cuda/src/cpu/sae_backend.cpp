@@ -58,7 +58,8 @@ public:
         sae_update_since_fired(spec_.m, spec_.batch, fire_count_.data(), since_fired_.data());
         sae_project_decoder_grad(spec_.m, spec_.d, params_.W_dec.data(), grads_.W_dec.data());
         if (sparse_updates) {
-            for (int64_t j = 0; j < spec_.m; ++j) touched_[j] = fire_count_[j] > 0 ? 1 : 0;
+            // Every latent with a gradient: those that fired, AuxK's dead latents, jumprelu's near its threshold.
+            sae_touched_latents(workspace_, spec_.m, touched_.data());
             sae_adam_update(spec_, params_, grads_, moment1_, moment2_, step, touched_.data());
         } else {
             sae_adam_update(spec_, params_, grads_, moment1_, moment2_, step);

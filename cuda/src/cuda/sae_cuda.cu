@@ -790,12 +790,13 @@ __global__ void __launch_bounds__(kThreads) normalize_kernel(float* W_dec, int64
 // Which latent an element of a tensor belongs to, for touched-rows Adam.
 enum class Layout : int32_t { kDense, kRows, kColumns, kVector };  // dense; [m][inner]; [inner_rows][m]; [m]
 
+// entries [m]: the backward's entries per latent (codes and AuxK codes): a latent without any has no gradient.
 __global__ void adam_kernel(float* param, const float* grad, float* m1, float* m2, int64_t n, AdamStep step,
-                            const int64_t* fire_count, Layout layout, int64_t inner) {
+                            const int32_t* entries, Layout layout, int64_t inner) {
     for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x) {
         if (layout != Layout::kDense) {
             const int64_t j = layout == Layout::kRows ? e / inner : layout == Layout::kColumns ? e % inner : e;
-            if (fire_count[j] <= 0) continue;
+            if (entries[j] <= 0) continue;
         }
         adam_update(param[e], grad[e], m1[e], m2[e], step);
     }
@@ -1202,16 +1203,17 @@ void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const A
         NE_CUDA_CHECK_LAUNCH("since_fired_kernel");
         project_kernel<<<static_cast<unsigned>(m), kThreads, 0, s.stream>>>(s.params.W_dec, d, s.grads.W_dec);
         NE_CUDA_CHECK_LAUNCH("project_kernel");
-        const int64_t* fired = sparse_updates ? s.fire_count : nullptr;
+        // Sparse updates touch every latent with a gradient this step: it has entries in the backward's buckets.
+        const int32_t* touched = sparse_updates ? s.latent_count : nullptr;
         const Layout layouts[] = {Layout::kColumns, Layout::kVector, Layout::kRows, Layout::kDense, Layout::kVector};
         const int64_t inner[] = {m, 1, d, 1, 1};
         for (int which = 0; which < 5; ++which) {
             const int64_t n = tensor_floats(spec, which);
             if (n == 0) continue;
-            const Layout layout = fired != nullptr ? layouts[which] : Layout::kDense;
+            const Layout layout = touched != nullptr ? layouts[which] : Layout::kDense;
             adam_kernel<<<grid_for(n), kThreads, 0, s.stream>>>(*slot_of(s.params, which), *slot_of(s.grads, which),
                                                                 *slot_of(s.moment1, which), *slot_of(s.moment2, which),
-                                                                n, *adam, fired, layout, inner[which]);
+                                                                n, *adam, touched, layout, inner[which]);
             NE_CUDA_CHECK_LAUNCH("adam_kernel");
         }
         normalize_kernel<<<static_cast<unsigned>(m), kThreads, 0, s.stream>>>(s.params.W_dec, d);

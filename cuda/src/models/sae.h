@@ -168,7 +168,7 @@ void sae_normalize_decoder(int64_t m, int64_t d, T* W_dec);
 template <typename T>
 void sae_project_decoder_grad(int64_t m, int64_t d, const T* W_dec, T* gW_dec);
 
-// One Adam step over every parameter (toy_common.h's adam_update). touched [m] (null: dense) restricts W_enc
+// One Adam step over every parameter (models/optimizer.h's adam_update). touched [m] (null: dense) restricts W_enc
 // columns, b_enc, W_dec rows and log_threshold to latents with touched_j != 0 (those with a gradient this step);
 // b_dec is always updated. Dense is exact Adam: untouched rows still move on their momentum and decay their
 // moments. Touched-only ("lazy Adam") skips that traffic (~28 bytes per parameter), which dominates at large m

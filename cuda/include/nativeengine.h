@@ -64,6 +64,8 @@ typedef struct ne_runtime_info {
     int32_t cuda_loaded;        /* 1 when it loaded and initialised */
     int32_t cuda_device_count;  /* devices the CUDA runtime reports (0 without a driver or GPU) */
     int32_t cpu_threads;        /* OpenMP threads the CPU backend uses */
+    int32_t nvtx;               /* 1 when NVTX ranges are compiled in (Nsight shows the "nativeengine" domain) */
+    int32_t reserved;
 } ne_runtime_info;
 
 NE_API size_t ne_runtime_info_size(void);

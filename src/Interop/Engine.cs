@@ -20,7 +20,7 @@ public static class Engine
         {
             NativeEngineException.ThrowIfFailed(NativeMethods.RuntimeQuery(out var info));
             return new RuntimeInfo(info.CudaCompiled != 0, info.CudaLoaded != 0, info.CudaDeviceCount,
-                info.CpuThreads, Marshal.PtrToStringUTF8(NativeMethods.CudaUnavailableReason()) ?? "");
+                info.CpuThreads, Marshal.PtrToStringUTF8(NativeMethods.CudaUnavailableReason()) ?? "", info.Nvtx != 0);
         }
     }
 
@@ -37,8 +37,9 @@ public static class Engine
     ];
 }
 
+/// <param name="Nvtx">NVTX ranges are compiled in: Nsight Systems shows the "nativeengine" domain.</param>
 public sealed record RuntimeInfo(bool CudaCompiled, bool CudaLoaded, int CudaDeviceCount, int CpuThreads,
-    string CudaUnavailableReason)
+    string CudaUnavailableReason, bool Nvtx)
 {
     public bool CudaUsable => CudaLoaded && CudaDeviceCount > 0;
 }

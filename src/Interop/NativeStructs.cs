@@ -14,6 +14,8 @@ public struct RuntimeInfoNative
     public int CudaLoaded;
     public int CudaDeviceCount;
     public int CpuThreads;
+    public int Nvtx;
+    public int Reserved;
 }
 
 [InlineArray(128)]

@@ -9,6 +9,7 @@
 #include "core/context.h"
 #include "core/cuda_devices.h"
 #include "core/error.h"
+#include "core/nvtx.h"
 #include "models/backends.h"
 #include "models/moe_model.h"
 #include "models/sae.h"
@@ -22,7 +23,7 @@
 #endif
 
 // The ABI structs' sizes are part of the ABI: the C# mirrors are laid out to match (and a test compares them).
-static_assert(sizeof(ne_runtime_info) == 16, "ne_runtime_info changed: update NE_ABI_VERSION and the bindings");
+static_assert(sizeof(ne_runtime_info) == 24, "ne_runtime_info changed: update NE_ABI_VERSION and the bindings");
 static_assert(sizeof(ne_device_info) == 168, "ne_device_info changed: update NE_ABI_VERSION and the bindings");
 static_assert(sizeof(ne_capabilities) == 40, "ne_capabilities changed: update NE_ABI_VERSION and the bindings");
 static_assert(sizeof(ne_toy_config) == 72, "ne_toy_config changed: update NE_ABI_VERSION and the bindings");
@@ -76,6 +77,9 @@ NE_API ne_status ne_runtime_query(ne_runtime_info* out) {
         info.cuda_loaded = ne::CudaDevices::loaded() ? 1 : 0;
         info.cuda_device_count = ne::CudaDevices::count();
         info.cpu_threads = ne::cpu_threads();
+#ifdef NE_HAVE_NVTX
+        info.nvtx = 1;
+#endif
     });
 }
 

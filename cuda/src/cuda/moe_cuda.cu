@@ -455,8 +455,6 @@ __global__ void __launch_bounds__(kThreads) moe_steps_kernel(MoeArgs a) {
 
 void launch(const ne_cuda_moe& moe, const MoeArgs& args) {
     NE_CUDA_CHECK(cudaSetDevice(moe.device));
-    NE_CUDA_CHECK(cudaFuncSetAttribute(moe_steps_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(moe.shared_bytes)));
     moe_steps_kernel<<<static_cast<unsigned>(moe.instances), kThreads, moe.shared_bytes, moe.stream>>>(args);
     NE_CUDA_CHECK_LAUNCH("moe_steps_kernel");
 }
@@ -506,6 +504,7 @@ int32_t moe_create(int32_t device, const MoeSpec* spec, int64_t instances, uint6
     return plugin_call(err, err_size, [&] {
         NE_CUDA_CHECK(cudaSetDevice(device));
         const auto [tile, shared_bytes] = plan_tile(device, *spec, instances);
+        allow_max_dynamic_shared(moe_steps_kernel, device);
 
         std::unique_ptr<ne_cuda_moe, void (*)(ne_cuda_moe*)> moe(new ne_cuda_moe{}, moe_destroy);
         moe->device = device;

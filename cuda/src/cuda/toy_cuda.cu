@@ -268,9 +268,6 @@ ToyArgs make_args(const ne_cuda_toy& toy) {
 
 void launch(const ne_cuda_toy& toy, const ToyArgs& args) {
     NE_CUDA_CHECK(cudaSetDevice(toy.device));
-    // Per launch, not per model: the attribute is per kernel, and models of different sizes may alternate.
-    NE_CUDA_CHECK(cudaFuncSetAttribute(toy_steps_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                       static_cast<int>(toy.shared_bytes)));
     toy_steps_kernel<<<static_cast<unsigned>(toy.instances), kThreads, toy.shared_bytes, toy.stream>>>(args);
     NE_CUDA_CHECK_LAUNCH("toy_steps_kernel");
 }
@@ -303,6 +300,7 @@ int32_t toy_create(int32_t device, const ToyShape* shape, ne_cuda_toy** out, cha
     return plugin_call(err, err_size, [&] {
         NE_CUDA_CHECK(cudaSetDevice(device));
         const auto [tile, shared_bytes] = plan_tile(device, *shape);
+        allow_max_dynamic_shared(toy_steps_kernel, device);
 
         // Owned by a guard until complete, so a failure part-way frees what was already allocated.
         std::unique_ptr<ne_cuda_toy, void (*)(ne_cuda_toy*)> toy(new ne_cuda_toy{}, toy_destroy);

@@ -18,6 +18,7 @@ public static class InfoCommand
             ? $"cuda: usable, {runtime.CudaDeviceCount} device(s)"
             : $"cuda: unavailable ({Markup.Escape(runtime.CudaUnavailableReason)})");
         console.MarkupLine($"cpu threads: {runtime.CpuThreads}");
+        console.MarkupLine($"nvtx ranges: {(runtime.Nvtx ? "on" : "off (built without the CUDA toolkit's nvtx3 headers)")}");
         using var context = new EngineContext(options.ParseBackend());
         var device = context.Device;
         console.MarkupLine($"backend chosen: {(device.Backend == Backend.Cuda ? "cuda" : "cpu")} (asked: {options.Backend})");

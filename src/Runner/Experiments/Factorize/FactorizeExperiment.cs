@@ -88,15 +88,32 @@ public static class FactorizeExperiment
 
         var metrics = Factorization.Measure(model, source, truth, truthCount, tokens, seconds, out var density);
         var dictionary = Fold(config, spec, model.GetParameters(), scale);
-        SaeLens.Write(outDir, dictionary, new Dictionary<string, string>
-        {
-            ["trained_with"] = "nativeengine factorize",
-            ["tokens"] = tokens.ToString(CultureInfo.InvariantCulture),
-            ["normalization_scale_folded"] = scale.ToString("R", CultureInfo.InvariantCulture),
-        }, density);
+        WriteDictionary(outDir, config, dictionary, tokens, scale, density);
         AtomicFile.WriteText(Path.Combine(outDir, "metrics.json"), Factorization.MetricsJson(metrics));
         WriteReport(outDir, config, metrics, curve, density);
         return new FactorizeResult(config, step, totalSteps, tokens, seconds, curve, dictionary, metrics);
+    }
+
+    /// <summary>The dictionary in the config's layout, with its log10 densities (sparsity.safetensors, as SAELens
+    /// names them) in either.</summary>
+    private static void WriteDictionary(string outDir, FactorizeConfig config, SaeDictionary dictionary, long tokens, float scale,
+        float[] density)
+    {
+        if (config.Format == DictionaryFormat.Sparsify)
+        {
+            Sparsify.Write(outDir, dictionary);
+            SafeTensors.Write(Path.Combine(outDir, SaeLens.SparsityFile), [new Tensor("sparsity", [dictionary.DSae], density)]);
+            return;
+        }
+        var extra = new List<(string, object?)>
+        {
+            ("trained_with", "nativeengine factorize"),
+            ("training_architecture", FactorizeConfigLoader.Name(config.Sae.Architecture)),
+        };
+        if (config.Sae.K is { } k) extra.Add(("training_k", k));
+        extra.Add(("tokens", tokens));
+        extra.Add(("normalization_scale_folded", scale));
+        SaeLens.Write(outDir, dictionary, config.Metadata ?? DictionaryMetadata.None, extra, density);
     }
 
     /// <summary>Refuses, before any training, what the context's backend cannot run, naming the config key.</summary>

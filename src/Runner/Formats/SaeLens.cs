@@ -387,15 +387,19 @@ public static class SaeLens
         /// <summary>SAELens's test: the version at the top level, else in "metadata"; absent or below 6.0 is pre-6.</summary>
         public bool IsPre6()
         {
-            var version = root.TryGetProperty("sae_lens_version", out var top) && top.ValueKind != JsonValueKind.Null ? (top, "sae_lens_version")
-                : root.TryGetProperty("metadata", out var m) && m.ValueKind == JsonValueKind.Object &&
-                  m.TryGetProperty("sae_lens_version", out var nested) && nested.ValueKind != JsonValueKind.Null ? (nested, "metadata.sae_lens_version")
-                : (default(JsonElement), null);
-            if (version.Item2 is null) return true;
-            var text = version.Item1.ValueKind == JsonValueKind.String ? version.Item1.GetString() : null;
-            var major = text?.Split('.', '-', '+')[0];
-            if (text is null || !int.TryParse(major, NumberStyles.None, CultureInfo.InvariantCulture, out var number))
-                throw Error($"{version.Item2} is {version.Item1.GetRawText()}; expected a version string such as \"6.5.1\"");
+            // An absent, null or empty version does not count (SAELens tests it for truth), at either place.
+            static bool Given(JsonElement o, out JsonElement v) =>
+                o.TryGetProperty("sae_lens_version", out v) && v.ValueKind != JsonValueKind.Null &&
+                !(v.ValueKind == JsonValueKind.String && v.GetString() == "");
+            JsonElement version;
+            string key;
+            if (Given(root, out version)) key = "sae_lens_version";
+            else if (root.TryGetProperty("metadata", out var m) && m.ValueKind == JsonValueKind.Object && Given(m, out version))
+                key = "metadata.sae_lens_version";
+            else return true;
+            var major = version.ValueKind == JsonValueKind.String ? version.GetString()!.Split('.', '-', '+')[0] : null;
+            if (!int.TryParse(major, NumberStyles.None, CultureInfo.InvariantCulture, out var number))
+                throw Error($"{key} is {version.GetRawText()}; expected a version string such as \"6.5.1\"");
             return number < 6;
         }
 

@@ -41,6 +41,29 @@ public class FactorizeCliTests
     }
 
     [Test]
+    public void RecoveryIsMeasuredOverTrainingAndEndsAtTheFinalMetrics()
+    {
+        var dir = TestSupport.TempDirectory("factorize-recovery");
+        var config = NativeEngine.Runner.Configs.FactorizeConfigLoader.Parse(Config.Replace("409600", "102400"), "f.json", dir);
+        using var context = new NativeEngine.Interop.EngineContext(NativeEngine.Interop.Backend.Cpu);
+        var result = NativeEngine.Runner.Experiments.FactorizeExperiment.Run(context, config, dir,
+            NativeEngine.Runner.Experiments.RunProgress.Silent, CancellationToken.None);
+        var measured = result.Curve.Where(c => c.Mmcs is not null).ToList();
+        Assert.That(measured, Has.Count.EqualTo(20), "every tenth of 200 curve points");
+        Assert.That(measured.Select(c => c.Step), Is.Ordered.Ascending);
+        Assert.That(measured[^1].Step, Is.EqualTo(result.TotalSteps));
+        Assert.That(measured[^1].Mmcs, Is.EqualTo(result.Metrics!.Mmcs).Within(1e-12), "the last point is the final decoder");
+        Assert.That(measured[^1].MatchedCosine, Is.EqualTo(result.Metrics.MatchedCosine).Within(1e-12));
+        Assert.That(measured[^1].Mmcs, Is.GreaterThan(measured[0].Mmcs!.Value + 0.1), "recovery improves as it trains");
+        Assert.That(measured.All(c => c.MatchedCosine <= c.Mmcs + 1e-12), "one-to-one matching is never above MMCS");
+        Assert.That(result.Metrics.BestCosines, Has.Count.EqualTo(64));
+        Assert.That(result.Metrics.BestCosines!.Average(), Is.EqualTo(result.Metrics.Mmcs).Within(1e-12), "MMCS is their mean");
+        var report = File.ReadAllText(Path.Combine(dir, "report.html"));
+        foreach (var figure in new[] { "loss", "l0", "dead", "recovery", "density", "best_cosine" })
+            Assert.That(report, Does.Contain($"figures/{figure}.svg"));
+    }
+
+    [Test]
     public void ResumeWithoutACheckpointSaysWhatIsMissing()
     {
         var dir = TestSupport.TempDirectory("factorize-resume");

@@ -189,8 +189,8 @@ public static class AnalyzeCommand
     {
         Allow(o, "--dict, --model, --ground-truth, --data, --instance, --tokens, --cosine, --seed, --backend, --out",
             (o.Samples, "--samples"), (o.Alpha, "--alpha"), (o.Rho, "--rho"), (o.Method, "--method"), (o.Constant, "--constant"));
-        var dictDir = Require(o.Dict, "--dict", "a dictionary folder (sae_weights.safetensors, cfg.json)");
-        var dict = SaeLens.Read(dictDir);
+        var dictDir = Require(o.Dict, "--dict", "a dictionary folder (SAELens or sparsify layout)");
+        var dict = DictionaryFolder.Read(dictDir);
         var cosine = o.Cosine ?? Analysis.FeatureCurves.DefaultCosineCut;
         if (!(cosine > 0 && cosine <= 1)) throw new ConfigException($"--cosine is {cosine}; valid: a cosine in (0, 1]");
         if (o.Tokens is < 1) throw new ConfigException($"--tokens is {o.Tokens}; valid: >= 1");

@@ -7,10 +7,10 @@ using Spectre.Console;
 
 namespace NativeEngine.Runner.Commands;
 
-[Verb("eval", HelpText = "Measure a dictionary (ours or any SAELens-layout folder) on activations: mse, fvu, L0, dead and dense latents, and recovery when the true features are known.")]
+[Verb("eval", HelpText = "Measure a dictionary (ours, or any SAELens or sparsify folder) on activations: mse, fvu, L0, dead and dense latents, and recovery when the true features are known.")]
 public sealed class EvalOptions : BackendOptions
 {
-    [Option("dict", Required = true, HelpText = "Dictionary folder: sae_weights.safetensors and cfg.json (SAELens layout).")]
+    [Option("dict", Required = true, HelpText = "Dictionary folder: SAELens (cfg.json, sae_weights.safetensors) or sparsify (cfg.json, sae.safetensors).")]
     public string Dict { get; set; } = "";
 
     [Option("data", Required = true, HelpText = "A factorize config, or {\"data\": {...}, \"batch_size\": B, \"tokens\": N}.")]
@@ -23,7 +23,7 @@ public sealed class EvalOptions : BackendOptions
 [Verb("encode", HelpText = "Write the sparse codes of activations under a dictionary: the SAE's encoder, FISTA (lasso) or OMP.")]
 public sealed class EncodeOptions : BackendOptions
 {
-    [Option("dict", Required = true, HelpText = "Dictionary folder (SAELens layout).")]
+    [Option("dict", Required = true, HelpText = "Dictionary folder: SAELens or sparsify layout.")]
     public string Dict { get; set; } = "";
 
     [Option("data", Required = true, HelpText = "A factorize config, or {\"data\": {...}, \"batch_size\": B, \"tokens\": N}.")]
@@ -46,7 +46,7 @@ public static class EvalCommand
 {
     public static int Run(EvalOptions options, IAnsiConsole console)
     {
-        var dict = SaeLens.Read(options.Dict);
+        var dict = DictionaryFolder.Read(options.Dict);
         var data = EvalDataLoader.LoadFile(options.Data);
         using var context = new EngineContext(options.ParseBackend());
         var json = Factorization.MetricsJson(DictionaryEvaluation.Evaluate(context, dict, options.Dict, data));
@@ -64,7 +64,7 @@ public static class EvalCommand
             "omp" => SparseEncoder.Omp,
             _ => throw new ConfigException($"--encoder is \"{options.Encoder}\"; valid: sae, fista, omp"),
         };
-        var dict = SaeLens.Read(options.Dict);
+        var dict = DictionaryFolder.Read(options.Dict);
         var slots = options.Slots ?? dict.K ?? 32;
         if (slots < 1 || slots > dict.DSae) throw new ConfigException($"--slots is {slots}; valid: 1..{dict.DSae}");
         var data = EvalDataLoader.LoadFile(options.Data);

@@ -2,6 +2,7 @@ using CommandLine;
 using NativeEngine.Interop;
 using NativeEngine.Runner.Configs;
 using NativeEngine.Runner.Experiments;
+using NativeEngine.Runner.Formats;
 using Spectre.Console;
 
 namespace NativeEngine.Runner.Commands;
@@ -12,11 +13,14 @@ public sealed class FactorizeOptions : BackendOptions
     [Option("config", HelpText = "JSON config (comments allowed); see configs/factorize/. Not needed with --resume.")]
     public string? Config { get; set; }
 
-    [Option("out", HelpText = "Run folder: the dictionary in the SAELens layout, metrics.json, figures/, report.html.")]
+    [Option("out", HelpText = "Run folder: the dictionary (SAELens or sparsify layout), metrics.json, figures/, report.html.")]
     public string? Out { get; set; }
 
     [Option("resume", HelpText = "Continue the run in this folder from its checkpoint.")]
     public string? Resume { get; set; }
+
+    [Option("format", HelpText = "Dictionary layout: saelens (default; every architecture) or sparsify (topk); overrides the config's \"format\".")]
+    public string? Format { get; set; }
 }
 
 public static class FactorizeCommand
@@ -30,6 +34,13 @@ public static class FactorizeCommand
         var configPath = options.Config ?? (resume is not null ? Path.Combine(resume, FactorizeExperiment.ConfigFile) : null)
                          ?? throw new ConfigException("--config is required (or --resume DIR, which reads DIR/config.json)");
         var config = FactorizeConfigLoader.LoadFile(configPath);
+        if (options.Format is { } name)
+        {
+            if (!DictionaryFolder.Names.TryGetValue(name, out var format))
+                throw new ConfigException($"--format is \"{name}\"; valid: {string.Join(", ", DictionaryFolder.Names.Keys)}");
+            FactorizeConfigLoader.CheckFormat(format, config.Sae.Architecture, "--format");
+            config = config with { Format = format };
+        }
         using var context = new EngineContext(options.ParseBackend());
         var result = Interrupt.Catch(cancel => ConsoleProgress.Run(console, progress =>
             FactorizeExperiment.Run(context, config, outDir, progress, cancel, resume is not null)));
@@ -44,7 +55,9 @@ public static class FactorizeCommand
                            $"dense {metrics.DenseFraction:P1}" +
                            (metrics.Mmcs is { } mmcs ? $", MMCS {mmcs:F3}, matched cosine {metrics.MatchedCosine:F3}" : "") +
                            $"; {result.Tokens} tokens in {result.Seconds:F1} s ({metrics.TokensPerSecond:F0} tokens/s)");
-        console.MarkupLine($"wrote {Markup.Escape(Path.GetFullPath(outDir))}: sae_weights.safetensors, cfg.json, sparsity.safetensors, metrics.json, report.html");
+        var weights = config.Format == DictionaryFormat.Sparsify ? Sparsify.WeightsFile : SaeLens.WeightsFile;
+        console.MarkupLine($"wrote {Markup.Escape(Path.GetFullPath(outDir))}: {weights}, cfg.json ({DictionaryFolder.Name(config.Format)}), " +
+                           "sparsity.safetensors, metrics.json, report.html");
         return 0;
     }
 }

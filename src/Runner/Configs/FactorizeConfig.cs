@@ -38,7 +38,10 @@ public sealed record TrainSpec(long Tokens, int BatchSize, double Lr, long Warmu
 }
 
 /// <summary>A factorization run (`factorize`), resolved: every default filled in.</summary>
-public sealed record FactorizeConfig(DataSpec Data, SaeSpec Sae, TrainSpec Train)
+/// <param name="Metadata">Where the activations come from, written into the dictionary's cfg.json (SAELens).</param>
+/// <param name="Format">The layout the dictionary is written in.</param>
+public sealed record FactorizeConfig(DataSpec Data, SaeSpec Sae, TrainSpec Train, DictionaryMetadata? Metadata = null,
+    DictionaryFormat Format = DictionaryFormat.SaeLens)
 {
     /// <summary>Input dimension d, known up front for synthetic data and raw files, else from the first shard.</summary>
     public int? D => Data switch
@@ -103,8 +106,43 @@ public static class FactorizeConfigLoader
         var d = data switch { SyntheticSpec s => s.D, FilesSpec f => f.D, _ => null };
         var sae = ReadSae(r.Nested(Object(r, "sae", r.Require("sae", "{\"architecture\", \"d_sae\" or \"expansion\", ...}")), "sae"), d);
         var train = ReadTrain(r.TryGet("train", out var t) ? r.Nested(Object(r, "train", t), "train") : null, sae);
+        var metadata = r.TryGet("metadata", out var m) ? ReadMetadata(r.Nested(Object(r, "metadata", m), "metadata")) : DictionaryMetadata.None;
+        var format = r.Choice("format", DictionaryFolder.Names, DictionaryFormat.SaeLens);
+        CheckFormat(format, sae.Architecture, $"{r.Source}: \"format\"");
         r.RejectUnknownKeys();
-        return new FactorizeConfig(data, sae, train);
+        return new FactorizeConfig(data, sae, train, metadata, format);
+    }
+
+    /// <summary>Refuses a layout the architecture has no form in; <paramref name="setting"/> names where it was asked
+    /// for (the config key or the option).</summary>
+    public static void CheckFormat(DictionaryFormat format, SaeArchitecture architecture, string setting)
+    {
+        if (format == DictionaryFormat.Sparsify && Sparsify.WhyNotWritable(architecture) is { } why)
+            throw new ConfigException($"{setting} is \"sparsify\" and sae.architecture is \"{Name(architecture)}\": {why}; " +
+                                      "use \"saelens\" (every architecture) or a topk dictionary");
+    }
+
+    // SAELens's metadata keys for the activations' origin; each optional.
+    private static DictionaryMetadata ReadMetadata(JsonObjectReader r)
+    {
+        string? Text(string key)
+        {
+            if (!r.TryGet(key, out var v)) return null;
+            return v.ValueKind == JsonValueKind.String && !string.IsNullOrWhiteSpace(v.GetString())
+                ? v.GetString()
+                : throw r.Error(key, $"must be a non-empty string, found {JsonObjectReader.Describe(v)}");
+        }
+        var metadata = new DictionaryMetadata(
+            ModelName: Text("model_name"),
+            HookName: Text("hook_name"),
+            HookHeadIndex: r.TryGet("hook_head_index", out var head) && head.ValueKind != JsonValueKind.Null
+                ? (int)r.Integer("hook_head_index", 0, int.MaxValue)
+                : null,
+            ContextSize: r.TryGet("context_size", out _) ? (int)r.Integer("context_size", 1, int.MaxValue) : null,
+            PrependBos: r.TryGet("prepend_bos", out _) ? Flag(r, "prepend_bos", true) : null,
+            DatasetPath: Text("dataset_path"));
+        r.RejectUnknownKeys();
+        return metadata;
     }
 
     /// <summary>The "data" section of a config whose root is <paramref name="root"/> (required).</summary>
@@ -313,6 +351,23 @@ public static class FactorizeConfigWriter
             w.WriteNumber("seed", t.Seed);
             w.WriteString("precision", FactorizeConfigLoader.Precisions.First(p => p.Value == t.Precision).Key);
             w.WriteEndObject();
+            var metadata = (c.Metadata ?? DictionaryMetadata.None).Entries().ToList();
+            if (metadata.Count > 0)
+            {
+                w.WriteStartObject("metadata");
+                foreach (var (key, value) in metadata)
+                {
+                    w.WritePropertyName(key);
+                    switch (value)
+                    {
+                        case string text: w.WriteStringValue(text); break;
+                        case bool flag: w.WriteBooleanValue(flag); break;
+                        default: w.WriteNumberValue((int)value); break;
+                    }
+                }
+                w.WriteEndObject();
+            }
+            w.WriteString("format", DictionaryFolder.Name(c.Format));
             w.WriteEndObject();
         });
     }

@@ -13,8 +13,16 @@ public sealed record Tensor(string Name, long[] Shape, float[] Data);
 /// </summary>
 public static class SafeTensors
 {
-    public static void Write(string path, IReadOnlyList<Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null)
+    /// <param name="dtype">"F32", or "F16" / "BF16" (rounded to nearest even) for files as other tools save them.</param>
+    public static void Write(string path, IReadOnlyList<Tensor> tensors, IReadOnlyDictionary<string, string>? metadata = null,
+        string dtype = "F32")
     {
+        var size = dtype switch
+        {
+            "F32" => 4,
+            "F16" or "BF16" => 2,
+            _ => throw new ArgumentException($"dtype {dtype}; writable: F32, F16, BF16"),
+        };
         using var header = new MemoryStream();
         using (var w = new Utf8JsonWriter(header))
         {
@@ -32,13 +40,13 @@ public static class SafeTensors
                 if (expected != t.Data.Length)
                     throw new ArgumentException($"tensor {t.Name}: shape [{string.Join(", ", t.Shape)}] holds {expected} values, data has {t.Data.Length}");
                 w.WriteStartObject(t.Name);
-                w.WriteString("dtype", "F32");
+                w.WriteString("dtype", dtype);
                 w.WriteStartArray("shape");
                 foreach (var d in t.Shape) w.WriteNumberValue(d);
                 w.WriteEndArray();
                 w.WriteStartArray("data_offsets");
                 w.WriteNumberValue(offset);
-                offset += 4L * t.Data.Length;
+                offset += (long)size * t.Data.Length;
                 w.WriteNumberValue(offset);
                 w.WriteEndArray();
                 w.WriteEndObject();
@@ -57,12 +65,25 @@ public static class SafeTensors
             stream.Write(headerBytes.ToArray());
             foreach (var t in tensors)
             {
-                var bytes = new byte[4L * t.Data.Length];
+                var bytes = new byte[(long)size * t.Data.Length];
                 for (var k = 0; k < t.Data.Length; k++)
-                    BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(4 * k), t.Data[k]);
+                {
+                    var value = t.Data[k];
+                    if (dtype == "F32") BinaryPrimitives.WriteSingleLittleEndian(bytes.AsSpan(4 * k), value);
+                    else if (dtype == "F16") BinaryPrimitives.WriteHalfLittleEndian(bytes.AsSpan(2 * k), (Half)value);
+                    else BinaryPrimitives.WriteUInt16LittleEndian(bytes.AsSpan(2 * k), ToBFloat16(value));
+                }
                 stream.Write(bytes);
             }
         });
+    }
+
+    // Round to nearest even on the 16 dropped bits; NaN stays a (quiet) NaN.
+    private static ushort ToBFloat16(float value)
+    {
+        var bits = (uint)BitConverter.SingleToInt32Bits(value);
+        if (float.IsNaN(value)) return (ushort)((bits >> 16) | 0x40);
+        return (ushort)((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16);
     }
 
     /// <summary>The tensor <paramref name="name"/> of a file read by <see cref="Read"/>, checked against the shape its
@@ -77,7 +98,11 @@ public static class SafeTensors
         return t.Data;
     }
 
-    /// <summary>Reads every F32 tensor and the metadata; errors name the file and what is malformed.</summary>
+    /// <summary>Element types <see cref="Read"/> accepts, widened (or, for F64, rounded) to float32.</summary>
+    public const string ReadableDTypes = "F32, F16, BF16, F64";
+
+    /// <summary>Reads every tensor (F32, F16, BF16 or F64, as float32) and the metadata; errors name the file and
+    /// what is malformed.</summary>
     public static (List<Tensor> Tensors, Dictionary<string, string> Metadata) Read(string path)
     {
         var bytes = File.ReadAllBytes(path);
@@ -97,15 +122,36 @@ public static class SafeTensors
                 continue;
             }
             var dtype = entry.Value.GetProperty("dtype").GetString();
-            if (dtype != "F32") throw new InvalidDataException($"{path}: tensor {entry.Name} has dtype {dtype}; only F32 is read here");
+            var size = dtype switch
+            {
+                "F32" => 4,
+                "F16" or "BF16" => 2,
+                "F64" => 8,
+                _ => throw new InvalidDataException($"{path}: tensor {entry.Name} has dtype {dtype}; readable: {ReadableDTypes}"),
+            };
             var shape = entry.Value.GetProperty("shape").EnumerateArray().Select(e => e.GetInt64()).ToArray();
             var offsets = entry.Value.GetProperty("data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
             var count = shape.Aggregate(1L, (a, b) => a * b);
-            if (offsets[1] - offsets[0] != 4 * count || dataStart + offsets[1] > bytes.Length)
-                throw new InvalidDataException($"{path}: tensor {entry.Name} data_offsets [{offsets[0]}, {offsets[1]}] do not fit shape or file");
+            if (offsets[1] - offsets[0] != size * count || dataStart + offsets[1] > bytes.Length)
+                throw new InvalidDataException($"{path}: tensor {entry.Name} data_offsets [{offsets[0]}, {offsets[1]}] do not fit its {dtype} shape or the file");
             var data = new float[count];
-            for (var k = 0; k < count; k++)
-                data[k] = BinaryPrimitives.ReadSingleLittleEndian(bytes.AsSpan((int)(dataStart + offsets[0] + 4 * k)));
+            var raw = bytes.AsSpan((int)(dataStart + offsets[0]), (int)(size * count));
+            switch (dtype)
+            {
+                case "F32":
+                    for (var k = 0; k < count; k++) data[k] = BinaryPrimitives.ReadSingleLittleEndian(raw[(4 * k)..]);
+                    break;
+                case "F16":
+                    for (var k = 0; k < count; k++) data[k] = (float)BinaryPrimitives.ReadHalfLittleEndian(raw[(2 * k)..]);
+                    break;
+                case "BF16":  // the upper half of a float32
+                    for (var k = 0; k < count; k++)
+                        data[k] = BitConverter.Int32BitsToSingle(BinaryPrimitives.ReadUInt16LittleEndian(raw[(2 * k)..]) << 16);
+                    break;
+                default:
+                    for (var k = 0; k < count; k++) data[k] = (float)BinaryPrimitives.ReadDoubleLittleEndian(raw[(8 * k)..]);
+                    break;
+            }
             tensors.Add(new Tensor(entry.Name, shape, data));
         }
         return (tensors, metadata);

@@ -8,12 +8,34 @@ using NativeEngine.Runner.Formats;
 
 namespace NativeEngine.Runner.Experiments;
 
-/// <summary>One point of the training curves.</summary>
-public sealed record FactorizeCurvePoint(long Step, long Tokens, double Mse, double Fvu, double L0, double Auxk, long Dead);
+/// <summary>One point of the training curves; at some of them, with the true features known, the decoder's recovery.</summary>
+public sealed record FactorizeCurvePoint(long Step, long Tokens, double Mse, double Fvu, double L0, double Auxk, long Dead,
+    double? Mmcs = null, double? MatchedCosine = null);
 
-/// <summary>The measured dictionary: SCIENCE §3's metrics, the last two when the true features are known.</summary>
+/// <summary>The measured dictionary: SCIENCE §3's metrics, the last two (and each true feature's best decoder cosine)
+/// when the true features are known.</summary>
 public sealed record FactorizeMetrics(double Mse, double Fvu, double L0, double DeadFraction, double DenseFraction,
-    double? Mmcs, double? MatchedCosine, long Tokens, double Seconds, double TokensPerSecond);
+    double? Mmcs, double? MatchedCosine, long Tokens, double Seconds, double TokensPerSecond,
+    IReadOnlyList<double>? BestCosines = null);
+
+/// <summary>A decoder against the true features: MMCS, the one-to-one matched cosine, and per true feature its best
+/// cosine to any atom.</summary>
+public sealed record Recovery(double Mmcs, double MatchedCosine, double[] BestCosines)
+{
+    /// <param name="truth">[count][d], one true feature per row.</param>
+    /// <param name="wDec">[dSae][d], one atom per row.</param>
+    public static Recovery Measure(float[] truth, int count, float[] wDec, int dSae, int d)
+    {
+        var cos = DictionaryMetrics.Cosines(truth, count, wDec, dSae, d);
+        var best = new double[count];
+        for (var i = 0; i < count; i++)
+        {
+            best[i] = double.NegativeInfinity;
+            for (var j = 0; j < dSae; j++) best[i] = Math.Max(best[i], cos[i, j]);
+        }
+        return new Recovery(DictionaryMetrics.Mmcs(cos), DictionaryMetrics.MatchedCosine(cos).Mean, best);
+    }
+}
 
 /// <summary>
 /// What a factorization needs besides its loop (<see cref="FactorizeExperiment"/>): its data, the learning-rate
@@ -96,17 +118,10 @@ public static class Factorization
             evaluated += batch.Length / spec.DIn;
         }
         log10Density = fire.Select(f => (float)Math.Log10(f / (double)evaluated + 1e-10)).ToArray();
-        double? mmcs = null, matched = null;
-        if (truth is not null)
-        {
-            var p = sae.GetParameters();
-            var cos = DictionaryMetrics.Cosines(truth, truthCount, p.WDec, spec.DSae, spec.DIn);
-            mmcs = DictionaryMetrics.Mmcs(cos);
-            matched = DictionaryMetrics.MatchedCosine(cos).Mean;
-        }
+        var recovery = truth is null ? null : Recovery.Measure(truth, truthCount, sae.GetParameters().WDec, spec.DSae, spec.DIn);
         return new FactorizeMetrics(mse / batches, fvu / batches, l0 / batches,
             fire.Count(f => f == 0) / (double)spec.DSae, fire.Count(f => f > DenseDensity * evaluated) / (double)spec.DSae,
-            mmcs, matched, tokens, seconds, seconds > 0 ? tokens / seconds : 0);
+            recovery?.Mmcs, recovery?.MatchedCosine, tokens, seconds, seconds > 0 ? tokens / seconds : 0, recovery?.BestCosines);
     }
 
     public static string MetricsJson(FactorizeMetrics m)

@@ -69,6 +69,8 @@ public static class FactorizeExperiment
         var clock = Stopwatch.StartNew();
         var phase = $"{FactorizeConfigLoader.Name(config.Sae.Architecture)} SAE, d_sae {config.Sae.DSae}";
         var curveEvery = Math.Max(1, totalSteps / 200);
+        var recoveryEvery = curveEvery * Math.Max(1, 200 / RecoveryTracker.Points);
+        var recovery = new RecoveryTracker(truth, truthCount, spec.DSae, d);
         while (step < totalSteps && !cancel.IsCancellationRequested)
         {
             source.Next().Span.CopyTo(buffer);
@@ -77,26 +79,51 @@ public static class FactorizeExperiment
             step++;
             tokens += config.Train.BatchSize;
             if (step % curveEvery == 0 || step == totalSteps)
+            {
                 curve.Add(new FactorizeCurvePoint(step, tokens, stats.Mse, stats.Fvu, stats.L0, stats.Auxk, stats.Dead));
+                if (recovery.Enabled && (step % recoveryEvery == 0 || step == totalSteps))
+                    recovery.Measure(curve.Count - 1, model.GetParameters().WDec);
+            }
             if (config.Train.CheckpointEvery > 0 && step % config.Train.CheckpointEvery == 0)
+            {
+                recovery.Settle(curve);
                 Factorization.WriteCheckpoint(outDir, model, source, step, tokens, previousSeconds + clock.Elapsed.TotalSeconds, curve);
+            }
             if (step % 10 == 0 || step == totalSteps) progress.Report(phase, step, totalSteps);
         }
         var seconds = previousSeconds + clock.Elapsed.TotalSeconds;
+        recovery.Settle(curve);
         Factorization.WriteCheckpoint(outDir, model, source, step, tokens, seconds, curve);
         if (step < totalSteps) return new FactorizeResult(config, step, totalSteps, tokens, seconds, curve, null, null);
 
         var metrics = Factorization.Measure(model, source, truth, truthCount, tokens, seconds, out var density);
         var dictionary = Fold(config, spec, model.GetParameters(), scale);
-        SaeLens.Write(outDir, dictionary, new Dictionary<string, string>
-        {
-            ["trained_with"] = "nativeengine factorize",
-            ["tokens"] = tokens.ToString(CultureInfo.InvariantCulture),
-            ["normalization_scale_folded"] = scale.ToString("R", CultureInfo.InvariantCulture),
-        }, density);
+        WriteDictionary(outDir, config, dictionary, tokens, scale, density);
         AtomicFile.WriteText(Path.Combine(outDir, "metrics.json"), Factorization.MetricsJson(metrics));
-        WriteReport(outDir, config, metrics, curve, density);
+        FactorizeReport.Write(outDir, config, metrics, curve, density);
         return new FactorizeResult(config, step, totalSteps, tokens, seconds, curve, dictionary, metrics);
+    }
+
+    /// <summary>The dictionary in the config's layout, with its log10 densities (sparsity.safetensors, as SAELens
+    /// names them) in either.</summary>
+    private static void WriteDictionary(string outDir, FactorizeConfig config, SaeDictionary dictionary, long tokens, float scale,
+        float[] density)
+    {
+        if (config.Format == DictionaryFormat.Sparsify)
+        {
+            Sparsify.Write(outDir, dictionary);
+            SafeTensors.Write(Path.Combine(outDir, SaeLens.SparsityFile), [new Tensor("sparsity", [dictionary.DSae], density)]);
+            return;
+        }
+        var extra = new List<(string, object?)>
+        {
+            ("trained_with", "nativeengine factorize"),
+            ("training_architecture", FactorizeConfigLoader.Name(config.Sae.Architecture)),
+        };
+        if (config.Sae.K is { } k) extra.Add(("training_k", k));
+        extra.Add(("tokens", tokens));
+        extra.Add(("normalization_scale_folded", scale));
+        SaeLens.Write(outDir, dictionary, config.Metadata ?? DictionaryMetadata.None, extra, density);
     }
 
     /// <summary>Refuses, before any training, what the context's backend cannot run, naming the config key.</summary>
@@ -144,35 +171,5 @@ public static class FactorizeExperiment
         var bDec = p.BDec.Select(v => v / scale).ToArray();
         var threshold = config.Sae.Architecture is SaeArchitecture.JumpRelu or SaeArchitecture.BatchTopK ? p.Threshold : null;
         return new SaeDictionary(sae.DIn, sae.DSae, config.Sae.Architecture, config.Sae.K, wEnc, p.BEnc, wDec, bDec, threshold);
-    }
-
-    private static void WriteReport(string directory, FactorizeConfig config, FactorizeMetrics metrics,
-        IReadOnlyList<FactorizeCurvePoint> curve, float[] density)
-    {
-        var figures = new FigureFolder(directory);
-        var report = new HtmlReport($"Dictionary: {FactorizeConfigLoader.Name(config.Sae.Architecture)} SAE, d_sae {config.Sae.DSae}");
-        report.AddParagraph($"{metrics.Tokens} tokens in {metrics.Seconds:F1} s ({metrics.TokensPerSecond:F0} tokens/s). " +
-                            $"fvu {metrics.Fvu:F4}, L0 {metrics.L0:F1}, dead {metrics.DeadFraction:P1}, dense {metrics.DenseFraction:P1}" +
-                            (metrics.Mmcs is { } m ? $"; against the true features: MMCS {m:F3}, one-to-one matched cosine {metrics.MatchedCosine:F3}." : "."));
-        var list = new List<(string, string)>
-        {
-            (figures.Save("loss", ComparisonFigures.LineChart(
-                [new LineSeries("fvu", curve.Select(c => ((double)c.Tokens, c.Fvu)).ToArray())],
-                "tokens", "fraction of variance unexplained", "Training curve", logX: false, yMin: 0)),
-             "Fraction of variance unexplained on each training batch."),
-            (figures.Save("l0", ComparisonFigures.LineChart(
-                [new LineSeries("L0", curve.Select(c => ((double)c.Tokens, c.L0)).ToArray()),
-                 new LineSeries("dead latents", curve.Select(c => ((double)c.Tokens, (double)c.Dead)).ToArray(), Dashed: true)],
-                "tokens", "latents", "Active and dead latents", logX: false, yMin: 0)),
-             "Mean active latents per token and latents dead for the dead window."),
-        };
-        var bins = Enumerable.Range(-10, 11).ToArray();  // log10 density from 1e-10 to 1
-        var counts = bins.Select(b => (double)density.Count(v => Math.Floor(v) == b || (b == 0 && v >= 0))).ToArray();
-        list.Add((figures.Save("density", ComparisonFigures.GroupedBars(bins.Select(b => b.ToString(CultureInfo.InvariantCulture)).ToArray(),
-                [new BarSeries("latents", counts)], "latents", "Feature density (log10)")),
-            "Latents by log10 of the share of evaluation tokens they fire on (-10: never)."));
-        report.AddFigureGrid(list, 480);
-        report.AddPreformatted(File.ReadAllText(Path.Combine(directory, ConfigFile)), "the config");
-        report.Save(Path.Combine(directory, "report.html"));
     }
 }

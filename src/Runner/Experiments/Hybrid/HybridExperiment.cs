@@ -198,7 +198,7 @@ public static class HybridExperiment
                     .Select(p => results.Single(r => r.Kind == k && r.FeatureProbability == p).FeaturesPerDimension).ToArray())).ToArray(),
                 "features per dimension", "How much superposition each model has", referenceLine: 1, referenceLabel: "1: none")),
             "Features per hidden dimension (above 1: superposition)."));
-        report.AddFigureGrid(list, 420);
+        report.AddFigureGrid(list);
         var (headers, rows) = Table(c, results);
         report.AddTable(headers, rows);
         report.AddParagraph("Folders: models/dense and models/moe hold the trained models (each with its own report); " +

@@ -226,7 +226,7 @@ public static class MoeComparisonExperiment
                     $"{char.ToUpperInvariant(name[0])}{name[1..]} against density")), caption));
             }
             report.AddHeading("Against feature density");
-            report.AddFigureGrid(charts, 480);
+            report.AddFigureGrid(charts);
         }
         var table = comparison.Rows().SelectMany(r => Models(r).Select(m => new[]
         {

@@ -50,7 +50,7 @@ public static class Factorization
                 var synthetic = Synthetic(s, batchSize, prefetch);
                 return (synthetic, synthetic.Features.ToArray(), synthetic.FeatureCount);
             case FilesSpec f:
-                var source = ActivationSource.Open(new ActivationFiles(f.Files, f.Format, f.D, f.Tensor),
+                var source = ActivationSource.Open(f.ToActivationFiles(),
                     new ActivationSourceOptions(batchSize, Seed: seed, Prefetch: prefetch));
                 var (truth, count) = GroundTruthBeside(f.Files[0], source.D);
                 return (source, truth, count);

@@ -14,7 +14,7 @@ public class OnnxHarvestTests
 {
     private const int Vocab = 13, DModel = 6, DMlp = 16;
 
-    private static string ModelPath => Path.Combine(TestSupport.RepositoryRoot(), "tests", "models", "tiny_lm.onnx");
+    private static string ModelPath => Path.Combine(AppContext.BaseDirectory, "models", "tiny_lm.onnx");
 
     // make_tiny_lm.py's weight formulas (row i, column j), exact in float32.
     private static float E(int i, int j) => ((3 * i + 5 * j) % 11 - 5) / 4f;

@@ -165,7 +165,7 @@ public class BenchTests
     {
         var (code, output) = Run("bench", "gpt");
         Assert.That(code, Is.EqualTo(2));
-        Assert.That(output, Does.Contain("bench workload \"gpt\" is unknown; valid: toy, moe, factorize, dictionary, peak, all, table"));
+        Assert.That(output, Does.Contain("bench workload \"gpt\" is unknown; valid: toy, moe, factorize, dictionary, peak, read, all, table"));
         (code, output) = Run("bench", "factorize", "--config", "x.json");
         Assert.That(code, Is.EqualTo(2));
         Assert.That(output, Does.Contain("--config applies to bench toy and bench moe only"));

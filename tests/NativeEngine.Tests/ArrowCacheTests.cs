@@ -342,4 +342,51 @@ public class ArrowCacheTests
         Assert.That(code, Is.EqualTo(0), output);
         Assert.That(File.Exists(Path.Combine(dir, "codes_indices.npy")), output);
     }
+
+    [Test]
+    public void SynthesizeWritesACacheFactorizeScoresAgainstItsGroundTruth()
+    {
+        var dir = TestSupport.TempDirectory("arrow-synthesize");
+        var config = Path.Combine(dir, "synthetic.json");
+        File.WriteAllText(config, """
+            { "data": { "synthetic": { "d": 16, "n_features": 24, "active_mean": 2, "seed": 5 } },
+              "sae": { "architecture": "topk", "d_sae": 48, "k": 3 } }
+            """);
+        var cache = Path.Combine(dir, "cache");
+        var (code, output) = TestSupport.RunCli("synthesize", "--config", config, "--format", "arrow", "--context", "32", "--tokens", "6400",
+            "--shard-tokens", "2048", "--out", cache);
+        Assert.That(code, Is.EqualTo(0), output);
+        var folder = HfDatasetFolder.Read(cache);
+        Assert.That(folder.DataFiles.Select(Path.GetFileName), Is.EqualTo(new[]
+        {
+            "data-00000-of-00004.arrow", "data-00001-of-00004.arrow", "data-00002-of-00004.arrow", "data-00003-of-00004.arrow",
+        }), "200 rows of 32 tokens, 64 rows a file");
+        Assert.That(folder.Features!["activations"].ToString(), Is.EqualTo("Array2D(shape=(32, 16), dtype=float32)"));
+
+        // The cache holds exactly the synthetic stream, token for token.
+        var expected = new float[6400 * 16];
+        using (var synthetic = NativeEngine.Runner.Experiments.Factorization.Synthetic(
+                   (SyntheticSpec)FactorizeConfigLoader.LoadFile(config).Data))
+            synthetic.Generate(0, expected);
+        var shards = new ActivationFiles([cache], ActivationFileFormat.Arrow).Open();
+        try
+        {
+            Assert.That(shards.SelectMany(ReadAll).ToArray(), Is.EqualTo(expected));
+        }
+        finally
+        {
+            foreach (var shard in shards) shard.Dispose();
+        }
+
+        var factorize = Path.Combine(dir, "factorize.json");
+        File.WriteAllText(factorize, """
+            { "data": { "files": ["cache"], "format": "arrow" }, "sae": { "architecture": "topk", "d_sae": 48, "k": 3 },
+              "train": { "tokens": 40000, "batch_size": 256, "lr": 0.01 } }
+            """);
+        (code, output) = TestSupport.RunCli("factorize", "--config", factorize, "--out", Path.Combine(dir, "run"), "--backend", "cpu");
+        Assert.That(code, Is.EqualTo(0), output);
+        Assert.That(output, Does.Contain("MMCS"), "ground_truth.safetensors inside the cache folder is found and scored");
+        Assert.That(TestSupport.RunCli("synthesize", "--config", config, "--format", "arrow", "--context", "30", "--tokens", "6400", "--out", cache).Output,
+            Does.Contain("--context is 30, --tokens 6400"));
+    }
 }

@@ -173,37 +173,63 @@ public sealed record HfDatasetFolder(string Folder, IReadOnlyList<string> DataFi
 /// Writes activations as SAELens's cache runner leaves them: a <c>save_to_disk</c> folder whose Arrow files hold a
 /// column named by the hook, of datasets' Array2D extension type (storage list&lt;list&lt;dtype&gt;&gt;, field metadata
 /// ARROW:extension:name "datasets.features.features.Array2DExtensionType" and ARROW:extension:metadata
-/// "[[context_size, d_in], dtype]"), and optionally "token_ids" (fixed_size_list&lt;int32&gt;[context_size]).
-/// Record batches of at most <c>rowsPerBatch</c> rows, as datasets writes (1000 by default).
+/// "[[context_size, d_in], dtype]"), and optionally "token_ids" (fixed_size_list&lt;int32&gt;[context_size]); files
+/// data-00000-of-0000N.arrow of <c>rowsPerFile</c> rows, record batches of at most <c>rowsPerBatch</c> rows (datasets
+/// writes 1000), then state.json and dataset_info.json. Rows are appended as they come, so a cache can exceed memory.
 /// </summary>
-public static class SaeLensActivationCache
+public sealed class SaeLensCacheWriter : IDisposable
 {
     public const string Array2DExtension = "datasets.features.features.Array2DExtensionType";
 
-    /// <param name="values">[rows][context][d] activations as float32; written as <paramref name="dtype"/>
-    /// (float32 or float16: pyarrow has no bfloat16).</param>
-    public static void Write(string folder, string hookName, ReadOnlySpan<float> values, int context, int d, string dtype = "float32",
-        ReadOnlySpan<int> tokenIds = default, int rowsPerFile = 1 << 20, int rowsPerBatch = 1000)
-    {
-        if (dtype is not ("float32" or "float16")) throw new ArgumentException($"dtype {dtype}: float32 or float16", nameof(dtype));
-        var rowValues = (long)context * d;
-        if (values.Length % rowValues != 0) throw new ArgumentException($"{values.Length} values are not whole rows of {context} x {d}");
-        var rows = (int)(values.Length / rowValues);
-        if (!tokenIds.IsEmpty && tokenIds.Length != (long)rows * context) throw new ArgumentException("token_ids must be [rows][context]");
-        Directory.CreateDirectory(folder);
+    private readonly string folder;
+    private readonly string hookName;
+    private readonly int context;
+    private readonly int d;
+    private readonly string dtype;
+    private readonly long rows;
+    private readonly int rowsPerFile;
+    private readonly int rowsPerBatch;
+    private readonly bool withTokenIds;
+    private readonly Schema schema;
+    private readonly ListType inner;
+    private readonly ListType outer;
+    private readonly FixedSizeListType tokenType;
+    private readonly Dictionary<string, object> features;
+    private readonly List<string> names = [];
+    private readonly int fileCount;
+    private readonly List<float> pendingValues = [];
+    private readonly List<int> pendingIds = [];
+    private FileStream? stream;
+    private ArrowStreamWriter? writer;
+    private long rowsWritten;
+    private long rowsInFile;
 
-        var features = new Dictionary<string, object>
+    /// <param name="dtype">float32 or float16 (pyarrow has no bfloat16).</param>
+    /// <param name="rows">Rows (contexts) the cache will hold: it fixes the file names' "-of-N".</param>
+    public SaeLensCacheWriter(string folder, string hookName, int context, int d, long rows, string dtype = "float32", bool tokenIds = false,
+        int rowsPerFile = 1 << 20, int rowsPerBatch = 1000)
+    {
+        if (dtype is not ("float32" or "float16")) throw new ArgumentException($"dtype {dtype}: float32 or float16 (pyarrow has no bfloat16)", nameof(dtype));
+        if (context < 1 || d < 1 || rows < 1 || rowsPerFile < 1 || rowsPerBatch < 1)
+            throw new ArgumentException($"context {context}, d {d}, rows {rows}, rows per file {rowsPerFile}, rows per batch {rowsPerBatch}: all must be >= 1");
+        (this.folder, this.hookName, this.context, this.d, this.dtype, this.rows, this.rowsPerFile, this.rowsPerBatch, withTokenIds) =
+            (folder, hookName, context, d, dtype, rows, rowsPerFile, rowsPerBatch, tokenIds);
+        Directory.CreateDirectory(folder);
+        fileCount = (int)((rows + rowsPerFile - 1) / rowsPerFile);
+
+        features = new Dictionary<string, object>
         {
             [hookName] = new Dictionary<string, object> { ["shape"] = new[] { context, d }, ["dtype"] = dtype, ["_type"] = "Array2D" },
         };
-        if (!tokenIds.IsEmpty)
+        if (tokenIds)
             features["token_ids"] = new Dictionary<string, object>
             {
                 ["feature"] = new Dictionary<string, object> { ["dtype"] = "int32", ["_type"] = "Value" }, ["length"] = context, ["_type"] = "List",
             };
         IArrowType leaf = dtype == "float16" ? HalfFloatType.Default : FloatType.Default;
-        var inner = new ListType(new Field("item", leaf, true));
-        var outer = new ListType(new Field("item", inner, true));
+        inner = new ListType(new Field("item", leaf, true));
+        outer = new ListType(new Field("item", inner, true));
+        tokenType = new FixedSizeListType(new Field("item", Int32Type.Default, true), context);
         var fields = new List<Field>
         {
             new(hookName, outer, true, new Dictionary<string, string>
@@ -212,51 +238,41 @@ public static class SaeLensActivationCache
                 ["ARROW:extension:metadata"] = $"[[{context}, {d}], \"{dtype}\"]",
             }),
         };
-        var tokenType = new FixedSizeListType(new Field("item", Int32Type.Default, true), context);
-        if (!tokenIds.IsEmpty) fields.Add(new Field("token_ids", tokenType, true));
-        var schema = new Schema(fields, new Dictionary<string, string>
+        if (tokenIds) fields.Add(new Field("token_ids", tokenType, true));
+        schema = new Schema(fields, new Dictionary<string, string>
         {
             ["huggingface"] = JsonSerializer.Serialize(new Dictionary<string, object> { ["info"] = new Dictionary<string, object> { ["features"] = features } }),
         });
+    }
 
-        var fileCount = Math.Max(1, (rows + rowsPerFile - 1) / rowsPerFile);
-        var names = new List<string>();
-        for (var file = 0; file < fileCount; file++)
+    /// <summary>Appends whole rows: values [rows][context][d] and, when the cache has them, token ids [rows][context].</summary>
+    public void Append(ReadOnlySpan<float> values, ReadOnlySpan<int> tokenIds = default)
+    {
+        var rowValues = context * d;
+        if (values.Length % rowValues != 0) throw new ArgumentException($"{values.Length} values are not whole rows of {context} x {d}");
+        var count = values.Length / rowValues;
+        if (withTokenIds != !tokenIds.IsEmpty || (withTokenIds && tokenIds.Length != count * context))
+            throw new ArgumentException(withTokenIds ? "token ids [rows][context] go with every row" : "this cache has no token_ids column");
+        if (rowsWritten + pendingValues.Count / rowValues + count > rows)
+            throw new InvalidOperationException($"{folder}: more than the {rows} rows the cache was created for");
+        for (var r = 0; r < count; r++)
         {
-            var name = $"data-{file:D5}-of-{fileCount:D5}.arrow";
-            names.Add(name);
-            var first = file * rowsPerFile;
-            var count = Math.Min(rowsPerFile, rows - first);
-            using var stream = File.Create(Path.Combine(folder, name));
-            using var writer = new ArrowStreamWriter(stream, schema);
-            for (var row = first; row < first + count; row += rowsPerBatch)
-            {
-                var batchRows = Math.Min(rowsPerBatch, first + count - row);
-                var slice = values.Slice((int)(row * rowValues), (int)(batchRows * rowValues));
-                var leafBytes = dtype == "float16"
-                    ? MemoryMarshal.AsBytes(slice.ToArray().Select(v => (Half)v).ToArray().AsSpan()).ToArray()
-                    : MemoryMarshal.AsBytes(slice).ToArray();
-                var leafCount = slice.Length;
-                IArrowArray leafArray = dtype == "float16"
-                    ? new HalfFloatArray(new ArrowBuffer(leafBytes), ArrowBuffer.Empty, leafCount, 0, 0)
-                    : new FloatArray(new ArrowBuffer(leafBytes), ArrowBuffer.Empty, leafCount, 0, 0);
-                var innerArray = new ListArray(inner, batchRows * context, Offsets(batchRows * context, d), leafArray, ArrowBuffer.Empty);
-                var columns = new List<IArrowArray> { new ListArray(outer, batchRows, Offsets(batchRows, context), innerArray, ArrowBuffer.Empty) };
-                if (!tokenIds.IsEmpty)
-                {
-                    var ids = MemoryMarshal.AsBytes(tokenIds.Slice(row * context, batchRows * context)).ToArray();
-                    columns.Add(new FixedSizeListArray(tokenType, batchRows, new Int32Array(new ArrowBuffer(ids), ArrowBuffer.Empty, batchRows * context, 0, 0),
-                        ArrowBuffer.Empty));
-                }
-                writer.WriteRecordBatch(new RecordBatch(schema, columns, batchRows));
-            }
-            writer.WriteEnd();
+            foreach (var v in values.Slice(r * rowValues, rowValues)) pendingValues.Add(v);
+            if (withTokenIds) foreach (var id in tokenIds.Slice(r * context, context)) pendingIds.Add(id);
+            if (pendingValues.Count / rowValues == rowsPerBatch || rowsInFile + pendingValues.Count / rowValues == rowsPerFile) Flush();
         }
+    }
 
+    /// <summary>Writes the last batch, ends the last file, and writes state.json and dataset_info.json.</summary>
+    public void Complete()
+    {
+        Flush();
+        EndFile();
+        if (rowsWritten != rows) throw new InvalidOperationException($"{folder}: {rowsWritten} of the {rows} rows written");
         WriteJson(Path.Combine(folder, HfDatasetFolder.StateFile), new SortedDictionary<string, object?>(StringComparer.Ordinal)
         {
             ["_data_files"] = names.Select(n => new Dictionary<string, string> { ["filename"] = n }).ToArray(),
-            ["_fingerprint"] = Fingerprint(hookName, rows, context, d, dtype),
+            ["_fingerprint"] = Fingerprint(),
             ["_format_columns"] = null,
             ["_format_kwargs"] = new Dictionary<string, object>(),
             ["_format_type"] = null,
@@ -269,6 +285,57 @@ public static class SaeLensActivationCache
         });
     }
 
+    private void Flush()
+    {
+        var batchRows = pendingValues.Count / (context * d);
+        if (batchRows == 0) return;
+        if (writer is null)
+        {
+            var name = $"data-{names.Count:D5}-of-{fileCount:D5}.arrow";
+            names.Add(name);
+            stream = File.Create(Path.Combine(folder, name));
+            writer = new ArrowStreamWriter(stream, schema);
+        }
+        var leafCount = pendingValues.Count;
+        var leafBytes = dtype == "float16"
+            ? MemoryMarshal.AsBytes(pendingValues.Select(v => (Half)v).ToArray().AsSpan()).ToArray()
+            : MemoryMarshal.AsBytes(CollectionsMarshal.AsSpan(pendingValues)).ToArray();
+        IArrowArray leafArray = dtype == "float16"
+            ? new HalfFloatArray(new ArrowBuffer(leafBytes), ArrowBuffer.Empty, leafCount, 0, 0)
+            : new FloatArray(new ArrowBuffer(leafBytes), ArrowBuffer.Empty, leafCount, 0, 0);
+        var innerArray = new ListArray(inner, batchRows * context, Offsets(batchRows * context, d), leafArray, ArrowBuffer.Empty);
+        var columns = new List<IArrowArray> { new ListArray(outer, batchRows, Offsets(batchRows, context), innerArray, ArrowBuffer.Empty) };
+        if (withTokenIds)
+        {
+            var ids = MemoryMarshal.AsBytes(CollectionsMarshal.AsSpan(pendingIds)).ToArray();
+            columns.Add(new FixedSizeListArray(tokenType, batchRows,
+                new Int32Array(new ArrowBuffer(ids), ArrowBuffer.Empty, batchRows * context, 0, 0), ArrowBuffer.Empty));
+        }
+        writer.WriteRecordBatch(new RecordBatch(schema, columns, batchRows));
+        pendingValues.Clear();
+        pendingIds.Clear();
+        rowsWritten += batchRows;
+        rowsInFile += batchRows;
+        if (rowsInFile == rowsPerFile) EndFile();
+    }
+
+    private void EndFile()
+    {
+        if (writer is null) return;
+        writer.WriteEnd();
+        writer.Dispose();
+        stream!.Dispose();
+        writer = null;
+        stream = null;
+        rowsInFile = 0;
+    }
+
+    public void Dispose()
+    {
+        writer?.Dispose();
+        stream?.Dispose();
+    }
+
     private static ArrowBuffer Offsets(int lists, int width)
     {
         var offsets = new int[lists + 1];
@@ -277,10 +344,23 @@ public static class SaeLensActivationCache
     }
 
     // datasets' fingerprints are 16 hex digits (an xxhash of the dataset's history); any stable value of that form does.
-    private static string Fingerprint(string hook, int rows, int context, int d, string dtype) =>
+    private string Fingerprint() =>
         Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(
-            System.Text.Encoding.UTF8.GetBytes($"{hook}/{rows}/{context}/{d}/{dtype}")))[..16];
+            System.Text.Encoding.UTF8.GetBytes($"{hookName}/{rows}/{context}/{d}/{dtype}")))[..16];
 
     private static void WriteJson(string path, object value) =>
         File.WriteAllText(path, JsonSerializer.Serialize(value, new JsonSerializerOptions { WriteIndented = true }));
+}
+
+public static class SaeLensActivationCache
+{
+    /// <summary>Writes a whole cache at once: values [rows][context][d] (see <see cref="SaeLensCacheWriter"/>).</summary>
+    public static void Write(string folder, string hookName, ReadOnlySpan<float> values, int context, int d, string dtype = "float32",
+        ReadOnlySpan<int> tokenIds = default, int rowsPerFile = 1 << 20, int rowsPerBatch = 1000)
+    {
+        var rows = values.Length / ((long)context * d);
+        using var writer = new SaeLensCacheWriter(folder, hookName, context, d, rows, dtype, !tokenIds.IsEmpty, rowsPerFile, rowsPerBatch);
+        writer.Append(values, tokenIds);
+        writer.Complete();
+    }
 }

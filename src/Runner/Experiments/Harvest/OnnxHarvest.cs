@@ -68,7 +68,7 @@ public static class OnnxHarvest
         using var session = CreateSession(model, targets.Select(t => t.Tensor));
         var feeds = MatchInputs(session, model, inputs, config.Inputs);
         var rows = feeds[0].Array.Rows;
-        var batchRows = BatchRows(session, config.BatchRows, config.Model);
+        var batchRows = BatchRows(session, config.BatchRows, config.Model, rows, config.Inputs);
         foreach (var target in targets)
         {
             var meta = session.OutputMetadata[target.Tensor];
@@ -275,14 +275,17 @@ public static class OnnxHarvest
         return feeds;
     }
 
-    private static int BatchRows(InferenceSession session, int asked, string model)
+    private static int BatchRows(InferenceSession session, int asked, string model, long rows, string inputs)
     {
         var fixedBatch = session.InputMetadata.Values.Where(m => m.IsTensor && m.Dimensions.Length > 0 && m.Dimensions[0] > 0)
             .Select(m => m.Dimensions[0]).Distinct().ToList();
         if (fixedBatch.Count == 0) return asked > 0 ? asked : DefaultBatchRows;
+        const string dynamic = "export with dynamic_axes={\"input\": {0: \"batch\"}} to choose the batch";
         if (asked > 0 && asked != fixedBatch[0])
-            throw new ConfigException($"--batch-size is {asked}, but {model} was exported with a fixed batch of {fixedBatch[0]} " +
-                                      "(export with dynamic_axes={\"input\": {0: \"batch\"}} to choose it)");
+            throw new ConfigException($"--batch-size is {asked}, but {model} was exported with a fixed batch of {fixedBatch[0]} ({dynamic})");
+        if (rows % fixedBatch[0] != 0)
+            throw new ConfigException($"--inputs {inputs}: {rows} rows, not a multiple of the fixed batch of {fixedBatch[0]} {model} was exported with " +
+                                      $"(drop the last {rows % fixedBatch[0]} rows, or {dynamic})");
         return fixedBatch[0];
     }
 

@@ -83,6 +83,25 @@ public class ArrowCacheTests
     }
 
     [Test]
+    public void AStreamWrittenByArrowsJavaScriptImplementationIsReadValueForValue()
+    {
+        // tests/data/arrow-js: written by apache-arrow 21.2.0 for Node (write.js beside it), not by Apache.Arrow for
+        // .NET: the reader follows the format, not one writer's habits. Two record batches of 3 and 2 rows of
+        // (context 3, d 4), value(row, pos, k) = 8 row + 2 pos + k / 4 - 5, and token_ids 100 row + pos.
+        var path = Path.Combine(AppContext.BaseDirectory, "data", "arrow-js", "data-00000-of-00001.arrow");
+        using var shard = ArrowShard.Open(path, column: null);
+        Assert.That((shard.Column, shard.Tokens, shard.D, shard.DType), Is.EqualTo((Hook, 15L, 4, ActivationDType.F32)));
+        var expected = new List<float>();
+        for (var row = 0; row < 5; row++)
+            for (var pos = 0; pos < 3; pos++)
+                for (var k = 0; k < 4; k++) expected.Add(row * 8 + pos * 2 + k * 0.25f - 5);
+        Assert.That(ReadAll(shard), Is.EqualTo(expected.ToArray()));
+        var layout = ArrowIpcStream.ReadLayout(path);
+        Assert.That(layout.Batches.Select(b => b.Rows), Is.EqualTo(new long[] { 3, 2 }));
+        Assert.That(layout.Schema.GetFieldByName("token_ids").DataType, Is.TypeOf<FixedSizeListType>());
+    }
+
+    [Test]
     public void Float16CachesWidenExactly()
     {
         var dir = TestSupport.TempDirectory("arrow-f16");

@@ -23,6 +23,8 @@ public static class Program
         {
             settings.HelpWriter = Console.Error;
             settings.CaseInsensitiveEnumValues = true;
+            // Repeatable options, e.g. harvest --node A --node B.
+            settings.AllowMultiInstance = true;
         });
         var parsed = parser.ParseArguments<InfoOptions, ToyOptions, MoeOptions, FactorizeOptions, EvalOptions, EncodeOptions, HarvestOptions, HybridOptions, SynthesizeOptions, AnalyzeOptions, DemoOptions, BenchOptions>(args);
         try

@@ -14,7 +14,7 @@ namespace NativeEngine.Runner.Commands;
 [Verb("bench", HelpText = "Benchmark workloads beside their peers and the machine's GEMM peak, measured in the same run; JSON out.")]
 public sealed class BenchOptions : BackendOptions
 {
-    [Value(0, MetaName = "workload", HelpText = "toy | moe | factorize | dictionary | peak | all | table FILE...")]
+    [Value(0, MetaName = "workload", HelpText = "toy | moe | factorize | dictionary | peak | read | all | table FILE...")]
     public string Workload { get; set; } = "";
 
     [Value(1, MetaName = "files", HelpText = "table: result files to print as README rows.")]
@@ -26,7 +26,7 @@ public sealed class BenchOptions : BackendOptions
     [Option("config", HelpText = "toy, moe: a config (e.g. configs/paper/n100_m20.json); default: n100_m20 (toy), compare_n20 (moe).")]
     public string? Config { get; set; }
 
-    [Option("d-in", HelpText = "factorize, dictionary: input dimension d (one size instead of the standard ones).")]
+    [Option("d-in", HelpText = "factorize, dictionary: input dimension d (one size instead of the standard ones); read: d of the data (default 512).")]
     public int? D { get; set; }
 
     [Option("d-sae", HelpText = "factorize, dictionary: dictionary size.")]
@@ -35,7 +35,7 @@ public sealed class BenchOptions : BackendOptions
     [Option("top-k", HelpText = "factorize, dictionary: k of the TopK SAE.")]
     public int? K { get; set; }
 
-    [Option("batch", HelpText = "factorize, dictionary: tokens per step (default 4096 and 256).")]
+    [Option("batch", HelpText = "factorize, dictionary, read: tokens per step (default 4096 and 256; read: 4096).")]
     public int? Batch { get; set; }
 
     [Option("seconds", Default = 5.0, HelpText = "Minimum measured time per side of each workload, and of each GEMM.")]
@@ -59,7 +59,7 @@ public sealed class BenchOptions : BackendOptions
 /// </summary>
 public static class BenchCommand
 {
-    public static readonly string[] WorkloadNames = ["toy", "moe", "factorize", "dictionary", "peak", "all", "table"];
+    public static readonly string[] WorkloadNames = ["toy", "moe", "factorize", "dictionary", "peak", "read", "all", "table"];
 
     public static int Run(BenchOptions options, IAnsiConsole console)
     {
@@ -68,6 +68,7 @@ public static class BenchCommand
             throw new ConfigException($"bench workload \"{workload}\" is {(workload.Length == 0 ? "missing" : "unknown")}; " +
                                       $"valid: {string.Join(", ", WorkloadNames)} (or --all)");
         if (workload == "table") return Table(options.Files.ToArray(), console);
+        if (workload == "read") return Read(options, console);
         if (options.Peer is not ("auto" or "none")) throw new ConfigException($"--peer is \"{options.Peer}\"; valid: auto, none");
         if (!(options.Seconds > 0)) throw new ConfigException($"--seconds is {options.Seconds}; valid: > 0");
         if (options.GemmSize < 1) throw new ConfigException($"--gemm-size is {options.GemmSize}; valid: >= 1");
@@ -137,6 +138,37 @@ public static class BenchCommand
     }
 
     private sealed record SaeSizeChoice((int D, int DSae, int K, int Batch)[] Factorize, (int D, int DSae, int K, int Batch) Dictionary);
+
+    /// <summary>`bench read`: tokens/s of each activation file format on the same data (see <see cref="ReadThroughput"/>);
+    /// at most 2^18 tokens and 512 MiB of float32 values.</summary>
+    private static int Read(BenchOptions options, IAnsiConsole console)
+    {
+        if (!(options.Seconds > 0)) throw new ConfigException($"--seconds is {options.Seconds}; valid: > 0");
+        if (options.DSae is not null || options.K is not null || options.Config is not null)
+            throw new ConfigException("bench read takes --d-in, --batch, --seconds and --out");
+        var d = options.D ?? 512;
+        var batch = options.Batch ?? 4096;
+        if (d < 1 || batch < 1) throw new ConfigException($"--d-in {d}, --batch {batch}: valid: >= 1");
+        var tokens = Math.Max(ReadThroughput.ContextSize, Math.Min(1L << 18, (1L << 27) / d) / ReadThroughput.ContextSize * ReadThroughput.ContextSize);
+        using var context = new EngineContext(Backend.Cpu);
+        var result = new JsonObject
+        {
+            ["benchmark"] = "read",
+            ["date"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
+            ["machine"] = MachineJson(context),
+            ["seconds_per_side"] = options.Seconds,
+            ["note"] = "files freshly written, so read from the page cache; sequential: every shard front to back; shuffled: " +
+                       "ActivationSource batches as factorize draws them",
+            ["results"] = ReadThroughput.Measure(d, tokens, batch, options.Seconds),
+        };
+        var json = result.ToJsonString(new JsonSerializerOptions
+        {
+            WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        });
+        console.Profile.Out.Writer.WriteLine(json);
+        if (options.Out is { } path) Write(path, json);
+        return 0;
+    }
 
     // The standard sizes, or the one size the options give (missing ones from the workload's first standard size).
     private static SaeSizeChoice SaeSizes(BenchOptions options, string workload)

@@ -12,7 +12,7 @@ public sealed class SynthesizeOptions
     [Option("config", Required = true, HelpText = "A factorize config whose data is {\"synthetic\": {...}}.")]
     public string Config { get; set; } = "";
 
-    [Option("out", Required = true, HelpText = "Folder for shard_*.npy (or .f32) and ground_truth.safetensors.")]
+    [Option("out", Required = true, HelpText = "Folder for shard_*.npy (or .f32, or a SAELens cache) and ground_truth.safetensors.")]
     public string Out { get; set; } = "";
 
     [Option("tokens", Required = true, HelpText = "Tokens to write.")]
@@ -21,8 +21,11 @@ public sealed class SynthesizeOptions
     [Option("shard-tokens", Default = 1L << 20, HelpText = "Tokens per shard.")]
     public long ShardTokens { get; set; } = 1L << 20;
 
-    [Option("format", Default = "npy", HelpText = "npy | raw (float32, no header).")]
+    [Option("format", Default = "npy", HelpText = "npy | raw (float32, no header) | arrow (a SAELens activation cache: save_to_disk folder, column \"activations\").")]
     public string Format { get; set; } = "npy";
+
+    [Option("context", Default = 128, HelpText = "arrow: tokens per row (SAELens's context_size).")]
+    public int Context { get; set; } = 128;
 }
 
 public static class SynthesizeCommand
@@ -36,9 +39,10 @@ public static class SynthesizeCommand
         {
             "npy" => ActivationFileFormat.Npy,
             "raw" => ActivationFileFormat.RawF32,
-            _ => throw new ConfigException($"--format is \"{options.Format}\"; valid: npy, raw"),
+            "arrow" => ActivationFileFormat.Arrow,
+            _ => throw new ConfigException($"--format is \"{options.Format}\"; valid: npy, raw, arrow"),
         };
-        var result = Synthesis.Run(synthetic, options.Out, options.Tokens, options.ShardTokens, format);
+        var result = Synthesis.Run(synthetic, options.Out, options.Tokens, options.ShardTokens, format, options.Context);
         console.MarkupLine($"wrote {options.Tokens} tokens (d = {result.D}, {result.Bytes / 1e9:F2} GB) in {result.Shards.Count} shard(s) and " +
                            $"ground_truth.safetensors to {Markup.Escape(Path.GetFullPath(options.Out))}");
         return 0;

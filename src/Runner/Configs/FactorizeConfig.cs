@@ -14,8 +14,12 @@ public sealed record SyntheticSpec(int D, int NFeatures, double ActiveMean, doub
     ulong Seed) : DataSpec;
 
 /// <summary>Activation shards on disk (tokens × d): absolute paths or globs, their format (raw shards with their
-/// element type), the tensor read from .safetensors files, and d (required for raw shards).</summary>
-public sealed record FilesSpec(string[] Files, ActivationFileFormat Format, string? Tensor, int? D) : DataSpec;
+/// element type), the tensor read from .safetensors files, d (required for raw shards), and the column read from
+/// Arrow files (paths may then be dataset folders: a SAELens cache, any save_to_disk folder).</summary>
+public sealed record FilesSpec(string[] Files, ActivationFileFormat Format, string? Tensor, int? D, string? Column = null) : DataSpec
+{
+    public ActivationFiles ToActivationFiles() => new(Files, Format, D, Tensor, Column);
+}
 
 /// <summary>How activations are scaled before training (and the scale folded back into the saved dictionary).</summary>
 public enum ActivationNormalization
@@ -76,7 +80,7 @@ public static class FactorizeConfigLoader
             ["expected_average"] = ActivationNormalization.ExpectedAverage,
         };
 
-    private static readonly string[] FileFormats = ["npy", "safetensors", "raw"];
+    private static readonly string[] FileFormats = ["npy", "safetensors", "raw", "arrow"];
 
     /// <summary>The element types of raw shards, by their config name.</summary>
     public static readonly IReadOnlyDictionary<string, ActivationFileFormat> RawDtypes = new Dictionary<string, ActivationFileFormat>
@@ -183,8 +187,18 @@ public static class FactorizeConfigLoader
         if (r.TryGet("tensor", out var tensorValue))
             tensor = tensorValue.ValueKind == JsonValueKind.String ? tensorValue.GetString() : throw r.Error("tensor", "must be a string");
         if (format == "safetensors" && tensor is null) throw r.Error("tensor", "is required with format \"safetensors\" (the tensor to read)");
-        // .npy and .safetensors files name their element type; raw shards take it from "dtype".
+        string? column = null;
+        if (r.TryGet("column", out var columnValue))
+        {
+            if (format != "arrow") throw r.Error("column", "is for format \"arrow\" (the column of the Arrow files to read)");
+            column = columnValue.ValueKind == JsonValueKind.String && columnValue.GetString() is { Length: > 0 } c ? c
+                : throw r.Error("column", $"must be a column name, found {JsonObjectReader.Describe(columnValue)}");
+        }
+        // .npy and .safetensors files name their element type; raw shards take it from "dtype"; Arrow files name
+        // float32 and float16, and "dtype": "bfloat16" reads a 16-bit integer column as bfloat16 bits.
         var raw = r.Choice("dtype", RawDtypes, ActivationFileFormat.RawF32);
+        if (format == "arrow" && r.TryGet("dtype", out _) && raw != ActivationFileFormat.RawBF16)
+            throw r.Error("dtype", "with format \"arrow\" is read from the files (float32, float16); give only \"bfloat16\", for a 16-bit integer column holding bfloat16 bits");
         int? dim = r.TryGet("d", out _) ? (int)r.Integer("d", 1, 1 << 20) : null;
         if (format == "raw" && dim is null) throw r.Error("d", "is required with format \"raw\" (raw shards carry no shape)");
         r.RejectUnknownKeys();
@@ -192,9 +206,10 @@ public static class FactorizeConfigLoader
         {
             "npy" => ActivationFileFormat.Npy,
             "safetensors" => ActivationFileFormat.SafeTensors,
+            "arrow" => raw == ActivationFileFormat.RawBF16 ? ActivationFileFormat.ArrowBF16 : ActivationFileFormat.Arrow,
             _ => raw,
         };
-        return new FilesSpec(paths, resolved, tensor, dim);
+        return new FilesSpec(paths, resolved, tensor, dim, column);
     }
 
     private static SaeSpec ReadSae(JsonObjectReader r, int? d)
@@ -320,11 +335,14 @@ public static class FactorizeConfigWriter
                     {
                         ActivationFileFormat.Npy => "npy",
                         ActivationFileFormat.SafeTensors => "safetensors",
+                        ActivationFileFormat.Arrow or ActivationFileFormat.ArrowBF16 => "arrow",
                         _ => "raw",
                     });
                     if (FactorizeConfigLoader.RawDtypes.FirstOrDefault(p => p.Value == f.Format).Key is { } dtype)
                         w.WriteString("dtype", dtype);
+                    if (f.Format == ActivationFileFormat.ArrowBF16) w.WriteString("dtype", "bfloat16");
                     if (f.Tensor is not null) w.WriteString("tensor", f.Tensor);
+                    if (f.Column is not null) w.WriteString("column", f.Column);
                     if (f.D is { } d) w.WriteNumber("d", d);
                     break;
             }

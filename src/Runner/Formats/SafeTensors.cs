@@ -7,6 +7,10 @@ namespace NativeEngine.Runner.Formats;
 /// <summary>A named float32 tensor.</summary>
 public sealed record Tensor(string Name, long[] Shape, float[] Data);
 
+/// <summary>A tensor of a .safetensors file located but not read: its dtype name (F32, I64, ...), shape, and the
+/// absolute byte range of its data.</summary>
+public sealed record SafeTensorsEntry(string Name, string DType, long[] Shape, long DataOffset, long DataLength);
+
 /// <summary>
 /// The safetensors format: an 8-byte little-endian header length, a JSON header mapping each name to
 /// {dtype, shape, data_offsets} (plus optional "__metadata__" of strings), then the raw little-endian data.
@@ -96,6 +100,45 @@ public static class SafeTensors
             throw new DataFormatException($"{path}: {name} has shape [{string.Join(", ", t.Shape)}]; config.json says " +
                                               $"[{string.Join(", ", shape)}]");
         return t.Data;
+    }
+
+    /// <summary>Every tensor's header entry, of any dtype, checked to lie inside the file.</summary>
+    public static List<SafeTensorsEntry> ReadEntries(string path)
+    {
+        try
+        {
+            using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read);
+            Span<byte> prefix = stackalloc byte[8];
+            if (stream.Length < 8) throw new DataFormatException($"{path}: {stream.Length} bytes, too short for a safetensors header");
+            stream.ReadExactly(prefix);
+            var headerLength = BinaryPrimitives.ReadUInt64LittleEndian(prefix);
+            if (headerLength > (ulong)(stream.Length - 8) || headerLength > 100_000_000)
+                throw new DataFormatException($"{path}: header length {headerLength} at offset 0 does not fit the file ({stream.Length} bytes); not a safetensors file?");
+            var bytes = new byte[headerLength];
+            stream.ReadExactly(bytes);
+            using var header = JsonDocument.Parse(bytes);
+            var dataStart = 8 + (long)headerLength;
+            var entries = new List<SafeTensorsEntry>();
+            foreach (var entry in header.RootElement.EnumerateObject())
+            {
+                if (entry.Name == "__metadata__") continue;
+                var dtype = entry.Value.GetProperty("dtype").GetString() ?? "";
+                var shape = entry.Value.GetProperty("shape").EnumerateArray().Select(e => e.GetInt64()).ToArray();
+                var offsets = entry.Value.GetProperty("data_offsets").EnumerateArray().Select(e => e.GetInt64()).ToArray();
+                if (offsets.Length != 2 || offsets[0] < 0 || offsets[1] < offsets[0] || dataStart + offsets[1] > stream.Length)
+                    throw new DataFormatException($"{path}: tensor {entry.Name} data_offsets [{string.Join(", ", offsets)}] do not lie inside the file");
+                entries.Add(new SafeTensorsEntry(entry.Name, dtype, shape, dataStart + offsets[0], offsets[1] - offsets[0]));
+            }
+            return entries;
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            throw new DataFormatException($"{path}: header not parseable: {e.Message}", e);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new DataFormatException($"{path}: cannot be read: {e.Message}", e);
+        }
     }
 
     /// <summary>Element types <see cref="Read"/> accepts, widened (or, for F64, rounded) to float32.</summary>

@@ -152,7 +152,7 @@ public static class ModelAnalyses
                     return new GroundTruth($"the synthetic data of {Path.Combine(dictDir, "config.json")}", synthetic.Features.ToArray(),
                         synthetic.FeatureCount, s.D, synthetic.Probabilities.ToArray());
             case FilesSpec f:
-                var beside = Path.Combine(Path.GetDirectoryName(f.Files[0]) ?? ".", GroundTruthFile.Name);
+                var beside = Path.Combine((Directory.Exists(f.Files[0]) ? f.Files[0] : Path.GetDirectoryName(f.Files[0])) ?? ".", GroundTruthFile.Name);
                 if (File.Exists(beside)) return GroundTruth.Read(beside);
                 throw new ConfigException($"{Path.Combine(dictDir, "config.json")} reads files with no {GroundTruthFile.Name} beside " +
                                           $"them ({beside}); give --ground-truth FILE or --model DIR");

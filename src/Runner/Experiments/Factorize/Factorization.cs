@@ -72,7 +72,7 @@ public static class Factorization
                 var synthetic = Synthetic(s, batchSize, prefetch);
                 return (synthetic, synthetic.Features.ToArray(), synthetic.FeatureCount);
             case FilesSpec f:
-                var source = ActivationSource.Open(new ActivationFiles(f.Files, f.Format, f.D, f.Tensor),
+                var source = ActivationSource.Open(f.ToActivationFiles(),
                     new ActivationSourceOptions(batchSize, Seed: seed, Prefetch: prefetch));
                 var (truth, count) = GroundTruthBeside(f.Files[0], source.D);
                 return (source, truth, count);
@@ -81,10 +81,11 @@ public static class Factorization
         }
     }
 
-    // ground_truth.safetensors in the folder of the first shard (as the synthetic generator writes it).
+    // ground_truth.safetensors in the folder of the first shard, or in the dataset folder named (as the synthetic
+    // generator writes it).
     private static (float[]?, int) GroundTruthBeside(string pattern, int d)
     {
-        var path = Path.Combine(Path.GetDirectoryName(pattern) ?? ".", GroundTruthFile.Name);
+        var path = Path.Combine((Directory.Exists(pattern) ? pattern : Path.GetDirectoryName(pattern)) ?? ".", GroundTruthFile.Name);
         if (!File.Exists(path)) return (null, 0);
         var features = SafeTensors.Read(path).Tensors.FirstOrDefault(t => t.Name == "features");
         return features is { Shape.Length: 2 } && features.Shape[1] == d ? (features.Data, (int)features.Shape[0]) : (null, 0);

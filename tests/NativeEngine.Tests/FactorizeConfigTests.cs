@@ -133,4 +133,20 @@ public class FactorizeConfigTests
         const string json = """{ "data": { "synthetic": { "d": 16 } }, "sae": { "architecture": "relu", "d_sae": 64 }, "format": "sparsify" }""";
         Assert.That(ErrorOf(json), Does.Contain("\"format\" is \"sparsify\" and sae.architecture is \"relu\"").And.Contain("TopK dictionaries only"));
     }
+
+    [TestCase("""{ "files": ["a/*.npy", "b.npy"] }""", "Npy")]
+    [TestCase("""{ "files": ["acts.safetensors"], "tensor": "x" }""", "SafeTensors")]
+    [TestCase("""{ "files": ["cache/data-00000-of-00001.arrow"] }""", "Arrow")]
+    public void WithoutAFormatTheFilesExtensionNamesIt(string data, string format)
+    {
+        var c = FactorizeConfigLoader.Parse($$"""{ "data": {{data}}, "sae": { "architecture": "relu", "d_sae": 8 } }""", "f.json", "/base");
+        Assert.That(((FilesSpec)c.Data).Format.ToString(), Is.EqualTo(format));
+    }
+
+    [Test]
+    public void WithoutAFormatFilesOfNoKnownExtensionAreAnError()
+    {
+        var json = """{ "data": { "files": ["a.bin", "b.npy"] }, "sae": { "architecture": "relu", "d_sae": 8 } }""";
+        Assert.That(ErrorOf(json), Does.Contain("\"format\" is missing and the files' extensions (.bin, .npy) do not name one"));
+    }
 }

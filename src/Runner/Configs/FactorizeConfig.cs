@@ -182,7 +182,7 @@ public static class FactorizeConfigLoader
             throw r.Error("files", $"must be a non-empty array of paths or globs, found {JsonObjectReader.Describe(files)}");
         var paths = files.EnumerateArray().Select(e => e.GetString()!)
             .Select(p => Path.IsPathRooted(p) ? p : Path.Combine(baseDirectory, p)).ToArray();
-        var format = OneOf(r, "format", FileFormats, null);
+        var format = r.TryGet("format", out _) ? OneOf(r, "format", FileFormats, null) : FormatOfExtension(r, paths);
         string? tensor = null;
         if (r.TryGet("tensor", out var tensorValue))
             tensor = tensorValue.ValueKind == JsonValueKind.String ? tensorValue.GetString() : throw r.Error("tensor", "must be a string");
@@ -210,6 +210,20 @@ public static class FactorizeConfigLoader
             _ => raw,
         };
         return new FilesSpec(paths, resolved, tensor, dim, column);
+    }
+
+    // Without "format", the files' common extension names it (.npy, .safetensors, .arrow); raw shards have none.
+    private static string FormatOfExtension(JsonObjectReader r, string[] paths)
+    {
+        var extensions = paths.Select(p => Path.GetExtension(p).ToLowerInvariant()).Distinct().ToArray();
+        return extensions switch
+        {
+            [".npy"] => "npy",
+            [".safetensors"] => "safetensors",
+            [".arrow"] => "arrow",
+            _ => throw r.Error("format", $"is missing and the files' extensions ({string.Join(", ", extensions.Select(e => e.Length > 0 ? e : "none"))}) " +
+                                        "do not name one; valid: \"npy\", \"safetensors\", \"raw\" (with \"d\") or \"arrow\""),
+        };
     }
 
     private static SaeSpec ReadSae(JsonObjectReader r, int? d)

@@ -108,6 +108,16 @@ public sealed class SparseAutoencoder : IDisposable
         NativeEngineException.ThrowIfFailed(NativeMethods.SaeSetParams(_handle, wEnc, wEnc.Length, bEnc, bEnc.Length,
             wDec, wDec.Length, bDec, bDec.Length, threshold, threshold.Length));
 
+    /// <summary>Bytes of <see cref="GetState"/>.</summary>
+    public long StateSize
+    {
+        get
+        {
+            NativeEngineException.ThrowIfFailed(NativeMethods.SaeStateSize(_handle, out var bytes));
+            return bytes;
+        }
+    }
+
     /// <summary>The optimizer and firing state a checkpoint stores beside the parameters.</summary>
     public byte[] GetState()
     {

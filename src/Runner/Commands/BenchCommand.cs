@@ -61,16 +61,21 @@ public static class BenchCommand
 {
     public static readonly string[] WorkloadNames = ["toy", "moe", "factorize", "dictionary", "peak", "all", "table"];
 
-    public static int Run(BenchOptions options, IAnsiConsole console)
+    public static int Run(BenchOptions options, Cli cli)
     {
+        var console = cli.Out;
         var workload = options.All ? "all" : options.Workload;
         if (!WorkloadNames.Contains(workload))
             throw new ConfigException($"bench workload \"{workload}\" is {(workload.Length == 0 ? "missing" : "unknown")}; " +
                                       $"valid: {string.Join(", ", WorkloadNames)} (or --all)");
-        if (workload == "table") return Table(options.Files.ToArray(), console);
+        if (workload == "table") return Table(options.Files.ToArray(), cli);
         if (options.Peer is not ("auto" or "none")) throw new ConfigException($"--peer is \"{options.Peer}\"; valid: auto, none");
         if (!(options.Seconds > 0)) throw new ConfigException($"--seconds is {options.Seconds}; valid: > 0");
-        if (options.GemmSize < 1) throw new ConfigException($"--gemm-size is {options.GemmSize}; valid: >= 1");
+        if (options.GemmSize < 1 || options.GemmSize > MachinePeak.MaxGemmSize)
+            throw new ConfigException($"--gemm-size is {options.GemmSize}; valid: 1..{MachinePeak.MaxGemmSize} (three n × n float " +
+                                      "matrices must fit in memory)");
+        if (!double.IsFinite(options.Seconds) || options.Seconds > 3600)
+            throw new ConfigException($"--seconds is {options.Seconds}; valid: > 0 and at most 3600");
         if (options.Config is not null && workload is not ("toy" or "moe"))
             throw new ConfigException("--config applies to bench toy and bench moe only");
         var saeSizes = SaeSizes(options, workload);
@@ -82,7 +87,7 @@ public static class BenchCommand
         var rows = new JsonArray();
         void Add(string what, Func<JsonObject> measure)
         {
-            if (all) console.MarkupLine($"[grey]measuring {Markup.Escape(what)}[/]");
+            if (all) cli.Error.MarkupLine($"[grey]measuring {Markup.Escape(what)}[/]");
             rows.Add(measure());
         }
 
@@ -94,7 +99,7 @@ public static class BenchCommand
                 foreach (var relative in Workloads.SuiteToyConfigs)
                     if (RepositoryFiles.Find(relative) is { } found)
                         Add(relative, () => Workloads.Toy(run, ToyConfigLoader.LoadFile(found), ConfigName(relative), relative));
-                    else console.MarkupLine($"[yellow]{Markup.Escape(relative)} not found from here: skipped[/]");
+                    else cli.Warn($"{relative} not found from here: skipped");
         }
         if (workload is "moe" or "all")
         {
@@ -241,21 +246,39 @@ public static class BenchCommand
         }
     }
 
-    private static int Table(string[] files, IAnsiConsole console)
+    private static int Table(string[] files, Cli cli)
     {
+        var console = cli.Out;
         if (files.Length == 0) throw new ConfigException("bench table needs result files, e.g. bench table bench/results/*.json");
         var first = true;
         foreach (var file in files)
         {
             if (!File.Exists(file)) throw new ConfigException($"{file} does not exist");
-            var node = JsonNode.Parse(File.ReadAllText(file))!;
-            if (node["results"] is null || node["peak"] is null)
+            JsonNode? node;
+            try
+            {
+                node = JsonNode.Parse(File.ReadAllText(file));
+            }
+            catch (JsonException e)
+            {
+                throw new Formats.DataFormatException($"{file}: not a bench result (not valid JSON: {e.Message})");
+            }
+            if (node is not JsonObject || node["results"] is null || node["peak"] is null)
             {
                 // Results from before the peak and the rows (one workload per file) stay in bench/results as records.
-                console.MarkupLine($"[yellow]skipped {Markup.Escape(file)}: no \"peak\" and \"results\" (an older format)[/]");
+                cli.Warn($"skipped {file}: no \"peak\" and \"results\" (an older format, or not a bench result)");
                 continue;
             }
-            foreach (var line in MarkdownRows(node, withHeader: first)) console.Profile.Out.Writer.WriteLine(line);
+            List<string> rows;
+            try
+            {
+                rows = MarkdownRows(node, withHeader: first).ToList();
+            }
+            catch (Exception e) when (e is InvalidOperationException or NullReferenceException or FormatException or ArgumentException)
+            {
+                throw new Formats.DataFormatException($"{file}: not a bench result this version reads ({e.Message})");
+            }
+            foreach (var line in rows) console.Profile.Out.Writer.WriteLine(line);
             first = false;
         }
         return 0;

@@ -7,7 +7,7 @@ using Spectre.Console;
 namespace NativeEngine.Runner.Commands;
 
 [Verb("harvest", HelpText = "Write a trained toy or MoE model's hidden activations on fresh data as shards factorize reads, with the ground truth (its feature directions and the true codes).")]
-public sealed class HarvestOptions : BackendOptions
+public sealed class HarvestOptions : RunFolderOptions
 {
     [Option("model", Required = true, HelpText = "A toy or moe run folder (config.json, weights.safetensors).")]
     public string Model { get; set; } = "";
@@ -27,13 +27,14 @@ public sealed class HarvestOptions : BackendOptions
 
 public static class HarvestCommand
 {
-    public static int Run(HarvestOptions options, IAnsiConsole console)
+    public static int Run(HarvestOptions options, Cli cli)
     {
         using var context = new EngineContext(options.ParseBackend());
-        var result = ConsoleProgress.Run(console, progress =>
-            Harvest.Run(context, options.Model, options.Instance, options.Tokens, options.ShardTokens, options.Out, progress));
+        var result = ConsoleProgress.Run(cli, progress =>
+            Harvest.Run(context, options.Model, options.Instance, options.Tokens, options.ShardTokens, options.Out, progress, options.Force));
+        var console = cli.Out;
         console.MarkupLine($"wrote {options.Tokens} tokens of h (d = {result.D}) from instance {result.Instance} in " +
                            $"{result.Shards.Count} shard(s) to {Markup.Escape(Path.GetFullPath(options.Out))}, with {GroundTruthFile.Name}");
-        return 0;
+        return ExitCodes.Ok;
     }
 }

@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Reflection;
 using NativeEngine.Interop;
 using NativeEngine.Runner.Configs;
@@ -80,11 +81,23 @@ public static class DemoTour
     /// a part with its number and title, <paramref name="finished"/> after it. Returns false when cancelled (the
     /// parts done, and report.html up to them, are written).</summary>
     public static bool Run(EngineContext context, string outDir, IRunProgress progress, CancellationToken cancel,
-        Action<int, string> starting, Action<DemoPart> finished)
+        Action<int, string> starting, Action<DemoPart> finished, bool force = false)
     {
         var configs = Experiments.Select(e => LoadDemoConfig(e.Name)).ToArray();
         var moe = LoadDemoMoeConfig();
-        RunFolder.Prepare(outDir);
+        // The tour's identity is its configs; every experiment's folder below outDir belongs to it.
+        RunFolder.Claim(outDir, Kind, "[" + string.Join(",", configs.Select(ToyConfigWriter.ToJson).Append(MoeConfigWriter.ToJson(moe))
+            .Append(JsonSerializer.Serialize(LoadDemoHybridConfig(), HybridExperiment.ConfigJson))) + "]", force);
+        var completed = Tour(context, configs, moe, outDir, progress, cancel, starting, finished);
+        RunFolder.Finish(outDir, completed ? RunFolder.Status.Completed : RunFolder.Status.Interrupted);
+        return completed;
+    }
+
+    public const string Kind = "demo";
+
+    private static bool Tour(EngineContext context, ToyConfig[] configs, MoeConfig moe, string outDir, IRunProgress progress,
+        CancellationToken cancel, Action<int, string> starting, Action<DemoPart> finished)
+    {
         var index = new HtmlReport("Toy Models of Superposition: the demo");
         index.AddParagraph("Each experiment below has its own folder with report.html, results.json, config.json, " +
                            "weights.safetensors and figures/. The full-size configs of every figure are in configs/paper/.");
@@ -94,7 +107,7 @@ public static class DemoTour
             var (name, lesson) = Experiments[e];
             var title = configs[e].Title ?? name;
             starting(e + 1, title);
-            var run = ToyExperiment.Run(context, configs[e], Path.Combine(outDir, name), progress, cancel);
+            var run = ToyExperiment.Run(context, configs[e], Path.Combine(outDir, name), progress, cancel, force: true);
             finished(new DemoToyPart(e + 1, title, lesson, run));
             index.AddHeading($"{e + 1}. {title}");
             index.AddParagraph($"{lesson} Full report: {name}/report.html ({run.Seconds:F1} s of training).");
@@ -116,7 +129,7 @@ public static class DemoTour
 
         var moeTitle = moe.Run.Title ?? MoeCompareName;
         starting(configs.Length + 1, moeTitle);
-        var comparison = MoeComparisonExperiment.Run(context, moe, Path.Combine(outDir, MoeCompareName), progress, cancel);
+        var comparison = MoeComparisonExperiment.Run(context, moe, Path.Combine(outDir, MoeCompareName), progress, cancel, force: true);
         finished(new DemoMoePart(configs.Length + 1, moeTitle, comparison));
         index.AddHeading($"{configs.Length + 1}. {moeTitle}");
         index.AddParagraph("The paper suggests that mixtures of experts, which activate only some neurons per token, " +
@@ -135,7 +148,7 @@ public static class DemoTour
         var hybrid = LoadDemoHybridConfig();
         var hybridTitle = hybrid.Title ?? HybridExperimentName;
         starting(configs.Length + 2, hybridTitle);
-        var decoded = HybridExperiment.Run(context, hybrid, Path.Combine(outDir, HybridExperimentName), progress, cancel);
+        var decoded = HybridExperiment.Run(context, hybrid, Path.Combine(outDir, HybridExperimentName), progress, cancel, force: true);
         finished(new DemoHybridPart(configs.Length + 2, hybridTitle, HybridLesson, hybrid, decoded));
         if (decoded is null)
         {

@@ -21,7 +21,6 @@ public sealed record FactorizeMetrics(double Mse, double Fvu, double L0, double 
 /// </summary>
 public static class Factorization
 {
-    public const string CheckpointFolder = "checkpoint";
     /// <summary>A latent firing on more than this share of tokens counts as dense.</summary>
     public const double DenseDensity = 0.1;
     public const int EvaluationBatches = 8;
@@ -51,7 +50,7 @@ public static class Factorization
                 return (synthetic, synthetic.Features.ToArray(), synthetic.FeatureCount);
             case FilesSpec f:
                 var source = ActivationSource.Open(new ActivationFiles(f.Files, f.Format, f.D, f.Tensor),
-                    new ActivationSourceOptions(batchSize, Seed: seed, Prefetch: prefetch));
+                    new ActivationSourceOptions(batchSize, Seed: seed, Prefetch: prefetch, NonFinite: f.NonFinite));
                 var (truth, count) = GroundTruthBeside(f.Files[0], source.D);
                 return (source, truth, count);
             default:
@@ -109,7 +108,9 @@ public static class Factorization
             mmcs, matched, tokens, seconds, seconds > 0 ? tokens / seconds : 0);
     }
 
-    public static string MetricsJson(FactorizeMetrics m)
+    /// <summary>metrics.json: the metrics (null where not finite), with the tokens of non-finite input skipped when
+    /// there were any.</summary>
+    public static string MetricsJson(FactorizeMetrics m, long skippedTokens = 0)
     {
         return Json.Document(w =>
         {
@@ -124,50 +125,20 @@ public static class Factorization
             w.WriteNumber("tokens", m.Tokens);
             Json.Number(w, "seconds", m.Seconds);
             Json.Number(w, "tokens_per_second", m.TokensPerSecond);
+            if (skippedTokens > 0) w.WriteNumber("skipped_non_finite_tokens", skippedTokens);
             w.WriteEndObject();
         });
     }
 
-    /// <summary>Writes a checkpoint folder (weights, optimizer state, data position, curve) beside the run, then
-    /// swaps it in by rename, so a crash leaves the previous checkpoint whole.</summary>
-    public static void WriteCheckpoint(string runDirectory, SparseAutoencoder sae, IActivationBatches source, long step,
-        long tokens, double seconds, IReadOnlyList<FactorizeCurvePoint> curve)
+    /// <summary>metrics.json of a run that stopped on a value that was not finite: no metrics (null), where it
+    /// stopped, and how far it got.</summary>
+    public static string StoppedMetricsJson(NonFinite where, long tokens, double seconds) => Json.Document(w =>
     {
-        var final = Path.Combine(runDirectory, CheckpointFolder);
-        var temporary = final + ".tmp";
-        if (Directory.Exists(temporary)) Directory.Delete(temporary, recursive: true);
-        Directory.CreateDirectory(temporary);
-        var p = sae.GetParameters();
-        SafeTensors.Write(Path.Combine(temporary, "params.safetensors"),
-        [
-            new Tensor("W_enc", [sae.Spec.DIn, sae.Spec.DSae], p.WEnc), new Tensor("b_enc", [sae.Spec.DSae], p.BEnc),
-            new Tensor("W_dec", [sae.Spec.DSae, sae.Spec.DIn], p.WDec), new Tensor("b_dec", [sae.Spec.DIn], p.BDec),
-            new Tensor("threshold", [sae.Spec.DSae], p.Threshold),
-        ]);
-        AtomicFile.Write(Path.Combine(temporary, "state.bin"), stream => stream.Write(sae.GetState()));
-        AtomicFile.WriteText(Path.Combine(temporary, "source.json"), source.State.ToJson());
-        AtomicFile.WriteText(Path.Combine(temporary, "progress.json"), JsonSerializer.Serialize(new CheckpointProgress(step, tokens, seconds, curve.ToArray())));
-        var old = final + ".old";
-        if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
-        if (Directory.Exists(final)) Directory.Move(final, old);
-        Directory.Move(temporary, final);
-        if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
-    }
-
-    public sealed record CheckpointProgress(long Step, long Tokens, double Seconds, FactorizeCurvePoint[] Curve);
-
-    /// <summary>Restores the model and the data position; returns the progress recorded.</summary>
-    public static CheckpointProgress ReadCheckpoint(string runDirectory, SparseAutoencoder sae, IActivationBatches source)
-    {
-        var folder = Path.Combine(runDirectory, CheckpointFolder);
-        if (!Directory.Exists(folder))
-            throw new ConfigException($"--resume {runDirectory}: no {CheckpointFolder}/ there; a run writes one every " +
-                                      "train.checkpoint_every steps and when interrupted");
-        var tensors = SafeTensors.Read(Path.Combine(folder, "params.safetensors")).Tensors.ToDictionary(t => t.Name, t => t.Data);
-        sae.Restore(new SaeParameters(tensors["W_enc"], tensors["b_enc"], tensors["W_dec"], tensors["b_dec"], tensors["threshold"]),
-            File.ReadAllBytes(Path.Combine(folder, "state.bin")));
-        source.Restore(SourceState.FromJson(File.ReadAllText(Path.Combine(folder, "source.json"))));
-        return JsonSerializer.Deserialize<CheckpointProgress>(File.ReadAllText(Path.Combine(folder, "progress.json")))
-               ?? throw new InvalidDataException($"{folder}/progress.json is empty");
-    }
+        w.WriteStartObject();
+        foreach (var key in new[] { "mse", "fvu", "l0", "dead_fraction", "dense_fraction" }) w.WriteNull(key);
+        w.WriteNumber("tokens", tokens);
+        Json.Number(w, "seconds", seconds);
+        NonFiniteException.Write(w, where);
+        w.WriteEndObject();
+    });
 }

@@ -20,22 +20,39 @@ public sealed record FactorizeResult(FactorizeConfig Config, long Steps, long To
 /// Approach 2 (SCIENCE.md §3): learns an overcomplete dictionary of activations with a sparse autoencoder, with an
 /// lr warm-up and a linear decay, checkpoints that make the run resumable bit for bit, and the dictionary written in
 /// the SAELens layout with its metrics and report.
+/// <para>The run folder: run.json (the claim), config.json (the resolved config), metrics.json, figures/,
+/// report.html, and dictionary/ holding the dictionary only (cfg.json, sae_weights.safetensors,
+/// sparsity.safetensors: what SAELens loads). checkpoint/ (<see cref="FactorizeCheckpoint"/>) is run state: it
+/// exists while the run is unfinished and goes when it completes.</para>
 /// </summary>
 public static class FactorizeExperiment
 {
+    public const string Kind = "factorize";
     public const string ConfigFile = "config.json";
-    private const string ScaleFile = "scale.txt";
+    public const string MetricsFile = "metrics.json";
 
     /// <summary>
-    /// Trains into <paramref name="outDir"/>: config.json, checkpoints (every train.checkpoint_every steps and when
-    /// cancelled), then sae_weights.safetensors, cfg.json, sparsity.safetensors, metrics.json, figures/ and
-    /// report.html. With <paramref name="resume"/> the run continues from the folder's checkpoint.
+    /// Trains into <paramref name="outDir"/>: checkpoints every train.checkpoint_every steps and when cancelled, then
+    /// dictionary/, metrics.json, figures/ and report.html, and removes the checkpoint. With
+    /// <paramref name="resume"/> the run continues from the folder's checkpoint (with <paramref name="force"/>, even
+    /// under another config). A step whose loss or parameters are not finite stops the run: the last checkpoint is
+    /// kept, metrics.json says where it stopped, and a <see cref="NonFiniteException"/> says why.
     /// </summary>
     public static FactorizeResult Run(EngineContext context, FactorizeConfig config, string outDir, IRunProgress progress,
-        CancellationToken cancel, bool resume = false)
+        CancellationToken cancel, bool resume = false, bool force = false)
     {
-        RunFolder.Prepare(outDir);
-        if (!resume) AtomicFile.WriteText(Path.Combine(outDir, ConfigFile), FactorizeConfigWriter.ToJson(config));
+        var configJson = FactorizeConfigWriter.ToJson(config);
+        var configHash = RunFolder.Sha256(configJson);
+        if (resume)
+        {
+            if (RunFolder.Read(outDir) is { Kind: Kind, Status: RunFolder.Status.Completed } && !FactorizeCheckpoint.Exists(outDir))
+                throw new ConfigException($"--resume {outDir}: that run completed ({DictionaryFolder.Name}/, {MetricsFile}); there is " +
+                                          "nothing to resume");
+            FactorizeCheckpoint.CheckConfig(outDir, configJson, force);
+        }
+        RunFolder.Claim(outDir, Kind, configJson, force, resume);
+        var configPath = Path.Combine(outDir, ConfigFile);
+        if (!resume || !File.Exists(configPath) || File.ReadAllText(configPath) != configJson) AtomicFile.WriteText(configPath, configJson);
         var (source, truth, truthCount) = Factorization.OpenData(config);
         using var _ = source;
         var d = source.D;
@@ -45,58 +62,109 @@ public static class FactorizeExperiment
 
         var totalSteps = config.Train.Steps;
         var curve = new List<FactorizeCurvePoint>();
-        long step = 0, tokens = 0;
+        long step = 0, tokens = 0, checkpointStep = -1;
         double previousSeconds = 0;
         var scale = 1f;
         if (resume)
         {
-            var checkpoint = Factorization.ReadCheckpoint(outDir, model, source);
-            (step, tokens, previousSeconds) = (checkpoint.Step, checkpoint.Tokens, checkpoint.Seconds);
+            var (checkpoint, folder) = FactorizeCheckpoint.Read(outDir, config, configHash, force, model, source);
+            (step, tokens, previousSeconds, scale) = (checkpoint.Step, checkpoint.Tokens, checkpoint.Seconds, checkpoint.Scale);
+            checkpointStep = step;
             curve.AddRange(checkpoint.Curve);
-            scale = ReadScale(outDir);
-            progress.Note($"resuming at step {step} of {totalSteps} ({tokens} tokens)");
+            progress.Note($"resuming at step {step} of {totalSteps} ({tokens} tokens)" +
+                          (Path.GetFileName(folder) == FactorizeCheckpoint.PreviousFolder
+                              ? $", from {FactorizeCheckpoint.PreviousFolder}/ ({FactorizeCheckpoint.Folder}/ was missing or damaged)" : ""));
         }
         else
         {
+            FactorizeCheckpoint.Remove(outDir);  // a forced restart leaves no earlier state behind
             var first = source.Next().ToArray();
             if (config.Sae.Normalization == ActivationNormalization.ExpectedAverage) scale = ExpectedAverageScale(first, d);
             Scale(first, scale);
             model.InitDecoderBias(first, geometricMedian: true);
-            AtomicFile.WriteText(Path.Combine(outDir, ScaleFile), scale.ToString("R", CultureInfo.InvariantCulture));
         }
 
         var buffer = new float[config.Train.BatchSize * d];
         var clock = Stopwatch.StartNew();
         var phase = $"{FactorizeConfigLoader.Name(config.Sae.Architecture)} SAE, d_sae {config.Sae.DSae}";
         var curveEvery = Math.Max(1, totalSteps / 200);
+        NonFinite? stopped = null;
+        double Seconds() => previousSeconds + clock.Elapsed.TotalSeconds;
+        // A checkpoint of parameters that are all finite; false (nothing written) when some are not.
+        bool Checkpoint()
+        {
+            var parameters = model.GetParameters();
+            if (!FactorizeCheckpoint.AllFinite(parameters)) return false;
+            FactorizeCheckpoint.Write(outDir, model, parameters, source,
+                new CheckpointProgress(step, tokens, Seconds(), scale, configHash, curve));
+            checkpointStep = step;
+            return true;
+        }
         while (step < totalSteps && !cancel.IsCancellationRequested)
         {
             source.Next().Span.CopyTo(buffer);
             Scale(buffer, scale);
             var stats = model.TrainStep(buffer, Factorization.LearningRate(config.Train, step, totalSteps));
+            if (model.NonFinite is { } where)
+            {
+                stopped = where;
+                break;
+            }
             step++;
             tokens += config.Train.BatchSize;
             if (step % curveEvery == 0 || step == totalSteps)
                 curve.Add(new FactorizeCurvePoint(step, tokens, stats.Mse, stats.Fvu, stats.L0, stats.Auxk, stats.Dead));
-            if (config.Train.CheckpointEvery > 0 && step % config.Train.CheckpointEvery == 0)
-                Factorization.WriteCheckpoint(outDir, model, source, step, tokens, previousSeconds + clock.Elapsed.TotalSeconds, curve);
+            if (config.Train.CheckpointEvery > 0 && step % config.Train.CheckpointEvery == 0 && !Checkpoint())
+            {
+                stopped = new NonFinite(step, 0, NonFiniteQuantity.Parameters);
+                break;
+            }
             if (step % 10 == 0 || step == totalSteps) progress.Report(phase, step, totalSteps);
         }
-        var seconds = previousSeconds + clock.Elapsed.TotalSeconds;
-        Factorization.WriteCheckpoint(outDir, model, source, step, tokens, seconds, curve);
-        if (step < totalSteps) return new FactorizeResult(config, step, totalSteps, tokens, seconds, curve, null, null);
+        var seconds = Seconds();
+        if (stopped is null && step < totalSteps)
+        {
+            if (!Checkpoint()) stopped = new NonFinite(step, 0, NonFiniteQuantity.Parameters);
+            else
+            {
+                RunFolder.Finish(outDir, RunFolder.Status.Interrupted);
+                return new FactorizeResult(config, step, totalSteps, tokens, seconds, curve, null, null);
+            }
+        }
+        var parameters = stopped is null ? model.GetParameters() : null;
+        if (parameters is not null && !FactorizeCheckpoint.AllFinite(parameters)) stopped = new NonFinite(step, 0, NonFiniteQuantity.Parameters);
+        if (stopped is { } nonFinite) throw Stop(outDir, config, nonFinite, tokens, seconds, checkpointStep);
 
         var metrics = Factorization.Measure(model, source, truth, truthCount, tokens, seconds, out var density);
-        var dictionary = Fold(config, spec, model.GetParameters(), scale);
-        SaeLens.Write(outDir, dictionary, new Dictionary<string, string>
+        var dictionary = Fold(config, spec, parameters!, scale);
+        SaeLens.Write(Path.Combine(outDir, DictionaryFolder.Name), dictionary, new Dictionary<string, string>
         {
             ["trained_with"] = "nativeengine factorize",
             ["tokens"] = tokens.ToString(CultureInfo.InvariantCulture),
             ["normalization_scale_folded"] = scale.ToString("R", CultureInfo.InvariantCulture),
         }, density);
-        AtomicFile.WriteText(Path.Combine(outDir, "metrics.json"), Factorization.MetricsJson(metrics));
+        AtomicFile.WriteText(Path.Combine(outDir, MetricsFile), Factorization.MetricsJson(metrics, source.State.SkippedTokens));
         WriteReport(outDir, config, metrics, curve, density);
+        FactorizeCheckpoint.Remove(outDir);
+        RunFolder.Finish(outDir, RunFolder.Status.Completed);
         return new FactorizeResult(config, step, totalSteps, tokens, seconds, curve, dictionary, metrics);
+    }
+
+    // Writes what a run stopped by a non-finite value can keep (metrics.json saying where, the last checkpoint as
+    // it was) and the exception that tells the user.
+    private static NonFiniteException Stop(string outDir, FactorizeConfig config, NonFinite where, long tokens, double seconds,
+        long checkpointStep)
+    {
+        AtomicFile.WriteText(Path.Combine(outDir, MetricsFile), Factorization.StoppedMetricsJson(where, tokens, seconds));
+        RunFolder.Finish(outDir, RunFolder.Status.NonFinite);
+        var lr = Factorization.LearningRate(config.Train, Math.Max(0, where.Step - 1), config.Train.Steps);
+        var kept = checkpointStep >= 0
+            ? $"the checkpoint of step {checkpointStep} is kept: lower train.lr in a copy of config.json and continue with " +
+              $"--resume {outDir} --config COPY --force"
+            : "no checkpoint was written before it (train.checkpoint_every is " +
+              $"{config.Train.CheckpointEvery}); lower train.lr and run again";
+        return new NonFiniteException($"{outDir}: {NonFiniteException.Describe(where, config.Train.Steps, lr, instances: false)}; " +
+                                      $"{kept}. {MetricsFile} records where it stopped", where);
     }
 
     /// <summary>Refuses, before any training, what the context's backend cannot run, naming the config key.</summary>
@@ -123,12 +191,6 @@ public static class FactorizeExperiment
         foreach (var v in batch) sum += (double)v * v;
         var meanSquaredNorm = sum / (batch.Length / d);
         return meanSquaredNorm > 0 ? (float)Math.Sqrt(d / meanSquaredNorm) : 1f;
-    }
-
-    private static float ReadScale(string directory)
-    {
-        var path = Path.Combine(directory, ScaleFile);
-        return File.Exists(path) ? float.Parse(File.ReadAllText(path), CultureInfo.InvariantCulture) : 1f;
     }
 
     private static void Scale(float[] batch, float scale)

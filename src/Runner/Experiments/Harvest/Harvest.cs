@@ -85,6 +85,7 @@ public static class Harvest
     {
         RunFolder.Prepare(outDir);
         var n = config.NFeatures;
+        RunFolder.CheckFreeSpace(outDir, ((double)d + n) * 4 * tokens + 4.0 * n * d, $"harvesting {tokens} tokens (hidden_*.npy and codes_*.npy)");
         // Fresh data: the training stream past the steps the model trained on.
         using var model = ToyExperiment.CreateModel(context, config);
         var step = config.Steps + 1;
@@ -122,8 +123,12 @@ public static class Harvest
 
     /// <summary>Harvests the run folder <paramref name="modelDir"/> (written by `toy` or `moe`) into
     /// <paramref name="outDir"/>; instance null takes the best instance of its first setting.</summary>
+    public const string Kind = "harvest";
+
+    /// <param name="force">See <see cref="RunFolder.Claim"/>: outDir is claimed as a harvest of this model, instance
+    /// and token count.</param>
     public static FolderResult Run(EngineContext context, string modelDir, int? instance, long tokens, long tokensPerShard,
-        string outDir, IRunProgress progress)
+        string outDir, IRunProgress progress, bool force = false)
     {
         var configPath = Path.Combine(modelDir, "config.json");
         var weightsPath = Path.Combine(modelDir, "weights.safetensors");
@@ -132,25 +137,40 @@ public static class Harvest
                                       "(written by `toy` or `moe`)");
         if (tokens < 1) throw new ConfigException($"--tokens is {tokens}; valid: >= 1");
         if (tokensPerShard < 1) throw new ConfigException($"--shard-tokens is {tokensPerShard}; valid: >= 1");
+        void Claim(int chosen) => RunFolder.Claim(outDir, Kind, Json.Document(w =>
+        {
+            w.WriteStartObject();
+            w.WriteString("model", Path.GetFullPath(modelDir));
+            w.WriteNumber("instance", chosen);
+            w.WriteNumber("tokens", tokens);
+            w.WriteNumber("shard_tokens", tokensPerShard);
+            w.WriteEndObject();
+        }), force);
         if (IsMoeRun(configPath))
         {
             var config = MoeConfigLoader.LoadFile(configPath);
             var parameters = MoeRunFolder.ReadParameters(weightsPath, config);
             var k = instance ?? TrainedToyModel.BestInstances(modelDir, config.Run)[0];
+            CheckInstance(k, config.Run.NInstances);
+            Claim(k);
             var shards = Run(context, config, parameters, k, tokens, tokensPerShard, outDir,
                 progress.For($"harvest MoE instance {k}")).Shards;
+            RunFolder.Finish(outDir, RunFolder.Status.Completed);
             return new FolderResult(k, config.NExperts * config.ExpertHidden, shards);
         }
         var model = TrainedToyModel.Load(modelDir);
         var chosen = instance ?? model.BestOfSetting[0];
+        CheckInstance(chosen, model.Config.NInstances);
+        Claim(chosen);
         var written = Run(context, model.Config, model.W, chosen, tokens, tokensPerShard, outDir,
             progress.For($"harvest instance {chosen}")).Shards;
+        RunFolder.Finish(outDir, RunFolder.Status.Completed);
         return new FolderResult(chosen, model.Config.NHidden, written);
     }
 
     private static bool IsMoeRun(string configPath)
     {
-        using var document = System.Text.Json.JsonDocument.Parse(File.ReadAllText(configPath), JsonObjectReader.DocumentOptions);
+        using var document = JsonObjectReader.Parse(File.ReadAllText(configPath), configPath);
         return document.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object &&
                document.RootElement.TryGetProperty("n_experts", out _);
     }

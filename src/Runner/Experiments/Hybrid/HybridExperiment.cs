@@ -31,14 +31,28 @@ public static class HybridExperiment
     /// <summary>Trains, harvests and factorizes into <paramref name="outDir"/> (models/, p*/KIND/activations,
     /// p*/KIND/dict_N), then writes hybrid.json, figures/ and report.html. Null when cancelled.</summary>
     public static IReadOnlyList<HybridModel>? Run(EngineContext context, HybridConfig c, string outDir, IRunProgress progress,
+        CancellationToken cancel, bool force = false)
+    {
+        RunFolder.Claim(outDir, Kind, JsonSerializer.Serialize(c, ConfigJson), force);
+        var results = Decode(context, c, outDir, progress, cancel);
+        RunFolder.Finish(outDir, results is null ? RunFolder.Status.Interrupted : RunFolder.Status.Completed);
+        return results;
+    }
+
+    public const string Kind = "hybrid";
+
+    /// <summary>The config as run.json records it (snake_case keys).</summary>
+    public static readonly JsonSerializerOptions ConfigJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+
+    // Every model, harvest and dictionary folder below outDir belongs to this run (written over whatever they held).
+    private static IReadOnlyList<HybridModel>? Decode(EngineContext context, HybridConfig c, string outDir, IRunProgress progress,
         CancellationToken cancel)
     {
-        RunFolder.Prepare(outDir);
         var toyConfig = c.DenseConfig();
         var moeConfig = c.MoeConfig();
-        var dense = ToyExperiment.Run(context, toyConfig, Path.Combine(outDir, "models", "dense"), progress, cancel);
+        var dense = ToyExperiment.Run(context, toyConfig, Path.Combine(outDir, "models", "dense"), progress, cancel, force: true);
         if (!dense.Completed) return null;
-        var moe = MoeExperiment.Run(context, moeConfig, Path.Combine(outDir, "models", "moe"), progress, cancel);
+        var moe = MoeExperiment.Run(context, moeConfig, Path.Combine(outDir, "models", "moe"), progress, cancel, force: true);
         if (!moe.Completed) return null;
 
         var results = new List<HybridModel>();
@@ -76,7 +90,7 @@ public static class HybridExperiment
                 {
                     var factorized = FactorizeExperiment.Run(context,
                         c.FactorizeConfig(Path.GetFullPath(Path.Combine(activations, "hidden_*.npy")), size, p),
-                        Path.Combine(folder, $"dict_{size}"), progress, cancel);
+                        Path.Combine(folder, $"dict_{size}"), progress, cancel, force: true);
                     if (!factorized.Completed) return null;
                     var (mmcs, matched) = Recovery(truth, factorized.Dictionary!.WDec, c.NHidden);
                     recovery.Add(new HybridRecovery(size, Math.Min(c.KAt(p), size), mmcs, matched, factorized.Metrics!.Fvu,

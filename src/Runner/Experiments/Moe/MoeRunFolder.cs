@@ -52,6 +52,7 @@ public static class MoeRunFolder
             w.WriteNumber("top_k", c.TopK);
             w.WriteNumber("expert_hidden", m);
             RunFolder.WriteTraining(w, run.Device, run.Steps, run.Seconds);
+            if (run.NonFinite is { } where) NonFiniteException.Write(w, where);
             w.WriteStartArray("instances");
             for (var k = 0; k < r.NInstances; k++)
             {

@@ -30,7 +30,7 @@ public static class Program
             Interactive = redirected ? InteractionSupport.No : InteractionSupport.Detect,
         });
         // Redirected output (logs, CI) would otherwise wrap at 80 columns.
-        if (redirected) console.Profile.Width = 160;
+        if (redirected) console.Profile.Width = 4096;
         return console;
     }
 
@@ -47,7 +47,6 @@ public static class Program
             {
                 settings.HelpWriter = null;
                 settings.CaseInsensitiveEnumValues = true;
-                settings.AutoVersion = false;
             });
             var parsed = parser.ParseArguments<InfoOptions, ToyOptions, MoeOptions, FactorizeOptions, EvalOptions, EncodeOptions,
                 HarvestOptions, HybridOptions, SynthesizeOptions, AnalyzeOptions, DemoOptions, BenchOptions>(args);
@@ -77,7 +76,14 @@ public static class Program
     // print the errors and the usage to the error stream and exit 2.
     private static int ParseFailed<T>(ParserResult<T> parsed, List<Error> parseErrors, IAnsiConsole output, IAnsiConsole errors)
     {
-        var asked = parseErrors.All(e => e.Tag is ErrorType.HelpRequestedError or ErrorType.HelpVerbRequestedError or ErrorType.VersionRequestedError);
+        if (parseErrors.All(e => e.Tag == ErrorType.VersionRequestedError))
+        {
+            output.Profile.Out.Writer.WriteLine($"{Help.Program} {Engine.Version}");
+            return ExitCodes.Ok;
+        }
+        if (parseErrors.OfType<HelpVerbRequestedError>().FirstOrDefault() is { Matched: true, Verb: { } verb })
+            return Run([verb, "--help"], output, errors);  // `help VERB` is `VERB --help`
+        var asked = parseErrors.All(e => e.Tag is ErrorType.HelpRequestedError or ErrorType.HelpVerbRequestedError);
         var text = Help.Text(parsed, withErrors: !asked);
         (asked ? output : errors).Profile.Out.Writer.WriteLine(text);
         return asked ? ExitCodes.Ok : ExitCodes.Usage;
@@ -107,7 +113,8 @@ public static class Program
                                     (verbose ? "please report it with the trace below" : "rerun with --verbose for the stack trace and report it"),
                 ExitCodes.Internal),
         };
-        errors.MarkupLine($"[red]{Markup.Escape(kind)}:[/] {Markup.Escape(message)}");
+        if (Cli.Decorated(errors)) errors.MarkupLine($"[red]{Markup.Escape(kind)}:[/] {Markup.Escape(message)}");
+        else errors.Profile.Out.Writer.WriteLine($"{kind}: {message}");
         if (verbose) errors.Profile.Out.Writer.WriteLine(e.ToString());
         return code;
     }

@@ -257,11 +257,19 @@ public static class BenchCommand
             JsonNode? node;
             try
             {
+                // Through JsonDocument first: it rejects what JsonNode accepts and then throws on (a key twice).
+                using (var document = JsonDocument.Parse(File.ReadAllText(file)))
+                    if (document.RootElement.ValueKind == JsonValueKind.Object)
+                        _ = new JsonObjectReader(document.RootElement, file);
                 node = JsonNode.Parse(File.ReadAllText(file));
             }
             catch (JsonException e)
             {
                 throw new Formats.DataFormatException($"{file}: not a bench result (not valid JSON: {e.Message})");
+            }
+            catch (ConfigException e)
+            {
+                throw new Formats.DataFormatException($"not a bench result: {e.Message}");
             }
             if (node is not JsonObject || node["results"] is null || node["peak"] is null)
             {
@@ -274,7 +282,8 @@ public static class BenchCommand
             {
                 rows = MarkdownRows(node, withHeader: first).ToList();
             }
-            catch (Exception e) when (e is InvalidOperationException or NullReferenceException or FormatException or ArgumentException)
+            catch (Exception e) when (e is InvalidOperationException or NullReferenceException or FormatException or ArgumentException
+                                          or KeyNotFoundException or IndexOutOfRangeException)
             {
                 throw new Formats.DataFormatException($"{file}: not a bench result this version reads ({e.Message})");
             }

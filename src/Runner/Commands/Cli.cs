@@ -9,13 +9,21 @@ namespace NativeEngine.Runner.Commands;
 /// </summary>
 public sealed record Cli(IAnsiConsole Out, IAnsiConsole Error, CancellationToken Cancel = default)
 {
-    public void Warn(string message) => Error.MarkupLine($"[yellow]warning: {Markup.Escape(message)}[/]");
+    public void Warn(string message) => Line(Error, "warning: " + message, "yellow");
 
     /// <summary>A line about how the run ended when it did not complete (interrupted, stopped).</summary>
-    public void Notice(string message) => Error.MarkupLine($"[yellow]{Markup.Escape(message)}[/]");
+    public void Notice(string message) => Line(Error, message, "yellow");
 
     /// <summary>Boxes and colour only on a terminal that takes them (not when redirected or under NO_COLOR).</summary>
     public static bool Decorated(IAnsiConsole console) => console.Profile.Capabilities.Ansi;
+
+    /// <summary>One line of text, coloured on a terminal; plain and never wrapped otherwise (logs keep a message on one
+    /// line).</summary>
+    public static void Line(IAnsiConsole console, string text, string colour)
+    {
+        if (Decorated(console)) console.MarkupLine($"[{colour}]{Markup.Escape(text)}[/]");
+        else console.Profile.Out.Writer.WriteLine(text);
+    }
 }
 
 /// <summary>The runner's exit codes (README, "Exit codes").</summary>

@@ -7,8 +7,8 @@ namespace NativeEngine.Runner.Commands;
 
 /// <summary>
 /// Shows a running experiment's progress on the error stream: a live bar per phase on a terminal; when redirected
-/// (logs, CI) or under NO_COLOR, a plain line every 10% of a phase with its rate and the time left. Notes and
-/// warnings as they come.
+/// (logs, CI) or under NO_COLOR, plain lines with the rate and the time left: when a phase starts, at every 10% and
+/// at least every 30 seconds. Notes and warnings as they come.
 /// </summary>
 public static class ConsoleProgress
 {
@@ -42,20 +42,22 @@ public static class ConsoleProgress
     /// <summary>"phase: 400/1000 (40%), 1.2k/s, 5 s left": the rate since the phase's first report.</summary>
     public sealed class Lines(Cli cli) : IRunProgress
     {
-        private readonly Dictionary<string, (long Decile, long FirstDone, Stopwatch Clock)> phases = [];
+        private const double QuietSeconds = 30;
+        private readonly Dictionary<string, (long Decile, long FirstDone, Stopwatch Clock, double LastLine)> phases = [];
 
         public void Report(string phase, long done, long total)
         {
             var decile = done * 10 / Math.Max(total, 1);
             if (!phases.TryGetValue(phase, out var state))
             {
-                phases[phase] = (decile, done, Stopwatch.StartNew());
-                if (done < total) return;  // a rate needs a second report
-                state = phases[phase];
+                phases[phase] = (decile, done, Stopwatch.StartNew(), 0);
+                cli.Error.Profile.Out.Writer.WriteLine(Line(phase, done, total, 0, 0));
+                return;
             }
-            else if (state.Decile == decile) return;
-            phases[phase] = state with { Decile = decile };
-            cli.Error.Profile.Out.Writer.WriteLine(Line(phase, done, total, done - state.FirstDone, state.Clock.Elapsed.TotalSeconds));
+            var now = state.Clock.Elapsed.TotalSeconds;
+            if (state.Decile == decile && now - state.LastLine < QuietSeconds) return;
+            phases[phase] = state with { Decile = decile, LastLine = now };
+            cli.Error.Profile.Out.Writer.WriteLine(Line(phase, done, total, done - state.FirstDone, now));
         }
 
         public static string Line(string phase, long done, long total, long advanced, double seconds)
@@ -65,7 +67,7 @@ public static class ConsoleProgress
             if (seconds <= 0 || advanced <= 0) return text;
             var rate = advanced / seconds;
             text += $", {Compact(rate)}/s";
-            return done < total ? text + $", {Duration((total - done) / rate)} left" : text + $", {Duration(seconds)}";
+            return done < total ? text + $", {Duration((total - done) / rate)} left" : text + $", done in {Duration(seconds)}";
         }
 
         public void Note(string message) => cli.Error.Profile.Out.Writer.WriteLine(message);

@@ -50,7 +50,18 @@ public static class EvalCommand
         var data = EvalDataLoader.LoadFile(options.Data);
         if (options.Out is { } path) CheckOutputFile(path, "--out");
         using var context = new EngineContext(options.ParseBackend());
-        var (metrics, skipped) = DictionaryEvaluation.Evaluate(context, dict, options.Dict, data);
+        using var interrupt = Interrupt.Listen(cli.Cancel);
+        FactorizeMetrics metrics;
+        long skipped;
+        try
+        {
+            (metrics, skipped) = DictionaryEvaluation.Evaluate(context, dict, options.Dict, data, interrupt.Token);
+        }
+        catch (OperationCanceledException) when (interrupt.Requested)
+        {
+            cli.Notice($"stopped by {interrupt.Cause}: nothing measured");
+            return interrupt.ExitCode;
+        }
         var json = Factorization.MetricsJson(metrics, skipped);
         cli.Out.Profile.Out.Writer.WriteLine(json);
         if (options.Out is { } file) AtomicFile.WriteText(file, json);

@@ -30,8 +30,18 @@ public static class HarvestCommand
     public static int Run(HarvestOptions options, Cli cli)
     {
         using var context = new EngineContext(options.ParseBackend());
-        var result = ConsoleProgress.Run(cli, progress =>
-            Harvest.Run(context, options.Model, options.Instance, options.Tokens, options.ShardTokens, options.Out, progress, options.Force));
+        using var interrupt = Interrupt.Listen(cli.Cancel);
+        Harvest.FolderResult result;
+        try
+        {
+            result = ConsoleProgress.Run(cli, progress => Harvest.Run(context, options.Model, options.Instance, options.Tokens,
+                options.ShardTokens, options.Out, progress, options.Force, interrupt.Token));
+        }
+        catch (OperationCanceledException) when (interrupt.Requested)
+        {
+            cli.Notice($"stopped by {interrupt.Cause}: the shards finished so far are written (no ground_truth.safetensors)");
+            return interrupt.ExitCode;
+        }
         var console = cli.Out;
         console.MarkupLine($"wrote {options.Tokens} tokens of h (d = {result.D}) from instance {result.Instance} in " +
                            $"{result.Shards.Count} shard(s) to {Markup.Escape(Path.GetFullPath(options.Out))}, with {GroundTruthFile.Name}");

@@ -14,7 +14,7 @@ public static class Help
         ("info", "info --backend cpu"),
         ("toy", "toy --config configs/paper/intro_n5_m2.json --out runs/intro"),
         ("moe", "moe --config configs/moe/compare_n20.json --out runs/moe --compare"),
-        ("factorize", "factorize --config configs/factorize/synthetic_d256.json --out runs/sae   (continue: factorize --resume runs/sae)"),
+        ("factorize", "factorize --config configs/factorize/synthetic_d256.json --out runs/sae"),
         ("eval", "eval --dict runs/sae --data configs/factorize/synthetic_d256.json --out runs/sae/eval.json"),
         ("encode", "encode --dict runs/sae --data configs/factorize/synthetic_d256.json --out runs/codes --encoder omp"),
         ("harvest", "harvest --model runs/intro --out runs/intro_h --tokens 1000000"),

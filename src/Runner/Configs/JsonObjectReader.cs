@@ -109,6 +109,9 @@ public sealed class JsonObjectReader
         if (value.ValueKind != JsonValueKind.Number || !value.TryGetDouble(out var result))
             throw Error(key, $"must be {valid}, found {Describe(value)}");
         if (!double.IsFinite(result) || !isValid(result)) throw Error(key, $"is {Format(result)}; valid: {valid}");
+        // Values are kept as float32 (the engine's type): beyond its range they would become infinities.
+        if (Math.Abs(result) > float.MaxValue)
+            throw Error(key, $"is {Format(result)}; valid: {valid}, within float32's range (±{float.MaxValue:G3})");
         return result;
     }
 

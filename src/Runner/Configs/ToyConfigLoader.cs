@@ -88,7 +88,7 @@ public static class ToyConfigLoader
         }
         var featureSets = ReadFeatureSets(r, n, instances, probability);
 
-        return new ToyConfig
+        var config = new ToyConfig
         {
             Title = title,
             Model = model,
@@ -110,6 +110,10 @@ public static class ToyConfigLoader
             Optimizer = r.Choice("optimizer", Optimizers, OptimizerKind.AdamW),
             Seed = r.UnsignedInteger("seed", 0),
         };
+        // A ratio r gives I_i = r^i, and a swept importance_ratio multiplies the last one: both can leave float32.
+        if (config.ImportancePerInstance().FirstOrDefault(v => !float.IsFinite(v), 0f) is var overflow && !float.IsFinite(overflow))
+            throw r.Error("importance", $"gives feature importances beyond float32's range (±{float.MaxValue:G3}); use a smaller ratio");
+        return config;
     }
 
     /// <summary>Refuses sizes whose per-instance tensors (W [instances][n][width] and more) would not fit one array,

@@ -21,7 +21,7 @@ public sealed class NonFiniteException(string message, NonFinite where) : Except
         var what = where.Quantity == NonFiniteQuantity.Parameters
             ? $"the parameters{whose} are not finite (NaN or infinity) after the update"
             : $"the loss{whose} is not finite (NaN or infinity), so the step was not applied";
-        var lrText = lr.ToString("G3", CultureInfo.InvariantCulture);
+        var lrText = lr.ToString("G3", CultureInfo.InvariantCulture).Replace("E+", "e+").Replace("E-", "e-");
         return $"step {where.Step} of {totalSteps}: {what}; likely cause: the learning rate (lr {lrText}) is too large " +
                "for this model, or the inputs hold very large or non-finite values";
     }

@@ -85,6 +85,23 @@ public static class RunFolder
         return marker;
     }
 
+    /// <summary>Runs a composite run's parts (<paramref name="body"/>, null when cancelled) and records how it ended,
+    /// a part stopped by a non-finite value included.</summary>
+    public static T? Track<T>(string directory, Func<T?> body) where T : class
+    {
+        try
+        {
+            var result = body();
+            Finish(directory, result is null ? Status.Interrupted : Status.Completed);
+            return result;
+        }
+        catch (NonFiniteException)
+        {
+            Finish(directory, Status.NonFinite);
+            throw;
+        }
+    }
+
     /// <summary>Records how the run in <paramref name="directory"/> ended (one of <see cref="Status"/>).</summary>
     public static void Finish(string directory, string status)
     {
@@ -156,7 +173,7 @@ public static class RunFolder
                 foreach (var p in e.EnumerateObject()) Walk(p.Value, path.Length == 0 ? p.Name : $"{path}.{p.Name}");
             else
             {
-                var text = e.GetRawText();
+                var text = JsonSerializer.Serialize(e);  // compact, whatever the file's layout
                 result[path] = text.Length > 40 ? text[..37] + "..." : text;
             }
         }
@@ -189,7 +206,10 @@ public static class RunFolder
         long free;
         try
         {
-            free = new DriveInfo(Path.GetFullPath(directory)).AvailableFreeSpace;
+            // The folder may not exist yet: its nearest existing ancestor is on the same file system.
+            var existing = new DirectoryInfo(Path.GetFullPath(directory));
+            while (!existing.Exists && existing.Parent is not null) existing = existing.Parent;
+            free = new DriveInfo(existing.FullName).AvailableFreeSpace;
         }
         catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException)
         {

@@ -19,7 +19,6 @@ public static class Synthesis
     {
         if (tokens < 1) throw new ConfigException($"--tokens is {tokens}; valid: >= 1");
         if (tokensPerShard < 1) throw new ConfigException($"--shard-tokens is {tokensPerShard}; valid: >= 1");
-        RunFolder.Prepare(outDir);
         RunFolder.CheckFreeSpace(outDir, 4.0 * data.D * tokens + 4.0 * data.NFeatures * (data.D + 1),
             $"synthesizing {tokens} tokens of d = {data.D}");
         RunFolder.Claim(outDir, Kind, Json.Document(w =>

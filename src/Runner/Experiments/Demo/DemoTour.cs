@@ -88,9 +88,8 @@ public static class DemoTour
         // The tour's identity is its configs; every experiment's folder below outDir belongs to it.
         RunFolder.Claim(outDir, Kind, "[" + string.Join(",", configs.Select(ToyConfigWriter.ToJson).Append(MoeConfigWriter.ToJson(moe))
             .Append(JsonSerializer.Serialize(LoadDemoHybridConfig(), HybridExperiment.ConfigJson))) + "]", force);
-        var completed = Tour(context, configs, moe, outDir, progress, cancel, starting, finished);
-        RunFolder.Finish(outDir, completed ? RunFolder.Status.Completed : RunFolder.Status.Interrupted);
-        return completed;
+        return RunFolder.Track(outDir, () => Tour(context, configs, moe, outDir, progress, cancel, starting, finished) ? "completed" : null)
+               is not null;
     }
 
     public const string Kind = "demo";

@@ -33,7 +33,7 @@ public static class DictionaryEvaluation
     /// second are the measurement's own; also the tokens of non-finite input skipped.</summary>
     /// <param name="dictionaryPath">Where the dictionary was read from, for messages.</param>
     public static (FactorizeMetrics Metrics, long SkippedTokens) Evaluate(EngineContext context, SaeDictionary dict,
-        string dictionaryPath, EvalData data)
+        string dictionaryPath, EvalData data, CancellationToken cancel = default)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var (source, truth, truthCount) = Factorization.OpenData(data.Data, data.BatchSize, 0);
@@ -42,7 +42,7 @@ public static class DictionaryEvaluation
         using var sae = Load(context, dict, data.BatchSize);
         var batches = (int)Math.Clamp((data.Tokens + data.BatchSize - 1) / data.BatchSize, 1, int.MaxValue);
         var tokens = (long)batches * data.BatchSize;
-        var metrics = Factorization.Measure(sae, source, truth, truthCount, tokens, 0, out _, batches);
+        var metrics = Factorization.Measure(sae, source, truth, truthCount, tokens, 0, out _, batches, cancel);
         var seconds = clock.Elapsed.TotalSeconds;
         return (metrics with { Seconds = seconds, TokensPerSecond = tokens / seconds }, source.State.SkippedTokens);
     }

@@ -45,5 +45,10 @@ public static class DictionaryFolder
         {
             throw new DataFormatException($"{Path.Combine(folder, SaeLens.ConfigFile)}: not valid JSON ({e.Message})", e);
         }
+        catch (Exception e) when (e is InvalidOperationException or KeyNotFoundException or FormatException)
+        {
+            // A key of the wrong type (a number given as a string, an array, an object).
+            throw new DataFormatException($"{Path.Combine(folder, SaeLens.ConfigFile)}: a key holds a value of the wrong type ({e.Message})", e);
+        }
     }
 }

@@ -78,8 +78,9 @@ public static class Factorization
         return (float)Math.Max(lr, 1e-12);
     }
 
+    /// <summary>The metrics over <paramref name="batches"/> batches; cancelling throws OperationCanceledException.</summary>
     public static FactorizeMetrics Measure(SparseAutoencoder sae, IActivationBatches source, float[]? truth, int truthCount,
-        long tokens, double seconds, out float[] log10Density, int batches = EvaluationBatches)
+        long tokens, double seconds, out float[] log10Density, int batches = EvaluationBatches, CancellationToken cancel = default)
     {
         var spec = sae.Spec;
         var fire = new long[spec.DSae];
@@ -87,6 +88,7 @@ public static class Factorization
         long evaluated = 0;
         for (var b = 0; b < batches; b++)
         {
+            cancel.ThrowIfCancellationRequested();
             var batch = source.Next().Span;
             var stats = sae.Evaluate(batch, default, fire);
             mse += stats.Mse;

@@ -34,9 +34,17 @@ public static class HybridExperiment
         CancellationToken cancel, bool force = false)
     {
         RunFolder.Claim(outDir, Kind, JsonSerializer.Serialize(c, ConfigJson), force);
-        var results = Decode(context, c, outDir, progress, cancel);
-        RunFolder.Finish(outDir, results is null ? RunFolder.Status.Interrupted : RunFolder.Status.Completed);
-        return results;
+        return RunFolder.Track(outDir, () =>
+        {
+            try
+            {
+                return Decode(context, c, outDir, progress, cancel);
+            }
+            catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+            {
+                return null;  // a harvest was cut short: the models and dictionaries finished so far are written
+            }
+        });
     }
 
     public const string Kind = "hybrid";
@@ -69,7 +77,7 @@ public static class HybridExperiment
                     var setting = moeConfig.Run.Settings.Single(s => Same(s.FeatureProbability, p));
                     var k = moe.BestOf(setting.Instances);
                     features = Harvest.Run(context, moeConfig, moe.Parameters, k, c.HarvestTokens, c.HarvestTokens, activations,
-                        progress.For($"harvest p = {p:G3}, {kind}")).Features;
+                        progress.For($"harvest p = {p:G3}, {kind}"), cancel).Features;
                     var ev = moe.Metrics[k];
                     model = new HybridModel(kind, p, k, ev.Evaluation.Loss, ev.Evaluation.L1Penalty,
                         ev.Summary.FeaturesPerDimension, 0, []);
@@ -80,7 +88,7 @@ public static class HybridExperiment
                     var setting = toyConfig.Settings.Single(s => Same(s.FeatureProbability, p) && Same(s.L1, l1));
                     var k = dense.BestOf(setting.Instances);
                     features = Harvest.Run(context, toyConfig, dense.W, k, c.HarvestTokens, c.HarvestTokens, activations,
-                        progress.For($"harvest p = {p:G3}, {kind}")).Features;
+                        progress.For($"harvest p = {p:G3}, {kind}"), cancel).Features;
                     var summary = SuperpositionSummary.Of([(1.0, dense.Metrics[k])], c.NHidden, 1);
                     model = new HybridModel(kind, p, k, dense.Loss[k], dense.Penalty[k], summary.FeaturesPerDimension, 0, []);
                 }

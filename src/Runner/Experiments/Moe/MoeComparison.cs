@@ -162,9 +162,7 @@ public static class MoeComparisonExperiment
         CancellationToken cancel, bool force = false)
     {
         RunFolder.Claim(outDir, Kind, MoeConfigWriter.ToJson(config), force);
-        var comparison = Compare(context, config, outDir, progress, cancel);
-        RunFolder.Finish(outDir, comparison is null ? RunFolder.Status.Interrupted : RunFolder.Status.Completed);
-        return comparison;
+        return RunFolder.Track(outDir, () => Compare(context, config, outDir, progress, cancel));
     }
 
     public const string Kind = "moe_compare";

@@ -69,7 +69,7 @@ public static class MoeRunFolder
                 Json.Number(w, "dropped_fraction", ev.DroppedFraction);
                 Json.Array(w, "usage", ev.Usage.Select(v => (double)v));
                 Json.Number(w, "active_flops_per_sample", metrics.ActiveFlopsPerSample);
-                w.WriteNumber("loss_per_active_flop", metrics.LossPerActiveFlop);
+                Json.Number(w, "loss_per_active_flop", metrics.LossPerActiveFlop);
                 Json.Number(w, "features_per_dimension", metrics.Summary.FeaturesPerDimension);
                 w.WriteNumber("represented_features", metrics.Summary.RepresentedFeatures);
                 Json.Number(w, "superposed_fraction", metrics.Summary.SuperposedFraction);

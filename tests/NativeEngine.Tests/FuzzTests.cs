@@ -19,7 +19,7 @@ public class FuzzTests
     private static readonly TimeSpan Limit = TimeSpan.FromSeconds(5);
 
     private string root = "";
-    private string toyRun = "", dictionary = "", interrupted = "", npy = "", activations = "", groundTruth = "", evalData = "";
+    private string toyRun = "", sweepRun = "", dictionary = "", interrupted = "", npy = "", activations = "", groundTruth = "", evalData = "";
 
     private const string Toy = """
         { "model": "relu_output", "n_features": 5, "n_hidden": 2, "n_instances": 2, "importance": 0.9,
@@ -56,6 +56,8 @@ public class FuzzTests
         root = TestSupport.TempDirectory("fuzz");
         toyRun = Path.Combine(root, "toy");
         Expect(0, "toy", "--config", Save("toy.json", Toy), "--out", toyRun, "--backend", "cpu");
+        sweepRun = Path.Combine(root, "sweep");
+        Expect(0, "toy", "--config", Save("sweep.json", ToySweep), "--out", sweepRun, "--backend", "cpu");
         dictionary = Path.Combine(root, "dict");
         Expect(0, "factorize", "--config", Save("factorize.json", Factorize), "--out", dictionary, "--backend", "cpu");
         interrupted = Path.Combine(root, "interrupted");
@@ -402,10 +404,10 @@ public class FuzzTests
         var tally = new Tally("run folders");
         var rng = Seeded(25);
         string[] files = ["weights.safetensors", "config.json", "results.json", "run.json"];
-        for (var i = 0; i < 40; i++)
+        for (var i = 0; i < 48; i++)
         {
             var copy = Path.Combine(root, $"toy{i}");
-            CopyDirectory(toyRun, copy);
+            CopyDirectory(i / 12 % 2 == 0 ? toyRun : sweepRun, copy);
             var name = files[i % files.Length];
             var path = Path.Combine(copy, name);
             if (name.EndsWith(".json")) File.WriteAllText(path, MutateJson(File.ReadAllText(path), rng));

@@ -8,7 +8,8 @@ namespace NativeEngine.Tests;
 /// <summary>
 /// Fuzzed inputs into every verb and every reader, with fixed seeds: mutated configs (values out of range, of the
 /// wrong type, missing, unknown or repeated keys, broken text), mutated .npy, .safetensors, checkpoint, cfg.json and
-/// run folder files, and mangled command lines. Each input must end in a documented exit code (0 done, 2 usage or
+/// run folder files, sparsify dictionaries (cfg.json, sae.safetensors), Arrow caches (the .arrow streams,
+/// state.json, dataset_info.json), ONNX models and harvest --onnx inputs, and mangled command lines. Each input must end in a documented exit code (0 done, 2 usage or
 /// input error, 4 stopped on a non-finite value, 130 cut short by the per-input time limit, as a signal would) and
 /// never in an unhandled exception or an internal error (exit 3). Each test prints its counts.
 /// </summary>
@@ -20,6 +21,7 @@ public class FuzzTests
 
     private string root = "";
     private string toyRun = "", sweepRun = "", dictionary = "", interrupted = "", npy = "", activations = "", groundTruth = "", evalData = "";
+    private string sparsifyRun = "", arrowCache = "", onnxModel = "", onnxTokens = "", onnxTokensSafetensors = "";
 
     private const string Toy = """
         { "model": "relu_output", "n_features": 5, "n_hidden": 2, "n_instances": 2, "importance": 0.9,
@@ -69,6 +71,23 @@ public class FuzzTests
         SafeTensors.Write(groundTruth, [new Tensor("features", [16, 8], Enumerable.Range(0, 128).Select(i => (float)Math.Sin(i)).ToArray()),
             new Tensor("probabilities", [16], Enumerable.Repeat(0.1f, 16).ToArray())]);
         evalData = Save("eval.json", """{ "data": { "synthetic": { "d": 8, "n_features": 16, "seed": 2 } }, "batch_size": 64, "tokens": 256 }""");
+        sparsifyRun = Path.Combine(root, "sparsify");
+        Expect(0, "factorize", "--config", Path.Combine(root, "factorize.json"), "--out", sparsifyRun, "--format", "sparsify", "--backend", "cpu");
+        // A SAELens activation cache: 32 rows of 16 tokens (d = 8) with token ids, in two files of several record batches.
+        arrowCache = Path.Combine(root, "cache");
+        SaeLensActivationCache.Write(arrowCache, "blocks.0.hook_resid_pre", Enumerable.Range(0, 32 * 16 * 8).Select(i => (float)Math.Sin(i * 0.37)).ToArray(),
+            16, 8, tokenIds: Enumerable.Range(0, 32 * 16).ToArray(), rowsPerFile: 16, rowsPerBatch: 5);
+        onnxModel = Path.Combine(AppContext.BaseDirectory, "models", "tiny_lm.onnx");
+        Assert.That(File.Exists(onnxModel), Is.True, onnxModel);
+        // tiny_lm's input: int64 token ids (vocabulary 13) [rows, seq].
+        var ids = Enumerable.Range(0, 8 * 4).Select(i => (long)(i * 5 % 13)).ToArray();
+        var idBytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(ids.AsSpan()).ToArray();
+        onnxTokens = Path.Combine(root, "tokens.npy");
+        File.WriteAllBytes(onnxTokens, [.. Npy.HeaderBytes(8, 4, "<i8"), .. idBytes]);
+        onnxTokensSafetensors = Path.Combine(root, "tokens.safetensors");
+        var header = "{\"tokens\":{\"dtype\":\"I64\",\"shape\":[8,4],\"data_offsets\":[0,256]}}";
+        File.WriteAllBytes(onnxTokensSafetensors, [.. BitConverter.GetBytes((ulong)header.Length), .. Encoding.ASCII.GetBytes(header), .. idBytes]);
+        Expect(0, "harvest", "--onnx", onnxModel, "--node", "mlp.act", "--inputs", onnxTokensSafetensors, "--out", Path.Combine(root, "onnx-check"));
     }
 
     private string Save(string name, string text) => Save(root, name, text);
@@ -250,6 +269,14 @@ public class FuzzTests
             ("eval", """{ "data": { "synthetic": { "d": 8, "n_features": 16, "seed": 2 } }, "batch_size": 64, "tokens": 256 }""", 25),
             ("eval files", $$"""{ "data": { "files": [{{System.Text.Json.JsonSerializer.Serialize(npy)}}], "format": "npy", "non_finite": "error" }, "batch_size": 64, "tokens": 256 }""", 25),
             ("synthesize", Factorize, 20), ("hybrid", Hybrid, 8),
+            ("synthesize arrow", Factorize, 10),
+            ("factorize sparsify", Factorize.Replace("\"train\": {", """
+                "format": "sparsify", "metadata": { "model_name": "gpt2", "hook_name": "blocks.0.hook_resid_pre", "hook_head_index": null,
+                  "context_size": 16, "prepend_bos": true, "dataset_path": "x" }, "train": {
+                """), 20),
+            ("factorize arrow", Factorize.Replace(
+                """{ "synthetic": { "d": 8, "n_features": 16, "active_mean": 2, "probability_decay": 0.95, "correlated": false, "seed": 2 } }""",
+                $$"""{ "files": [{{System.Text.Json.JsonSerializer.Serialize(arrowCache)}}], "format": "arrow", "column": "blocks.0.hook_resid_pre", "non_finite": "skip" }"""), 20),
         };
         var n = 0;
         foreach (var (verb, json, count) in bases)
@@ -261,6 +288,9 @@ public class FuzzTests
                 {
                     "eval" or "eval files" => ["eval", "--dict", dictionary, "--data", config, "--backend", "cpu"],
                     "synthesize" => ["synthesize", "--config", config, "--out", outDir, "--tokens", "1000", "--shard-tokens", "300"],
+                    "synthesize arrow" => ["synthesize", "--config", config, "--out", outDir, "--tokens", "512", "--shard-tokens", "256",
+                        "--format", "arrow", "--context", "16"],
+                    "factorize sparsify" or "factorize arrow" => ["factorize", "--config", config, "--out", outDir, "--backend", "cpu"],
                     "moe --compare" => ["moe", "--config", config, "--out", outDir, "--compare", "--backend", "cpu"],
                     _ => [verb, "--config", config, "--out", outDir, "--backend", "cpu"],
                 };
@@ -282,6 +312,7 @@ public class FuzzTests
             "--constant", "--cosine", "--ground-truth", "--gemm-size", "--seconds", "--force", "--verbose", "--bogus", "--help",
             "-1", "0", "1e39", "NaN", "abc", "", "/nonexistent", "superposition-test", "capacity", "feature-curves", "table",
             "peak", "sae", "fista", "omp", "tpu", "all", "best",
+            "--onnx", "--node", "--inputs", "--list-nodes", "--batch-size", "--context", "--d-in", "arrow", "sparsify", "saelens", "read",
         };
         for (var i = 0; i < 60; i++)
         {
@@ -302,6 +333,14 @@ public class FuzzTests
         for (var i = 0; i < 15; i++)
             tally.Run("encode", ["encode", "--dict", dictionary, "--data", evalData, "--out", Case($"codes{i}"), "--encoder", V(),
                 "--slots", V(), "--lambda", V(), "--backend", "cpu"]);
+        string[] nodes = ["mlp.act", "resid", "hook_resid_post", "tokens", "", "/nonexistent", "mlp.act"];
+        for (var i = 0; i < 15; i++)
+            tally.Run("harvest --onnx", ["harvest", "--onnx", rng.Next(4) == 0 ? V() : onnxModel, "--node", nodes[rng.Next(nodes.Length)],
+                "--node", nodes[rng.Next(nodes.Length)], "--inputs", rng.Next(2) == 0 ? onnxTokens : onnxTokensSafetensors,
+                "--out", Case($"onnx{i}"), "--batch-size", rng.Next(2) == 0 ? "3" : V(), "--shard-tokens", rng.Next(2) == 0 ? "10" : V()]);
+        for (var i = 0; i < 5; i++)
+            tally.Run("synthesize --format arrow", ["synthesize", "--config", Path.Combine(root, "factorize.json"), "--out", Case($"arrow{i}"),
+                "--tokens", rng.Next(2) == 0 ? "64" : V(), "--context", rng.Next(2) == 0 ? "16" : V(), "--shard-tokens", V(), "--format", "arrow"]);
         for (var i = 0; i < 15; i++)
             tally.Run("harvest", ["harvest", "--model", toyRun, "--out", Case($"harvest{i}"), "--tokens", rng.Next(2) == 0 ? "100" : V(),
                 "--instance", rng.Next(2) == 0 ? "0" : V(), "--shard-tokens", rng.Next(2) == 0 ? "64" : V(), "--backend", "cpu"]);
@@ -429,6 +468,100 @@ public class FuzzTests
                                 "peer": { "status": "not run" } }] }
                 """, rng));
             tally.Run($"bench table {file}", ["bench", "table", file]);
+        }
+        tally.Finish();
+    }
+
+    [Test]
+    public void MutatedSparsifyDictionariesIntoEvalEncodeAndAnalyze()
+    {
+        var tally = new Tally("sparsify dictionaries");
+        var rng = Seeded(26);
+        var source = Path.Combine(sparsifyRun, "dictionary");
+        Assert.That(File.Exists(Path.Combine(source, Sparsify.WeightsFile)), Is.True);
+        for (var i = 0; i < 36; i++)
+        {
+            // Half are given as a run folder (its dictionary/), half as the dictionary folder itself.
+            var copy = Path.Combine(root, $"sparsify{i}");
+            var folder = i % 4 < 2 ? Path.Combine(copy, "dictionary") : copy;
+            CopyDirectory(source, folder);
+            if (i % 2 == 0)
+                File.WriteAllText(Path.Combine(folder, Sparsify.ConfigFile), MutateJson(File.ReadAllText(Path.Combine(source, Sparsify.ConfigFile)), rng));
+            else
+                File.WriteAllBytes(Path.Combine(folder, Sparsify.WeightsFile), MutateBytes(File.ReadAllBytes(Path.Combine(source, Sparsify.WeightsFile)), rng));
+            string[] args = (i / 4 % 3) switch
+            {
+                0 => ["eval", "--dict", copy, "--data", evalData, "--backend", "cpu"],
+                1 => ["encode", "--dict", copy, "--data", evalData, "--out", Path.Combine(root, $"sparsify-codes{i}"), "--encoder", "sae", "--backend", "cpu"],
+                _ => ["analyze", "feature-curves", "--dict", copy, "--ground-truth", groundTruth, "--out", Path.Combine(root, $"sparsify-fc{i}.json")],
+            };
+            tally.Run($"{args[0]} {copy} ({(i % 2 == 0 ? Sparsify.ConfigFile : Sparsify.WeightsFile)})", args);
+        }
+        tally.Finish();
+    }
+
+    [Test]
+    public void MutatedArrowCachesIntoFactorizeAndEval()
+    {
+        var tally = new Tally("arrow caches");
+        var rng = Seeded(27);
+        var files = Directory.GetFiles(arrowCache).Select(Path.GetFileName).Where(f => f != "run.json").Order().ToArray();
+        Assert.That(files, Does.Contain("state.json").And.Contain("dataset_info.json").And.Some.EndsWith(".arrow"));
+        for (var i = 0; i < 45; i++)
+        {
+            var copy = Path.Combine(root, $"cache{i}");
+            CopyDirectory(arrowCache, copy);
+            var name = files[i % files.Length]!;
+            var path = Path.Combine(copy, name);
+            if (name.EndsWith(".json")) File.WriteAllText(path, MutateJson(File.ReadAllText(path), rng));
+            else File.WriteAllBytes(path, MutateBytes(File.ReadAllBytes(path), rng));
+            // The dataset folder, or its .arrow streams by glob (then "format" is left to their extension, half the time).
+            var byGlob = i % 3 == 2;
+            var target = System.Text.Json.JsonSerializer.Serialize(byGlob ? Path.Combine(copy, "*.arrow") : copy);
+            var format = byGlob && i % 2 == 0 ? "" : "\"format\": \"arrow\", ";
+            var column = i % 4 == 0 ? "" : "\"column\": \"blocks.0.hook_resid_pre\", ";
+            var data = $$"""{ "files": [{{target}}], {{format}}{{column}}"non_finite": "{{(i % 2 == 0 ? "skip" : "error")}}" }""";
+            if (i % 2 == 0)
+            {
+                var config = Save(copy, "f.json", Factorize.Replace(
+                    """{ "synthetic": { "d": 8, "n_features": 16, "active_mean": 2, "probability_decay": 0.95, "correlated": false, "seed": 2 } }""", data));
+                tally.Run($"factorize {path}", ["factorize", "--config", config, "--out", Path.Combine(copy, "run"), "--backend", "cpu"]);
+            }
+            else
+            {
+                var config = Save(copy, "e.json", $$"""{ "data": {{data}}, "batch_size": 64, "tokens": 256 }""");
+                tally.Run($"eval {path}", ["eval", "--dict", dictionary, "--data", config, "--backend", "cpu"]);
+            }
+        }
+        tally.Finish();
+    }
+
+    [Test]
+    public void MutatedOnnxModelsAndInputsIntoHarvest()
+    {
+        var tally = new Tally("onnx");
+        var rng = Seeded(28);
+        for (var i = 0; i < 44; i++)
+        {
+            var dir = Path.Combine(root, $"onnx-case{i}");
+            Directory.CreateDirectory(dir);
+            var (model, inputs) = (onnxModel, i % 2 == 0 ? onnxTokens : onnxTokensSafetensors);
+            switch (i % 4)
+            {
+                case 0 or 1:
+                    model = Path.Combine(dir, "model.onnx");
+                    File.WriteAllBytes(model, MutateBytes(File.ReadAllBytes(onnxModel), rng));
+                    break;
+                default:
+                    inputs = Path.Combine(dir, Path.GetFileName(inputs));
+                    File.WriteAllBytes(inputs, MutateBytes(File.ReadAllBytes(i % 2 == 0 ? onnxTokens : onnxTokensSafetensors), rng));
+                    break;
+            }
+            string[] args = i % 8 == 0
+                ? ["harvest", "--onnx", model, "--list-nodes"]
+                : ["harvest", "--onnx", model, "--node", i % 3 == 0 ? "resid" : "mlp.act", "--inputs", inputs, "--out", Path.Combine(dir, "out"),
+                   "--batch-size", (1 + i % 5).ToString(), "--shard-tokens", "20"];
+            tally.Run($"harvest --onnx {model} {inputs}", args);
         }
         tally.Finish();
     }

@@ -288,8 +288,9 @@ cudaError_t fill(const char* call, void* dst, int value, size_t bytes, cudaStrea
         return record(cudaErrorInvalidResourceHandle);
     }
     if (bytes == 0) return cudaSuccess;
-    if (classify(s, call, "devPtr", dst, bytes) != Place::kDevice) {
-        report("%s: devPtr %p is not device memory", call, dst);
+    const Place place = classify(s, call, "devPtr", dst, bytes);
+    if (place != Place::kDevice) {
+        if (place == Place::kHost) report("%s: devPtr %p is not device memory", call, dst);
         return record(cudaErrorInvalidValue);
     }
     DeviceAccess access(call);

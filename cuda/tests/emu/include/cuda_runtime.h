@@ -86,6 +86,21 @@ enum cudaFuncAttribute {
     cudaFuncAttributeMaxDynamicSharedMemorySize = 8,
 };
 
+// What cudaFuncGetAttributes reports. sharedSizeBytes is the static __shared__ memory the kernel's blocks have declared
+// so far (the emulator learns it when a block runs; 0 before the first launch).
+struct cudaFuncAttributes {
+    size_t sharedSizeBytes;
+    size_t constSizeBytes;
+    size_t localSizeBytes;
+    int maxThreadsPerBlock;
+    int numRegs;
+    int ptxVersion;
+    int binaryVersion;
+    int cacheModeCA;
+    int maxDynamicSharedSizeBytes;
+    int preferredShmemCarveout;
+};
+
 // The fields the engine reads; a .cu file that needs another one fails to compile here, which is the signal to
 // emulate it.
 struct cudaDeviceProp {
@@ -93,13 +108,17 @@ struct cudaDeviceProp {
     size_t totalGlobalMem;
     size_t sharedMemPerBlock;
     size_t sharedMemPerBlockOptin;
+    size_t sharedMemPerMultiprocessor;
+    int regsPerBlock;
     int warpSize;
     int maxThreadsPerBlock;
     int maxThreadsDim[3];
     int maxGridSize[3];
+    int maxThreadsPerMultiProcessor;
     int major;
     int minor;
     int multiProcessorCount;
+    int l2CacheSize;
 };
 
 // library_types.h
@@ -129,6 +148,9 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* stream, unsigned int flags);
 cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
 cudaError_t cudaFuncSetAttribute(const void* function, cudaFuncAttribute attr, int value);
+cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attributes, const void* function);
+cudaError_t cudaRuntimeGetVersion(int* version);
+cudaError_t cudaDriverGetVersion(int* version);
 cudaError_t cudaGetLastError(void);
 cudaError_t cudaPeekAtLastError(void);
 const char* cudaGetErrorName(cudaError_t error);
@@ -142,6 +164,11 @@ inline cudaError_t cudaMalloc(T** pointer, size_t bytes) {
 template <class T>
 inline cudaError_t cudaFuncSetAttribute(T* function, cudaFuncAttribute attr, int value) {
     return cudaFuncSetAttribute(reinterpret_cast<const void*>(function), attr, value);
+}
+
+template <class T>
+inline cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attributes, T* function) {
+    return cudaFuncGetAttributes(attributes, reinterpret_cast<const void*>(function));
 }
 
 // ---- the emulator's interface to the device language -----------------------------------------------------------

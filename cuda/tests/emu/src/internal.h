@@ -48,8 +48,11 @@ inline uint64_t mix64(uint64_t x) {  // splitmix64's finaliser
 // Records error as the calling thread's last error (unless success) and returns it.
 cudaError_t record(cudaError_t error);
 
-// The dynamic shared memory limit of a kernel (cudaFuncAttributeMaxDynamicSharedMemorySize).
+// The dynamic shared memory limit of a kernel (cudaFuncAttributeMaxDynamicSharedMemorySize), and the static shared
+// memory its blocks have declared (the most any block has).
 int dynamic_shared_limit(const void* function);
+size_t static_shared_bytes(const void* function);
+void note_static_shared_bytes(const void* function, size_t bytes);
 
 // For fault reports: the kernel, block and thread running now (empty when none), and whether an address lies in
 // a thread's stack guard.

@@ -70,7 +70,8 @@ struct State {
     uint64_t next_allocation = 1, next_stream = 1;
     std::set<cudaStream_t> streams;
     std::set<cublasHandle_t> blas;
-    std::map<const void*, int> shared_limit;  // per kernel
+    std::map<const void*, int> shared_limit;     // per kernel
+    std::map<const void*, size_t> static_shared;  // per kernel: the most any of its blocks declared
     int access_depth = 0;                     // DeviceAccess nesting
     bool protect = true;                      // NE_EMU_PROTECT=0 leaves device memory readable by the host
     int devices = 1;                          // NE_EMU_DEVICES=0 emulates a machine without a device
@@ -376,6 +377,17 @@ int dynamic_shared_limit(const void* function) {
     return it == s.shared_limit.end() ? kSharedPerBlock : it->second;
 }
 
+size_t static_shared_bytes(const void* function) {
+    State& s = state();
+    auto it = s.static_shared.find(function);
+    return it == s.static_shared.end() ? 0 : it->second;
+}
+
+void note_static_shared_bytes(const void* function, size_t bytes) {
+    size_t& most = state().static_shared[function];
+    most = bytes > most ? bytes : most;
+}
+
 void poison(void* pointer, size_t bytes) {
     static uint64_t fills = 0;
     const Schedule schedule = current_schedule();
@@ -474,8 +486,12 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int device) {
     prop->totalGlobalMem = state().total_bytes;
     prop->sharedMemPerBlock = kSharedPerBlock;
     prop->sharedMemPerBlockOptin = kSharedOptin;
+    prop->sharedMemPerMultiprocessor = 228 * 1024;
+    prop->regsPerBlock = 65536;
     prop->warpSize = 32;
     prop->maxThreadsPerBlock = kMaxThreadsPerBlock;
+    prop->maxThreadsPerMultiProcessor = 2048;
+    prop->l2CacheSize = 50 * 1024 * 1024;
     prop->maxThreadsDim[0] = prop->maxThreadsDim[1] = 1024;
     prop->maxThreadsDim[2] = 64;
     prop->maxGridSize[0] = 0x7fffffff;
@@ -657,6 +673,30 @@ cudaError_t cudaFuncSetAttribute(const void* function, cudaFuncAttribute attr, i
         return record(cudaErrorInvalidValue);
     }
     s.shared_limit[function] = value;
+    return cudaSuccess;
+}
+
+cudaError_t cudaFuncGetAttributes(cudaFuncAttributes* attributes, const void* function) {
+    DeviceLock lock;
+    if (attributes == nullptr || function == nullptr) return record(cudaErrorInvalidValue);
+    *attributes = cudaFuncAttributes{};
+    attributes->sharedSizeBytes = static_shared_bytes(function);
+    attributes->maxThreadsPerBlock = kMaxThreadsPerBlock;
+    attributes->maxDynamicSharedSizeBytes = dynamic_shared_limit(function);
+    attributes->ptxVersion = attributes->binaryVersion = 90;
+    return cudaSuccess;
+}
+
+// The API level emulated: CUDA 11.8's, the toolkit the engine's CUDA code is built with on Debian.
+cudaError_t cudaRuntimeGetVersion(int* version) {
+    if (version == nullptr) return record(cudaErrorInvalidValue);
+    *version = 11080;
+    return cudaSuccess;
+}
+
+cudaError_t cudaDriverGetVersion(int* version) {
+    if (version == nullptr) return record(cudaErrorInvalidValue);
+    *version = state().devices == 0 ? 0 : 11080;
     return cudaSuccess;
 }
 

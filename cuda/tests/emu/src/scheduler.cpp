@@ -36,7 +36,7 @@
 #  define NE_EMU_USE_UCONTEXT 0
 #endif
 
-// A fiber's first function: runs the kernel as the fiber's thread, then returns to the scheduler for good.
+// A fiber's first function: runs threads of the current block on the fiber's stack (see its definition).
 extern "C" __attribute__((visibility("hidden"), noreturn)) void ne_emu_fiber_main(void* fiber);
 
 namespace ne_emu {
@@ -582,6 +582,7 @@ void* static_shared(const void* site, size_t bytes, size_t alignment) {
     poison(memory, bytes);
     block.statics.push_back(SharedVariable{site, memory, bytes});
     block.static_bytes += bytes;
+    note_static_shared_bytes(g_run->site->function, block.static_bytes);
     if (block.static_bytes > static_cast<size_t>(kSharedPerBlock))
         kernel_fault("%zu bytes of static __shared__ memory, above the %d a block may declare", block.static_bytes,
                      kSharedPerBlock);

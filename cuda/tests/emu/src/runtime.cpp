@@ -84,6 +84,13 @@ thread_local int t_device = 0;
 
 void install_fault_handler(State& s);
 
+// After an AddressSanitizer report: which kernel, block, thread and schedule were running.
+void name_running_kernel(const char*) {
+    char kernel[512];
+    describe_running_kernel(kernel, sizeof kernel);
+    if (kernel[0]) report("the access above was made %s", kernel);
+}
+
 State& state() {
     static State* s = [] {
         auto* created = new State();  // never destroyed: fault reports may need it during exit
@@ -92,6 +99,9 @@ State& state() {
         if (const char* v = getenv("NE_EMU_MEMORY_MB"); v != nullptr && atoll(v) > 0)
             created->total_bytes = static_cast<size_t>(atoll(v)) << 20;
         install_fault_handler(*created);
+#if NE_EMU_ASAN
+        __asan_set_error_report_callback(name_running_kernel);
+#endif
         return created;
     }();
     return *s;
@@ -561,8 +571,9 @@ cudaError_t cudaMalloc(void** pointer, size_t bytes) {
     memset(a.access, kCanary, a.access_bytes);
     ne_emu::poison(a.data, a.bytes);
 #if NE_EMU_ASAN
-    ASAN_POISON_MEMORY_REGION(a.access, static_cast<size_t>(a.data - a.access));
-    ASAN_POISON_MEMORY_REGION(a.data + a.bytes, a.rounded - a.bytes);
+    // The functions, not the ASAN_* macros: this file is not instrumented itself, and the macros are empty then.
+    __asan_poison_memory_region(a.access, static_cast<size_t>(a.data - a.access));
+    __asan_poison_memory_region(a.data + a.bytes, a.rounded - a.bytes);
 #endif
     if (s.protect && s.access_depth == 0) set_protection(a, false);
     s.live[reinterpret_cast<uintptr_t>(a.data)] = a;
@@ -592,7 +603,7 @@ cudaError_t cudaFree(void* pointer) {
         abort();
     }
 #if NE_EMU_ASAN
-    ASAN_UNPOISON_MEMORY_REGION(a.access, a.access_bytes);
+    __asan_unpoison_memory_region(a.access, a.access_bytes);
 #endif
     // Drop the pages but keep the addresses reserved and inaccessible for a while.
     if (mmap(a.access, a.access_bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) ==

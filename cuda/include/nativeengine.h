@@ -47,7 +47,7 @@ NE_API const char* ne_status_name(int32_t status);
 NE_API const char* ne_version(void);
 /* Version of this ABI: raised whenever a function, struct or enum here changes. A binding built against another
  * version must not call the library (the C# binding checks it on load). */
-#define NE_ABI_VERSION 3
+#define NE_ABI_VERSION 4
 NE_API int32_t ne_abi_version(void);
 
 /* ---- backends and contexts -------------------------------------------------------------------------- */
@@ -397,6 +397,102 @@ NE_API ne_status ne_sae_restore(ne_sae* sae, const float* W_enc, int64_t enc_cou
                                 int64_t b_enc_count, const float* W_dec, int64_t dec_count, const float* b_dec,
                                 int64_t b_dec_count, const float* threshold, int64_t threshold_count, const void* state,
                                 int64_t bytes);
+
+/* ---- synthetic activations with a known ground truth (ABI 4) -------------------------------------------- */
+
+/* x = sum_i a_i W_i + b: n_features unit directions W [n][d], a bias b [d], and sparse non-negative codes a drawn
+ * per sample (docs/synthsaebench.md). Two families share one sampler: SynthSAEBench (SAELens' benchmark: Zipfian
+ * firing, a forest of features whose children are gated by their parent and may exclude each other, a low-rank
+ * Gaussian copula, relu(normal) magnitudes, an orthogonalised dictionary, a bias) and the set of Sharkey et al.
+ * (2022) (p_i = min(1, c decay^i) with sum p = active_mean, optional copula, U(0, 1] magnitudes, Gaussian unit rows,
+ * no bias). The ground truth is built once from the config (on the host); every sample is a pure function of
+ * (seed, stream, sample index), so any range of samples can be drawn again, alone, in any order. */
+
+/* Must stay in sync with NativeEngine.Interop.SynthKind. */
+typedef enum ne_synth_kind {
+    NE_SYNTH_SAEBENCH = 0,
+    NE_SYNTH_SHARKEY = 1
+} ne_synth_kind;
+
+/* Must stay in sync with NativeEngine.Interop.SynthPreset. */
+typedef enum ne_synth_preset {
+    NE_SYNTH_PRESET_16K = 0  /* SynthSAEBench-16k: 16,384 features in 768 dimensions (docs/synthsaebench.md) */
+} ne_synth_preset;
+
+/* Must stay in sync with NativeEngine.Interop.SynthStream. Disjoint streams of samples. */
+typedef enum ne_synth_stream {
+    NE_SYNTH_STREAM_TRAIN = 0,    /* what training draws */
+    NE_SYNTH_STREAM_EVALUATE = 1  /* fresh samples for measuring, never met in training */
+} ne_synth_stream;
+
+typedef struct ne_synth_config {
+    int32_t kind;               /* ne_synth_kind */
+    int32_t correlation_rank;   /* r >= 0 of the copula; 0: features fire independently */
+    int64_t n_features;         /* 1 .. 2^31-1 */
+    int64_t d;                  /* >= 1 */
+    uint64_t seed;              /* keys the ground truth and the samples */
+    double zipf_exponent;       /* SAEBENCH: p_i = p_min + (p_max - p_min) ((i+1)^-a - n^-a) / (1 - n^-a), a > 0 */
+    double p_min, p_max;        /* SAEBENCH: 0 < p_min < p_max <= 1 */
+    double decay;               /* SHARKEY: in (0, 1] */
+    double active_mean;         /* SHARKEY: in (0, n_features] */
+    int64_t root_nodes;         /* SAEBENCH forest: roots (0: none), features 0 .. R-1, then breadth-first */
+    int32_t branching_min;      /* children per parent, uniform in [min, max], min >= 2 */
+    int32_t branching_max;
+    int32_t max_depth;          /* roots at depth 0, leaves at max_depth >= 1 */
+    int32_t me_min_depth;       /* parents at depths [min, max] may have mutually exclusive children */
+    int32_t me_max_depth;       /* -1: no limit */
+    int32_t compensate;         /* 1: base probabilities raised to offset gating and exclusion */
+    int32_t scale_children;     /* 1: a child's value is scaled by its parent's value over the parent's mean */
+    int32_t reserved;
+    double me_portion;          /* share of eligible parents whose children exclude each other, [0, 1] */
+    double correlation_scale;   /* SAEBENCH: copula factor F = scale * N(0, 1), >= 0 */
+    double mean_start, mean_end;/* SAEBENCH magnitude mean, linear in the index from feature 0 to n-1, > 0 */
+    double std_mean, std_std;   /* SAEBENCH magnitude standard deviation |N(std_mean, std_std^2)| per feature */
+    double bias_norm;           /* SAEBENCH: norm of the random bias b (0: none) */
+    double ortho_lr;            /* SAEBENCH: Adam lr of the dictionary's orthogonalisation */
+    int32_t ortho_steps;        /* SAEBENCH: its steps (0: Gaussian unit rows) */
+    int32_t ortho_chunk;        /* rows of the Gram matrix held at once, >= 1 (memory only: no effect on results) */
+} ne_synth_config;
+
+typedef struct ne_synth ne_synth;
+
+NE_API size_t ne_synth_config_size(void);
+/* Every field of a preset. */
+NE_API ne_status ne_synth_preset_config(int32_t preset, ne_synth_config* out);
+/* NE_OK when the config is valid; else NE_ERR_INVALID_ARGUMENT naming the field, its value and what is valid. */
+NE_API ne_status ne_synth_check(const ne_synth_config* config);
+/* Builds the ground truth. W [n_features][d] and b [d], when given (counts n*d and d), are the dictionary and bias
+ * (as ne_synth_get_truth returned them, e.g. read back from a file), so the orthogonalisation, O(ortho_steps n^2 d),
+ * is not run again; both NULL with counts 0: built from the seed. Samples are drawn on the host for every backend
+ * (identical on all: the ground truth is one set of bytes). */
+NE_API ne_status ne_synth_create(ne_context* ctx, const ne_synth_config* config, const float* W, int64_t w_count,
+                                 const float* b, int64_t b_count, ne_synth** out);
+NE_API ne_status ne_synth_destroy(ne_synth* synth);
+/* Samples first_sample .. first_sample + count - 1 (first_sample >= 0, count >= 1, below 2^62) of a stream:
+ * x [count][d] and dense codes [count][n_features]; either may be NULL with count 0. */
+NE_API ne_status ne_synth_sample(const ne_synth* synth, int32_t stream, int64_t first_sample, int64_t count, float* x,
+                                 int64_t x_count, float* codes, int64_t codes_count);
+/* The same samples' codes, sparse: sample t's active features (code > 0, ascending) are
+ * index[row_begin[t] .. row_begin[t+1]) with their values. row_begin [count + 1] is always written and *total set to
+ * row_begin[count]; index and value [capacity] are written only when total <= capacity (else call again with a
+ * larger capacity). x [count][d] may be NULL with count 0. */
+NE_API ne_status ne_synth_sample_sparse(const ne_synth* synth, int32_t stream, int64_t first_sample, int64_t count,
+                                        float* x, int64_t x_count, int64_t* row_begin, int64_t row_begin_count,
+                                        int32_t* index, float* value, int64_t capacity, int64_t* total);
+/* The ground truth, each output NULL with count 0 to skip: W [n][d] (unit rows), b [d], probability [n] (the target
+ * firing probability p_i), fire_probability [n] (p'_i after compensation, clamped to 1), parent [n] (-1: a root or a
+ * feature in no tree), flags [n] (bit 0: i's children exclude each other, bit 1: i scales its children),
+ * mean, stddev [n] (magnitudes; SHARKEY: 0.5 and 1/sqrt(12), its U(0, 1] law's moments). */
+NE_API ne_status ne_synth_get_truth(const ne_synth* synth, float* W, int64_t w_count, float* b, int64_t b_count,
+                                    float* probability, int64_t probability_count, float* fire_probability,
+                                    int64_t fire_probability_count, int32_t* parent, int64_t parent_count,
+                                    int32_t* flags, int64_t flags_count, float* mean, int64_t mean_count,
+                                    float* stddev, int64_t stddev_count);
+/* One ne_sae_train_step on samples first_sample .. first_sample + batch_size - 1 of the synth's training stream,
+ * each multiplied by scale (> 0), drawn where the SAE trains: the batch never passes through the caller. The synth's
+ * d must equal the SAE's d_in. */
+NE_API ne_status ne_sae_train_step_synth(ne_sae* sae, const ne_synth* synth, int64_t first_sample, float scale,
+                                         float lr, ne_sae_stats* stats);
 
 /* ---- the CPU GEMM ------------------------------------------------------------------------------------- */
 

@@ -7,7 +7,7 @@ namespace NativeEngine.Interop;
 public static class Engine
 {
     /// <summary>The <c>NE_ABI_VERSION</c> these bindings mirror; the resolver refuses a library of another.</summary>
-    public const int AbiVersion = 3;
+    public const int AbiVersion = 4;
 
     public static string Version => Marshal.PtrToStringUTF8(NativeMethods.Version()) ?? "";
 
@@ -35,6 +35,7 @@ public static class Engine
         ("ne_sae_config", Unsafe.SizeOf<SaeConfigNative>(), (int)NativeMethods.SaeConfigSize()),
         ("ne_sae_stats", Unsafe.SizeOf<SaeStats>(), (int)NativeMethods.SaeStatsSize()),
         ("ne_non_finite", Unsafe.SizeOf<NonFiniteNative>(), (int)NativeMethods.NonFiniteSize()),
+        ("ne_synth_config", Unsafe.SizeOf<SynthConfigNative>(), (int)NativeMethods.SynthConfigSize()),
     ];
 }
 

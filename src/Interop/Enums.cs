@@ -87,3 +87,28 @@ public enum NonFiniteQuantity
     /// <summary>Parameters after an update (for an SAE, a decoder row's norm).</summary>
     Parameters = 2,
 }
+
+/// <summary>Must stay in sync with <c>ne_synth_kind</c>.</summary>
+public enum SynthKind
+{
+    /// <summary>SynthSAEBench (SAELens): Zipfian firing, a feature forest, a low-rank copula, an orthogonalised
+    /// dictionary and a bias.</summary>
+    SaeBench = 0,
+    /// <summary>Sharkey et al. (2022): p_i ∝ decay^i, optional copula, U(0, 1] coefficients, Gaussian unit rows.</summary>
+    Sharkey = 1,
+}
+
+/// <summary>Must stay in sync with <c>ne_synth_preset</c>.</summary>
+public enum SynthPreset
+{
+    /// <summary>SynthSAEBench-16k: 16,384 features in 768 dimensions.</summary>
+    SaeBench16k = 0,
+}
+
+/// <summary>Must stay in sync with <c>ne_synth_stream</c>: disjoint streams of samples.</summary>
+public enum SynthStream
+{
+    Train = 0,
+    /// <summary>Fresh samples for measuring, never met in training.</summary>
+    Evaluate = 1,
+}

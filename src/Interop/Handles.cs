@@ -25,3 +25,9 @@ public sealed class SaeHandle() : SafeHandleZeroOrMinusOneIsInvalid(ownsHandle: 
 {
     protected override bool ReleaseHandle() => NativeMethods.SaeDestroy(handle) == Status.Ok;
 }
+
+/// <summary>Owns an <c>ne_synth*</c>.</summary>
+public sealed class SynthHandle() : SafeHandleZeroOrMinusOneIsInvalid(ownsHandle: true)
+{
+    protected override bool ReleaseHandle() => NativeMethods.SynthDestroy(handle) == Status.Ok;
+}

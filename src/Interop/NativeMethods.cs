@@ -179,6 +179,43 @@ internal static partial class NativeMethods
         ReadOnlySpan<float> bEnc, long bEncCount, ReadOnlySpan<float> wDec, long decCount, ReadOnlySpan<float> bDec,
         long bDecCount, ReadOnlySpan<float> threshold, long thresholdCount, ReadOnlySpan<byte> state, long bytes);
 
+    // ---- synthetic activations with a known ground truth (ABI 4) ----
+
+    [LibraryImport(Library, EntryPoint = "ne_synth_config_size")]
+    internal static partial nuint SynthConfigSize();
+
+    [LibraryImport(Library, EntryPoint = "ne_synth_preset_config")]
+    internal static partial Status SynthPreset(int preset, out SynthConfigNative config);
+
+    [LibraryImport(Library, EntryPoint = "ne_synth_check")]
+    internal static partial Status SynthCheck(in SynthConfigNative config);
+
+    [LibraryImport(Library, EntryPoint = "ne_synth_create")]
+    internal static partial Status SynthCreate(ContextHandle context, in SynthConfigNative config, ReadOnlySpan<float> w,
+        long wCount, ReadOnlySpan<float> b, long bCount, out SynthHandle synth);
+
+    [LibraryImport(Library, EntryPoint = "ne_synth_destroy")]
+    internal static partial Status SynthDestroy(IntPtr synth);
+
+    [LibraryImport(Library, EntryPoint = "ne_synth_sample")]
+    internal static partial Status SynthSample(SynthHandle synth, int stream, long firstSample, long count, Span<float> x,
+        long xCount, Span<float> codes, long codesCount);
+
+    [LibraryImport(Library, EntryPoint = "ne_synth_sample_sparse")]
+    internal static partial Status SynthSampleSparse(SynthHandle synth, int stream, long firstSample, long count,
+        Span<float> x, long xCount, Span<long> rowBegin, long rowBeginCount, Span<int> index, Span<float> value,
+        long capacity, out long total);
+
+    [LibraryImport(Library, EntryPoint = "ne_synth_get_truth")]
+    internal static partial Status SynthGetTruth(SynthHandle synth, Span<float> w, long wCount, Span<float> b, long bCount,
+        Span<float> probability, long probabilityCount, Span<float> fireProbability, long fireProbabilityCount,
+        Span<int> parent, long parentCount, Span<int> flags, long flagsCount, Span<float> mean, long meanCount,
+        Span<float> stddev, long stddevCount);
+
+    [LibraryImport(Library, EntryPoint = "ne_sae_train_step_synth")]
+    internal static partial Status SaeTrainStepSynth(SaeHandle sae, SynthHandle synth, long firstSample, float scale,
+        float lr, out SaeStats stats);
+
     [LibraryImport(Library, EntryPoint = "ne_sgemm")]
     internal static partial Status Sgemm(ContextHandle context, long m, long n, long k, ReadOnlySpan<float> a, long aCount,
         ReadOnlySpan<float> b, long bCount, Span<float> c, long cCount);

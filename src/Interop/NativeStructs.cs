@@ -155,3 +155,38 @@ public struct NonFiniteNative
 /// <summary>The first training step whose loss (then not applied) or updated parameters were not finite (NaN or
 /// infinity). Step is 1-based: the number of steps including it.</summary>
 public sealed record NonFinite(long Step, long Instance, NonFiniteQuantity Quantity);
+
+/// <summary>Mirror of <c>ne_synth_config</c>.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct SynthConfigNative
+{
+    public int Kind;
+    public int CorrelationRank;
+    public long NFeatures;
+    public long D;
+    public ulong Seed;
+    public double ZipfExponent;
+    public double PMin;
+    public double PMax;
+    public double Decay;
+    public double ActiveMean;
+    public long RootNodes;
+    public int BranchingMin;
+    public int BranchingMax;
+    public int MaxDepth;
+    public int MeMinDepth;
+    public int MeMaxDepth;
+    public int Compensate;
+    public int ScaleChildren;
+    public int Reserved;
+    public double MePortion;
+    public double CorrelationScale;
+    public double MeanStart;
+    public double MeanEnd;
+    public double StdMean;
+    public double StdStd;
+    public double BiasNorm;
+    public double OrthoLr;
+    public int OrthoSteps;
+    public int OrthoChunk;
+}

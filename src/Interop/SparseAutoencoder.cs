@@ -83,6 +83,15 @@ public sealed class SparseAutoencoder : IDisposable
         return stats;
     }
 
+    /// <summary>A step on samples [firstSample, firstSample + batch) of the generator's training stream, each times
+    /// <paramref name="scale"/>, drawn natively where the SAE trains (the batch never passes through managed memory).</summary>
+    public SaeStats TrainStep(SynthGenerator synth, long firstSample, float scale, float lr)
+    {
+        NativeEngineException.ThrowIfFailed(NativeMethods.SaeTrainStepSynth(_handle, synth.Handle, firstSample, scale, lr,
+            out var stats));
+        return stats;
+    }
+
     /// <param name="xHat">Empty, or [tokens][d_in] for the reconstruction.</param>
     /// <param name="fireCount">Empty, or [d_sae]: += tokens on which each latent fired.</param>
     public SaeStats Evaluate(ReadOnlySpan<float> x, Span<float> xHat, Span<long> fireCount)

@@ -1,5 +1,6 @@
 // The extern "C" entry points: check arguments, run the call inside ne::guarded (which turns every exception
 // into a status and a thread-local message) and nothing else.
+#include <algorithm>
 #include <cstdint>
 #include <new>
 #include <string>
@@ -14,6 +15,7 @@
 #include "models/moe_model.h"
 #include "models/sae.h"
 #include "models/sae_model.h"
+#include "models/synth_model.h"
 #include "models/toy_model.h"
 #include "models/training.h"
 #include "nativeengine.h"
@@ -31,6 +33,7 @@ static_assert(sizeof(ne_moe_config) == 112, "ne_moe_config changed: update NE_AB
 static_assert(sizeof(ne_sae_config) == 104, "ne_sae_config changed: update NE_ABI_VERSION and the bindings");
 static_assert(sizeof(ne_sae_stats) == 56, "ne_sae_stats changed: update NE_ABI_VERSION and the bindings");
 static_assert(sizeof(ne_non_finite) == 24, "ne_non_finite changed: update NE_ABI_VERSION and the bindings");
+static_assert(sizeof(ne_synth_config) == 184, "ne_synth_config changed: update NE_ABI_VERSION and the bindings");
 
 namespace {
 
@@ -311,6 +314,89 @@ NE_API ne_status ne_sae_restore(ne_sae* sae, const float* W_enc, int64_t enc_cou
     return ne::guarded(__func__, [&] {
         deref(sae, "sae").model.restore(W_enc, enc_count, b_enc, b_enc_count, W_dec, dec_count, b_dec, b_dec_count,
                                         threshold, threshold_count, state, bytes);
+    });
+}
+
+// ---- synthetic activations with a known ground truth (ABI 4) ---------------------------------------------------
+
+NE_API size_t ne_synth_config_size(void) { return sizeof(ne_synth_config); }
+
+NE_API ne_status ne_synth_preset_config(int32_t preset, ne_synth_config* out) {
+    return ne::guarded(__func__, [&] {
+        auto& result = deref(out, "out");
+        if (preset != NE_SYNTH_PRESET_16K) ne::invalid("preset is " + std::to_string(preset) + "; valid: 0 (16k)");
+        result = ne::synth_config_of(ne::synth_preset_16k());
+    });
+}
+
+NE_API ne_status ne_synth_check(const ne_synth_config* config) {
+    return ne::guarded(__func__, [&] { ne::synth_spec_of(deref(config, "config")); });
+}
+
+NE_API ne_status ne_synth_create(ne_context* ctx, const ne_synth_config* config, const float* W, int64_t w_count,
+                                 const float* b, int64_t b_count, ne_synth** out) {
+    return ne::guarded(__func__, [&] {
+        auto& result = deref(out, "out");
+        result = nullptr;
+        result = new ne_synth{ne::SynthModel(deref(ctx, "ctx"), deref(config, "config"), W, w_count, b, b_count)};
+    });
+}
+
+NE_API ne_status ne_synth_destroy(ne_synth* synth) {
+    return ne::guarded(__func__, [&] { delete synth; });
+}
+
+NE_API ne_status ne_synth_sample(const ne_synth* synth, int32_t stream, int64_t first_sample, int64_t count, float* x,
+                                 int64_t x_count, float* codes, int64_t codes_count) {
+    return ne::guarded(__func__, [&] {
+        const auto& model = deref(synth, "synth").model;
+        if (count < 1) ne::invalid("count is " + std::to_string(count) + "; valid: >= 1");
+        if (x_count != 0) ne::check_count("x", x, x_count, count * model.d());
+        if (codes_count != 0) ne::check_count("codes", codes, codes_count, count * model.n());
+        model.sample(stream, first_sample, count, x_count != 0 ? x : nullptr, codes_count != 0 ? codes : nullptr, nullptr);
+    });
+}
+
+NE_API ne_status ne_synth_sample_sparse(const ne_synth* synth, int32_t stream, int64_t first_sample, int64_t count,
+                                        float* x, int64_t x_count, int64_t* row_begin, int64_t row_begin_count,
+                                        int32_t* index, float* value, int64_t capacity, int64_t* total) {
+    return ne::guarded(__func__, [&] {
+        const auto& model = deref(synth, "synth").model;
+        auto& needed = deref(total, "total");
+        if (count < 1) ne::invalid("count is " + std::to_string(count) + "; valid: >= 1");
+        if (x_count != 0) ne::check_count("x", x, x_count, count * model.d());
+        ne::check_count("row_begin", row_begin, row_begin_count, count + 1);
+        if (capacity < 0) ne::invalid("capacity is " + std::to_string(capacity) + "; valid: >= 0");
+        if (capacity > 0 && (index == nullptr || value == nullptr)) ne::invalid("index or value is null with capacity > 0");
+        ne::SynthSparseCodes codes;
+        model.sample(stream, first_sample, count, x_count != 0 ? x : nullptr, nullptr, &codes);
+        std::copy(codes.row_begin.begin(), codes.row_begin.end(), row_begin);
+        needed = codes.row_begin.back();
+        if (needed <= capacity) {
+            std::copy(codes.index.begin(), codes.index.end(), index);
+            std::copy(codes.value.begin(), codes.value.end(), value);
+        }
+    });
+}
+
+NE_API ne_status ne_synth_get_truth(const ne_synth* synth, float* W, int64_t w_count, float* b, int64_t b_count,
+                                    float* probability, int64_t probability_count, float* fire_probability,
+                                    int64_t fire_probability_count, int32_t* parent, int64_t parent_count,
+                                    int32_t* flags, int64_t flags_count, float* mean, int64_t mean_count,
+                                    float* stddev, int64_t stddev_count) {
+    return ne::guarded(__func__, [&] {
+        deref(synth, "synth").model.get_truth(W, w_count, b, b_count, probability, probability_count,
+                                              fire_probability, fire_probability_count, parent, parent_count, flags,
+                                              flags_count, mean, mean_count, stddev, stddev_count);
+    });
+}
+
+NE_API ne_status ne_sae_train_step_synth(ne_sae* sae, const ne_synth* synth, int64_t first_sample, float scale,
+                                         float lr, ne_sae_stats* stats) {
+    return ne::guarded(__func__, [&] {
+        const ne_sae_stats result =
+            deref(sae, "sae").model.train_step_synth(deref(synth, "synth").model, first_sample, scale, lr);
+        if (stats != nullptr) *stats = result;
     });
 }
 

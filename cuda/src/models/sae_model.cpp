@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/nvtx.h"
 #include "models/backends.h"
+#include "models/synth_model.h"
 #include "models/training.h"
 
 namespace ne {
@@ -155,6 +156,20 @@ ne_sae_stats SaeModel::train_step(const float* x, int64_t x_count, float lr) {
     ++steps_;
     if (!loss.parameters_finite) record(steps_, NE_NON_FINITE_PARAMETERS);
     return stats_of(loss);
+}
+
+ne_sae_stats SaeModel::train_step_synth(const SynthModel& synth, int64_t first_sample, float scale, float lr) {
+    if (synth.d() != spec_.d)
+        invalid("the synth's d is " + std::to_string(synth.d()) + "; the SAE's d_in is " + std::to_string(spec_.d));
+    if (!(scale > 0) || !std::isfinite(scale)) invalid("scale is " + std::to_string(scale) + "; valid: finite, > 0");
+    synth_batch_.resize(spec_.batch * spec_.d);
+    {
+        NE_NVTX_RANGE("sae.synth_batch");
+        synth.sample(NE_SYNTH_STREAM_TRAIN, first_sample, spec_.batch, synth_batch_.data(), nullptr, nullptr);
+    }
+    if (scale != 1.0f)
+        for (float& v : synth_batch_) v *= scale;
+    return train_step(synth_batch_.data(), static_cast<int64_t>(synth_batch_.size()), lr);
 }
 
 ne_sae_stats SaeModel::evaluate(const float* x, int64_t x_count, float* x_hat, int64_t x_hat_count,

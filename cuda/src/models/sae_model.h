@@ -12,6 +12,8 @@ struct ne_context;
 
 namespace ne {
 
+class SynthModel;
+
 class SaeModel {
 public:
     // Throws unless the config is valid and ctx's backend can run it (ne_context_supports_sae).
@@ -21,6 +23,8 @@ public:
 
     void init_decoder_bias(const float* x, int64_t x_count, int32_t method);
     ne_sae_stats train_step(const float* x, int64_t x_count, float lr);
+    // A step on samples first_sample .. first_sample + batch - 1 of synth's training stream, times scale.
+    ne_sae_stats train_step_synth(const SynthModel& synth, int64_t first_sample, float scale, float lr);
     ne_sae_stats evaluate(const float* x, int64_t x_count, float* x_hat, int64_t x_hat_count, int64_t* fire_count,
                           int64_t fire_count_count);
     void get_params(float* W_enc, int64_t enc_count, float* b_enc, int64_t b_enc_count, float* W_dec,
@@ -49,6 +53,7 @@ private:
     SaeThreshold threshold_;
     int64_t steps_ = 0;
     ne_non_finite non_finite_{};  // the first step whose loss or updated parameters were not finite
+    std::vector<float> synth_batch_;  // train_step_synth's batch, drawn here rather than by the caller
 };
 
 }  // namespace ne

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using NativeEngine.Runner.Analysis;
+using NativeEngine.Runner.Configs;
 using NativeEngine.Runner.Experiments;
 using NativeEngine.Runner.Formats;
 
@@ -373,8 +374,13 @@ public class AnalyzeTests
         // Without activations the densities come from factorize's sparsity.safetensors: same curve, no scales.
         File.Delete(Path.Combine(dict, "config.json"));
         var truth = Path.Combine(dir, "truth");
-        using (var synthetic = new NativeEngine.Runner.Data.SyntheticActivations(new(32, 64, 0.95, 5, Seed: 4, BatchTokens: 16, Prefetch: false)))
-            synthetic.WriteShards(truth, 16, 16);
+        var spec = new SharkeySpec(32, 64, 5, 0.95, false, 4);
+        using (var context = new NativeEngine.Interop.EngineContext(NativeEngine.Interop.Backend.Cpu))
+        using (var synthetic = new NativeEngine.Interop.SynthGenerator(context, spec.Generator))
+        {
+            NativeEngine.Runner.Experiments.Synthesis.WriteShards(synthetic, truth, 16, 16, NativeEngine.Runner.Data.ActivationFileFormat.Npy);
+            NativeEngine.Runner.Experiments.Synthesis.WriteGroundTruth(truth, spec, synthetic, 16);
+        }
         var outFile = Path.Combine(dir, "from-file.json");
         (code, output) = TestSupport.RunCli("analyze", "feature-curves", "--dict", dict, "--ground-truth",
             Path.Combine(truth, "ground_truth.safetensors"), "--out", outFile);
@@ -407,6 +413,14 @@ public class AnalyzeTests
         var dict = Path.Combine(dir, "dict");
         (code, output) = TestSupport.RunCli("factorize", "--config", config, "--out", dict, "--backend", "cpu");
         Assert.That(code, Is.EqualTo(0), output);
+        // The harvest's true codes beside its activations: SynthSAEBench's metrics on its first 100,000 tokens.
+        var block = ReadJson(Path.Combine(dict, "metrics.json")).GetProperty(Factorization.TruthKey);
+        TestContext.Out.WriteLine(block.ToString());
+        Assert.That(block.GetProperty("samples_from").GetString(), Is.EqualTo("harvest"));
+        Assert.That(block.GetProperty("samples").GetInt64(), Is.EqualTo(100_000));
+        Assert.That(block.GetProperty("true_l0").GetDouble(), Is.EqualTo(20 * 0.03).Within(0.02), "20 features at p = 0.03");
+        Assert.That(block.GetProperty("mcc").GetDouble(), Is.InRange(0.4, 1.0));
+        Assert.That(block.GetProperty("explained_variance").GetDouble(), Is.GreaterThan(0.8));
 
         var norms = ToyMetrics.Compute(SafeTensors.Read(Path.Combine(run, "weights.safetensors")).Tensors.Single(t => t.Name == "W").Data, 20, 5).FeatureNorm;
         foreach (var truthOption in new[] { new[] { "--model", run }, ["--ground-truth", Path.Combine(harvested, "ground_truth.safetensors")] })

@@ -384,9 +384,10 @@ public class ArrowCacheTests
 
         // The cache holds exactly the synthetic stream, token for token.
         var expected = new float[6400 * 16];
-        using (var synthetic = NativeEngine.Runner.Experiments.Factorization.Synthetic(
+        using (var cpu = new NativeEngine.Interop.EngineContext(NativeEngine.Interop.Backend.Cpu))
+        using (var synthetic = NativeEngine.Runner.Experiments.Factorization.Synthetic(cpu,
                    (SyntheticSpec)FactorizeConfigLoader.LoadFile(config).Data))
-            synthetic.Generate(0, expected);
+            synthetic.Sample(NativeEngine.Interop.SynthStream.Train, 0, expected);
         var shards = new ActivationFiles([cache], ActivationFileFormat.Arrow).Open();
         try
         {

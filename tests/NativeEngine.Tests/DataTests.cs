@@ -1,7 +1,10 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Text;
+using NativeEngine.Interop;
+using NativeEngine.Runner.Configs;
 using NativeEngine.Runner.Data;
+using NativeEngine.Runner.Experiments;
 using NativeEngine.Runner.Formats;
 
 namespace NativeEngine.Tests;
@@ -450,74 +453,195 @@ public class DataTests
         public void Dispose() { }
     }
 
-    // ---- synthetic activations ----
+    // ---- synthetic activations (the native generator; the Sharkey set) ----
+
+    private static SynthGenerator Sharkey(EngineContext context, int d = 256, int n = 512, double activeMean = 5,
+        bool correlated = false, ulong seed = 3) =>
+        new(context, new SharkeySpec(d, n, activeMean, 0.99, correlated, seed).Generator);
 
     [Test]
     public void SyntheticFeaturesAreUnitNormAndAboutActiveMeanFirePerToken()
     {
+        using var context = new EngineContext(Backend.Cpu);
         foreach (var correlated in new[] { false, true })
         {
-            using var synthetic = new SyntheticActivations(new SyntheticOptions(Correlated: correlated, Seed: 3));
-            for (var i = 0; i < synthetic.FeatureCount; i++)
+            using var synthetic = Sharkey(context, correlated: correlated);
+            var truth = synthetic.Truth;
+            for (var i = 0; i < synthetic.NFeatures; i++)
             {
-                var norm = MathF.Sqrt(synthetic.Features.Slice(i * 256, 256).ToArray().Sum(v => v * v));
+                var norm = MathF.Sqrt(truth.Features.AsSpan(i * 256, 256).ToArray().Sum(v => v * v));
                 Assert.That(norm, Is.EqualTo(1).Within(1e-5), $"feature {i}");
             }
-            Assert.That(synthetic.Probabilities.ToArray().Sum(), Is.EqualTo(5).Within(1e-9));
-            Assert.That(synthetic.Probabilities[1] / synthetic.Probabilities[0], Is.EqualTo(0.99).Within(1e-12));
+            Assert.That(truth.Probability.Sum(p => (double)p), Is.EqualTo(5).Within(1e-5));
+            Assert.That(truth.Probability[1] / truth.Probability[0], Is.EqualTo(0.99).Within(1e-6));
+            Assert.That(truth.Bias, Is.All.EqualTo(0f));
 
             const int tokens = 20000;
-            var codes = new float[512];
+            var codes = new float[tokens * 512L];
+            synthetic.Sample(SynthStream.Train, 0, default, codes);
             var counts = new double[tokens];
             var firstFires = 0;
             for (var t = 0; t < tokens; t++)
             {
-                synthetic.Codes(t, codes);
-                counts[t] = codes.Count(c => c != 0);
-                if (codes[0] != 0) firstFires++;
-                Assert.That(codes.All(c => c is >= 0 and <= 1));
+                var row = codes.AsSpan(t * 512, 512);
+                counts[t] = row.ToArray().Count(c => c != 0);
+                if (row[0] != 0) firstFires++;
             }
+            Assert.That(codes.All(c => c is >= 0 and <= 1));
             var mean = counts.Average();
             var variance = counts.Select(c => (c - mean) * (c - mean)).Sum() / (tokens - 1);
             TestContext.Out.WriteLine($"correlated {correlated}: mean active {mean:F3}, variance {variance:F2}");
             // Standard error ≈ √(variance / tokens) ≈ 0.02 independent, more when correlated.
             Assert.That(mean, Is.EqualTo(5).Within(6 * Math.Sqrt(variance / tokens)));
-            Assert.That(firstFires / (double)tokens, Is.EqualTo(synthetic.Probabilities[0]).Within(0.01));
+            Assert.That(firstFires / (double)tokens, Is.EqualTo(truth.Probability[0]).Within(0.01));
             if (correlated) Assert.That(variance, Is.GreaterThan(7), "correlated firing spreads the count (≈5 when independent)");
             else Assert.That(variance, Is.LessThan(6));
         }
     }
 
+    /// <summary>The native Sharkey generator equals the managed one it replaced in law (not in draws): per-feature
+    /// firing rates, the count of active features (mean and variance, which the copula's correlations set), the
+    /// coefficients' moments, and for the correlated set the size of pairwise firing correlations. 40,000 tokens of each
+    /// for each of four seeds; correlated statistics are averaged over the seeds, since each seed draws its own factor.</summary>
+    [TestCase(false)]
+    [TestCase(true)]
+    public void TheNativeSharkeyGeneratorMatchesTheManagedReferenceInLaw(bool correlated)
+    {
+        const int d = 16, n = 64, tokens = 40_000;
+        ulong[] seeds = [21, 22, 23, 24];
+        using var context = new EngineContext(Backend.Cpu);
+        var native = new List<CodeSummary>();
+        var managed = new List<CodeSummary>();
+        foreach (var seed in seeds)
+        {
+            using var generator = Sharkey(context, d, n, 5, correlated, seed);
+            var reference = new SharkeyReference(d, n, 0.99, 5, correlated ? SharkeySpec.CorrelationRank : 0, seed);
+            Assert.That(generator.Truth.Probability, Is.EqualTo(reference.Probabilities.Select(p => (float)p)).Within(1e-6));
+            var nativeCodes = new float[(long)tokens * n];
+            generator.Sample(SynthStream.Train, 0, default, nativeCodes);
+            var referenceCodes = new float[(long)tokens * n];
+            for (var t = 0; t < tokens; t++) reference.Codes(t, referenceCodes.AsSpan(t * n, n));
+            var a = Summary(nativeCodes, n, tokens);
+            var b = Summary(referenceCodes, n, tokens);
+            native.Add(a);
+            managed.Add(b);
+            TestContext.Out.WriteLine($"seed {seed}: native count {a.CountMean:F3} (var {a.CountVariance:F2}), |phi| {a.MeanAbsPhi:F4}; " +
+                                      $"managed count {b.CountMean:F3} (var {b.CountVariance:F2}), |phi| {b.MeanAbsPhi:F4}");
+            // Firing rates: each feature's rate against p_i (binomial standard error), both generators alike.
+            var p = reference.Probabilities;
+            for (var i = 0; i < n; i++)
+            {
+                var se = Math.Sqrt(p[i] * (1 - p[i]) / tokens);
+                Assert.That(a.Rates[i], Is.EqualTo(p[i]).Within(5 * se + 1e-9), $"native feature {i}, seed {seed}");
+                Assert.That(b.Rates[i], Is.EqualTo(p[i]).Within(5 * se + 1e-9), $"managed feature {i}, seed {seed}");
+            }
+            var countSe = Math.Sqrt((a.CountVariance + b.CountVariance) / tokens);
+            Assert.That(a.CountMean, Is.EqualTo(b.CountMean).Within(6 * countSe));
+            Assert.That(a.CoefficientMean, Is.EqualTo(0.5).Within(0.005));
+            Assert.That(b.CoefficientMean, Is.EqualTo(0.5).Within(0.005));
+            Assert.That(a.CoefficientVariance, Is.EqualTo(1.0 / 12).Within(0.003));
+            if (correlated) continue;
+            // Independent firing: the count's variance is Σ p(1 − p) for both, and no pair is correlated.
+            var expected = p.Sum(q => q * (1 - q));
+            Assert.That(a.CountVariance, Is.EqualTo(expected).Within(0.05 * expected));
+            Assert.That(b.CountVariance, Is.EqualTo(expected).Within(0.05 * expected));
+            Assert.That(a.MeanAbsPhi, Is.LessThan(0.01));
+        }
+        if (!correlated) return;
+        // Other draws of the same factor law: the count's variance and the pairs' correlations agree in size on
+        // average over the seeds (one seed's factor moves them by 10-30%), not pair by pair.
+        double Mean(List<CodeSummary> list, Func<CodeSummary, double> f) => list.Average(f);
+        Assert.That(Mean(native, c => c.CountVariance), Is.EqualTo(Mean(managed, c => c.CountVariance)).Within(0.15 * Mean(managed, c => c.CountVariance)));
+        Assert.That(Mean(native, c => c.MeanAbsPhi), Is.EqualTo(Mean(managed, c => c.MeanAbsPhi)).Within(0.2 * Mean(managed, c => c.MeanAbsPhi)));
+        Assert.That(Mean(native, c => c.MeanAbsPhi), Is.GreaterThan(0.05), "correlated firing");
+    }
+
+    private sealed record CodeSummary(double[] Rates, double CountMean, double CountVariance, double CoefficientMean,
+        double CoefficientVariance, double MeanAbsPhi);
+
+    // Firing rates, the active count's mean and variance, the coefficients' moments, and the mean |phi| (the firing
+    // correlation) over pairs of the 16 most frequent features.
+    private static CodeSummary Summary(float[] codes, int n, int tokens)
+    {
+        var rates = new double[n];
+        double countSum = 0, countSquares = 0, coefficientSum = 0, coefficientSquares = 0;
+        long coefficients = 0;
+        const int top = 16;
+        var together = new long[top, top];
+        for (var t = 0; t < tokens; t++)
+        {
+            var count = 0;
+            for (var i = 0; i < n; i++)
+            {
+                var c = codes[(long)t * n + i];
+                if (c == 0) continue;
+                rates[i]++;
+                count++;
+                coefficientSum += c;
+                coefficientSquares += (double)c * c;
+                coefficients++;
+            }
+            countSum += count;
+            countSquares += (double)count * count;
+            for (var i = 0; i < top; i++)
+                if (codes[(long)t * n + i] != 0)
+                    for (var j = i + 1; j < top; j++)
+                        if (codes[(long)t * n + j] != 0) together[i, j]++;
+        }
+        for (var i = 0; i < n; i++) rates[i] /= tokens;
+        var countMean = countSum / tokens;
+        var coefficientMean = coefficientSum / coefficients;
+        double phi = 0;
+        var pairs = 0;
+        for (var i = 0; i < top; i++)
+            for (var j = i + 1; j < top; j++)
+            {
+                double pij = together[i, j] / (double)tokens, pi = rates[i], pj = rates[j];
+                phi += Math.Abs(pij - pi * pj) / Math.Sqrt(pi * (1 - pi) * pj * (1 - pj));
+                pairs++;
+            }
+        return new CodeSummary(rates, countMean, countSquares / tokens - countMean * countMean, coefficientMean,
+            coefficientSquares / coefficients - coefficientMean * coefficientMean, phi / pairs);
+    }
+
     [Test]
     public void SyntheticBatchesAreTheSumOfActiveFeaturesAndRegenerable()
     {
-        using var synthetic = new SyntheticActivations(new SyntheticOptions(D: 16, Features: 32, ActiveMean: 3, BatchTokens: 10, Seed: 9));
+        using var context = new EngineContext(Backend.Cpu);
+        using var synthetic = new SyntheticSource(Sharkey(context, 16, 32, 3, seed: 9), batchTokens: 10);
+        var generator = synthetic.Generator;
+        var features = generator.Truth.Features;
         var first = synthetic.Next().ToArray();
         var second = synthetic.Next().ToArray();
         var codes = new float[32];
-        synthetic.Codes(13, codes);
+        generator.Sample(SynthStream.Train, 13, default, codes);
         var expected = new float[16];
         for (var i = 0; i < 32; i++)
-            for (var j = 0; j < 16; j++) expected[j] += codes[i] * synthetic.Features[i * 16 + j];
-        Assert.That(second.AsSpan(3 * 16, 16).ToArray(), Is.EqualTo(expected));
+            for (var j = 0; j < 16; j++) expected[j] += codes[i] * features[i * 16 + j];
+        Assert.That(second.AsSpan(3 * 16, 16).ToArray(), Is.EqualTo(expected).Within(1e-6));
 
         var again = new float[20 * 16];
-        synthetic.Generate(0, again);
+        generator.Sample(SynthStream.Train, 0, again);
         Assert.That(again, Is.EqualTo(first.Concat(second)));
+        Assert.That(synthetic.Take(), Is.EqualTo(20), "Take serves the next batch by its first sample");
         var state = synthetic.State;
-        using var resumed = new SyntheticActivations(synthetic.Options with { Prefetch = false });
+        using var resumed = new SyntheticSource(Sharkey(context, 16, 32, 3, seed: 9), batchTokens: 10);
         resumed.Restore(SourceState.FromJson(state.ToJson()));
         Assert.That(resumed.Next().ToArray(), Is.EqualTo(synthetic.Next().ToArray()));
-        using var other = new SyntheticActivations(synthetic.Options with { Seed = 10 });
+        using var other = new SyntheticSource(Sharkey(context, 16, 32, 3, seed: 10), batchTokens: 10);
         Assert.That(other.Next().ToArray(), Is.Not.EqualTo(first));
+        Assert.Throws<DataFormatException>(() => other.Restore(state));
     }
 
     [Test]
     public void WrittenShardsAndGroundTruthReadBackAsGenerated()
     {
         var dir = TestSupport.TempDirectory("data");
-        using var synthetic = new SyntheticActivations(new SyntheticOptions(D: 32, Features: 64, BatchTokens: 100, Correlated: true, Seed: 4));
-        var paths = synthetic.WriteShards(dir, 1000, 300);
+        using var context = new EngineContext(Backend.Cpu);
+        var spec = new SharkeySpec(32, 64, 5, 0.99, true, 4);
+        using var synthetic = new SyntheticSource(new SynthGenerator(context, spec.Generator), batchTokens: 100);
+        var paths = Synthesis.WriteShards(synthetic.Generator, dir, 1000, 300, ActivationFileFormat.Npy);
+        Synthesis.WriteGroundTruth(dir, spec, synthetic.Generator, 1000);
         Assert.That(paths.Select(p => Path.GetFileName(p)), Is.EqualTo(new[] { "shard_00000.npy", "shard_00001.npy", "shard_00002.npy", "shard_00003.npy" }));
         var shards = new ActivationFiles([Path.Combine(dir, "shard_*.npy")]).Open();
         try
@@ -531,17 +655,19 @@ public class DataTests
         {
             foreach (var shard in shards) shard.Dispose();
         }
-        var (tensors, metadata) = SafeTensors.Read(Path.Combine(dir, "ground_truth.safetensors"));
-        Assert.That(tensors[0].Name, Is.EqualTo("features"));
-        Assert.That(tensors[0].Shape, Is.EqualTo(new long[] { 64, 32 }));
-        Assert.That(tensors[0].Data, Is.EqualTo(synthetic.Features.ToArray()));
-        Assert.That(tensors[1].Data, Is.EqualTo(synthetic.Probabilities.ToArray().Select(p => (float)p)));
-        Assert.That(metadata["correlated"], Is.EqualTo("true"));
+        var truth = synthetic.Generator.Truth;
+        var file = GroundTruthFile.Read(Path.Combine(dir, "ground_truth.safetensors"));
+        Assert.That((file.N, file.D), Is.EqualTo((64, 32)));
+        Assert.That(file.Features, Is.EqualTo(truth.Features));
+        Assert.That(file.Probabilities, Is.EqualTo(truth.Probability));
+        Assert.That(file.Bias, Is.EqualTo(truth.Bias));
+        Assert.That(file.Metadata[GroundTruthFile.GeneratorKey], Is.EqualTo("sharkey"));
+        Assert.That(FactorizeConfigLoader.ParseSynthetic(file.Metadata[GroundTruthFile.SyntheticKey], "metadata"), Is.EqualTo(spec));
 
-        var raw = synthetic.WriteShards(Path.Combine(dir, "raw"), 50, 50, ActivationFileFormat.RawF32);
+        var raw = Synthesis.WriteShards(synthetic.Generator, Path.Combine(dir, "raw"), 50, 50, ActivationFileFormat.RawF32);
         using var rawShard = RawShard.Open(raw[0], 32, ActivationDType.F32);
         var firstFifty = new float[50 * 32];
-        synthetic.Generate(0, firstFifty);
+        synthetic.Generator.Sample(SynthStream.Train, 0, firstFifty);
         Assert.That(ReadAll(rawShard), Is.EqualTo(firstFifty));
     }
 }

@@ -38,8 +38,14 @@ public class FactorizeCliTests
         Assert.That(metrics.EnumerateObject().Select(p => p.Name), Is.EqualTo(new[]
         {
             "mse", "fvu", "l0", "dead_fraction", "dense_fraction", "mmcs", "matched_cosine", "tokens", "seconds", "tokens_per_second",
+            "synthsaebench",
         }));
         Assert.That(metrics.GetProperty("mmcs").GetDouble(), Is.GreaterThan(0.9), "800 steps recover the 64 true features");
+        // SynthSAEBench's metrics on the Sharkey set: 128 latents for 64 features, so MCC matches every feature.
+        var block = metrics.GetProperty("synthsaebench");
+        Assert.That(block.GetProperty("mcc").GetDouble(), Is.GreaterThan(0.9));
+        Assert.That(block.GetProperty("true_l0").GetDouble(), Is.EqualTo(5).Within(0.1), "active_mean 5");
+        Assert.That(block.GetProperty("samples").GetInt64(), Is.EqualTo(100_000), "the default eval.samples");
         Assert.That(metrics.GetProperty("tokens").GetInt64(), Is.EqualTo(409600));
         var (sparsity, _) = SafeTensors.Read(Path.Combine(dictionary, SaeLens.SparsityFile));
         Assert.That(sparsity.Single().Data, Has.Length.EqualTo(128).And.All.LessThanOrEqualTo(0f), "log10 densities");
@@ -207,8 +213,10 @@ public class FactorizeCliTests
         var indices = ReadInt32Npy(prefix + "_indices.npy", 256 * slots);
         Assert.That(indices, Is.All.InRange(-1, 127));
         var sae = SaeLens.Read(Path.Combine(dict, "dictionary"));
-        using var synthetic = new Runner.Data.SyntheticActivations(new Runner.Data.SyntheticOptions(32, 64, Seed: 4, BatchTokens: 256, Prefetch: false));
-        var x = synthetic.Next().ToArray();
+        var x = new float[256 * 32];
+        using (var cpu = new NativeEngine.Interop.EngineContext(NativeEngine.Interop.Backend.Cpu))
+        using (var synthetic = new NativeEngine.Interop.SynthGenerator(cpu, new Runner.Configs.SharkeySpec(32, 64, 5, 0.99, false, 4).Generator))
+            synthetic.Sample(NativeEngine.Interop.SynthStream.Train, 0, x);
         var nativeXHat = new float[256 * 32];
         if (encoder == "sae")
         {

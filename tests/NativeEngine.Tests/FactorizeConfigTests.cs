@@ -1,3 +1,4 @@
+using NativeEngine.Interop;
 using NativeEngine.Runner.Configs;
 
 namespace NativeEngine.Tests;
@@ -17,7 +18,7 @@ public class FactorizeConfigTests
     public void DefaultsFollowTheLiterature()
     {
         var c = FactorizeConfigLoader.Parse(Synthetic, "f.json", "/base");
-        var data = (SyntheticSpec)c.Data;
+        var data = (SharkeySpec)c.Data;
         Assert.That((data.D, data.NFeatures, data.ActiveMean, data.ProbabilityDecay, data.Correlated), Is.EqualTo((256, 512, 5.0, 0.99, false)));
         Assert.That((c.Sae.DSae, c.Sae.K, c.Sae.AuxkAlpha), Is.EqualTo((4096, 32, 1.0 / 32)));
         Assert.That(c.Train.Lr, Is.EqualTo(2e-4 / Math.Sqrt(4096 / 16384.0)).Within(1e-12), "lr ∝ 1/√(d_sae / 2^14)");
@@ -93,6 +94,8 @@ public class FactorizeConfigTests
     [TestCase("""{ "data": { "files": ["x.safetensors"], "format": "safetensors", "tensor": "acts" }, "sae": { "architecture": "relu", "d_sae": 48, "l1_coefficient": 1.5 }, "train": { "lr": 0.001, "seed": 9 } }""")]
     [TestCase("""{ "data": { "synthetic": { "d": 8 } }, "sae": { "architecture": "topk", "d_sae": 16, "k": 2 }, "format": "sparsify", "metadata": { "model_name": "gpt2", "hook_name": "blocks.3.hook_resid_post", "hook_head_index": 2, "context_size": 128, "prepend_bos": false, "dataset_path": "Skylion007/openwebtext" } }""")]
     [TestCase("""{ "data": { "synthetic": { "d": 8 } }, "sae": { "architecture": "relu", "d_sae": 16 }, "metadata": { "hook_name": "blocks.0.hook_resid_pre", "hook_head_index": null } }""")]
+    [TestCase("""{ "data": { "synthetic": { "kind": "synthsaebench", "preset": "16k", "seed": 5, "branching": [3, 4] } }, "sae": { "architecture": "batchtopk", "d_sae": 4096, "k": 25 }, "eval": { "samples": 7000 } }""")]
+    [TestCase("""{ "data": { "synthetic": { "kind": "synthsaebench", "n_features": 100, "d": 8, "mutually_exclusive_max_depth": 2 } }, "sae": { "architecture": "topk", "d_sae": 16, "k": 2 } }""")]
     public void TheWrittenConfigReadsBackToTheSameRun(string json)
     {
         var c = FactorizeConfigLoader.Parse(json, "f.json", "/base");
@@ -102,7 +105,99 @@ public class FactorizeConfigTests
         if (c.Data is FilesSpec files) Assert.That(((FilesSpec)back.Data).Files, Is.EqualTo(files.Files), "paths are written absolute");
         Assert.That(back.Sae, Is.EqualTo(c.Sae));
         Assert.That(back.Train, Is.EqualTo(c.Train));
-        Assert.That((back.Metadata, back.Format), Is.EqualTo((c.Metadata, c.Format)));
+        Assert.That((back.Metadata, back.Format, back.Evaluation), Is.EqualTo((c.Metadata, c.Format, c.Evaluation)));
+    }
+
+    // ---- data.synthetic.kind "synthsaebench" ----
+
+    private static string SaeBench(string synthetic) =>
+        $$"""{ "data": { "synthetic": { "kind": "synthsaebench", {{synthetic}} } }, "sae": { "architecture": "batchtopk", "d_sae": 64, "k": 5 } }""";
+
+    private static SynthSaeBenchSpec SaeBenchOf(string synthetic) =>
+        (SynthSaeBenchSpec)FactorizeConfigLoader.Parse(SaeBench(synthetic), "f.json", "/base").Data;
+
+    [Test]
+    public void ThePresetExpandsToEveryValueAndKeysOverrideIt()
+    {
+        var preset = SynthGeneratorSpec.Preset(SynthPreset.SaeBench16k);
+        var plain = SaeBenchOf("\"preset\": \"16k\"");
+        Assert.That((plain.Settings, plain.Preset), Is.EqualTo((preset, "16k")));
+        var c = FactorizeConfigLoader.Parse(SaeBench("\"preset\": \"16k\""), "f.json", "/base");
+        Assert.That(c.D, Is.EqualTo(768));
+
+        var custom = SaeBenchOf("""
+            "preset": "16k", "seed": 3, "n_features": 2048, "d": 96, "zipf_exponent": 0.7, "p_min": 0.001, "p_max": 0.3,
+            "roots": 16, "branching": [2, 5], "depth": 2, "mutually_exclusive": 0.5, "mutually_exclusive_min_depth": 1,
+            "mutually_exclusive_max_depth": 1, "compensation": false, "scale_children_by_parent": false,
+            "correlation_rank": 8, "correlation_scale": 0.2, "magnitude_mean_start": 2, "magnitude_mean_end": 1,
+            "magnitude_std_mean": 0.1, "magnitude_std_std": 0, "bias_norm": 0, "orthogonalization_steps": 7,
+            "orthogonalization_lr": 0.01
+            """);
+        Assert.That(custom.Settings, Is.EqualTo(preset with
+        {
+            Seed = 3, NFeatures = 2048, D = 96, ZipfExponent = 0.7, PMin = 0.001, PMax = 0.3, RootNodes = 16, BranchingMin = 2,
+            BranchingMax = 5, MaxDepth = 2, MePortion = 0.5, MeMinDepth = 1, MeMaxDepth = 1, Compensate = false,
+            ScaleChildren = false, CorrelationRank = 8, CorrelationScale = 0.2, MeanStart = 2, MeanEnd = 1, StdMean = 0.1,
+            StdStd = 0, BiasNorm = 0, OrthoSteps = 7, OrthoLr = 0.01,
+        }));
+        // Without a preset, n_features and d are given and every other value is the 16k preset's.
+        var reduced = SaeBenchOf("\"n_features\": 1024, \"d\": 64, \"roots\": 8");
+        Assert.That((reduced.Settings, reduced.Preset), Is.EqualTo((preset with { NFeatures = 1024, D = 64, RootNodes = 8 }, (string?)null)));
+        Assert.That(SaeBenchOf("\"preset\": \"16k\", \"mutually_exclusive_max_depth\": null").Settings.MeMaxDepth, Is.Null);
+        Assert.That(SaeBenchOf("\"preset\": \"16k\", \"branching\": 3").Settings is { BranchingMin: 3, BranchingMax: 3 });
+    }
+
+    [TestCase("\"preset\": \"64k\"", "\"preset\" is the string \"64k\"; valid: \"16k\"")]
+    [TestCase("\"d\": 64", "missing required key \"n_features\"")]
+    [TestCase("\"n_features\": 64", "or give \"preset\": \"16k\"")]
+    [TestCase("\"preset\": \"16k\", \"depths\": 3", "unknown key \"depths\"; valid keys: bias_norm, branching, compensation, correlation_rank")]
+    [TestCase("\"preset\": \"16k\", \"active_mean\": 3", "unknown key \"active_mean\"")]
+    [TestCase("\"preset\": \"16k\", \"p_min\": 0.5", "\"p_min\" is 0.5, not below p_max (0.4); valid: 0 < p_min < p_max <= 1")]
+    [TestCase("\"preset\": \"16k\", \"p_max\": 1.5", "\"p_max\" is 1.5; valid: a number in (0, 1]")]
+    [TestCase("\"preset\": \"16k\", \"branching\": 1", "\"branching\" is 1; valid: an integer in [2, 65536]")]
+    [TestCase("\"preset\": \"16k\", \"branching\": [5, 3]", "\"branching\" is an array of 2; valid: an integer in [2, 65536] or [min, max]")]
+    [TestCase("\"preset\": \"16k\", \"mutually_exclusive\": 2", "\"mutually_exclusive\" is 2; valid: a number in [0, 1]")]
+    [TestCase("\"preset\": \"16k\", \"mutually_exclusive_min_depth\": 2, \"mutually_exclusive_max_depth\": 1", "\"mutually_exclusive_max_depth\" is 1; valid: an integer in [2, 1048576]")]
+    [TestCase("\"preset\": \"16k\", \"compensation\": 1", "\"compensation\" must be true or false")]
+    [TestCase("\"preset\": \"16k\", \"orthogonalization_lr\": 0", "\"orthogonalization_lr\" is 0; valid: a number > 0")]
+    [TestCase("\"preset\": \"16k\", \"roots\": 20000", "\"roots\" is 20000; valid: an integer in [0, 16384]")]
+    [TestCase("\"preset\": \"16k\", \"magnitude_mean_end\": -1", "\"magnitude_mean_end\" is -1; valid: a number > 0")]
+    public void BadSynthSaeBenchValueIsNamed(string synthetic, string expected)
+    {
+        Assert.That(ErrorOf(SaeBench(synthetic)), Does.Contain(expected).And.Contain("f.json: \"data\": \"synthetic\""));
+    }
+
+    [TestCase("\"kind\": \"zipf\"", "\"kind\" is the string \"zipf\"; valid: \"sharkey\" | \"synthsaebench\"")]
+    [TestCase("\"kind\": \"sharkey\", \"preset\": \"16k\"", "unknown key \"preset\"; valid keys: active_mean, correlated, d, kind, n_features, probability_decay, seed")]
+    [TestCase("\"roots\": 4", "unknown key \"roots\"")]
+    public void TheKindNamesItsKeys(string synthetic, string expected)
+    {
+        Assert.That(ErrorOf($$"""{ "data": { "synthetic": { {{synthetic}} } }, "sae": { "architecture": "relu", "d_sae": 64 } }"""),
+            Does.Contain(expected));
+    }
+
+    [Test]
+    public void ExistingSharkeyConfigsReadAsBefore()
+    {
+        var implicitKind = FactorizeConfigLoader.Parse(Synthetic, "f.json", "/base");
+        var explicitKind = FactorizeConfigLoader.Parse(Synthetic.Replace("\"d\": 256", "\"kind\": \"sharkey\", \"d\": 256"), "f.json", "/base");
+        Assert.That(explicitKind.Data, Is.EqualTo(implicitKind.Data));
+        Assert.That(((SharkeySpec)implicitKind.Data).Generator,
+            Is.EqualTo(SynthGeneratorSpec.Sharkey(256, 512, 0.99, 5, 0, 0)));
+        var shipped = FactorizeConfigLoader.LoadFile(Path.Combine(TestSupport.RepositoryRoot(), "configs", "factorize", "synthetic_d256.json"));
+        Assert.That(shipped.Data, Is.EqualTo(new SharkeySpec(256, 512, 5, 0.99, false, 0)));
+    }
+
+    [Test]
+    public void EvalSamplesDefaultAndAreRead()
+    {
+        Assert.That(FactorizeConfigLoader.Parse(Synthetic, "f.json", "/base").Evaluation.Samples, Is.EqualTo(100_000));
+        var c = FactorizeConfigLoader.Parse(Synthetic.Replace("\"train\"", "\"eval\": { \"samples\": 5000 }, \"train\""), "f.json", "/base");
+        Assert.That(c.Evaluation.Samples, Is.EqualTo(5000));
+        Assert.That(ErrorOf(Synthetic.Replace("\"train\"", "\"eval\": { \"tokens\": 5 }, \"train\"")),
+            Does.Contain("f.json: \"eval\": unknown key \"tokens\"; valid keys: samples"));
+        Assert.That(ErrorOf(Synthetic.Replace("\"train\"", "\"eval\": { \"samples\": 0 }, \"train\"")),
+            Does.Contain("\"samples\" is 0; valid: an integer in [1, "));
     }
 
     [Test]

@@ -11,20 +11,20 @@ public class SaeTests
     private static SaeModelSpec Spec(SaeArchitecture architecture = SaeArchitecture.TopK) =>
         new(architecture, DIn: 32, DSae: 128, K: 5, BatchSize: 512, Seed: 3, DeadWindow: 20_000);
 
-    private static SyntheticActivations Data(int seed = 11) =>
-        new(new SyntheticOptions(D: 32, Features: 64, Decay: 0.99, ActiveMean: 5, Seed: (ulong)seed, BatchTokens: 512, Prefetch: false));
+    private static SyntheticSource Data(EngineContext context, int seed = 11) =>
+        new(new SynthGenerator(context, SynthGeneratorSpec.Sharkey(32, 64, 0.99, 5, 0, (ulong)seed)), batchTokens: 512);
 
     [Test]
     public void TopKRecoversTheSyntheticFeatures()
     {
         using var context = new EngineContext(Backend.Cpu);
         using var sae = new SparseAutoencoder(context, Spec());
-        using var data = Data();
+        using var data = Data(context);
         sae.InitDecoderBias(data.Next().Span, geometricMedian: true);
         SaeStats stats = default;
         for (var step = 0; step < 1500; step++) stats = sae.TrainStep(data.Next().Span, 2e-3f);
         var p = sae.GetParameters();
-        var mmcs = DictionaryMetrics.Mmcs(DictionaryMetrics.Cosines(data.Features, data.FeatureCount, p.WDec, 128, 32));
+        var mmcs = DictionaryMetrics.Mmcs(DictionaryMetrics.Cosines(data.Generator.Truth.Features, 64, p.WDec, 128, 32));
         TestContext.Out.WriteLine($"after {stats.Steps} steps: fvu {stats.Fvu:F3}, l0 {stats.L0:F2}, MMCS {mmcs:F3}");
         Assert.That(stats.Steps, Is.EqualTo(1500));
         Assert.That(stats.L0, Is.InRange(4.0, 5.0), "topk: at most k codes per token (ReLU drops negative ones)");
@@ -40,7 +40,7 @@ public class SaeTests
         using var context = new EngineContext(Backend.Cpu);
         var spec = Spec(architecture) with { L0Coefficient = architecture == SaeArchitecture.JumpRelu ? 1e-3f : 0 };
         var batches = Enumerable.Range(0, 60).Select(_ => Array.Empty<float>()).ToArray();
-        using (var data = Data(5))
+        using (var data = Data(context, 5))
             for (var b = 0; b < batches.Length; b++) batches[b] = data.Next().ToArray();
 
         using var unbroken = new SparseAutoencoder(context, spec);

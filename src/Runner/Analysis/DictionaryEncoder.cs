@@ -25,6 +25,14 @@ public sealed class DictionaryEncoder(SaeDictionary dict)
         dict.BEnc.CopyTo(code);
         for (var i = 0; i < d; i++)
             if (centred[i] != 0) TensorPrimitives.MultiplyAdd(dict.WEnc.AsSpan(i * m, m), centred[i], code, code);
+        Activate(code);
+    }
+
+    /// <summary>The architecture's activation, in place, on one token's pre-activations u [d_sae] (u = (x − b_dec)
+    /// W_enc + b_enc, however computed).</summary>
+    public void Activate(Span<float> code)
+    {
+        var m = dict.DSae;
         switch (dict.Architecture)
         {
             case SaeArchitecture.TopK:

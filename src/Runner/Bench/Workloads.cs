@@ -197,9 +197,8 @@ public static class Workloads
     {
         const int batches = 16;
         var data = new float[(long)batches * batch * d];
-        using (var source = new SyntheticActivations(new SyntheticOptions(D: d, Features: dSae, Seed: 0, BatchTokens: batch,
-                   Prefetch: false)))
-            source.Generate(0, data);
+        using (var generator = new SynthGenerator(run.Context, SynthGeneratorSpec.Sharkey(d, dSae, 0.99, 5, 0, seed: 0)))
+            generator.Sample(SynthStream.Train, 0, data);
         using var sae = new SparseAutoencoder(run.Context, new SaeModelSpec(SaeArchitecture.TopK, d, dSae, k, batch, Seed: 0));
         long next = 0;
         var timing = Timing.Measure(steps =>
@@ -210,7 +209,7 @@ public static class Workloads
         var workload = new JsonObject
         {
             ["d"] = d, ["d_sae"] = dSae, ["k"] = k, ["batch_size"] = batch,
-            ["data"] = $"{batches} batches of synthetic activations (SyntheticActivations, {dSae} true features), cycled; " +
+            ["data"] = $"{batches} batches of synthetic activations (the Sharkey generator, {dSae} true features), cycled; " +
                        "the peer reads the same tokens from an .npy file",
             ["peer_alpha"] = DictionaryAlpha,
         };

@@ -6,7 +6,7 @@ using Spectre.Console;
 
 namespace NativeEngine.Runner.Commands;
 
-[Verb("synthesize", HelpText = "Write a factorize config's synthetic activations to disk as shards, with ground_truth.safetensors beside them (activation sets of any size, larger than memory included).")]
+[Verb("synthesize", HelpText = "Write a factorize config's synthetic activations (sharkey or synthsaebench) to disk as shards, with ground_truth.safetensors beside them: the dictionary, bias, probabilities, forest and the generator's settings (activation sets of any size, larger than memory included).")]
 public sealed class SynthesizeOptions : VerbOptions
 {
     [Option("force", HelpText = "Write into --out even when it holds another run's files.")]
@@ -46,7 +46,8 @@ public static class SynthesizeCommand
             "arrow" => ActivationFileFormat.Arrow,
             _ => throw new ConfigException($"--format is \"{options.Format}\"; valid: npy, raw, arrow"),
         };
-        var result = Synthesis.Run(synthetic, options.Out, options.Tokens, options.ShardTokens, format, options.Context, options.Force);
+        var result = ConsoleProgress.Run(cli, progress =>
+            Synthesis.Run(synthetic, options.Out, options.Tokens, options.ShardTokens, format, options.Context, options.Force, progress));
         console.MarkupLine($"wrote {options.Tokens} tokens (d = {result.D}, {result.Bytes / 1e9:F2} GB) in {result.Shards.Count} shard(s) and " +
                            $"ground_truth.safetensors to {Markup.Escape(Path.GetFullPath(options.Out))}");
         return ExitCodes.Ok;

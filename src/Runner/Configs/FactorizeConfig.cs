@@ -8,10 +8,33 @@ namespace NativeEngine.Runner.Configs;
 /// <summary>Where the activations come from: generated with known ground truth, or files.</summary>
 public abstract record DataSpec;
 
-/// <summary>Sharkey et al. (2022) as replicated: n_features random unit-norm features in d dimensions; feature i
-/// fires with probability ∝ decay^i, scaled so that on average active_mean fire; coefficients U[0,1].</summary>
-public sealed record SyntheticSpec(int D, int NFeatures, double ActiveMean, double ProbabilityDecay, bool Correlated,
-    ulong Seed) : DataSpec;
+/// <summary>Activations generated natively with a known ground truth (<see cref="SynthGenerator"/>), drawn where the
+/// dictionary trains.</summary>
+public abstract record SyntheticSpec : DataSpec
+{
+    /// <summary>The native generator's every setting (d, n_features and seed among them).</summary>
+    public abstract SynthGeneratorSpec Generator { get; }
+}
+
+/// <summary>Sharkey et al. (2022) (kind "sharkey"): n_features random unit-norm features in d dimensions; feature i
+/// fires with probability ∝ decay^i, scaled so that on average active_mean fire; coefficients U(0, 1]; with
+/// correlated, the firing goes through a Gaussian copula of rank <see cref="CorrelationRank"/>.</summary>
+public sealed record SharkeySpec(int D, int NFeatures, double ActiveMean, double ProbabilityDecay, bool Correlated,
+    ulong Seed) : SyntheticSpec
+{
+    /// <summary>The copula's rank when correlated (typical |Σ_ij| ≈ 0.4).</summary>
+    public const int CorrelationRank = 4;
+
+    public override SynthGeneratorSpec Generator =>
+        SynthGeneratorSpec.Sharkey(D, NFeatures, ProbabilityDecay, ActiveMean, Correlated ? CorrelationRank : 0, Seed);
+}
+
+/// <summary>SynthSAEBench (kind "synthsaebench", docs/synthsaebench.md): every parameter resolved, from the preset
+/// named (if any) with the keys given on top.</summary>
+public sealed record SynthSaeBenchSpec(SynthGeneratorSpec Settings, string? Preset) : SyntheticSpec
+{
+    public override SynthGeneratorSpec Generator => Settings;
+}
 
 /// <summary>Activation shards on disk (tokens × d): absolute paths or globs, their format (raw shards with their
 /// element type), the tensor read from .safetensors files, d (required for raw shards), the column read from Arrow
@@ -43,16 +66,26 @@ public sealed record TrainSpec(long Tokens, int BatchSize, double Lr, long Warmu
     public long Steps => (Tokens + BatchSize - 1) / BatchSize;
 }
 
+/// <summary>How a dictionary is measured against a known ground truth (SynthSAEBench's metrics): on
+/// <paramref name="Samples"/> fresh samples with known codes.</summary>
+public sealed record EvalSpec(long Samples)
+{
+    public static readonly EvalSpec Default = new(100_000);
+}
+
 /// <summary>A factorization run (`factorize`), resolved: every default filled in.</summary>
 /// <param name="Metadata">Where the activations come from, written into the dictionary's cfg.json (SAELens).</param>
 /// <param name="Format">The layout the dictionary is written in.</param>
+/// <param name="Eval">The measurement against the ground truth, when the data has one.</param>
 public sealed record FactorizeConfig(DataSpec Data, SaeSpec Sae, TrainSpec Train, DictionaryMetadata? Metadata = null,
-    DictionaryFormat Format = DictionaryFormat.SaeLens)
+    DictionaryFormat Format = DictionaryFormat.SaeLens, EvalSpec? Eval = null)
 {
+    public EvalSpec Evaluation => Eval ?? EvalSpec.Default;
+
     /// <summary>Input dimension d, known up front for synthetic data and raw files, else from the first shard.</summary>
     public int? D => Data switch
     {
-        SyntheticSpec s => s.D,
+        SyntheticSpec s => (int)s.Generator.D,
         FilesSpec f => f.D,
         _ => null,
     };
@@ -114,14 +147,25 @@ public static class FactorizeConfigLoader
         using var document = JsonObjectReader.Parse(json, source);
         var r = new JsonObjectReader(document.RootElement, source);
         var data = ReadDataSection(r, baseDirectory);
-        var d = data switch { SyntheticSpec s => s.D, FilesSpec f => f.D, _ => null };
+        var d = data switch { SyntheticSpec s => (int)s.Generator.D, FilesSpec f => f.D, _ => null };
         var sae = ReadSae(r.Nested(Object(r, "sae", r.Require("sae", "{\"architecture\", \"d_sae\" or \"expansion\", ...}")), "sae"), d);
         var train = ReadTrain(r.TryGet("train", out var t) ? r.Nested(Object(r, "train", t), "train") : null, sae);
         var metadata = r.TryGet("metadata", out var m) ? ReadMetadata(r.Nested(Object(r, "metadata", m), "metadata")) : DictionaryMetadata.None;
         var format = r.Choice("format", DictionaryFolder.Names, DictionaryFormat.SaeLens);
         CheckFormat(format, sae.Architecture, $"{r.Source}: \"format\"");
+        var eval = ReadEval(r);
         r.RejectUnknownKeys();
-        return new FactorizeConfig(data, sae, train, metadata, format);
+        return new FactorizeConfig(data, sae, train, metadata, format, eval);
+    }
+
+    /// <summary>"eval": {"samples": N} under <paramref name="root"/>, or the default.</summary>
+    public static EvalSpec ReadEval(JsonObjectReader root)
+    {
+        if (!root.TryGet("eval", out var value)) return EvalSpec.Default;
+        var r = root.Nested(Object(root, "eval", value), "eval");
+        var spec = new EvalSpec(r.Integer("samples", 1, 1L << 40, EvalSpec.Default.Samples));
+        r.RejectUnknownKeys();
+        return spec;
     }
 
     /// <summary>Refuses a layout the architecture has no form in; <paramref name="setting"/> names where it was asked
@@ -173,16 +217,7 @@ public static class FactorizeConfigLoader
         if (hasSynthetic)
         {
             r.RejectUnknownKeys();
-            var s = r.Nested(Object(r, "synthetic", synthetic), "synthetic");
-            var d = (int)s.Integer("d", 1, 1 << 20, 256);
-            var spec = new SyntheticSpec(d, (int)s.Integer("n_features", 1, 1 << 24, 512),
-                s.Number("active_mean", 5, v => v > 0, "a number > 0 (features firing per token on average)"),
-                s.Number("probability_decay", 0.99, v => v > 0 && v <= 1, "a number in (0, 1]"),
-                Flag(s, "correlated", false), s.UnsignedInteger("seed", 0));
-            if (spec.ActiveMean > spec.NFeatures)
-                throw s.Error("active_mean", $"is {spec.ActiveMean}; at most n_features ({spec.NFeatures}) can fire");
-            s.RejectUnknownKeys();
-            return spec;
+            return ReadSynthetic(r.Nested(Object(r, "synthetic", synthetic), "synthetic"));
         }
         if (files.ValueKind != JsonValueKind.Array || files.GetArrayLength() == 0 ||
             files.EnumerateArray().Any(e => e.ValueKind != JsonValueKind.String || string.IsNullOrWhiteSpace(e.GetString())))
@@ -218,6 +253,116 @@ public static class FactorizeConfigLoader
             _ => raw,
         };
         return new FilesSpec(paths, resolved, tensor, dim, column, nonFinite);
+    }
+
+    /// <summary>The kinds of synthetic data, by their config name.</summary>
+    public static readonly IReadOnlyDictionary<string, SynthKind> SyntheticKinds = new Dictionary<string, SynthKind>
+    {
+        ["sharkey"] = SynthKind.Sharkey,
+        ["synthsaebench"] = SynthKind.SaeBench,
+    };
+
+    /// <summary>SynthSAEBench's presets, by their config name.</summary>
+    public static readonly IReadOnlyDictionary<string, SynthPreset> SynthPresets = new Dictionary<string, SynthPreset>
+    {
+        ["16k"] = SynthPreset.SaeBench16k,
+    };
+
+    public static string Name(SynthKind kind) => SyntheticKinds.First(p => p.Value == kind).Key;
+
+    /// <summary>A data.synthetic section on its own (as a generator's ground-truth file records it).</summary>
+    public static SyntheticSpec ParseSynthetic(string json, string source)
+    {
+        using var document = JsonObjectReader.Parse(json, source);
+        if (document.RootElement.ValueKind != JsonValueKind.Object) throw new ConfigException($"{source}: must be an object");
+        return ReadSynthetic(new JsonObjectReader(document.RootElement, source));
+    }
+
+    private static SyntheticSpec ReadSynthetic(JsonObjectReader s)
+    {
+        var kind = s.Choice("kind", SyntheticKinds, SynthKind.Sharkey);
+        if (kind == SynthKind.SaeBench) return ReadSynthSaeBench(s);
+        var d = (int)s.Integer("d", 1, 1 << 20, 256);
+        var spec = new SharkeySpec(d, (int)s.Integer("n_features", 1, 1 << 24, 512),
+            s.Number("active_mean", 5, v => v > 0, "a number > 0 (features firing per token on average)"),
+            s.Number("probability_decay", 0.99, v => v > 0 && v <= 1, "a number in (0, 1]"),
+            Flag(s, "correlated", false), s.UnsignedInteger("seed", 0));
+        if (spec.ActiveMean > spec.NFeatures)
+            throw s.Error("active_mean", $"is {spec.ActiveMean}; at most n_features ({spec.NFeatures}) can fire");
+        s.RejectUnknownKeys();
+        return spec;
+    }
+
+    // SynthSAEBench: every key optional on top of a preset; without one, n_features and d are required and the other
+    // keys default to the 16k preset's values (the benchmark's choices).
+    private static SynthSaeBenchSpec ReadSynthSaeBench(JsonObjectReader s)
+    {
+        string? preset = null;
+        if (s.TryGet("preset", out _)) preset = OneOf(s, "preset", SynthPresets.Keys.ToArray(), null);
+        var p = SynthGeneratorSpec.Preset(preset is null ? SynthPreset.SaeBench16k : SynthPresets[preset]);
+        foreach (var key in new[] { "n_features", "d" })
+            if (preset is null && !s.TryGet(key, out _))
+                throw new ConfigException($"{s.Source}: missing required key \"{key}\" (an integer >= 1), or give \"preset\": " +
+                                          string.Join(" | ", SynthPresets.Keys.Select(k => $"\"{k}\"")) + " for every value");
+        var n = s.Integer("n_features", 1, 1 << 24, p.NFeatures);
+        var d = s.Integer("d", 1, 1 << 20, p.D);
+        var (branchingMin, branchingMax) = Branching(s, p);
+        var meMinDepth = (int)s.Integer("mutually_exclusive_min_depth", 0, 1 << 20, p.MeMinDepth);
+        int? meMaxDepth = p.MeMaxDepth;
+        if (s.TryGet("mutually_exclusive_max_depth", out var maxDepth))
+            meMaxDepth = maxDepth.ValueKind == JsonValueKind.Null ? null : (int)s.Integer("mutually_exclusive_max_depth", meMinDepth, 1 << 20);
+        var spec = p with
+        {
+            NFeatures = n,
+            D = d,
+            Seed = s.UnsignedInteger("seed", p.Seed),
+            ZipfExponent = s.Number("zipf_exponent", p.ZipfExponent, v => v > 0, "a number > 0"),
+            PMin = s.Number("p_min", p.PMin, v => v > 0 && v < 1, "a number in (0, 1)"),
+            PMax = s.Number("p_max", p.PMax, v => v > 0 && v <= 1, "a number in (0, 1]"),
+            RootNodes = s.Integer("roots", 0, n, Math.Min(p.RootNodes, n)),
+            BranchingMin = branchingMin,
+            BranchingMax = branchingMax,
+            MaxDepth = (int)s.Integer("depth", 1, 1 << 20, p.MaxDepth),
+            MePortion = s.Number("mutually_exclusive", p.MePortion, v => v >= 0 && v <= 1,
+                "a number in [0, 1] (the share of parents whose children exclude each other)"),
+            MeMinDepth = meMinDepth,
+            MeMaxDepth = meMaxDepth,
+            Compensate = Flag(s, "compensation", p.Compensate),
+            ScaleChildren = Flag(s, "scale_children_by_parent", p.ScaleChildren),
+            CorrelationRank = (int)s.Integer("correlation_rank", 0, 4096, p.CorrelationRank),
+            CorrelationScale = s.Number("correlation_scale", p.CorrelationScale, v => v >= 0, "a number >= 0"),
+            MeanStart = s.Number("magnitude_mean_start", p.MeanStart, v => v > 0, "a number > 0 (feature 0's mean magnitude)"),
+            MeanEnd = s.Number("magnitude_mean_end", p.MeanEnd, v => v > 0, "a number > 0 (the last feature's mean magnitude)"),
+            StdMean = s.Number("magnitude_std_mean", p.StdMean, v => v >= 0, "a number >= 0"),
+            StdStd = s.Number("magnitude_std_std", p.StdStd, v => v >= 0, "a number >= 0"),
+            BiasNorm = s.Number("bias_norm", p.BiasNorm, v => v >= 0, "a number >= 0 (0: no bias)"),
+            OrthoSteps = (int)s.Integer("orthogonalization_steps", 0, 1_000_000, p.OrthoSteps),
+            OrthoLr = s.Number("orthogonalization_lr", p.OrthoLr, v => v > 0, "a number > 0"),
+        };
+        if (spec.PMin >= spec.PMax)
+            throw s.Error("p_min", $"is {JsonObjectReader.Format(spec.PMin)}, not below p_max ({JsonObjectReader.Format(spec.PMax)}); valid: 0 < p_min < p_max <= 1");
+        s.RejectUnknownKeys();
+        if (spec.WhyInvalid() is { } why) throw new ConfigException($"{s.Source}: {why}");
+        return new SynthSaeBenchSpec(spec, preset);
+    }
+
+    // "branching": children per parent, an integer >= 2 or [min, max] (uniform per parent).
+    private static (int Min, int Max) Branching(JsonObjectReader s, SynthGeneratorSpec p)
+    {
+        if (!s.TryGet("branching", out var value)) return (p.BranchingMin, p.BranchingMax);
+        const string valid = "an integer in [2, 65536] or [min, max] with 2 <= min <= max <= 65536";
+        if (value.ValueKind == JsonValueKind.Number)
+        {
+            var b = (int)s.Integer("branching", 2, 65536);
+            return (b, b);
+        }
+        if (value.ValueKind == JsonValueKind.Array && value.GetArrayLength() == 2 &&
+            value.EnumerateArray().All(e => e.ValueKind == JsonValueKind.Number && e.TryGetInt32(out _)))
+        {
+            int lo = value[0].GetInt32(), hi = value[1].GetInt32();
+            if (lo >= 2 && lo <= hi && hi <= 65536) return (lo, hi);
+        }
+        throw s.Error("branching", $"is {JsonObjectReader.Describe(value)}; valid: {valid}");
     }
 
     // Without "format", the files' common extension names it (.npy, .safetensors, .arrow); raw shards have none.
@@ -309,12 +454,17 @@ public static class FactorizeConfigLoader
     private readonly record struct Choice(string Value);
 }
 
-/// <summary>What eval, encode and analyze read: activations, the batch they are read in, and how many tokens.</summary>
-public sealed record EvalData(DataSpec Data, int BatchSize, long Tokens);
+/// <summary>What eval, encode and analyze read: activations, the batch they are read in, how many tokens, and how the
+/// dictionary is measured against the data's ground truth when it has one.</summary>
+public sealed record EvalData(DataSpec Data, int BatchSize, long Tokens, EvalSpec? Eval = null)
+{
+    public EvalSpec Evaluation => Eval ?? EvalSpec.Default;
+}
 
 public static class EvalDataLoader
 {
-    /// <summary>A factorize config (its data, batch size and 8 batches), or {"data": {...}, "batch_size", "tokens"}.</summary>
+    /// <summary>A factorize config (its data, batch size, 8 batches and "eval"), or {"data": {...}, "batch_size", "tokens",
+    /// "eval"}.</summary>
     public static EvalData LoadFile(string path)
     {
         var json = JsonObjectReader.ReadFile(path);
@@ -323,15 +473,16 @@ public static class EvalDataLoader
         if (document.RootElement.TryGetProperty("sae", out _))
         {
             var config = FactorizeConfigLoader.Parse(json, path, baseDirectory);
-            return new EvalData(config.Data, config.Train.BatchSize, 8L * config.Train.BatchSize);
+            return new EvalData(config.Data, config.Train.BatchSize, 8L * config.Train.BatchSize, config.Evaluation);
         }
         var r = new JsonObjectReader(document.RootElement, path);
         var data = FactorizeConfigLoader.ReadDataSection(r, baseDirectory);
         var batch = (int)r.Integer("batch_size", 1, 1 << 20, 4096);
         var tokens = r.Integer("tokens", 1, long.MaxValue, 8L * batch);
         FactorizeConfigLoader.CheckTokens(r, tokens, batch);
+        var eval = FactorizeConfigLoader.ReadEval(r);
         r.RejectUnknownKeys();
-        return new EvalData(data, batch, tokens);
+        return new EvalData(data, batch, tokens, eval);
     }
 }
 
@@ -348,14 +499,7 @@ public static class FactorizeConfigWriter
             switch (c.Data)
             {
                 case SyntheticSpec s:
-                    w.WriteStartObject("synthetic");
-                    w.WriteNumber("d", s.D);
-                    w.WriteNumber("n_features", s.NFeatures);
-                    w.WriteNumber("active_mean", s.ActiveMean);
-                    w.WriteNumber("probability_decay", s.ProbabilityDecay);
-                    w.WriteBoolean("correlated", s.Correlated);
-                    w.WriteNumber("seed", s.Seed);
-                    w.WriteEndObject();
+                    WriteSynthetic(w, s);
                     break;
                 case FilesSpec f:
                     w.WriteStartArray("files");
@@ -417,7 +561,70 @@ public static class FactorizeConfigWriter
                 w.WriteEndObject();
             }
             w.WriteString("format", DictionaryFolder.Name(c.Format));
+            // Written only when it is not the default, so configs (and their hashes, which --resume checks) of runs from
+            // before the key existed stay as they were.
+            if (c.Evaluation != EvalSpec.Default)
+            {
+                w.WriteStartObject("eval");
+                w.WriteNumber("samples", c.Evaluation.Samples);
+                w.WriteEndObject();
+            }
             w.WriteEndObject();
         });
+    }
+
+    /// <summary>"synthetic": {...} with every value, as <see cref="FactorizeConfigLoader"/> reads it back.</summary>
+    public static void WriteSynthetic(System.Text.Json.Utf8JsonWriter w, SyntheticSpec spec)
+    {
+        w.WriteStartObject("synthetic");
+        switch (spec)
+        {
+            case SharkeySpec s:
+                w.WriteString("kind", "sharkey");
+                w.WriteNumber("d", s.D);
+                w.WriteNumber("n_features", s.NFeatures);
+                w.WriteNumber("active_mean", s.ActiveMean);
+                w.WriteNumber("probability_decay", s.ProbabilityDecay);
+                w.WriteBoolean("correlated", s.Correlated);
+                w.WriteNumber("seed", s.Seed);
+                break;
+            case SynthSaeBenchSpec b:
+                var g = b.Settings;
+                w.WriteString("kind", "synthsaebench");
+                if (b.Preset is { } preset) w.WriteString("preset", preset);
+                w.WriteNumber("n_features", g.NFeatures);
+                w.WriteNumber("d", g.D);
+                w.WriteNumber("seed", g.Seed);
+                w.WriteNumber("zipf_exponent", g.ZipfExponent);
+                w.WriteNumber("p_min", g.PMin);
+                w.WriteNumber("p_max", g.PMax);
+                w.WriteNumber("roots", g.RootNodes);
+                if (g.BranchingMin == g.BranchingMax) w.WriteNumber("branching", g.BranchingMin);
+                else
+                {
+                    w.WriteStartArray("branching");
+                    w.WriteNumberValue(g.BranchingMin);
+                    w.WriteNumberValue(g.BranchingMax);
+                    w.WriteEndArray();
+                }
+                w.WriteNumber("depth", g.MaxDepth);
+                w.WriteNumber("mutually_exclusive", g.MePortion);
+                w.WriteNumber("mutually_exclusive_min_depth", g.MeMinDepth);
+                if (g.MeMaxDepth is { } maxDepth) w.WriteNumber("mutually_exclusive_max_depth", maxDepth);
+                else w.WriteNull("mutually_exclusive_max_depth");
+                w.WriteBoolean("compensation", g.Compensate);
+                w.WriteBoolean("scale_children_by_parent", g.ScaleChildren);
+                w.WriteNumber("correlation_rank", g.CorrelationRank);
+                w.WriteNumber("correlation_scale", g.CorrelationScale);
+                w.WriteNumber("magnitude_mean_start", g.MeanStart);
+                w.WriteNumber("magnitude_mean_end", g.MeanEnd);
+                w.WriteNumber("magnitude_std_mean", g.StdMean);
+                w.WriteNumber("magnitude_std_std", g.StdStd);
+                w.WriteNumber("bias_norm", g.BiasNorm);
+                w.WriteNumber("orthogonalization_steps", g.OrthoSteps);
+                w.WriteNumber("orthogonalization_lr", g.OrthoLr);
+                break;
+        }
+        w.WriteEndObject();
     }
 }

@@ -146,9 +146,13 @@ public static class ModelAnalyses
         switch (config.Data)
         {
             case SyntheticSpec s:
-                using (var synthetic = Factorization.Synthetic(s))
-                    return new GroundTruth($"the synthetic data of {configPath}", synthetic.Features.ToArray(),
-                        synthetic.FeatureCount, s.D, synthetic.Probabilities.ToArray());
+                using (var context = new EngineContext(Backend.Cpu))
+                using (var synthetic = Factorization.Synthetic(context, s))
+                {
+                    var truth = synthetic.Truth;
+                    return new GroundTruth($"the synthetic data of {configPath}", truth.Features, synthetic.NFeatures,
+                        synthetic.D, truth.Probability.Select(p => (double)p).ToArray());
+                }
             case FilesSpec f:
                 var beside = Path.Combine((Directory.Exists(f.Files[0]) ? f.Files[0] : Path.GetDirectoryName(f.Files[0])) ?? ".", GroundTruthFile.Name);
                 if (File.Exists(beside)) return GroundTruth.Read(beside);
@@ -162,17 +166,19 @@ public static class ModelAnalyses
     // Batches of a data spec; synthetic tokens from firstToken on (each token is a pure function of its index).
     private static IEnumerable<ReadOnlyMemory<float>> Batches(DataSpec data, int batchSize, long firstToken)
     {
+        using var context = new EngineContext(Backend.Cpu);
         if (data is SyntheticSpec s)
         {
-            using var synthetic = Factorization.Synthetic(s);
-            var buffer = new float[(long)batchSize * s.D];
+            using var synthetic = Factorization.Synthetic(context, s);
+            var buffer = new float[(long)batchSize * synthetic.D];
             for (var token = firstToken; ; token += batchSize)
             {
-                synthetic.Generate(token, buffer);
+                synthetic.Sample(SynthStream.Train, token, buffer);
                 yield return buffer;
             }
         }
-        var (source, _, _) = Factorization.OpenData(data, batchSize, 0, prefetch: false);
+        var (source, truth) = Factorization.OpenData(context, data, batchSize, 0, prefetch: false);
+        truth?.Dispose();
         using (source)
             while (true) yield return source.Next();
     }

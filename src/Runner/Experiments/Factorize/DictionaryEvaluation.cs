@@ -36,15 +36,19 @@ public static class DictionaryEvaluation
         string dictionaryPath, EvalData data, CancellationToken cancel = default)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var (source, truth, truthCount) = Factorization.OpenData(data.Data, data.BatchSize, 0);
+        var (source, truth) = Factorization.OpenData(context, data.Data, data.BatchSize, 0);
         using var dataSource = source;
+        using var knownTruth = truth;
         CheckDimension(source.D, dict, dictionaryPath);
         using var sae = Load(context, dict, data.BatchSize);
         var batches = (int)Math.Clamp((data.Tokens + data.BatchSize - 1) / data.BatchSize, 1, int.MaxValue);
         var tokens = (long)batches * data.BatchSize;
-        var metrics = Factorization.Measure(sae, source, truth, truthCount, tokens, 0, out _, batches, cancel);
+        var metrics = Factorization.Measure(sae, source, truth, tokens, 0, out _, batches, cancel);
         var seconds = clock.Elapsed.TotalSeconds;
-        return (metrics with { Seconds = seconds, TokensPerSecond = tokens / seconds }, source.State.SkippedTokens);
+        metrics = metrics with { Seconds = seconds, TokensPerSecond = tokens / seconds };
+        if (truth is { HasSamples: true })
+            metrics = metrics with { Truth = TruthEvaluation.Measure(dict, truth, data.Evaluation.Samples, data.BatchSize, cancel) };
+        return (metrics, source.State.SkippedTokens);
     }
 
     /// <summary>
@@ -55,7 +59,9 @@ public static class DictionaryEvaluation
     public static bool Encode(SaeDictionary dict, string dictionaryPath, EvalData data, SparseEncoder encoder, int slots,
         double lambda, string outPrefix, IRunProgress progress, CancellationToken cancel = default)
     {
-        var (source, _, _) = Factorization.OpenData(data.Data, data.BatchSize, 0);
+        using var context = new EngineContext(Backend.Cpu);  // the data's generator, when synthetic
+        var (source, truth) = Factorization.OpenData(context, data.Data, data.BatchSize, 0);
+        truth?.Dispose();
         using var dataSource = source;
         CheckDimension(source.D, dict, dictionaryPath);
         int d = dict.DIn, m = dict.DSae;

@@ -14,9 +14,11 @@ public sealed record FactorizeCurvePoint(long Step, long Tokens, double Mse, dou
 
 /// <summary>The measured dictionary: SCIENCE §3's metrics, the last two (and each true feature's best decoder cosine)
 /// when the true features are known.</summary>
+/// <param name="Truth">SynthSAEBench's metrics, when samples with known codes exist (synthetic data, files written
+/// with their generator's settings, harvests with their codes).</param>
 public sealed record FactorizeMetrics(double Mse, double Fvu, double L0, double DeadFraction, double DenseFraction,
     double? Mmcs, double? MatchedCosine, long Tokens, double Seconds, double TokensPerSecond,
-    IReadOnlyList<double>? BestCosines = null);
+    IReadOnlyList<double>? BestCosines = null, TruthEvaluation.Result? Truth = null);
 
 /// <summary>A decoder against the true features: MMCS, the one-to-one matched cosine, and per true feature its best
 /// cosine to any atom.</summary>
@@ -53,41 +55,44 @@ public static class Factorization
             L1Coefficient: (float)c.Sae.L1Coefficient, L0Coefficient: (float)c.Sae.L0Coefficient,
             AuxkAlpha: (float)c.Sae.AuxkAlpha, Precision: c.Train.Precision);
 
-    /// <summary>The batches a config reads, and the true features when they are known.</summary>
-    public static (IActivationBatches Source, float[]? Truth, int TruthCount) OpenData(FactorizeConfig c, bool prefetch = true) =>
-        OpenData(c.Data, c.Train.BatchSize, c.Train.Seed, prefetch);
+    /// <summary>The batches a config reads, and the ground truth when it is known.</summary>
+    public static (IActivationBatches Source, KnownTruth? Truth) OpenData(EngineContext context, FactorizeConfig c,
+        bool prefetch = true) =>
+        OpenData(context, c.Data, c.Train.BatchSize, c.Train.Seed, prefetch);
 
-    /// <summary>A factorize config's synthetic generator (Sharkey et al.), one token per call.</summary>
-    public static SyntheticActivations Synthetic(SyntheticSpec s, int batchTokens = 1, bool prefetch = false) =>
-        new(new SyntheticOptions(s.D, s.NFeatures, s.ProbabilityDecay, s.ActiveMean, s.Correlated, Seed: s.Seed,
-            BatchTokens: batchTokens, Prefetch: prefetch));
+    /// <summary>A config's synthetic generator, its ground truth built (minutes for the SynthSAEBench-16k dictionary on
+    /// a CPU).</summary>
+    public static SynthGenerator Synthetic(EngineContext context, SyntheticSpec s) => new(context, s.Generator);
 
-    public static (IActivationBatches Source, float[]? Truth, int TruthCount) OpenData(DataSpec data, int batchSize, ulong seed,
-        bool prefetch = true)
+    /// <summary>Whether building a generator's truth takes long enough to say so: the orthogonalisation's two GEMMs of
+    /// n² d per step, beyond about 10^11 multiply-adds.</summary>
+    public static bool SlowToBuild(SyntheticSpec s) =>
+        2.0 * s.Generator.OrthoSteps * s.Generator.NFeatures * s.Generator.NFeatures * s.Generator.D > 1e11;
+
+    /// <param name="seed">The files' shuffle.</param>
+    public static (IActivationBatches Source, KnownTruth? Truth) OpenData(EngineContext context, DataSpec data, int batchSize,
+        ulong seed, bool prefetch = true)
     {
         switch (data)
         {
             case SyntheticSpec s:
-                var synthetic = Synthetic(s, batchSize, prefetch);
-                return (synthetic, synthetic.Features.ToArray(), synthetic.FeatureCount);
+                var synthetic = new SyntheticSource(Synthetic(context, s), batchSize);
+                return (synthetic, KnownTruth.Of(synthetic.Generator));
             case FilesSpec f:
                 var source = ActivationSource.Open(f.ToActivationFiles(),
                     new ActivationSourceOptions(batchSize, Seed: seed, Prefetch: prefetch, NonFinite: f.NonFinite));
-                var (truth, count) = GroundTruthBeside(f.Files[0], source.D);
-                return (source, truth, count);
+                try
+                {
+                    return (source, KnownTruth.Beside(context, f.Files[0], source.D));
+                }
+                catch
+                {
+                    source.Dispose();
+                    throw;
+                }
             default:
                 throw new InvalidOperationException("unknown data spec");
         }
-    }
-
-    // ground_truth.safetensors in the folder of the first shard, or in the dataset folder named (as the synthetic
-    // generator writes it).
-    private static (float[]?, int) GroundTruthBeside(string pattern, int d)
-    {
-        var path = Path.Combine((Directory.Exists(pattern) ? pattern : Path.GetDirectoryName(pattern)) ?? ".", GroundTruthFile.Name);
-        if (!File.Exists(path)) return (null, 0);
-        var features = SafeTensors.Read(path).Tensors.FirstOrDefault(t => t.Name == "features");
-        return features is { Shape.Length: 2 } && features.Shape[1] == d ? (features.Data, (int)features.Shape[0]) : (null, 0);
     }
 
     /// <summary>lr at a step: linear warm-up over warmup_steps, then constant, then linear decay to 0 over the
@@ -102,7 +107,7 @@ public static class Factorization
     }
 
     /// <summary>The metrics over <paramref name="batches"/> batches; cancelling throws OperationCanceledException.</summary>
-    public static FactorizeMetrics Measure(SparseAutoencoder sae, IActivationBatches source, float[]? truth, int truthCount,
+    public static FactorizeMetrics Measure(SparseAutoencoder sae, IActivationBatches source, KnownTruth? truth,
         long tokens, double seconds, out float[] log10Density, int batches = EvaluationBatches, CancellationToken cancel = default)
     {
         var spec = sae.Spec;
@@ -120,7 +125,7 @@ public static class Factorization
             evaluated += batch.Length / spec.DIn;
         }
         log10Density = fire.Select(f => (float)Math.Log10(f / (double)evaluated + 1e-10)).ToArray();
-        var recovery = truth is null ? null : Recovery.Measure(truth, truthCount, sae.GetParameters().WDec, spec.DSae, spec.DIn);
+        var recovery = truth is null ? null : Recovery.Measure(truth.Features, truth.Count, sae.GetParameters().WDec, spec.DSae, spec.DIn);
         return new FactorizeMetrics(mse / batches, fvu / batches, l0 / batches,
             fire.Count(f => f == 0) / (double)spec.DSae, fire.Count(f => f > DenseDensity * evaluated) / (double)spec.DSae,
             recovery?.Mmcs, recovery?.MatchedCosine, tokens, seconds, seconds > 0 ? tokens / seconds : 0, recovery?.BestCosines);
@@ -144,8 +149,33 @@ public static class Factorization
             Json.Number(w, "seconds", m.Seconds);
             Json.Number(w, "tokens_per_second", m.TokensPerSecond);
             if (skippedTokens > 0) w.WriteNumber("skipped_non_finite_tokens", skippedTokens);
+            if (m.Truth is { } truth) WriteTruth(w, truth);
             w.WriteEndObject();
         });
+    }
+
+    /// <summary>The key of SynthSAEBench's metrics in metrics.json.</summary>
+    public const string TruthKey = "synthsaebench";
+
+    private static void WriteTruth(System.Text.Json.Utf8JsonWriter w, TruthEvaluation.Result truth)
+    {
+        var r = truth.Metrics;
+        w.WriteStartObject(TruthKey);
+        Json.Number(w, "mcc", r.Mcc);
+        Json.Number(w, "uniqueness", r.Uniqueness);
+        Json.Number(w, "precision", r.Precision);
+        Json.Number(w, "recall", r.Recall);
+        Json.Number(w, "f1", r.F1);
+        Json.Number(w, "accuracy", r.Accuracy);
+        Json.Number(w, "explained_variance", r.ExplainedVariance);
+        Json.Number(w, "shrinkage", r.Shrinkage);
+        w.WriteNumber("dead_latents", r.DeadLatents);
+        Json.Number(w, "l0", r.L0);
+        Json.Number(w, "true_l0", r.TrueL0);
+        w.WriteNumber("samples", truth.Samples);
+        w.WriteString("samples_from", truth.Source);
+        Json.Number(w, "seconds", truth.Seconds);
+        w.WriteEndObject();
     }
 
     /// <summary>metrics.json of a run that stopped on a value that was not finite: no metrics (null), where it

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using NativeEngine.Interop;
 using NativeEngine.Runner.Configs;
+using NativeEngine.Runner.Data;
 using NativeEngine.Runner.Formats;
 using NativeEngine.Runner.Reports.Figures;
 
@@ -52,8 +53,12 @@ public static class FactorizeExperiment
         RunFolder.Claim(outDir, Kind, configJson, force, resume);
         var configPath = Path.Combine(outDir, ConfigFile);
         if (!resume || !File.Exists(configPath) || File.ReadAllText(configPath) != configJson) AtomicFile.WriteText(configPath, configJson);
-        var (source, truth, truthCount) = Factorization.OpenData(config);
+        if (config.Data is SyntheticSpec synthetic && Factorization.SlowToBuild(synthetic))
+            progress.Note($"building the ground truth: {synthetic.Generator.NFeatures} features in d = {synthetic.Generator.D}, " +
+                          $"{synthetic.Generator.OrthoSteps} orthogonalisation steps (minutes on a CPU)");
+        var (source, truth) = Factorization.OpenData(context, config);
         using var _ = source;
+        using var __ = truth;
         var d = source.D;
         var spec = Factorization.ModelSpec(config, d);
         CheckSupported(context, spec);
@@ -83,12 +88,13 @@ public static class FactorizeExperiment
             model.InitDecoderBias(first, geometricMedian: true);
         }
 
-        var buffer = new float[config.Train.BatchSize * d];
+        var buffer = new float[source is SyntheticSource ? 0 : config.Train.BatchSize * d];
         var clock = Stopwatch.StartNew();
         var phase = $"{FactorizeConfigLoader.Name(config.Sae.Architecture)} SAE, d_sae {config.Sae.DSae}";
         var curveEvery = Math.Max(1, totalSteps / 200);
         var recoveryEvery = curveEvery * Math.Max(1, 200 / RecoveryTracker.Points);
-        var recovery = new RecoveryTracker(truth, truthCount, spec.DSae, d);
+        var recovery = new RecoveryTracker(truth?.Features, truth?.Count ?? 0, spec.DSae, d);
+        var native = source as SyntheticSource;  // drawn where the SAE trains, never copied through here
         NonFinite? stopped = null;
         double Seconds() => previousSeconds + clock.Elapsed.TotalSeconds;
         // A checkpoint of parameters that are all finite; false (nothing written) when some are not.
@@ -104,9 +110,15 @@ public static class FactorizeExperiment
         }
         while (step < totalSteps && !cancel.IsCancellationRequested)
         {
-            source.Next().Span.CopyTo(buffer);
-            Scale(buffer, scale);
-            var stats = model.TrainStep(buffer, Factorization.LearningRate(config.Train, step, totalSteps));
+            var lr = Factorization.LearningRate(config.Train, step, totalSteps);
+            SaeStats stats;
+            if (native is not null) stats = model.TrainStep(native.Generator, native.Take(), scale, lr);
+            else
+            {
+                source.Next().Span.CopyTo(buffer);
+                Scale(buffer, scale);
+                stats = model.TrainStep(buffer, lr);
+            }
             if (model.NonFinite is { } where)
             {
                 stopped = where;
@@ -142,14 +154,31 @@ public static class FactorizeExperiment
         if (parameters is not null && !FactorizeCheckpoint.AllFinite(parameters)) stopped = new NonFinite(step, 0, NonFiniteQuantity.Parameters);
         if (stopped is { } nonFinite) throw Stop(outDir, config, nonFinite, tokens, seconds, checkpointStep);
 
-        var metrics = Factorization.Measure(model, source, truth, truthCount, tokens, seconds, out var density);
+        var metrics = Factorization.Measure(model, source, truth, tokens, seconds, out var density);
         var dictionary = Fold(config, spec, parameters!, scale);
+        if (truth is { HasSamples: true }) metrics = metrics with { Truth = MeasureTruth(dictionary, truth, config, progress, cancel) };
         WriteDictionary(Path.Combine(outDir, DictionaryFolder.Subfolder), config, dictionary, tokens, scale, density);
         AtomicFile.WriteText(Path.Combine(outDir, MetricsFile), Factorization.MetricsJson(metrics, source.State.SkippedTokens));
         FactorizeReport.Write(outDir, config, metrics, curve, density);
         FactorizeCheckpoint.Remove(outDir);
         RunFolder.Finish(outDir, RunFolder.Status.Completed);
         return new FactorizeResult(config, step, totalSteps, tokens, seconds, curve, dictionary, metrics);
+    }
+
+    // SynthSAEBench's metrics of the saved dictionary; an interruption skips them (the run is complete without).
+    private static TruthEvaluation.Result? MeasureTruth(SaeDictionary dictionary, KnownTruth truth, FactorizeConfig config,
+        IRunProgress progress, CancellationToken cancel)
+    {
+        progress.Note($"measuring against the ground truth on {config.Evaluation.Samples} samples ({truth.SamplesSource})");
+        try
+        {
+            return TruthEvaluation.Measure(dictionary, truth, config.Evaluation.Samples, config.Train.BatchSize, cancel);
+        }
+        catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+        {
+            progress.Note($"interrupted: {Factorization.TruthKey} metrics not measured; the dictionary and the other metrics are written");
+            return null;
+        }
     }
 
     /// <summary>The dictionary in the config's layout, with its log10 densities (sparsity.safetensors, as SAELens

@@ -60,8 +60,31 @@ public static class FactorizeReport
                 "For every true feature, its largest cosine to any atom of the final decoder, in bins of 0.05 (values below 0 are in the first)."));
         }
         report.AddFigureGrid(final);
+        if (metrics.Truth is { } truth) AddTruthTable(report, truth);
         report.AddPreformatted(FactorizeConfigWriter.ToJson(config), "the resolved config");
         report.Save(Path.Combine(directory, "report.html"));
+    }
+
+    // SynthSAEBench's metrics (metrics.json "synthsaebench"), as the benchmark reports them.
+    private static void AddTruthTable(HtmlReport report, TruthEvaluation.Result truth)
+    {
+        var r = truth.Metrics;
+        string F(double v) => v.ToString("F3", System.Globalization.CultureInfo.InvariantCulture);
+        report.AddHeading("Against the ground truth (SynthSAEBench's metrics)");
+        report.AddTable(["metric", "value", "what it is"],
+        [
+            ["MCC", F(r.Mcc), "mean |cosine| of the one-to-one matching of latents and true features that maximises it"],
+            ["F1", F(r.F1), "mean over latents of F1 as a classifier of its best-matching feature's firing"],
+            ["precision", F(r.Precision), "mean over latents (0 for a latent that never fires)"],
+            ["recall", F(r.Recall), "mean over latents"],
+            ["uniqueness", F(r.Uniqueness), "distinct best-matching features over the number of latents"],
+            ["explained variance", F(r.ExplainedVariance), "1 − E‖x − x̂‖² / Var x"],
+            ["shrinkage", F(r.Shrinkage), "mean ‖x̂‖ / ‖x‖"],
+            ["L0", r.L0.ToString("F2", System.Globalization.CultureInfo.InvariantCulture), "latents firing per sample"],
+            ["true L0", r.TrueL0.ToString("F2", System.Globalization.CultureInfo.InvariantCulture), "true features active per sample"],
+            ["dead latents", r.DeadLatents.ToString(System.Globalization.CultureInfo.InvariantCulture), "latents that never fired"],
+        ], $"On {truth.Samples:N0} samples with known codes ({(truth.Source == "generator" ? "fresh samples of the generator" : "the harvest's own tokens and codes")}), " +
+           $"measured in {truth.Seconds:F1} s.");
     }
 
     // log10 of each latent's firing share on the evaluation batches; latents that never fired (log10 of 0 + 1e-10)

@@ -300,4 +300,22 @@ void synth_sample_cpu(const SynthTruth& truth, Stream stream, uint32_t step, uin
     }
 }
 
+namespace {
+
+class CpuSynth final : public SynthBackend {
+public:
+    explicit CpuSynth(const SynthTruth& truth) : truth_(truth) {}
+    void sample(Stream stream, uint32_t step, uint32_t first, int64_t count, float* x, float* codes,
+                SynthSparseCodes* sparse) const override {
+        synth_sample_cpu(truth_, stream, step, first, count, x, codes, sparse);
+    }
+
+private:
+    const SynthTruth& truth_;
+};
+
+}  // namespace
+
+std::unique_ptr<SynthBackend> make_cpu_synth(const SynthTruth& truth) { return std::make_unique<CpuSynth>(truth); }
+
 }  // namespace ne

@@ -6,6 +6,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/moe_cuda.h"
 #include "cuda/sae_cuda.h"
+#include "cuda/synth_cuda.h"
 #include "cuda/toy_cuda.h"
 #include "models/cuda_table.h"
 
@@ -99,6 +100,11 @@ const ne_cuda_model_table kModels = {
     ne::cuda::sae_get_state,
     ne::cuda::sae_train_step,
     ne::cuda::sae_evaluate,
+    ne::cuda::synth_create,
+    ne::cuda::synth_destroy,
+    ne::cuda::synth_draw,
+    ne::cuda::synth_read,
+    ne::cuda::sae_train_step_synth,
 };
 
 }  // namespace

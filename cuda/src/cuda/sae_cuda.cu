@@ -43,6 +43,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/device_arena.h"
 #include "cuda/sae_cuda.h"
+#include "cuda/synth_cuda.h"
 #include "models/optimizer.h"
 #include "models/toy_common.h"
 
@@ -1056,8 +1057,9 @@ Encoded encode(ne_cuda_sae& s, const SaeSpec& spec, int64_t T, int64_t kaux, int
 }
 
 // Forward (and, with adam, backward and update) of one batch; see the file comment.
+// x_host: the batch in host memory, or in device memory when x_on_device (drawn there by the synthetic sampler).
 void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const AdamStep* adam, int32_t sparse_updates,
-               float* x_hat_host, int64_t* fire_host, SaeLoss& loss) {
+               float* x_hat_host, int64_t* fire_host, SaeLoss& loss, bool x_on_device = false) {
     const int64_t d = spec.d, m = spec.m, T = spec.batch;
     const int32_t arch = spec.architecture;
     const bool training = adam != nullptr;
@@ -1069,7 +1071,8 @@ void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const A
     ensure_tokens(s, T, kaux);
     SaeTokenBuffers& tb = s.tokens;
     NE_CUDA_CHECK(cudaMemsetAsync(s.stats, 0, sizeof(SaeDeviceStats), s.stream));
-    NE_CUDA_CHECK(cudaMemcpyAsync(tb.x, x_host, T * d * sizeof(float), cudaMemcpyHostToDevice, s.stream));
+    NE_CUDA_CHECK(cudaMemcpyAsync(tb.x, x_host, T * d * sizeof(float),
+                                  x_on_device ? cudaMemcpyDeviceToDevice : cudaMemcpyHostToDevice, s.stream));
 
     Encoded at{};
     int64_t ka = 0;
@@ -1389,6 +1392,19 @@ int32_t sae_train_step(ne_cuda_sae* sae, const float* x, const AdamStep* adam, i
         NE_NVTX_RANGE("sae.train_step");
         NE_CUDA_CHECK(cudaSetDevice(sae->device));
         run_batch(*sae, sae->spec, x, adam, sparse_updates, nullptr, nullptr, *loss);
+    });
+}
+
+int32_t sae_train_step_synth(ne_cuda_sae* sae, ne_cuda_synth* synth, uint32_t stream, uint32_t step, uint32_t first,
+                             float scale, const AdamStep* adam, int32_t sparse_updates, SaeLoss* loss, char* err,
+                             size_t err_size) {
+    return plugin_call(err, err_size, [&] {
+        NE_NVTX_RANGE("sae.train_step");
+        if (synth_device(*synth) != sae->device) invalid("the synth lives on another device than the SAE");
+        NE_CUDA_CHECK(cudaSetDevice(sae->device));
+        const float* x = synth_draw_device(*synth, sae->stream, static_cast<Stream>(stream), step, first, sae->spec.batch,
+                                           scale);
+        run_batch(*sae, sae->spec, x, adam, sparse_updates, nullptr, nullptr, *loss, true);
     });
 }
 

@@ -21,5 +21,8 @@ int32_t sae_train_step(ne_cuda_sae* sae, const float* x, const AdamStep* adam, i
                        char* err, size_t err_size);
 int32_t sae_evaluate(ne_cuda_sae* sae, const SaeSpec* spec, const float* x, float* x_hat, int64_t* fire_count,
                      SaeLoss* loss, char* err, size_t err_size);
+int32_t sae_train_step_synth(ne_cuda_sae* sae, ne_cuda_synth* synth, uint32_t stream, uint32_t step, uint32_t first,
+                             float scale, const AdamStep* adam, int32_t sparse_updates, SaeLoss* loss, char* err,
+                             size_t err_size);
 
 }  // namespace ne::cuda

@@ -1,8 +1,10 @@
 #include "models/backends.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "core/context.h"
 #include "core/error.h"
@@ -103,9 +105,57 @@ private:
     ne_cuda_moe* moe_ = nullptr;
 };
 
+// The CUDA twin of the synthetic sampler: a device copy of the truth, drawn into device buffers, read back.
+class CudaSynth final : public SynthBackend {
+public:
+    CudaSynth(int32_t device, const SynthTruth& truth) : table_(cuda_models()), device_(device), n_(truth.spec.n) {
+        const SynthView view = truth.view();
+        call(table_.synth_create, device, &view, truth.top.data(), static_cast<int64_t>(truth.top.size()), &synth_);
+    }
+    ~CudaSynth() override { table_.synth_destroy(synth_); }
+
+    void sample(Stream stream, uint32_t step, uint32_t first, int64_t count, float* x, float* codes,
+                SynthSparseCodes* sparse) const override {
+        int32_t slots = 0;
+        call(table_.synth_draw, synth_, static_cast<uint32_t>(stream), step, first, count, &slots);
+        if (codes == nullptr && sparse == nullptr) {
+            call(table_.synth_read, synth_, x, nullptr, nullptr, nullptr);
+            return;
+        }
+        std::vector<int32_t> active(count), index(count * slots);
+        std::vector<float> value(count * slots);
+        call(table_.synth_read, synth_, x, active.data(), index.data(), value.data());
+        if (sparse != nullptr) {
+            sparse->row_begin.assign(count + 1, 0);
+            for (int64_t t = 0; t < count; ++t) sparse->row_begin[t + 1] = sparse->row_begin[t] + active[t];
+            sparse->index.resize(sparse->row_begin[count]);
+            sparse->value.resize(sparse->row_begin[count]);
+            for (int64_t t = 0; t < count; ++t)
+                for (int32_t a = 0; a < active[t]; ++a) {
+                    sparse->index[sparse->row_begin[t] + a] = index[t * slots + a];
+                    sparse->value[sparse->row_begin[t] + a] = value[t * slots + a];
+                }
+        }
+        if (codes != nullptr) {
+            std::fill(codes, codes + count * n_, 0.0f);
+            for (int64_t t = 0; t < count; ++t)
+                for (int32_t a = 0; a < active[t]; ++a) codes[t * n_ + index[t * slots + a]] = value[t * slots + a];
+        }
+    }
+
+    ne_cuda_synth* handle() const { return synth_; }
+    int32_t device() const { return device_; }
+
+private:
+    const ne_cuda_model_table& table_;
+    int32_t device_;
+    int64_t n_;
+    ne_cuda_synth* synth_ = nullptr;
+};
+
 class CudaSae final : public SaeBackend {
 public:
-    CudaSae(int32_t device, const SaeSpec& spec, int32_t precision) : table_(cuda_models()) {
+    CudaSae(int32_t device, const SaeSpec& spec, int32_t precision) : table_(cuda_models()), device_(device) {
         call(table_.sae_create, device, &spec, precision, &sae_);
     }
     ~CudaSae() override { table_.sae_destroy(sae_); }
@@ -129,9 +179,18 @@ public:
         call(table_.sae_evaluate, sae_, &spec, x, x_hat, fire_count, &loss);
         return loss;
     }
+    bool train_step_synth(const SynthBackend& synth, Stream stream, uint32_t step, uint32_t first, float scale,
+                          const AdamStep& adam, bool sparse_updates, SaeLoss& loss) override {
+        const auto* twin = dynamic_cast<const CudaSynth*>(&synth);
+        if (twin == nullptr || twin->device() != device_) return false;  // drawn on the host, or on another device
+        call(table_.sae_train_step_synth, sae_, twin->handle(), static_cast<uint32_t>(stream), step, first, scale, &adam,
+             sparse_updates ? 1 : 0, &loss);
+        return true;
+    }
 
 private:
     const ne_cuda_model_table& table_;
+    int32_t device_;
     ne_cuda_sae* sae_ = nullptr;
 };
 
@@ -191,6 +250,11 @@ std::unique_ptr<MoeBackend> make_moe_backend(const ne_context& ctx, const MoeSpe
                                              const ToyData& data) {
     if (ctx.backend == NE_BACKEND_CUDA) return std::make_unique<CudaMoe>(ctx.device, spec, shape, data);
     return make_cpu_moe(spec, shape, data);
+}
+
+std::unique_ptr<SynthBackend> make_synth_backend(const ne_context& ctx, const SynthTruth& truth) {
+    if (ctx.backend == NE_BACKEND_CUDA) return std::make_unique<CudaSynth>(ctx.device, truth);
+    return make_cpu_synth(truth);
 }
 
 std::unique_ptr<SaeBackend> make_sae_backend(const ne_context& ctx, const SaeSpec& spec, int32_t precision) {

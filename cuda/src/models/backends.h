@@ -6,6 +6,7 @@
 
 #include "models/moe.h"
 #include "models/sae.h"
+#include "models/synth_truth.h"
 #include "models/toy.h"
 #include "nativeengine.h"
 
@@ -24,6 +25,8 @@ void check_sae_supported(const ne_context& ctx, const SaeSpec& spec, int32_t pre
 std::unique_ptr<ToyBackend> make_toy_backend(const ne_context& ctx, const ToyShape& shape, const ToyData& data);
 std::unique_ptr<MoeBackend> make_moe_backend(const ne_context& ctx, const MoeSpec& spec, const ToyShape& shape,
                                              const ToyData& data);
+// The sampler of a synthetic generator's truth (which must outlive it): CPU, or the CUDA twin on the context's device.
+std::unique_ptr<SynthBackend> make_synth_backend(const ne_context& ctx, const SynthTruth& truth);
 // precision: ne_sae_precision of the encoder GEMM.
 std::unique_ptr<SaeBackend> make_sae_backend(const ne_context& ctx, const SaeSpec& spec, int32_t precision);
 

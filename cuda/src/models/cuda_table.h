@@ -9,6 +9,7 @@
 #include "core/cuda_devices.h"
 #include "models/moe.h"
 #include "models/sae.h"
+#include "models/synth.h"
 #include "models/toy.h"
 #include "nativeengine.h"
 
@@ -19,6 +20,7 @@ extern "C" {
 typedef struct ne_cuda_toy ne_cuda_toy;
 typedef struct ne_cuda_moe ne_cuda_moe;
 typedef struct ne_cuda_sae ne_cuda_sae;
+typedef struct ne_cuda_synth ne_cuda_synth;
 
 typedef struct ne_cuda_model_table {
     int32_t abi;  // NE_CUDA_PLUGIN_ABI
@@ -77,6 +79,25 @@ typedef struct ne_cuda_model_table {
                               ne::SaeLoss* loss, char* err, size_t err_size);
     int32_t (*sae_evaluate)(ne_cuda_sae* sae, const ne::SaeSpec* spec, const float* x, float* x_hat,
                             int64_t* fire_count, ne::SaeLoss* loss, char* err, size_t err_size);
+
+    // Synthetic generator (models/synth.h): a device copy of a ground truth (every array of the view, host memory;
+    // top: the features without a parent, ascending), whose samples are drawn on the device bit for bit as the CPU
+    // sampler draws them. synth_draw draws samples first .. first+count-1 of (stream, step) (first + count <= 2^32)
+    // into the synth's device buffers and sets *slots to the codes kept per sample; synth_read copies the last draw
+    // to host memory, each output null to skip: x [count][d], active [count] (active features per sample), index and
+    // value [count][slots] (sample t's first active[t] are its features, ascending, and their values).
+    int32_t (*synth_create)(int32_t device, const ne::SynthView* truth, const int32_t* top, int64_t top_count,
+                            ne_cuda_synth** out, char* err, size_t err_size);
+    void (*synth_destroy)(ne_cuda_synth* synth);
+    int32_t (*synth_draw)(ne_cuda_synth* synth, uint32_t stream, uint32_t step, uint32_t first, int64_t count,
+                          int32_t* slots, char* err, size_t err_size);
+    int32_t (*synth_read)(ne_cuda_synth* synth, float* x, int32_t* active, int32_t* index, float* value, char* err,
+                          size_t err_size);
+    // One SAE step (sae_train_step) on samples first .. first+batch-1 of the synth's (stream, step), times scale,
+    // drawn on the device: no batch crosses from the host.
+    int32_t (*sae_train_step_synth)(ne_cuda_sae* sae, ne_cuda_synth* synth, uint32_t stream, uint32_t step,
+                                    uint32_t first, float scale, const ne::AdamStep* adam, int32_t sparse_updates,
+                                    ne::SaeLoss* loss, char* err, size_t err_size);
 } ne_cuda_model_table;
 
 typedef const ne_cuda_model_table* (*ne_cuda_models_fn)(void);

@@ -36,9 +36,12 @@
 #include <utility>
 #include <vector>
 
+#include "core/philox.h"
 #include "models/optimizer.h"
 
 namespace ne {
+
+class SynthBackend;  // models/synth_truth.h
 
 enum SaeArchitecture : int32_t { kSaeTopK = 0, kSaeBatchTopK = 1, kSaeRelu = 2, kSaeJumpRelu = 3 };
 
@@ -203,6 +206,14 @@ public:
     // threshold may differ; no AuxK). x_hat [batch][d] and fire_count [m] (= the tokens each latent fired on) may
     // be null.
     virtual SaeLoss evaluate(const SaeSpec& spec, const float* x, float* x_hat, int64_t* fire_count) = 0;
+    // train_step on samples first .. first+batch-1 of synth's (stream, step) (first + batch <= 2^32), times scale,
+    // drawn where this backend trains. False (nothing done) when this backend cannot take that synth's batches
+    // where they are drawn; the caller then draws them on the host and calls train_step.
+    virtual bool train_step_synth(const SynthBackend& /*synth*/, Stream /*stream*/, uint32_t /*step*/,
+                                  uint32_t /*first*/, float /*scale*/, const AdamStep& /*step*/,
+                                  bool /*sparse_updates*/, SaeLoss& /*loss*/) {
+        return false;
+    }
 };
 
 // The CPU backend: the fast path (sae_loss_and_grad_fast) in fp32. Parameters and state start at zero.

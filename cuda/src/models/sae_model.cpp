@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <string>
 #include <type_traits>
 
@@ -137,14 +138,48 @@ ne_sae_stats SaeModel::stats_of(const SaeLoss& loss) const {
 }
 
 ne_sae_stats SaeModel::train_step(const float* x, int64_t x_count, float lr) {
-    NE_NVTX_RANGE("sae.step");
     check_count("x", x, x_count, spec_.batch * spec_.d);
+    return step_with(lr, [&](const AdamStep& step) { return backend_->train_step(x, step, config_.sparse_updates != 0); });
+}
+
+ne_sae_stats SaeModel::train_step_synth(const SynthModel& synth, int64_t first_sample, float scale, float lr) {
+    if (synth.d() != spec_.d)
+        invalid("the synth's d is " + std::to_string(synth.d()) + "; the SAE's d_in is " + std::to_string(spec_.d));
+    if (!(scale > 0) || !std::isfinite(scale)) invalid("scale is " + std::to_string(scale) + "; valid: finite, > 0");
+    if (first_sample < 0 || first_sample > kSynthMaxSamples - spec_.batch)
+        invalid("first_sample is " + std::to_string(first_sample) + "; valid: 0 .. 2^62 - batch_size");
+    // Drawn where the SAE trains when its backend takes the synth's batches there (the CUDA twin into the CUDA SAE)
+    // and the batch lies in one sampler step; else drawn on the host and passed in: the same bits either way.
+    const uint32_t step = static_cast<uint32_t>(first_sample >> 32), first = static_cast<uint32_t>(first_sample);
+    if (static_cast<int64_t>(first) + spec_.batch <= (int64_t{1} << 32)) {
+        bool drawn = false;
+        const ne_sae_stats stats = step_with(lr, [&](const AdamStep& adam) {
+            SaeLoss loss;
+            drawn = backend_->train_step_synth(synth.backend(), Stream::kTrain, step, first, scale, adam,
+                                               config_.sparse_updates != 0, loss);
+            return loss;
+        }, &drawn);
+        if (drawn) return stats;
+    }
+    synth_batch_.resize(spec_.batch * spec_.d);
+    {
+        NE_NVTX_RANGE("sae.synth_batch");
+        synth.sample(NE_SYNTH_STREAM_TRAIN, first_sample, spec_.batch, synth_batch_.data(), nullptr, nullptr);
+    }
+    if (scale != 1.0f)
+        for (float& v : synth_batch_) v *= scale;
+    return train_step(synth_batch_.data(), static_cast<int64_t>(synth_batch_.size()), lr);
+}
+
+ne_sae_stats SaeModel::step_with(float lr, const std::function<SaeLoss(const AdamStep&)>& run, const bool* ran) {
+    NE_NVTX_RANGE("sae.step");
     if (!std::isfinite(lr) || lr <= 0) invalid("lr is " + std::to_string(lr) + "; valid: > 0");
     // AdamW without decay: the decoder's unit rows need none, and the encoder follows SAELens.
     const AdamStep step = adam_step(NE_OPTIMIZER_ADAMW, lr, 0.0f, config_.beta1, config_.beta2, config_.eps, steps_ + 1);
     if (!std::isfinite(step.step_size))
         invalid("lr is " + std::to_string(lr) + "; valid: > 0 with lr / (1 - beta1^t) finite in float32");
-    const SaeLoss loss = backend_->train_step(x, step, config_.sparse_updates != 0);
+    const SaeLoss loss = run(step);
+    if (ran != nullptr && !*ran) return ne_sae_stats{};  // nothing happened: the caller takes another way
     auto record = [&](int64_t at, int32_t quantity) {
         if (non_finite_.step == 0) non_finite_ = ne_non_finite{at, 0, quantity, 0};
     };
@@ -156,20 +191,6 @@ ne_sae_stats SaeModel::train_step(const float* x, int64_t x_count, float lr) {
     ++steps_;
     if (!loss.parameters_finite) record(steps_, NE_NON_FINITE_PARAMETERS);
     return stats_of(loss);
-}
-
-ne_sae_stats SaeModel::train_step_synth(const SynthModel& synth, int64_t first_sample, float scale, float lr) {
-    if (synth.d() != spec_.d)
-        invalid("the synth's d is " + std::to_string(synth.d()) + "; the SAE's d_in is " + std::to_string(spec_.d));
-    if (!(scale > 0) || !std::isfinite(scale)) invalid("scale is " + std::to_string(scale) + "; valid: finite, > 0");
-    synth_batch_.resize(spec_.batch * spec_.d);
-    {
-        NE_NVTX_RANGE("sae.synth_batch");
-        synth.sample(NE_SYNTH_STREAM_TRAIN, first_sample, spec_.batch, synth_batch_.data(), nullptr, nullptr);
-    }
-    if (scale != 1.0f)
-        for (float& v : synth_batch_) v *= scale;
-    return train_step(synth_batch_.data(), static_cast<int64_t>(synth_batch_.size()), lr);
 }
 
 ne_sae_stats SaeModel::evaluate(const float* x, int64_t x_count, float* x_hat, int64_t x_hat_count,

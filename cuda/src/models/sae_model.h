@@ -2,6 +2,7 @@
 // path lives with the caller). It validates, initialises, counts steps, keeps batchtopk's inference threshold and
 // the checkpoint layout (one byte layout on every backend), and delegates the tensors to its SaeBackend.
 #pragma once
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -43,6 +44,9 @@ public:
 
 private:
     ne_sae_stats stats_of(const SaeLoss& loss) const;
+    // Validates lr, makes the Adam step, runs it and keeps the count, batchtopk's threshold and the first non-finite
+    // step. ran, when given, is read after run: false means run did nothing (and nothing is recorded).
+    ne_sae_stats step_with(float lr, const std::function<SaeLoss(const AdamStep&)>& run, const bool* ran = nullptr);
     // The parameters as host views, thresholds converted to the backend's log_threshold (jumprelu).
     void send_params(const float* W_enc, const float* b_enc, const float* W_dec, const float* b_dec,
                      const float* threshold);

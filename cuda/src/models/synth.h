@@ -6,10 +6,10 @@
 // which children are gated (and optionally scaled) by their parent and siblings may be mutually exclusive.
 //
 // The ground truth (W, b, probabilities, thresholds, F, magnitude parameters, the forest) is built once on the
-// host from the seed (models/synth.cpp). A sample depends only on (seed, stream, step, sample index) and the
+// host from the seed (models/synth_truth.cpp). A sample depends only on (seed, stream, step, sample index) and the
 // ground truth: every random number it uses is one Philox word addressed by what it is for, so any sample, or
 // any part of one, can be drawn alone, in any order, on any backend. This header holds that per-sample math,
-// written once for the CPU sampler and a CUDA kernel.
+// written once for the CPU sampler (cpu/synth_cpu.cpp) and its CUDA twin (cuda/synth_cuda.cu).
 //
 // Float determinism. The per-sample math uses only IEEE-754 single-precision +, -, *, /, sqrtf and fmaf, which
 // are correctly rounded on x86-64 and on CUDA devices, so both produce the same bits, provided that
@@ -58,7 +58,7 @@ struct SynthSpec {
     int32_t scale_children = 0;                     // 1: a child's value is scaled by parent value / parent mean
     double me_portion = 0.0;                        // fraction of eligible parents with exclusive children
 
-    // Copula: F = correlation_scale * N(0,1) [n][r] (SaeBench; Sharkey: N(0,1) rows normalised, see synth.cpp).
+    // Copula: F = correlation_scale * N(0,1) [n][r] (SaeBench; Sharkey: N(0,1) rows normalised, see synth_truth.cpp).
     double correlation_scale = 0.0;
 
     // Magnitudes (SaeBench): mean linear from mean_start (feature 0) to mean_end (feature n-1); standard

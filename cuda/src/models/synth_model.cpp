@@ -4,6 +4,7 @@
 #include <string>
 
 #include "core/error.h"
+#include "models/backends.h"
 #include "models/training.h"
 
 namespace ne {
@@ -78,7 +79,7 @@ ne_synth_config synth_config_of(const SynthSpec& s) {
     return c;
 }
 
-SynthModel::SynthModel(const ne_context& /*ctx*/, const ne_synth_config& config, const float* W, int64_t w_count,
+SynthModel::SynthModel(const ne_context& ctx, const ne_synth_config& config, const float* W, int64_t w_count,
                        const float* b, int64_t b_count) {
     const SynthSpec spec = synth_spec_of(config);
     const bool given = w_count != 0 || b_count != 0;  // a pointer with count 0 is ignored
@@ -86,13 +87,14 @@ SynthModel::SynthModel(const ne_context& /*ctx*/, const ne_synth_config& config,
         check_count("W", W, w_count, spec.n * spec.d);
         check_count("b", b, b_count, spec.d);
     }
-    truth_ = synth_build_codes(spec);
-    if (!given) {
-        synth_build_dictionary(truth_);
-        return;
+    truth_ = std::make_unique<SynthTruth>(synth_build_codes(spec));
+    if (given) {
+        truth_->W.assign(W, W + w_count);
+        truth_->b.assign(b, b + b_count);
+    } else {
+        synth_build_dictionary(*truth_);
     }
-    truth_.W.assign(W, W + w_count);
-    truth_.b.assign(b, b + b_count);
+    backend_ = make_synth_backend(ctx, *truth_);
 }
 
 void SynthModel::sample(int32_t stream, int64_t first, int64_t count, float* x, float* codes,
@@ -104,7 +106,7 @@ void SynthModel::sample(int32_t stream, int64_t first, int64_t count, float* x, 
     if (count < 1 || count > kSynthMaxSamples - first)
         invalid("count is " + std::to_string(count) + "; valid: >= 1 with first_sample + count <= 2^62");
     const Stream which = stream == NE_SYNTH_STREAM_TRAIN ? Stream::kTrain : Stream::kEvaluate;
-    const int64_t n = truth_.spec.n, d = truth_.spec.d;
+    const int64_t n = truth_->spec.n, d = truth_->spec.d;
     if (sparse != nullptr) {
         sparse->row_begin.assign(1, 0);
         sparse->index.clear();
@@ -115,7 +117,7 @@ void SynthModel::sample(int32_t stream, int64_t first, int64_t count, float* x, 
         const int64_t at = first + done;
         const uint32_t step = static_cast<uint32_t>(at >> 32), sample = static_cast<uint32_t>(at);
         const int64_t length = std::min<int64_t>(count - done, (int64_t{1} << 32) - sample);
-        synth_sample_cpu(truth_, which, step, sample, length, x != nullptr ? x + done * d : nullptr,
+        backend_->sample(which, step, sample, length, x != nullptr ? x + done * d : nullptr,
                          codes != nullptr ? codes + done * n : nullptr, sparse != nullptr ? &run : nullptr);
         if (sparse != nullptr) {
             const int64_t offset = sparse->row_begin.back();
@@ -131,7 +133,7 @@ void SynthModel::get_truth(float* W, int64_t w_count, float* b, int64_t b_count,
                            int64_t probability_count, float* fire_probability, int64_t fire_probability_count,
                            int32_t* parent, int64_t parent_count, int32_t* flags, int64_t flags_count, float* mean,
                            int64_t mean_count, float* stddev, int64_t stddev_count) const {
-    const int64_t n = truth_.spec.n, d = truth_.spec.d;
+    const int64_t n = truth_->spec.n, d = truth_->spec.d;
     // An output with count 0 is skipped and its pointer ignored.
     if (w_count != 0) check_count("W", W, w_count, n * d);
     if (b_count != 0) check_count("b", b, b_count, d);
@@ -142,23 +144,23 @@ void SynthModel::get_truth(float* W, int64_t w_count, float* b, int64_t b_count,
     if (flags_count != 0) check_count("flags", flags, flags_count, n);
     if (mean_count != 0) check_count("mean", mean, mean_count, n);
     if (stddev_count != 0) check_count("stddev", stddev, stddev_count, n);
-    if (w_count != 0) std::copy(truth_.W.begin(), truth_.W.end(), W);
-    if (b_count != 0) std::copy(truth_.b.begin(), truth_.b.end(), b);
-    if (probability_count != 0) std::copy(truth_.probability.begin(), truth_.probability.end(), probability);
+    if (w_count != 0) std::copy(truth_->W.begin(), truth_->W.end(), W);
+    if (b_count != 0) std::copy(truth_->b.begin(), truth_->b.end(), b);
+    if (probability_count != 0) std::copy(truth_->probability.begin(), truth_->probability.end(), probability);
     if (fire_probability_count != 0)
-        std::copy(truth_.fire_probability.begin(), truth_.fire_probability.end(), fire_probability);
-    if (parent_count != 0) std::copy(truth_.parent.begin(), truth_.parent.end(), parent);
+        std::copy(truth_->fire_probability.begin(), truth_->fire_probability.end(), fire_probability);
+    if (parent_count != 0) std::copy(truth_->parent.begin(), truth_->parent.end(), parent);
     if (flags_count != 0)
-        for (int64_t i = 0; i < n; ++i) flags[i] = truth_.flags[i];
+        for (int64_t i = 0; i < n; ++i) flags[i] = truth_->flags[i];
     // Sharkey's magnitudes are U(0, 1]: mean 1/2, standard deviation 1/sqrt(12).
-    const bool sharkey = truth_.spec.kind == kSynthSharkey;
+    const bool sharkey = truth_->spec.kind == kSynthSharkey;
     if (mean_count != 0) {
         if (sharkey) std::fill(mean, mean + n, 0.5f);
-        else std::copy(truth_.mean.begin(), truth_.mean.end(), mean);
+        else std::copy(truth_->mean.begin(), truth_->mean.end(), mean);
     }
     if (stddev_count != 0) {
         if (sharkey) std::fill(stddev, stddev + n, 0.28867513f);
-        else std::copy(truth_.stddev.begin(), truth_.stddev.end(), stddev);
+        else std::copy(truth_->stddev.begin(), truth_->stddev.end(), stddev);
     }
 }
 

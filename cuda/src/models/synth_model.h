@@ -1,7 +1,7 @@
-// The object behind an ne_synth handle: a synthetic generator's ground truth (models/synth_truth.h), built once
-// from an ne_synth_config (or with a dictionary given back from a file), and its samples addressed by a 64-bit index
-// in a stream. Validates, converts the ABI config, splits index ranges into the sampler's (step, sample) words, and
-// delegates the drawing to its SynthBackend.
+// The object behind an ne_synth handle: a synthetic generator's ground truth (models/synth_truth.h), built once on
+// the host from an ne_synth_config (or with a dictionary given back from a file), and its samples addressed by a
+// 64-bit index in a stream. Validates, converts the ABI config, splits index ranges into the sampler's (step, sample)
+// words, and delegates the drawing to its SynthBackend (the context's: CPU, or the CUDA twin on the device).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -28,9 +28,10 @@ public:
     SynthModel(const ne_context& ctx, const ne_synth_config& config, const float* W, int64_t w_count, const float* b,
                int64_t b_count);
 
-    const SynthTruth& truth() const { return truth_; }
-    int64_t d() const { return truth_.spec.d; }
-    int64_t n() const { return truth_.spec.n; }
+    const SynthTruth& truth() const { return *truth_; }
+    const SynthBackend& backend() const { return *backend_; }
+    int64_t d() const { return truth_->spec.d; }
+    int64_t n() const { return truth_->spec.n; }
 
     // Samples first .. first+count-1 of `stream` (ne_synth_stream): x [count][d], dense codes [count][n] and sparse
     // codes, each optional (null). Throws naming the argument when the range is out of bounds.
@@ -42,7 +43,8 @@ public:
                    int64_t stddev_count) const;
 
 private:
-    SynthTruth truth_;
+    std::unique_ptr<SynthTruth> truth_;  // on the heap: the CPU backend refers to it, and the model moves
+    std::unique_ptr<SynthBackend> backend_;
 };
 
 }  // namespace ne

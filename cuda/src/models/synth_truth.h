@@ -2,6 +2,7 @@
 // sampler that draws batches from it. docs/synthsaebench.md gives the specification and its sources.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "models/synth.h"
@@ -82,6 +83,20 @@ struct SynthSparseCodes {
 // the result does not depend on the thread count or on how samples are split between calls.
 void synth_sample_cpu(const SynthTruth& truth, Stream stream, uint32_t step, uint32_t first_sample, int64_t count,
                       float* x, float* codes, SynthSparseCodes* sparse);
+
+// Where a generator's samples are drawn. SynthModel (models/synth_model.h) builds the truth on the host and hands it
+// to one backend, chosen in models/backends.cpp: the CPU sampler, or the CUDA twin (cuda/synth_cuda.cu), which holds
+// a device copy of the truth and draws the same bits. Outputs are host memory, as synth_sample_cpu's.
+class SynthBackend {
+public:
+    virtual ~SynthBackend() = default;
+    // As synth_sample_cpu: samples first .. first+count-1 of (stream, step), first + count <= 2^32.
+    virtual void sample(Stream stream, uint32_t step, uint32_t first, int64_t count, float* x, float* codes,
+                        SynthSparseCodes* sparse) const = 0;
+};
+
+// The CPU backend: synth_sample_cpu on `truth`, which must outlive it.
+std::unique_ptr<SynthBackend> make_cpu_synth(const SynthTruth& truth);
 
 // One sample's active features (ascending) and values by the definitions alone, without the CPU sampler's
 // shortcuts: what synth_sample_cpu must equal bit for bit.

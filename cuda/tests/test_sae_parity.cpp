@@ -402,6 +402,9 @@ void checkpoints(ne_context* cpu_ctx, ne_context* cuda_ctx, const Case& c) {
 }  // namespace
 
 int main() {
+    // Guards between the tensors of every CUDA model's device allocation, checked after each call and at destroy
+    // (core/arena.h): an overrun from one tensor into the next fails the call.
+    setenv("NE_ARENA_GUARD", "1", 0);
     ne_context* cuda = nullptr;
     if (ne_context_create(NE_BACKEND_CUDA, 0, &cuda) != NE_OK) {
         std::printf("ignored: no CUDA device (%s)\n", ne_last_error());

@@ -544,7 +544,7 @@ void moe_destroy(ne_cuda_moe* moe) {
     if (moe == nullptr) return;
     cudaSetDevice(moe->device);
     if (moe->stream != nullptr) cudaStreamDestroy(moe->stream);
-    delete moe;  // the arena frees its allocation
+    delete moe;  // the arena checks its guards (NE_ARENA_GUARD) and frees its allocation
 }
 
 int32_t moe_set_data(ne_cuda_moe* moe, const float* importance, const float* probability, const float* l1,
@@ -560,6 +560,7 @@ int32_t moe_set_data(ne_cuda_moe* moe, const float* importance, const float* pro
             NE_CUDA_CHECK(cudaMemcpyAsync(moe->t.rules, rules, moe->spec.n * sizeof(FeatureRule), cudaMemcpyHostToDevice,
                                           moe->stream));
         NE_CUDA_CHECK(cudaStreamSynchronize(moe->stream));
+        verify_guards(moe->stream, moe->arena);
     });
 }
 
@@ -580,6 +581,7 @@ int32_t moe_train(ne_cuda_moe* moe, int64_t first_step, const AdamStep* adam, in
         args.stream = Stream::kTrain;
         launch(*moe, args);
         NE_CUDA_CHECK(cudaStreamSynchronize(moe->stream));
+        verify_guards(moe->stream, moe->arena);
     });
 }
 
@@ -595,6 +597,7 @@ int32_t moe_evaluate(ne_cuda_moe* moe, int64_t batches, float* out, char* err, s
         NE_CUDA_CHECK(cudaMemcpyAsync(out, moe->t.out, moe->instances * (NE_MOE_EVAL_FIELDS + moe->spec.experts) * sizeof(float),
                                       cudaMemcpyDeviceToHost, moe->stream));
         NE_CUDA_CHECK(cudaStreamSynchronize(moe->stream));
+        verify_guards(moe->stream, moe->arena);
     });
 }
 
@@ -632,6 +635,7 @@ int32_t moe_set_params(ne_cuda_moe* moe, const float* W, const float* b, const f
         for (const auto& [moment, count] : moments)
             NE_CUDA_CHECK(cudaMemsetAsync(moment, 0, I * count * sizeof(float), moe->stream));
         NE_CUDA_CHECK(cudaStreamSynchronize(moe->stream));
+        verify_guards(moe->stream, moe->arena);
     });
 }
 

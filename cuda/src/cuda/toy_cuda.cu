@@ -345,7 +345,7 @@ void toy_destroy(ne_cuda_toy* toy) {
     if (toy == nullptr) return;
     cudaSetDevice(toy->device);
     if (toy->stream != nullptr) cudaStreamDestroy(toy->stream);
-    delete toy;  // the arena frees its allocation
+    delete toy;  // the arena checks its guards (NE_ARENA_GUARD) and frees its allocation
 }
 
 int32_t toy_set_data(ne_cuda_toy* toy, const float* importance, const float* probability, const float* l1,
@@ -365,6 +365,7 @@ int32_t toy_set_data(ne_cuda_toy* toy, const float* importance, const float* pro
                                           toy->stream));
         // The host arrays are the caller's: finish the copies before returning.
         NE_CUDA_CHECK(cudaStreamSynchronize(toy->stream));
+        verify_guards(toy->stream, toy->arena);
     });
 }
 
@@ -385,6 +386,7 @@ int32_t toy_train(ne_cuda_toy* toy, int64_t first_step, const AdamStep* adam, in
         launch(*toy, args);
         // One synchronisation per call (not per step): `adam` is the caller's buffer, and errors surface here.
         NE_CUDA_CHECK(cudaStreamSynchronize(toy->stream));
+        verify_guards(toy->stream, toy->arena);
     });
 }
 
@@ -402,6 +404,7 @@ int32_t toy_evaluate(ne_cuda_toy* toy, int64_t batches, float* loss, float* pena
         NE_CUDA_CHECK(cudaMemcpyAsync(penalty, toy->penalty, toy->instances * sizeof(float), cudaMemcpyDeviceToHost,
                                       toy->stream));
         NE_CUDA_CHECK(cudaStreamSynchronize(toy->stream));
+        verify_guards(toy->stream, toy->arena);
     });
 }
 
@@ -435,6 +438,7 @@ int32_t toy_set_params(ne_cuda_toy* toy, const float* W, const float* W_out, con
                 NE_CUDA_CHECK(cudaMemsetAsync(moment, 0, nm * sizeof(float), toy->stream));
         }
         NE_CUDA_CHECK(cudaStreamSynchronize(toy->stream));
+        verify_guards(toy->stream, toy->arena);
     });
 }
 

@@ -5,6 +5,7 @@
 set(ENV{NE_EMU_SCHEDULE} "${SCHEDULE}")
 set(ENV{NE_EMU_LEAKS} fail)
 set(ENV{NE_TEST_QUICK} 1)  # the CUDA tests' shorter runs (each kernel path stays)
+set(ENV{NE_ARENA_GUARD} 1)  # guards after every slice of the models' arenas, checked after every kernel call
 if(DEFINED DEVICES)
   set(ENV{NE_EMU_DEVICES} "${DEVICES}")
 endif()

@@ -408,4 +408,56 @@ public class ArrowCacheTests
         Assert.That(TestSupport.RunCli("synthesize", "--config", config, "--format", "arrow", "--context", "30", "--tokens", "6400", "--out", cache).Output,
             Does.Contain("--context is 30, --tokens 6400"));
     }
+
+    [Test]
+    public void SynthesizeArrowClaimsItsFolderAndChecksTheFreeSpace()
+    {
+        var dir = TestSupport.TempDirectory("arrow-claim");
+        var config = Path.Combine(dir, "synthetic.json");
+        File.WriteAllText(config, """{ "data": { "synthetic": { "d": 8, "n_features": 16, "seed": 1 } }, "sae": { "architecture": "topk", "d_sae": 16, "k": 2 } }""");
+        string[] Synthesize(string tokens, params string[] more) =>
+            ["synthesize", "--config", config, "--format", "arrow", "--context", "16", "--tokens", tokens, "--out", Path.Combine(dir, "cache"), .. more];
+        var (code, _, errors) = TestSupport.RunCliStreams(Synthesize("256"));
+        Assert.That(code, Is.EqualTo(0), errors);
+        using (var run = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "cache", "run.json"))))
+        {
+            Assert.That(run.RootElement.GetProperty("kind").GetString(), Is.EqualTo("synthesize"));
+            Assert.That(run.RootElement.GetProperty("config").GetProperty("format").GetString(), Is.EqualTo("arrow"));
+        }
+        Assert.That(HfDatasetFolder.Read(Path.Combine(dir, "cache")).DataFiles, Has.Count.EqualTo(1), "run.json beside the dataset's files");
+
+        (code, _, errors) = TestSupport.RunCliStreams(Synthesize("512"));
+        Assert.That(code, Is.EqualTo(2), errors);
+        Assert.That(errors, Does.Contain("holds a synthesize run of another config (tokens 256 → 512)"));
+        Assert.That(TestSupport.RunCliStreams(Synthesize("512", "--force")).Code, Is.EqualTo(0));
+
+        (code, _, errors) = TestSupport.RunCliStreams(["synthesize", "--config", config, "--format", "arrow", "--context", "16",
+            "--tokens", "1000000000000000", "--out", Path.Combine(dir, "huge")]);
+        Assert.That(code, Is.EqualTo(2), errors);
+        Assert.That(errors, Does.Contain("synthesizing 1000000000000000 tokens of d = 8 needs").And.Contain("free"));
+        Assert.That(Directory.Exists(Path.Combine(dir, "huge")), Is.False, "nothing written");
+    }
+
+    [Test]
+    public void NonFiniteValuesInACacheAreNamedOrSkipped()
+    {
+        var dir = TestSupport.TempDirectory("arrow-non-finite");
+        var values = Enumerable.Range(0, 8 * 16 * 4).Select(i => (float)Math.Cos(i * 0.3)).ToArray();
+        values[(2 * 16 + 5) * 4 + 1] = float.PositiveInfinity;  // row 2, token 5 of the row: token 37, column 1
+        SaeLensActivationCache.Write(Path.Combine(dir, "cache"), "blocks.0.hook_resid_pre", values, 16, 4);
+        var config = Path.Combine(dir, "f.json");
+        const string factorize = """
+            { "data": { "files": ["cache"], "format": "arrow"NON_FINITE }, "sae": { "architecture": "topk", "d_sae": 8, "k": 2 },
+              "train": { "tokens": 256, "batch_size": 16 } }
+            """;
+        File.WriteAllText(config, factorize.Replace("NON_FINITE", ""));
+        var (code, _, errors) = TestSupport.RunCliStreams(["factorize", "--config", config, "--out", Path.Combine(dir, "a"), "--backend", "cpu"]);
+        Assert.That(code, Is.EqualTo(2), errors);
+        Assert.That(errors, Does.Contain("data-00000-of-00001.arrow: token 37 holds").And.Contain("at column 1 (NaN or infinity)"));
+        File.WriteAllText(config, factorize.Replace("NON_FINITE", ", \"non_finite\": \"skip\""));
+        (code, _, errors) = TestSupport.RunCliStreams(["factorize", "--config", config, "--out", Path.Combine(dir, "b"), "--backend", "cpu"]);
+        Assert.That(code, Is.EqualTo(0), errors);
+        using var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "b", "metrics.json")));
+        Assert.That(metrics.RootElement.GetProperty("skipped_non_finite_tokens").GetInt64(), Is.GreaterThan(0));
+    }
 }

@@ -190,5 +190,9 @@ public class BenchTests
         Assert.That(rows.All(r => r.GetProperty("sequential_tokens_per_second").GetDouble() > 0 &&
                                   r.GetProperty("shuffled_tokens_per_second").GetDouble() > 0));
         Assert.That(Run("bench", "read", "--top-k", "3").Output, Does.Contain("bench read takes --d-in, --batch, --seconds and --out"));
+        // Sizes past what one array holds, and times past an hour, are usage errors, not crashes.
+        (code, output) = Run("bench", "read", "--d-in", "2000000000");
+        Assert.That((code, output.Contains("--d-in 2000000000, --batch 4096: valid: --d-in 1..1048576, --batch 1..1048576")), Is.EqualTo((2, true)), output);
+        Assert.That(Run("bench", "read", "--seconds", "1e9").Output, Does.Contain("--seconds is 1000000000; valid: > 0 and at most 3600"));
     }
 }

@@ -16,6 +16,9 @@ public class OnnxHarvestTests
 
     private static string ModelPath => Path.Combine(AppContext.BaseDirectory, "models", "tiny_lm.onnx");
 
+    /// <summary>tests/models/scale.onnx (make_scale.py): x float32 [batch, 4] doubled by node "scale", then a ReLU.</summary>
+    private static string ScalePath => Path.Combine(AppContext.BaseDirectory, "models", "scale.onnx");
+
     // make_tiny_lm.py's weight formulas (row i, column j), exact in float32.
     private static float E(int i, int j) => ((3 * i + 5 * j) % 11 - 5) / 4f;
     private static float WIn(int i, int j) => ((7 * i + 3 * j + 1) % 13 - 6) / 8f;
@@ -230,5 +233,75 @@ public class OnnxHarvestTests
         using var metrics = JsonDocument.Parse(output);
         // 13 distinct tokens give 13 distinct activation vectors: two latents per token reconstruct them well.
         Assert.That(metrics.RootElement.GetProperty("fvu").GetDouble(), Is.LessThan(0.1), output);
+    }
+
+    [Test]
+    public void NonFiniteOutputsAreWrittenCountedAndWarnedAndTheReadersRefuseOrSkipThem()
+    {
+        var dir = TestSupport.TempDirectory("onnx-non-finite");
+        // 40 rows of 4: row 3 holds a NaN, row 17 a value whose double overflows float32.
+        var x = Enumerable.Range(0, 40 * 4).Select(i => (float)Math.Sin(i * 0.7)).ToArray();
+        x[3 * 4 + 2] = float.NaN;
+        x[17 * 4] = 3e38f;
+        Npy.WriteF32(Path.Combine(dir, "x.npy"), x, 4);
+        var harvest = Path.Combine(dir, "h");
+        var (code, output, errors) = TestSupport.RunCliStreams(["harvest", "--onnx", ScalePath, "--node", "scale", "--inputs",
+            Path.Combine(dir, "x.npy"), "--out", harvest, "--batch-size", "8"]);
+        Assert.That(code, Is.EqualTo(0), errors);
+        Assert.That(errors, Does.Contain("warning: --node scale: 2 of its tokens hold NaN or infinity (the first is token 3)"));
+        Assert.That(output, Does.Contain("scale (hook_scaled): 40 tokens of d = 4"));
+        using (var manifest = JsonDocument.Parse(File.ReadAllText(Path.Combine(harvest, OnnxHarvest.ManifestFile))))
+            Assert.That(manifest.RootElement.GetProperty("nodes")[0].GetProperty("non_finite_tokens").GetInt64(), Is.EqualTo(2));
+        var acts = ReadShards(Path.Combine(harvest, "scale"), 4);
+        Assert.That((float.IsNaN(acts[3 * 4 + 2]), float.IsPositiveInfinity(acts[17 * 4]), acts[5]), Is.EqualTo((true, true, 2 * x[5])),
+            "written as computed");
+
+        // The readers decide: an error naming the shard and token by default, or left out and counted.
+        var config = Path.Combine(dir, "f.json");
+        const string factorize = """
+            { "data": { "files": ["h/scale/acts_*.npy"]NON_FINITE }, "sae": { "architecture": "topk", "d_sae": 8, "k": 2 },
+              "train": { "tokens": 256, "batch_size": 16 } }
+            """;
+        File.WriteAllText(config, factorize.Replace("NON_FINITE", ""));
+        (code, _, errors) = TestSupport.RunCliStreams(["factorize", "--config", config, "--out", Path.Combine(dir, "a"), "--backend", "cpu"]);
+        Assert.That(code, Is.EqualTo(2), errors);
+        Assert.That(errors, Does.Match(@"acts_00000\.npy: token (3|17) holds \S+ at column (2|0) \(NaN or infinity\)"));
+        File.WriteAllText(config, factorize.Replace("NON_FINITE", ", \"non_finite\": \"skip\""));
+        (code, _, errors) = TestSupport.RunCliStreams(["factorize", "--config", config, "--out", Path.Combine(dir, "b"), "--backend", "cpu"]);
+        Assert.That(code, Is.EqualTo(0), errors);
+        using var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(dir, "b", "metrics.json")));
+        Assert.That(metrics.RootElement.GetProperty("skipped_non_finite_tokens").GetInt64(), Is.GreaterThan(0));
+    }
+
+    [Test]
+    public void AHarvestClaimsItsFolderAndRefusesAnotherRunsFolderUnlessForced()
+    {
+        var dir = TestSupport.TempDirectory("onnx-claim");
+        WriteTokens(Path.Combine(dir, "tokens.npy"), 8, 4);
+        string[] Harvest(string node, string outDir, params string[] more) =>
+            ["harvest", "--onnx", ModelPath, "--node", node, "--inputs", Path.Combine(dir, "tokens.npy"), "--out", outDir, .. more];
+        var outDir = Path.Combine(dir, "h");
+        var (code, _, errors) = TestSupport.RunCliStreams(Harvest("mlp.act", outDir));
+        Assert.That(code, Is.EqualTo(0), errors);
+        using (var run = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "run.json"))))
+            Assert.That((run.RootElement.GetProperty("kind").GetString(), run.RootElement.GetProperty("status").GetString()),
+                Is.EqualTo(("harvest", "completed")));
+        Assert.That(TestSupport.RunCliStreams(Harvest("mlp.act", outDir)).Code, Is.EqualTo(0), "the same harvest again is a rerun");
+
+        (code, _, errors) = TestSupport.RunCliStreams(Harvest("resid", outDir));
+        Assert.That(code, Is.EqualTo(2), errors);
+        Assert.That(errors, Does.Contain("holds a harvest run of another config (nodes [\"mlp.act\"] → [\"resid\"])").And.Contain("--force"));
+        Assert.That(TestSupport.RunCliStreams(Harvest("resid", outDir, "--force")).Code, Is.EqualTo(0));
+
+        // A folder holding another kind of run is not written into.
+        var toy = Path.Combine(dir, "toy");
+        File.WriteAllText(Path.Combine(dir, "toy.json"), """
+            { "model": "relu_output", "n_features": 5, "n_hidden": 2, "n_instances": 1, "feature_probability": 0.1, "batch_size": 32, "steps": 10 }
+            """);
+        Assert.That(TestSupport.RunCli("toy", "--config", Path.Combine(dir, "toy.json"), "--out", toy, "--backend", "cpu").Code, Is.EqualTo(0));
+        (code, _, errors) = TestSupport.RunCliStreams(Harvest("mlp.act", toy));
+        Assert.That(code, Is.EqualTo(2), errors);
+        Assert.That(errors, Does.Contain("holds a toy run (run.json); a harvest run would write over its files"));
+        Assert.That(Directory.Exists(Path.Combine(toy, "mlp.act")), Is.False, "nothing written");
     }
 }

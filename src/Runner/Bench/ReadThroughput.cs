@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using System.Text.Json.Nodes;
 using NativeEngine.Runner.Data;
+using NativeEngine.Runner.Experiments;
 using NativeEngine.Runner.Formats;
 
 namespace NativeEngine.Runner.Bench;
@@ -18,8 +19,17 @@ public static class ReadThroughput
     public const int ContextSize = 128;
     public const int Files = 4;
 
+    /// <summary>The largest d (a factorize config's limit too) and batch measured: one context row of the largest d is
+    /// 512 MiB of float32 values.</summary>
+    public const int MaxD = 1 << 20, MaxBatch = 1 << 20;
+
     public static JsonArray Measure(int d, long tokens, int batchTokens, double seconds)
     {
+        if (d is < 1 or > MaxD || batchTokens is < 1 or > MaxBatch || tokens < ContextSize || (double)tokens * d > Array.MaxLength)
+            throw new ArgumentOutOfRangeException(nameof(d), $"d {d}, tokens {tokens}, batch {batchTokens}");
+        // The same tokens in four files sets: .npy and Arrow, float32 and float16.
+        RunFolder.CheckFreeSpace(Path.GetTempPath(), 2.0 * (4 + 2) * tokens * d * 1.01,
+            $"bench read's files ({tokens} tokens of d = {d} as .npy and Arrow, float32 and float16)", "lower --d-in");
         var folder = Path.Combine(Path.GetTempPath(), $"nativeengine-bench-read-{Guid.NewGuid():N}"[..36]);
         Directory.CreateDirectory(folder);
         try

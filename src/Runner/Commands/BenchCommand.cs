@@ -61,17 +61,22 @@ public static class BenchCommand
 {
     public static readonly string[] WorkloadNames = ["toy", "moe", "factorize", "dictionary", "peak", "read", "all", "table"];
 
-    public static int Run(BenchOptions options, IAnsiConsole console)
+    public static int Run(BenchOptions options, Cli cli)
     {
+        var console = cli.Out;
         var workload = options.All ? "all" : options.Workload;
         if (!WorkloadNames.Contains(workload))
             throw new ConfigException($"bench workload \"{workload}\" is {(workload.Length == 0 ? "missing" : "unknown")}; " +
                                       $"valid: {string.Join(", ", WorkloadNames)} (or --all)");
-        if (workload == "table") return Table(options.Files.ToArray(), console);
-        if (workload == "read") return Read(options, console);
+        if (workload == "table") return Table(options.Files.ToArray(), cli);
+        if (workload == "read") return Read(options, cli);
         if (options.Peer is not ("auto" or "none")) throw new ConfigException($"--peer is \"{options.Peer}\"; valid: auto, none");
         if (!(options.Seconds > 0)) throw new ConfigException($"--seconds is {options.Seconds}; valid: > 0");
-        if (options.GemmSize < 1) throw new ConfigException($"--gemm-size is {options.GemmSize}; valid: >= 1");
+        if (options.GemmSize < 1 || options.GemmSize > MachinePeak.MaxGemmSize)
+            throw new ConfigException($"--gemm-size is {options.GemmSize}; valid: 1..{MachinePeak.MaxGemmSize} (three n × n float " +
+                                      "matrices must fit in memory)");
+        if (!double.IsFinite(options.Seconds) || options.Seconds > 3600)
+            throw new ConfigException($"--seconds is {options.Seconds}; valid: > 0 and at most 3600");
         if (options.Config is not null && workload is not ("toy" or "moe"))
             throw new ConfigException("--config applies to bench toy and bench moe only");
         var saeSizes = SaeSizes(options, workload);
@@ -83,7 +88,7 @@ public static class BenchCommand
         var rows = new JsonArray();
         void Add(string what, Func<JsonObject> measure)
         {
-            if (all) console.MarkupLine($"[grey]measuring {Markup.Escape(what)}[/]");
+            if (all) cli.Error.MarkupLine($"[grey]measuring {Markup.Escape(what)}[/]");
             rows.Add(measure());
         }
 
@@ -95,7 +100,7 @@ public static class BenchCommand
                 foreach (var relative in Workloads.SuiteToyConfigs)
                     if (RepositoryFiles.Find(relative) is { } found)
                         Add(relative, () => Workloads.Toy(run, ToyConfigLoader.LoadFile(found), ConfigName(relative), relative));
-                    else console.MarkupLine($"[yellow]{Markup.Escape(relative)} not found from here: skipped[/]");
+                    else cli.Warn($"{relative} not found from here: skipped");
         }
         if (workload is "moe" or "all")
         {
@@ -141,14 +146,17 @@ public static class BenchCommand
 
     /// <summary>`bench read`: tokens/s of each activation file format on the same data (see <see cref="ReadThroughput"/>);
     /// at most 2^18 tokens and 512 MiB of float32 values.</summary>
-    private static int Read(BenchOptions options, IAnsiConsole console)
+    private static int Read(BenchOptions options, Cli cli)
     {
-        if (!(options.Seconds > 0)) throw new ConfigException($"--seconds is {options.Seconds}; valid: > 0");
+        var console = cli.Out;
+        if (!(options.Seconds > 0) || !double.IsFinite(options.Seconds) || options.Seconds > 3600)
+            throw new ConfigException($"--seconds is {options.Seconds}; valid: > 0 and at most 3600");
         if (options.DSae is not null || options.K is not null || options.Config is not null)
             throw new ConfigException("bench read takes --d-in, --batch, --seconds and --out");
         var d = options.D ?? 512;
         var batch = options.Batch ?? 4096;
-        if (d < 1 || batch < 1) throw new ConfigException($"--d-in {d}, --batch {batch}: valid: >= 1");
+        if (d < 1 || d > ReadThroughput.MaxD || batch < 1 || batch > ReadThroughput.MaxBatch)
+            throw new ConfigException($"--d-in {d}, --batch {batch}: valid: --d-in 1..{ReadThroughput.MaxD}, --batch 1..{ReadThroughput.MaxBatch}");
         var tokens = Math.Max(ReadThroughput.ContextSize, Math.Min(1L << 18, (1L << 27) / d) / ReadThroughput.ContextSize * ReadThroughput.ContextSize);
         using var context = new EngineContext(Backend.Cpu);
         var result = new JsonObject
@@ -273,21 +281,48 @@ public static class BenchCommand
         }
     }
 
-    private static int Table(string[] files, IAnsiConsole console)
+    private static int Table(string[] files, Cli cli)
     {
+        var console = cli.Out;
         if (files.Length == 0) throw new ConfigException("bench table needs result files, e.g. bench table bench/results/*.json");
         var first = true;
         foreach (var file in files)
         {
             if (!File.Exists(file)) throw new ConfigException($"{file} does not exist");
-            var node = JsonNode.Parse(File.ReadAllText(file))!;
-            if (node["results"] is null || node["peak"] is null)
+            JsonNode? node;
+            try
+            {
+                // Through JsonDocument first: it rejects what JsonNode accepts and then throws on (a key twice).
+                using (var document = JsonDocument.Parse(File.ReadAllText(file)))
+                    if (document.RootElement.ValueKind == JsonValueKind.Object)
+                        _ = new JsonObjectReader(document.RootElement, file);
+                node = JsonNode.Parse(File.ReadAllText(file));
+            }
+            catch (JsonException e)
+            {
+                throw new Formats.DataFormatException($"{file}: not a bench result (not valid JSON: {e.Message})");
+            }
+            catch (ConfigException e)
+            {
+                throw new Formats.DataFormatException($"not a bench result: {e.Message}");
+            }
+            if (node is not JsonObject || node["results"] is null || node["peak"] is null)
             {
                 // Results from before the peak and the rows (one workload per file) stay in bench/results as records.
-                console.MarkupLine($"[yellow]skipped {Markup.Escape(file)}: no \"peak\" and \"results\" (an older format)[/]");
+                cli.Warn($"skipped {file}: no \"peak\" and \"results\" (an older format, or not a bench result)");
                 continue;
             }
-            foreach (var line in MarkdownRows(node, withHeader: first)) console.Profile.Out.Writer.WriteLine(line);
+            List<string> rows;
+            try
+            {
+                rows = MarkdownRows(node, withHeader: first).ToList();
+            }
+            catch (Exception e) when (e is InvalidOperationException or NullReferenceException or FormatException or ArgumentException
+                                          or KeyNotFoundException or IndexOutOfRangeException)
+            {
+                throw new Formats.DataFormatException($"{file}: not a bench result this version reads ({e.Message})");
+            }
+            foreach (var line in rows) console.Profile.Out.Writer.WriteLine(line);
             first = false;
         }
         return 0;

@@ -7,8 +7,11 @@ using Spectre.Console;
 namespace NativeEngine.Runner.Commands;
 
 [Verb("synthesize", HelpText = "Write a factorize config's synthetic activations to disk as shards, with ground_truth.safetensors beside them (activation sets of any size, larger than memory included).")]
-public sealed class SynthesizeOptions
+public sealed class SynthesizeOptions : VerbOptions
 {
+    [Option("force", HelpText = "Write into --out even when it holds another run's files.")]
+    public bool Force { get; set; }
+
     [Option("config", Required = true, HelpText = "A factorize config whose data is {\"synthetic\": {...}}.")]
     public string Config { get; set; } = "";
 
@@ -30,8 +33,9 @@ public sealed class SynthesizeOptions
 
 public static class SynthesizeCommand
 {
-    public static int Run(SynthesizeOptions options, IAnsiConsole console)
+    public static int Run(SynthesizeOptions options, Cli cli)
     {
+        var console = cli.Out;
         var config = FactorizeConfigLoader.LoadFile(options.Config);
         if (config.Data is not SyntheticSpec synthetic)
             throw new ConfigException($"{options.Config}: \"data\" must be {{\"synthetic\": {{...}}}} to synthesize; it reads files already");
@@ -42,9 +46,9 @@ public static class SynthesizeCommand
             "arrow" => ActivationFileFormat.Arrow,
             _ => throw new ConfigException($"--format is \"{options.Format}\"; valid: npy, raw, arrow"),
         };
-        var result = Synthesis.Run(synthetic, options.Out, options.Tokens, options.ShardTokens, format, options.Context);
+        var result = Synthesis.Run(synthetic, options.Out, options.Tokens, options.ShardTokens, format, options.Context, options.Force);
         console.MarkupLine($"wrote {options.Tokens} tokens (d = {result.D}, {result.Bytes / 1e9:F2} GB) in {result.Shards.Count} shard(s) and " +
                            $"ground_truth.safetensors to {Markup.Escape(Path.GetFullPath(options.Out))}");
-        return 0;
+        return ExitCodes.Ok;
     }
 }

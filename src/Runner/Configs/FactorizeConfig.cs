@@ -14,9 +14,11 @@ public sealed record SyntheticSpec(int D, int NFeatures, double ActiveMean, doub
     ulong Seed) : DataSpec;
 
 /// <summary>Activation shards on disk (tokens × d): absolute paths or globs, their format (raw shards with their
-/// element type), the tensor read from .safetensors files, d (required for raw shards), and the column read from
-/// Arrow files (paths may then be dataset folders: a SAELens cache, any save_to_disk folder).</summary>
-public sealed record FilesSpec(string[] Files, ActivationFileFormat Format, string? Tensor, int? D, string? Column = null) : DataSpec
+/// element type), the tensor read from .safetensors files, d (required for raw shards), the column read from Arrow
+/// files (paths may then be dataset folders: a SAELens cache, any save_to_disk folder), and what a token holding NaN
+/// or infinity does (an error naming it, or left out and counted).</summary>
+public sealed record FilesSpec(string[] Files, ActivationFileFormat Format, string? Tensor, int? D, string? Column = null,
+    NonFiniteInput NonFinite = NonFiniteInput.Error) : DataSpec
 {
     public ActivationFiles ToActivationFiles() => new(Files, Format, D, Tensor, Column);
 }
@@ -82,6 +84,12 @@ public static class FactorizeConfigLoader
 
     private static readonly string[] FileFormats = ["npy", "safetensors", "raw", "arrow"];
 
+    public static readonly IReadOnlyDictionary<string, NonFiniteInput> NonFiniteInputs = new Dictionary<string, NonFiniteInput>
+    {
+        ["error"] = NonFiniteInput.Error,
+        ["skip"] = NonFiniteInput.Skip,
+    };
+
     /// <summary>The element types of raw shards, by their config name.</summary>
     public static readonly IReadOnlyDictionary<string, ActivationFileFormat> RawDtypes = new Dictionary<string, ActivationFileFormat>
     {
@@ -97,8 +105,7 @@ public static class FactorizeConfigLoader
 
     public static FactorizeConfig LoadFile(string path)
     {
-        if (!File.Exists(path)) throw new ConfigException($"config file {path} does not exist");
-        return Parse(File.ReadAllText(path), path, Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".");
+        return Parse(JsonObjectReader.ReadFile(path), path, Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".");
     }
 
     /// <param name="baseDirectory">Relative file paths and globs in "data.files" are resolved against it.</param>
@@ -201,6 +208,7 @@ public static class FactorizeConfigLoader
             throw r.Error("dtype", "with format \"arrow\" is read from the files (float32, float16); give only \"bfloat16\", for a 16-bit integer column holding bfloat16 bits");
         int? dim = r.TryGet("d", out _) ? (int)r.Integer("d", 1, 1 << 20) : null;
         if (format == "raw" && dim is null) throw r.Error("d", "is required with format \"raw\" (raw shards carry no shape)");
+        var nonFinite = r.Choice("non_finite", NonFiniteInputs, NonFiniteInput.Error);
         r.RejectUnknownKeys();
         var resolved = format switch
         {
@@ -209,7 +217,7 @@ public static class FactorizeConfigLoader
             "arrow" => raw == ActivationFileFormat.RawBF16 ? ActivationFileFormat.ArrowBF16 : ActivationFileFormat.Arrow,
             _ => raw,
         };
-        return new FilesSpec(paths, resolved, tensor, dim, column);
+        return new FilesSpec(paths, resolved, tensor, dim, column, nonFinite);
     }
 
     // Without "format", the files' common extension names it (.npy, .safetensors, .arrow); raw shards have none.
@@ -268,12 +276,20 @@ public static class FactorizeConfigLoader
         if (r is null) return new TrainSpec(1_000_000, 4096, DefaultLr(sae.DSae), 0, 0, 0, 0, SaePrecision.Fp32);
         var tokens = r.Integer("tokens", 1, long.MaxValue, 1_000_000);
         var batch = (int)r.Integer("batch_size", 1, 1 << 20, 4096);
+        CheckTokens(r, tokens, batch);
         var spec = new TrainSpec(tokens, batch, r.Number("lr", DefaultLr(sae.DSae), v => v > 0, "a number > 0"),
             r.Integer("warmup_steps", 0, long.MaxValue, 0), r.Integer("decay_steps", 0, long.MaxValue, 0),
             r.Integer("checkpoint_every", 0, long.MaxValue, 0), r.UnsignedInteger("seed", 0),
             r.Choice("precision", Precisions, SaePrecision.Fp32));
         r.RejectUnknownKeys();
         return spec;
+    }
+
+    /// <summary>Training and measuring go in whole batches: fewer tokens than one batch would silently become one.</summary>
+    public static void CheckTokens(JsonObjectReader r, long tokens, int batch)
+    {
+        if (tokens < batch)
+            throw r.Error("tokens", $"is {tokens}, less than one batch (batch_size {batch}); give tokens >= batch_size, or a smaller batch_size");
     }
 
     private static bool Flag(JsonObjectReader r, string key, bool fallback)
@@ -301,8 +317,7 @@ public static class EvalDataLoader
     /// <summary>A factorize config (its data, batch size and 8 batches), or {"data": {...}, "batch_size", "tokens"}.</summary>
     public static EvalData LoadFile(string path)
     {
-        if (!File.Exists(path)) throw new ConfigException($"config file {path} does not exist");
-        var json = File.ReadAllText(path);
+        var json = JsonObjectReader.ReadFile(path);
         var baseDirectory = Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".";
         using var document = JsonObjectReader.Parse(json, path);
         if (document.RootElement.TryGetProperty("sae", out _))
@@ -314,6 +329,7 @@ public static class EvalDataLoader
         var data = FactorizeConfigLoader.ReadDataSection(r, baseDirectory);
         var batch = (int)r.Integer("batch_size", 1, 1 << 20, 4096);
         var tokens = r.Integer("tokens", 1, long.MaxValue, 8L * batch);
+        FactorizeConfigLoader.CheckTokens(r, tokens, batch);
         r.RejectUnknownKeys();
         return new EvalData(data, batch, tokens);
     }
@@ -358,6 +374,7 @@ public static class FactorizeConfigWriter
                     if (f.Tensor is not null) w.WriteString("tensor", f.Tensor);
                     if (f.Column is not null) w.WriteString("column", f.Column);
                     if (f.D is { } d) w.WriteNumber("d", d);
+                    w.WriteString("non_finite", FactorizeConfigLoader.NonFiniteInputs.First(p => p.Value == f.NonFinite).Key);
                     break;
             }
             w.WriteEndObject();

@@ -49,10 +49,11 @@ public sealed record HfFeature(string Type, string? DType, long[]? Shape, HfFeat
         var type = e.TryGetProperty("_type", out var t) && t.ValueKind == JsonValueKind.String ? t.GetString()! : "dict";
         string? dtype = e.TryGetProperty("dtype", out var d) && d.ValueKind == JsonValueKind.String ? d.GetString() : null;
         long[]? shape = e.TryGetProperty("shape", out var s) && s.ValueKind == JsonValueKind.Array
-            ? s.EnumerateArray().Select(v => v.ValueKind == JsonValueKind.Number ? v.GetInt64() : -1).ToArray()
+            ? s.EnumerateArray().Select(v => v.ValueKind == JsonValueKind.Number && v.TryGetInt64(out var n) ? n : -1).ToArray()
             : null;
         var inner = e.TryGetProperty("feature", out var f) ? Parse(f) : null;
-        var length = e.TryGetProperty("length", out var l) && l.ValueKind == JsonValueKind.Number ? l.GetInt64() : -1;
+        // A dimension or length that is not an integer is unknown (-1), as datasets writes None.
+        var length = e.TryGetProperty("length", out var l) && l.ValueKind == JsonValueKind.Number && l.TryGetInt64(out var n) ? n : -1;
         return new HfFeature(type, dtype, shape, inner, length);
     }
 }
@@ -121,7 +122,12 @@ public sealed record HfDatasetFolder(string Folder, IReadOnlyList<string> DataFi
         {
             using var info = ReadJson(infoPath);
             if (info.RootElement.ValueKind == JsonValueKind.Object && info.RootElement.TryGetProperty("features", out var f) && f.ValueKind == JsonValueKind.Object)
-                features = f.EnumerateObject().ToDictionary(p => p.Name, p => HfFeature.Parse(p.Value));
+            {
+                features = [];
+                foreach (var p in f.EnumerateObject())
+                    if (!features.TryAdd(p.Name, HfFeature.Parse(p.Value)))
+                        throw new DataFormatException($"{infoPath}: \"features\" names the column \"{p.Name}\" twice");
+            }
         }
         return new HfDatasetFolder(folder, files, features);
     }

@@ -148,6 +148,20 @@ public static class SafeTensors
     /// what is malformed.</summary>
     public static (List<Tensor> Tensors, Dictionary<string, string> Metadata) Read(string path)
     {
+        try
+        {
+            return ReadHeaderAndData(path);
+        }
+        catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or IndexOutOfRangeException
+                                      or ArgumentOutOfRangeException or OverflowException or FormatException)
+        {
+            // A header that is not the JSON the format defines (missing keys, wrong types, offsets outside the data).
+            throw new InvalidDataException($"{path}: not a valid safetensors file ({e.Message})", e);
+        }
+    }
+
+    private static (List<Tensor> Tensors, Dictionary<string, string> Metadata) ReadHeaderAndData(string path)
+    {
         var bytes = File.ReadAllBytes(path);
         if (bytes.Length < 8) throw new InvalidDataException($"{path}: {bytes.Length} bytes, too short for a safetensors header");
         var headerLength = BinaryPrimitives.ReadUInt64LittleEndian(bytes);

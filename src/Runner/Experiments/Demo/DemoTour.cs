@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Reflection;
 using NativeEngine.Interop;
 using NativeEngine.Runner.Configs;
@@ -91,12 +92,23 @@ public static class DemoTour
     /// parts done, and report.html up to them, are written).</summary>
     /// <param name="tour">The configs; by default the embedded ones.</param>
     public static bool Run(EngineContext context, string outDir, IRunProgress progress, CancellationToken cancel,
-        Action<int, string> starting, Action<DemoPart> finished, DemoConfigs? tour = null)
+        Action<int, string> starting, Action<DemoPart> finished, DemoConfigs? tour = null, bool force = false)
     {
         tour ??= DemoConfigs.Embedded();
+        // The tour's identity is its configs; every experiment's folder below outDir belongs to it.
+        RunFolder.Claim(outDir, Kind, "[" + string.Join(",", tour.Toys.Select(ToyConfigWriter.ToJson).Append(MoeConfigWriter.ToJson(tour.Moe))
+            .Append(JsonSerializer.Serialize(tour.Hybrid, HybridExperiment.ConfigJson))) + "]", force);
+        return RunFolder.Track(outDir, () => Tour(context, tour, outDir, progress, cancel, starting, finished) ? "completed" : null)
+               is not null;
+    }
+
+    public const string Kind = "demo";
+
+    private static bool Tour(EngineContext context, DemoConfigs tour, string outDir, IRunProgress progress,
+        CancellationToken cancel, Action<int, string> starting, Action<DemoPart> finished)
+    {
         var configs = tour.Toys;
         var moe = tour.Moe;
-        RunFolder.Prepare(outDir);
         var index = new HtmlReport("Toy Models of Superposition: the demo");
         index.AddParagraph("Each experiment below has its own folder with report.html, results.json, config.json, " +
                            "weights.safetensors and figures/. The full-size configs of every figure are in configs/paper/.");
@@ -106,7 +118,7 @@ public static class DemoTour
             var (name, lesson) = Experiments[e];
             var title = configs[e].Title ?? name;
             starting(e + 1, title);
-            var run = ToyExperiment.Run(context, configs[e], Path.Combine(outDir, name), progress, cancel);
+            var run = ToyExperiment.Run(context, configs[e], Path.Combine(outDir, name), progress, cancel, force: true);
             finished(new DemoToyPart(e + 1, title, lesson, run));
             index.AddHeading($"{e + 1}. {title}");
             index.AddParagraph($"{lesson} Full report: {name}/report.html ({run.Seconds:F1} s of training).");
@@ -128,7 +140,7 @@ public static class DemoTour
 
         var moeTitle = moe.Run.Title ?? MoeCompareName;
         starting(configs.Count + 1, moeTitle);
-        var comparison = MoeComparisonExperiment.Run(context, moe, Path.Combine(outDir, MoeCompareName), progress, cancel);
+        var comparison = MoeComparisonExperiment.Run(context, moe, Path.Combine(outDir, MoeCompareName), progress, cancel, force: true);
         finished(new DemoMoePart(configs.Count + 1, moeTitle, comparison));
         index.AddHeading($"{configs.Count + 1}. {moeTitle}");
         index.AddParagraph("The paper suggests that mixtures of experts, which activate only some neurons per token, " +
@@ -147,7 +159,7 @@ public static class DemoTour
         var hybrid = tour.Hybrid;
         var hybridTitle = hybrid.Title ?? HybridExperimentName;
         starting(configs.Count + 2, hybridTitle);
-        var decoded = HybridExperiment.Run(context, hybrid, Path.Combine(outDir, HybridExperimentName), progress, cancel);
+        var decoded = HybridExperiment.Run(context, hybrid, Path.Combine(outDir, HybridExperimentName), progress, cancel, force: true);
         finished(new DemoHybridPart(configs.Count + 2, hybridTitle, HybridLesson, hybrid, decoded));
         if (decoded is null)
         {

@@ -19,7 +19,8 @@ internal sealed class RecoveryTracker(float[]? truth, int truthCount, int dSae, 
     /// <param name="wDec">The decoder [dSae][d] at the curve point; the tracker keeps it, so pass a copy.</param>
     public void Measure(int curveIndex, float[] wDec)
     {
-        if (truth is null) return;
+        // A decoder that is not finite has no recovery (and the run stops at that step anyway).
+        if (truth is null || !wDec.All(float.IsFinite)) return;
         pending.Add((curveIndex, Task.Run(() => Recovery.Measure(truth, truthCount, wDec, dSae, d))));
     }
 

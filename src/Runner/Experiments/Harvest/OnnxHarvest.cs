@@ -32,9 +32,10 @@ public static class OnnxHarvest
     public const int DefaultBatchRows = 32;
 
     /// <summary>One harvested node: the tensor, its folder, the shape of its first batch's output, d, tokens per input
-    /// row, the tokens in finished shards, and those shards (relative to the harvest folder).</summary>
+    /// row, the tokens in finished shards, those shards (relative to the harvest folder), and the tokens written that
+    /// hold NaN or infinity (with the first of them, or -1).</summary>
     public sealed record NodeResult(string Node, string Tensor, string OpType, string Folder, long[] Shape, int D, long TokensPerRow,
-        long Tokens, IReadOnlyList<string> Shards);
+        long Tokens, IReadOnlyList<string> Shards, long NonFiniteTokens = 0, long FirstNonFiniteToken = -1);
 
     public sealed record Result(bool Completed, long Rows, long TotalRows, int BatchRows, IReadOnlyList<NodeResult> Nodes, double Seconds);
 
@@ -53,7 +54,11 @@ public static class OnnxHarvest
         })).ToList();
     }
 
-    public static Result Run(OnnxHarvestConfig config, string outDir, IRunProgress progress, CancellationToken cancel)
+    /// <summary>Harvests into <paramref name="outDir"/>, claimed as a harvest of this model, these nodes and inputs
+    /// (<paramref name="force"/>: see <see cref="RunFolder.Claim"/>). The space the shards need is checked once the
+    /// first batch gives their size. Tokens holding NaN or infinity are written as computed and counted per node
+    /// (harvest.json's non_finite_tokens): the readers refuse or skip them (data.non_finite).</summary>
+    public static Result Run(OnnxHarvestConfig config, string outDir, IRunProgress progress, CancellationToken cancel, bool force = false)
     {
         if (config.Nodes.Count == 0) throw new ConfigException("--node is required (one or more; --list-nodes lists them)");
         if (config.ShardTokens < 1) throw new ConfigException($"--shard-tokens is {config.ShardTokens}; valid: >= 1");
@@ -63,7 +68,18 @@ public static class OnnxHarvest
         foreach (var group in targets.GroupBy(t => t.Tensor).Where(g => g.Count() > 1))
             throw new ConfigException($"--node {string.Join(" and --node ", group.Select(t => t.Asked))} name the same tensor {group.Key}");
         var inputs = StoredArrays.Open(config.Inputs);
-        RunFolder.Prepare(outDir);
+        RunFolder.Claim(outDir, Harvest.Kind, Json.Document(w =>
+        {
+            w.WriteStartObject();
+            w.WriteString("onnx", Path.GetFullPath(config.Model));
+            w.WriteStartArray("nodes");
+            foreach (var node in config.Nodes) w.WriteStringValue(node);
+            w.WriteEndArray();
+            w.WriteString("inputs", Path.GetFullPath(config.Inputs));
+            w.WriteNumber("batch_size", config.BatchRows);
+            w.WriteNumber("shard_tokens", config.ShardTokens);
+            w.WriteEndObject();
+        }), force);
 
         using var session = CreateSession(model, targets.Select(t => t.Tensor));
         var feeds = MatchInputs(session, model, inputs, config.Inputs);
@@ -118,6 +134,10 @@ public static class OnnxHarvest
                 {
                     foreach (var value in values) value.Dispose();
                 }
+                if (done == 0)
+                    RunFolder.CheckFreeSpace(outDir, harvests.Sum(h => h.Bytes),
+                        $"harvesting {rows} input rows ({string.Join(", ", harvests.Select(h => $"{h.Result.TokensPerRow * rows} tokens of d = {h.Result.D}"))})",
+                        "use fewer input rows or nodes");
                 done += count;
                 progress.Report(phase, done, rows);
             }
@@ -131,6 +151,7 @@ public static class OnnxHarvest
         WriteManifest(completed);
         if (completed)
             foreach (var h in harvests) h.WriteDataConfig(batchRows);
+        RunFolder.Finish(outDir, completed ? RunFolder.Status.Completed : RunFolder.Status.Interrupted);
         return new Result(completed, done, rows, batchRows, harvests.Select(h => h.Result).ToList(), clock.Elapsed.TotalSeconds);
     }
 
@@ -302,11 +323,17 @@ public static class OnnxHarvest
         private long[] shape = [];
         private int d;
         private long tokensPerRow;
+        private long nonFinite;
+        private long firstNonFinite = -1;
 
         public string FolderPath => folderPath;
         public Target Target => target;
 
-        public NodeResult Result => new(target.Asked, target.Tensor, target.OpType, folder, shape, d, tokensPerRow, finished, shards.ToList());
+        /// <summary>The bytes of all its shards (float32 values; a header per shard).</summary>
+        public double Bytes => 4.0 * total * d + 128.0 * Math.Ceiling(total / (double)shardTokens);
+
+        public NodeResult Result => new(target.Asked, target.Tensor, target.OpType, folder, shape, d, tokensPerRow, finished, shards.ToList(),
+            nonFinite, firstNonFinite);
 
         /// <summary>Appends one batch's output; true when a shard was finished.</summary>
         public bool Append(OrtValue output, int batchRows, long totalRows, long firstRow)
@@ -332,6 +359,7 @@ public static class OnnxHarvest
                 throw new DataFormatException($"{what}: output of shape [{string.Join(", ", dims)}] for rows [{firstRow}, {firstRow + batchRows}); " +
                                               $"the first batch gave {tokensPerRow} tokens per row of d = {d}");
             var data = ToFloats(output, info.ElementDataType, values);
+            CountNonFinite(data, tokens);
             var shardDone = false;
             var offset = 0L;
             while (offset < tokens)
@@ -359,6 +387,26 @@ public static class OnnxHarvest
                 }
             }
             return shardDone;
+        }
+
+        // A sum is finite only when every term is (NaN and infinities propagate); only then are tokens looked at one by one.
+        private void CountNonFinite(ReadOnlySpan<float> data, long tokens)
+        {
+            if (float.IsFinite(System.Numerics.Tensors.TensorPrimitives.Sum(data))) return;
+            for (var t = 0L; t < tokens; t++)
+            {
+                var token = data.Slice((int)(t * d), d);
+                if (float.IsFinite(System.Numerics.Tensors.TensorPrimitives.Sum(token)) || AllFinite(token)) continue;
+                if (firstNonFinite < 0) firstNonFinite = written + t;
+                nonFinite++;
+            }
+        }
+
+        private static bool AllFinite(ReadOnlySpan<float> values)
+        {
+            foreach (var v in values)
+                if (!float.IsFinite(v)) return false;
+            return true;
         }
 
         private ReadOnlySpan<float> ToFloats(OrtValue output, TensorElementType type, long count)
@@ -449,6 +497,7 @@ public static class OnnxHarvest
             w.WriteNumber("d", r.D);
             w.WriteNumber("tokens_per_row", r.TokensPerRow);
             w.WriteNumber("tokens", r.Tokens);
+            w.WriteNumber("non_finite_tokens", r.NonFiniteTokens);
             w.WriteStartArray("shards");
             foreach (var s in r.Shards) w.WriteStringValue(s);
             w.WriteEndArray();

@@ -1,7 +1,9 @@
 // CUDA against CPU through the C ABI: the same config and seed, one step (gradient-level agreement) and a whole
 // short run (several launches of many steps each), compared parameter by parameter, for every model kind, with
-// the L1 penalty and with feature sets; MoE tokens whose router choice is a near-tie excluded explicitly
-// (moe_routing.h) and the router's decisions compared token by token.
+// the L1 penalty and with feature sets; batches and shapes that leave partial tiles in the kernels (toy tiles of 64
+// samples or fewer when shared memory runs short, MoE token tiles of 32, thread strides of 256); MoE tokens whose
+// router choice is a near-tie excluded explicitly (moe_routing.h) and the router's decisions compared token by
+// token.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -524,6 +526,11 @@ int main() {
     parity(cpu, cuda, NE_TOY_RELU_HIDDEN, 10, 5, 6, 512);
     parity(cpu, cuda, NE_TOY_ABS_VALUE, 3, 6, 4, 300);
     parity(cpu, cuda, NE_TOY_ABS_VALUE, 20, 7, 3, 128);
+    // Tiles below 64 samples: shared memory holds 24 (H100) or 11 (A100) samples next to the weights, so a batch of
+    // 50 ends in a partial tile; n odd (a lone last feature pair) and n m not a multiple of the 256 threads.
+    parity(cpu, cuda, NE_TOY_RELU_OUTPUT, 601, 21, 2, 50);
+    // Untied weights take twice the room: tiles of 48 (H100) or 23 (A100), so 110 samples end in a partial tile.
+    parity(cpu, cuda, NE_TOY_ABS_VALUE, 301, 21, 2, 110);
     // L1 on every kind (linear and relu_output penalise |W^T x|, the others ReLU(W^T x)).
     for (int32_t model : {NE_TOY_LINEAR, NE_TOY_RELU_OUTPUT, NE_TOY_RELU_HIDDEN, NE_TOY_ABS_VALUE})
         parity(cpu, cuda, model, 8, 4, 3, 256, Extras{{0.0f, 0.01f, 0.1f}, {}, {}});
@@ -538,6 +545,10 @@ int main() {
     moe_parity(cpu, cuda, MoeCase{NE_TOY_RELU_OUTPUT, 4, 2, 1, NE_MOE_NOISE_NONE, 0.6f, 0.0f});
     moe_parity(cpu, cuda, MoeCase{NE_TOY_RELU_HIDDEN, 3, 2, 0, NE_MOE_NOISE_NOISY_TOPK, 0.0f, 0.001f});
     moe_parity(cpu, cuda, MoeCase{NE_TOY_RELU_OUTPUT, 5, 1, 1, NE_MOE_NOISE_JITTER, 1.0f, 0.0f});
+    // Partial token tiles: 45 tokens are a tile of 32 and one of 13; n = 13 leaves a lone feature pair and a partial
+    // jitter quad, E = 5 a partial quad of normals, E n m = 325 a partial stride of 256 threads.
+    moe_parity(cpu, cuda, MoeCase{NE_TOY_RELU_OUTPUT, 5, 2, 1, NE_MOE_NOISE_NOISY_TOPK, 1.0f, 0.001f, 13, 5, 45});
+    moe_parity(cpu, cuda, MoeCase{NE_TOY_RELU_HIDDEN, 5, 1, 0, NE_MOE_NOISE_JITTER, 0.6f, 0.0f, 13, 5, 45});
     // The router's decisions token by token, with each kind of router noise.
     moe_router_decisions(cpu, cuda, 6, 2, NE_MOE_NOISE_NONE);
     moe_router_decisions(cpu, cuda, 5, 2, NE_MOE_NOISE_NOISY_TOPK);

@@ -3,7 +3,7 @@
 // the L1 penalty and with feature sets; batches and shapes that leave partial tiles in the kernels (toy tiles of 64
 // samples or fewer when shared memory runs short, MoE token tiles of 32, thread strides of 256); MoE tokens whose
 // router choice is a near-tie excluded explicitly (moe_routing.h) and the router's decisions compared token by
-// token.
+// token; and the same CUDA run twice, bit for bit (under another thread schedule on the emulated device).
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -38,6 +38,31 @@ const Lengths& lengths() {
     }();
     return chosen;
 }
+
+// A second run of the same training, to compare with the first bit for bit. On the emulated device it runs under
+// another thread schedule (NE_EMU_SCHEDULE, read at every launch), so the comparison also shows the kernels do not
+// depend on the order their threads run in; a GPU runs it as it comes.
+class SecondRun {
+public:
+    explicit SecondRun(bool emulated) : emulated_(emulated) {
+        if (!emulated_) return;
+        const char* current = std::getenv("NE_EMU_SCHEDULE");
+        had_ = current != nullptr;
+        if (had_) saved_ = current;
+        setenv("NE_EMU_SCHEDULE", had_ && saved_ == "reverse" ? "forward" : "reverse", 1);
+    }
+    ~SecondRun() {
+        if (!emulated_) return;
+        if (had_) setenv("NE_EMU_SCHEDULE", saved_.c_str(), 1);
+        else unsetenv("NE_EMU_SCHEDULE");
+    }
+    SecondRun(const SecondRun&) = delete;
+    SecondRun& operator=(const SecondRun&) = delete;
+
+private:
+    bool emulated_, had_ = false;
+    std::string saved_;
+};
 
 // Whether two arrays hold the same bits; prints the first difference.
 template <typename T>
@@ -177,6 +202,25 @@ void parity(ne_context* cpu, ne_context* cuda, int32_t model, int64_t n, int64_t
     }
 }
 
+// The same CUDA toy run (uneven launches) twice: parameters and evaluation identical to the bit.
+void toy_twice(ne_context* cuda, bool emulated, int32_t model, int64_t n, int64_t m, int64_t instances, int64_t batch,
+               const Extras& extras = {}) {
+    const ToyProblem p = toy_problem(model, n, m, instances, batch);
+    const Run a = train(cuda, p.config, p.importance, p.probability, extras, lengths().launches);
+    Run b;
+    {
+        const SecondRun second(emulated);
+        b = train(cuda, p.config, p.importance, p.probability, extras, lengths().launches);
+    }
+    bool same = identical("W", a.W, b.W) & identical("W_out", a.W_out, b.W_out) & identical("b", a.b, b.b);
+    same = identical("evaluation loss", a.loss, b.loss) & identical("evaluation penalty", a.penalty, b.penalty) & same;
+    CHECK(same);
+    std::printf("model %d n=%lld m=%lld B=%lld%s: the same %lld-step CUDA run twice%s: %s\n", model,
+                static_cast<long long>(n), static_cast<long long>(m), static_cast<long long>(batch),
+                extras.l1.empty() ? "" : " l1+sets", static_cast<long long>(lengths().steps),
+                emulated ? " (second under another schedule)" : "", same ? "identical" : "DIFFERENT");
+}
+
 // ---- mixture of experts ----------------------------------------------------------------------------------------
 
 struct MoeCase {
@@ -286,8 +330,9 @@ double compare_moe(const std::string& label, ne_moe* cpu, ne_moe* cuda, const Mo
 }
 
 // Mixture of experts: both backends from the same init and data, step by step, every parameter and evaluation field
-// compared after one step and after the run, over the instances whose tokens never met a near-tie.
-void moe_parity(ne_context* cpu_ctx, ne_context* cuda_ctx, const MoeCase& mc) {
+// compared after one step and after the run, over the instances whose tokens never met a near-tie; then the same
+// CUDA run again in one launch, which must give the same bits as the step-by-step one.
+void moe_parity(ne_context* cpu_ctx, ne_context* cuda_ctx, bool emulated, const MoeCase& mc) {
     const MoeProblem p = moe_problem(mc);
     const ne_moe_config& c = p.config;
     char label[160];
@@ -330,6 +375,30 @@ void moe_parity(ne_context* cpu_ctx, ne_context* cuda_ctx, const MoeCase& mc) {
     CHECK(training.tied * 500 <= training.tokens);
     CHECK(evaluation.tied * 500 <= evaluation.tokens);
     CHECK(compared > 0);
+
+    // The same CUDA training again, in one launch: bit for bit the step-by-step run.
+    ne_moe* again = nullptr;
+    moe_routing::Params b;
+    std::vector<float> again_evaluation;
+    {
+        const SecondRun second(emulated);
+        again = make_moe(cuda_ctx, p, 0.01f);
+        if (again != nullptr) {
+            CHECK(ne_moe_train(again, steps) == NE_OK);
+            b = moe_routing::read_params(again, c);
+            again_evaluation = moe_evaluation(again, c);
+        }
+    }
+    if (again != nullptr) {
+        const moe_routing::Params a = moe_routing::read_params(cuda, c);
+        bool same = identical("moe W", a.W, b.W) & identical("moe b", a.b, b.b) & identical("moe W_gate", a.gate, b.gate);
+        same = identical("moe W_noise", a.noise, b.noise) & identical("moe route_bias", a.bias, b.bias) & same;
+        same = identical("moe evaluation", moe_evaluation(cuda, c), again_evaluation) & same;
+        CHECK(same);
+        std::printf("%s: the same CUDA run in one launch%s: %s\n", label,
+                    emulated ? " (under another schedule)" : "", same ? "identical" : "DIFFERENT");
+    }
+    ne_moe_destroy(again);
     ne_moe_destroy(cpu);
     ne_moe_destroy(cuda);
 }
@@ -517,6 +586,10 @@ int main() {
         std::printf("ignored: no CUDA device (%s)\n", ne_last_error());
         return ne_test::kSkipped;
     }
+    ne_device_info device{};
+    CHECK(ne_context_device_info(cuda, &device) == NE_OK);
+    const bool emulated = std::strstr(device.name, "emulated") != nullptr;
+    std::printf("device: %s\n", device.name);
     ne_context* cpu = nullptr;
     CHECK(ne_context_create(NE_BACKEND_CPU, 0, &cpu) == NE_OK);
     parity(cpu, cuda, NE_TOY_RELU_OUTPUT, 5, 2, 10, 1024);
@@ -538,17 +611,20 @@ int main() {
     const Extras sets{{}, {0, 0, 0, 1, 1, -1, -1, -1, -1}, {NE_FEATURES_CORRELATED, NE_FEATURES_ANTICORRELATED}};
     parity(cpu, cuda, NE_TOY_RELU_OUTPUT, 9, 3, 4, 256, sets);
     parity(cpu, cuda, NE_TOY_ABS_VALUE, 9, 3, 4, 256, sets);
+    // Run twice: a partial small tile, and untied weights with L1 and feature sets.
+    toy_twice(cuda, emulated, NE_TOY_RELU_OUTPUT, 601, 21, 2, 50);
+    toy_twice(cuda, emulated, NE_TOY_ABS_VALUE, 9, 3, 3, 256, Extras{{0.0f, 0.01f, 0.1f}, sets.set_of_feature, sets.set_kind});
 
     near_tie_detection();
     routing_inputs_match_the_engine(cpu, MoeCase{NE_TOY_RELU_OUTPUT, 5, 2, 1, NE_MOE_NOISE_NONE, 0.0f, 0.0f, 13, 5, 45});
-    moe_parity(cpu, cuda, MoeCase{NE_TOY_RELU_OUTPUT, 4, 1, 0, NE_MOE_NOISE_NONE, 0.0f, 0.0f});
-    moe_parity(cpu, cuda, MoeCase{NE_TOY_RELU_OUTPUT, 4, 2, 1, NE_MOE_NOISE_NONE, 0.6f, 0.0f});
-    moe_parity(cpu, cuda, MoeCase{NE_TOY_RELU_HIDDEN, 3, 2, 0, NE_MOE_NOISE_NOISY_TOPK, 0.0f, 0.001f});
-    moe_parity(cpu, cuda, MoeCase{NE_TOY_RELU_OUTPUT, 5, 1, 1, NE_MOE_NOISE_JITTER, 1.0f, 0.0f});
+    moe_parity(cpu, cuda, emulated, MoeCase{NE_TOY_RELU_OUTPUT, 4, 1, 0, NE_MOE_NOISE_NONE, 0.0f, 0.0f});
+    moe_parity(cpu, cuda, emulated, MoeCase{NE_TOY_RELU_OUTPUT, 4, 2, 1, NE_MOE_NOISE_NONE, 0.6f, 0.0f});
+    moe_parity(cpu, cuda, emulated, MoeCase{NE_TOY_RELU_HIDDEN, 3, 2, 0, NE_MOE_NOISE_NOISY_TOPK, 0.0f, 0.001f});
+    moe_parity(cpu, cuda, emulated, MoeCase{NE_TOY_RELU_OUTPUT, 5, 1, 1, NE_MOE_NOISE_JITTER, 1.0f, 0.0f});
     // Partial token tiles: 45 tokens are a tile of 32 and one of 13; n = 13 leaves a lone feature pair and a partial
     // jitter quad, E = 5 a partial quad of normals, E n m = 325 a partial stride of 256 threads.
-    moe_parity(cpu, cuda, MoeCase{NE_TOY_RELU_OUTPUT, 5, 2, 1, NE_MOE_NOISE_NOISY_TOPK, 1.0f, 0.001f, 13, 5, 45});
-    moe_parity(cpu, cuda, MoeCase{NE_TOY_RELU_HIDDEN, 5, 1, 0, NE_MOE_NOISE_JITTER, 0.6f, 0.0f, 13, 5, 45});
+    moe_parity(cpu, cuda, emulated, MoeCase{NE_TOY_RELU_OUTPUT, 5, 2, 1, NE_MOE_NOISE_NOISY_TOPK, 1.0f, 0.001f, 13, 5, 45});
+    moe_parity(cpu, cuda, emulated, MoeCase{NE_TOY_RELU_HIDDEN, 5, 1, 0, NE_MOE_NOISE_JITTER, 0.6f, 0.0f, 13, 5, 45});
     // The router's decisions token by token, with each kind of router noise.
     moe_router_decisions(cpu, cuda, 6, 2, NE_MOE_NOISE_NONE);
     moe_router_decisions(cpu, cuda, 5, 2, NE_MOE_NOISE_NOISY_TOPK);

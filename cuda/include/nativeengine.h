@@ -232,6 +232,13 @@ NE_API ne_status ne_toy_create(ne_context* ctx, const ne_toy_config* config,
                                const float* importance, int64_t importance_count,
                                const float* feature_probability, int64_t probability_count,
                                ne_toy** out);
+/* A part of a batch of models split across ranks: its config->n_instances instances (with their importance and
+ * feature_probability rows) are [first_instance, first_instance + n_instances) of total_instances, and train exactly
+ * as those instances of the whole would: their initial parameters are the whole's slice (xavier over total_instances)
+ * and their data streams the whole's. Instances are independent, so nothing crosses between parts. */
+NE_API ne_status ne_toy_create_part(ne_context* ctx, const ne_toy_config* config, int64_t first_instance,
+                                    int64_t total_instances, const float* importance, int64_t importance_count,
+                                    const float* feature_probability, int64_t probability_count, ne_toy** out);
 NE_API ne_status ne_toy_destroy(ne_toy* toy);
 /* The L1 coefficient of each instance, l1: [n_instances], finite and >= 0. Takes effect from the next step. */
 NE_API ne_status ne_toy_set_l1(ne_toy* toy, const float* l1, int64_t l1_count);
@@ -313,6 +320,10 @@ NE_API ne_status ne_context_supports_moe(const ne_context* ctx, const ne_moe_con
 NE_API ne_status ne_moe_create(ne_context* ctx, const ne_moe_config* config, const float* importance,
                                int64_t importance_count, const float* feature_probability, int64_t probability_count,
                                ne_moe** out);
+/* A part of a batch of MoE models split across ranks, as ne_toy_create_part. */
+NE_API ne_status ne_moe_create_part(ne_context* ctx, const ne_moe_config* config, int64_t first_instance,
+                                    int64_t total_instances, const float* importance, int64_t importance_count,
+                                    const float* feature_probability, int64_t probability_count, ne_moe** out);
 NE_API ne_status ne_moe_destroy(ne_moe* moe);
 /* As ne_toy_set_l1 and ne_toy_set_feature_sets. */
 NE_API ne_status ne_moe_set_l1(ne_moe* moe, const float* l1, int64_t l1_count);

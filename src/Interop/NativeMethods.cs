@@ -65,6 +65,11 @@ internal static partial class NativeMethods
         ReadOnlySpan<float> importance, long importanceCount,
         ReadOnlySpan<float> featureProbability, long probabilityCount, out ToyHandle toy);
 
+    [LibraryImport(Library, EntryPoint = "ne_toy_create_part")]
+    internal static partial Status ToyCreatePart(ContextHandle context, in ToyConfigNative config, long firstInstance,
+        long totalInstances, ReadOnlySpan<float> importance, long importanceCount,
+        ReadOnlySpan<float> featureProbability, long probabilityCount, out ToyHandle toy);
+
     [LibraryImport(Library, EntryPoint = "ne_toy_destroy")]
     internal static partial Status ToyDestroy(IntPtr toy);
 
@@ -102,6 +107,11 @@ internal static partial class NativeMethods
     [LibraryImport(Library, EntryPoint = "ne_moe_create")]
     internal static partial Status MoeCreate(ContextHandle context, in MoeConfigNative config,
         ReadOnlySpan<float> importance, long importanceCount,
+        ReadOnlySpan<float> featureProbability, long probabilityCount, out MoeHandle moe);
+
+    [LibraryImport(Library, EntryPoint = "ne_moe_create_part")]
+    internal static partial Status MoeCreatePart(ContextHandle context, in MoeConfigNative config, long firstInstance,
+        long totalInstances, ReadOnlySpan<float> importance, long importanceCount,
         ReadOnlySpan<float> featureProbability, long probabilityCount, out MoeHandle moe);
 
     [LibraryImport(Library, EntryPoint = "ne_moe_destroy")]

@@ -13,7 +13,20 @@ public static class Program
         var console = AnsiConsole.Console;
         // Redirected output (logs, CI) would otherwise wrap tables at 80 columns.
         if (Console.IsOutputRedirected) console.Profile.Width = 160;
-        return Run(args, console);
+        // Under mpirun or srun only the first rank prints; the others speak only when they fail (Fail).
+        if (LaunchedRank() > 0)
+            console = AnsiConsole.Create(new AnsiConsoleSettings { Out = new AnsiConsoleOutput(TextWriter.Null) });
+        var code = Run(args, console);
+        if (Communicator.WorldStarted) Communicator.FinalizeMpi();
+        return code;
+    }
+
+    /// <summary>This process's rank as the MPI launcher set it (before MPI starts), or -1 when not launched by one.</summary>
+    private static int LaunchedRank()
+    {
+        foreach (var name in new[] { "OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID" })
+            if (int.TryParse(Environment.GetEnvironmentVariable(name), out var rank)) return rank;
+        return -1;
     }
 
     /// <summary>Parses the verb and runs it; errors become a message and exit code 2, never a stack trace.</summary>
@@ -62,6 +75,14 @@ public static class Program
 
     private static int Fail(IAnsiConsole console, string kind, string message)
     {
+        if (Communicator.WorldStarted && Communicator.World.Size > 1)
+        {
+            // One rank's error ends the run on every rank (MPI_Abort), so none waits in a collective for this one.
+            var world = Communicator.World;
+            Console.Error.WriteLine($"rank {world.Rank} of {world.Size}: {kind}: {message}; ending every rank");
+            Console.Error.Flush();
+            world.Abort(2);
+        }
         console.MarkupLine($"[red]{kind}:[/] {Markup.Escape(message)}");
         return 2;
     }

@@ -140,6 +140,18 @@ NE_API ne_status ne_toy_create(ne_context* ctx, const ne_toy_config* config, con
     });
 }
 
+NE_API ne_status ne_toy_create_part(ne_context* ctx, const ne_toy_config* config, int64_t first_instance,
+                                    int64_t total_instances, const float* importance, int64_t importance_count,
+                                    const float* feature_probability, int64_t probability_count, ne_toy** out) {
+    return ne::guarded(__func__, [&] {
+        auto& result = deref(out, "out");
+        result = nullptr;
+        if (total_instances < 1) ne::invalid("total_instances is " + std::to_string(total_instances) + "; valid: >= 1");
+        result = new ne_toy{ne::ToyModel(deref(ctx, "ctx"), deref(config, "config"), importance, importance_count,
+                                         feature_probability, probability_count, first_instance, total_instances)};
+    });
+}
+
 NE_API ne_status ne_toy_destroy(ne_toy* toy) {
     return ne::guarded(__func__, [&] { delete toy; });
 }
@@ -196,6 +208,18 @@ NE_API ne_status ne_moe_create(ne_context* ctx, const ne_moe_config* config, con
         result = nullptr;
         result = new ne_moe{ne::MoeModel(deref(ctx, "ctx"), deref(config, "config"), importance, importance_count,
                                          feature_probability, probability_count)};
+    });
+}
+
+NE_API ne_status ne_moe_create_part(ne_context* ctx, const ne_moe_config* config, int64_t first_instance,
+                                    int64_t total_instances, const float* importance, int64_t importance_count,
+                                    const float* feature_probability, int64_t probability_count, ne_moe** out) {
+    return ne::guarded(__func__, [&] {
+        auto& result = deref(out, "out");
+        result = nullptr;
+        if (total_instances < 1) ne::invalid("total_instances is " + std::to_string(total_instances) + "; valid: >= 1");
+        result = new ne_moe{ne::MoeModel(deref(ctx, "ctx"), deref(config, "config"), importance, importance_count,
+                                         feature_probability, probability_count, first_instance, total_instances)};
     });
 }
 

@@ -70,7 +70,7 @@ private:
 class CudaMoe final : public MoeBackend {
 public:
     CudaMoe(int32_t device, const MoeSpec& spec, const ToyShape& shape, const ToyData& data) : table_(cuda_models()) {
-        call(table_.moe_create, device, &spec, shape.instances, shape.seed, &moe_);
+        call(table_.moe_create, device, &spec, shape.instances, shape.seed, shape.first_instance, &moe_);
         try {
             set_data(data);
         } catch (...) {

@@ -90,6 +90,17 @@ std::vector<FeatureRule> feature_rules(int64_t n, int64_t instances, const std::
     return rules;
 }
 
+int64_t check_part(int64_t first_instance, int64_t total_instances, int64_t instances) {
+    if (total_instances == 0 && first_instance == 0) return instances;
+    if (first_instance < 0 || total_instances < 1 || first_instance + instances > total_instances)
+        invalid("instances [" + std::to_string(first_instance) + ", " + std::to_string(first_instance + instances) +
+                ") are not a part of " + std::to_string(total_instances) + " instances; valid: 0 <= first_instance, " +
+                "first_instance + n_instances <= total_instances");
+    if (total_instances > (int64_t{1} << 32))
+        invalid("total_instances is " + std::to_string(total_instances) + "; the random streams index at most 2^32");
+    return total_instances;
+}
+
 std::vector<float> normal_init(uint64_t seed, uint32_t tensor, int64_t count, double stddev, int64_t first) {
     std::vector<float> values(count);
     // Value v of the sequence is half of pair v / 2; a slice may start and end inside a pair.

@@ -37,8 +37,13 @@ public sealed record TrainSpec(long Tokens, int BatchSize, double Lr, long Warmu
     public long Steps => (Tokens + BatchSize - 1) / BatchSize;
 }
 
-/// <summary>A factorization run (`factorize`), resolved: every default filled in.</summary>
-public sealed record FactorizeConfig(DataSpec Data, SaeSpec Sae, TrainSpec Train)
+/// <summary>How a run launched on several processes (mpirun, srun) splits: LatentShards ranks share the latents of
+/// each data-parallel group (processes / LatentShards groups read disjoint parts of the data).</summary>
+public sealed record DistributedSpec(int LatentShards);
+
+/// <summary>A factorization run (`factorize`), resolved: every default filled in. Distributed is null when the config
+/// has no "distributed" section (one latent shard: every process of a launch is a data-parallel group).</summary>
+public sealed record FactorizeConfig(DataSpec Data, SaeSpec Sae, TrainSpec Train, DistributedSpec? Distributed = null)
 {
     /// <summary>Input dimension d, known up front for synthetic data and raw files, else from the first shard.</summary>
     public int? D => Data switch
@@ -103,8 +108,19 @@ public static class FactorizeConfigLoader
         var d = data switch { SyntheticSpec s => s.D, FilesSpec f => f.D, _ => null };
         var sae = ReadSae(r.Nested(Object(r, "sae", r.Require("sae", "{\"architecture\", \"d_sae\" or \"expansion\", ...}")), "sae"), d);
         var train = ReadTrain(r.TryGet("train", out var t) ? r.Nested(Object(r, "train", t), "train") : null, sae);
+        var distributed = r.TryGet("distributed", out var dist) ? ReadDistributed(r.Nested(Object(r, "distributed", dist), "distributed"), sae) : null;
         r.RejectUnknownKeys();
-        return new FactorizeConfig(data, sae, train);
+        return new FactorizeConfig(data, sae, train, distributed);
+    }
+
+    // The process count is known only at launch: FactorizeExperiment checks that latent_shards divides it.
+    private static DistributedSpec ReadDistributed(JsonObjectReader r, SaeSpec sae)
+    {
+        var shards = (int)r.Integer("latent_shards", 1, 1 << 20, 1);
+        if (sae.DSae % shards != 0)
+            throw r.Error("latent_shards", $"is {shards}; it must divide sae.d_sae ({sae.DSae}): each shard holds d_sae / latent_shards latents");
+        r.RejectUnknownKeys();
+        return new DistributedSpec(shards);
     }
 
     /// <summary>The "data" section of a config whose root is <paramref name="root"/> (required).</summary>
@@ -313,6 +329,12 @@ public static class FactorizeConfigWriter
             w.WriteNumber("seed", t.Seed);
             w.WriteString("precision", FactorizeConfigLoader.Precisions.First(p => p.Value == t.Precision).Key);
             w.WriteEndObject();
+            if (c.Distributed is { } distributed)
+            {
+                w.WriteStartObject("distributed");
+                w.WriteNumber("latent_shards", distributed.LatentShards);
+                w.WriteEndObject();
+            }
             w.WriteEndObject();
         });
     }

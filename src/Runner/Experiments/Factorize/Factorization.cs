@@ -60,7 +60,7 @@ public static class Factorization
     }
 
     // ground_truth.safetensors in the folder of the first shard (as the synthetic generator writes it).
-    private static (float[]?, int) GroundTruthBeside(string pattern, int d)
+    internal static (float[]?, int) GroundTruthBeside(string pattern, int d)
     {
         var path = Path.Combine(Path.GetDirectoryName(pattern) ?? ".", GroundTruthFile.Name);
         if (!File.Exists(path)) return (null, 0);

@@ -24,16 +24,21 @@ public sealed record FactorizeResult(FactorizeConfig Config, long Steps, long To
 public static class FactorizeExperiment
 {
     public const string ConfigFile = "config.json";
-    private const string ScaleFile = "scale.txt";
+    internal const string ScaleFile = "scale.txt";
 
     /// <summary>
     /// Trains into <paramref name="outDir"/>: config.json, checkpoints (every train.checkpoint_every steps and when
     /// cancelled), then sae_weights.safetensors, cfg.json, sparsity.safetensors, metrics.json, figures/ and
-    /// report.html. With <paramref name="resume"/> the run continues from the folder's checkpoint.
+    /// report.html. With <paramref name="resume"/> the run continues from the folder's checkpoint. On several
+    /// processes (<paramref name="ranks"/>, by default the world: mpirun or srun) every rank calls this, and the run is
+    /// split as config.distributed says (<see cref="DistributedFactorize"/>).
     /// </summary>
     public static FactorizeResult Run(EngineContext context, FactorizeConfig config, string outDir, IRunProgress progress,
-        CancellationToken cancel, bool resume = false)
+        CancellationToken cancel, bool resume = false, Communicator? ranks = null)
     {
+        var world = ranks ?? Communicator.World;
+        if (world.Size > 1 || config.Distributed is { LatentShards: > 1 })
+            return DistributedFactorize.Run(context, config, outDir, progress, cancel, resume, world);
         RunFolder.Prepare(outDir);
         if (!resume) AtomicFile.WriteText(Path.Combine(outDir, ConfigFile), FactorizeConfigWriter.ToJson(config));
         var (source, truth, truthCount) = Factorization.OpenData(config);
@@ -100,7 +105,7 @@ public static class FactorizeExperiment
     }
 
     /// <summary>Refuses, before any training, what the context's backend cannot run, naming the config key.</summary>
-    private static void CheckSupported(EngineContext context, SaeModelSpec spec)
+    internal static void CheckSupported(EngineContext context, SaeModelSpec spec)
     {
         var capabilities = context.Capabilities;
         if (!capabilities.SaePrecisions.Contains(spec.Precision))
@@ -117,7 +122,7 @@ public static class FactorizeExperiment
         FactorizeConfigLoader.Precisions.First(p => p.Value == precision).Key;
 
     // Unit mean squared norm: x * sqrt(d / E||x||^2) (SAELens's "expected_average_only_in").
-    private static float ExpectedAverageScale(float[] batch, int d)
+    internal static float ExpectedAverageScale(float[] batch, int d)
     {
         double sum = 0;
         foreach (var v in batch) sum += (double)v * v;
@@ -125,19 +130,19 @@ public static class FactorizeExperiment
         return meanSquaredNorm > 0 ? (float)Math.Sqrt(d / meanSquaredNorm) : 1f;
     }
 
-    private static float ReadScale(string directory)
+    internal static float ReadScale(string directory)
     {
         var path = Path.Combine(directory, ScaleFile);
         return File.Exists(path) ? float.Parse(File.ReadAllText(path), CultureInfo.InvariantCulture) : 1f;
     }
 
-    private static void Scale(float[] batch, float scale)
+    internal static void Scale(float[] batch, float scale)
     {
         if (scale != 1f) System.Numerics.Tensors.TensorPrimitives.Multiply(batch, scale, batch);
     }
 
     // Training saw s·x; the saved dictionary applies to x: W_enc·s, W_dec/s, b_dec/s.
-    private static SaeDictionary Fold(FactorizeConfig config, SaeModelSpec sae, SaeParameters p, float scale)
+    internal static SaeDictionary Fold(FactorizeConfig config, SaeModelSpec sae, SaeParameters p, float scale)
     {
         var wEnc = p.WEnc.Select(v => v * scale).ToArray();
         var wDec = p.WDec.Select(v => v / scale).ToArray();
@@ -146,7 +151,7 @@ public static class FactorizeExperiment
         return new SaeDictionary(sae.DIn, sae.DSae, config.Sae.Architecture, config.Sae.K, wEnc, p.BEnc, wDec, bDec, threshold);
     }
 
-    private static void WriteReport(string directory, FactorizeConfig config, FactorizeMetrics metrics,
+    internal static void WriteReport(string directory, FactorizeConfig config, FactorizeMetrics metrics,
         IReadOnlyList<FactorizeCurvePoint> curve, float[] density)
     {
         var figures = new FigureFolder(directory);

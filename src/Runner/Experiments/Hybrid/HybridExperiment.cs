@@ -29,66 +29,87 @@ public static class HybridExperiment
     public static readonly string[] Kinds = ["ordinary", "l1", "moe"];
 
     /// <summary>Trains, harvests and factorizes into <paramref name="outDir"/> (models/, p*/KIND/activations,
-    /// p*/KIND/dict_N), then writes hybrid.json, figures/ and report.html. Null when cancelled.</summary>
+    /// p*/KIND/dict_N), then writes hybrid.json, figures/ and report.html. Null when cancelled. On several processes
+    /// (the world: mpirun, srun) the models' instances are split across them, then each rank harvests and factorizes
+    /// its share of the (density, model) pairs on its own, and the first rank gathers the results and writes them.</summary>
     public static IReadOnlyList<HybridModel>? Run(EngineContext context, HybridConfig c, string outDir, IRunProgress progress,
         CancellationToken cancel)
     {
-        RunFolder.Prepare(outDir);
+        var world = Communicator.World;
+        if (world.Rank == 0) RunFolder.Prepare(outDir);
         var toyConfig = c.DenseConfig();
         var moeConfig = c.MoeConfig();
-        var dense = ToyExperiment.Run(context, toyConfig, Path.Combine(outDir, "models", "dense"), progress, cancel);
+        var dense = ToyExperiment.Run(context, toyConfig, Path.Combine(outDir, "models", "dense"), progress, cancel, world);
         if (!dense.Completed) return null;
-        var moe = MoeExperiment.Run(context, moeConfig, Path.Combine(outDir, "models", "moe"), progress, cancel);
+        var moe = MoeExperiment.Run(context, moeConfig, Path.Combine(outDir, "models", "moe"), progress, cancel, world);
         if (!moe.Completed) return null;
 
-        var results = new List<HybridModel>();
-        foreach (var p in c.FeatureProbability)
+        // Each rank factorizes alone (its own one-rank communicator), pairs u = rank, rank + N, ...
+        using var alone = world.Size > 1 ? world.Split(world.Rank, 0) : null;
+        var mine = new List<(int Unit, HybridModel Model)>();
+        var cancelled = false;
+        var units = c.FeatureProbability.SelectMany(p => Kinds.Select(kind => (p, kind))).ToArray();
+        for (var u = world.Rank; u < units.Length && !cancelled; u += world.Size)
         {
-            foreach (var kind in Kinds)
+            var (p, kind) = units[u];
+            var folder = Path.Combine(outDir, $"p{p.ToString("R", CultureInfo.InvariantCulture)}", kind);
+            var activations = Path.Combine(folder, "activations");
+            HybridModel model;
+            float[] features;
+            if (kind == "moe")
             {
-                var folder = Path.Combine(outDir, $"p{p.ToString("R", CultureInfo.InvariantCulture)}", kind);
-                var activations = Path.Combine(folder, "activations");
-                HybridModel model;
-                float[] features;
-                if (kind == "moe")
-                {
-                    var setting = moeConfig.Run.Settings.Single(s => Same(s.FeatureProbability, p));
-                    var k = moe.BestOf(setting.Instances);
-                    features = Harvest.Run(context, moeConfig, moe.Parameters, k, c.HarvestTokens, c.HarvestTokens, activations,
-                        progress.For($"harvest p = {p:G3}, {kind}")).Features;
-                    var ev = moe.Metrics[k];
-                    model = new HybridModel(kind, p, k, ev.Evaluation.Loss, ev.Evaluation.L1Penalty,
-                        ev.Summary.FeaturesPerDimension, 0, []);
-                }
-                else
-                {
-                    var l1 = kind == "l1" ? c.L1 : 0;
-                    var setting = toyConfig.Settings.Single(s => Same(s.FeatureProbability, p) && Same(s.L1, l1));
-                    var k = dense.BestOf(setting.Instances);
-                    features = Harvest.Run(context, toyConfig, dense.W, k, c.HarvestTokens, c.HarvestTokens, activations,
-                        progress.For($"harvest p = {p:G3}, {kind}")).Features;
-                    var summary = SuperpositionSummary.Of([(1.0, dense.Metrics[k])], c.NHidden, 1);
-                    model = new HybridModel(kind, p, k, dense.Loss[k], dense.Penalty[k], summary.FeaturesPerDimension, 0, []);
-                }
-                var truth = RepresentedDirections(features, c.NHidden);
-                var recovery = new List<HybridRecovery>();
-                foreach (var size in c.DictionarySizes)
-                {
-                    var factorized = FactorizeExperiment.Run(context,
-                        c.FactorizeConfig(Path.GetFullPath(Path.Combine(activations, "hidden_*.npy")), size, p),
-                        Path.Combine(folder, $"dict_{size}"), progress, cancel);
-                    if (!factorized.Completed) return null;
-                    var (mmcs, matched) = Recovery(truth, factorized.Dictionary!.WDec, c.NHidden);
-                    recovery.Add(new HybridRecovery(size, Math.Min(c.KAt(p), size), mmcs, matched, factorized.Metrics!.Fvu,
-                        factorized.Metrics.L0));
-                }
-                results.Add(model with { RepresentedFeatures = truth.Length / c.NHidden, Recovery = recovery.ToArray() });
+                var setting = moeConfig.Run.Settings.Single(s => Same(s.FeatureProbability, p));
+                var k = moe.BestOf(setting.Instances);
+                features = Harvest.Run(context, moeConfig, moe.Parameters, k, c.HarvestTokens, c.HarvestTokens, activations,
+                    progress.For($"harvest p = {p:G3}, {kind}")).Features;
+                var ev = moe.Metrics[k];
+                model = new HybridModel(kind, p, k, ev.Evaluation.Loss, ev.Evaluation.L1Penalty,
+                    ev.Summary.FeaturesPerDimension, 0, []);
             }
+            else
+            {
+                var l1 = kind == "l1" ? c.L1 : 0;
+                var setting = toyConfig.Settings.Single(s => Same(s.FeatureProbability, p) && Same(s.L1, l1));
+                var k = dense.BestOf(setting.Instances);
+                features = Harvest.Run(context, toyConfig, dense.W, k, c.HarvestTokens, c.HarvestTokens, activations,
+                    progress.For($"harvest p = {p:G3}, {kind}")).Features;
+                var summary = SuperpositionSummary.Of([(1.0, dense.Metrics[k])], c.NHidden, 1);
+                model = new HybridModel(kind, p, k, dense.Loss[k], dense.Penalty[k], summary.FeaturesPerDimension, 0, []);
+            }
+            var truth = RepresentedDirections(features, c.NHidden);
+            var recovery = new List<HybridRecovery>();
+            foreach (var size in c.DictionarySizes)
+            {
+                var factorized = FactorizeExperiment.Run(context,
+                    c.FactorizeConfig(Path.GetFullPath(Path.Combine(activations, "hidden_*.npy")), size, p),
+                    Path.Combine(folder, $"dict_{size}"), progress, cancel, ranks: alone ?? world);
+                if (!factorized.Completed)
+                {
+                    cancelled = true;
+                    break;
+                }
+                var (mmcs, matched) = Recovery(truth, factorized.Dictionary!.WDec, c.NHidden);
+                recovery.Add(new HybridRecovery(size, Math.Min(c.KAt(p), size), mmcs, matched, factorized.Metrics!.Fvu,
+                    factorized.Metrics.L0));
+            }
+            if (!cancelled)
+                mine.Add((u, model with { RepresentedFeatures = truth.Length / c.NHidden, Recovery = recovery.ToArray() }));
         }
-        AtomicFile.WriteText(Path.Combine(outDir, "hybrid.json"), ResultsJson(c, results));
-        WriteReport(outDir, c, results);
+        var share = new RankShare(cancelled, mine.Select(x => x.Unit).ToArray(), mine.Select(x => x.Model).ToArray());
+        var gathered = world.Size > 1 ? RankGather.All(world, share) : [share];
+        if (gathered.Any(g => g.Cancelled)) return null;
+        var results = gathered.SelectMany(g => g.Units.Zip(g.Models)).OrderBy(x => x.First).Select(x => x.Second).ToList();
+        if (world.Rank == 0)
+        {
+            AtomicFile.WriteText(Path.Combine(outDir, "hybrid.json"), ResultsJson(c, results));
+            WriteReport(outDir, c, results);
+        }
+        world.Barrier();
         return results;
     }
+
+    /// <summary>What one rank did of the (density, model) pairs: their indices and results.</summary>
+    private sealed record RankShare(bool Cancelled, int[] Units, HybridModel[] Models);
 
     // Settings hold the single-precision values the native model trains with.
     private static bool Same(double a, double b) => Math.Abs(a - b) <= 1e-6 * Math.Max(Math.Abs(a), Math.Abs(b));

@@ -160,7 +160,8 @@ public static class MoeComparisonExperiment
     public static MoeComparison? Run(EngineContext context, MoeConfig config, string outDir, IRunProgress progress,
         CancellationToken cancel)
     {
-        RunFolder.Prepare(outDir);
+        var world = Communicator.World;  // the runs split their instances across it; the first rank writes
+        if (world.Rank == 0) RunFolder.Prepare(outDir);
         var moe = MoeExperiment.Run(context, config, Path.Combine(outDir, "moe"), progress, cancel);
         if (!moe.Completed) return null;
         var flopsWidth = config.TopK * config.ExpertHidden;
@@ -175,8 +176,12 @@ public static class MoeComparisonExperiment
         if (!denseParameters.Completed) return null;
 
         var comparison = new MoeComparison(moe, denseFlops, denseParameters);
-        AtomicFile.WriteText(Path.Combine(outDir, "compare.json"), comparison.ToJson());
-        WriteReport(outDir, comparison);
+        if (world.Rank == 0)
+        {
+            AtomicFile.WriteText(Path.Combine(outDir, "compare.json"), comparison.ToJson());
+            WriteReport(outDir, comparison);
+        }
+        world.Barrier();
         return comparison;
     }
 

@@ -138,6 +138,9 @@ typedef struct ne_mpi_info {
     int32_t world_size;     /* 1 when not initialized */
     char library[256];      /* the MPI library's version line; "" when the plugin does not load */
     char reason[256];       /* why MPI is not used; "" when initialized */
+    int32_t nccl_loaded;    /* libnccl.so.2 loads in the CUDA backend (collectives on device memory) */
+    int32_t reserved;
+    char nccl[256];         /* "NCCL x.y.z", or why it is unavailable */
 } ne_mpi_info;
 
 /* What one rank contributed to a communicator's collectives so far (the payload, before the MPI algorithm's own
@@ -154,7 +157,7 @@ typedef struct ne_comm ne_comm;
 
 NE_API size_t ne_mpi_info_size(void);
 NE_API size_t ne_comm_counters_size(void);
-/* Whether MPI was built and found, and when launched under it, this process's rank. */
+/* Whether MPI was built and found, and when launched under it, this process's rank; whether NCCL loads. */
 NE_API ne_status ne_mpi_query(ne_mpi_info* out);
 /* The world (starting MPI on the first call when launched under it). NE_ERR_BACKEND_UNAVAILABLE when launched by an
  * MPI launcher but the plugin cannot start MPI. Each handle is destroyed on its own; the world stays. */

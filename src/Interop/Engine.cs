@@ -46,15 +46,17 @@ public static class Engine
         {
             NativeEngineException.ThrowIfFailed(NativeMethods.MpiQuery(out var info));
             return new MpiInfo(info.PluginFound != 0, info.PluginLoaded != 0, info.Launched != 0, info.Initialized != 0,
-                info.WorldRank, info.WorldSize, info.Library.ToString(), info.Reason.ToString());
+                info.WorldRank, info.WorldSize, info.Library.ToString(), info.Reason.ToString(), info.NcclLoaded != 0,
+                info.Nccl.ToString());
         }
     }
 }
 
 /// <param name="Library">The MPI library's version line ("" when the plugin does not load).</param>
 /// <param name="Reason">Why MPI is not used ("" when it runs).</param>
+/// <param name="Nccl">"NCCL x.y.z" when NcclLoaded (collectives on device memory), else why it is unavailable.</param>
 public sealed record MpiInfo(bool PluginFound, bool PluginLoaded, bool Launched, bool Initialized, int WorldRank,
-    int WorldSize, string Library, string Reason);
+    int WorldSize, string Library, string Reason, bool NcclLoaded, string Nccl);
 
 public sealed record RuntimeInfo(bool CudaCompiled, bool CudaLoaded, int CudaDeviceCount, int CpuThreads,
     string CudaUnavailableReason)

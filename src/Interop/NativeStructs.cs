@@ -40,6 +40,9 @@ public struct MpiInfoNative
     public int WorldSize;
     public MpiText Library;
     public MpiText Reason;
+    public int NcclLoaded;
+    public int Reserved;
+    public MpiText Nccl;
 }
 
 [StructLayout(LayoutKind.Sequential)]

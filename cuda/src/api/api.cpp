@@ -31,7 +31,7 @@ static_assert(sizeof(ne_toy_config) == 72, "ne_toy_config changed: update NE_ABI
 static_assert(sizeof(ne_moe_config) == 112, "ne_moe_config changed: update NE_ABI_VERSION and the bindings");
 static_assert(sizeof(ne_sae_config) == 104, "ne_sae_config changed: update NE_ABI_VERSION and the bindings");
 static_assert(sizeof(ne_sae_stats) == 56, "ne_sae_stats changed: update NE_ABI_VERSION and the bindings");
-static_assert(sizeof(ne_mpi_info) == 536, "ne_mpi_info changed: update NE_ABI_VERSION and the bindings");
+static_assert(sizeof(ne_mpi_info) == 800, "ne_mpi_info changed: update NE_ABI_VERSION and the bindings");
 static_assert(sizeof(ne_comm_counters) == 40, "ne_comm_counters changed: update NE_ABI_VERSION and the bindings");
 
 // A communicator handle: the world's (never destroyed), or a part of it that the handle owns.

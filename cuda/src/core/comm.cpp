@@ -156,6 +156,50 @@ private:
     int32_t rank_, size_;
 };
 
+// ---- NCCL, through the CUDA plugin: device buffers ----------------------------------------------------------
+
+class NcclCommunicator final : public Communicator {
+public:
+    NcclCommunicator(Communicator& host, int32_t device) : host_(host), table_(CudaDevices::table()) {
+        char id[NE_NCCL_UNIQUE_ID_BYTES] = {};
+        if (host.rank() == 0) call(table_.nccl_unique_id, static_cast<void*>(id));
+        host.broadcast(id, sizeof id, 0);
+        call(table_.nccl_create, device, host.rank(), host.size(), static_cast<const void*>(id), &comm_);
+    }
+    ~NcclCommunicator() override { table_.nccl_destroy(comm_); }
+
+    int32_t rank() const override { return host_.rank(); }
+    int32_t size() const override { return host_.size(); }
+    const char* transport() const override { return "nccl"; }
+    std::unique_ptr<Communicator> split(int32_t, int32_t) override {
+        fail(NE_ERR_UNSUPPORTED, "a device communicator is not split: split the host communicator and make one from each part");
+    }
+    void abort(int32_t code) override { host_.abort(code); }
+
+protected:
+    void do_allreduce(void* buffer, int64_t count, int32_t type, int32_t op) override {
+        call(table_.nccl_allreduce, comm_, buffer, count, type, op);
+    }
+    void do_allgather(const void* send, int64_t bytes, void* receive) override {
+        call(table_.nccl_allgather, comm_, send, bytes, receive);
+    }
+    void do_gather(const void*, int64_t, void*, int32_t) override {
+        fail(NE_ERR_UNSUPPORTED, "a device communicator has no gather: allgather, or gather on the host");
+    }
+    void do_broadcast(void* buffer, int64_t bytes, int32_t root) override {
+        call(table_.nccl_broadcast, comm_, buffer, bytes, root);
+    }
+    void do_barrier() override { host_.barrier(); }
+    void do_allreduce_best(void* entries, int64_t rows, int64_t k, int32_t entry_bytes) override {
+        call(table_.nccl_allreduce_best, comm_, entries, rows, k, entry_bytes);
+    }
+
+private:
+    Communicator& host_;
+    const ne_cuda_device_table& table_;
+    ne_cuda_comm* comm_ = nullptr;
+};
+
 // The launcher's variable that says this process is one of several, or "" when none is set.
 std::string launch_variable() {
     for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "SLURM_NTASKS"}) {
@@ -250,6 +294,14 @@ Communicator& world() {
 
 std::unique_ptr<Communicator> single_process() { return std::make_unique<SingleProcess>(); }
 
+std::unique_ptr<Communicator> make_device_communicator(Communicator& host, int32_t device) {
+    if (!CudaDevices::loaded() || CudaDevices::count() == 0)
+        fail(NE_ERR_BACKEND_UNAVAILABLE, std::string("NCCL needs the CUDA backend: ") + CudaDevices::unavailable_reason());
+    if (device < 0 || device >= CudaDevices::count())
+        invalid("device is " + std::to_string(device) + "; valid: 0.." + std::to_string(CudaDevices::count() - 1));
+    return std::make_unique<NcclCommunicator>(host, device);
+}
+
 ne_mpi_info mpi_info() {
     ne_mpi_info info{};
     const MpiPlugin& plugin = mpi_plugin();
@@ -273,6 +325,21 @@ ne_mpi_info mpi_info() {
         }
     }
     std::strncpy(info.reason, reason.c_str(), sizeof info.reason - 1);
+    std::string nccl;
+    if (!CudaDevices::loaded()) {
+        nccl = std::string("needs the CUDA backend: ") + CudaDevices::unavailable_reason();
+    } else {
+        int32_t version = 0;
+        char err[512] = "";
+        if (CudaDevices::table().nccl_version(&version, err, sizeof err) == NE_OK) {
+            info.nccl_loaded = 1;
+            nccl = "NCCL " + std::to_string(version / 10000) + "." + std::to_string(version / 100 % 100) + "." +
+                   std::to_string(version % 100);
+        } else {
+            nccl = err;
+        }
+    }
+    std::strncpy(info.nccl, nccl.c_str(), sizeof info.nccl - 1);
     return info;
 }
 

@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 
+#include "core/hostdevice.h"
 #include "nativeengine.h"
 
 namespace ne {
@@ -28,12 +29,12 @@ struct BestEntry64 {
 };
 static_assert(sizeof(BestEntry) == 8 && sizeof(BestEntry64) == 16, "best-k entries cross the network as bytes");
 
-inline bool ranks_ahead(const BestEntry& a, const BestEntry& b) {
+NE_HD bool ranks_ahead(const BestEntry& a, const BestEntry& b) {
     if (a.index < 0) return false;
     if (b.index < 0) return true;
     return a.value > b.value || (a.value == b.value && a.index < b.index);
 }
-inline bool ranks_ahead(const BestEntry64& a, const BestEntry64& b) {
+NE_HD bool ranks_ahead(const BestEntry64& a, const BestEntry64& b) {
     if (a.index < 0) return false;
     if (b.index < 0) return true;
     return a.value > b.value || (a.value == b.value && a.index < b.index);
@@ -102,7 +103,12 @@ int64_t comm_type_bytes(int32_t type);
 Communicator& world();
 std::unique_ptr<Communicator> single_process();
 
-// What `info` says about MPI without starting it.
+// A communicator over the same ranks whose buffers are device memory of CUDA device `device`: NCCL, loaded by the
+// CUDA plugin, bootstrapped over `host` (rank 0's unique id broadcast). Throws NE_ERR_BACKEND_UNAVAILABLE, saying
+// why, without the CUDA plugin, a device or libnccl.so.2. gather and split are not offered (NE_ERR_UNSUPPORTED).
+std::unique_ptr<Communicator> make_device_communicator(Communicator& host, int32_t device);
+
+// What `info` says about MPI (and NCCL) without starting MPI.
 ne_mpi_info mpi_info();
 // Finalises MPI when it was started (also run at exit); later collectives fail.
 void mpi_finalize();

@@ -25,6 +25,7 @@ public static class InfoCommand
             : mpi.PluginLoaded
                 ? $"mpi: found{library}; not in use: {Markup.Escape(mpi.Reason)}"
                 : $"mpi: unavailable ({Markup.Escape(mpi.Reason)})");
+        console.MarkupLine(mpi.NcclLoaded ? $"nccl: {Markup.Escape(mpi.Nccl)}" : $"nccl: unavailable ({Markup.Escape(mpi.Nccl)})");
         using var context = new EngineContext(options.ParseBackend());
         var device = context.Device;
         console.MarkupLine($"backend chosen: {(device.Backend == Backend.Cuda ? "cuda" : "cpu")} (asked: {options.Backend})");

@@ -86,7 +86,23 @@ public static class DistributedFactorize
         var whole = Factorization.ModelSpec(config, d);
         var spec = whole with { BatchSize = config.Train.BatchSize / grid.Groups };
         FactorizeExperiment.CheckSupported(context, whole);
-        using var model = new SparseAutoencoder(context, spec, grid.Latents, grid.Data);
+        var model = new SparseAutoencoder(context, spec, grid.Latents, grid.Data);
+        try
+        {
+            return Train(config, outDir, progress, cancel, resume, grid, source, truth, truthCount, spec, whole, model);
+        }
+        finally
+        {
+            model.Dispose();
+        }
+    }
+
+    private static FactorizeResult Train(FactorizeConfig config, string outDir, IRunProgress progress, CancellationToken cancel,
+        bool resume, FactorizeGrid grid, IActivationBatches source, float[]? truth, int truthCount, SaeModelSpec spec,
+        SaeModelSpec whole, SparseAutoencoder model)
+    {
+        var world = grid.World;
+        var d = spec.DIn;
 
         var totalSteps = config.Train.Steps;
         var curve = new List<FactorizeCurvePoint>();
@@ -141,11 +157,20 @@ public static class DistributedFactorize
         if (grid.IsRoot) AtomicFile.WriteText(Path.Combine(outDir, CommunicationFile), measured);
         if (step < totalSteps) return new FactorizeResult(config, step, totalSteps, tokens, seconds, curve, null, null);
 
-        var metrics = Measure(model, source, grid, truth, truthCount, tokens, seconds, out var density, out var parameters);
+        var metrics = Measure(model, source, grid, tokens, seconds, out var density);
+        // The dictionary on rank 0: the training state is released first, so the gathered copy fits beside the shard.
+        var local = model.GetParameters();
+        model.Dispose();
+        var parameters = grid.Group == 0 ? GatherParameters(local, d, model.Shard.Count, grid) : null;
         SaeDictionary? dictionary = null;
         if (grid.IsRoot)
         {
-            dictionary = FactorizeExperiment.Fold(config, whole, parameters!, scale);
+            if (truth is not null)
+            {
+                var cos = DictionaryMetrics.Cosines(truth, truthCount, parameters!.WDec, whole.DSae, whole.DIn);
+                metrics = metrics with { Mmcs = DictionaryMetrics.Mmcs(cos), MatchedCosine = DictionaryMetrics.MatchedCosine(cos).Mean };
+            }
+            dictionary = FoldInPlace(config, whole, parameters!, scale);
             SaeLens.Write(outDir, dictionary, new Dictionary<string, string>
             {
                 ["trained_with"] = "nativeengine factorize",
@@ -263,12 +288,11 @@ public static class DistributedFactorize
         }
     }
 
-    /// <summary>The metrics of a one-process run: each group evaluates its part of the evaluation batches (the
-    /// engine sums the statistics and fire counts over the groups); rank 0 gathers the shards' densities and
-    /// parameters (group 0 holds them), and scores them against the truth. density and parameters are null elsewhere.</summary>
-    private static FactorizeMetrics Measure(SparseAutoencoder sae, IActivationBatches source, FactorizeGrid grid, float[]? truth,
-        int truthCount, long tokens, double seconds, out float[]? log10Density, out SaeParameters? parameters,
-        int batches = Factorization.EvaluationBatches)
+    /// <summary>The metrics of a one-process run but the recovery of true features: each group evaluates its part of
+    /// the evaluation batches (the engine sums the statistics and fire counts over the groups); rank 0 gathers the
+    /// shards' densities (group 0 holds them; null elsewhere).</summary>
+    private static FactorizeMetrics Measure(SparseAutoencoder sae, IActivationBatches source, FactorizeGrid grid, long tokens,
+        double seconds, out float[]? log10Density, int batches = Factorization.EvaluationBatches)
     {
         var spec = sae.Spec;  // d_sae: the whole dictionary's; batch: this rank's part
         var fire = new long[sae.Shard.Count];
@@ -283,11 +307,9 @@ public static class DistributedFactorize
         long evaluated = (long)batches * spec.BatchSize * grid.Groups, m = spec.DSae;
         var rates = new double[2];
         log10Density = null;
-        parameters = null;
         if (grid.Group == 0)
         {
             var fired = grid.Latents.Gather<long>(fire);
-            parameters = GatherParameters(sae, grid);
             if (fired is not null)
             {
                 log10Density = fired.Select(f => (float)Math.Log10(f / (double)evaluated + 1e-10)).ToArray();
@@ -295,34 +317,47 @@ public static class DistributedFactorize
                 rates[1] = fired.Count(f => f > Factorization.DenseDensity * evaluated) / (double)m;
             }
         }
-        double? mmcs = null, matched = null;
-        if (truth is not null && parameters is not null)
-        {
-            var cos = DictionaryMetrics.Cosines(truth, truthCount, parameters.WDec, spec.DSae, spec.DIn);
-            mmcs = DictionaryMetrics.Mmcs(cos);
-            matched = DictionaryMetrics.MatchedCosine(cos).Mean;
-        }
-        return new FactorizeMetrics(mse / batches, fvu / batches, l0 / batches, rates[0], rates[1], mmcs, matched, tokens,
+        return new FactorizeMetrics(mse / batches, fvu / batches, l0 / batches, rates[0], rates[1], null, null, tokens,
             seconds, seconds > 0 ? tokens / seconds : 0);
     }
 
-    /// <summary>The whole dictionary on the group's first rank (null on the others): W_enc's columns and the other
-    /// tensors' rows concatenated in shard order; b_dec is the same on every rank.</summary>
-    private static SaeParameters? GatherParameters(SparseAutoencoder sae, FactorizeGrid grid)
+    /// <summary>The whole dictionary on the group's first rank (null on the others): the other tensors' rows
+    /// concatenated in shard order, W_enc's columns gathered a block of rows at a time (so no second whole copy is
+    /// held); b_dec is the same on every rank.</summary>
+    private static SaeParameters? GatherParameters(SaeParameters p, int d, int local, FactorizeGrid grid)
     {
-        var p = sae.GetParameters();
-        var (d, local, shards) = (sae.Spec.DIn, sae.Shard.Count, grid.LatentShards);
-        var wEnc = grid.Latents.Gather<float>(p.WEnc);
+        var shards = grid.LatentShards;
+        var root = grid.Latents.Rank == 0;
+        var m = (long)local * shards;
+        var columns = root ? new float[d * m] : null;  // [d][m]
+        const int rows = 64;
+        for (var i0 = 0; i0 < d; i0 += rows)
+        {
+            var count = Math.Min(rows, d - i0);
+            var block = grid.Latents.Gather<float>(p.WEnc.AsSpan(i0 * local, count * local));  // [shards][count][local]
+            if (block is null) continue;
+            for (var s = 0; s < shards; s++)
+                for (var i = 0; i < count; i++)
+                    Array.Copy(block, ((long)s * count + i) * local, columns!, (i0 + i) * m + (long)s * local, local);
+        }
         var bEnc = grid.Latents.Gather<float>(p.BEnc);
         var wDec = grid.Latents.Gather<float>(p.WDec);
         var threshold = grid.Latents.Gather<float>(p.Threshold);
-        if (wEnc is null) return null;
-        var m = local * shards;
-        var columns = new float[(long)d * m];  // [d][m] from [shards][d][local]
-        for (var s = 0; s < shards; s++)
-            for (var i = 0; i < d; i++)
-                Array.Copy(wEnc, ((long)s * d + i) * local, columns, (long)i * m + (long)s * local, local);
-        return new SaeParameters(columns, bEnc!, wDec!, p.BDec, threshold!);
+        return root ? new SaeParameters(columns!, bEnc!, wDec!, p.BDec, threshold!) : null;
+    }
+
+    /// <summary><see cref="FactorizeExperiment.Fold"/> in the gathered arrays themselves (the whole dictionary is not
+    /// copied again).</summary>
+    private static SaeDictionary FoldInPlace(FactorizeConfig config, SaeModelSpec sae, SaeParameters p, float scale)
+    {
+        if (scale != 1f)
+        {
+            System.Numerics.Tensors.TensorPrimitives.Multiply(p.WEnc, scale, p.WEnc);
+            System.Numerics.Tensors.TensorPrimitives.Divide(p.WDec, scale, p.WDec);
+            System.Numerics.Tensors.TensorPrimitives.Divide(p.BDec, scale, p.BDec);
+        }
+        var threshold = config.Sae.Architecture is SaeArchitecture.JumpRelu or SaeArchitecture.BatchTopK ? p.Threshold : null;
+        return new SaeDictionary(sae.DIn, sae.DSae, config.Sae.Architecture, config.Sae.K, p.WEnc, p.BEnc, p.WDec, p.BDec, threshold);
     }
 
     /// <summary>Counts what this rank contributed to the collectives over the training loop, and the communication

@@ -59,6 +59,9 @@ public class DistributedTests
         Assert.That(File.ReadAllBytes(Path.Combine(runs[1], SaeLens.WeightsFile)),
             Is.EqualTo(File.ReadAllBytes(Path.Combine(runs[0], SaeLens.WeightsFile))), "two launches on 3 processes are bit-identical");
         AssertTrafficMatchesTheModel(runs[0], latentShards: 1, groups: 3, retry: 16 * 4 * 240 + 8);
+        var (resumed, message) = TestSupport.RunCli("factorize", "--resume", runs[0], "--backend", "cpu");
+        Assert.That(resumed, Is.EqualTo(2));
+        Assert.That(message, Does.Contain("the checkpoint was written by 3 processes; resume it with mpirun -np 3"));
     }
 
     [Test]
@@ -110,6 +113,9 @@ public class DistributedTests
         (code, output) = MpiRun(3, "factorize", "--resume", killed);
         Assert.That(code, Is.Not.EqualTo(0));
         Assert.That(output, Does.Contain("distributed.latent_shards is 2, but this run has 3 process(es)"), "refused on every rank");
+        (code, output) = TestSupport.RunCli("factorize", "--resume", killed, "--backend", "cpu");
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(output, Does.Contain("distributed.latent_shards is 2, but this run has 1 process(es)"));
     }
 
     [Test]

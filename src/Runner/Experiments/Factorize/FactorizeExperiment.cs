@@ -55,6 +55,7 @@ public static class FactorizeExperiment
         var scale = 1f;
         if (resume)
         {
+            ShardedCheckpoint.RefuseInOneProcess(outDir);
             var checkpoint = Factorization.ReadCheckpoint(outDir, model, source);
             (step, tokens, previousSeconds) = (checkpoint.Step, checkpoint.Tokens, checkpoint.Seconds);
             curve.AddRange(checkpoint.Curve);

@@ -102,6 +102,17 @@ public static class ShardedCheckpoint
                ?? throw new InvalidDataException($"{folder}/progress.json is empty");
     }
 
+    /// <summary>Throws, saying how to resume it, when the run's checkpoint was written by several processes.</summary>
+    public static void RefuseInOneProcess(string runDirectory)
+    {
+        var layout = Path.Combine(runDirectory, Factorization.CheckpointFolder, LayoutFile);
+        if (!File.Exists(layout)) return;
+        using var document = JsonDocument.Parse(File.ReadAllText(layout));
+        var processes = document.RootElement.GetProperty("processes").GetInt32();
+        throw new ConfigException($"--resume {runDirectory}: the checkpoint was written by {processes} processes; resume it " +
+                                  $"with mpirun -np {processes}");
+    }
+
     private static string ShardFolder(int shard) => $"shard_{shard:D4}";
     private static string DataFolder(int group) => $"data_{group:D4}";
 }

@@ -3,7 +3,8 @@
 // move code, not arithmetic, must leave every bit of every result where it was.
 //
 // The CPU kernels' arithmetic depends on the instruction set they are compiled for (vector width, FMA), so the
-// recordings are kept per build signature. `test_recorded --print` prints this build's hashes in the table's form.
+// recordings are kept per build signature. `test_recorded --print` prints this build's hashes in the table's form;
+// cuda/tests/record.sh rewrites the table for all three signatures, for a change meant to change the arithmetic.
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -43,7 +44,8 @@ struct Recorded {
     uint64_t hash;
 };
 
-// Recorded from the build before the backend interfaces were introduced (see the file comment).
+// Recorded before the backend interfaces were introduced; the sparse-update runs of topk and batchtopk again when
+// sparse updates began to reach AuxK's latents.
 const Recorded kRecorded[] = {
 #include "test_recorded_values.inc"
 };

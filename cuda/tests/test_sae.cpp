@@ -17,6 +17,8 @@
 #include <vector>
 
 #include "check.h"
+#include "nativeengine.h"
+#include "nativeengine.h"
 #include "core/error.h"
 #include "models/sae.h"
 #include "models/training.h"
@@ -609,6 +611,59 @@ void bench(int64_t d, int64_t m, int64_t k, int64_t B, int repeats) {
 
 }  // namespace
 
+// With sparse updates, Adam must move every latent with a gradient. AuxK's dead latents never fire, so counting
+// firing alone would leave them as they are and AuxK would revive nothing; latents with no gradient stay put.
+void sparse_updates_reach_auxk_latents() {
+    const int64_t d = 8, m = 16, B = 32;
+    ne_sae_config c{};
+    c.architecture = NE_SAE_TOPK;
+    c.sparse_updates = 1;
+    c.d_in = d;
+    c.d_sae = m;
+    c.k = 2;
+    c.k_aux = 4;
+    c.batch_size = B;
+    c.dead_window = B;  // silent for one batch: dead
+    c.auxk_alpha = 1.0f;
+    c.jump_bandwidth = 1e-3f;
+    c.beta1 = 0.9f;
+    c.beta2 = 0.999f;
+    c.eps = 1e-8f;
+    ne_context* ctx = nullptr;
+    ne_sae* sae = nullptr;
+    CHECK(ne_context_create(NE_BACKEND_CPU, 0, &ctx) == NE_OK);
+    CHECK(ne_sae_create(ctx, &c, &sae) == NE_OK);
+    std::vector<float> W_enc(d * m), b_enc(m), W_dec(m * d), b_dec(d, 0.0f);
+    CHECK(ne_sae_get_params(sae, W_enc.data(), d * m, b_enc.data(), m, W_dec.data(), m * d, b_dec.data(), d, nullptr,
+                            0) == NE_OK);
+    // Latents 0 and 1 win every token's top 2; latent 2 stays positive but never wins (dead after the first batch,
+    // then one of AuxK's); the rest are negative, so AuxK's ReLU gives them no gradient.
+    for (int64_t j = 0; j < m; ++j) b_enc[j] = j < 2 ? 5.0f : j == 2 ? 0.5f : -5.0f;
+    CHECK(ne_sae_set_params(sae, W_enc.data(), d * m, b_enc.data(), m, W_dec.data(), m * d, b_dec.data(), d, nullptr,
+                            0) == NE_OK);
+    std::vector<float> x(B * d);
+    uint32_t state = 12345u;
+    for (int step = 0; step < 6; ++step) {
+        for (float& v : x) {
+            state = state * 1664525u + 1013904223u;
+            v = 0.1f * (static_cast<float>(state >> 8) / 16777216.0f - 0.5f);
+        }
+        ne_sae_stats stats{};
+        CHECK(ne_sae_train_step(sae, x.data(), B * d, 1e-2f, &stats) == NE_OK);
+        if (step > 0) CHECK(stats.auxk > 0.0);  // AuxK runs once latents are dead
+    }
+    std::vector<float> W_enc2(d * m), after(m), W_dec2(m * d), b_dec2(d);
+    CHECK(ne_sae_get_params(sae, W_enc2.data(), d * m, after.data(), m, W_dec2.data(), m * d, b_dec2.data(), d,
+                            nullptr, 0) == NE_OK);
+    std::printf("sparse updates: b_enc of AuxK's latent 2 %.6f -> %.6f; of a latent without gradient %.6f -> %.6f\n",
+                b_enc[2], after[2], b_enc[7], after[7]);
+    CHECK(after[0] != b_enc[0]);
+    CHECK(after[2] != b_enc[2]);
+    for (int64_t j = 3; j < m; ++j) CHECK(after[j] == b_enc[j]);
+    CHECK(ne_sae_destroy(sae) == NE_OK);
+    CHECK(ne_context_destroy(ctx) == NE_OK);
+}
+
 int main(int argc, char** argv) {
     if (argc > 1 && std::strcmp(argv[1], "--bench") == 0) {
         bench(256, 4096, 32, 4096, 3);
@@ -664,6 +719,7 @@ int main(int argc, char** argv) {
     touched_and_spec_checks();
     decoder_normalisation();
     touched_rows_adam();
+    sparse_updates_reach_auxk_latents();
     geometric_median();
     training_recovers_features();
     return ne_test::finish("test_sae");

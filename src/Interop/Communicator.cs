@@ -135,4 +135,7 @@ public sealed record CommCounters(long Calls, long AllreduceBytes, long Allgathe
 
     public CommCounters Minus(CommCounters earlier) => new(Calls - earlier.Calls, AllreduceBytes - earlier.AllreduceBytes,
         AllgatherBytes - earlier.AllgatherBytes, BroadcastBytes - earlier.BroadcastBytes, BestBytes - earlier.BestBytes);
+
+    public CommCounters Plus(CommCounters other) => new(Calls + other.Calls, AllreduceBytes + other.AllreduceBytes,
+        AllgatherBytes + other.AllgatherBytes, BroadcastBytes + other.BroadcastBytes, BestBytes + other.BestBytes);
 }

@@ -7,7 +7,7 @@ namespace NativeEngine.Interop;
 public static class Engine
 {
     /// <summary>The <c>NE_ABI_VERSION</c> these bindings mirror; the resolver refuses a library of another.</summary>
-    public const int AbiVersion = 3;
+    public const int AbiVersion = 4;
 
     public static string Version => Marshal.PtrToStringUTF8(NativeMethods.Version()) ?? "";
 
@@ -20,7 +20,7 @@ public static class Engine
         {
             NativeEngineException.ThrowIfFailed(NativeMethods.RuntimeQuery(out var info));
             return new RuntimeInfo(info.CudaCompiled != 0, info.CudaLoaded != 0, info.CudaDeviceCount,
-                info.CpuThreads, Marshal.PtrToStringUTF8(NativeMethods.CudaUnavailableReason()) ?? "");
+                info.CpuThreads, Marshal.PtrToStringUTF8(NativeMethods.CudaUnavailableReason()) ?? "", info.Nvtx != 0);
         }
     }
 
@@ -36,6 +36,7 @@ public static class Engine
         ("ne_sae_stats", Unsafe.SizeOf<SaeStats>(), (int)NativeMethods.SaeStatsSize()),
         ("ne_mpi_info", Unsafe.SizeOf<MpiInfoNative>(), (int)NativeMethods.MpiInfoSize()),
         ("ne_comm_counters", Unsafe.SizeOf<CommCountersNative>(), (int)NativeMethods.CommCountersSize()),
+        ("ne_non_finite", Unsafe.SizeOf<NonFiniteNative>(), (int)NativeMethods.NonFiniteSize()),
     ];
 
     /// <summary>Whether the MPI plugin was built and loads, and this process's rank when launched by mpirun or srun
@@ -58,8 +59,9 @@ public static class Engine
 public sealed record MpiInfo(bool PluginFound, bool PluginLoaded, bool Launched, bool Initialized, int WorldRank,
     int WorldSize, string Library, string Reason, bool NcclLoaded, string Nccl);
 
+/// <param name="Nvtx">NVTX ranges are compiled in: Nsight Systems shows the "nativeengine" domain.</param>
 public sealed record RuntimeInfo(bool CudaCompiled, bool CudaLoaded, int CudaDeviceCount, int CpuThreads,
-    string CudaUnavailableReason)
+    string CudaUnavailableReason, bool Nvtx)
 {
     public bool CudaUsable => CudaLoaded && CudaDeviceCount > 0;
 }

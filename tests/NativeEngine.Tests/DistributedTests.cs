@@ -39,7 +39,9 @@ public class DistributedTests
         Assert.That(code, Is.EqualTo(0), output);
         AssertSameDictionary(one, split);
         Assert.That(Files(split), Is.EqualTo(Files(one).Append(DistributedFactorize.CommunicationFile).Order()),
-            "one SAELens folder laid out as a one-process run's, plus the traffic");
+            "a run folder laid out as a one-process run's (its checkpoint gone), plus the traffic");
+        Assert.That(Files(Dictionary(split)), Is.EqualTo(Files(Dictionary(one))), "one SAELens dictionary");
+        Assert.That(RunFolder.Read(split)!.Status, Is.EqualTo(RunFolder.Status.Completed));
         AssertTrafficMatchesTheModel(split, latentShards: 2, groups: 1);
     }
 
@@ -56,10 +58,26 @@ public class DistributedTests
             Assert.That(code, Is.EqualTo(0), output);
         }
         AssertSameDictionary(one, runs[0]);
-        Assert.That(File.ReadAllBytes(Path.Combine(runs[1], SaeLens.WeightsFile)),
-            Is.EqualTo(File.ReadAllBytes(Path.Combine(runs[0], SaeLens.WeightsFile))), "two launches on 3 processes are bit-identical");
+        Assert.That(File.ReadAllBytes(Weights(runs[1])), Is.EqualTo(File.ReadAllBytes(Weights(runs[0]))),
+            "two launches on 3 processes are bit-identical");
         AssertTrafficMatchesTheModel(runs[0], latentShards: 1, groups: 3, retry: 16 * 4 * 240 + 8);
-        var (resumed, message) = TestSupport.RunCli("factorize", "--resume", runs[0], "--backend", "cpu");
+
+        // SIGTERM to mpirun reaches every rank: they stop at the same step, checkpoint and say how to continue.
+        var stopped = Path.Combine(dir, "stopped");
+        var longer = Write(dir, "longer.json", Config("batchtopk", tokens: 240 * 3000, checkpointEvery: 20));
+        var (stopCode, stopOutput) = MpiRun(3, ["factorize", "--config", longer, "--out", stopped], null, whileRunning: mpirun =>
+        {
+            WaitForCheckpoint(stopped, step: 20);
+            using var kill = Process.Start("kill", ["-TERM", mpirun.Id.ToString()])!;
+            kill.WaitForExit();
+        });
+        Assert.That(stopCode, Is.Not.EqualTo(0), stopOutput);
+        Assert.That(stopOutput, Does.Contain("stopped by SIGTERM at step").And.Contain($"--resume {stopped}"));
+        Assert.That(RunFolder.Read(stopped)!.Status, Is.EqualTo(RunFolder.Status.Interrupted));
+        var sums = File.ReadAllLines(Path.Combine(stopped, "checkpoint", "SHA256SUMS")).Select(l => l.Split("  ")[1]).ToArray();
+        Assert.That(sums, Is.EqualTo(new[] { "data_0000/source.json", "data_0001/source.json", "data_0002/source.json", "layout.json",
+            "progress.json", "shard_0000/params.safetensors", "shard_0000/state.bin" }), "every rank's files, checksummed");
+        var (resumed, message) = TestSupport.RunCli("factorize", "--resume", stopped, "--backend", "cpu");
         Assert.That(resumed, Is.EqualTo(2));
         Assert.That(message, Does.Contain("the checkpoint was written by 3 processes; resume it with mpirun -np 3"));
     }
@@ -88,27 +106,22 @@ public class DistributedTests
         var killed = Path.Combine(dir, "killed");
         var marker = Guid.NewGuid().ToString("N");
         var clock = Stopwatch.StartNew();
-        (code, output) = MpiRun(2, ["factorize", "--config", config, "--out", killed], marker, whileRunning: () =>
+        (code, output) = MpiRun(2, ["factorize", "--config", config, "--out", killed], marker, whileRunning: _ =>
         {
-            var progress = Path.Combine(killed, "checkpoint", "progress.json");
-            while (!(File.Exists(progress) && Step(progress) >= 40))
-            {
-                if (clock.Elapsed > Launch) Assert.Fail("no checkpoint at step 40 appeared");
-                Thread.Sleep(20);
-            }
+            WaitForCheckpoint(killed, step: 40);
             KillRank(marker, rank: 1);
             clock.Restart();
         });
         Assert.That(clock.Elapsed, Is.LessThan(TimeSpan.FromSeconds(30)), "the other rank ended soon after");
         Assert.That(code, Is.Not.EqualTo(0));
         Assert.That(output, Does.Contain("signal 9").Or.Contain("Killed"), "mpirun says which rank died and how");
-        Assert.That(File.Exists(Path.Combine(killed, SaeLens.WeightsFile)), Is.False, "the run did not finish");
+        Assert.That(File.Exists(Weights(killed)), Is.False, "the run did not finish");
 
         (code, output) = MpiRun(2, "factorize", "--resume", killed);
         Assert.That(code, Is.EqualTo(0), output);
         Assert.That(output, Does.Contain("resuming at step"));
-        Assert.That(File.ReadAllBytes(Path.Combine(killed, SaeLens.WeightsFile)),
-            Is.EqualTo(File.ReadAllBytes(Path.Combine(unbroken, SaeLens.WeightsFile))), "the resumed run is the unbroken one");
+        Assert.That(File.ReadAllBytes(Weights(killed)), Is.EqualTo(File.ReadAllBytes(Weights(unbroken))),
+            "the resumed run is the unbroken one");
 
         (code, output) = MpiRun(3, "factorize", "--resume", killed);
         Assert.That(code, Is.Not.EqualTo(0));
@@ -188,9 +201,9 @@ public class DistributedTests
 
     private static (int Code, string Output) MpiRun(int processes, params string[] args) => MpiRun(processes, args, null, null);
 
-    /// <summary>mpirun -np N the runner with args (CPU backend, one thread per rank); whileRunning runs as it runs.
-    /// The job is killed, and the test failed, when it outlives the timeout.</summary>
-    private static (int Code, string Output) MpiRun(int processes, string[] args, string? marker, Action? whileRunning)
+    /// <summary>mpirun -np N the runner with args (CPU backend, one thread per rank); whileRunning runs as it runs, given
+    /// the mpirun process. The job is killed, and the test failed, when it outlives the timeout.</summary>
+    private static (int Code, string Output) MpiRun(int processes, string[] args, string? marker, Action<Process>? whileRunning)
     {
         RequireMpi();
         var info = new ProcessStartInfo(MpiRunPath()!) { RedirectStandardOutput = true, RedirectStandardError = true };
@@ -202,7 +215,7 @@ public class DistributedTests
         using var process = Process.Start(info)!;
         var stdout = process.StandardOutput.ReadToEndAsync();
         var stderr = process.StandardError.ReadToEndAsync();
-        whileRunning?.Invoke();
+        whileRunning?.Invoke(process);
         if (!process.WaitForExit(Launch))
         {
             process.Kill(entireProcessTree: true);
@@ -244,11 +257,26 @@ public class DistributedTests
         return path;
     }
 
+    private static void WaitForCheckpoint(string run, long step)
+    {
+        var progress = Path.Combine(run, "checkpoint", "progress.json");
+        var clock = Stopwatch.StartNew();
+        while (!(File.Exists(progress) && Step(progress) >= step))
+        {
+            if (clock.Elapsed > Launch) Assert.Fail($"no checkpoint at step {step} appeared in {run}");
+            Thread.Sleep(20);
+        }
+    }
+
     private static long Step(string progress)
     {
-        try { return JsonDocument.Parse(File.ReadAllText(progress)).RootElement.GetProperty("Step").GetInt64(); }
+        try { return JsonDocument.Parse(File.ReadAllText(progress)).RootElement.GetProperty("step").GetInt64(); }
         catch (Exception e) when (e is IOException or JsonException) { return -1; }  // being replaced
     }
+
+    private static string Dictionary(string run) => Path.Combine(run, DictionaryFolder.Subfolder);
+
+    private static string Weights(string run) => Path.Combine(Dictionary(run), SaeLens.WeightsFile);
 
     private static string[] Files(string dir) =>
         Directory.EnumerateFileSystemEntries(dir).Select(Path.GetFileName).Order().ToArray()!;
@@ -264,20 +292,21 @@ public class DistributedTests
     // L0 and dead fraction), the same cfg.json.
     private static void AssertSameDictionary(string one, string split)
     {
-        var a = SaeLens.Read(one);
-        var b = SaeLens.Read(split);
+        var a = SaeLens.Read(Dictionary(one));
+        var b = SaeLens.Read(Dictionary(split));
         Assert.That((b.DIn, b.DSae, b.Architecture, b.K), Is.EqualTo((a.DIn, a.DSae, a.Architecture, a.K)));
         foreach (var (name, x, y) in new[] { ("W_enc", b.WEnc, a.WEnc), ("b_enc", b.BEnc, a.BEnc), ("W_dec", b.WDec, a.WDec), ("b_dec", b.BDec, a.BDec) })
             Assert.That(x.Zip(y).Max(p => Math.Abs(p.First - p.Second)), Is.LessThanOrEqualTo(Tolerance), name);
-        Assert.That(SafeTensors.Read(Path.Combine(split, SaeLens.SparsityFile)).Tensors.Single().Data,
-            Is.EqualTo(SafeTensors.Read(Path.Combine(one, SaeLens.SparsityFile)).Tensors.Single().Data), "every latent fires as often");
+        Assert.That(SafeTensors.Read(Path.Combine(Dictionary(split), SaeLens.SparsityFile)).Tensors.Single().Data,
+            Is.EqualTo(SafeTensors.Read(Path.Combine(Dictionary(one), SaeLens.SparsityFile)).Tensors.Single().Data), "every latent fires as often");
         var m1 = JsonDocument.Parse(File.ReadAllText(Path.Combine(one, "metrics.json"))).RootElement;
         var m2 = JsonDocument.Parse(File.ReadAllText(Path.Combine(split, "metrics.json"))).RootElement;
         foreach (var key in new[] { "l0", "dead_fraction", "dense_fraction", "tokens" })
             Assert.That(m2.GetProperty(key).GetDouble(), Is.EqualTo(m1.GetProperty(key).GetDouble()), key);
         foreach (var key in new[] { "mse", "fvu", "mmcs", "matched_cosine" })
             Assert.That(m2.GetProperty(key).GetDouble(), Is.EqualTo(m1.GetProperty(key).GetDouble()).Within(1e-4).Percent, key);
-        Assert.That(File.ReadAllText(Path.Combine(split, "cfg.json")), Is.EqualTo(File.ReadAllText(Path.Combine(one, "cfg.json"))));
+        Assert.That(File.ReadAllText(Path.Combine(Dictionary(split), SaeLens.ConfigFile)),
+            Is.EqualTo(File.ReadAllText(Path.Combine(Dictionary(one), SaeLens.ConfigFile))));
     }
 
     // Every rank contributed exactly the bytes per step the communication model predicts. batchtopk (retry: the bytes

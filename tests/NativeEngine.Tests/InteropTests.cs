@@ -99,6 +99,15 @@ public class InteropTests
     }
 
     [Test]
+    public void NvtxRangesAreCompiledInWhereTheToolkitHasItsHeaders()
+    {
+        var headers = new[] { "/usr/include/nvtx3/nvToolsExt.h", "/usr/local/cuda/include/nvtx3/nvToolsExt.h" }
+            .Where(File.Exists).ToArray();
+        if (headers.Length == 0) Assert.Ignore("ignored: no CUDA toolkit's nvtx3 headers on this machine");
+        Assert.That(Engine.Runtime.Nvtx, Is.True, $"{headers[0]} exists, yet the library was built without NVTX ranges");
+    }
+
+    [Test]
     public void CapabilitiesSayWhatTheCpuBackendRuns()
     {
         using var context = new EngineContext(Backend.Cpu);

@@ -11,6 +11,7 @@
 #include "core/context.h"
 #include "core/cuda_devices.h"
 #include "core/error.h"
+#include "core/nvtx.h"
 #include "models/backends.h"
 #include "models/moe_model.h"
 #include "models/sae.h"
@@ -24,7 +25,7 @@
 #endif
 
 // The ABI structs' sizes are part of the ABI: the C# mirrors are laid out to match (and a test compares them).
-static_assert(sizeof(ne_runtime_info) == 16, "ne_runtime_info changed: update NE_ABI_VERSION and the bindings");
+static_assert(sizeof(ne_runtime_info) == 24, "ne_runtime_info changed: update NE_ABI_VERSION and the bindings");
 static_assert(sizeof(ne_device_info) == 168, "ne_device_info changed: update NE_ABI_VERSION and the bindings");
 static_assert(sizeof(ne_capabilities) == 40, "ne_capabilities changed: update NE_ABI_VERSION and the bindings");
 static_assert(sizeof(ne_toy_config) == 72, "ne_toy_config changed: update NE_ABI_VERSION and the bindings");
@@ -33,6 +34,7 @@ static_assert(sizeof(ne_sae_config) == 104, "ne_sae_config changed: update NE_AB
 static_assert(sizeof(ne_sae_stats) == 56, "ne_sae_stats changed: update NE_ABI_VERSION and the bindings");
 static_assert(sizeof(ne_mpi_info) == 800, "ne_mpi_info changed: update NE_ABI_VERSION and the bindings");
 static_assert(sizeof(ne_comm_counters) == 40, "ne_comm_counters changed: update NE_ABI_VERSION and the bindings");
+static_assert(sizeof(ne_non_finite) == 24, "ne_non_finite changed: update NE_ABI_VERSION and the bindings");
 
 // A communicator handle: the world's (never destroyed), or a part of it that the handle owns.
 struct ne_comm {
@@ -83,6 +85,7 @@ NE_API size_t ne_moe_config_size(void) { return sizeof(ne_moe_config); }
 NE_API size_t ne_sae_config_size(void) { return sizeof(ne_sae_config); }
 NE_API size_t ne_sae_stats_size(void) { return sizeof(ne_sae_stats); }
 NE_API size_t ne_capabilities_size(void) { return sizeof(ne_capabilities); }
+NE_API size_t ne_non_finite_size(void) { return sizeof(ne_non_finite); }
 
 NE_API ne_status ne_runtime_query(ne_runtime_info* out) {
     return ne::guarded(__func__, [&] {
@@ -92,6 +95,9 @@ NE_API ne_status ne_runtime_query(ne_runtime_info* out) {
         info.cuda_loaded = ne::CudaDevices::loaded() ? 1 : 0;
         info.cuda_device_count = ne::CudaDevices::count();
         info.cpu_threads = ne::cpu_threads();
+#ifdef NE_HAVE_NVTX
+        info.nvtx = 1;
+#endif
     });
 }
 
@@ -162,6 +168,10 @@ NE_API ne_status ne_toy_train(ne_toy* toy, int64_t steps) {
 
 NE_API ne_status ne_toy_steps_done(const ne_toy* toy, int64_t* out) {
     return ne::guarded(__func__, [&] { deref(out, "out") = deref(toy, "toy").model.steps_done(); });
+}
+
+NE_API ne_status ne_toy_non_finite(const ne_toy* toy, ne_non_finite* out) {
+    return ne::guarded(__func__, [&] { deref(out, "out") = deref(toy, "toy").model.non_finite(); });
 }
 
 NE_API ne_status ne_toy_set_l1(ne_toy* toy, const float* l1, int64_t l1_count) {
@@ -246,6 +256,10 @@ NE_API ne_status ne_moe_steps_done(const ne_moe* moe, int64_t* out) {
     return ne::guarded(__func__, [&] { deref(out, "out") = deref(moe, "moe").model.steps_done(); });
 }
 
+NE_API ne_status ne_moe_non_finite(const ne_moe* moe, ne_non_finite* out) {
+    return ne::guarded(__func__, [&] { deref(out, "out") = deref(moe, "moe").model.non_finite(); });
+}
+
 NE_API ne_status ne_moe_evaluate(ne_moe* moe, int64_t batches, float* out, int64_t out_count) {
     return ne::guarded(__func__, [&] { deref(moe, "moe").model.evaluate(batches, out, out_count); });
 }
@@ -307,6 +321,10 @@ NE_API ne_status ne_sae_train_step(ne_sae* sae, const float* x, int64_t x_count,
         const ne_sae_stats result = deref(sae, "sae").model.train_step(x, x_count, lr);
         if (stats != nullptr) *stats = result;
     });
+}
+
+NE_API ne_status ne_sae_non_finite(const ne_sae* sae, ne_non_finite* out) {
+    return ne::guarded(__func__, [&] { deref(out, "out") = deref(sae, "sae").model.non_finite(); });
 }
 
 NE_API ne_status ne_sae_evaluate(ne_sae* sae, const float* x, int64_t x_count, float* x_hat, int64_t x_hat_count,

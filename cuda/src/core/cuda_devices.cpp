@@ -27,6 +27,11 @@ DeviceState load() {
     }
     if (!plugin.loaded()) {
         state.reason = plugin.reason();
+        // The plugin links the CUDA runtime statically, but the driver and cuBLAS dynamically.
+        if (state.reason.find("libcublas") != std::string::npos)
+            state.reason += "; the CUDA backend needs cuBLAS (libcublas and libcublasLt) of the CUDA version it was "
+                            "built with, from the CUDA toolkit or NVIDIA's cuBLAS package: install it or add its "
+                            "folder to LD_LIBRARY_PATH";
         return state;
     }
     auto entry = reinterpret_cast<ne_cuda_devices_fn>(plugin.symbol(NE_CUDA_DEVICES_ENTRY));

@@ -2,6 +2,7 @@
 // memory, one step by the fast path (sae_blocked.cpp) and the step's other pieces (sae_cpu.cpp). A shard of a
 // split SAE sums its data group's gradients before the optimizer, so every replica applies the same update.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -55,13 +56,23 @@ public:
             loss = sae_loss_and_grad_fast(spec_, params_.params(), x, since_fired_.data(), &grads, workspace_,
                                           fire_count_.data(), nullptr, &shard_);
         }
+        if (!std::isfinite(loss.total())) {
+            // Each term of the loss is summed over the latent and data groups before this, so a value that is not
+            // finite on any rank makes it so on every rank: they all skip the step together.
+            loss.applied = false;  // every tensor stays as it was
+            return loss;
+        }
         NE_NVTX_RANGE("sae.optimizer");
         // fire_count_ is the whole step's: a data group's replicas keep the same firing history.
         Communicator* data = shard_.data_group();
         const int64_t tokens = data != nullptr ? spec_.batch * data->size() : spec_.batch;
         sae_update_since_fired(spec_.m, tokens, fire_count_.data(), since_fired_.data());
-        if (sparse_updates)
-            for (int64_t j = 0; j < spec_.m; ++j) touched_[j] = fire_count_[j] > 0 ? 1 : 0;
+        if (sparse_updates) {
+            // Every latent with a gradient: those that fired, AuxK's dead latents, jumprelu's near its threshold; in a
+            // data group, those of any replica's tokens, so every replica moves the same rows.
+            sae_touched_latents(workspace_, spec_.m, touched_.data());
+            if (data != nullptr) data->allreduce(touched_.data(), spec_.m, NE_COMM_UINT8, NE_COMM_MAX);
+        }
         if (data != nullptr) sum_gradients(*data, sparse_updates);
         sae_project_decoder_grad(spec_.m, spec_.d, params_.W_dec.data(), grads_.W_dec.data());
         if (sparse_updates) {
@@ -69,7 +80,7 @@ public:
         } else {
             sae_adam_update(spec_, params_, grads_, moment1_, moment2_, step);
         }
-        sae_normalize_decoder(spec_.m, spec_.d, params_.W_dec.data());
+        loss.parameters_finite = sae_normalize_decoder(spec_.m, spec_.d, params_.W_dec.data());
         return loss;
     }
 

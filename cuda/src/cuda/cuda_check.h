@@ -52,6 +52,22 @@ int32_t plugin_call(char* err, size_t err_size, Body&& body) noexcept {
     }
 }
 
+// Lets `kernel` take all the dynamic shared memory the current device offers (the opt-in maximum less its static
+// shared memory). The attribute belongs to the kernel and the device, not to a model: set per model, two models of
+// different sizes launching from two host threads could lower it between the other's set and launch. Setting it to
+// the one maximum is idempotent, so concurrent calls agree.
+template <typename Kernel>
+void allow_max_dynamic_shared(Kernel kernel, int device) {
+    int optin = 0;
+    check(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device),
+          "cudaDeviceGetAttribute(MaxSharedMemoryPerBlockOptin)", __FILE__, __LINE__);
+    cudaFuncAttributes attributes{};
+    check(cudaFuncGetAttributes(&attributes, kernel), "cudaFuncGetAttributes", __FILE__, __LINE__);
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                               optin - static_cast<int>(attributes.sharedSizeBytes)),
+          "cudaFuncSetAttribute(MaxDynamicSharedMemorySize)", __FILE__, __LINE__);
+}
+
 }  // namespace ne::cuda
 
 #define NE_CUDA_CHECK(call) ::ne::cuda::check((call), #call, __FILE__, __LINE__)

@@ -17,10 +17,12 @@
 #include "cuda/cuda_check.h"
 #include "cuda/nccl_comm.h"
 
+// ---- NCCL's C ABI, as nccl.h declares it ----------------------------------------------------------------------
+// The communicator's type is NCCL's own, outside the anonymous namespace: ne_cuda_comm below holds one.
+typedef struct ncclComm* ncclComm_t;
+
 namespace {
 
-// ---- NCCL's C ABI, as nccl.h declares it ----------------------------------------------------------------------
-typedef struct ncclComm* ncclComm_t;
 struct ncclUniqueId {
     char internal[NE_NCCL_UNIQUE_ID_BYTES];
 };

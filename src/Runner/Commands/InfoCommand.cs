@@ -9,8 +9,9 @@ public sealed class InfoOptions : BackendOptions;
 
 public static class InfoCommand
 {
-    public static int Run(InfoOptions options, IAnsiConsole console)
+    public static int Run(InfoOptions options, Cli cli)
     {
+        var console = cli.Out;
         var runtime = Engine.Runtime;
         console.MarkupLine($"[bold]NativeEngine[/] {Engine.Version} (C ABI {Engine.LibraryAbiVersion})");
         console.MarkupLine("backends compiled in: cpu" + (runtime.CudaCompiled ? ", cuda" : ""));
@@ -18,6 +19,7 @@ public static class InfoCommand
             ? $"cuda: usable, {runtime.CudaDeviceCount} device(s)"
             : $"cuda: unavailable ({Markup.Escape(runtime.CudaUnavailableReason)})");
         console.MarkupLine($"cpu threads: {runtime.CpuThreads}");
+        console.MarkupLine($"nvtx ranges: {(runtime.Nvtx ? "on" : "off (built without the CUDA toolkit's nvtx3 headers)")}");
         var mpi = Engine.Mpi;
         var library = mpi.Library.Length > 0 ? $" ({Markup.Escape(mpi.Library)})" : "";
         console.MarkupLine(mpi.Initialized

@@ -28,17 +28,18 @@ public sealed class InstanceSplit(Communicator ranks, int total)
         return all.AsSpan(0, Total * width).ToArray();
     }
 
-    /// <summary>Runs train(count) until total steps are done or any rank is stopped, in chunks every rank takes
-    /// together (the slowest rank's quarter second); returns the steps done and the seconds they took.</summary>
+    /// <summary>Runs train(count) until total steps are done or any rank is stopped or <paramref name="diverged"/> (a
+    /// step of one of its instances was not finite), in chunks every rank takes together (the slowest rank's quarter
+    /// second); returns the steps done and the seconds they took.</summary>
     public (long Done, double Seconds) TrainInChunks(Action<long> train, long total, Action<long, long>? progress,
-        CancellationToken stop)
+        CancellationToken stop, Func<bool>? diverged = null)
     {
         var clock = System.Diagnostics.Stopwatch.StartNew();
         long done = 0, chunk = 8;
         while (done < total)
         {
-            // [stop, -chunk] reduced by max: stop if any rank was interrupted; the smallest proposed chunk.
-            Span<long> agreed = [stop.IsCancellationRequested ? 1 : 0, -chunk];
+            // [stop, -chunk] reduced by max: stop if any rank was interrupted or diverged; the smallest proposed chunk.
+            Span<long> agreed = [stop.IsCancellationRequested || diverged?.Invoke() == true ? 1 : 0, -chunk];
             Ranks.AllReduce(agreed, CommOp.Max);
             if (agreed[0] != 0) break;
             var count = Math.Min(-agreed[1], total - done);
@@ -50,6 +51,21 @@ public sealed class InstanceSplit(Communicator ranks, int total)
             chunk = Math.Clamp((long)(count * 0.25 / elapsed), 1, 4096);
         }
         return (done, clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>The earliest first non-finite step over every rank's part (the lowest instance on a tie), its instance
+    /// numbered in the whole batch, on every rank; null when every step was finite.</summary>
+    public NonFinite? Earliest(NonFinite? mine)
+    {
+        var all = Ranks.AllGather<long>(mine is { } m ? [m.Step, First + m.Instance, (long)m.Quantity] : [0, 0, 0]);
+        NonFinite? earliest = null;
+        for (var r = 0; r < Ranks.Size; r++)
+        {
+            var (step, instance) = (all[3 * r], all[3 * r + 1]);
+            if (step > 0 && (earliest is null || step < earliest.Step || (step == earliest.Step && instance < earliest.Instance)))
+                earliest = new NonFinite(step, instance, (NonFiniteQuantity)all[3 * r + 2]);
+        }
+        return earliest;
     }
 }
 

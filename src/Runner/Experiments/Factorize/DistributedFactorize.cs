@@ -59,26 +59,28 @@ public sealed class FactorizeGrid : IDisposable
 /// <summary>
 /// A factorization split across processes (<see cref="FactorizeExperiment.Run"/> on more than one rank): the SAE's
 /// step runs sharded in the engine (<see cref="SparseAutoencoder"/> over the grid's communicators), each data-parallel
-/// group reads only its part of the data, every rank checkpoints its part, and rank 0 writes the run-level files
-/// and one SAELens dictionary gathered from the shards, laid out as a one-process run's.
+/// group reads only its part of the data, every rank checkpoints its part (<see cref="ShardedCheckpoint"/>), and rank 0
+/// claims the run folder and writes the run-level files and one dictionary gathered from the shards, laid out as a
+/// one-process run's, plus communication.json.
 /// <para>The data. Synthetic data: group g generates tokens [g·B/G, (g+1)·B/G) of every batch of the one-process
 /// stream, so the run trains on exactly the tokens one process would. Files: group g reads a contiguous 1/G of the
 /// tokens of all shards (opening the others only to size them), shuffled on its own, so the run sees every token
 /// once per epoch but not in the one-process order.</para>
+/// <para>Stopping. Every rank stops at the same step: an interruption on any rank is agreed on before each step, and
+/// the engine agrees on a step that was not finite (its loss is summed over the grid, its parameters' check reduced),
+/// so all ranks throw the same <see cref="NonFiniteException"/> together. Any other error on one rank ends every rank
+/// (Program's error handler).</para>
 /// </summary>
 public static class DistributedFactorize
 {
     public const string CommunicationFile = "communication.json";
 
     public static FactorizeResult Run(EngineContext context, FactorizeConfig config, string outDir, IRunProgress progress,
-        CancellationToken cancel, bool resume, Communicator world)
+        CancellationToken cancel, bool resume, bool force, Communicator world)
     {
         using var grid = FactorizeGrid.Create(world, config);
-        if (grid.IsRoot)
-        {
-            RunFolder.Prepare(outDir);
-            if (!resume) AtomicFile.WriteText(Path.Combine(outDir, FactorizeExperiment.ConfigFile), FactorizeConfigWriter.ToJson(config));
-        }
+        var configHash = grid.IsRoot ? FactorizeExperiment.Claim(outDir, config, resume, force)
+            : RunFolder.Sha256(FactorizeConfigWriter.ToJson(config));
         world.Barrier();
         var (source, truth, truthCount) = OpenPart(config, grid);
         using var _ = source;
@@ -89,7 +91,7 @@ public static class DistributedFactorize
         var model = new SparseAutoencoder(context, spec, grid.Latents, grid.Data);
         try
         {
-            return Train(config, outDir, progress, cancel, resume, grid, source, truth, truthCount, spec, whole, model);
+            return Train(config, outDir, progress, cancel, resume, force, configHash, grid, source, truth, truthCount, spec, whole, model);
         }
         finally
         {
@@ -98,35 +100,36 @@ public static class DistributedFactorize
     }
 
     private static FactorizeResult Train(FactorizeConfig config, string outDir, IRunProgress progress, CancellationToken cancel,
-        bool resume, FactorizeGrid grid, IActivationBatches source, float[]? truth, int truthCount, SaeModelSpec spec,
-        SaeModelSpec whole, SparseAutoencoder model)
+        bool resume, bool force, string configHash, FactorizeGrid grid, IActivationBatches source, float[]? truth, int truthCount,
+        SaeModelSpec spec, SaeModelSpec whole, SparseAutoencoder model)
     {
         var world = grid.World;
         var d = spec.DIn;
 
         var totalSteps = config.Train.Steps;
         var curve = new List<FactorizeCurvePoint>();
-        long step = 0, tokens = 0;
+        long step = 0, tokens = 0, checkpointStep = -1;
         double previousSeconds = 0;
         var scale = 1f;
         if (resume)
         {
-            var checkpoint = ShardedCheckpoint.Read(outDir, grid, model, source);
-            (step, tokens, previousSeconds) = (checkpoint.Step, checkpoint.Tokens, checkpoint.Seconds);
+            var (checkpoint, folder) = ShardedCheckpoint.Read(outDir, grid, config, configHash, force, model, source);
+            (step, tokens, previousSeconds, scale) = (checkpoint.Step, checkpoint.Tokens, checkpoint.Seconds, checkpoint.Scale);
+            checkpointStep = step;
             curve.AddRange(checkpoint.Curve);
-            scale = FactorizeExperiment.ReadScale(outDir);
-            progress.Note($"resuming at step {step} of {totalSteps} ({tokens} tokens) on {world.Size} processes");
+            progress.Note($"resuming at step {step} of {totalSteps} ({tokens} tokens) on {world.Size} processes" +
+                          (Path.GetFileName(folder) == FactorizeCheckpoint.PreviousFolder
+                              ? $", from {FactorizeCheckpoint.PreviousFolder}/ ({FactorizeCheckpoint.Folder}/ was missing or damaged)" : ""));
         }
         else
         {
+            if (grid.IsRoot) FactorizeCheckpoint.Remove(outDir);  // a forced restart leaves no earlier state behind
             // The first batch of one process, gathered from the groups' parts: every rank derives the same scale and b_dec.
             var first = grid.Data.AllGather<float>(source.Next().Span);
             if (config.Sae.Normalization == ActivationNormalization.ExpectedAverage)
                 scale = FactorizeExperiment.ExpectedAverageScale(first, d);
             FactorizeExperiment.Scale(first, scale);
             model.InitDecoderBias(first, geometricMedian: true);
-            if (grid.IsRoot)
-                AtomicFile.WriteText(Path.Combine(outDir, FactorizeExperiment.ScaleFile), scale.ToString("R", CultureInfo.InvariantCulture));
         }
 
         var buffer = new float[spec.BatchSize * d];
@@ -135,6 +138,22 @@ public static class DistributedFactorize
         var phase = $"{FactorizeConfigLoader.Name(config.Sae.Architecture)} SAE, d_sae {config.Sae.DSae}, " +
                     $"{grid.LatentShards} latent shard(s) x {grid.Groups} data group(s)";
         var curveEvery = Math.Max(1, totalSteps / 200);
+        var recoveryEvery = curveEvery * Math.Max(1, 200 / RecoveryTracker.Points);
+        // Rank 0 measures the recovery of the true features on the decoder gathered from the shards.
+        var recovery = new RecoveryTracker(grid.IsRoot ? truth : null, truthCount, whole.DSae, d);
+        NonFinite? stopped = null;
+        double Seconds() => previousSeconds + clock.Elapsed.TotalSeconds;
+        // A checkpoint of parameters that are all finite on every rank; false (nothing written) when some are not.
+        bool Checkpoint() => traffic.Outside(() =>
+        {
+            var parameters = model.GetParameters();
+            if (!AllRanksFinite(world, parameters)) return false;
+            recovery.Settle(curve);
+            ShardedCheckpoint.Write(outDir, grid, model, parameters, source,
+                new CheckpointProgress(step, tokens, Seconds(), scale, configHash, curve));
+            checkpointStep = step;
+            return true;
+        });
         while (step < totalSteps)
         {
             // Every rank stops at the same step, whichever of them was interrupted.
@@ -143,46 +162,83 @@ public static class DistributedFactorize
             FactorizeExperiment.Scale(buffer, scale);
             var stats = model.TrainStep(buffer, Factorization.LearningRate(config.Train, step, totalSteps));
             traffic.Step(stats);
+            // The same on every rank: the engine reduces what it checks over the grid.
+            if (model.NonFinite is { } where)
+            {
+                stopped = where;
+                break;
+            }
             step++;
             tokens += config.Train.BatchSize;
             if (step % curveEvery == 0 || step == totalSteps)
+            {
                 curve.Add(new FactorizeCurvePoint(step, tokens, stats.Mse, stats.Fvu, stats.L0, stats.Auxk, stats.Dead));
-            if (config.Train.CheckpointEvery > 0 && step % config.Train.CheckpointEvery == 0)
-                ShardedCheckpoint.Write(outDir, grid, model, source, step, tokens, previousSeconds + clock.Elapsed.TotalSeconds, curve);
+                if (truth is not null && (step % recoveryEvery == 0 || step == totalSteps))
+                    traffic.Outside(() =>
+                    {
+                        var decoder = grid.Group == 0 ? grid.Latents.Gather<float>(model.GetParameters().WDec) : null;
+                        if (decoder is not null) recovery.Measure(curve.Count - 1, decoder);
+                        return true;
+                    });
+            }
+            if (config.Train.CheckpointEvery > 0 && step % config.Train.CheckpointEvery == 0 && !Checkpoint())
+            {
+                stopped = new NonFinite(step, 0, NonFiniteQuantity.Parameters);
+                break;
+            }
             if (step % 10 == 0 || step == totalSteps) progress.Report(phase, step, totalSteps);
         }
-        var seconds = previousSeconds + clock.Elapsed.TotalSeconds;
-        var measured = traffic.Finish(config, spec, whole);
-        ShardedCheckpoint.Write(outDir, grid, model, source, step, tokens, seconds, curve);
+        var seconds = Seconds();
+        var measured = traffic.Finish(config, whole);
         if (grid.IsRoot) AtomicFile.WriteText(Path.Combine(outDir, CommunicationFile), measured);
-        if (step < totalSteps) return new FactorizeResult(config, step, totalSteps, tokens, seconds, curve, null, null);
+        if (stopped is null && step < totalSteps)
+        {
+            if (!Checkpoint()) stopped = new NonFinite(step, 0, NonFiniteQuantity.Parameters);
+            else
+            {
+                if (grid.IsRoot) RunFolder.Finish(outDir, RunFolder.Status.Interrupted);
+                world.Barrier();
+                return new FactorizeResult(config, step, totalSteps, tokens, seconds, curve, null, null);
+            }
+        }
+        recovery.Settle(curve);
+        if (stopped is null && !AllRanksFinite(world, model.GetParameters())) stopped = new NonFinite(step, 0, NonFiniteQuantity.Parameters);
+        if (stopped is { } nonFinite)
+        {
+            if (grid.IsRoot) FactorizeExperiment.WriteStopped(outDir, nonFinite, tokens, seconds);
+            world.Barrier();
+            throw new NonFiniteException(FactorizeExperiment.StopMessage(outDir, config, nonFinite, checkpointStep), nonFinite) { EveryRank = true };
+        }
 
         var metrics = Measure(model, source, grid, tokens, seconds, out var density);
+        var skipped = world.AllReduce(grid.Shard == 0 ? source.State.SkippedTokens : 0, CommOp.Sum);
         // The dictionary on rank 0: the training state is released first, so the gathered copy fits beside the shard.
         var local = model.GetParameters();
+        var shardLatents = model.Shard.Count;
         model.Dispose();
-        var parameters = grid.Group == 0 ? GatherParameters(local, d, model.Shard.Count, grid) : null;
+        var parameters = grid.Group == 0 ? GatherParameters(local, d, shardLatents, grid) : null;
         SaeDictionary? dictionary = null;
         if (grid.IsRoot)
         {
             if (truth is not null)
             {
-                var cos = DictionaryMetrics.Cosines(truth, truthCount, parameters!.WDec, whole.DSae, whole.DIn);
-                metrics = metrics with { Mmcs = DictionaryMetrics.Mmcs(cos), MatchedCosine = DictionaryMetrics.MatchedCosine(cos).Mean };
+                var found = Recovery.Measure(truth, truthCount, parameters!.WDec, whole.DSae, whole.DIn);
+                metrics = metrics with { Mmcs = found.Mmcs, MatchedCosine = found.MatchedCosine, BestCosines = found.BestCosines };
             }
             dictionary = FoldInPlace(config, whole, parameters!, scale);
-            SaeLens.Write(outDir, dictionary, new Dictionary<string, string>
-            {
-                ["trained_with"] = "nativeengine factorize",
-                ["tokens"] = tokens.ToString(CultureInfo.InvariantCulture),
-                ["normalization_scale_folded"] = scale.ToString("R", CultureInfo.InvariantCulture),
-            }, density!);
-            AtomicFile.WriteText(Path.Combine(outDir, "metrics.json"), Factorization.MetricsJson(metrics));
-            FactorizeExperiment.WriteReport(outDir, config, metrics, curve, density!);
+            FactorizeExperiment.WriteDictionary(Path.Combine(outDir, DictionaryFolder.Subfolder), config, dictionary, tokens, scale, density!);
+            AtomicFile.WriteText(Path.Combine(outDir, FactorizeExperiment.MetricsFile), Factorization.MetricsJson(metrics, skipped));
+            FactorizeReport.Write(outDir, config, metrics, curve, density!);
+            FactorizeCheckpoint.Remove(outDir);
+            RunFolder.Finish(outDir, RunFolder.Status.Completed);
         }
         world.Barrier();  // the run folder is complete when any rank returns
         return new FactorizeResult(config, step, totalSteps, tokens, seconds, curve, dictionary, metrics);
     }
+
+    /// <summary>Whether every rank's part of the parameters is finite.</summary>
+    private static bool AllRanksFinite(Communicator world, SaeParameters parameters) =>
+        world.AllReduce(FactorizeCheckpoint.AllFinite(parameters) ? 1 : 0, CommOp.Min) != 0;
 
     /// <summary>The part of a config's data this rank's data-parallel group reads (see the class comment), with the
     /// true features when they are known.</summary>
@@ -196,9 +252,10 @@ public static class DistributedFactorize
                 return (new SyntheticPart(synthetic, c.Train.BatchSize, grid.Group * part, part), synthetic.Features.ToArray(),
                     synthetic.FeatureCount);
             case FilesSpec f:
-                var shards = new ActivationFiles(f.Files, f.Format, f.D, f.Tensor).Open();
+                var shards = f.ToActivationFiles().Open();
                 var slices = TokenRange(shards, grid.Group, grid.Groups);
-                var source = new ActivationSource(slices, new ActivationSourceOptions(part, Seed: c.Train.Seed), ownsShards: true);
+                var source = new ActivationSource(slices, new ActivationSourceOptions(part, Seed: c.Train.Seed, NonFinite: f.NonFinite),
+                    ownsShards: true);
                 var (truth, count) = Factorization.GroundTruthBeside(f.Files[0], source.D);
                 return (source, truth, count);
             default:
@@ -360,12 +417,23 @@ public static class DistributedFactorize
         return new SaeDictionary(sae.DIn, sae.DSae, config.Sae.Architecture, config.Sae.K, p.WEnc, p.BEnc, p.WDec, p.BDec, threshold);
     }
 
-    /// <summary>Counts what this rank contributed to the collectives over the training loop, and the communication
-    /// model's prediction of it (README, "Communication").</summary>
+    /// <summary>Counts what this rank contributed to the collectives of the training steps (checkpoints and recovery
+    /// measurements left out), and the communication model's prediction of it (README, "Communication").</summary>
     private sealed class Traffic(FactorizeGrid grid, int kAux, bool auxk)
     {
-        private readonly CommCounters latents0 = grid.Latents.Counters, data0 = grid.Data.Counters, world0 = grid.World.Counters;
+        private CommCounters latents0 = grid.Latents.Counters, data0 = grid.Data.Counters, world0 = grid.World.Counters;
         private long steps, auxSteps, auxCodes;
+
+        /// <summary>Runs <paramref name="work"/> without counting its collectives.</summary>
+        public T Outside<T>(Func<T> work)
+        {
+            var (latents, data, world) = (grid.Latents.Counters, grid.Data.Counters, grid.World.Counters);
+            var result = work();
+            latents0 = latents0.Plus(grid.Latents.Counters.Minus(latents));
+            data0 = data0.Plus(grid.Data.Counters.Minus(data));
+            world0 = world0.Plus(grid.World.Counters.Minus(world));
+            return result;
+        }
 
         public void Step(SaeStats stats)
         {
@@ -377,7 +445,7 @@ public static class DistributedFactorize
             }
         }
 
-        public string Finish(FactorizeConfig config, SaeModelSpec spec, SaeModelSpec whole)
+        public string Finish(FactorizeConfig config, SaeModelSpec whole)
         {
             var latents = grid.Latents.Counters.Minus(latents0);
             var data = grid.Data.Counters.Minus(data0);

@@ -33,15 +33,28 @@ public static class HybridExperiment
     /// (the world: mpirun, srun) the models' instances are split across them, then each rank harvests and factorizes
     /// its share of the (density, model) pairs on its own, and the first rank gathers the results and writes them.</summary>
     public static IReadOnlyList<HybridModel>? Run(EngineContext context, HybridConfig c, string outDir, IRunProgress progress,
-        CancellationToken cancel)
+        CancellationToken cancel, bool force = false)
     {
         var world = Communicator.World;
-        if (world.Rank == 0) RunFolder.Prepare(outDir);
+        if (world.Rank != 0) return Decode(context, c, outDir, progress, cancel, world);
+        RunFolder.Claim(outDir, Kind, JsonSerializer.Serialize(c, ConfigJson), force);
+        return RunFolder.Track(outDir, () => Decode(context, c, outDir, progress, cancel, world));
+    }
+
+    public const string Kind = "hybrid";
+
+    /// <summary>The config as run.json records it (snake_case keys).</summary>
+    public static readonly JsonSerializerOptions ConfigJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+
+    // Every model, harvest and dictionary folder below outDir belongs to this run (written over whatever they held).
+    private static IReadOnlyList<HybridModel>? Decode(EngineContext context, HybridConfig c, string outDir, IRunProgress progress,
+        CancellationToken cancel, Communicator world)
+    {
         var toyConfig = c.DenseConfig();
         var moeConfig = c.MoeConfig();
-        var dense = ToyExperiment.Run(context, toyConfig, Path.Combine(outDir, "models", "dense"), progress, cancel, world);
+        var dense = ToyExperiment.Run(context, toyConfig, Path.Combine(outDir, "models", "dense"), progress, cancel, force: true, world);
         if (!dense.Completed) return null;
-        var moe = MoeExperiment.Run(context, moeConfig, Path.Combine(outDir, "models", "moe"), progress, cancel, world);
+        var moe = MoeExperiment.Run(context, moeConfig, Path.Combine(outDir, "models", "moe"), progress, cancel, force: true, world);
         if (!moe.Completed) return null;
 
         // Each rank factorizes alone (its own one-rank communicator), pairs u = rank, rank + N, ...
@@ -56,25 +69,35 @@ public static class HybridExperiment
             var activations = Path.Combine(folder, "activations");
             HybridModel model;
             float[] features;
-            if (kind == "moe")
+            try
             {
-                var setting = moeConfig.Run.Settings.Single(s => Same(s.FeatureProbability, p));
-                var k = moe.BestOf(setting.Instances);
-                features = Harvest.Run(context, moeConfig, moe.Parameters, k, c.HarvestTokens, c.HarvestTokens, activations,
-                    progress.For($"harvest p = {p:G3}, {kind}")).Features;
-                var ev = moe.Metrics[k];
-                model = new HybridModel(kind, p, k, ev.Evaluation.Loss, ev.Evaluation.L1Penalty,
-                    ev.Summary.FeaturesPerDimension, 0, []);
+                if (kind == "moe")
+                {
+                    var setting = moeConfig.Run.Settings.Single(s => Same(s.FeatureProbability, p));
+                    var k = moe.BestOf(setting.Instances);
+                    features = Harvest.Run(context, moeConfig, moe.Parameters, k, c.HarvestTokens, c.HarvestTokens, activations,
+                        progress.For($"harvest p = {p:G3}, {kind}"), cancel).Features;
+                    var ev = moe.Metrics[k];
+                    model = new HybridModel(kind, p, k, ev.Evaluation.Loss, ev.Evaluation.L1Penalty,
+                        ev.Summary.FeaturesPerDimension, 0, []);
+                }
+                else
+                {
+                    var l1 = kind == "l1" ? c.L1 : 0;
+                    var setting = toyConfig.Settings.Single(s => Same(s.FeatureProbability, p) && Same(s.L1, l1));
+                    var k = dense.BestOf(setting.Instances);
+                    features = Harvest.Run(context, toyConfig, dense.W, k, c.HarvestTokens, c.HarvestTokens, activations,
+                        progress.For($"harvest p = {p:G3}, {kind}"), cancel).Features;
+                    var summary = SuperpositionSummary.Of([(1.0, dense.Metrics[k])], c.NHidden, 1);
+                    model = new HybridModel(kind, p, k, dense.Loss[k], dense.Penalty[k], summary.FeaturesPerDimension, 0, []);
+                }
             }
-            else
+            catch (OperationCanceledException) when (cancel.IsCancellationRequested)
             {
-                var l1 = kind == "l1" ? c.L1 : 0;
-                var setting = toyConfig.Settings.Single(s => Same(s.FeatureProbability, p) && Same(s.L1, l1));
-                var k = dense.BestOf(setting.Instances);
-                features = Harvest.Run(context, toyConfig, dense.W, k, c.HarvestTokens, c.HarvestTokens, activations,
-                    progress.For($"harvest p = {p:G3}, {kind}")).Features;
-                var summary = SuperpositionSummary.Of([(1.0, dense.Metrics[k])], c.NHidden, 1);
-                model = new HybridModel(kind, p, k, dense.Loss[k], dense.Penalty[k], summary.FeaturesPerDimension, 0, []);
+                // A harvest cut short: the models and dictionaries finished so far are written. The other ranks learn it
+                // at the gather below, so every rank ends the run together.
+                cancelled = true;
+                break;
             }
             var truth = RepresentedDirections(features, c.NHidden);
             var recovery = new List<HybridRecovery>();
@@ -82,7 +105,7 @@ public static class HybridExperiment
             {
                 var factorized = FactorizeExperiment.Run(context,
                     c.FactorizeConfig(Path.GetFullPath(Path.Combine(activations, "hidden_*.npy")), size, p),
-                    Path.Combine(folder, $"dict_{size}"), progress, cancel, ranks: alone ?? world);
+                    Path.Combine(folder, $"dict_{size}"), progress, cancel, force: true, ranks: alone ?? world);
                 if (!factorized.Completed)
                 {
                     cancelled = true;
@@ -219,7 +242,7 @@ public static class HybridExperiment
                     .Select(p => results.Single(r => r.Kind == k && r.FeatureProbability == p).FeaturesPerDimension).ToArray())).ToArray(),
                 "features per dimension", "How much superposition each model has", referenceLine: 1, referenceLabel: "1: none")),
             "Features per hidden dimension (above 1: superposition)."));
-        report.AddFigureGrid(list, 420);
+        report.AddFigureGrid(list);
         var (headers, rows) = Table(c, results);
         report.AddTable(headers, rows);
         report.AddParagraph("Folders: models/dense and models/moe hold the trained models (each with its own report); " +

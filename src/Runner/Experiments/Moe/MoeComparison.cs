@@ -156,23 +156,34 @@ public static class MoeComparisonExperiment
 {
     /// <summary>Trains the MoE of <paramref name="config"/> and the two dense models on the same data and sweep into
     /// moe/, dense_flops/ and dense_parameters/ under <paramref name="outDir"/>, then writes compare.json,
-    /// figures/ and report.html there. Null when cancelled: the runs finished by then are written.</summary>
+    /// figures/ and report.html there. Null when cancelled: the runs finished by then are written. The three runs'
+    /// folders belong to this one (written over whatever they held). On several processes (mpirun, srun) the runs
+    /// split their instances across them, and the first rank claims and writes the folders.</summary>
     public static MoeComparison? Run(EngineContext context, MoeConfig config, string outDir, IRunProgress progress,
-        CancellationToken cancel)
+        CancellationToken cancel, bool force = false)
     {
-        var world = Communicator.World;  // the runs split their instances across it; the first rank writes
-        if (world.Rank == 0) RunFolder.Prepare(outDir);
-        var moe = MoeExperiment.Run(context, config, Path.Combine(outDir, "moe"), progress, cancel);
+        var world = Communicator.World;
+        if (world.Rank != 0) return Compare(context, config, outDir, progress, cancel, world);
+        RunFolder.Claim(outDir, Kind, MoeConfigWriter.ToJson(config), force);
+        return RunFolder.Track(outDir, () => Compare(context, config, outDir, progress, cancel, world));
+    }
+
+    public const string Kind = "moe_compare";
+
+    private static MoeComparison? Compare(EngineContext context, MoeConfig config, string outDir, IRunProgress progress,
+        CancellationToken cancel, Communicator world)
+    {
+        var moe = MoeExperiment.Run(context, config, Path.Combine(outDir, "moe"), progress, cancel, force: true, world);
         if (!moe.Completed) return null;
         var flopsWidth = config.TopK * config.ExpertHidden;
         var denseFlops = ToyExperiment.Run(context,
             MoeComparison.DenseConfig(config, flopsWidth, $"Dense, width {flopsWidth} (FLOP-matched)"),
-            Path.Combine(outDir, "dense_flops"), progress, cancel);
+            Path.Combine(outDir, "dense_flops"), progress, cancel, force: true, world);
         if (!denseFlops.Completed) return null;
         var parameterWidth = config.NExperts * config.ExpertHidden;
         var denseParameters = ToyExperiment.Run(context,
             MoeComparison.DenseConfig(config, parameterWidth, $"Dense, width {parameterWidth} (parameter-matched)"),
-            Path.Combine(outDir, "dense_parameters"), progress, cancel);
+            Path.Combine(outDir, "dense_parameters"), progress, cancel, force: true, world);
         if (!denseParameters.Completed) return null;
 
         var comparison = new MoeComparison(moe, denseFlops, denseParameters);
@@ -231,7 +242,7 @@ public static class MoeComparisonExperiment
                     $"{char.ToUpperInvariant(name[0])}{name[1..]} against density")), caption));
             }
             report.AddHeading("Against feature density");
-            report.AddFigureGrid(charts, 480);
+            report.AddFigureGrid(charts);
         }
         var table = comparison.Rows().SelectMany(r => Models(r).Select(m => new[]
         {

@@ -15,11 +15,11 @@ public sealed record MoeInstanceMetrics(MoeEvaluation Evaluation, ToyMetrics[] E
 }
 
 public sealed record MoeRunResult(MoeConfig Config, DeviceInfo Device, long Steps, double Seconds,
-    MoeParameters Parameters, MoeInstanceMetrics[] Metrics)
+    MoeParameters Parameters, MoeInstanceMetrics[] Metrics, NonFinite? NonFinite = null)
 {
     private int ExpertSize => Config.Run.NFeatures * Config.ExpertHidden;
 
-    public bool Completed => Steps >= Config.Run.Steps;
+    public bool Completed => Steps >= Config.Run.Steps && NonFinite is null;
 
     /// <summary>W of expert e of instance k: [n][m].</summary>
     public ReadOnlySpan<float> ExpertW(int k, int e) =>
@@ -39,15 +39,17 @@ public sealed record MoeRunResult(MoeConfig Config, DeviceInfo Device, long Step
 /// </summary>
 public static class MoeExperiment
 {
-    /// <summary>Trains, measures and writes the run folder <paramref name="outDir"/>. Cancelling stops training after
-    /// the current chunk of steps; what was trained is still measured and written. On several processes
-    /// (<paramref name="ranks"/>, by default the world) the instances are split across them and the first rank writes
-    /// the folder.</summary>
+    public const string Kind = "moe";
+
+    /// <summary>Claims, trains, measures and writes the run folder <paramref name="outDir"/>. Cancelling stops training
+    /// after the current chunk of steps; what was trained is still measured and written. A value that stops being
+    /// finite stops training as in <see cref="ToyExperiment.Run"/>. On several processes (<paramref name="ranks"/>, by
+    /// default the world) the instances are split across them and the first rank claims and writes the folder.</summary>
     public static MoeRunResult Run(EngineContext context, MoeConfig config, string outDir, IRunProgress progress,
-        CancellationToken cancel, Communicator? ranks = null)
+        CancellationToken cancel, bool force = false, Communicator? ranks = null)
     {
         var world = ranks ?? Communicator.World;
-        if (world.Rank == 0) RunFolder.Prepare(outDir);
+        if (world.Rank == 0) RunFolder.Claim(outDir, Kind, MoeConfigWriter.ToJson(config), force);
         if (config.RouterStarvedOfTaskGradient)
             progress.Warn("top_k = 1 with renormalised gates: every gate is exactly 1, so the router gets no gradient " +
                           "from the task loss and learns only from load_balance and z_loss. Set \"router\": " +
@@ -57,8 +59,15 @@ public static class MoeExperiment
         {
             MoeRunFolder.Write(outDir, run);
             MoeReport.Write(outDir, run);
+            RunFolder.Finish(outDir, run.NonFinite is not null ? RunFolder.Status.NonFinite
+                : run.Completed ? RunFolder.Status.Completed : RunFolder.Status.Interrupted);
         }
         world.Barrier();
+        // Every rank holds the gathered result, so all of them stop here together.
+        if (run.NonFinite is { } where)
+            throw new NonFiniteException($"{outDir}: {NonFiniteException.Describe(where, config.Run.Steps, config.Run.Lr, instances: true)}. " +
+                                         "results.json holds the last finite parameters of that instance and \"non_finite\"; " +
+                                         "lower lr and run again", where) { EveryRank = world.Size > 1 };
         return run;
     }
 
@@ -73,10 +82,11 @@ public static class MoeExperiment
         using var model = split is null ? CreateModel(context, config, null) : split.Count > 0 ? CreateModel(context, config, split) : null;
         var phase = $"moe on {context.Device.Backend.ToString().ToLowerInvariant()}";
         var (done, seconds) = split is null
-            ? ToyExperiment.TrainInChunks(model!.Train, run.Steps, progress.For(phase), cancel)
-            : split.TrainInChunks(steps => model!.Train(steps), run.Steps, progress.For(phase), cancel);
+            ? ToyExperiment.TrainInChunks(model!.Train, run.Steps, progress.For(phase), cancel, () => model!.NonFinite is not null)
+            : split.TrainInChunks(steps => model!.Train(steps), run.Steps, progress.For(phase), cancel, () => model?.NonFinite is not null);
         var evaluations = model?.Evaluate(ToyExperiment.EvaluationBatches) ?? [];
         var parameters = model?.GetParameters();
+        var nonFinite = split is null ? model!.NonFinite : split.Earliest(model?.NonFinite);
         if (split is not null)
         {
             int n = run.NFeatures, m = config.ExpertHidden, E = config.NExperts, fields = 5 + E;
@@ -91,7 +101,7 @@ public static class MoeExperiment
                 split.Gather(parameters?.WGate ?? [], n * E), split.Gather(parameters?.WNoise ?? [], n * E),
                 split.Gather(parameters?.RouteBias ?? [], E));
         }
-        var result = new MoeRunResult(config, context.Device, done, seconds, parameters!, []);
+        var result = new MoeRunResult(config, context.Device, done, seconds, parameters!, [], nonFinite);
         var metrics = Enumerable.Range(0, run.NInstances).Select(k => Measure(result, k, evaluations[k])).ToArray();
         return result with { Metrics = metrics };
     }

@@ -18,11 +18,12 @@ public sealed record ToyRunResult(
     float[] Loss,    // [instances] task loss on fresh evaluation batches
     float[] Penalty, // [instances] L1 term on the same batches
     ToyMetrics[] Metrics,
-    NeuronMetrics[]? Neurons)  // privileged-basis models only
+    NeuronMetrics[]? Neurons,  // privileged-basis models only
+    NonFinite? NonFinite = null)  // the step training stopped at, when a value stopped being finite
 {
     private int MatrixSize => Config.NFeatures * Config.NHidden;
 
-    public bool Completed => Steps >= Config.Steps;
+    public bool Completed => Steps >= Config.Steps && NonFinite is null;
 
     public ReadOnlySpan<float> InstanceW(int k) => W.AsSpan(k * MatrixSize, MatrixSize);
     public ReadOnlySpan<float> InstanceWOut(int k) => WOut is null ? default : WOut.AsSpan(k * MatrixSize, MatrixSize);
@@ -50,22 +51,34 @@ public static class ToyExperiment
     /// <summary>Fresh batches the final loss is averaged over.</summary>
     public const int EvaluationBatches = 16;
 
-    /// <summary>Trains, measures and writes the run folder <paramref name="outDir"/>. Cancelling stops training after
-    /// the current chunk of steps; what was trained is still measured and written (the result says how far). On several
-    /// processes (<paramref name="ranks"/>, by default the world) the instances are split across them and the first
-    /// rank writes the folder.</summary>
+    public const string Kind = "toy";
+
+    /// <summary>Claims, trains, measures and writes the run folder <paramref name="outDir"/>. Cancelling stops training
+    /// after the current chunk of steps; what was trained is still measured and written (the result says how far).
+    /// A value that stops being finite stops training too: the folder is written (that instance with its last finite
+    /// parameters, non-finite numbers as null, "non_finite" in results.json), then a <see cref="NonFiniteException"/>
+    /// says where. <paramref name="force"/>: see <see cref="RunFolder.Claim"/>. On several processes
+    /// (<paramref name="ranks"/>, by default the world) the instances are split across them and the first rank claims
+    /// and writes the folder.</summary>
     public static ToyRunResult Run(EngineContext context, ToyConfig config, string outDir, IRunProgress progress,
-        CancellationToken cancel, Communicator? ranks = null)
+        CancellationToken cancel, bool force = false, Communicator? ranks = null)
     {
         var world = ranks ?? Communicator.World;
-        if (world.Rank == 0) RunFolder.Prepare(outDir);
+        if (world.Rank == 0) RunFolder.Claim(outDir, Kind, ToyConfigWriter.ToJson(config), force);
         var run = Train(context, config, progress, cancel, world);
         if (world.Rank == 0)
         {
             ToyRunFolder.Write(outDir, run);
             ToyReport.Write(outDir, run);
+            RunFolder.Finish(outDir, run.NonFinite is not null ? RunFolder.Status.NonFinite
+                : run.Completed ? RunFolder.Status.Completed : RunFolder.Status.Interrupted);
         }
-        world.Barrier();
+        world.Barrier();  // the run folder is complete when any rank returns
+        // Every rank holds the gathered result, so all of them stop here together.
+        if (run.NonFinite is { } where)
+            throw new NonFiniteException($"{outDir}: {NonFiniteException.Describe(where, config.Steps, config.Lr, instances: true)}. " +
+                                         "results.json holds the last finite parameters of that instance and \"non_finite\"; " +
+                                         "lower lr and run again", where) { EveryRank = world.Size > 1 };
         return run;
     }
 
@@ -78,15 +91,16 @@ public static class ToyExperiment
         var phase = $"{ToyConfig.ModelName(config.Model)} on {context.Device.Backend.ToString().ToLowerInvariant()}";
         if (world.Size > 1) return TrainSplit(context, config, progress.For(phase), cancel, new InstanceSplit(world, config.NInstances));
         using var model = CreateModel(context, config);
-        var (done, seconds) = TrainInChunks(model.Train, config.Steps, progress.For(phase), cancel);
-        return Measure(model, config, context.Device, done, seconds);
+        var (done, seconds) = TrainInChunks(model.Train, config.Steps, progress.For(phase), cancel, () => model.NonFinite is not null);
+        return Measure(model, config, context.Device, done, seconds) with { NonFinite = model.NonFinite };
     }
 
     private static ToyRunResult TrainSplit(EngineContext context, ToyConfig config, Action<long, long>? progress,
         CancellationToken cancel, InstanceSplit split)
     {
         using var model = split.Count > 0 ? CreateModel(context, config, split) : null;
-        var (done, seconds) = split.TrainInChunks(steps => model!.Train(steps), config.Steps, progress, cancel);
+        var (done, seconds) = split.TrainInChunks(steps => model!.Train(steps), config.Steps, progress, cancel,
+            () => model?.NonFinite is not null);
         int n = config.NFeatures, nm = config.NFeatures * config.NHidden;
         var evaluation = model?.Evaluate(EvaluationBatches);
         var parameters = model?.GetParameters();
@@ -94,18 +108,19 @@ public static class ToyExperiment
         var wOut = config.Model == ToyModelKind.AbsValue ? split.Gather(parameters?.WOut ?? [], nm) : null;
         var b = split.Gather(parameters?.B ?? [], n);
         return Assemble(config, context.Device, done, seconds, w, wOut, b, split.Gather(evaluation?.Loss ?? [], 1),
-            split.Gather(evaluation?.Penalty ?? [], 1));
+            split.Gather(evaluation?.Penalty ?? [], 1)) with { NonFinite = split.Earliest(model?.NonFinite) };
     }
 
     /// <summary>Runs train(count) until total steps are done or stop is requested, in chunks sized for about a
     /// quarter second each: progress stays live and the per-call cost negligible (a CUDA backend runs a whole
-    /// chunk in one launch). Returns the steps done and the seconds they took.</summary>
+    /// chunk in one launch). <paramref name="diverged"/> is asked after each chunk (a step that was not finite) and
+    /// stops training too. Returns the steps done and the seconds they took.</summary>
     public static (long Done, double Seconds) TrainInChunks(Action<long> train, long total, Action<long, long>? progress,
-        CancellationToken stop)
+        CancellationToken stop, Func<bool>? diverged = null)
     {
         var clock = Stopwatch.StartNew();
         long done = 0, chunk = 8;
-        while (done < total && !stop.IsCancellationRequested)
+        while (done < total && !stop.IsCancellationRequested && diverged?.Invoke() != true)
         {
             var count = Math.Min(chunk, total - done);
             var start = clock.Elapsed.TotalSeconds;

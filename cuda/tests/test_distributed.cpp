@@ -15,7 +15,9 @@
 //    first steps move a latent whose gradient cancels to ~1e-9 by a fraction of lr that depends on that rounding
 //    (seen: 3.6e-4 on one b_enc of batchtopk, whose choices were all the same);
 //  - two runs on the same grid are bit-identical, a run restored from a mid-run state equals the unbroken one, and
-//    b_dec (replicated on every rank) is the same on all of them.
+//    b_dec (replicated on every rank) is the same on all of them;
+//  - a value that is not finite on one part of the grid (a batch of one data group, a decoder row of one shard) is
+//    reported at the same step on every rank (non_finite_case).
 #include <unistd.h>
 
 #include <algorithm>
@@ -256,6 +258,70 @@ void run_case(ne_context* ctx, const Grid& g, int32_t arch, int32_t sparse) {
     for (ne_sae* sae : {reference, shard, again, resumed}) ne_sae_destroy(sae);
 }
 
+// What ne_sae_non_finite reports, the same on every rank of the world (the first rank's, checked against the others').
+ne_non_finite agreed_non_finite(const ne_sae* sae, const Grid& g) {
+    ne_non_finite mine{};
+    OK(ne_sae_non_finite(sae, &mine));
+    int32_t size = 0, rank = 0;
+    OK(ne_comm_rank(g.world, &rank, &size));
+    const int64_t fields[2] = {mine.step, mine.quantity};
+    std::vector<int64_t> every(2 * size);
+    OK(ne_comm_allgather(g.world, fields, sizeof fields, every.data(), static_cast<int64_t>(every.size() * 8)));
+    for (int32_t r = 1; r < size; ++r) CHECK(every[2 * r] == every[0] && every[2 * r + 1] == every[1]);
+    return mine;
+}
+
+// A value that is not finite on one part of the grid stops every rank at the same step:
+//  - a batch holding NaN in the last data group only: every rank skips that step (its parameters stay as they were)
+//    and reports it as the step's loss; the next finite batch trains on every rank again;
+//  - a decoder row that the update leaves infinite on the last latent shard only (a ReLU latent that never fires,
+//    so the loss stays finite): every rank reports the step's parameters.
+void non_finite_case(ne_context* ctx, const Grid& g) {
+    const int64_t all = kBatch * g.G;
+    ne_sae_config c = config_of(NE_SAE_RELU, 0, kBatch, all);
+    ne_sae* sae = nullptr;
+    OK(ne_sae_create_sharded(ctx, &c, g.latents, g.data, &sae));
+    int64_t first = 0, m = 0;
+    OK(ne_sae_shard(sae, &first, &m));
+    const std::vector<float> sample = batch_of(-1, all);
+    OK(ne_sae_init_decoder_bias(sae, sample.data(), all * kD, 1));
+    train_shard(sae, g, 0, 2);
+    const Params before = params_of(sae, m);
+    std::vector<float> x = batch_of(2, all);
+    x[(g.G - 1) * kBatch * kD + 5] = std::nanf("");
+    ne_sae_stats stats{};
+    OK(ne_sae_train_step(sae, x.data() + g.group * kBatch * kD, kBatch * kD, kLr, &stats));
+    const ne_non_finite loss = agreed_non_finite(sae, g);
+    CHECK(loss.step == 3 && loss.quantity == NE_NON_FINITE_LOSS && stats.steps == 2);
+    CHECK(same_bits(params_of(sae, m), before));
+    x = batch_of(3, all);
+    OK(ne_sae_train_step(sae, x.data() + g.group * kBatch * kD, kBatch * kD, kLr, &stats));
+    CHECK(stats.steps == 3);
+
+    // A fresh start from the trained parameters, with latent 0 of the last shard silenced and its decoder row infinite.
+    Params p = params_of(sae, m);
+    if (g.shard == g.L - 1) {
+        for (int64_t i = 0; i < kD; ++i) p.W_enc[i * m] = 0.0f;
+        p.b_enc[0] = -1.0f;
+        p.W_dec[0] = INFINITY;
+    }
+    const std::vector<char> state = state_of(sae);
+    OK(ne_sae_restore(sae, p.W_enc.data(), kD * m, p.b_enc.data(), m, p.W_dec.data(), m * kD, p.b_dec.data(), kD, nullptr,
+                      0, state.data(), static_cast<int64_t>(state.size())));
+    x = batch_of(4, all);
+    OK(ne_sae_train_step(sae, x.data() + g.group * kBatch * kD, kBatch * kD, kLr, &stats));
+    const ne_non_finite parameters = agreed_non_finite(sae, g);
+    CHECK(std::isfinite(stats.mse) && stats.steps == 4);
+    CHECK(parameters.step == 4 && parameters.quantity == NE_NON_FINITE_PARAMETERS);
+    if (g.rank == 0)
+        std::printf("  %dx%d non-finite: a NaN batch in the last data group stops every rank at step %lld (%s); an infinite "
+                    "decoder row on the last shard at step %lld (%s)\n",
+                    g.L, g.G, static_cast<long long>(loss.step), loss.quantity == NE_NON_FINITE_LOSS ? "loss" : "?",
+                    static_cast<long long>(parameters.step),
+                    parameters.quantity == NE_NON_FINITE_PARAMETERS ? "parameters" : "?");
+    ne_sae_destroy(sae);
+}
+
 int run_grid(int32_t L, int32_t G) {
     Grid g{};
     g.L = L;
@@ -275,6 +341,7 @@ int run_grid(int32_t L, int32_t G) {
     OK(ne_context_create(NE_BACKEND_CPU, 0, &ctx));
     for (int32_t arch : {NE_SAE_TOPK, NE_SAE_BATCHTOPK, NE_SAE_RELU, NE_SAE_JUMPRELU})
         for (int32_t sparse : {0, 1}) run_case(ctx, g, arch, sparse);
+    non_finite_case(ctx, g);
     ne_context_destroy(ctx);
     ne_comm_destroy(g.latents);
     ne_comm_destroy(g.data);

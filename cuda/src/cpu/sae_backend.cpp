@@ -81,6 +81,13 @@ public:
             sae_adam_update(spec_, params_, grads_, moment1_, moment2_, step);
         }
         loss.parameters_finite = sae_normalize_decoder(spec_.m, spec_.d, params_.W_dec.data());
+        if (Communicator* latents = shard_.latent_group()) {
+            // Each shard checked only its own rows (a data group's replicas hold the same ones): the latent group
+            // agrees, so every rank records the same step and stops at it.
+            int64_t finite = loss.parameters_finite ? 1 : 0;
+            latents->allreduce(&finite, 1, NE_COMM_INT64, NE_COMM_MIN);
+            loss.parameters_finite = finite != 0;
+        }
         return loss;
     }
 

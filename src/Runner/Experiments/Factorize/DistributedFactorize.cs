@@ -494,7 +494,8 @@ public static class DistributedFactorize
 /// The payload each rank contributes to collectives per training step (README, "Communication"), for a dictionary of
 /// m latents over d inputs split into L latent shards × G data-parallel groups, with a global batch of B tokens.
 /// Latent group (L &gt; 1), per rank: the top-k merge 8·(B/G)·k (a value and an index per candidate), the partial
-/// reconstructions 4·(B/G)·d, b_dec's gradient 4·d, and 32 bytes of counts; when latents are dead, AuxK adds its own
+/// reconstructions 4·(B/G)·d, b_dec's gradient 4·d, and 32 bytes of counts and flags (the dead count, sparsity and L0,
+/// whether the updated parameters are finite); when latents are dead, AuxK adds its own
 /// merge 8·(B/G)·k_aux and reconstruction 4·(B/G)·d. batchtopk merges the step's k·B best (16·k·B) instead of the
 /// per-token lists, and once more (16·k·B + 8, on both groups) on the rare step where a token's candidates saturate. Data group (G &gt; 1): the gradients of the rank's m/L latents
 /// 4·(2·d·m/L + m/L + d) (+4·m/L for jumprelu's thresholds), their fire counts 8·m/L, the batch mean 8·d and 40
@@ -511,7 +512,8 @@ public static class CommunicationModel
         double latents = 0, data = 0;
         if (latentShards > 1)
         {
-            latents = 8 + 16 + 4.0 * tokens * d + 4.0 * d;  // dead count, sparsity and l0, reconstruction, b_dec
+            // dead count, sparsity and l0, the agreement that the updated parameters are finite, reconstruction, b_dec
+            latents = 8 + 16 + 8 + 4.0 * tokens * d + 4.0 * d;
             if (architecture == SaeArchitecture.TopK) latents += 8.0 * tokens * k;
             if (batchTopK) latents += 16.0 * k * batch + 16;  // the step's best, saturation flag, smallest kept
             if (selects) latents += auxStepFraction * (8.0 * tokens * auxCodesPerToken + 4.0 * tokens * d);

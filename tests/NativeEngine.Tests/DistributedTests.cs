@@ -11,7 +11,9 @@ namespace NativeEngine.Tests;
 /// rank, against the same run in this process. A factorization's dictionary must equal the one-process dictionary
 /// within 2e-5 per parameter (the split sums in another order, ~1e-7 a step) with exactly the same choices (the
 /// evaluation's firing densities and L0 are equal), two launches with the same process count must be bit-identical,
-/// and sweeps must write the one-process results. Each launch is bounded by a timeout that kills the job.
+/// and sweeps must write the one-process results. Stopping is collective: SIGTERM, a killed rank, a checkpoint damaged on
+/// one rank (every rank resumes from checkpoint.old/) and a diverging run (every rank stops at the one-process step and
+/// exits 4). Each launch is bounded by a timeout that kills the job.
 /// Ignored, with the reason, where mpirun, the MPI plugin or the runner executable is missing.
 /// </summary>
 [NonParallelizable]
@@ -117,9 +119,16 @@ public class DistributedTests
         Assert.That(output, Does.Contain("signal 9").Or.Contain("Killed"), "mpirun says which rank died and how");
         Assert.That(File.Exists(Weights(killed)), Is.False, "the run did not finish");
 
+        // checkpoint/ damaged in rank 1's shard only: every rank falls back to checkpoint.old/ together.
+        var checkpoint = Path.Combine(killed, FactorizeCheckpoint.Folder);
+        CopyFolder(checkpoint, Path.Combine(killed, FactorizeCheckpoint.PreviousFolder));
+        var state = Path.Combine(checkpoint, "shard_0001", "state.bin");
+        var bytes = File.ReadAllBytes(state);
+        bytes[^1] ^= 0xff;
+        File.WriteAllBytes(state, bytes);
         (code, output) = MpiRun(2, "factorize", "--resume", killed);
         Assert.That(code, Is.EqualTo(0), output);
-        Assert.That(output, Does.Contain("resuming at step"));
+        Assert.That(output, Does.Contain("resuming at step").And.Contain("from checkpoint.old/ (checkpoint/ was missing or damaged)"));
         Assert.That(File.ReadAllBytes(Weights(killed)), Is.EqualTo(File.ReadAllBytes(Weights(unbroken))),
             "the resumed run is the unbroken one");
 
@@ -129,6 +138,38 @@ public class DistributedTests
         (code, output) = TestSupport.RunCli("factorize", "--resume", killed, "--backend", "cpu");
         Assert.That(code, Is.EqualTo(2));
         Assert.That(output, Does.Contain("distributed.latent_shards is 2, but this run has 1 process(es)"));
+    }
+
+    [Test]
+    public void ADivergingRunStopsEveryRankAtTheOneProcessStepAndExits4()
+    {
+        var dir = Prepare("diverging");
+        // lr 1e10: the parameters stop being finite at the second step, as in one process.
+        var diverging = Config("topk", checkpointEvery: 1).Replace("\"lr\": 0.003", "\"lr\": 1e10");
+        var one = Path.Combine(dir, "one");
+        var (code, output) = TestSupport.RunCli("factorize", "--config", Write(dir, "one.json", diverging), "--out", one, "--backend", "cpu");
+        Assert.That(code, Is.EqualTo(4), output);
+        var split = Path.Combine(dir, "split");
+        (code, output) = MpiRun(2, "factorize", "--config", Write(dir, "split.json", Config("topk", latentShards: 2, checkpointEvery: 1)
+            .Replace("\"lr\": 0.003", "\"lr\": 1e10")), "--out", split);
+        Assert.That(code, Is.EqualTo(4), output);
+        Assert.That(output, Does.Contain("stopped: ").And.Contain("the checkpoint of step 1 is kept"));
+        Assert.That(output, Does.Not.Contain("ending every rank").And.Not.Contain("MPI_ABORT"), "every rank stopped on its own, together");
+        Assert.That(NonFiniteOf(split, "metrics.json"), Is.EqualTo(NonFiniteOf(one, "metrics.json")));
+        Assert.That(Step(Path.Combine(split, "checkpoint", "progress.json")), Is.EqualTo(1), "the last good checkpoint");
+        Assert.That(RunFolder.Read(split)!.Status, Is.EqualTo(RunFolder.Status.NonFinite));
+        Assert.That(Directory.Exists(Dictionary(split)), Is.False);
+
+        var toy = Write(dir, "toy.json", """
+            { "model": "relu_output", "n_features": 6, "n_hidden": 3, "n_instances": 3, "feature_probability": 0.1,
+              "lr": 1e30, "batch_size": 64, "steps": 100 }
+            """);
+        (code, output) = TestSupport.RunCli("toy", "--config", toy, "--out", Path.Combine(dir, "toy-one"), "--backend", "cpu");
+        Assert.That(code, Is.EqualTo(4), output);
+        (code, output) = MpiRun(2, "toy", "--config", toy, "--out", Path.Combine(dir, "toy-split"));
+        Assert.That(code, Is.EqualTo(4), output);
+        Assert.That(output, Does.Contain("the loss of instance 0 is not finite").And.Not.Contain("ending every rank"));
+        Assert.That(NonFiniteOf(Path.Combine(dir, "toy-split"), "results.json"), Is.EqualTo(NonFiniteOf(Path.Combine(dir, "toy-one"), "results.json")));
     }
 
     [Test]
@@ -267,6 +308,16 @@ public class DistributedTests
             Thread.Sleep(20);
         }
     }
+
+    private static void CopyFolder(string from, string to)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var file in Directory.EnumerateFiles(from)) File.Copy(file, Path.Combine(to, Path.GetFileName(file)));
+        foreach (var folder in Directory.EnumerateDirectories(from)) CopyFolder(folder, Path.Combine(to, Path.GetFileName(folder)));
+    }
+
+    private static string NonFiniteOf(string run, string file) =>
+        JsonDocument.Parse(File.ReadAllText(Path.Combine(run, file))).RootElement.GetProperty("non_finite").GetRawText();
 
     private static long Step(string progress)
     {

@@ -66,6 +66,11 @@ bool CudaDevices::loaded() { return state().table != nullptr; }
 int32_t CudaDevices::count() { return state().devices; }
 const char* CudaDevices::unavailable_reason() { return state().reason.c_str(); }
 
+const ne_cuda_device_table& CudaDevices::table() {
+    if (!loaded()) fail(NE_ERR_BACKEND_UNAVAILABLE, unavailable_reason());
+    return *state().table;
+}
+
 ne_device_info CudaDevices::info(int32_t device) {
     if (!loaded()) fail(NE_ERR_BACKEND_UNAVAILABLE, unavailable_reason());
     ne_device_info info{};

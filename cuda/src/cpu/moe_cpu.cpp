@@ -341,7 +341,7 @@ private:
         toy_generate_batch(shape_, data_.probability.data() + inst * shape_.n,
                            data_.rules.empty() ? nullptr : data_.rules.data(), stream, step, inst, s.x.data());
         // Router noise is a training device: evaluation routes on the clean logits.
-        if (training) moe_router_noise(spec_, shape_.seed, stream, step, inst, s.normal, s.jitter);
+        if (training) moe_router_noise(spec_, shape_.seed, stream, step, shape_.first_instance + inst, s.normal, s.jitter);
         else s.normal.clear(), s.jitter.clear();
         const MoeParams<float> params{W_.data() + inst * sizes_.W, b_.data() + inst * sizes_.b,
                                       gate_.data() + inst * sizes_.gate, noise_.data() + inst * sizes_.gate,

@@ -200,11 +200,52 @@ void resize_slots(SaeWorkspace& ws, int64_t B) {
     ws.slot_dz.resize(B * ws.cap);
 }
 
+// A sharded step's per-token selection (topk codes, AuxK's dead latents): each token's `count` best local latents
+// (val, idx [rows][cap], best first) become its part of the k best over the latent group: the lists are merged as
+// global latent indices (first + local), then each rank keeps its own entries, still best first.
+void merge_group_best(Communicator& group, int64_t rows, int64_t k, int64_t cap, int64_t first, int64_t m, float* val,
+                      int32_t* idx, int32_t* count, std::vector<BestEntry>& best) {
+    best.assign(rows * k, BestEntry{0.0f, -1});
+    for (int64_t t = 0; t < rows; ++t)
+        for (int64_t q = 0; q < std::min<int64_t>(count[t], k); ++q)
+            best[t * k + q] = BestEntry{val[t * cap + q], static_cast<int32_t>(first + idx[t * cap + q])};
+    group.allreduce_best(best.data(), rows, k);
+    for (int64_t t = 0; t < rows; ++t) {
+        int32_t kept = 0;
+        for (int64_t q = 0; q < k; ++q) {
+            const BestEntry e = best[t * k + q];
+            if (e.index < first || e.index >= first + m) continue;
+            val[t * cap + kept] = e.value;
+            idx[t * cap + kept] = static_cast<int32_t>(e.index - first);
+            ++kept;
+        }
+        count[t] = kept;
+    }
+}
+
+// Whether any rank of the groups raised the flag.
+bool any_rank(bool flag, Communicator* a, Communicator* b) {
+    int64_t value = flag ? 1 : 0;
+    for (Communicator* group : {a, b})
+        if (group != nullptr) group->allreduce(&value, 1, NE_COMM_INT64, NE_COMM_MAX);
+    return value != 0;
+}
+
 }  // namespace
 
 SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float* x, const int64_t* since_fired,
-                               SaeGrads<float>* g, SaeWorkspace& ws, int64_t* fire_count, float* x_hat) {
+                               SaeGrads<float>* g, SaeWorkspace& ws, int64_t* fire_count, float* x_hat,
+                               const SaeShard* shard) {
     const int64_t d = s.d, m = s.m, B = s.batch;
+    // A sharded step (sae.h): the latent group holds the other latents of these tokens, the data group the other
+    // tokens of these latents. Without either, every line below is the one-process step.
+    Communicator* lat = shard != nullptr ? shard->latent_group() : nullptr;
+    Communicator* dat = shard != nullptr ? shard->data_group() : nullptr;
+    const int64_t j0 = lat != nullptr ? shard->first_latent : 0;      // this rank's first latent
+    const int64_t M = lat != nullptr ? shard->total_latents : m;      // latents of the whole step
+    const int64_t t0 = dat != nullptr ? B * dat->rank() : 0;          // this rank's first token
+    const int64_t B_all = dat != nullptr ? B * dat->size() : B;       // tokens of the whole step
+    const bool carries_bias = lat == nullptr || lat->rank() == 0;     // b_dec enters x^ (and its gradient) once
     const int32_t arch = s.architecture;
     const bool jump = arch == kSaeJumpRelu, relu = arch == kSaeRelu;
     const bool batch_select = arch == kSaeBatchTopK && !s.inference;
@@ -224,6 +265,7 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
                 ws.panel_dead[j / kTile] = 1;
                 ++loss.dead;
             }
+    if (lat != nullptr) lat->allreduce_sum(&loss.dead, 1);
     const bool aux = (arch == kSaeTopK || arch == kSaeBatchTopK) && loss.dead > 0 && s.auxk_alpha != 0;
     const int64_t ka = aux ? std::min(s.aux_k(), loss.dead) : 0;
     ws.cut.resize(m);
@@ -272,22 +314,38 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
         }
         if (!batch_select) break;
         // batchtopk: the k*B best of all candidates; exact unless some token kept all its `cap` candidates
-        // (it may hold more of the best), in which case it gets twice the room.
-        const int64_t keep = s.k * B;
+        // (it may hold more of the best), in which case it gets twice the room. Candidates are ranked by their
+        // flat index in the whole step (token * d_sae + latent), so a sharded step chooses as one process does.
+        const int64_t keep = s.k * B_all;
         ws.candidates.resize(B * cap);
         for (int64_t t = 0; t < B; ++t)
             for (int64_t q = 0; q < cap; ++q)
-                ws.candidates[t * cap + q] = {ws.slot_u[t * cap + q], t * m + ws.slot_idx[t * cap + q]};
+                ws.candidates[t * cap + q] = {ws.slot_u[t * cap + q], (t0 + t) * M + j0 + ws.slot_idx[t * cap + q]};
         auto ahead = [](const std::pair<float, int64_t>& a, const std::pair<float, int64_t>& b) {
             return ranks_ahead(a.first, a.second, b.first, b.second);
         };
-        std::nth_element(ws.candidates.begin(), ws.candidates.begin() + (keep - 1), ws.candidates.end(), ahead);
-        const std::pair<float, int64_t> pivot = ws.candidates[keep - 1];
+        std::pair<float, int64_t> pivot;
+        if (lat == nullptr && dat == nullptr) {
+            std::nth_element(ws.candidates.begin(), ws.candidates.begin() + (keep - 1), ws.candidates.end(), ahead);
+            pivot = ws.candidates[keep - 1];
+        } else {
+            // This rank's keep best, merged over the grid into the step's keep best: the last is the pivot.
+            const int64_t mine = std::min<int64_t>(keep, B * cap);
+            std::partial_sort(ws.candidates.begin(), ws.candidates.begin() + mine, ws.candidates.end(), ahead);
+            ws.batch_best.assign(keep, BestEntry64{0.0f, 0, -1});
+            for (int64_t q = 0; q < mine; ++q)
+                ws.batch_best[q] = BestEntry64{ws.candidates[q].first, 0, ws.candidates[q].second};
+            for (Communicator* group : {lat, dat})
+                if (group != nullptr) group->allreduce_best(ws.batch_best.data(), 1, keep);
+            pivot = {ws.batch_best[keep - 1].value, ws.batch_best[keep - 1].index};
+        }
         bool saturated = false;
         for (int64_t t = 0; t < B && cap < m; ++t) {
-            const std::pair<float, int64_t> last{ws.slot_u[t * cap + cap - 1], t * m + ws.slot_idx[t * cap + cap - 1]};
+            const std::pair<float, int64_t> last{ws.slot_u[t * cap + cap - 1],
+                                                 (t0 + t) * M + j0 + ws.slot_idx[t * cap + cap - 1]};
             saturated = saturated || !ahead(pivot, last);
         }
+        if (lat != nullptr || dat != nullptr) saturated = any_rank(saturated, lat, dat);
         if (saturated) {
             ws.cap = std::min(m, 2 * cap);
             continue;
@@ -297,7 +355,7 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
             int32_t kept = 0;
             for (int64_t q = 0; q < cap; ++q) {
                 const float v = ws.slot_u[t * cap + q];
-                if (ahead(pivot, {v, t * m + ws.slot_idx[t * cap + q]})) continue;
+                if (ahead(pivot, {v, (t0 + t) * M + j0 + ws.slot_idx[t * cap + q]})) continue;
                 ws.slot_u[t * cap + kept] = v;
                 ws.slot_idx[t * cap + kept] = ws.slot_idx[t * cap + q];
                 ++kept;
@@ -305,10 +363,21 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
             }
             ws.count[t] = kept;
         }
+        if (lat != nullptr || dat != nullptr) {
+            double smallest = min_kept > 0 ? min_kept : std::numeric_limits<double>::infinity();
+            for (Communicator* group : {lat, dat})
+                if (group != nullptr) group->allreduce(&smallest, 1, NE_COMM_DOUBLE, NE_COMM_MIN);
+            min_kept = std::isinf(smallest) ? 0.0 : smallest;
+        }
         loss.min_kept = min_kept;
         break;
     }
     const int64_t cap = ws.cap;
+    // A sharded step's topk codes and AuxK candidates: the best over every latent of the step.
+    if (lat != nullptr && arch == kSaeTopK)
+        merge_group_best(*lat, B, s.k, cap, j0, m, ws.slot_u.data(), ws.slot_idx.data(), ws.count.data(), ws.best);
+    if (lat != nullptr && aux)
+        merge_group_best(*lat, B, ka, ka, j0, m, ws.aux_u.data(), ws.aux_idx.data(), ws.aux_count.data(), ws.best);
     auto code = [&](float u, int64_t j) { return jump ? (u > theta[j] ? u : 0.0f) : (u > 0.0f ? u : 0.0f); };
 
     // 2. Decoder: x^, the squared error and d loss/d x^ = 2 (x^ - x) / B, one token at a time.
@@ -317,11 +386,23 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
 #pragma omp parallel for schedule(static) if (parallel)
         for (int64_t j = 0; j < m; ++j) ws.row_norm[j] = std::sqrt(dot(p.W_dec + j * d, p.W_dec + j * d, d));
     }
-    const float scale = 2.0f / static_cast<float>(B);
+    const float scale = 2.0f / static_cast<float>(B_all);
+    // Token t's x^ is complete in row: its squared error and d loss/d x^ in place.
+    auto residual = [&](int64_t t, float* row) {
+        if (x_hat != nullptr) std::copy(row, row + d, x_hat + t * d);
+        double sq = 0;
+        for (int64_t i = 0; i < d; ++i) {
+            const float r = row[i] - x[t * d + i];
+            sq += static_cast<double>(r * r);
+            row[i] = scale * r;
+        }
+        ws.token_stats[t * 3 + 0] = sq;
+    };
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t t = 0; t < B; ++t) {
         float* row = ws.dxhat.data() + t * d;
-        std::copy(p.b_dec, p.b_dec + d, row);
+        if (carries_bias) std::copy(p.b_dec, p.b_dec + d, row);
+        else std::fill(row, row + d, 0.0f);
         double sparsity = 0, l0 = 0;
         for (int64_t q = 0; q < ws.count[t]; ++q) {
             const int64_t j = ws.slot_idx[t * cap + q];
@@ -332,16 +413,15 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
             l0 += 1;
             if (relu) sparsity += static_cast<double>(z * ws.row_norm[j]);
         }
-        if (x_hat != nullptr) std::copy(row, row + d, x_hat + t * d);
-        double sq = 0;
-        for (int64_t i = 0; i < d; ++i) {
-            const float r = row[i] - x[t * d + i];
-            sq += static_cast<double>(r * r);
-            row[i] = scale * r;
-        }
-        ws.token_stats[t * 3 + 0] = sq;
         ws.token_stats[t * 3 + 1] = sparsity;
         ws.token_stats[t * 3 + 2] = l0;
+        if (lat == nullptr) residual(t, row);
+    }
+    if (lat != nullptr) {
+        // The rows hold this rank's partial reconstructions: their sum over the latent group is x^.
+        lat->allreduce_sum(ws.dxhat.data(), B * d);
+#pragma omp parallel for schedule(static) if (parallel)
+        for (int64_t t = 0; t < B; ++t) residual(t, ws.dxhat.data() + t * d);
     }
     double sse = 0, sparsity = 0, l0 = 0;
     for (int64_t t = 0; t < B; ++t) {
@@ -349,21 +429,36 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
         sparsity += ws.token_stats[t * 3 + 1];
         l0 += ws.token_stats[t * 3 + 2];
     }
+    if (lat != nullptr) {  // sparsity and l0 of this rank's latents; the squared error is the group's already
+        double part[2] = {sparsity, l0};
+        lat->allreduce_sum(part, 2);
+        sparsity = part[0];
+        l0 = part[1];
+    }
+    if (dat != nullptr) {
+        double sums[3] = {sse, sparsity, l0};
+        dat->allreduce_sum(sums, 3);
+        sse = sums[0];
+        sparsity = sums[1];
+        l0 = sums[2];
+    }
     std::vector<double> mean(d, 0.0);
     for (int64_t t = 0; t < B; ++t)
         for (int64_t i = 0; i < d; ++i) mean[i] += static_cast<double>(x[t * d + i]);
+    if (dat != nullptr) dat->allreduce_sum(mean.data(), d);
     double variance = 0;
-    for (int64_t i = 0; i < d; ++i) mean[i] /= static_cast<double>(B);
+    for (int64_t i = 0; i < d; ++i) mean[i] /= static_cast<double>(B_all);
     for (int64_t t = 0; t < B; ++t)
         for (int64_t i = 0; i < d; ++i) {
             const double c = static_cast<double>(x[t * d + i]) - mean[i];
             variance += c * c;
         }
-    loss.mse = sse / static_cast<double>(B);
+    if (dat != nullptr) dat->allreduce_sum(&variance, 1);
+    loss.mse = sse / static_cast<double>(B_all);
     loss.fvu = variance > 0 ? sse / variance : 0.0;
-    loss.l0 = l0 / static_cast<double>(B);
+    loss.l0 = l0 / static_cast<double>(B_all);
     const double coefficient = relu ? s.l1_coefficient : jump ? s.l0_coefficient : 0.0f;
-    loss.sparsity = coefficient * sparsity / static_cast<double>(B);
+    loss.sparsity = coefficient * sparsity / static_cast<double>(B_all);
     if (fire_count != nullptr) {
         std::fill(fire_count, fire_count + m, int64_t(0));
         for (int64_t t = 0; t < B; ++t)
@@ -371,10 +466,11 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
                 const int64_t j = ws.slot_idx[t * cap + q];
                 fire_count[j] += code(ws.slot_u[t * cap + q], j) != 0.0f;
             }
+        if (dat != nullptr) dat->allreduce_sum(fire_count, m);
     }
 
     // AuxK: the dead latents' reconstruction of e = x - x^ = -(B/2) dxhat; dehat = d auxk / d e^.
-    if (aux) {
+    if (aux && lat == nullptr) {
 #pragma omp parallel for schedule(static) if (parallel)
         for (int64_t t = 0; t < B; ++t) {
             float* diff = ws.dehat.data() + t * d;
@@ -392,10 +488,43 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
             ws.aux_loss[t] = sq;
             ws.aux_norm[t] = norm;
         }
+    } else if (aux) {
+        // e^ is the sum of the latent group's partial reconstructions by their dead latents.
+#pragma omp parallel for schedule(static) if (parallel)
+        for (int64_t t = 0; t < B; ++t) {
+            float* part = ws.dehat.data() + t * d;
+            std::fill(part, part + d, 0.0f);
+            for (int64_t q = 0; q < ws.aux_count[t]; ++q) {
+                const float u = ws.aux_u[t * ka + q];
+                if (u > 0.0f) axpy(u, p.W_dec + ws.aux_idx[t * ka + q] * d, part, d);
+            }
+        }
+        lat->allreduce_sum(ws.dehat.data(), B * d);
+#pragma omp parallel for schedule(static) if (parallel)
+        for (int64_t t = 0; t < B; ++t) {
+            float* diff = ws.dehat.data() + t * d;
+            double norm = 0, sq = 0;
+            for (int64_t i = 0; i < d; ++i) {
+                const float e = -ws.dxhat[t * d + i] / scale;
+                norm += static_cast<double>(e * e);
+                diff[i] = e - diff[i];
+                sq += static_cast<double>(diff[i] * diff[i]);
+            }
+            ws.aux_loss[t] = sq;
+            ws.aux_norm[t] = norm;
+        }
+    }
+    if (aux) {
         double num = 0, den = 0;
         for (int64_t t = 0; t < B; ++t) {
             num += ws.aux_loss[t];
             den += ws.aux_norm[t];
+        }
+        if (dat != nullptr) {
+            double sums[2] = {num, den};
+            dat->allreduce_sum(sums, 2);
+            num = sums[0];
+            den = sums[1];
         }
         if (den > 0) {
             loss.auxk = s.auxk_alpha * num / den;
@@ -409,7 +538,7 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
     if (g == nullptr) return loss;
 
     // 3. Backward. d loss/d z of every slot.
-    const float l1 = s.l1_coefficient / static_cast<float>(B);
+    const float l1 = s.l1_coefficient / static_cast<float>(B_all);
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t t = 0; t < B; ++t) {
         for (int64_t q = 0; q < ws.count[t]; ++q) {
@@ -443,7 +572,7 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
     // Each latent's gradients from its own entries.
     ws.gWencT.resize(m * d);
     ws.enc_sum.resize(m);
-    const float l0_term = s.l0_coefficient / (static_cast<float>(B) * eps);
+    const float l0_term = s.l0_coefficient / (static_cast<float>(B_all) * eps);
 #pragma omp parallel for schedule(dynamic, 16) if (parallel)
     for (int64_t j = 0; j < m; ++j) {
         float* gdec = g->W_dec + j * d;
@@ -487,9 +616,11 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
                 for (int64_t j = j0; j < std::min(m, j0 + kT); ++j) g->W_enc[i * m + j] = ws.gWencT[j * d + i];
     // b_dec: the decoder's sum_t dxhat_t minus the encoder input's W_enc (sum_t du_t) (main codes only).
     std::fill(g->b_dec, g->b_dec + d, 0.0f);
-    for (int64_t t = 0; t < B; ++t) axpy(1.0f, ws.dxhat.data() + t * d, g->b_dec, d);
+    if (carries_bias)
+        for (int64_t t = 0; t < B; ++t) axpy(1.0f, ws.dxhat.data() + t * d, g->b_dec, d);
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t i = 0; i < d; ++i) g->b_dec[i] -= dot(p.W_enc + i * m, ws.enc_sum.data(), m);
+    if (lat != nullptr) lat->allreduce_sum(g->b_dec, d);
     return loss;
 }
 

@@ -384,11 +384,11 @@ void sae_adam_update(const SaeSpec& spec, SaeTensors& p, const SaeTensors& g, Sa
         }
 }
 
-void sae_init(const SaeSpec& spec, uint64_t seed, SaeTensors& p, float initial_threshold) {
+void sae_init(const SaeSpec& spec, uint64_t seed, SaeTensors& p, float initial_threshold, int64_t first_latent) {
     const int64_t d = spec.d, m = spec.m;
     p.resize(spec);
     constexpr uint32_t kDecoderTensor = 16;  // init-stream key of the SAE decoder (toy and MoE use 0..2)
-    p.W_dec = normal_init(seed, kDecoderTensor, m * d, 1.0);
+    p.W_dec = normal_init(seed, kDecoderTensor, m * d, 1.0, first_latent * d);
     sae_normalize_decoder(m, d, p.W_dec.data());
     for (int64_t i = 0; i < d; ++i)
         for (int64_t j = 0; j < m; ++j) p.W_enc[i * m + j] = p.W_dec[j * d + i];

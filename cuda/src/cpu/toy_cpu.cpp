@@ -114,7 +114,7 @@ void toy_generate_batch(const ToyShape& shape, const float* probability, const F
                         int64_t step, int64_t instance, float* x) {
     const int64_t n = shape.n;
     const bool signed_inputs = toy_signed_inputs(shape.model);
-    const auto step32 = static_cast<uint32_t>(step), instance32 = static_cast<uint32_t>(instance);
+    const auto step32 = static_cast<uint32_t>(step), instance32 = static_cast<uint32_t>(shape.first_instance + instance);
 #if defined(__AVX512F__)
     if (signed_inputs)
         generate_batch_x16<true>(shape, probability, stream, step32, instance32, x);

@@ -24,7 +24,8 @@ void check_sae_supported(const ne_context& ctx, const SaeSpec& spec, int32_t pre
 std::unique_ptr<ToyBackend> make_toy_backend(const ne_context& ctx, const ToyShape& shape, const ToyData& data);
 std::unique_ptr<MoeBackend> make_moe_backend(const ne_context& ctx, const MoeSpec& spec, const ToyShape& shape,
                                              const ToyData& data);
-// precision: ne_sae_precision of the encoder GEMM.
-std::unique_ptr<SaeBackend> make_sae_backend(const ne_context& ctx, const SaeSpec& spec, int32_t precision);
+// precision: ne_sae_precision of the encoder GEMM. shard: this rank's part of a split SAE (the CPU backend only).
+std::unique_ptr<SaeBackend> make_sae_backend(const ne_context& ctx, const SaeSpec& spec, int32_t precision,
+                                             const SaeShard& shard = {});
 
 }  // namespace ne

@@ -36,6 +36,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/comm.h"
 #include "models/optimizer.h"
 
 namespace ne {
@@ -108,6 +109,18 @@ template <typename T>
 double sae_auxk_loss_and_grad(const SaeSpec& spec, SaeParams<T> params, const T* x, const T* residual,
                               const uint8_t* dead, SaeGrads<T>* grads);
 
+// How one step is split across ranks (the definitions above hold for the whole step; see ne_sae_create_sharded).
+// The spec of a sharded SAE describes this rank's tensors: m = its latents, batch = its tokens.
+struct SaeShard {
+    Communicator* latents = nullptr;  // the ranks holding the other latents, for the same tokens; null: all here
+    Communicator* data = nullptr;     // the ranks holding these latents, for other tokens (as many each); null: none
+    int64_t first_latent = 0;         // this rank's latents are [first_latent, first_latent + m) of total_latents
+    int64_t total_latents = 0;
+    // Null communicators and those of one rank are equivalent: the step is then the one-process step, bit for bit.
+    Communicator* latent_group() const { return latents != nullptr && latents->size() > 1 ? latents : nullptr; }
+    Communicator* data_group() const { return data != nullptr && data->size() > 1 ? data : nullptr; }
+};
+
 // Scratch of the fast path, reused across steps so the parallel regions allocate nothing. Per token it keeps up
 // to `cap` selected (or candidate) latents; cap grows between passes when a token needs more (relu, jumprelu,
 // batchtopk), so the [batch][m] pre-activation matrix exists only when codes really are that dense.
@@ -124,14 +137,21 @@ struct SaeWorkspace {
     std::vector<float> gWencT, row_norm, enc_sum, cut;   // [m][d] encoder gradient by latent, [m] each
     std::vector<uint8_t> dead, panel_dead;               // [m], [tiles]
     std::vector<std::pair<float, int64_t>> candidates;   // batchtopk: (u, t*m + j)
+    std::vector<BestEntry> best;                         // sharded: [batch][k] lists merged over the latent group
+    std::vector<BestEntry64> batch_best;                 // sharded batchtopk: the step's k*batch best
 };
 
 // The same loss and gradients as sae_loss_and_grad<float>, computed by the blocked kernels the CPU backend
 // trains with: an encoder GEMM with the selection fused into it (latent tiles, a running top-k per token), a
 // sparse decoder and a sparse backward. OpenMP inside; deterministic and independent of the thread count.
+// With a shard, the step is this rank's part of a split one: the codes are those of the whole step (best-k lists
+// merged across the latent group, batchtopk's pivot and AuxK's dead latents global), x^ sums the group's partial
+// reconstructions, the loss, fire_count and dead count are the whole step's, and the gradients are those of this
+// rank's latents over its own tokens (b_dec's summed over the latent group, not yet over the data group).
 SaeLoss sae_loss_and_grad_fast(const SaeSpec& spec, SaeParams<float> params, const float* x,
                                const int64_t* since_fired, SaeGrads<float>* grads, SaeWorkspace& workspace,
-                               int64_t* fire_count = nullptr, float* x_hat = nullptr);
+                               int64_t* fire_count = nullptr, float* x_hat = nullptr,
+                               const SaeShard* shard = nullptr);
 
 // C [M][N] = A [M][K] B [K][N], row-major floats, by the encoder GEMM of sae_loss_and_grad_fast alone (B packed
 // into panels of latents, register tiles, OpenMP over blocks of rows of A): the same kernel, exposed so it can be
@@ -205,13 +225,16 @@ public:
     virtual SaeLoss evaluate(const SaeSpec& spec, const float* x, float* x_hat, int64_t* fire_count) = 0;
 };
 
-// The CPU backend: the fast path (sae_loss_and_grad_fast) in fp32. Parameters and state start at zero.
-std::unique_ptr<SaeBackend> make_cpu_sae(const SaeSpec& spec);
+// The CPU backend: the fast path (sae_loss_and_grad_fast) in fp32. Parameters and state start at zero. With a
+// shard, this rank's part of a split SAE: the data group's gradients are summed before the optimizer.
+std::unique_ptr<SaeBackend> make_cpu_sae(const SaeSpec& spec, const SaeShard& shard = {});
 
 // Initialisation: W_dec rows random unit vectors (normals from the Philox init stream, then normalised),
 // W_enc = W_dec^T, b_enc = 0, b_dec = 0 (set it with one of the two functions below), log_threshold =
-// log(initial_threshold) for jumprelu.
-void sae_init(const SaeSpec& spec, uint64_t seed, SaeTensors& params, float initial_threshold = 1e-3f);
+// log(initial_threshold) for jumprelu. first_latent: spec.m latents from this one of the whole dictionary, whose
+// values they take (a shard's slice of the one-process init).
+void sae_init(const SaeSpec& spec, uint64_t seed, SaeTensors& params, float initial_threshold = 1e-3f,
+              int64_t first_latent = 0);
 
 // The mean of n points x [n][d], accumulated in double.
 std::vector<float> sae_data_mean(int64_t n, int64_t d, const float* x);

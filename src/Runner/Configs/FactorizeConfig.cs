@@ -43,11 +43,17 @@ public sealed record TrainSpec(long Tokens, int BatchSize, double Lr, long Warmu
     public long Steps => (Tokens + BatchSize - 1) / BatchSize;
 }
 
+/// <summary>How a run launched on several processes (mpirun, srun) splits: LatentShards ranks share the latents of
+/// each data-parallel group (processes / LatentShards groups read disjoint parts of the data).</summary>
+public sealed record DistributedSpec(int LatentShards);
+
 /// <summary>A factorization run (`factorize`), resolved: every default filled in.</summary>
 /// <param name="Metadata">Where the activations come from, written into the dictionary's cfg.json (SAELens).</param>
 /// <param name="Format">The layout the dictionary is written in.</param>
+/// <param name="Distributed">Null when the config has no "distributed" section (one latent shard: every process of a
+/// launch is a data-parallel group).</param>
 public sealed record FactorizeConfig(DataSpec Data, SaeSpec Sae, TrainSpec Train, DictionaryMetadata? Metadata = null,
-    DictionaryFormat Format = DictionaryFormat.SaeLens)
+    DictionaryFormat Format = DictionaryFormat.SaeLens, DistributedSpec? Distributed = null)
 {
     /// <summary>Input dimension d, known up front for synthetic data and raw files, else from the first shard.</summary>
     public int? D => Data switch
@@ -120,8 +126,19 @@ public static class FactorizeConfigLoader
         var metadata = r.TryGet("metadata", out var m) ? ReadMetadata(r.Nested(Object(r, "metadata", m), "metadata")) : DictionaryMetadata.None;
         var format = r.Choice("format", DictionaryFolder.Names, DictionaryFormat.SaeLens);
         CheckFormat(format, sae.Architecture, $"{r.Source}: \"format\"");
+        var distributed = r.TryGet("distributed", out var dist) ? ReadDistributed(r.Nested(Object(r, "distributed", dist), "distributed"), sae) : null;
         r.RejectUnknownKeys();
-        return new FactorizeConfig(data, sae, train, metadata, format);
+        return new FactorizeConfig(data, sae, train, metadata, format, distributed);
+    }
+
+    // The process count is known only at launch: FactorizeExperiment checks that latent_shards divides it.
+    private static DistributedSpec ReadDistributed(JsonObjectReader r, SaeSpec sae)
+    {
+        var shards = (int)r.Integer("latent_shards", 1, 1 << 20, 1);
+        if (sae.DSae % shards != 0)
+            throw r.Error("latent_shards", $"is {shards}; it must divide sae.d_sae ({sae.DSae}): each shard holds d_sae / latent_shards latents");
+        r.RejectUnknownKeys();
+        return new DistributedSpec(shards);
     }
 
     /// <summary>Refuses a layout the architecture has no form in; <paramref name="setting"/> names where it was asked
@@ -417,6 +434,12 @@ public static class FactorizeConfigWriter
                 w.WriteEndObject();
             }
             w.WriteString("format", DictionaryFolder.Name(c.Format));
+            if (c.Distributed is { } distributed)
+            {
+                w.WriteStartObject("distributed");
+                w.WriteNumber("latent_shards", distributed.LatentShards);
+                w.WriteEndObject();
+            }
             w.WriteEndObject();
         });
     }

@@ -82,7 +82,7 @@ public static class Factorization
 
     // ground_truth.safetensors in the folder of the first shard, or in the dataset folder named (as the synthetic
     // generator writes it).
-    private static (float[]?, int) GroundTruthBeside(string pattern, int d)
+    internal static (float[]?, int) GroundTruthBeside(string pattern, int d)
     {
         var path = Path.Combine((Directory.Exists(pattern) ? pattern : Path.GetDirectoryName(pattern)) ?? ".", GroundTruthFile.Name);
         if (!File.Exists(path)) return (null, 0);

@@ -1,6 +1,7 @@
-// CPU backend of the mixture-of-experts toy models. moe_loss_and_grad is the readable reference the CUDA
-// kernel is tested against and the backend trains with: OpenMP over instances, tokens in order, so routing,
-// capacity and every sum are deterministic.
+// CPU backend of the mixture-of-experts toy models. moe_loss_and_grad is the readable reference: tokens in order,
+// so routing, capacity and every sum are deterministic; the CUDA kernel is tested against it. The backend trains
+// and evaluates with the grouped kernel (moe_grouped.cpp), which gives the reference's results to the bit, with
+// OpenMP over instances.
 #include <omp.h>
 
 #include <algorithm>
@@ -320,6 +321,7 @@ public:
 private:
     struct Scratch {
         std::vector<float> x, normal, jitter, gW, gb, ggate, gnoise;
+        MoeWorkspace<float> workspace;
     };
 
     MoeBatch run_batch(int64_t inst, Stream stream, int64_t step, bool training, Scratch& s) {
@@ -332,14 +334,16 @@ private:
                                       gate_.data() + inst * sizes_.gate, noise_.data() + inst * sizes_.gate,
                                       bias_.data() + inst * sizes_.bias};
         MoeGrads<float> grads{s.gW.data(), s.gb.data(), s.ggate.data(), s.gnoise.data()};
-        return moe_loss_and_grad<float>(spec_, params, data_.importance.data() + inst * shape_.n, data_.l1[inst],
-                                        s.x.data(), s.normal.empty() ? nullptr : s.normal.data(),
-                                        s.jitter.empty() ? nullptr : s.jitter.data(), training ? &grads : nullptr);
+        // Training reads only the gradients and the load, so it skips summing the loss terms.
+        return moe_loss_and_grad_grouped<float>(spec_, params, data_.importance.data() + inst * shape_.n,
+                                                data_.l1[inst], s.x.data(), s.normal.empty() ? nullptr : s.normal.data(),
+                                                s.jitter.empty() ? nullptr : s.jitter.data(),
+                                                training ? &grads : nullptr, s.workspace, nullptr, !training);
     }
 
-    // As CpuToy::run_instances. The reference allocates its scratch per batch, so an exception (an allocation
-    // failure) can arise inside the parallel region: it is caught there and rethrown after it, because one
-    // escaping an OpenMP region would end the process.
+    // As CpuToy::run_instances. The kernel sizes its workspace on the first batch (and the reference allocates
+    // per batch), so an exception (an allocation failure) can arise inside the parallel region: it is caught
+    // there and rethrown after it, because one escaping an OpenMP region would end the process.
     template <class Body>
     void run_instances(Body&& body) {
         const int threads = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(instances_)));

@@ -25,19 +25,95 @@ namespace {
 
 using namespace lanes;
 
-constexpr int64_t kTile = 8;  // experts (router) or hidden units (experts) accumulated in registers at once
+// acc[c] += v[i] * W[i][c0 + c] for c < C, summed over the rows i in order: one token per lane, a broadcast
+// weight times a vector of tokens. Rows zero in every lane are skipped (an exact zero added to a sum that is never
+// -0 changes nothing). C is known at compile time, so the sums stay in registers. v: [rows][kLanes], W: [rows]
+// [stride], acc: [..][kLanes].
+template <int C, typename T>
+inline void accumulate_columns(const T* v, int64_t rows, const T* W, int64_t stride, int64_t c0, T* acc) {
+    Lanes<T> sum[C];
+    for (int c = 0; c < C; ++c) sum[c] = load(acc + (c0 + c) * kLanes);
+    for (int64_t i = 0; i < rows; ++i) {
+        const Lanes<T> vi = load(v + i * kLanes);
+        if (!any_nonzero<T>(vi)) continue;
+        const T* w = W + i * stride + c0;
+        for (int c = 0; c < C; ++c) sum[c] += vi * w[c];
+    }
+    for (int c = 0; c < C; ++c) store(acc + (c0 + c) * kLanes, sum[c]);
+}
+
+// The same for every column of W [rows][cols], eight, four, two and one at a time.
+template <typename T>
+void accumulate_all_columns(const T* v, int64_t rows, const T* W, int64_t cols, T* acc) {
+    int64_t c0 = 0;
+    for (; c0 + 8 <= cols; c0 += 8) accumulate_columns<8>(v, rows, W, cols, c0, acc);
+    if (c0 + 4 <= cols) accumulate_columns<4>(v, rows, W, cols, c0, acc), c0 += 4;
+    if (c0 + 2 <= cols) accumulate_columns<2>(v, rows, W, cols, c0, acc), c0 += 2;
+    if (c0 < cols) accumulate_columns<1>(v, rows, W, cols, c0, acc);
+}
+
+// Row c of G, for C rows c0 .. c0+C in registers, += A[l] * S[l][c] (then A2[l] * S2[l][c]) for l = 0 .. count-1
+// in order: one vector of features of a weight gradient, summed over tokens in token order. A, A2: [count]
+// [kLanes]; S, S2 at l * s_token + c * s_col; G rows g_stride apart.
+template <int C, bool Second, typename T>
+inline void accumulate_tokens(T* G, int64_t g_stride, int64_t c0, const T* A, const T* A2, const T* S, const T* S2,
+                              int64_t s_token, int64_t s_col, int64_t count) {
+    Lanes<T> acc[C];
+    for (int c = 0; c < C; ++c) acc[c] = load(G + (c0 + c) * g_stride);
+    for (int64_t l = 0; l < count; ++l) {
+        const Lanes<T> a = load(A + l * kLanes);
+        for (int c = 0; c < C; ++c) acc[c] += a * S[l * s_token + (c0 + c) * s_col];
+        if constexpr (Second) {
+            const Lanes<T> a2 = load(A2 + l * kLanes);
+            for (int c = 0; c < C; ++c) acc[c] += a2 * S2[l * s_token + (c0 + c) * s_col];
+        }
+    }
+    for (int c = 0; c < C; ++c) store(G + (c0 + c) * g_stride, acc[c]);
+}
+
+// The same for every row c < rows of G, eight, four, two and one at a time.
+template <bool Second, typename T>
+void accumulate_all_tokens(T* G, int64_t g_stride, int64_t rows, const T* A, const T* A2, const T* S, const T* S2,
+                           int64_t s_token, int64_t s_col, int64_t count) {
+    int64_t c0 = 0;
+    for (; c0 + 8 <= rows; c0 += 8) accumulate_tokens<8, Second>(G, g_stride, c0, A, A2, S, S2, s_token, s_col, count);
+    if (c0 + 4 <= rows)
+        accumulate_tokens<4, Second>(G, g_stride, c0, A, A2, S, S2, s_token, s_col, count), c0 += 4;
+    if (c0 + 2 <= rows)
+        accumulate_tokens<2, Second>(G, g_stride, c0, A, A2, S, S2, s_token, s_col, count), c0 += 2;
+    if (c0 < rows) accumulate_tokens<1, Second>(G, g_stride, c0, A, A2, S, S2, s_token, s_col, count);
+}
+
+// out[i] = relu(b[i] + sum_j W[i][j] h[j]) for rows i .. i+R, the sum over j in order; R independent chains.
+template <int R, typename T>
+inline void decode_rows(int64_t i, int64_t m, const T* W, const T* b, const T* h, T* out) {
+    const Lanes<T> zero = {};
+    Lanes<T> pre[R];
+    for (int r = 0; r < R; ++r) pre[r] = zero + b[i + r];
+    for (int64_t j = 0; j < m; ++j) {
+        const Lanes<T> hj = load(h + j * kLanes);
+        for (int r = 0; r < R; ++r) pre[r] += W[(i + r) * m + j] * hj;
+    }
+    for (int r = 0; r < R; ++r) store(out + (i + r) * kLanes, pre[r] > zero ? pre[r] : zero);
+}
 
 template <typename T>
 void prepare(MoeWorkspace<T>& w, int64_t B, int64_t n, int64_t np, int64_t m, int64_t E, int64_t K) {
     const int64_t slots = B * K, blocks = (slots + kLanes - 1) / kLanes + E;
     for (auto* v : {&w.x, &w.xr, &w.d_rows}) v->resize(B * np);
-    for (auto* v : {&w.z, &w.sp, &w.prob}) v->resize(B * E);
-    for (auto* v : {&w.lse, &w.chosen_sum}) v->resize(B);
+    const int64_t padded = round_up(B, kLanes);
+    for (auto* v : {&w.z, &w.sp, &w.H, &w.prob}) v->resize(padded * E);
+    for (auto* v : {&w.lse, &w.chosen_sum}) v->resize(padded);
+    w.prob_rows.resize(B * E);
+    w.router_rows.resize(E);
+    for (auto* v : {&w.dH_rows, &w.dS_rows}) v->resize(B * E);
+    w.token_vectors.resize(2 * kLanes * kLanes);
     for (auto* v : {&w.gate, &w.dgate}) v->resize(slots);
     w.chosen.resize(slots);
     w.kept.resize(slots);
     w.lane_of_slot.resize(slots);
     w.block_slots.resize(blocks * kLanes);
+    w.block_tokens.resize(blocks * kLanes);
     w.block_expert.resize(blocks);
     for (auto* v : {&w.a, &w.h, &w.gh}) v->resize(blocks * m * kLanes);
     w.out.resize(blocks * n * kLanes);
@@ -46,7 +122,6 @@ void prepare(MoeWorkspace<T>& w, int64_t B, int64_t n, int64_t np, int64_t m, in
     for (auto* v : {&w.gb, &w.gW_gate, &w.gW_noise}) v->resize(E * np);
     for (auto* v : {&w.importance, &w.rows_tmp}) v->resize(np);
     for (auto* v : {&w.lanes_x, &w.lanes_d}) v->resize(n * kLanes);
-    w.per_expert.resize(4 * E);
     for (auto* v : {&w.taken, &w.first_block, &w.cursor}) v->resize(E + 1);
     w.picked.resize(E);
 }
@@ -63,6 +138,7 @@ MoeBatch moe_loss_and_grad_grouped(const MoeSpec& s, MoeParams<T> p, const T* im
     const bool noisy = normal != nullptr, jittered = jitter != nullptr;
     prepare(w, B, n, np, m, E, K);
     const Lanes<T> zero = {}, one = zero + T(1);
+    std::fill(w.chosen_sum.begin(), w.chosen_sum.end(), T(1));  // lanes past the batch divide by 1
     MoeBatch result;
     result.load.assign(E, 0);
 
@@ -71,63 +147,84 @@ MoeBatch moe_loss_and_grad_grouped(const MoeSpec& s, MoeParams<T> p, const T* im
         const T* xt = x + t * n;
         T* xp = w.x.data() + t * np;
         T* xrp = w.xr.data() + t * np;
-        for (int64_t i = 0; i < np; ++i) {
-            xp[i] = i < n ? xt[i] : T(0);
-            xrp[i] = i < n ? (jittered ? xt[i] * jitter[t * n + i] : xt[i]) : T(0);
-        }
+        std::copy(xt, xt + n, xp);
+        std::fill(xp + n, xp + np, T(0));
+        if (jittered)
+            for (int64_t i = 0; i < n; ++i) xrp[i] = xt[i] * jitter[t * n + i];
+        else
+            std::copy(xt, xt + n, xrp);
+        std::fill(xrp + n, xrp + np, T(0));
     }
     for (int64_t i = 0; i < np; ++i) w.importance[i] = i < n ? importance[i] : T(0);
 
-    // Routing, logits: kLanes tokens at a time, each lane summing its token's nonzero inputs in input order.
+    // Routing, kLanes tokens at a time in natural order, each lane doing its own token's arithmetic as the
+    // reference does: logits over the nonzero inputs in input order, H, the softmax and lse. The router's values
+    // live in blocks [B / kLanes][E][kLanes]; exp, log, softplus run per lane (the reference's scalar calls).
+    auto at = [&](int64_t t, int64_t e) { return t / kLanes * E * kLanes + e * kLanes + t % kLanes; };
     for (int64_t t0 = 0; t0 < B; t0 += kLanes) {
         const int64_t count = std::min(kLanes, B - t0);
         const T* rows[kLanes];
         for (int64_t l = 0; l < kLanes; ++l) rows[l] = w.xr.data() + (t0 + std::min(l, count - 1)) * np;
         T* xt = w.lanes_x.data();
         transpose_rows(rows, count, n, xt);
-        for (int64_t e0 = 0; e0 < E; e0 += kTile) {
-            const int64_t tile = std::min(kTile, E - e0);
-            Lanes<T> zacc[kTile] = {}, sacc[kTile] = {};
-            for (int64_t i = 0; i < n; ++i) {
-                const Lanes<T> xi = load(xt + i * kLanes);
-                if (!any_nonzero<T>(xi)) continue;
-                const T* gate_row = p.W_gate + i * E + e0;
-                for (int64_t c = 0; c < tile; ++c) zacc[c] += xi * gate_row[c];
-                if (noisy) {
-                    const T* noise_row = p.W_noise + i * E + e0;
-                    for (int64_t c = 0; c < tile; ++c) sacc[c] += xi * noise_row[c];
-                }
-            }
-            for (int64_t c = 0; c < tile; ++c)
-                for (int64_t l = 0; l < count; ++l) {
-                    w.z[(t0 + l) * E + e0 + c] = zacc[c][l];
-                    w.sp[(t0 + l) * E + e0 + c] = sacc[c][l];
-                }
+        T* zb = w.z.data() + at(t0, 0);
+        T* spb = w.sp.data() + at(t0, 0);
+        T* Hb = w.H.data() + at(t0, 0);
+        T* pb = w.prob.data() + at(t0, 0);
+        std::fill(zb, zb + E * kLanes, T(0));
+        accumulate_all_columns(xt, n, p.W_gate, E, zb);
+        if (noisy) {
+            std::fill(spb, spb + E * kLanes, T(0));
+            accumulate_all_columns(xt, n, p.W_noise, E, spb);
         }
+        for (int64_t e = 0; e < E; ++e) {
+            Lanes<T> He = load(zb + e * kLanes);
+            if (noisy) {
+                Lanes<T> softplus = zero, noise = zero;
+                for (int64_t l = 0; l < count; ++l) {
+                    softplus[l] = moe_softplus(spb[e * kLanes + l]);
+                    noise[l] = normal[(t0 + l) * E + e];
+                }
+                He = He + noise * softplus;
+            }
+            store(Hb + e * kLanes, He);
+        }
+        // std::max_element's maximum: the first of equal ones.
+        Lanes<T> top = load(Hb);
+        for (int64_t e = 1; e < E; ++e) {
+            const Lanes<T> He = load(Hb + e * kLanes);
+            top = top < He ? He : top;
+        }
+        Lanes<T> sum = zero;
+        for (int64_t e = 0; e < E; ++e) {
+            Lanes<T> pe = load(Hb + e * kLanes) - top;
+            for (int64_t l = 0; l < kLanes; ++l) pe[l] = std::exp(pe[l]);
+            store(pb + e * kLanes, pe);
+            sum += pe;
+        }
+        for (int64_t e = 0; e < E; ++e) {
+            const Lanes<T> pe = load(pb + e * kLanes) / sum;
+            store(pb + e * kLanes, pe);
+            for (int64_t l = 0; l < count; ++l) w.prob_rows[(t0 + l) * E + e] = pe[l];
+        }
+        Lanes<T> log_sum;
+        for (int64_t l = 0; l < kLanes; ++l) log_sum[l] = std::log(sum[l]);
+        store(w.lse.data() + t0, top + log_sum);
     }
 
-    // Routing, per token as the reference: probabilities, top-k of H + route_bias, capacity in token order.
+    // Routing, per token in token order: top-k of H + route_bias (ties to the lower index), capacity, gates.
     const int64_t capacity = moe_capacity(s.capacity_factor, B, K, E);
     std::fill(w.taken.begin(), w.taken.end(), 0);
-    T* H = w.per_expert.data();
     for (int64_t t = 0; t < B; ++t) {
-        const T* zt = w.z.data() + t * E;
-        const T* spt = w.sp.data() + t * E;
-        for (int64_t e = 0; e < E; ++e) H[e] = noisy ? zt[e] + normal[t * E + e] * moe_softplus(spt[e]) : zt[e];
-        const T top = *std::max_element(H, H + E);
-        T sum = T(0);
-        T* probt = w.prob.data() + t * E;
-        for (int64_t e = 0; e < E; ++e) {
-            probt[e] = std::exp(H[e] - top);
-            sum += probt[e];
-        }
-        for (int64_t e = 0; e < E; ++e) probt[e] /= sum;
-        w.lse[t] = top + std::log(sum);
+        const T* Ht = w.H.data() + at(t, 0);
+        const T* probt = w.prob.data() + at(t, 0);
         std::fill(w.picked.begin(), w.picked.end(), 0);
         for (int64_t r = 0; r < K; ++r) {
             int64_t e = -1;
             for (int64_t c = 0; c < E; ++c)
-                if (!w.picked[c] && (e < 0 || H[c] + p.route_bias[c] > H[e] + p.route_bias[e])) e = c;
+                if (!w.picked[c] &&
+                    (e < 0 || Ht[c * kLanes] + p.route_bias[c] > Ht[e * kLanes] + p.route_bias[e]))
+                    e = c;
             w.picked[e] = 1;
             w.chosen[t * K + r] = e;
             result.load[e] += 1;
@@ -136,22 +233,27 @@ MoeBatch moe_loss_and_grad_grouped(const MoeSpec& s, MoeParams<T> p, const T* im
             else result.dropped += 1;
         }
         T chosen_sum = T(0);
-        for (int64_t r = 0; r < K; ++r) chosen_sum += probt[w.chosen[t * K + r]];
+        for (int64_t r = 0; r < K; ++r) chosen_sum += probt[w.chosen[t * K + r] * kLanes];
         w.chosen_sum[t] = chosen_sum;
-        for (int64_t r = 0; r < K; ++r)
-            w.gate[t * K + r] = s.renormalize ? probt[w.chosen[t * K + r]] / chosen_sum : probt[w.chosen[t * K + r]];
+        for (int64_t r = 0; r < K; ++r) {
+            const T pr = probt[w.chosen[t * K + r] * kLanes];
+            w.gate[t * K + r] = s.renormalize ? pr / chosen_sum : pr;
+        }
     }
 
-    // Auxiliary losses, as the reference.
-    std::vector<T> f(E), P(E, T(0));
+    // Auxiliary losses, as the reference (their gradients need only f).
+    std::vector<T> f(E);
     for (int64_t e = 0; e < E; ++e) f[e] = static_cast<T>(result.load[e]) / static_cast<T>(B * K);
-    for (int64_t t = 0; t < B; ++t)
-        for (int64_t e = 0; e < E; ++e) P[e] += w.prob[t * E + e] / static_cast<T>(B);
-    double balance = 0, zsum = 0;
-    for (int64_t e = 0; e < E; ++e) balance += static_cast<double>(f[e] * P[e]);
-    for (int64_t t = 0; t < B; ++t) zsum += static_cast<double>(w.lse[t] * w.lse[t]);
-    result.balance = static_cast<double>(s.load_balance) * static_cast<double>(E) * balance;
-    result.z = static_cast<double>(s.z_loss) * zsum / static_cast<double>(B);
+    if (losses) {
+        std::vector<T> P(E, T(0));
+        for (int64_t t = 0; t < B; ++t)
+            for (int64_t e = 0; e < E; ++e) P[e] += w.prob[at(t, e)] / static_cast<T>(B);
+        double balance = 0, zsum = 0;
+        for (int64_t e = 0; e < E; ++e) balance += static_cast<double>(f[e] * P[e]);
+        for (int64_t t = 0; t < B; ++t) zsum += static_cast<double>(w.lse[t] * w.lse[t]);
+        result.balance = static_cast<double>(s.load_balance) * static_cast<double>(E) * balance;
+        result.z = static_cast<double>(s.z_loss) * zsum / static_cast<double>(B);
+    }
 
     // Group the kept slots by expert, in token order, into blocks of kLanes.
     int64_t* first_block = w.first_block.data();
@@ -173,6 +275,7 @@ MoeBatch moe_loss_and_grad_grouped(const MoeSpec& s, MoeParams<T> p, const T* im
         const int64_t e = w.chosen[slot], position = w.cursor[e]++;
         const int64_t lane = (first_block[e] + position / kLanes) * kLanes + position % kLanes;
         w.block_slots[lane] = static_cast<int32_t>(slot);
+        w.block_tokens[lane] = static_cast<int32_t>(slot / K);
         w.lane_of_slot[slot] = static_cast<int32_t>(lane);
     }
     auto block_count = [&](int64_t b) {
@@ -188,30 +291,21 @@ MoeBatch moe_loss_and_grad_grouped(const MoeSpec& s, MoeParams<T> p, const T* im
         const T* We = p.W + e * n * m;
         const T* be = p.b + e * n;
         const T* rows[kLanes];
-        for (int64_t l = 0; l < kLanes; ++l) rows[l] = w.x.data() + block[std::min(l, count - 1)] / K * np;
+        for (int64_t l = 0; l < kLanes; ++l) rows[l] = w.x.data() + w.block_tokens[b * kLanes + std::min(l, count - 1)] * np;
         T* xt = w.lanes_x.data();
         transpose_rows(rows, count, n, xt);
         T* ab = w.a.data() + b * m * kLanes;
         T* hb = w.h.data() + b * m * kLanes;
         T* ob = w.out.data() + b * n * kLanes;
-        for (int64_t j0 = 0; j0 < m; j0 += kTile) {
-            const int64_t tile = std::min(kTile, m - j0);
-            Lanes<T> acc[kTile] = {};
-            for (int64_t i = 0; i < n; ++i) {
-                const Lanes<T> xi = load(xt + i * kLanes);
-                if (!any_nonzero<T>(xi)) continue;
-                for (int64_t c = 0; c < tile; ++c) acc[c] += xi * We[i * m + j0 + c];
-            }
-            for (int64_t c = 0; c < tile; ++c) {
-                store(ab + (j0 + c) * kLanes, acc[c]);
-                store(hb + (j0 + c) * kLanes, hidden_relu ? (acc[c] < zero ? zero : acc[c]) : acc[c]);
-            }
+        std::fill(ab, ab + m * kLanes, T(0));
+        accumulate_all_columns(xt, n, We, m, ab);
+        for (int64_t j = 0; j < m; ++j) {
+            const Lanes<T> aj = load(ab + j * kLanes);
+            store(hb + j * kLanes, hidden_relu ? (aj < zero ? zero : aj) : aj);
         }
-        for (int64_t i = 0; i < n; ++i) {
-            Lanes<T> pre = zero + be[i];
-            for (int64_t j = 0; j < m; ++j) pre += We[i * m + j] * load(hb + j * kLanes);
-            store(ob + i * kLanes, pre > zero ? pre : zero);
-        }
+        int64_t i = 0;
+        for (; i + 4 <= n; i += 4) decode_rows<4>(i, m, We, be, hb, ob);
+        for (; i < n; ++i) decode_rows<1>(i, m, We, be, hb, ob);
         T* out_rows[kLanes];
         for (int64_t l = 0; l < count; ++l) out_rows[l] = w.out_rows.data() + block[l] * np;
         transpose_to_rows(ob, count, n, out_rows);
@@ -262,7 +356,8 @@ MoeBatch moe_loss_and_grad_grouped(const MoeSpec& s, MoeParams<T> p, const T* im
         const int32_t* block = w.block_slots.data() + b * kLanes;
         const T* We = p.W + e * n * m;
         const T* rows[kLanes];
-        for (int64_t l = 0; l < kLanes; ++l) rows[l] = w.d_rows.data() + block[std::min(l, count - 1)] / K * np;
+        for (int64_t l = 0; l < kLanes; ++l)
+            rows[l] = w.d_rows.data() + w.block_tokens[b * kLanes + std::min(l, count - 1)] * np;
         T* dt = w.lanes_x.data();
         transpose_rows(rows, count, n, dt);
         const T* ab = w.a.data() + b * m * kLanes;
@@ -278,91 +373,82 @@ MoeBatch moe_loss_and_grad_grouped(const MoeSpec& s, MoeParams<T> p, const T* im
             store(dpre + i * kLanes, oi > zero ? gate * di : zero);
         }
         for (int64_t l = 0; l < count; ++l) w.dgate[block[l]] = dgate[l];
-        for (int64_t j0 = 0; j0 < m; j0 += kTile) {
-            const int64_t tile = std::min(kTile, m - j0);
-            Lanes<T> acc[kTile];
-            for (int64_t c = 0; c < tile; ++c) {
-                const Lanes<T> hj = load(hb + (j0 + c) * kLanes);
-                acc[c] = l1_scale * ((hj > zero ? one : zero) - (hj < zero ? one : zero));
-            }
-            for (int64_t i = 0; i < n; ++i) {
-                const Lanes<T> di = load(dpre + i * kLanes);
-                if (!any_nonzero<T>(di)) continue;
-                for (int64_t c = 0; c < tile; ++c) acc[c] += di * We[i * m + j0 + c];
-            }
-            for (int64_t c = 0; c < tile; ++c) {
-                const Lanes<T> aj = load(ab + (j0 + c) * kLanes);
-                store(ghb + (j0 + c) * kLanes, hidden_relu ? (aj > zero ? acc[c] : zero) : acc[c]);
-            }
+        for (int64_t j = 0; j < m; ++j) {
+            const Lanes<T> hj = load(hb + j * kLanes);
+            store(ghb + j * kLanes, l1_scale * ((hj > zero ? one : zero) - (hj < zero ? one : zero)));
         }
-        // Weight gradients in token order: per token, the decoder's term d_pre h^T, then the encoder's x gh^T.
+        accumulate_all_columns(dpre, n, We, m, ghb);
+        if (hidden_relu)
+            for (int64_t j = 0; j < m; ++j) {
+                const Lanes<T> aj = load(ab + j * kLanes);
+                store(ghb + j * kLanes, aj > zero ? load(ghb + j * kLanes) : zero);
+            }
+        // Weight gradients in token order: per token, the decoder's term d_pre h^T, then the encoder's x gh^T,
+        // one vector of features at a time with the gradient's rows in registers across the block's tokens.
         T* gWe = w.gW.data() + e * m * np;
         T* gbe = w.gb.data() + e * np;
-        for (int64_t l = 0; l < count; ++l) {
-            const int64_t slot = block[l], t = slot / K;
-            const T* orow = w.out_rows.data() + slot * np;
-            const T* drow = w.d_rows.data() + t * np;
-            const T* xrow = w.x.data() + t * np;
-            const T gate_l = w.gate[slot];
-            for (int64_t v = 0; v < vectors; ++v) {
-                const Lanes<T> o = load(orow + v * kLanes), dv = load(drow + v * kLanes);
-                const Lanes<T> dp = o > zero ? gate_l * dv : zero;
-                store(gbe + v * kLanes, load(gbe + v * kLanes) + dp);
-                for (int64_t j = 0; j < m; ++j) {
-                    T* gw = gWe + j * np + v * kLanes;
-                    store(gw, load(gw) + dp * hb[j * kLanes + l]);
-                }
-                const Lanes<T> xv = load(xrow + v * kLanes);
-                for (int64_t j = 0; j < m; ++j) {
-                    T* gw = gWe + j * np + v * kLanes;
-                    store(gw, load(gw) + xv * ghb[j * kLanes + l]);
-                }
+        T* dps = w.token_vectors.data();            // [kLanes][kLanes] d_pre of each token
+        T* xs = dps + kLanes * kLanes;              // [kLanes][kLanes] x of each token
+        for (int64_t v = 0; v < vectors; ++v) {
+            Lanes<T> gb = load(gbe + v * kLanes);
+            for (int64_t l = 0; l < count; ++l) {
+                const int64_t slot = block[l], t = w.block_tokens[b * kLanes + l];
+                const Lanes<T> o = load(w.out_rows.data() + slot * np + v * kLanes);
+                const Lanes<T> dv = load(w.d_rows.data() + t * np + v * kLanes);
+                const Lanes<T> dp = o > zero ? w.gate[slot] * dv : zero;
+                gb += dp;
+                store(dps + l * kLanes, dp);
+                store(xs + l * kLanes, load(w.x.data() + t * np + v * kLanes));
             }
+            store(gbe + v * kLanes, gb);
+            accumulate_all_tokens<true>(gWe + v * kLanes, np, m, dps, xs, hb, ghb, 1, kLanes, count);
         }
     }
 
-    // Router, backward, per token in token order as the reference; W_gate's (and W_noise's) rows, transposed.
+    // Router, backward, per token in token order, written as the reference's loops over experts are: those are
+    // sums the compiler may vectorise (the vector part's products then rounded before an in-order add, the
+    // remainder's contracted into FMAs), so the same loops over the same contiguous rows give the same bits where
+    // one token per lane would not. Then W_gate's (and W_noise's) rows, transposed.
     std::fill(w.gW_gate.begin(), w.gW_gate.end(), T(0));
     std::fill(w.gW_noise.begin(), w.gW_noise.end(), T(0));
-    T* dprob = w.per_expert.data() + E;
-    T* dH = w.per_expert.data() + 2 * E;
-    T* dS = w.per_expert.data() + 3 * E;
+    T* dprob = w.router_rows.data();  // [E] one token's d loss / d prob
     const T alpha_scale = static_cast<T>(s.load_balance) * static_cast<T>(E) / static_cast<T>(B);
-    for (int64_t t = 0; t < B; ++t) {
-        const T* probt = w.prob.data() + t * E;
-        const T* gate = w.gate.data() + t * K;
-        const T* dgate = w.dgate.data() + t * K;
-        const int64_t* chosen = w.chosen.data() + t * K;
-        const T chosen_sum = w.chosen_sum[t];
-        std::fill(dprob, dprob + E, T(0));
-        if (s.renormalize) {
-            T weighted = T(0);
-            for (int64_t r = 0; r < K; ++r) weighted += dgate[r] * gate[r];
-            for (int64_t r = 0; r < K; ++r) dprob[chosen[r]] += (dgate[r] - weighted) / chosen_sum;
-        } else {
-            for (int64_t r = 0; r < K; ++r) dprob[chosen[r]] += dgate[r];
-        }
-        for (int64_t e = 0; e < E; ++e) dprob[e] += alpha_scale * f[e];
-        T dot = T(0);
-        for (int64_t e = 0; e < E; ++e) dot += probt[e] * dprob[e];
-        const T z_scale = T(2) * static_cast<T>(s.z_loss) * w.lse[t] / static_cast<T>(B);
-        for (int64_t e = 0; e < E; ++e) {
-            dH[e] = probt[e] * (dprob[e] - dot) + z_scale * probt[e];
-            dS[e] = noisy ? dH[e] * normal[t * E + e] * moe_sigmoid(w.sp[t * E + e]) : T(0);
-        }
-        const T* xrow = w.xr.data() + t * np;
-        for (int64_t v = 0; v < vectors; ++v) {
-            const Lanes<T> xv = load(xrow + v * kLanes);
-            if (!any_nonzero<T>(xv)) continue;
-            for (int64_t e = 0; e < E; ++e) {
-                T* gg = w.gW_gate.data() + e * np + v * kLanes;
-                store(gg, load(gg) + xv * dH[e]);
+    for (int64_t t0 = 0; t0 < B; t0 += kLanes) {
+        const int64_t count = std::min(kLanes, B - t0);
+        for (int64_t t = t0; t < t0 + count; ++t) {
+            T* dH = w.dH_rows.data() + t * E;
+            T* dS = w.dS_rows.data() + t * E;
+            const T* probt = w.prob_rows.data() + t * E;
+            const T* gate = w.gate.data() + t * K;
+            const T* dgate = w.dgate.data() + t * K;
+            const int64_t* chosen = w.chosen.data() + t * K;
+            const T chosen_sum = w.chosen_sum[t];
+            std::fill(dprob, dprob + E, T(0));
+            if (s.renormalize) {
+                T weighted = T(0);
+                for (int64_t r = 0; r < K; ++r) weighted += dgate[r] * gate[r];
+                for (int64_t r = 0; r < K; ++r) dprob[chosen[r]] += (dgate[r] - weighted) / chosen_sum;
+            } else {
+                for (int64_t r = 0; r < K; ++r) dprob[chosen[r]] += dgate[r];
             }
+            for (int64_t e = 0; e < E; ++e) dprob[e] += alpha_scale * f[e];
+            T dot = T(0);
+            for (int64_t e = 0; e < E; ++e) dot += probt[e] * dprob[e];
+            const T z_scale = T(2) * static_cast<T>(s.z_loss) * w.lse[t] / static_cast<T>(B);
+            for (int64_t e = 0; e < E; ++e) {
+                dH[e] = probt[e] * (dprob[e] - dot) + z_scale * probt[e];
+                dS[e] = noisy ? dH[e] * normal[t * E + e] * moe_sigmoid(w.sp[at(t, e)]) : T(0);
+            }
+        }
+        // W_gate[i][e] += xr_i dH_e (W_noise: dS_e), token by token.
+        T* xs = w.token_vectors.data();
+        for (int64_t v = 0; v < vectors; ++v) {
+            for (int64_t l = 0; l < count; ++l) store(xs + l * kLanes, load(w.xr.data() + (t0 + l) * np + v * kLanes));
+            accumulate_all_tokens<false>(w.gW_gate.data() + v * kLanes, np, E, xs, xs, w.dH_rows.data() + t0 * E,
+                                         w.dH_rows.data(), E, 1, count);
             if (noisy)
-                for (int64_t e = 0; e < E; ++e) {
-                    T* gn = w.gW_noise.data() + e * np + v * kLanes;
-                    store(gn, load(gn) + xv * dS[e]);
-                }
+                accumulate_all_tokens<false>(w.gW_noise.data() + v * kLanes, np, E, xs, xs, w.dS_rows.data() + t0 * E,
+                                             w.dS_rows.data(), E, 1, count);
         }
     }
 

@@ -65,7 +65,7 @@ public class BenchTests
     }
 
     private static readonly string[] RowFields =
-        ["benchmark", "name", "command", "workload", "unit", "flops", "nativeengine", "peer"];
+        ["benchmark", "name", "command", "workload", "unit", "flops", "nativeengine", "peer", "peers"];
 
     private static void AssertRowSchema(JsonElement row)
     {
@@ -81,6 +81,9 @@ public class BenchTests
         Assert.That(ours.GetProperty("gflops").GetDouble(), Is.GreaterThan(0));
         Assert.That(ours.GetProperty("share_of_peak").GetDouble(), Is.GreaterThan(0));
         Assert.That(row.GetProperty("peer").GetProperty("status").GetString(), Is.Not.Empty);
+        Assert.That(row.GetProperty("peers").GetArrayLength(), Is.GreaterThan(0));
+        foreach (var peer in row.GetProperty("peers").EnumerateArray())
+            Assert.That(peer.GetProperty("status").GetString(), Is.Not.Empty);
     }
 
     private static void AssertPeakSchema(JsonElement root)

@@ -267,8 +267,8 @@ public static class BenchCommand
     private static string PeerName(JsonNode peer)
     {
         var name = peer["peer"]?.GetValue<string>() ?? "peer";
-        var version = peer["torch_version"] ?? peer["torch"] ?? peer["sklearn_version"];
-        return version is null ? name : $"{name}, {(peer["sklearn_version"] is null ? "torch" : "sklearn")} {version.GetValue<string>()}";
+        var version = peer["version"]?.GetValue<string>() ?? Workloads.PeerVersion(peer);
+        return version is null ? name : $"{name}, {version}";
     }
 
     // Three significant digits, thousands separated by a thin space as the README writes them.

@@ -129,6 +129,7 @@ ToyLoss toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t b
                                   const T* importance, T l1, const T* x, ToyGrads<T> grads, ToyWorkspace<T>& ws) {
     const bool hidden_relu = toy_hidden_relu(model), output_relu = toy_output_relu(model);
     const bool signed_inputs = toy_signed_inputs(model), untied = toy_untied(model);
+    const bool gradients = grads.W != nullptr;
     const int64_t mp = round_up(m, kCols);
     toy_workspace_prepare(ws, n, m);  // no allocation when already sized
     // W (and W_out) with rows padded to mp; padded hidden units have zero weights, so zero activations.
@@ -189,6 +190,7 @@ ToyLoss toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t b
                 decode_rows<T, 1>(i, m, mp, Wdp, p.b, importance, xt, h, valid, scale, output_relu, signed_inputs,
                                   block_loss, d, d_live);
             task += static_cast<double>(lane_sum<T>(block_loss));
+            if (!gradients) continue;
             // g = d loss / d a: W_out^T d over the rows with some nonzero d, plus the penalty's subgradient,
             // through the hidden ReLU.
             int32_t d_count = 0;
@@ -207,6 +209,7 @@ ToyLoss toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t b
         }
         // Weight gradients of the chunk: gW_out[i][k] += d_i h_k (decoding), gW[i][k] += x_i g_k (encoding).
         // Tied models add both to gW in one pass.
+        if (!gradients) continue;
         if (untied) {
             accumulate_outer<T>(gW, ws.x.data(), nullptr, ws.g.data(), nullptr, ws.x_live.data(), chunk_blocks, n, mp);
             accumulate_outer<T>(gWo, ws.d.data(), nullptr, ws.h.data(), nullptr, ws.d_live.data(), chunk_blocks, n,
@@ -218,7 +221,7 @@ ToyLoss toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t b
                                 n, mp);
         }
     }
-    for (int64_t i = 0; i < n; ++i) {
+    for (int64_t i = 0; gradients && i < n; ++i) {
         grads.b[i] = lane_sum<T>(load(gb + i * kLanes));
         for (int64_t k = 0; k < m; ++k) {
             grads.W[i * m + k] = lane_sum<T>(load(gW + (i * mp + k) * kLanes));

@@ -17,7 +17,7 @@ import json
 import torch
 import torch.nn.functional as F
 
-from torch_peer import add_run_options, device_for, time_steps
+from torch_peer import add_run_options, device_for, finish, run_steps
 
 
 class TopKEncoder(torch.autograd.Function):
@@ -50,6 +50,10 @@ def main():
     ap.add_argument("--d-sae", type=int, default=4096)
     ap.add_argument("--k", type=int, default=32)
     ap.add_argument("--batch", type=int, default=4096)
+    ap.add_argument("--synthetic", default=None, metavar="FEATURES,ACTIVE,DECAY",
+                    help="train on fresh synthetic batches (Sharkey et al.: FEATURES random unit directions, feature i "
+                         "active with probability proportional to DECAY^i, ACTIVE on average, coefficients U[0,1)) "
+                         "instead of one fixed Gaussian batch")
     add_run_options(ap)
     args = ap.parse_args()
     device = device_for(args)
@@ -60,9 +64,22 @@ def main():
     b_enc = torch.nn.Parameter(torch.zeros(m, device=device))
     b_dec = torch.nn.Parameter(torch.zeros(d, device=device))
     opt = torch.optim.Adam([W_enc, b_enc, W_dec, b_dec], lr=2e-4 / (m / 2 ** 14) ** 0.5)
-    x = torch.randn(args.batch, d, device=device)
+    fixed = torch.randn(args.batch, d, device=device)
+    if args.synthetic:
+        count, active, decay = args.synthetic.split(",")
+        features = F.normalize(torch.randn(int(count), d, device=device), dim=1)
+        probability = float(decay) ** torch.arange(int(count), device=device, dtype=torch.float32)
+        probability = (probability * float(active) / probability.sum()).clamp(max=1)
+
+    def batch():
+        if not args.synthetic:
+            return fixed
+        codes = (torch.rand(args.batch, len(probability), device=device) < probability) * torch.rand(
+            args.batch, len(probability), device=device)
+        return codes @ features
 
     def step():
+        x = batch()
         values, indices = TopKEncoder.apply(x - b_dec, W_enc, b_enc, k)
         x_hat = F.embedding_bag(indices, W_dec, mode="sum", per_sample_weights=values) + b_dec
         loss = (x_hat - x).pow(2).sum(-1).mean()
@@ -75,7 +92,18 @@ def main():
         with torch.no_grad():
             W_dec.div_(W_dec.norm(dim=1, keepdim=True))
 
-    steps, seconds = time_steps(step, device, args.seconds, warmup=2, chunk=1)
+    def batch_loss():
+        x = batch()
+        values, indices = TopKEncoder.apply(x - b_dec, W_enc, b_enc, k)
+        x_hat = F.embedding_bag(indices, W_dec, mode="sum", per_sample_weights=values) + b_dec
+        return (x_hat - x).pow(2).sum(-1).mean()
+
+    steps, seconds = run_steps(step, device, args, warmup=2, chunk=1)
+    whole_script = finish(args, {"W_enc": W_enc, "b_enc": b_enc, "W_dec": W_dec, "b_dec": b_dec}, batch_loss)
+    if whole_script and args.synthetic:
+        # Mean max cosine of the true features with the learned decoder rows, as factorize's metrics report it.
+        with torch.no_grad():
+            whole_script["mmcs"] = round(float((features @ F.normalize(W_dec, dim=1).t()).max(1).values.mean()), 4)
     print(json.dumps({
         "peer": "pytorch topk sae, sparse decoder and backward (sparsify-style)",
         "torch": torch.__version__,
@@ -84,6 +112,7 @@ def main():
         "d": d, "d_sae": m, "k": k, "batch": args.batch,
         "steps": steps, "seconds": round(seconds, 4),
         "tokens_per_second": round(steps * args.batch / seconds, 1),
+        **whole_script,
     }))
 
 

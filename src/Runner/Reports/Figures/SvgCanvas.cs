@@ -50,6 +50,9 @@ public sealed class SvgCanvas
     {
         var rounded = Math.Round(value, 4);
         if (rounded == 0) return "0"; // also turns -0 into 0
+        // Whole numbers (grid cells, most pixel positions) print as integers, the same text as the format below.
+        if (rounded == Math.Floor(rounded) && Math.Abs(rounded) < 1e15)
+            return ((long)rounded).ToString(CultureInfo.InvariantCulture);
         return rounded.ToString("0.####", CultureInfo.InvariantCulture);
     }
 

@@ -43,7 +43,7 @@ public static class EndToEnd
                 foreach (var steps in toySteps)
                 {
                     log($"toy {name}, {steps} steps");
-                    var ours = Ours(["toy", "--config", Find(toyConfig), "--steps", Invariant(steps), "--backend", "cpu"],
+                    var ours = Ours(["toy", "--config", Find(toyConfig), "--steps", Invariant(steps)],
                         Folder());
                     var peer = runPeers ? ToyPeer(config, steps, Folder()) : PythonPeer.NotRun("--peer none");
                     rows.Add(Row($"toy {name}, {steps} steps",
@@ -54,7 +54,7 @@ public static class EndToEnd
             {
                 log("factorize synthetic_d256");
                 var config = FactorizeConfigLoader.LoadFile(Find(FactorizeConfigPath));
-                var ours = Ours(["factorize", "--config", Find(FactorizeConfigPath), "--backend", "cpu"], Folder());
+                var ours = Ours(["factorize", "--config", Find(FactorizeConfigPath)], Folder());
                 var peer = runPeers ? FactorizePeer(config, Folder()) : PythonPeer.NotRun("--peer none");
                 rows.Add(Row("factorize synthetic_d256", $"nativeengine factorize --config {FactorizeConfigPath} --out DIR",
                     ours, [peer]));
@@ -63,7 +63,7 @@ public static class EndToEnd
             {
                 log("moe --compare compare_n20");
                 var config = MoeConfigLoader.LoadFile(Find(MoeConfigPath));
-                var ours = Ours(["moe", "--config", Find(MoeConfigPath), "--compare", "--backend", "cpu"], Folder());
+                var ours = Ours(["moe", "--config", Find(MoeConfigPath), "--compare"], Folder());
                 var peers = runPeers ? MoeComparePeers(config, Folder) : [PythonPeer.NotRun("--peer none")];
                 rows.Add(Row("moe --compare compare_n20", $"nativeengine moe --config {MoeConfigPath} --compare --out DIR",
                     ours, peers, sumPeers: true));
@@ -71,7 +71,7 @@ public static class EndToEnd
             if (cases.Contains("demo"))
             {
                 log("demo");
-                var ours = Ours(["demo", "--backend", "cpu"], Folder());
+                var ours = Ours(["demo"], Folder());
                 rows.Add(Row("demo", "nativeengine demo --out DIR", ours,
                     [PythonPeer.NotRun("no peer runs the demo's tour (toy figures, MoE, dictionaries and their report)")]));
             }

@@ -32,17 +32,35 @@ fail_setup() {
   exit 3
 }
 
+# The runner and the test app, unpacked once per run from the kit.
+managed=/tmp/gpu-check-managed
+unpack_managed() {
+  rm -rf "$managed" && mkdir -p "$managed" && tar -C "$managed" -xJf "$kit/managed.tar.xz"
+}
+
 make_kit() {
   command -v dotnet >/dev/null || fail_setup "the kit is made where the .NET SDK is: dotnet is not on PATH"
   rm -rf "$kit"
   mkdir -p "$kit"
-  echo "gpu-check kit: publishing the runner and the test app (framework-dependent)"
-  dotnet publish src/Runner -c Release -o "$kit/runner" --no-self-contained -p:NeSkipNativeBuild=true -v quiet -nologo \
-    || { echo "gpu-check kit: publishing src/Runner failed" >&2; exit 1; }
-  dotnet publish tests/NativeEngine.Tests -c Release -o "$kit/tests" --no-self-contained -p:NeSkipNativeBuild=true \
-    -v quiet -nologo || { echo "gpu-check kit: publishing tests/NativeEngine.Tests failed" >&2; exit 1; }
+  echo "gpu-check kit: publishing the runner and the test app (framework-dependent, linux-x64)"
+  local staging="$kit/managed"
+  # One runtime identifier: without it every package's native assets for every platform travel (ONNX Runtime alone
+  # brings 300 MiB of android, ios, osx and windows libraries).
+  dotnet publish src/Runner -c Release -r linux-x64 -o "$staging/runner" --no-self-contained -p:NeSkipNativeBuild=true \
+    -v quiet -nologo || { echo "gpu-check kit: publishing src/Runner failed" >&2; exit 1; }
+  dotnet publish tests/NativeEngine.Tests -c Release -r linux-x64 -o "$staging/tests" --no-self-contained \
+    -p:NeSkipNativeBuild=true -v quiet -nologo || { echo "gpu-check kit: publishing tests/NativeEngine.Tests failed" >&2; exit 1; }
   # The native libraries are built on the GPU machine, for its GPU: none travel.
-  rm -f "$kit"/runner/libnativeengine*.so "$kit"/tests/libnativeengine*.so
+  rm -f "$staging"/runner/libnativeengine*.so "$staging"/tests/libnativeengine*.so
+  # Files the two folders share are hard links, which tar stores once.
+  local file
+  for file in "$staging"/tests/*; do
+    [ -f "$file" ] && [ -f "$staging/runner/${file##*/}" ] && cmp -s "$file" "$staging/runner/${file##*/}" \
+      && ln -f "$staging/runner/${file##*/}" "$file"
+  done
+  tar -C "$staging" -cJf "$kit/managed.tar.xz" runner tests \
+    || { echo "gpu-check kit: packing the runner and the test app failed" >&2; exit 1; }
+  rm -rf "$staging"
   local dotnet_root version
   dotnet_root=$(dirname "$(readlink -f "$(command -v dotnet)")")
   version=$(dotnet --list-runtimes | sed -nE 's/^Microsoft\.NETCore\.App ([0-9.]+) .*/\1/p' | sort -V | tail -1)
@@ -103,7 +121,10 @@ command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ] || fail_setup "nvc
 command -v cmake >/dev/null || fail_setup "cmake is not on PATH"
 export PATH="$PATH:/usr/local/cuda/bin"
 if wanted nunit || wanted bench || wanted profile; then
-  [ -f "$kit/dotnet-runtime.tar.xz" ] || fail_setup "no $kit/dotnet-runtime.tar.xz: make the kit first (bench/gpu-check.sh kit, where the .NET SDK is) and bring out/gpu-kit along"
+  for packed in dotnet-runtime.tar.xz managed.tar.xz; do
+    [ -f "$kit/$packed" ] || fail_setup "no $kit/$packed: make the kit first (bench/gpu-check.sh kit, where the .NET SDK is) and bring out/gpu-kit along"
+  done
+  unpack_managed || fail_setup "unpacking $kit/managed.tar.xz into $managed failed"
 fi
 slug=$(echo "$gpu" | tr -cs 'A-Za-z0-9' '-' | sed 's/-$//' | tr 'A-Z' 'a-z')
 out=${out:-$root/out/gpu-check/$slug-$(date +%Y-%m-%d)}
@@ -127,8 +148,9 @@ step() {
 build_native() {
   local generator=()
   command -v ninja >/dev/null && generator=(-G Ninja)
+  # The emulated CUDA tier checks kernel logic where no GPU is; here the kernels run for real.
   cmake -S "$root" -B "$root/build/native" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -DNE_CUDA=ON \
-    -DCMAKE_CUDA_ARCHITECTURES="${capability:-native}" && cmake --build "$root/build/native" --parallel
+    -DNE_CUDA_EMULATION=OFF -DCMAKE_CUDA_ARCHITECTURES="${capability:-native}" && cmake --build "$root/build/native" --parallel
 }
 
 native_tests() {
@@ -162,18 +184,19 @@ runtime() {
   echo "$dir"
 }
 
+
 nunit() {
   local dotnet_root
   dotnet_root=$(runtime)
   DOTNET_ROOT="$dotnet_root" NE_NATIVE_PATH="$root/build/native" \
-    "$kit/tests/NativeEngine.Tests" --results-directory "$out" --report-trx --report-trx-filename nunit.trx --no-progress
+    "$managed/tests/NativeEngine.Tests" --results-directory "$out" --report-trx --report-trx-filename nunit.trx --no-progress
 }
 
 bench_all() {
   local dotnet_root
   dotnet_root=$(runtime)
   DOTNET_ROOT="$dotnet_root" NE_NATIVE_PATH="$root/build/native" \
-    "$kit/runner/nativeengine" bench all --backend cuda --seconds "$seconds" --out "$out/bench.json"
+    "$managed/runner/nativeengine" bench all --backend cuda --seconds "$seconds" --out "$out/bench.json"
 }
 
 profile() {
@@ -183,10 +206,10 @@ profile() {
   dotnet_root=$(runtime)
   export DOTNET_ROOT="$dotnet_root" NE_NATIVE_PATH="$root/build/native"
   "$nsys" profile -t cuda,nvtx --nvtx-domain-include=nativeengine -o "$out/profile_toy" --force-overwrite true \
-    "$kit/runner/nativeengine" toy --config "$root/configs/paper/n100_m20.json" --steps 2000 --backend cuda \
+    "$managed/runner/nativeengine" toy --config "$root/configs/paper/n100_m20.json" --steps 2000 --backend cuda \
     --out /tmp/gpu-check-toy || return 1
   "$nsys" profile -t cuda,nvtx --nvtx-domain-include=nativeengine -o "$out/profile_factorize" --force-overwrite true \
-    "$kit/runner/nativeengine" factorize --config "$root/configs/factorize/synthetic_d256.json" --backend cuda \
+    "$managed/runner/nativeengine" factorize --config "$root/configs/factorize/synthetic_d256.json" --backend cuda \
     --out /tmp/gpu-check-factorize || return 1
   "$nsys" stats --report nvtx_sum,cuda_gpu_kern_sum "$out/profile_toy.nsys-rep" "$out/profile_factorize.nsys-rep"
 }

@@ -47,7 +47,7 @@ NE_API const char* ne_status_name(int32_t status);
 NE_API const char* ne_version(void);
 /* Version of this ABI: raised whenever a function, struct or enum here changes. A binding built against another
  * version must not call the library (the C# binding checks it on load). */
-#define NE_ABI_VERSION 2
+#define NE_ABI_VERSION 3
 NE_API int32_t ne_abi_version(void);
 
 /* ---- backends and contexts -------------------------------------------------------------------------- */
@@ -120,6 +120,27 @@ NE_API ne_status ne_context_capabilities(const ne_context* ctx, ne_capabilities*
  * kernels' limits). Either way ne_last_error() names the field, its value and what would be valid. The create
  * functions make exactly these checks. */
 
+/* ---- non-finite training values ----------------------------------------------------------------------- */
+
+/* Must stay in sync with NativeEngine.Interop.NonFiniteQuantity. */
+typedef enum ne_non_finite_quantity {
+    NE_NON_FINITE_NONE = 0,       /* every step so far was finite */
+    NE_NON_FINITE_LOSS = 1,       /* the loss of a step's batch, or its gradient: the step was not applied */
+    NE_NON_FINITE_PARAMETERS = 2  /* a parameter after an update (SAE: a decoder row's norm) */
+} ne_non_finite_quantity;
+
+/* Where training first met a value that is not finite (NaN or infinity). Every model checks each step before
+ * applying it: a step whose loss or gradient is not finite is not applied, and that instance takes no further
+ * updates, so the parameters read afterwards are those of its last finite step. */
+typedef struct ne_non_finite {
+    int64_t step;      /* 1-based number of the first such step (the count of steps including it); 0: none */
+    int64_t instance;  /* the instance it happened to first (lowest index on a tie); 0 for an SAE */
+    int32_t quantity;  /* ne_non_finite_quantity */
+    int32_t reserved;
+} ne_non_finite;
+
+NE_API size_t ne_non_finite_size(void);
+
 /* ---- toy models of superposition --------------------------------------------------------------------- */
 
 /* Must stay in sync with NativeEngine.Interop.ToyModelKind. */
@@ -185,6 +206,8 @@ NE_API ne_status ne_toy_set_feature_sets(ne_toy* toy, const int32_t* set_of_feat
 /* Runs `steps` optimizer steps (data generation, forward, backward, update) on the model's backend. */
 NE_API ne_status ne_toy_train(ne_toy* toy, int64_t steps);
 NE_API ne_status ne_toy_steps_done(const ne_toy* toy, int64_t* out);
+/* The first step whose loss was not finite, if any (see ne_non_finite). */
+NE_API ne_status ne_toy_non_finite(const ne_toy* toy, ne_non_finite* out);
 /* Means per instance over `batches` fresh batches drawn from a stream disjoint from training's; no update.
  * loss: [n_instances], the importance-weighted MSE alone, so models trained with different l1 compare on
  * the task; penalty: [n_instances], the L1 term (count 0 to skip it). Their sum is what training
@@ -261,6 +284,8 @@ NE_API ne_status ne_moe_set_feature_sets(ne_moe* moe, const int32_t* set_of_feat
                                          const int32_t* set_kind, int64_t set_count);
 NE_API ne_status ne_moe_train(ne_moe* moe, int64_t steps);
 NE_API ne_status ne_moe_steps_done(const ne_moe* moe, int64_t* out);
+/* As ne_toy_non_finite. */
+NE_API ne_status ne_moe_non_finite(const ne_moe* moe, ne_non_finite* out);
 /* Means over `batches` evaluation batches (no noise, no update). out: [n_instances][NE_MOE_EVAL_FIELDS + E]:
  * loss, l1_penalty, balance_loss, z_loss, dropped_fraction, then usage_e = fraction of tokens routed to
  * expert e (before dropping; sums to top_k). */
@@ -341,8 +366,12 @@ NE_API ne_status ne_sae_create(ne_context* ctx, const ne_sae_config* config, ne_
 NE_API ne_status ne_sae_destroy(ne_sae* sae);
 /* b_dec from a sample x [tokens][d_in]: method 0 = the mean, 1 = the geometric median (Weiszfeld). */
 NE_API ne_status ne_sae_init_decoder_bias(ne_sae* sae, const float* x, int64_t x_count, int32_t method);
-/* One optimizer step on x [batch_size][d_in] at learning rate lr (the caller owns the schedule). stats may be NULL. */
+/* One optimizer step on x [batch_size][d_in] at learning rate lr (the caller owns the schedule). stats may be NULL.
+ * A step whose loss is not finite is not applied (parameters, state and step count stay as they were) and is
+ * recorded for ne_sae_non_finite; so is a decoder row whose norm is not finite after an update. */
 NE_API ne_status ne_sae_train_step(ne_sae* sae, const float* x, int64_t x_count, float lr, ne_sae_stats* stats);
+/* The first step whose loss or updated parameters were not finite, if any (see ne_non_finite). */
+NE_API ne_status ne_sae_non_finite(const ne_sae* sae, ne_non_finite* out);
 /* Forward only on x [tokens][d_in] (any token count): stats, and when not NULL x_hat [tokens][d_in] and
  * fire_count [d_sae] (+= the tokens on which each latent fired). */
 NE_API ne_status ne_sae_evaluate(ne_sae* sae, const float* x, int64_t x_count, float* x_hat, int64_t x_hat_count,

@@ -82,6 +82,7 @@ int main() {
     CHECK(mentions("this model is tied"));
     CHECK(ne_toy_get_params(toy, W.data(), 20, nullptr, 0, b.data(), 10) == NE_OK);
     CHECK(ne_toy_evaluate(toy, 0, loss.data(), 2, nullptr, 0) == NE_ERR_INVALID_ARGUMENT);
+    CHECK(mentions("batches is 0"));
     std::vector<float> penalty(2, -1.0f);
     CHECK(ne_toy_evaluate(toy, 2, loss.data(), 2, penalty.data(), 2) == NE_OK);
     CHECK(loss[0] > 0.0f && loss[1] > 0.0f);
@@ -160,6 +161,28 @@ int main() {
     ne_moe_config moe_config{};
     CHECK(ne_context_supports_moe(ctx, &moe_config) == NE_ERR_INVALID_ARGUMENT);
     CHECK(mentions("config.expert_model is 0"));
+
+    // Evaluation over no batches would divide by zero on every backend: both models refuse it up front.
+    moe_config.expert_model = NE_TOY_RELU_OUTPUT;
+    moe_config.optimizer = NE_OPTIMIZER_ADAMW;
+    moe_config.n_features = 5;
+    moe_config.expert_hidden = 2;
+    moe_config.n_experts = 2;
+    moe_config.top_k = 1;
+    moe_config.n_instances = 2;
+    moe_config.batch_size = 8;
+    moe_config.lr = 1e-3f;
+    moe_config.beta1 = 0.9f;
+    moe_config.beta2 = 0.999f;
+    moe_config.eps = 1e-8f;
+    CHECK(ne_context_supports_moe(ctx, &moe_config) == NE_OK);
+    ne_moe* moe = nullptr;
+    CHECK(ne_moe_create(ctx, &moe_config, importance.data(), 10, probability.data(), 10, &moe) == NE_OK);
+    std::vector<float> eval(2 * (NE_MOE_EVAL_FIELDS + 2));
+    CHECK(ne_moe_evaluate(moe, 0, eval.data(), static_cast<int64_t>(eval.size())) == NE_ERR_INVALID_ARGUMENT);
+    CHECK(mentions("batches is 0"));
+    CHECK(ne_moe_evaluate(moe, 1, eval.data(), static_cast<int64_t>(eval.size())) == NE_OK);
+    CHECK(ne_moe_destroy(moe) == NE_OK);
     CHECK(ne_context_destroy(ctx) == NE_OK);
     return ne_test::finish("test_abi");
 }

@@ -3,6 +3,7 @@
 // the L1 penalty and with feature sets.
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <vector>
 
@@ -10,6 +11,27 @@
 #include "nativeengine.h"
 
 namespace {
+
+// How long the multi-step comparisons run. NE_TEST_QUICK=1 (set by the emulated CUDA tier, cuda/tests/emu, which runs
+// every kernel thread by thread on the CPU under sanitizers) shortens them: 30 steps in launches of 1, 7 and 22
+// instead of 300 in 1, 57 and 242, MoE runs of 20 steps instead of 200, and the widest toy case at batch 200 instead
+// of 1024 (still three full tiles and a partial one).
+struct Lengths {
+    int64_t steps = 300;
+    std::vector<int64_t> launches{1, 57, 242};
+    int64_t moe_steps = 200;
+    int64_t wide_batch = 1024;
+};
+
+const Lengths& lengths() {
+    static const Lengths chosen = [] {
+        Lengths l;
+        const char* quick = std::getenv("NE_TEST_QUICK");
+        if (quick != nullptr && quick[0] == '1') l = Lengths{30, {1, 7, 22}, 20, 200};
+        return l;
+    }();
+    return chosen;
+}
 
 struct Run {
     std::vector<float> W, W_out, b, loss, penalty;
@@ -100,23 +122,24 @@ void parity(ne_context* cpu, ne_context* cuda, int32_t model, int64_t n, int64_t
         std::printf("%s: 1 step, max |W_cpu - W_cuda| = %.2e\n", label.c_str(), w);
     }
     // A short run in uneven launches on CUDA against one call on CPU.
+    const int64_t steps = lengths().steps;
     {
-        const Run a = train(cpu, config, importance, probability, extras, {300});
-        const Run b = train(cuda, config, importance, probability, extras, {1, 57, 242});
-        const double w = compare("W after 300 steps", a.W, b.W, 2e-3, 1e-2);
-        compare("W_out after 300 steps", a.W_out, b.W_out, 2e-3, 1e-2);
-        compare("b after 300 steps", a.b, b.b, 2e-3, 1e-2);
-        compare("evaluation loss after 300 steps", a.loss, b.loss, 1e-5, 1e-2);
-        compare("evaluation penalty after 300 steps", a.penalty, b.penalty, 1e-5, 1e-2);
-        std::printf("%s: 300 steps, max |W_cpu - W_cuda| = %.2e\n", label.c_str(), w);
+        const Run a = train(cpu, config, importance, probability, extras, {steps});
+        const Run b = train(cuda, config, importance, probability, extras, lengths().launches);
+        const double w = compare("W after the run", a.W, b.W, 2e-3, 1e-2);
+        compare("W_out after the run", a.W_out, b.W_out, 2e-3, 1e-2);
+        compare("b after the run", a.b, b.b, 2e-3, 1e-2);
+        compare("evaluation loss after the run", a.loss, b.loss, 1e-5, 1e-2);
+        compare("evaluation penalty after the run", a.penalty, b.penalty, 1e-5, 1e-2);
+        std::printf("%s: %lld steps, max |W_cpu - W_cuda| = %.2e\n", label.c_str(), static_cast<long long>(steps), w);
     }
     // The notebook's optimizer settings (eps = 1e-8): trajectories may part by a few lr, so compare what they
     // reach, the evaluation loss per instance.
     {
         config.eps = 1e-8f;
-        const Run a = train(cpu, config, importance, probability, extras, {300});
-        const Run b = train(cuda, config, importance, probability, extras, {300});
-        compare("evaluation loss after 300 steps at eps 1e-8", a.loss, b.loss, 1e-5, 3e-2);
+        const Run a = train(cpu, config, importance, probability, extras, {steps});
+        const Run b = train(cuda, config, importance, probability, extras, {steps});
+        compare("evaluation loss after the run at eps 1e-8", a.loss, b.loss, 1e-5, 3e-2);
     }
 }
 
@@ -180,7 +203,7 @@ void moe_parity(ne_context* cpu, ne_context* cuda, int32_t expert_model, int64_t
     std::snprintf(label, sizeof label, "moe model %d E=%lld k=%lld renorm %d noise %d capacity %.2f bias %.3f",
                   expert_model, static_cast<long long>(E), static_cast<long long>(k), renormalize, noise, capacity,
                   bias_update);
-    for (int64_t steps : {1, 200}) {
+    for (int64_t steps : {int64_t(1), lengths().moe_steps}) {
         const MoeRun a = train_moe(cpu, config, importance, probability, steps);
         const MoeRun b = train_moe(cuda, config, importance, probability, steps);
         const double tol = steps == 1 ? 1e-6 : 2e-3, rel = steps == 1 ? 1e-5 : 1e-2;
@@ -206,7 +229,7 @@ int main() {
     CHECK(ne_context_create(NE_BACKEND_CPU, 0, &cpu) == NE_OK);
     parity(cpu, cuda, NE_TOY_RELU_OUTPUT, 5, 2, 10, 1024);
     parity(cpu, cuda, NE_TOY_LINEAR, 5, 2, 4, 256);
-    parity(cpu, cuda, NE_TOY_RELU_OUTPUT, 100, 20, 20, 1024);
+    parity(cpu, cuda, NE_TOY_RELU_OUTPUT, 100, 20, 20, lengths().wide_batch);
     parity(cpu, cuda, NE_TOY_RELU_OUTPUT, 7, 3, 3, 100);  // odd n, batch not a multiple of the tile
     parity(cpu, cuda, NE_TOY_RELU_HIDDEN, 10, 5, 6, 512);
     parity(cpu, cuda, NE_TOY_ABS_VALUE, 3, 6, 4, 300);

@@ -7,7 +7,7 @@ namespace NativeEngine.Interop;
 public static class Engine
 {
     /// <summary>The <c>NE_ABI_VERSION</c> these bindings mirror; the resolver refuses a library of another.</summary>
-    public const int AbiVersion = 2;
+    public const int AbiVersion = 3;
 
     public static string Version => Marshal.PtrToStringUTF8(NativeMethods.Version()) ?? "";
 
@@ -34,6 +34,7 @@ public static class Engine
         ("ne_moe_config", Unsafe.SizeOf<MoeConfigNative>(), (int)NativeMethods.MoeConfigSize()),
         ("ne_sae_config", Unsafe.SizeOf<SaeConfigNative>(), (int)NativeMethods.SaeConfigSize()),
         ("ne_sae_stats", Unsafe.SizeOf<SaeStats>(), (int)NativeMethods.SaeStatsSize()),
+        ("ne_non_finite", Unsafe.SizeOf<NonFiniteNative>(), (int)NativeMethods.NonFiniteSize()),
     ];
 }
 

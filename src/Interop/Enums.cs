@@ -77,3 +77,13 @@ public enum SaePrecision
     Tf32 = 1,
     Bf16 = 2,
 }
+
+/// <summary>Which value stopped being finite in training. Must stay in sync with <c>ne_non_finite_quantity</c>.</summary>
+public enum NonFiniteQuantity
+{
+    None = 0,
+    /// <summary>The loss of a step's batch, or its gradient: the step was not applied.</summary>
+    Loss = 1,
+    /// <summary>Parameters after an update (for an SAE, a decoder row's norm).</summary>
+    Parameters = 2,
+}

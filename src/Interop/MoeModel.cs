@@ -87,6 +87,16 @@ public sealed class MoeModel : IDisposable
 
     public void Train(long steps) => NativeEngineException.ThrowIfFailed(NativeMethods.MoeTrain(_handle, steps));
 
+    /// <summary>As <see cref="ToyModel.NonFinite"/>.</summary>
+    public NonFinite? NonFinite
+    {
+        get
+        {
+            NativeEngineException.ThrowIfFailed(NativeMethods.MoeNonFinite(_handle, out var result));
+            return result.ToRecord();
+        }
+    }
+
     public MoeEvaluation[] Evaluate(int batches)
     {
         var fields = EvaluationFields + Spec.NExperts;

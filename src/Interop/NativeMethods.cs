@@ -74,6 +74,18 @@ internal static partial class NativeMethods
     [LibraryImport(Library, EntryPoint = "ne_toy_steps_done")]
     internal static partial Status ToyStepsDone(ToyHandle toy, out long steps);
 
+    [LibraryImport(Library, EntryPoint = "ne_non_finite_size")]
+    internal static partial nuint NonFiniteSize();
+
+    [LibraryImport(Library, EntryPoint = "ne_toy_non_finite")]
+    internal static partial Status ToyNonFinite(ToyHandle toy, out NonFiniteNative result);
+
+    [LibraryImport(Library, EntryPoint = "ne_moe_non_finite")]
+    internal static partial Status MoeNonFinite(MoeHandle moe, out NonFiniteNative result);
+
+    [LibraryImport(Library, EntryPoint = "ne_sae_non_finite")]
+    internal static partial Status SaeNonFinite(SaeHandle sae, out NonFiniteNative result);
+
     [LibraryImport(Library, EntryPoint = "ne_toy_set_l1")]
     internal static partial Status ToySetL1(ToyHandle toy, ReadOnlySpan<float> l1, long l1Count);
 

@@ -138,3 +138,20 @@ public struct SaeStats
     public long Dead;
     public long Steps;
 }
+
+/// <summary>Mirror of <c>ne_non_finite</c>: where training first met a value that is not finite.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct NonFiniteNative
+{
+    public long Step;
+    public long Instance;
+    public int Quantity;
+    public int Reserved;
+
+    /// <summary>Null while every step was finite.</summary>
+    public readonly NonFinite? ToRecord() => Step == 0 ? null : new NonFinite(Step, Instance, (NonFiniteQuantity)Quantity);
+}
+
+/// <summary>The first training step whose loss (then not applied) or updated parameters were not finite (NaN or
+/// infinity). Step is 1-based: the number of steps including it.</summary>
+public sealed record NonFinite(long Step, long Instance, NonFiniteQuantity Quantity);

@@ -65,6 +65,18 @@ public sealed class SparseAutoencoder : IDisposable
         NativeEngineException.ThrowIfFailed(NativeMethods.SaeInitDecoderBias(_handle, sample, sample.Length,
             geometricMedian ? 1 : 0));
 
+    /// <summary>The first step whose loss (that step was not applied) or updated decoder was not finite; null while
+    /// all were.</summary>
+    public NonFinite? NonFinite
+    {
+        get
+        {
+            NativeEngineException.ThrowIfFailed(NativeMethods.SaeNonFinite(_handle, out var result));
+            return result.ToRecord();
+        }
+    }
+
+    /// <summary>One step; a batch whose loss is not finite is not applied (see <see cref="NonFinite"/>).</summary>
     public SaeStats TrainStep(ReadOnlySpan<float> batch, float lr)
     {
         NativeEngineException.ThrowIfFailed(NativeMethods.SaeTrainStep(_handle, batch, batch.Length, lr, out var stats));
@@ -95,6 +107,16 @@ public sealed class SparseAutoencoder : IDisposable
         ReadOnlySpan<float> bDec, ReadOnlySpan<float> threshold) =>
         NativeEngineException.ThrowIfFailed(NativeMethods.SaeSetParams(_handle, wEnc, wEnc.Length, bEnc, bEnc.Length,
             wDec, wDec.Length, bDec, bDec.Length, threshold, threshold.Length));
+
+    /// <summary>Bytes of <see cref="GetState"/>.</summary>
+    public long StateSize
+    {
+        get
+        {
+            NativeEngineException.ThrowIfFailed(NativeMethods.SaeStateSize(_handle, out var bytes));
+            return bytes;
+        }
+    }
 
     /// <summary>The optimizer and firing state a checkpoint stores beside the parameters.</summary>
     public byte[] GetState()

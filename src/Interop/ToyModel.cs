@@ -83,6 +83,17 @@ public sealed class ToyModel : IDisposable
 
     public void Train(long steps) => NativeEngineException.ThrowIfFailed(NativeMethods.ToyTrain(_handle, steps));
 
+    /// <summary>The first step whose loss or updated parameters were not finite; null while all were. That step was
+    /// not applied to its instance, which then takes no further updates.</summary>
+    public NonFinite? NonFinite
+    {
+        get
+        {
+            NativeEngineException.ThrowIfFailed(NativeMethods.ToyNonFinite(_handle, out var result));
+            return result.ToRecord();
+        }
+    }
+
     public long StepsDone
     {
         get

@@ -1,7 +1,9 @@
+using System.Text.Json;
 using CommandLine;
 using NativeEngine.Interop;
 using NativeEngine.Runner.Commands;
 using NativeEngine.Runner.Configs;
+using NativeEngine.Runner.Experiments;
 using Spectre.Console;
 
 namespace NativeEngine.Runner;
@@ -10,59 +12,120 @@ public static class Program
 {
     public static int Main(string[] args)
     {
-        var console = AnsiConsole.Console;
-        // Redirected output (logs, CI) would otherwise wrap tables at 80 columns.
-        if (Console.IsOutputRedirected) console.Profile.Width = 160;
-        return Run(args, console);
+        // Colour, live progress and boxed tables only on a terminal, and never under NO_COLOR (no-color.org).
+        var noColor = !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("NO_COLOR"));
+        var output = Console(System.Console.Out, System.Console.IsOutputRedirected, noColor);
+        var errors = Console(System.Console.Error, System.Console.IsErrorRedirected, noColor);
+        return Run(args, output, errors);
     }
 
-    /// <summary>Parses the verb and runs it; errors become a message and exit code 2, never a stack trace.</summary>
-    public static int Run(string[] args, IAnsiConsole console)
+    private static IAnsiConsole Console(TextWriter writer, bool redirected, bool noColor)
     {
-        var parser = new Parser(settings =>
+        var plain = redirected || noColor;
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
         {
-            settings.HelpWriter = Console.Error;
-            settings.CaseInsensitiveEnumValues = true;
+            Out = new AnsiConsoleOutput(writer),
+            Ansi = plain ? AnsiSupport.No : AnsiSupport.Detect,
+            ColorSystem = plain ? ColorSystemSupport.NoColors : ColorSystemSupport.Detect,
+            Interactive = redirected ? InteractionSupport.No : InteractionSupport.Detect,
         });
-        var parsed = parser.ParseArguments<InfoOptions, ToyOptions, MoeOptions, FactorizeOptions, EvalOptions, EncodeOptions, HarvestOptions, HybridOptions, SynthesizeOptions, AnalyzeOptions, DemoOptions, BenchOptions>(args);
+        // Redirected output (logs, CI) would otherwise wrap at 80 columns.
+        if (redirected) console.Profile.Width = 4096;
+        return console;
+    }
+
+    /// <summary>Runs one command line with results on <paramref name="output"/> and everything else on
+    /// <paramref name="errors"/>. Usage and input errors exit 2 with a message naming what to fix; anything unexpected
+    /// exits 3 with the verb and a hint (the stack trace with --verbose). No exception leaves this method.</summary>
+    public static int Run(string[] args, IAnsiConsole output, IAnsiConsole errors, CancellationToken cancel = default)
+    {
+        var verb = args.FirstOrDefault(a => !a.StartsWith('-')) ?? "";
+        var verbose = args.Contains("--verbose");
         try
         {
+            var parser = new Parser(settings =>
+            {
+                settings.HelpWriter = null;
+                settings.CaseInsensitiveEnumValues = true;
+                // Repeatable options, e.g. harvest --node A --node B.
+                settings.AllowMultiInstance = true;
+            });
+            var parsed = parser.ParseArguments<InfoOptions, ToyOptions, MoeOptions, FactorizeOptions, EvalOptions, EncodeOptions,
+                HarvestOptions, HybridOptions, SynthesizeOptions, AnalyzeOptions, DemoOptions, BenchOptions>(args);
+            var cli = new Cli(output, errors, cancel);
             return parsed.MapResult(
-                (InfoOptions o) => InfoCommand.Run(o, console),
-                (ToyOptions o) => ToyCommand.Run(o, console),
-                (MoeOptions o) => MoeCommand.Run(o, console),
-                (FactorizeOptions o) => FactorizeCommand.Run(o, console),
-                (EvalOptions o) => EvalCommand.Run(o, console),
-                (EncodeOptions o) => EvalCommand.Encode(o, console),
-                (HarvestOptions o) => HarvestCommand.Run(o, console),
-                (HybridOptions o) => HybridCommand.Run(o, console),
-                (SynthesizeOptions o) => SynthesizeCommand.Run(o, console),
-                (AnalyzeOptions o) => AnalyzeCommand.Run(o, console),
-                (DemoOptions o) => DemoCommand.Run(o, console),
-                (BenchOptions o) => BenchCommand.Run(o, console),
-                errors => errors.All(e => e.Tag is ErrorType.HelpRequestedError or ErrorType.VersionRequestedError or ErrorType.HelpVerbRequestedError) ? 0 : 1);
+                (InfoOptions o) => InfoCommand.Run(o, cli),
+                (ToyOptions o) => ToyCommand.Run(o, cli),
+                (MoeOptions o) => MoeCommand.Run(o, cli),
+                (FactorizeOptions o) => FactorizeCommand.Run(o, cli),
+                (EvalOptions o) => EvalCommand.Run(o, cli),
+                (EncodeOptions o) => EvalCommand.Encode(o, cli),
+                (HarvestOptions o) => HarvestCommand.Run(o, cli),
+                (HybridOptions o) => HybridCommand.Run(o, cli),
+                (SynthesizeOptions o) => SynthesizeCommand.Run(o, cli),
+                (AnalyzeOptions o) => AnalyzeCommand.Run(o, cli),
+                (DemoOptions o) => DemoCommand.Run(o, cli),
+                (BenchOptions o) => BenchCommand.Run(o, cli),
+                parseErrors => ParseFailed(parsed, parseErrors.ToList(), output, errors));
         }
-        catch (ConfigException e)
+        catch (Exception e)
         {
-            return Fail(console, "config error", e.Message);
-        }
-        catch (NativeEngineException e)
-        {
-            return Fail(console, "engine error", e.Message);
-        }
-        catch (DllNotFoundException e)
-        {
-            return Fail(console, "native library", e.Message);
-        }
-        catch (Exception e) when (e is Formats.DataFormatException or InvalidDataException)
-        {
-            return Fail(console, "data error", e.Message);
+            return Report(e, verb, verbose, errors);
         }
     }
 
-    private static int Fail(IAnsiConsole console, string kind, string message)
+    // --help (and help VERB) print to the output and exit 0; an unknown verb or option, a missing or malformed value
+    // print the errors and the usage to the error stream and exit 2.
+    private static int ParseFailed<T>(ParserResult<T> parsed, List<Error> parseErrors, IAnsiConsole output, IAnsiConsole errors)
     {
-        console.MarkupLine($"[red]{kind}:[/] {Markup.Escape(message)}");
-        return 2;
+        if (parseErrors.All(e => e.Tag == ErrorType.VersionRequestedError))
+        {
+            output.Profile.Out.Writer.WriteLine($"{Help.Program} {Engine.Version}");
+            return ExitCodes.Ok;
+        }
+        if (parseErrors.OfType<HelpVerbRequestedError>().FirstOrDefault() is { Matched: true, Verb: { } verb })
+            return Run([verb, "--help"], output, errors);  // `help VERB` is `VERB --help`
+        var asked = parseErrors.All(e => e.Tag is ErrorType.HelpRequestedError or ErrorType.HelpVerbRequestedError);
+        var text = Help.Text(parsed, withErrors: !asked);
+        (asked ? output : errors).Profile.Out.Writer.WriteLine(text);
+        return asked ? ExitCodes.Ok : ExitCodes.Usage;
     }
+
+    /// <summary>The one place an exception becomes a message and an exit code.</summary>
+    private static int Report(Exception e, string verb, bool verbose, IAnsiConsole errors)
+    {
+        if (e is AggregateException { InnerExceptions.Count: 1 } aggregate) e = aggregate.InnerException!;
+        var (kind, message, code) = e switch
+        {
+            ConfigException => ("config error", e.Message, ExitCodes.Usage),
+            Formats.DataFormatException or InvalidDataException => ("data error", e.Message, ExitCodes.Usage),
+            JsonException json => ("data error", $"not valid JSON{Where(json)}: {json.Message}", ExitCodes.Usage),
+            NonFiniteException => ("stopped", e.Message, ExitCodes.NonFinite),
+            NativeEngineException { Status: NativeEngine.Interop.Status.Internal } => ("internal error", $"{verb}: {e.Message}", ExitCodes.Internal),
+            NativeEngineException { Status: NativeEngine.Interop.Status.OutOfMemory } => ("out of memory", e.Message +
+                "; lower the batch size or the model size, or use a machine with more memory", ExitCodes.Usage),
+            NativeEngineException => ("engine error", e.Message, ExitCodes.Usage),
+            DllNotFoundException => ("native library", e.Message, ExitCodes.Usage),
+            OutOfMemoryException => ("out of memory", $"{verb}: {e.Message}; lower the sizes in the config (batch, model, " +
+                                                      "buffer) or use a machine with more memory", ExitCodes.Usage),
+            UnauthorizedAccessException => ("i/o error", e.Message, ExitCodes.Usage),
+            IOException => ("i/o error", e.Message + IoHint(e), ExitCodes.Usage),
+            OperationCanceledException => ("interrupted", $"{verb} stopped before it finished", ExitCodes.Interrupted),
+            _ => ("internal error", $"{verb}: {e.GetType().Name}: {e.Message}. This is a bug in nativeengine; " +
+                                    (verbose ? "please report it with the trace below" : "rerun with --verbose for the stack trace and report it"),
+                ExitCodes.Internal),
+        };
+        if (Cli.Decorated(errors)) errors.MarkupLine($"[red]{Markup.Escape(kind)}:[/] {Markup.Escape(message)}");
+        else errors.Profile.Out.Writer.WriteLine($"{kind}: {message}");
+        if (verbose) errors.Profile.Out.Writer.WriteLine(e.ToString());
+        return code;
+    }
+
+    private static string Where(JsonException e) =>
+        e.Path is { Length: > 0 } path ? $" at {path}" : e.LineNumber is { } line ? $" (line {line + 1})" : "";
+
+    private static string IoHint(Exception e) =>
+        e.HResult == 28 || e.Message.Contains("No space left", StringComparison.OrdinalIgnoreCase)
+            ? "; free some space or choose another folder (what was written before is kept)"
+            : "";
 }

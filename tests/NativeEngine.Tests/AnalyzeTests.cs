@@ -430,7 +430,7 @@ public class AnalyzeTests
     {
         var (code, output) = TestSupport.RunCli("analyze", "feature-curves", "--dict", "/nonexistent/dict");
         Assert.That(code, Is.EqualTo(2));
-        Assert.That(output, Does.Contain("/nonexistent/dict/cfg.json does not exist"));
+        Assert.That(output, Does.Contain("--dict /nonexistent/dict does not exist"));
         var (code2, output2) = TestSupport.RunCli("analyze", "feature-curves");
         Assert.That(code2, Is.EqualTo(2));
         Assert.That(output2, Does.Contain("--dict is required"));

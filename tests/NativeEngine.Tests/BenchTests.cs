@@ -208,12 +208,34 @@ public class BenchTests
     {
         var (code, output) = Run("bench", "gpt");
         Assert.That(code, Is.EqualTo(2));
-        Assert.That(output, Does.Contain("bench workload \"gpt\" is unknown; valid: toy, moe, factorize, dictionary, peak, all, e2e, table"));
+        Assert.That(output, Does.Contain("bench workload \"gpt\" is unknown; valid: toy, moe, factorize, dictionary, peak, read, all, e2e, table"));
         (code, output) = Run("bench", "factorize", "--config", "x.json");
         Assert.That(code, Is.EqualTo(2));
         Assert.That(output, Does.Contain("--config applies to bench toy, moe and e2e only"));
         (code, output) = Run("bench", "table");
         Assert.That(code, Is.EqualTo(2));
         Assert.That(output, Does.Contain("bench table needs result files"));
+    }
+
+    [Test]
+    public void ReadMeasuresEachFormatOnTheSameTokens()
+    {
+        var (code, output) = Run("bench", "read", "--d-in", "8", "--batch", "512", "--seconds", "0.05");
+        Assert.That(code, Is.EqualTo(0), output);
+        using var json = JsonDocument.Parse(output);
+        var rows = json.RootElement.GetProperty("results").EnumerateArray().ToList();
+        Assert.That(rows.Select(r => r.GetProperty("format").GetString()), Is.EqualTo(new[]
+        {
+            "npy float32", "arrow float32 (SAELens cache)", "npy float16", "arrow float16 (SAELens cache)",
+        }));
+        Assert.That(rows.Select(r => r.GetProperty("tokens").GetInt64()).Distinct().Single(), Is.EqualTo(1L << 18));
+        Assert.That(rows.Select(r => r.GetProperty("file_bytes_per_token").GetInt32()), Is.EqualTo(new[] { 32, 32, 16, 16 }));
+        Assert.That(rows.All(r => r.GetProperty("sequential_tokens_per_second").GetDouble() > 0 &&
+                                  r.GetProperty("shuffled_tokens_per_second").GetDouble() > 0));
+        Assert.That(Run("bench", "read", "--top-k", "3").Output, Does.Contain("bench read takes --d-in, --batch, --seconds and --out"));
+        // Sizes past what one array holds, and times past an hour, are usage errors, not crashes.
+        (code, output) = Run("bench", "read", "--d-in", "2000000000");
+        Assert.That((code, output.Contains("--d-in 2000000000, --batch 4096: valid: --d-in 1..1048576, --batch 1..1048576")), Is.EqualTo((2, true)), output);
+        Assert.That(Run("bench", "read", "--seconds", "1e9").Output, Does.Contain("--seconds is 1000000000; valid: > 0 and at most 3600"));
     }
 }

@@ -86,7 +86,8 @@ public class ComparisonFigureTests
         Assert.That(OfClass(log, "series").Single().Attribute("points")!.Value.Split(' '), Has.Length.EqualTo(3));
         var plotLeft = A(log.Descendants(Svg + "line").First(l => (string?)l.Attribute("stroke") == Palette.Axis &&
             l.Attribute("x1")!.Value == l.Attribute("x2")!.Value && A(l, "y2") - A(l, "y1") > 100), "x1");
-        Assert.That(OfClass(log, "marker").Select(m => A(m, "cx")), Is.All.GreaterThan(plotLeft), "nothing left of the axis");
+        Assert.That(OfClass(log, "marker").Select(m => A(m, "cx")), Is.All.GreaterThanOrEqualTo(plotLeft), "nothing left of the axis");
+        Assert.That(OfClass(log, "marker").Min(m => A(m, "cx")), Is.EqualTo(plotLeft).Within(1e-6), "tight: the axis starts at the first point");
 
         var linear = Parse(ComparisonFigures.LineChart(series, "p", "y", "linear", logX: false));
         Assert.That(OfClass(linear, "marker"), Has.Count.EqualTo(5));
@@ -210,5 +211,47 @@ public class ComparisonFigureTests
         Assert.That(OfClass(Parse(figures[4]), "bar"), Is.Empty);
         Assert.That(OfClass(Parse(figures[3]), "marker"), Has.Count.EqualTo(2));
         Assert.That(OfClass(Parse(figures[7]), "no-data"), Is.Empty, "zeros are data");
+    }
+
+    [Test]
+    public void ALinearAxisEndsWithTheDataAndASingleSeriesNeedsNoLegend()
+    {
+        // A training curve: 37 points up to 1.9 million tokens; the axis must not run on to 2 million.
+        var points = Enumerable.Range(1, 37).Select(k => (k * 51200.0, 1.0 / k)).ToList();
+        var document = Parse(ComparisonFigures.LineChart([new LineSeries("fvu", points)], "training tokens", "fvu", "curve", logX: false, yMin: 0));
+        var frame = OfClass(document, "marker").Select(m => A(m, "cx")).ToList();
+        var axis = document.Descendants(Svg + "line").Where(l => (string?)l.Attribute("stroke") == Palette.Axis && A(l, "y1") == A(l, "y2") &&
+            A(l, "x2") - A(l, "x1") > 100).Single();
+        Assert.That(frame.Min(), Is.EqualTo(A(axis, "x1")).Within(1e-6), "the first point is at the axis's start");
+        Assert.That(frame.Max(), Is.EqualTo(A(axis, "x2")).Within(1e-6), "the last point is at its end");
+        Assert.That(OfClass(document, "tick").Select(t => t.Value), Does.Not.Contain("2e6"));
+        Assert.That(OfClass(document, "legend"), Is.Empty);
+    }
+
+    [Test]
+    public void ALogAxisOverLessThanTwoDecadesIsLabelledInsideTheData()
+    {
+        var series = new[] { new LineSeries("a", [(6, 0.4), (12, 0.6), (24, 0.8)]), new LineSeries("b", [(6, 0.5), (24, 0.7)]) };
+        var ticks = OfClass(Parse(ComparisonFigures.LineChart(series, "latents", "cosine", "sizes")), "tick")
+            .Where(t => (string?)t.Attribute("text-anchor") == "middle").Select(t => t.Value).ToList();
+        Assert.That(ticks, Is.EqualTo(new[] { "10", "20" }), "1-2-5 steps between 6 and 24, no decades beyond the data");
+    }
+
+    [Test]
+    public void AHistogramSpansItsEdgesWithOneBarPerNonEmptyBin()
+    {
+        double[] edges = [-3, -2.5, -2, -1.5, -1, -0.5, 0];
+        double[] counts = [1, 0, 4, 9, 3, 2];
+        var document = Parse(ComparisonFigures.Histogram(edges, counts, "log10 density", "latents", "density"));
+        var bars = OfClass(document, "bar");
+        Assert.That(bars, Has.Count.EqualTo(5), "the empty bin draws nothing");
+        Assert.That(bars.Select(b => b.Element(Svg + "title")!.Value).First(), Is.EqualTo("[−3, −2.5): 1"));
+        var heights = bars.Select(b => A(b, "height")).ToList();
+        Assert.That(heights[2] / heights[1], Is.EqualTo(9.0 / 4).Within(1e-6), "heights are counts");
+        var left = bars.Min(b => A(b, "x"));
+        var right = bars.Max(b => A(b, "x") + A(b, "width"));
+        Assert.That(right - left, Is.EqualTo(480 - 62 - 20).Within(1.5), "the bins fill the plot from edge to edge");
+        Assert.That(OfClass(document, "axis-title").Select(t => t.Value), Is.EqualTo(new[] { "log10 density", "latents" }));
+        Assert.That(OfClass(Parse(ComparisonFigures.Histogram([0, 1], [0], "x", "y", "empty")), "no-data"), Has.Count.EqualTo(1));
     }
 }

@@ -25,7 +25,14 @@ public class FactorizeCliTests
         var outDir = Path.Combine(dir, "run");
         var (code, output) = Run("factorize", "--config", config, "--out", outDir, "--backend", "cpu");
         Assert.That(code, Is.EqualTo(0), output);
-        var sae = SaeLens.Read(outDir);
+        // The dictionary folder holds what SAELens loads and nothing else; the run's own files sit beside it, and the
+        // checkpoint (run state) is gone once the run completed.
+        var dictionary = Path.Combine(outDir, "dictionary");
+        Assert.That(Directory.GetFileSystemEntries(dictionary).Select(Path.GetFileName).Order(),
+            Is.EqualTo(new[] { "cfg.json", "sae_weights.safetensors", "sparsity.safetensors" }));
+        Assert.That(Directory.GetFileSystemEntries(outDir).Select(Path.GetFileName).Order(),
+            Is.EqualTo(new[] { "config.json", "dictionary", "figures", "metrics.json", "report.html", "run.json" }));
+        var sae = SaeLens.Read(dictionary);
         Assert.That((sae.DIn, sae.DSae, sae.Architecture, sae.K), Is.EqualTo((32, 128, NativeEngine.Interop.SaeArchitecture.TopK, (int?)5)));
         var metrics = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "metrics.json"))).RootElement;
         Assert.That(metrics.EnumerateObject().Select(p => p.Name), Is.EqualTo(new[]
@@ -34,10 +41,34 @@ public class FactorizeCliTests
         }));
         Assert.That(metrics.GetProperty("mmcs").GetDouble(), Is.GreaterThan(0.9), "800 steps recover the 64 true features");
         Assert.That(metrics.GetProperty("tokens").GetInt64(), Is.EqualTo(409600));
-        var (sparsity, _) = SafeTensors.Read(Path.Combine(outDir, SaeLens.SparsityFile));
+        var (sparsity, _) = SafeTensors.Read(Path.Combine(dictionary, SaeLens.SparsityFile));
         Assert.That(sparsity.Single().Data, Has.Length.EqualTo(128).And.All.LessThanOrEqualTo(0f), "log10 densities");
-        Assert.That(Directory.Exists(Path.Combine(outDir, "checkpoint")), Is.True);
+        var marker = JsonDocument.Parse(File.ReadAllText(Path.Combine(outDir, "run.json"))).RootElement;
+        Assert.That((marker.GetProperty("kind").GetString(), marker.GetProperty("status").GetString()), Is.EqualTo(("factorize", "completed")));
         Assert.That(File.ReadAllText(Path.Combine(outDir, "report.html")), Does.Contain("figures/loss.svg"));
+    }
+
+    [Test]
+    public void RecoveryIsMeasuredOverTrainingAndEndsAtTheFinalMetrics()
+    {
+        var dir = TestSupport.TempDirectory("factorize-recovery");
+        var config = NativeEngine.Runner.Configs.FactorizeConfigLoader.Parse(Config.Replace("409600", "102400"), "f.json", dir);
+        using var context = new NativeEngine.Interop.EngineContext(NativeEngine.Interop.Backend.Cpu);
+        var result = NativeEngine.Runner.Experiments.FactorizeExperiment.Run(context, config, dir,
+            NativeEngine.Runner.Experiments.RunProgress.Silent, CancellationToken.None);
+        var measured = result.Curve.Where(c => c.Mmcs is not null).ToList();
+        Assert.That(measured, Has.Count.EqualTo(20), "every tenth of 200 curve points");
+        Assert.That(measured.Select(c => c.Step), Is.Ordered.Ascending);
+        Assert.That(measured[^1].Step, Is.EqualTo(result.TotalSteps));
+        Assert.That(measured[^1].Mmcs, Is.EqualTo(result.Metrics!.Mmcs).Within(1e-12), "the last point is the final decoder");
+        Assert.That(measured[^1].MatchedCosine, Is.EqualTo(result.Metrics.MatchedCosine).Within(1e-12));
+        Assert.That(measured[^1].Mmcs, Is.GreaterThan(measured[0].Mmcs!.Value + 0.1), "recovery improves as it trains");
+        Assert.That(measured.All(c => c.MatchedCosine <= c.Mmcs + 1e-12), "one-to-one matching is never above MMCS");
+        Assert.That(result.Metrics.BestCosines, Has.Count.EqualTo(64));
+        Assert.That(result.Metrics.BestCosines!.Average(), Is.EqualTo(result.Metrics.Mmcs).Within(1e-12), "MMCS is their mean");
+        var report = File.ReadAllText(Path.Combine(dir, "report.html"));
+        foreach (var figure in new[] { "loss", "l0", "dead", "recovery", "density", "best_cosine" })
+            Assert.That(report, Does.Contain($"figures/{figure}.svg"));
     }
 
     [Test]
@@ -46,6 +77,19 @@ public class FactorizeCliTests
         var dir = TestSupport.TempDirectory("factorize-resume");
         File.WriteAllText(Path.Combine(dir, "config.json"), Config);
         var (code, output) = Run("factorize", "--resume", dir, "--backend", "cpu");
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(output, Does.Contain("no run.json there, so it is not a run folder"));
+
+        // A completed run has nothing to resume; one whose checkpoint is gone says so.
+        var config = Path.Combine(dir, "small.json");
+        File.WriteAllText(config, Config.Replace("409600", "10240").Replace("\"checkpoint_every\": 200", "\"checkpoint_every\": 5"));
+        var run = Path.Combine(dir, "run");
+        Assert.That(Run("factorize", "--config", config, "--out", run, "--backend", "cpu").Code, Is.EqualTo(0));
+        (code, output) = Run("factorize", "--resume", run, "--backend", "cpu");
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(output, Does.Contain("that run completed").And.Contain("nothing to resume"));
+        Runner.Experiments.RunFolder.Finish(run, Runner.Experiments.RunFolder.Status.Interrupted);
+        (code, output) = Run("factorize", "--resume", run, "--backend", "cpu");
         Assert.That(code, Is.EqualTo(2));
         Assert.That(output, Does.Contain("no checkpoint/ there"));
     }
@@ -105,6 +149,7 @@ public class FactorizeCliTests
         Assert.That(row.GetProperty("peer").GetProperty("status").GetString(), Does.StartWith("not run"));
     }
 
+    // A factorize run folder; eval, encode and analyze take it or its dictionary/ alike.
     private static string TrainSmallDictionary(string dir)
     {
         var config = Path.Combine(dir, "f.json");
@@ -126,6 +171,12 @@ public class FactorizeCliTests
         Assert.That(code, Is.EqualTo(0), output);
         var metrics = JsonDocument.Parse(output).RootElement;
         var trained = JsonDocument.Parse(File.ReadAllText(Path.Combine(dict, "metrics.json"))).RootElement;
+        Assert.That(metrics.GetProperty("seconds").GetDouble(), Is.GreaterThan(0), "the measurement's own time");
+        Assert.That(metrics.GetProperty("tokens_per_second").GetDouble(), Is.GreaterThan(0));
+        (code, output) = Run("eval", "--dict", Path.Combine(dict, "dictionary"), "--data", data, "--backend", "cpu");
+        Assert.That(code, Is.EqualTo(0), output);
+        Assert.That(JsonDocument.Parse(output).RootElement.GetProperty("mmcs").GetDouble(),
+            Is.EqualTo(metrics.GetProperty("mmcs").GetDouble()), "the run folder and its dictionary/ are the same dictionary");
         Assert.That(metrics.GetProperty("tokens").GetInt64(), Is.EqualTo(4096));
         Assert.That(metrics.GetProperty("mmcs").GetDouble(), Is.EqualTo(trained.GetProperty("mmcs").GetDouble()).Within(1e-6),
             "the same dictionary against the same ground truth");
@@ -155,7 +206,7 @@ public class FactorizeCliTests
         indexShard.Read(0, values);
         var indices = ReadInt32Npy(prefix + "_indices.npy", 256 * slots);
         Assert.That(indices, Is.All.InRange(-1, 127));
-        var sae = SaeLens.Read(dict);
+        var sae = SaeLens.Read(Path.Combine(dict, "dictionary"));
         using var synthetic = new Runner.Data.SyntheticActivations(new Runner.Data.SyntheticOptions(32, 64, Seed: 4, BatchTokens: 256, Prefetch: false));
         var x = synthetic.Next().ToArray();
         var nativeXHat = new float[256 * 32];
@@ -197,33 +248,64 @@ public class FactorizeCliTests
         return Enumerable.Range(0, count).Select(k => BitConverter.ToInt32(bytes, headerLength + 4 * k)).ToArray();
     }
 
-    [Test]
-    public void ResumingAShorterRunToTheFullLengthEqualsTheUnbrokenRun()
+    /// <summary>Stops a run (as a signal does) when its progress reaches a step.</summary>
+    internal sealed class StopAt(long step, CancellationTokenSource stop) : Runner.Experiments.IRunProgress
     {
-        // Without a decay phase the learning rate of a step does not depend on the run's length, so a run of
-        // T tokens continued with --resume to 2T must reproduce a run of 2T bit for bit.
-        const string full = """
-            { "data": { "synthetic": { "d": 32, "n_features": 64, "seed": 9 } },
-              "sae": { "architecture": "topk", "d_sae": 96, "k": 4, "dead_window": 5000 },
-              "train": { "tokens": 51200, "batch_size": 512, "lr": 0.002, "warmup_steps": 5, "checkpoint_every": 30 } }
-            """;
-        var dir = TestSupport.TempDirectory("resume");
-        var fullConfig = Path.Combine(dir, "full.json");
-        File.WriteAllText(fullConfig, full);
-        var unbroken = Path.Combine(dir, "unbroken");
-        Assert.That(Run("factorize", "--config", fullConfig, "--out", unbroken, "--backend", "cpu").Code, Is.EqualTo(0));
+        public void Report(string phase, long done, long total)
+        {
+            if (done >= step) stop.Cancel();
+        }
+        public void Note(string message) { }
+        public void Warn(string message) { }
+    }
 
-        var halfConfig = Path.Combine(dir, "half.json");
-        File.WriteAllText(halfConfig, full.Replace("51200", "25600"));
+    internal const string ResumableConfig = """
+        { "data": { "synthetic": { "d": 32, "n_features": 64, "seed": 9 } },
+          "sae": { "architecture": "topk", "d_sae": 96, "k": 4, "dead_window": 5000 },
+          "train": { "tokens": 51200, "batch_size": 512, "lr": 0.002, "warmup_steps": 5, "decay_steps": 20, "checkpoint_every": 30 } }
+        """;
+
+    /// <summary>Runs ResumableConfig into <paramref name="outDir"/> and stops it at step 50 (checkpoint written there).</summary>
+    internal static void InterruptAt50(string configPath, string outDir)
+    {
+        using var stop = new CancellationTokenSource();
+        using var context = new NativeEngine.Interop.EngineContext(NativeEngine.Interop.Backend.Cpu);
+        var config = Runner.Configs.FactorizeConfigLoader.LoadFile(configPath);
+        var result = Runner.Experiments.FactorizeExperiment.Run(context, config, outDir, new StopAt(50, stop), stop.Token);
+        Assert.That((result.Completed, result.Steps), Is.EqualTo((false, 50L)));
+    }
+
+    [Test]
+    public void AnInterruptedRunResumedEqualsTheUnbrokenRun()
+    {
+        var dir = TestSupport.TempDirectory("resume");
+        var configPath = Path.Combine(dir, "full.json");
+        File.WriteAllText(configPath, ResumableConfig);
+        var unbroken = Path.Combine(dir, "unbroken");
+        Assert.That(Run("factorize", "--config", configPath, "--out", unbroken, "--backend", "cpu").Code, Is.EqualTo(0));
+
         var resumed = Path.Combine(dir, "resumed");
-        Assert.That(Run("factorize", "--config", halfConfig, "--out", resumed, "--backend", "cpu").Code, Is.EqualTo(0));
-        File.WriteAllText(Path.Combine(resumed, "config.json"), full);
-        var (code, output) = Run("factorize", "--resume", resumed, "--backend", "cpu");
+        InterruptAt50(configPath, resumed);
+        Assert.That(Directory.Exists(Path.Combine(resumed, "checkpoint")), Is.True);
+        Assert.That(File.ReadAllText(Path.Combine(resumed, "run.json")), Does.Contain("\"interrupted\""));
+        var progress = JsonDocument.Parse(File.ReadAllText(Path.Combine(resumed, "checkpoint", "progress.json"))).RootElement;
+        Assert.That(progress.EnumerateObject().Select(p => p.Name), Is.EqualTo(new[] { "step", "tokens", "seconds", "scale", "config_sha256", "curve" }),
+            "snake_case, as every JSON file");
+        Assert.That(progress.GetProperty("curve")[0].EnumerateObject().Select(p => p.Name),
+            Is.EqualTo(new[] { "step", "tokens", "mse", "fvu", "l0", "auxk", "dead" }));
+
+        // A new run into the unfinished folder would lose it: refused, naming --resume.
+        var (code, output) = Run("factorize", "--config", configPath, "--out", resumed, "--backend", "cpu");
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(output, Does.Contain("unfinished factorize run").And.Contain("--resume"));
+
+        (code, output) = Run("factorize", "--resume", resumed, "--backend", "cpu");
         Assert.That(code, Is.EqualTo(0), output);
         Assert.That(output, Does.Contain("resuming at step 50 of 100"));
+        Assert.That(Directory.Exists(Path.Combine(resumed, "checkpoint")), Is.False, "the checkpoint goes when the run completes");
 
-        var a = SafeTensors.Read(Path.Combine(unbroken, SaeLens.WeightsFile)).Tensors;
-        var b = SafeTensors.Read(Path.Combine(resumed, SaeLens.WeightsFile)).Tensors;
+        var a = SafeTensors.Read(Path.Combine(unbroken, "dictionary", SaeLens.WeightsFile)).Tensors;
+        var b = SafeTensors.Read(Path.Combine(resumed, "dictionary", SaeLens.WeightsFile)).Tensors;
         foreach (var name in new[] { "W_enc", "b_enc", "W_dec", "b_dec" })
             Assert.That(b.Single(t => t.Name == name).Data, Is.EqualTo(a.Single(t => t.Name == name).Data), name);
         var ma = JsonDocument.Parse(File.ReadAllText(Path.Combine(unbroken, "metrics.json"))).RootElement;

@@ -91,6 +91,8 @@ public class FactorizeConfigTests
     [TestCase("""{ "data": { "synthetic": { "d": 24, "n_features": 40, "correlated": true, "seed": 3 } }, "sae": { "architecture": "batchtopk", "expansion": 4, "k": 3, "normalize_activations": "expected_average" }, "train": { "tokens": 5000, "batch_size": 100, "warmup_steps": 2, "decay_steps": 7, "precision": "bf16" } }""")]
     [TestCase("""{ "data": { "files": ["a/*.bin"], "format": "raw", "dtype": "bfloat16", "d": 12 }, "sae": { "architecture": "jumprelu", "d_sae": 48, "l0_coefficient": 0.25, "dead_window": 1000 } }""")]
     [TestCase("""{ "data": { "files": ["x.safetensors"], "format": "safetensors", "tensor": "acts" }, "sae": { "architecture": "relu", "d_sae": 48, "l1_coefficient": 1.5 }, "train": { "lr": 0.001, "seed": 9 } }""")]
+    [TestCase("""{ "data": { "synthetic": { "d": 8 } }, "sae": { "architecture": "topk", "d_sae": 16, "k": 2 }, "format": "sparsify", "metadata": { "model_name": "gpt2", "hook_name": "blocks.3.hook_resid_post", "hook_head_index": 2, "context_size": 128, "prepend_bos": false, "dataset_path": "Skylion007/openwebtext" } }""")]
+    [TestCase("""{ "data": { "synthetic": { "d": 8 } }, "sae": { "architecture": "relu", "d_sae": 16 }, "metadata": { "hook_name": "blocks.0.hook_resid_pre", "hook_head_index": null } }""")]
     public void TheWrittenConfigReadsBackToTheSameRun(string json)
     {
         var c = FactorizeConfigLoader.Parse(json, "f.json", "/base");
@@ -100,5 +102,51 @@ public class FactorizeConfigTests
         if (c.Data is FilesSpec files) Assert.That(((FilesSpec)back.Data).Files, Is.EqualTo(files.Files), "paths are written absolute");
         Assert.That(back.Sae, Is.EqualTo(c.Sae));
         Assert.That(back.Train, Is.EqualTo(c.Train));
+        Assert.That((back.Metadata, back.Format), Is.EqualTo((c.Metadata, c.Format)));
+    }
+
+    [Test]
+    public void MetadataIsOptionalAndDefaultsToSaeLensLayout()
+    {
+        var c = FactorizeConfigLoader.Parse(Synthetic, "f.json", "/base");
+        Assert.That((c.Metadata, c.Format), Is.EqualTo((Runner.Formats.DictionaryMetadata.None, Runner.Formats.DictionaryFormat.SaeLens)));
+        var m = FactorizeConfigLoader.Parse(Synthetic.Replace("\"train\"", "\"metadata\": { \"model_name\": \"pythia-70m\", \"context_size\": 512 }, \"train\""),
+            "f.json", "/base").Metadata!;
+        Assert.That((m.ModelName, m.ContextSize, m.HookName, m.PrependBos), Is.EqualTo(("pythia-70m", (int?)512, (string?)null, (bool?)null)));
+    }
+
+    [TestCase("\"metadata\": { \"model\": \"gpt2\" }", "f.json: \"metadata\": unknown key \"model\"; valid keys: context_size, dataset_path, hook_head_index, hook_name, model_name, prepend_bos")]
+    [TestCase("\"metadata\": { \"context_size\": \"128\" }", "\"context_size\" must be an integer in [1, 2147483647], found the string \"128\"")]
+    [TestCase("\"metadata\": { \"hook_head_index\": -1 }", "\"hook_head_index\" is -1; valid: an integer in [0, 2147483647]")]
+    [TestCase("\"metadata\": { \"prepend_bos\": \"yes\" }", "\"prepend_bos\" must be true or false")]
+    [TestCase("\"metadata\": { \"hook_name\": 3 }", "\"hook_name\" must be a non-empty string, found the number 3")]
+    [TestCase("\"metadata\": [1]", "\"metadata\" must be an object")]
+    [TestCase("\"format\": \"hf\"", "\"format\" is the string \"hf\"; valid: \"saelens\" | \"sparsify\"")]
+    public void BadMetadataOrFormatIsNamed(string entry, string expected)
+    {
+        Assert.That(ErrorOf(Synthetic.Replace("\"train\"", entry + ", \"train\"")), Does.Contain(expected));
+    }
+
+    [Test]
+    public void SparsifyHoldsTopKDictionariesOnly()
+    {
+        const string json = """{ "data": { "synthetic": { "d": 16 } }, "sae": { "architecture": "relu", "d_sae": 64 }, "format": "sparsify" }""";
+        Assert.That(ErrorOf(json), Does.Contain("\"format\" is \"sparsify\" and sae.architecture is \"relu\"").And.Contain("TopK dictionaries only"));
+    }
+
+    [TestCase("""{ "files": ["a/*.npy", "b.npy"] }""", "Npy")]
+    [TestCase("""{ "files": ["acts.safetensors"], "tensor": "x" }""", "SafeTensors")]
+    [TestCase("""{ "files": ["cache/data-00000-of-00001.arrow"] }""", "Arrow")]
+    public void WithoutAFormatTheFilesExtensionNamesIt(string data, string format)
+    {
+        var c = FactorizeConfigLoader.Parse($$"""{ "data": {{data}}, "sae": { "architecture": "relu", "d_sae": 8 } }""", "f.json", "/base");
+        Assert.That(((FilesSpec)c.Data).Format.ToString(), Is.EqualTo(format));
+    }
+
+    [Test]
+    public void WithoutAFormatFilesOfNoKnownExtensionAreAnError()
+    {
+        var json = """{ "data": { "files": ["a.bin", "b.npy"] }, "sae": { "architecture": "relu", "d_sae": 8 } }""";
+        Assert.That(ErrorOf(json), Does.Contain("\"format\" is missing and the files' extensions (.bin, .npy) do not name one"));
     }
 }

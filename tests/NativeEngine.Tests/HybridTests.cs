@@ -88,7 +88,7 @@ public class HybridTests
             Assert.That(dictionaries[0].GetProperty("matched_cosine").GetDouble(), Is.LessThanOrEqualTo(2.0 / represented + 1e-9), kind);
             // With twice as many latents as features, a TopK dictionary finds the model's own directions.
             Assert.That(dictionaries[1].GetProperty("matched_cosine").GetDouble(), Is.GreaterThan(0.9), kind);
-            Assert.That(File.Exists(Path.Combine(outDir, "p0.03", kind, "dict_24", "sae_weights.safetensors")), kind);
+            Assert.That(File.Exists(Path.Combine(outDir, "p0.03", kind, "dict_24", "dictionary", "sae_weights.safetensors")), kind);
         }
         // The penalty does its job: fewer features per dimension than the ordinary model, at a higher task loss.
         Assert.That(models["l1"].GetProperty("features_per_dimension").GetDouble(),

@@ -4,18 +4,34 @@ namespace NativeEngine.Tests;
 
 internal static class TestSupport
 {
-    /// <summary>Runs the command line as a user would, capturing what it prints (plain text, 200 columns).</summary>
+    /// <summary>Runs the command line as a user would, capturing what it prints on both streams, the results then
+    /// the rest (plain text, 200 columns, as when redirected).</summary>
     public static (int Code, string Output) RunCli(params string[] args)
     {
-        var writer = new StringWriter();
+        var (code, output, errors) = RunCliStreams(args);
+        return (code, output + errors);
+    }
+
+    /// <summary>As <see cref="RunCli"/>, with the output and error streams apart.</summary>
+    public static (int Code, string Output, string Errors) RunCliStreams(string[] args, CancellationToken cancel = default)
+    {
+        var output = new StringWriter();
+        var errors = new StringWriter();
+        var code = Runner.Program.Run(args, PlainConsole(output), PlainConsole(errors), cancel);
+        return (code, output.ToString(), errors.ToString());
+    }
+
+    private static Spectre.Console.IAnsiConsole PlainConsole(TextWriter writer)
+    {
         var console = Spectre.Console.AnsiConsole.Create(new Spectre.Console.AnsiConsoleSettings
         {
             Out = new Spectre.Console.AnsiConsoleOutput(writer),
             Ansi = Spectre.Console.AnsiSupport.No,
+            ColorSystem = Spectre.Console.ColorSystemSupport.NoColors,
             Interactive = Spectre.Console.InteractionSupport.No,
         });
         console.Profile.Width = 200;
-        return (Runner.Program.Run(args, console), writer.ToString());
+        return console;
     }
 
     public static string TempDirectory(string name)

@@ -30,6 +30,7 @@ static_assert(sizeof(ne_toy_config) == 72, "ne_toy_config changed: update NE_ABI
 static_assert(sizeof(ne_moe_config) == 112, "ne_moe_config changed: update NE_ABI_VERSION and the bindings");
 static_assert(sizeof(ne_sae_config) == 104, "ne_sae_config changed: update NE_ABI_VERSION and the bindings");
 static_assert(sizeof(ne_sae_stats) == 56, "ne_sae_stats changed: update NE_ABI_VERSION and the bindings");
+static_assert(sizeof(ne_non_finite) == 24, "ne_non_finite changed: update NE_ABI_VERSION and the bindings");
 
 namespace {
 
@@ -68,6 +69,7 @@ NE_API size_t ne_moe_config_size(void) { return sizeof(ne_moe_config); }
 NE_API size_t ne_sae_config_size(void) { return sizeof(ne_sae_config); }
 NE_API size_t ne_sae_stats_size(void) { return sizeof(ne_sae_stats); }
 NE_API size_t ne_capabilities_size(void) { return sizeof(ne_capabilities); }
+NE_API size_t ne_non_finite_size(void) { return sizeof(ne_non_finite); }
 
 NE_API ne_status ne_runtime_query(ne_runtime_info* out) {
     return ne::guarded(__func__, [&] {
@@ -140,6 +142,10 @@ NE_API ne_status ne_toy_steps_done(const ne_toy* toy, int64_t* out) {
     return ne::guarded(__func__, [&] { deref(out, "out") = deref(toy, "toy").model.steps_done(); });
 }
 
+NE_API ne_status ne_toy_non_finite(const ne_toy* toy, ne_non_finite* out) {
+    return ne::guarded(__func__, [&] { deref(out, "out") = deref(toy, "toy").model.non_finite(); });
+}
+
 NE_API ne_status ne_toy_set_l1(ne_toy* toy, const float* l1, int64_t l1_count) {
     return ne::guarded(__func__, [&] { deref(toy, "toy").model.set_l1(l1, l1_count); });
 }
@@ -210,6 +216,10 @@ NE_API ne_status ne_moe_steps_done(const ne_moe* moe, int64_t* out) {
     return ne::guarded(__func__, [&] { deref(out, "out") = deref(moe, "moe").model.steps_done(); });
 }
 
+NE_API ne_status ne_moe_non_finite(const ne_moe* moe, ne_non_finite* out) {
+    return ne::guarded(__func__, [&] { deref(out, "out") = deref(moe, "moe").model.non_finite(); });
+}
+
 NE_API ne_status ne_moe_evaluate(ne_moe* moe, int64_t batches, float* out, int64_t out_count) {
     return ne::guarded(__func__, [&] { deref(moe, "moe").model.evaluate(batches, out, out_count); });
 }
@@ -253,6 +263,10 @@ NE_API ne_status ne_sae_train_step(ne_sae* sae, const float* x, int64_t x_count,
         const ne_sae_stats result = deref(sae, "sae").model.train_step(x, x_count, lr);
         if (stats != nullptr) *stats = result;
     });
+}
+
+NE_API ne_status ne_sae_non_finite(const ne_sae* sae, ne_non_finite* out) {
+    return ne::guarded(__func__, [&] { deref(out, "out") = deref(sae, "sae").model.non_finite(); });
 }
 
 NE_API ne_status ne_sae_evaluate(ne_sae* sae, const float* x, int64_t x_count, float* x_hat, int64_t x_hat_count,

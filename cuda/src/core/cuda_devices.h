@@ -8,7 +8,7 @@
 #include "nativeengine.h"
 
 // Both tables of the plugin carry this version; a plugin built from other sources is refused.
-#define NE_CUDA_PLUGIN_ABI 5
+#define NE_CUDA_PLUGIN_ABI 6
 #define NE_CUDA_PLUGIN_FILE "libnativeengine_cuda.so"
 #define NE_CUDA_DEVICES_ENTRY "ne_cuda_devices"
 

@@ -12,6 +12,7 @@
 #include "core/nvtx.h"
 #include "models/moe.h"
 #include "models/moe_common.h"
+#include "models/training.h"
 
 namespace ne {
 
@@ -241,17 +242,22 @@ public:
           W_(instances_ * sizes_.W), b_(instances_ * sizes_.b), gate_(instances_ * sizes_.gate),
           noise_(instances_ * sizes_.gate), bias_(instances_ * sizes_.bias),
           mW_(W_.size()), vW_(W_.size()), mb_(b_.size()), vb_(b_.size()), mgate_(gate_.size()),
-          vgate_(gate_.size()), mnoise_(noise_.size()), vnoise_(noise_.size()) {}
+          vgate_(gate_.size()), mnoise_(noise_.size()), vnoise_(noise_.size()), non_finite_(instances_) {}
 
     void train(int64_t first_step, const std::vector<AdamStep>& adam, float bias_update) override {
         NE_NVTX_RANGE("moe.train");
         run_instances([&](int64_t inst, Scratch& s) {
-            for (size_t k = 0; k < adam.size(); ++k) {
+            for (size_t k = 0; k < adam.size() && non_finite_[inst].step == 0; ++k) {
                 const int64_t step = first_step + static_cast<int64_t>(k);
                 MoeBatch batch;
                 {
                     NE_NVTX_RANGE("moe.forward_backward");
                     batch = run_batch(inst, Stream::kTrain, step, true, s);
+                }
+                // A step with a loss that is not finite is not applied, and the instance stops there.
+                if (!std::isfinite(batch.task + batch.l1 + batch.balance + batch.z)) {
+                    non_finite_[inst] = ne_non_finite{step + 1, inst, NE_NON_FINITE_LOSS, 0};
+                    break;
                 }
                 NE_NVTX_RANGE("moe.optimizer");
                 const AdamStep& hp = adam[k];
@@ -264,6 +270,10 @@ public:
                 update(b_, mb_, vb_, s.gb, sizes_.b);
                 update(gate_, mgate_, vgate_, s.ggate, sizes_.gate);
                 update(noise_, mnoise_, vnoise_, s.gnoise, sizes_.gate);
+                if (!all_finite(W_.data() + inst * sizes_.W, sizes_.W) || !all_finite(b_.data() + inst * sizes_.b, sizes_.b) ||
+                    !all_finite(gate_.data() + inst * sizes_.gate, sizes_.gate) ||
+                    !all_finite(noise_.data() + inst * sizes_.gate, sizes_.gate))
+                    non_finite_[inst] = ne_non_finite{step + 1, inst, NE_NON_FINITE_PARAMETERS, 0};
                 if (bias_update > 0.0f) {
                     // Aux-loss-free balancing: raise the bias of under-loaded experts, lower the over-loaded.
                     const double mean_load = static_cast<double>(spec_.batch * spec_.top_k) / spec_.experts;
@@ -314,9 +324,14 @@ public:
         std::copy(route_bias, route_bias + bias_.size(), bias_.begin());
         for (auto* state : {&mW_, &vW_, &mb_, &vb_, &mgate_, &vgate_, &mnoise_, &vnoise_})
             std::fill(state->begin(), state->end(), 0.0f);
+        std::fill(non_finite_.begin(), non_finite_.end(), ne_non_finite{});
     }
 
     void set_data(const ToyData& data) override { data_ = data; }
+
+    void non_finite(ne_non_finite* per_instance) const override {
+        std::copy(non_finite_.begin(), non_finite_.end(), per_instance);
+    }
 
 private:
     struct Scratch {
@@ -377,6 +392,7 @@ private:
     int64_t instances_;
     std::vector<float> W_, b_, gate_, noise_, bias_;
     std::vector<float> mW_, vW_, mb_, vb_, mgate_, vgate_, mnoise_, vnoise_;
+    std::vector<ne_non_finite> non_finite_;  // [instances], see ToyBackend::non_finite
 };
 
 }  // namespace

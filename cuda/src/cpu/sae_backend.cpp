@@ -1,6 +1,7 @@
 // The CPU backend of the sparse autoencoder: parameters, gradients, Adam moments and firing history in host
 // memory, one step by the fast path (sae_blocked.cpp) and the step's other pieces (sae_cpu.cpp).
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -54,6 +55,10 @@ public:
             loss = sae_loss_and_grad_fast(spec_, params_.params(), x, since_fired_.data(), &grads, workspace_,
                                           fire_count_.data());
         }
+        if (!std::isfinite(loss.total())) {
+            loss.applied = false;  // every tensor stays as it was
+            return loss;
+        }
         NE_NVTX_RANGE("sae.optimizer");
         sae_update_since_fired(spec_.m, spec_.batch, fire_count_.data(), since_fired_.data());
         sae_project_decoder_grad(spec_.m, spec_.d, params_.W_dec.data(), grads_.W_dec.data());
@@ -64,7 +69,7 @@ public:
         } else {
             sae_adam_update(spec_, params_, grads_, moment1_, moment2_, step);
         }
-        sae_normalize_decoder(spec_.m, spec_.d, params_.W_dec.data());
+        loss.parameters_finite = sae_normalize_decoder(spec_.m, spec_.d, params_.W_dec.data());
         return loss;
     }
 

@@ -307,16 +307,19 @@ void sae_update_since_fired(int64_t m, int64_t batch, const int64_t* fire_count,
 }
 
 template <typename T>
-void sae_normalize_decoder(int64_t m, int64_t d, T* W_dec) {
-#pragma omp parallel for schedule(static) if (m * d >= kParallelElements)
+bool sae_normalize_decoder(int64_t m, int64_t d, T* W_dec) {
+    int non_finite = 0;
+#pragma omp parallel for schedule(static) reduction(| : non_finite) if (m * d >= kParallelElements)
     for (int64_t j = 0; j < m; ++j) {
         T* w = W_dec + j * d;
         double sq = 0;
         for (int64_t i = 0; i < d; ++i) sq += static_cast<double>(w[i]) * static_cast<double>(w[i]);
+        if (!std::isfinite(sq)) non_finite = 1;
         if (sq == 0) continue;
         const T inv = static_cast<T>(1.0 / std::sqrt(sq));
         for (int64_t i = 0; i < d; ++i) w[i] *= inv;
     }
+    return non_finite == 0;
 }
 
 template <typename T>
@@ -336,8 +339,8 @@ void sae_project_decoder_grad(int64_t m, int64_t d, const T* W_dec, T* gW_dec) {
     }
 }
 
-template void sae_normalize_decoder<float>(int64_t, int64_t, float*);
-template void sae_normalize_decoder<double>(int64_t, int64_t, double*);
+template bool sae_normalize_decoder<float>(int64_t, int64_t, float*);
+template bool sae_normalize_decoder<double>(int64_t, int64_t, double*);
 template void sae_project_decoder_grad<float>(int64_t, int64_t, const float*, float*);
 template void sae_project_decoder_grad<double>(int64_t, int64_t, const double*, double*);
 

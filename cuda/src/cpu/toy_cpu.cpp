@@ -8,12 +8,14 @@
 #endif
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
 #include "core/error.h"
 #include "core/nvtx.h"
 #include "models/toy.h"
+#include "models/training.h"
 
 namespace ne {
 
@@ -223,20 +225,25 @@ public:
           W_out_(untied_ ? W_.size() : 0),
           b_(shape.instances * shape.n),
           mW_(W_.size()), vW_(W_.size()), mW_out_(W_out_.size()), vW_out_(W_out_.size()),
-          mb_(b_.size()), vb_(b_.size()) {}
+          mb_(b_.size()), vb_(b_.size()), non_finite_(shape.instances) {}
 
     void train(int64_t first_step, const std::vector<AdamStep>& adam) override {
         NE_NVTX_RANGE("toy.train");
         run_instances([&](int64_t inst, Scratch& s) {
             const int64_t wo = inst * nm_, bo = inst * shape_.n;
-            for (size_t k = 0; k < adam.size(); ++k) {
+            for (size_t k = 0; k < adam.size() && non_finite_[inst].step == 0; ++k) {
+                const int64_t number = first_step + static_cast<int64_t>(k) + 1;
                 {
                     NE_NVTX_RANGE("toy.generate");
                     generate(Stream::kTrain, first_step + static_cast<int64_t>(k), inst, s.x.data());
                 }
                 {
                     NE_NVTX_RANGE("toy.forward_backward");
-                    loss_and_grad(inst, s);
+                    // A step with a loss that is not finite is not applied, and the instance stops there.
+                    if (!std::isfinite(loss_and_grad(inst, s).total())) {
+                        non_finite_[inst] = ne_non_finite{number, inst, NE_NON_FINITE_LOSS, 0};
+                        break;
+                    }
                 }
                 NE_NVTX_RANGE("toy.optimizer");
                 const AdamStep& step = adam[k];
@@ -245,6 +252,9 @@ public:
                     for (int64_t j = 0; j < nm_; ++j)
                         adam_update(W_out_[wo + j], s.gW_out[j], mW_out_[wo + j], vW_out_[wo + j], step);
                 for (int64_t j = 0; j < shape_.n; ++j) adam_update(b_[bo + j], s.gb[j], mb_[bo + j], vb_[bo + j], step);
+                if (!all_finite(W_.data() + wo, nm_) || (untied_ && !all_finite(W_out_.data() + wo, nm_)) ||
+                    !all_finite(b_.data() + bo, shape_.n))
+                    non_finite_[inst] = ne_non_finite{number, inst, NE_NON_FINITE_PARAMETERS, 0};
             }
         });
     }
@@ -275,9 +285,14 @@ public:
         if (untied_) std::copy(W_out, W_out + W_out_.size(), W_out_.begin());
         std::copy(b, b + b_.size(), b_.begin());
         for (auto* state : {&mW_, &vW_, &mW_out_, &vW_out_, &mb_, &vb_}) std::fill(state->begin(), state->end(), 0.0f);
+        std::fill(non_finite_.begin(), non_finite_.end(), ne_non_finite{});
     }
 
     void set_data(const ToyData& data) override { data_ = data; }
+
+    void non_finite(ne_non_finite* per_instance) const override {
+        std::copy(non_finite_.begin(), non_finite_.end(), per_instance);
+    }
 
 private:
     struct Scratch {
@@ -329,6 +344,7 @@ private:
     bool untied_;
     int64_t nm_;
     std::vector<float> W_, W_out_, b_, mW_, vW_, mW_out_, vW_out_, mb_, vb_;
+    std::vector<ne_non_finite> non_finite_;  // [instances], see ToyBackend::non_finite
 };
 
 }  // namespace

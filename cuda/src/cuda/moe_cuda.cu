@@ -34,6 +34,7 @@ struct MoeDeviceTensors {
     int32_t *chosen, *kept;                             // [I][B][K]
     FeatureRule* rules;                                 // [n]
     AdamStep* adam;                                     // [adam_capacity]
+    ne_non_finite* non_finite;                          // [I], see MoeBackend::non_finite
 };
 
 }  // namespace ne::cuda
@@ -126,7 +127,10 @@ __global__ void __launch_bounds__(kThreads) moe_steps_kernel(MoeArgs a) {
     float* tWeighted = tSum + T;        // [T]
     float* sLoad = tWeighted + T;       // [E]
     float* sP = sLoad + E;              // [E]
-    float* sred = sP + E;               // [blockDim]
+    float* sred = sP + E;               // [blockDim]; in training sred[0] flags a non-finite gradient
+
+    // An instance that met a non-finite step takes no further updates (the block's choice is uniform).
+    if (training && g.non_finite[inst].step != 0) return;
 
     const int64_t ow = static_cast<int64_t>(inst) * E * n * m, ob = static_cast<int64_t>(inst) * E * n;
     const int64_t og = static_cast<int64_t>(inst) * n * E, oi = static_cast<int64_t>(inst) * n;
@@ -410,22 +414,47 @@ __global__ void __launch_bounds__(kThreads) moe_steps_kernel(MoeArgs a) {
         }
 
         if (training) {
+            // A step whose gradient is not finite is not applied: the block stops with its last finite parameters
+            // (flag sred[0]). Parameters that are not finite after an update stop it too (flag sred[1]).
+            if (tid == 0) sred[0] = sred[1] = 0.0f;
+            __syncthreads();
+            bool finite = true;
+            for (int e = tid; e < E * n * m; e += nt) finite = finite && isfinite(sgW[(e / m) * S + e % m]);
+            for (int e = tid; e < E * n; e += nt) finite = finite && isfinite(sgb[e]);
+            for (int e = tid; e < n * E; e += nt) finite = finite && isfinite(sgG[e]) && isfinite(sgN[e]);
+            if (!finite) sred[0] = 1.0f;
+            __syncthreads();
+            const int64_t number = static_cast<int64_t>(a.first_step) + s + 1;
+            if (sred[0] != 0.0f) {
+                if (tid == 0) g.non_finite[inst] = ne_non_finite{number, inst, NE_NON_FINITE_LOSS, 0};
+                break;
+            }
             const AdamStep hp = a.adam[s];
             for (int e = tid; e < E * n * m; e += nt) {
                 const int j = (e / m) * S + e % m;
                 adam_update(sW[j], sgW[j], g.mW[ow + e], g.vW[ow + e], hp);
+                finite = finite && isfinite(sW[j]);
             }
-            for (int e = tid; e < E * n; e += nt) adam_update(sb[e], sgb[e], g.mb[ob + e], g.vb[ob + e], hp);
+            for (int e = tid; e < E * n; e += nt) {
+                adam_update(sb[e], sgb[e], g.mb[ob + e], g.vb[ob + e], hp);
+                finite = finite && isfinite(sb[e]);
+            }
             for (int e = tid; e < n * E; e += nt) {
                 adam_update(sG[e], sgG[e], g.mgate[og + e], g.vgate[og + e], hp);
                 adam_update(sN[e], sgN[e], g.mnoise[og + e], g.vnoise[og + e], hp);
+                finite = finite && isfinite(sG[e]) && isfinite(sN[e]);
             }
             if (a.bias_update > 0.0f)
                 for (int e = tid; e < E; e += nt) {
                     const double gap = static_cast<double>(B * K) / E - sLoad[e];
                     sBias[e] += a.bias_update * static_cast<float>((gap > 0) - (gap < 0));
                 }
+            if (!finite) sred[1] = 1.0f;
             __syncthreads();
+            if (sred[1] != 0.0f) {
+                if (tid == 0) g.non_finite[inst] = ne_non_finite{number, inst, NE_NON_FINITE_PARAMETERS, 0};
+                break;
+            }
         }
     }
 
@@ -534,8 +563,11 @@ int32_t moe_create(int32_t device, const MoeSpec* spec, int64_t instances, uint6
             t.kept = c.take<int32_t>(I * B * K);
             t.adam = c.take<AdamStep>(moe->adam_capacity);
             t.rules = c.take<FeatureRule>(n);
+            t.non_finite = c.take<ne_non_finite>(I);
         });
         NE_CUDA_CHECK(cudaStreamCreateWithFlags(&moe->stream, cudaStreamNonBlocking));
+        NE_CUDA_CHECK(cudaMemsetAsync(t.non_finite, 0, I * sizeof(ne_non_finite), moe->stream));
+        NE_CUDA_CHECK(cudaStreamSynchronize(moe->stream));
         *out = moe.release();
     });
 }
@@ -631,6 +663,16 @@ int32_t moe_set_params(ne_cuda_moe* moe, const float* W, const float* b, const f
                                                       {t.mnoise, sizes.gate}, {t.vnoise, sizes.gate}};
         for (const auto& [moment, count] : moments)
             NE_CUDA_CHECK(cudaMemsetAsync(moment, 0, I * count * sizeof(float), moe->stream));
+        NE_CUDA_CHECK(cudaMemsetAsync(t.non_finite, 0, I * sizeof(ne_non_finite), moe->stream));
+        NE_CUDA_CHECK(cudaStreamSynchronize(moe->stream));
+    });
+}
+
+int32_t moe_non_finite(ne_cuda_moe* moe, ne_non_finite* per_instance, char* err, size_t err_size) {
+    return plugin_call(err, err_size, [&] {
+        NE_CUDA_CHECK(cudaSetDevice(moe->device));
+        NE_CUDA_CHECK(cudaMemcpyAsync(per_instance, moe->t.non_finite, moe->instances * sizeof(ne_non_finite),
+                                      cudaMemcpyDeviceToHost, moe->stream));
         NE_CUDA_CHECK(cudaStreamSynchronize(moe->stream));
     });
 }

@@ -18,5 +18,6 @@ int32_t moe_get_params(ne_cuda_moe* moe, float* W, float* b, float* W_gate, floa
                        char* err, size_t err_size);
 int32_t moe_set_params(ne_cuda_moe* moe, const float* W, const float* b, const float* W_gate, const float* W_noise,
                        const float* route_bias, char* err, size_t err_size);
+int32_t moe_non_finite(ne_cuda_moe* moe, ne_non_finite* per_instance, char* err, size_t err_size);
 
 }  // namespace ne::cuda

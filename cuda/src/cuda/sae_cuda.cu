@@ -61,6 +61,7 @@ struct SaeDeviceStats {
     unsigned long long dead;             // dead latents
     int32_t max_count;                   // largest list a token needed (threshold architectures)
     int32_t saturated;                   // batchtopk: some token had every candidate kept
+    int32_t non_finite_rows;             // some decoder row's norm was not finite after the update
 };
 
 // Per-batch buffers sized by the token count (and k_aux): one allocation.
@@ -775,13 +776,14 @@ __global__ void __launch_bounds__(kThreads) project_kernel(const float* W_dec, i
     for (int64_t i = threadIdx.x; i < d; i += kThreads) g[i] -= along * w[i];
 }
 
-// Decoder rows to unit norm (a zero row stays), one block per row.
-__global__ void __launch_bounds__(kThreads) normalize_kernel(float* W_dec, int64_t d) {
+// Decoder rows to unit norm (a zero row stays), one block per row; a norm that is not finite is flagged in stats.
+__global__ void __launch_bounds__(kThreads) normalize_kernel(float* W_dec, int64_t d, SaeDeviceStats* stats) {
     __shared__ double red[kThreads];
     float* w = W_dec + int64_t(blockIdx.x) * d;
     double sq = 0.0;
     for (int64_t i = threadIdx.x; i < d; i += kThreads) sq += static_cast<double>(w[i]) * static_cast<double>(w[i]);
     sq = block_sum(sq, red);
+    if (threadIdx.x == 0 && !isfinite(sq)) stats->non_finite_rows = 1;
     if (sq == 0.0) return;
     const float inv = static_cast<float>(1.0 / sqrt(sq));
     for (int64_t i = threadIdx.x; i < d; i += kThreads) w[i] *= inv;
@@ -1132,7 +1134,23 @@ void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const A
         }
     }
 
-    if (training) {
+    // A batch whose loss is not finite is not applied: no backward, no update, every tensor stays as it was.
+    const double coefficient = relu ? spec.l1_coefficient : jump ? spec.l0_coefficient : 0.0f;
+    auto loss_of = [&](const SaeDeviceStats& h) {
+        SaeLoss l{};
+        l.mse = h.sse / static_cast<double>(T);
+        l.fvu = h.variance > 0 ? h.sse / h.variance : 0.0;
+        l.l0 = h.l0 / static_cast<double>(T);
+        l.sparsity = coefficient * h.sparsity / static_cast<double>(T);
+        l.auxk = ka > 0 && h.aux_den > 0 ? spec.auxk_alpha * h.aux_num / h.aux_den : 0.0;
+        l.min_kept = batch_select ? h.min_kept : 0.0;
+        l.dead = static_cast<int64_t>(h.dead);
+        l.parameters_finite = h.non_finite_rows == 0;
+        return l;
+    };
+    const bool apply = training && std::isfinite(loss_of(read_stats(s)).total());
+
+    if (apply) {
         NE_NVTX_RANGE("sae.backward");
         const SaeDeviceTensors& p = s.params;
         const SaeDeviceTensors& g = s.grads;
@@ -1197,7 +1215,7 @@ void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const A
         b_dec_encoder_kernel<<<static_cast<unsigned>(d), kThreads, 0, s.stream>>>(p.W_enc, s.enc_sum, m, g.b_dec);
         NE_CUDA_CHECK_LAUNCH("b_dec_encoder_kernel");
     }
-    if (training) {
+    if (apply) {
         NE_NVTX_RANGE("sae.optimizer");
         since_fired_kernel<<<grid_for(m), kThreads, 0, s.stream>>>(s.fire_count, m, T, s.since_fired);
         NE_CUDA_CHECK_LAUNCH("since_fired_kernel");
@@ -1216,7 +1234,7 @@ void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const A
                                                                 n, *adam, touched, layout, inner[which]);
             NE_CUDA_CHECK_LAUNCH("adam_kernel");
         }
-        normalize_kernel<<<static_cast<unsigned>(m), kThreads, 0, s.stream>>>(s.params.W_dec, d);
+        normalize_kernel<<<static_cast<unsigned>(m), kThreads, 0, s.stream>>>(s.params.W_dec, d, s.stats);
         NE_CUDA_CHECK_LAUNCH("normalize_kernel");
     }
 
@@ -1224,16 +1242,8 @@ void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const A
         NE_CUDA_CHECK(cudaMemcpyAsync(x_hat_host, tb.x_hat, T * d * sizeof(float), cudaMemcpyDeviceToHost, s.stream));
     if (fire_host != nullptr)
         NE_CUDA_CHECK(cudaMemcpyAsync(fire_host, s.fire_count, m * sizeof(int64_t), cudaMemcpyDeviceToHost, s.stream));
-    const SaeDeviceStats h = read_stats(s);
-    loss = SaeLoss{};
-    loss.mse = h.sse / static_cast<double>(T);
-    loss.fvu = h.variance > 0 ? h.sse / h.variance : 0.0;
-    loss.l0 = h.l0 / static_cast<double>(T);
-    const double coefficient = relu ? spec.l1_coefficient : jump ? spec.l0_coefficient : 0.0f;
-    loss.sparsity = coefficient * h.sparsity / static_cast<double>(T);
-    loss.auxk = ka > 0 && h.aux_den > 0 ? spec.auxk_alpha * h.aux_num / h.aux_den : 0.0;
-    loss.min_kept = batch_select ? h.min_kept : 0.0;
-    loss.dead = static_cast<int64_t>(h.dead);
+    loss = loss_of(read_stats(s));
+    loss.applied = apply || !training;
 }
 
 // Copies each non-null host tensor to or from the device tensors.

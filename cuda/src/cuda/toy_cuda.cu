@@ -32,6 +32,7 @@ struct ne_cuda_toy {
     ne::cuda::DeviceArena arena;  // one allocation, sliced below
     float *W, *b, *mW, *vW, *mb, *vb, *importance, *probability, *l1, *loss, *penalty;
     float *W_out, *mW_out, *vW_out;  // untied models only, else null
+    ne_non_finite* non_finite;       // [instances], see ToyBackend::non_finite
     ne::FeatureRule* rules;          // [n]
     int32_t has_rules;               // 0: every feature independent
     ne::AdamStep* adam;              // per-step constants of the current launch
@@ -53,6 +54,7 @@ struct ToyArgs {
     int32_t first_step, steps;
     Stream stream;
     float *loss, *penalty;     // evaluation: [instances] means over the steps
+    ne_non_finite* non_finite; // training: [instances] first non-finite step (step 0: none)
 };
 
 // Padded row length: an odd stride puts consecutive feature rows in different shared-memory banks.
@@ -109,7 +111,10 @@ __global__ void __launch_bounds__(kThreads) toy_steps_kernel(ToyArgs a) {
     float* sD = sX + T * n;                       // [T][n]
     float* sH = sD + T * n;                       // [T][m]
     float* sG = sH + T * m;                       // [T][m]
-    float* sred = sG + T * m;                     // [blockDim]
+    float* sred = sG + T * m;                     // [blockDim]; in training sred[0] flags a non-finite gradient
+
+    // An instance that met a non-finite step takes no further updates (the block's choice is uniform).
+    if (training && a.non_finite[inst].step != 0) return;
 
     const int64_t wo = static_cast<int64_t>(inst) * n * m, bo = static_cast<int64_t>(inst) * n;
     for (int e = tid; e < n * m; e += blockDim.x) {
@@ -210,14 +215,43 @@ __global__ void __launch_bounds__(kThreads) toy_steps_kernel(ToyArgs a) {
         }
 
         if (training) {
+            // A step whose gradient is not finite is not applied: the block stops with its last finite parameters
+            // (flag sred[0]). Parameters that are not finite after an update stop it too (flag sred[1]).
+            if (tid == 0) sred[0] = sred[1] = 0.0f;
+            __syncthreads();
+            bool finite = true;
+            for (int e = tid; e < n * m; e += blockDim.x) {
+                const int j = (e / m) * S + e % m;
+                finite = finite && isfinite(sgW[j]) && (!untied || isfinite(sgWo[j]));
+            }
+            for (int i = tid; i < n; i += blockDim.x) finite = finite && isfinite(sgb[i]);
+            if (!finite) sred[0] = 1.0f;
+            __syncthreads();
+            const int64_t number = static_cast<int64_t>(a.first_step) + s + 1;
+            if (sred[0] != 0.0f) {
+                if (tid == 0) a.non_finite[inst] = ne_non_finite{number, inst, NE_NON_FINITE_LOSS, 0};
+                break;
+            }
             const AdamStep hp = a.adam[s];
             for (int e = tid; e < n * m; e += blockDim.x) {
                 const int j = (e / m) * S + e % m;
                 adam_update(sW[j], sgW[j], a.mW[wo + e], a.vW[wo + e], hp);
-                if (untied) adam_update(sWo[j], sgWo[j], a.mW_out[wo + e], a.vW_out[wo + e], hp);
+                finite = finite && isfinite(sW[j]);
+                if (untied) {
+                    adam_update(sWo[j], sgWo[j], a.mW_out[wo + e], a.vW_out[wo + e], hp);
+                    finite = finite && isfinite(sWo[j]);
+                }
             }
-            for (int i = tid; i < n; i += blockDim.x) adam_update(sb[i], sgb[i], a.mb[bo + i], a.vb[bo + i], hp);
+            for (int i = tid; i < n; i += blockDim.x) {
+                adam_update(sb[i], sgb[i], a.mb[bo + i], a.vb[bo + i], hp);
+                finite = finite && isfinite(sb[i]);
+            }
+            if (!finite) sred[1] = 1.0f;
             __syncthreads();
+            if (sred[1] != 0.0f) {
+                if (tid == 0) a.non_finite[inst] = ne_non_finite{number, inst, NE_NON_FINITE_PARAMETERS, 0};
+                break;
+            }
         }
     }
 
@@ -263,6 +297,7 @@ ToyArgs make_args(const ne_cuda_toy& toy) {
     a.rules = toy.has_rules ? toy.rules : nullptr;
     a.loss = toy.loss;
     a.penalty = toy.penalty;
+    a.non_finite = toy.non_finite;
     return a;
 }
 
@@ -335,8 +370,11 @@ int32_t toy_create(int32_t device, const ToyShape* shape, ne_cuda_toy** out, cha
             t.penalty = c.take<float>(I);
             t.adam = c.take<AdamStep>(t.adam_capacity);
             t.rules = c.take<FeatureRule>(t.n);
+            t.non_finite = c.take<ne_non_finite>(I);
         });
         NE_CUDA_CHECK(cudaStreamCreateWithFlags(&toy->stream, cudaStreamNonBlocking));
+        NE_CUDA_CHECK(cudaMemsetAsync(t.non_finite, 0, I * sizeof(ne_non_finite), toy->stream));
+        NE_CUDA_CHECK(cudaStreamSynchronize(toy->stream));
         *out = toy.release();
     });
 }
@@ -434,6 +472,16 @@ int32_t toy_set_params(ne_cuda_toy* toy, const float* W, const float* W_out, con
             for (float* moment : {toy->mW_out, toy->vW_out})
                 NE_CUDA_CHECK(cudaMemsetAsync(moment, 0, nm * sizeof(float), toy->stream));
         }
+        NE_CUDA_CHECK(cudaMemsetAsync(toy->non_finite, 0, toy->instances * sizeof(ne_non_finite), toy->stream));
+        NE_CUDA_CHECK(cudaStreamSynchronize(toy->stream));
+    });
+}
+
+int32_t toy_non_finite(ne_cuda_toy* toy, ne_non_finite* per_instance, char* err, size_t err_size) {
+    return plugin_call(err, err_size, [&] {
+        NE_CUDA_CHECK(cudaSetDevice(toy->device));
+        NE_CUDA_CHECK(cudaMemcpyAsync(per_instance, toy->non_finite, toy->instances * sizeof(ne_non_finite),
+                                      cudaMemcpyDeviceToHost, toy->stream));
         NE_CUDA_CHECK(cudaStreamSynchronize(toy->stream));
     });
 }

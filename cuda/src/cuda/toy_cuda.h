@@ -15,5 +15,6 @@ int32_t toy_evaluate(ne_cuda_toy* toy, int64_t batches, float* loss, float* pena
 int32_t toy_get_params(ne_cuda_toy* toy, float* W, float* W_out, float* b, char* err, size_t err_size);
 int32_t toy_set_params(ne_cuda_toy* toy, const float* W, const float* W_out, const float* b, char* err,
                        size_t err_size);
+int32_t toy_non_finite(ne_cuda_toy* toy, ne_non_finite* per_instance, char* err, size_t err_size);
 
 }  // namespace ne::cuda

@@ -61,6 +61,7 @@ public:
         call(table_.toy_set_data, toy_, data.importance.data(), data.probability.data(), data.l1.data(),
              data.rules.empty() ? nullptr : data.rules.data());
     }
+    void non_finite(ne_non_finite* per_instance) const override { call(table_.toy_non_finite, toy_, per_instance); }
 
 private:
     const ne_cuda_model_table& table_;
@@ -95,6 +96,7 @@ public:
         call(table_.moe_set_data, moe_, data.importance.data(), data.probability.data(), data.l1.data(),
              data.rules.empty() ? nullptr : data.rules.data());
     }
+    void non_finite(ne_non_finite* per_instance) const override { call(table_.moe_non_finite, moe_, per_instance); }
 
 private:
     const ne_cuda_model_table& table_;

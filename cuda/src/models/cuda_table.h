@@ -42,6 +42,8 @@ typedef struct ne_cuda_model_table {
     int32_t (*toy_get_params)(ne_cuda_toy* toy, float* W, float* W_out, float* b, char* err, size_t err_size);
     int32_t (*toy_set_params)(ne_cuda_toy* toy, const float* W, const float* W_out, const float* b, char* err,
                               size_t err_size);
+    // per_instance [instances]: see ToyBackend::non_finite.
+    int32_t (*toy_non_finite)(ne_cuda_toy* toy, ne_non_finite* per_instance, char* err, size_t err_size);
 
     // Mixture of experts, as the toy entries; out as ne_moe_evaluate's.
     int32_t (*moe_supports)(int32_t device, const ne::MoeSpec* spec, int64_t instances, char* err, size_t err_size);
@@ -57,6 +59,7 @@ typedef struct ne_cuda_model_table {
                               char* err, size_t err_size);
     int32_t (*moe_set_params)(ne_cuda_moe* moe, const float* W, const float* b, const float* W_gate,
                               const float* W_noise, const float* route_bias, char* err, size_t err_size);
+    int32_t (*moe_non_finite)(ne_cuda_moe* moe, ne_non_finite* per_instance, char* err, size_t err_size);
 
     // Sparse autoencoders: the entries of SaeBackend (models/sae.h), whose comments define them. precision: the
     // ne_sae_precision of the encoder GEMM. Parameters and state start at zero.

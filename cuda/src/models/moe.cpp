@@ -106,6 +106,12 @@ void MoeModel::evaluate(int64_t batches, float* out, int64_t out_count) {
     backend_->evaluate(batches, out);
 }
 
+ne_non_finite MoeModel::non_finite() const {
+    std::vector<ne_non_finite> per_instance(shape_.instances);
+    backend_->non_finite(per_instance.data());
+    return earliest_non_finite(per_instance);
+}
+
 void MoeModel::check_params(const void* W, int64_t w_count, const void* b, int64_t b_count, const void* W_gate,
                             int64_t gate_count, const void* W_noise, int64_t noise_count, const void* route_bias,
                             int64_t bias_count) const {

@@ -112,6 +112,8 @@ public:
     virtual void set_params(const float* W, const float* b, const float* W_gate, const float* W_noise,
                             const float* route_bias) = 0;
     virtual void set_data(const ToyData& data) = 0;
+    // As ToyBackend::non_finite.
+    virtual void non_finite(ne_non_finite* per_instance) const = 0;
 };
 
 // shape: the data's shape (model = expert_model, m = expert_hidden), as toy_generate_batch takes it.

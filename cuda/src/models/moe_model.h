@@ -28,6 +28,7 @@ public:
                     int64_t gate_count, const float* W_noise, int64_t noise_count, const float* route_bias,
                     int64_t bias_count);
     int64_t steps_done() const { return steps_done_; }
+    ne_non_finite non_finite() const;
 
 private:
     void check_params(const void* W, int64_t w_count, const void* b, int64_t b_count, const void* W_gate,

@@ -89,6 +89,9 @@ struct SaeTensors {
 struct SaeLoss {
     double mse = 0, sparsity = 0, auxk = 0, fvu = 0, l0 = 0, min_kept = 0;
     int64_t dead = 0;
+    // Training: applied is false when the loss was not finite, so the backend skipped the update and left every
+    // tensor as it was; parameters_finite is false when a decoder row's norm was not finite after the update.
+    bool applied = true, parameters_finite = true;
     double total() const { return mse + sparsity + auxk; }
 };
 
@@ -159,9 +162,10 @@ struct SaeThreshold {
     }
 };
 
-// Decoder rows to unit norm (rows of norm 0 are left as they are).
+// Decoder rows to unit norm (rows of norm 0 are left as they are). Returns false when some row's norm was not
+// finite (a cheap check of the parameters after an update).
 template <typename T>
-void sae_normalize_decoder(int64_t m, int64_t d, T* W_dec);
+bool sae_normalize_decoder(int64_t m, int64_t d, T* W_dec);
 
 // Removes from each decoder row's gradient its component along the row: g_j -= (g_j . w^_j) w^_j, w^ = w/||w||.
 // Called before the optimizer, so a step moves the (unit) rows along their sphere to first order.
@@ -192,7 +196,8 @@ public:
     virtual void get_state(const SaeGrads<float>& moment1, const SaeGrads<float>& moment2,
                            int64_t* since_fired) const = 0;
     // One optimizer step on x [batch][d]: forward and backward (AuxK from the firing history), decoder-gradient
-    // projection, Adam (touched latents only when sparse_updates), decoder renormalisation, firing history.
+    // projection, Adam (touched latents only when sparse_updates), decoder renormalisation, firing history. When the
+    // loss is not finite nothing after the forward pass runs (SaeLoss::applied).
     virtual SaeLoss train_step(const float* x, const AdamStep& step, bool sparse_updates) = 0;
     // Forward only on x [spec.batch][d] with this spec (shape and architecture the model's; batch, inference and
     // threshold may differ; no AuxK). x_hat [batch][d] and fire_count [m] (= the tokens each latent fired on) may

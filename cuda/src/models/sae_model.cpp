@@ -141,9 +141,19 @@ ne_sae_stats SaeModel::train_step(const float* x, int64_t x_count, float lr) {
     if (!std::isfinite(lr) || lr <= 0) invalid("lr is " + std::to_string(lr) + "; valid: > 0");
     // AdamW without decay: the decoder's unit rows need none, and the encoder follows SAELens.
     const AdamStep step = adam_step(NE_OPTIMIZER_ADAMW, lr, 0.0f, config_.beta1, config_.beta2, config_.eps, steps_ + 1);
+    if (!std::isfinite(step.step_size))
+        invalid("lr is " + std::to_string(lr) + "; valid: > 0 with lr / (1 - beta1^t) finite in float32");
     const SaeLoss loss = backend_->train_step(x, step, config_.sparse_updates != 0);
+    auto record = [&](int64_t at, int32_t quantity) {
+        if (non_finite_.step == 0) non_finite_ = ne_non_finite{at, 0, quantity, 0};
+    };
+    if (!loss.applied) {
+        record(steps_ + 1, NE_NON_FINITE_LOSS);  // the step was not applied: nothing counts it
+        return stats_of(loss);
+    }
     if (spec_.architecture == NE_SAE_BATCHTOPK) threshold_.update(loss.min_kept);
     ++steps_;
+    if (!loss.parameters_finite) record(steps_, NE_NON_FINITE_PARAMETERS);
     return stats_of(loss);
 }
 
@@ -215,6 +225,7 @@ void SaeModel::set_params(const float* W_enc, int64_t enc_count, const float* b_
     threshold_ = SaeThreshold{};
     if (spec_.architecture == NE_SAE_BATCHTOPK && threshold_count != 0) threshold_.update(threshold[0]);
     steps_ = 0;
+    non_finite_ = ne_non_finite{};
 }
 
 int64_t SaeModel::state_size() const {
@@ -266,6 +277,7 @@ void SaeModel::restore(const float* W_enc, int64_t enc_count, const float* b_enc
                 ", architecture " + std::to_string(header.architecture) + "; this one has " + std::to_string(d) + ", " +
                 std::to_string(m) + ", " + std::to_string(spec_.architecture));
     steps_ = header.steps;
+    non_finite_ = ne_non_finite{};
     threshold_.updates = header.threshold_updates;
     threshold_.value = header.threshold;
     const char* in = static_cast<const char*>(state) + sizeof header;

@@ -35,6 +35,8 @@ public:
                  int64_t dec_count, const float* b_dec, int64_t b_dec_count, const float* threshold,
                  int64_t threshold_count, const void* state, int64_t bytes);
 
+    ne_non_finite non_finite() const { return non_finite_; }
+
 private:
     ne_sae_stats stats_of(const SaeLoss& loss) const;
     // The parameters as host views, thresholds converted to the backend's log_threshold (jumprelu).
@@ -46,6 +48,7 @@ private:
     std::unique_ptr<SaeBackend> backend_;
     SaeThreshold threshold_;
     int64_t steps_ = 0;
+    ne_non_finite non_finite_{};  // the first step whose loss or updated parameters were not finite
 };
 
 }  // namespace ne

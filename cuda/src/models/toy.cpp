@@ -99,6 +99,12 @@ void ToyModel::evaluate(int64_t batches, float* loss, int64_t loss_count, float*
     backend_->evaluate(batches, loss, penalty);
 }
 
+ne_non_finite ToyModel::non_finite() const {
+    std::vector<ne_non_finite> per_instance(shape_.instances);
+    backend_->non_finite(per_instance.data());
+    return earliest_non_finite(per_instance);
+}
+
 void ToyModel::check_params(const void* W, int64_t w_count, const void* W_out, int64_t w_out_count, const void* b,
                             int64_t b_count) const {
     const int64_t nm = shape_.instances * shape_.n * shape_.m;

@@ -36,6 +36,11 @@ public:
     virtual void get_params(float* W, float* W_out, float* b) const = 0;
     virtual void set_params(const float* W, const float* W_out, const float* b) = 0;  // also zeroes the optimizer state
     virtual void set_data(const ToyData& data) = 0;  // after l1 or feature sets change
+    // per_instance [instances]: each instance's first non-finite step (step 0 while every step was finite). A step
+    // whose loss (or gradient) is not finite is not applied (NE_NON_FINITE_LOSS); parameters that are not finite
+    // after an update are NE_NON_FINITE_PARAMETERS. Either way the instance takes no further updates. set_params
+    // clears it.
+    virtual void non_finite(ne_non_finite* per_instance) const = 0;
 };
 
 std::unique_ptr<ToyBackend> make_cpu_toy(const ToyShape& shape, const ToyData& data);

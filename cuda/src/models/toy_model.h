@@ -27,6 +27,7 @@ public:
                     int64_t b_count);
     void sample_batch(int64_t step, int64_t instance, float* x, int64_t x_count) const;
     int64_t steps_done() const { return steps_done_; }
+    ne_non_finite non_finite() const;
 
 private:
     void check_params(const void* W, int64_t w_count, const void* W_out, int64_t w_out_count, const void* b,

@@ -23,6 +23,19 @@ void check_per_instance_values(const char* name, const float* values, int64_t co
     }
 }
 
+bool all_finite(const float* values, int64_t count) {
+    bool finite = true;
+    for (int64_t k = 0; k < count; ++k) finite &= std::isfinite(values[k]);
+    return finite;
+}
+
+ne_non_finite earliest_non_finite(const std::vector<ne_non_finite>& per_instance) {
+    ne_non_finite result{};
+    for (const ne_non_finite& instance : per_instance)
+        if (instance.step != 0 && (result.step == 0 || instance.step < result.step)) result = instance;
+    return result;
+}
+
 void check_count(const char* name, const void* buffer, int64_t count, int64_t expected) {
     if (buffer == nullptr) invalid(std::string(name) + " is null");
     if (count != expected)
@@ -42,6 +55,9 @@ void check_optimizer_settings(int32_t optimizer, float lr, float weight_decay, f
     require(beta1 >= 0 && beta1 < 1, "config.beta1 is " + std::to_string(beta1) + "; valid: [0, 1)");
     require(beta2 >= 0 && beta2 < 1, "config.beta2 is " + std::to_string(beta2) + "; valid: [0, 1)");
     require(std::isfinite(eps) && eps > 0, "config.eps is " + std::to_string(eps) + "; valid: > 0");
+    // Adam's first step moves a parameter by up to lr / (1 - beta1): it must be a float.
+    require(std::isfinite(lr / (1.0f - beta1)),
+            "config.lr is " + std::to_string(lr) + "; valid: > 0 with lr / (1 - beta1) finite in float32");
 }
 
 std::vector<FeatureRule> feature_rules(int64_t n, int64_t instances, const std::vector<float>& probability,

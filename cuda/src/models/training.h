@@ -36,6 +36,12 @@ std::vector<float> normal_init(uint64_t seed, uint32_t tensor, int64_t count, do
 std::vector<AdamStep> adam_schedule(int32_t optimizer, float lr, float weight_decay, float beta1, float beta2,
                                     float eps, int64_t first_t, int64_t count);
 
+// Whether every one of count values is finite (the cheap check of parameters after an update).
+bool all_finite(const float* values, int64_t count);
+
+// The earliest of the instances' first non-finite steps (see ToyBackend::non_finite); the lowest instance on a tie.
+ne_non_finite earliest_non_finite(const std::vector<ne_non_finite>& per_instance);
+
 // Runs `steps` optimizer steps through train(first_step, adam) in chunks of at most 4096 (a CUDA backend takes a
 // chunk in one launch; the chunk bounds the table of per-step constants), advancing steps_done (the data stream's
 // index) and optimizer_steps (Adam's t). Checks the count against the stream's range first.

@@ -35,7 +35,8 @@ public sealed class DictionaryEncoder(SaeDictionary dict)
                 for (var j = 0; j < m; j++) code[j] = code[j] > threshold ? Math.Max(code[j], 0) : 0;
                 break;
             case SaeArchitecture.JumpRelu:
-                for (var j = 0; j < m; j++) code[j] = code[j] > dict.Threshold![j] ? code[j] : 0;
+                // θ > 0 as read; a threshold at or below 0 still lets only positive codes through (ReLU(u)·[u > θ]).
+                for (var j = 0; j < m; j++) code[j] = code[j] > Math.Max(dict.Threshold![j], 0) ? code[j] : 0;
                 break;
             default:
                 TensorPrimitives.Max(code, 0f, code);

@@ -13,6 +13,9 @@ public sealed record MachinePeak(int Size, double EngineGflops, double? OpenBlas
 {
     public double PeakGflops => Math.Max(EngineGflops, OpenBlasGflops ?? 0);
 
+    /// <summary>The largest n: three n × n float matrices (3 GiB) and one product (2n³ = 8.8 TFLOP) per call.</summary>
+    public const int MaxGemmSize = 16384;
+
     /// <summary>A rate as a share of the peak, rounded for the JSON.</summary>
     public double Share(double gflops) => Math.Round(gflops / PeakGflops, 4);
 

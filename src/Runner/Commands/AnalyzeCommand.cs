@@ -78,16 +78,17 @@ public static class AnalyzeCommand
     private const double MinNonZero = 100;
     private const int MaxDefaultSamples = 1_000_000;
 
-    public static int Run(AnalyzeOptions options, IAnsiConsole console) => options.Analysis switch
+    public static int Run(AnalyzeOptions options, Cli cli) => options.Analysis switch
     {
-        "superposition-test" => SuperpositionTest(options, console),
-        "feature-curves" => FeatureCurves(options, console),
-        "capacity" => Capacity(options, console),
+        "superposition-test" => SuperpositionTest(options, cli),
+        "feature-curves" => FeatureCurves(options, cli.Out),
+        "capacity" => Capacity(options, cli.Out),
         _ => throw new ConfigException($"analyze \"{options.Analysis}\" is unknown; valid: {string.Join(", ", Analyses)}"),
     };
 
-    private static int SuperpositionTest(AnalyzeOptions o, IAnsiConsole console)
+    private static int SuperpositionTest(AnalyzeOptions o, Cli cli)
     {
+        var console = cli.Out;
         Allow(o, "--model, --instance, --samples, --alpha, --rho, --method, --seed, --backend, --out",
             (o.Dict, "--dict"), (o.GroundTruth, "--ground-truth"), (o.Data, "--data"), (o.Tokens, "--tokens"),
             (o.Cosine, "--cosine"), (o.Constant, "--constant"));
@@ -120,8 +121,8 @@ public static class AnalyzeCommand
             var rarest = c.InstanceProbability(k).ToArray().Min();
             var samples = o.Samples ?? (int)Math.Clamp(Math.Ceiling(ExpectedNonZero / rarest * (1 - 1e-6)), 20000, MaxDefaultSamples);
             if (samples * rarest < MinNonZero)
-                console.MarkupLine($"[yellow]instance {k}: {samples} samples give its rarest feature (p = {rarest:G3}) about {samples * rarest:F0} " +
-                                   $"non-zero values; the normal approximation needs more: --samples {Math.Ceiling(ExpectedNonZero / rarest):F0}[/]");
+                cli.Warn($"instance {k}: {samples} samples give its rarest feature (p = {rarest:G3}) about {samples * rarest:F0} " +
+                         $"non-zero values; the normal approximation needs more: --samples {Math.Ceiling(ExpectedNonZero / rarest):F0}");
             return samples;
         }
 
@@ -136,14 +137,12 @@ public static class AnalyzeCommand
                            $"H0 \"at most m = {c.NHidden} features are represented\" (feature i represented: corr(x_i, x'_i) > ρ0 = {rho:G3}); " +
                            $"fresh samples of each instance's data, {(method == CorrelationMethod.Robust ? "robust" : "classical")} Fisher z, " +
                            $"p = min(1, (n − m)·p_(m+1))");
-        var table = new Table().Border(TableBorder.Rounded);
-        foreach (var header in new[] { "inst", "p (density)", "samples", "‖W_i‖ > 0.5", $"r_i > ρ0 at α", "lower bound (Holm)", "p-value", "decision" })
-            table.AddColumn(new TableColumn(Markup.Escape(header)).RightAligned());
-        foreach (var r in results)
-            table.AddRow(F(r.Instance), F(r.FeatureProbability, "G3"), F(r.Samples),
-                F(r.RepresentedByNorm), F(r.RepresentedAtAlpha), F(r.RepresentedLowerBound), PValue(r.P),
-                r.Reject ? "[green]superposition[/]" : "not rejected");
-        console.Write(table);
+        ConsoleTables.Print(console, ["inst", "p (density)", "samples", "‖W_i‖ > 0.5", "r_i > ρ0 at α", "lower bound (Holm)", "p-value", "decision"],
+            results.Select(r => new[]
+            {
+                F(r.Instance), F(r.FeatureProbability, "G3"), F(r.Samples), F(r.RepresentedByNorm), F(r.RepresentedAtAlpha),
+                F(r.RepresentedLowerBound), PValue(r.P), r.Reject ? "superposition" : "not rejected",
+            }));
         if (results.Length == 1)
         {
             var r = results[0];
@@ -171,13 +170,12 @@ public static class AnalyzeCommand
 
         console.MarkupLine($"[bold]capacity[/] {result.Model} n={result.NFeatures} m={result.NHidden}: features stored against density, " +
                            $"beside compressed sensing's bounds for k = n·p active features (ℓ1: m ≥ {constant:G3}·k·ln(e·n/k); ℓ0: m ≥ 2k; capped to [[m, n]])");
-        var table = new Table().Border(TableBorder.Rounded);
-        foreach (var header in new[] { "p", "1/(1−S)", "inst", "‖W_i‖ > 0.5", "in superposition", "Σ D_i", "ℓ1 bound", "ℓ0 bound" })
-            table.AddColumn(new TableColumn(Markup.Escape(header)).RightAligned());
-        foreach (var p in result.Points)
-            table.AddRow(F(p.FeatureProbability, "G3"), F(1 / p.FeatureProbability, "G4"), F(p.Instance), F(p.Represented),
-                F(p.Superposed), F(p.DimensionalitySum, "F2"), F(p.L1Bound), F(p.L0Bound));
-        console.Write(table);
+        ConsoleTables.Print(console, ["p", "1/(1−S)", "inst", "‖W_i‖ > 0.5", "in superposition", "Σ D_i", "ℓ1 bound", "ℓ0 bound"],
+            result.Points.Select(p => new[]
+            {
+                F(p.FeatureProbability, "G3"), F(1 / p.FeatureProbability, "G4"), F(p.Instance), F(p.Represented),
+                F(p.Superposed), F(p.DimensionalitySum, "F2"), F(p.L1Bound), F(p.L0Bound),
+            }));
         console.MarkupLine($"the ℓ1 bound allows all {result.NFeatures} features at p ≤ {result.L1DensityForAll:G3}; the model represents all of them " +
                            (result.ModelDensityForAll is { } all ? $"at p = {all:G3} (the densest such setting)" : "at no density of the sweep") +
                            $". Spearman(represented, 1/p) = {F(result.RankCorrelation, "F2")}");
@@ -189,8 +187,8 @@ public static class AnalyzeCommand
     {
         Allow(o, "--dict, --model, --ground-truth, --data, --instance, --tokens, --cosine, --seed, --backend, --out",
             (o.Samples, "--samples"), (o.Alpha, "--alpha"), (o.Rho, "--rho"), (o.Method, "--method"), (o.Constant, "--constant"));
-        var dictDir = Require(o.Dict, "--dict", "a dictionary folder (sae_weights.safetensors, cfg.json)");
-        var dict = SaeLens.Read(dictDir);
+        var dictDir = Require(o.Dict, "--dict", "a dictionary folder (SAELens or sparsify layout) or a factorize run folder");
+        var dict = EvalCommand.ReadDictionary(dictDir);
         var cosine = o.Cosine ?? Analysis.FeatureCurves.DefaultCosineCut;
         if (!(cosine > 0 && cosine <= 1)) throw new ConfigException($"--cosine is {cosine}; valid: a cosine in (0, 1]");
         if (o.Tokens is < 1) throw new ConfigException($"--tokens is {o.Tokens}; valid: >= 1");
@@ -203,7 +201,7 @@ public static class AnalyzeCommand
         using var context = new EngineContext(o.ParseBackend());
         var (result, truth, source) = ModelAnalyses.FeatureCurves(context, dictDir, dict, model, instance, o.GroundTruth, o.Data,
             o.Tokens, o.Seed, cosine);
-        var path = OutPath(o, dictDir, "feature_curves");
+        var path = OutPath(o, FactorizeExperiment.RunFolderOf(dictDir) ?? dictDir, "feature_curves");
         AtomicFile.WriteText(path, Analysis.FeatureCurves.ToJson(result));
 
         console.MarkupLine($"[bold]feature curves[/] of {Markup.Escape(dictDir)} ({SaeLens.Name(dict.Architecture)}, d_sae {dict.DSae}) against " +
@@ -234,6 +232,7 @@ public static class AnalyzeCommand
     private static string OutPath(AnalyzeOptions o, string directory, string name)
     {
         var path = o.Out ?? Path.Combine(directory, $"analysis_{name}.json");
+        if (Directory.Exists(path)) throw new ConfigException($"--out {path} is a folder; give a file name");
         var folder = Path.GetDirectoryName(Path.GetFullPath(path))!;
         try
         {

@@ -14,7 +14,7 @@ namespace NativeEngine.Runner.Commands;
 [Verb("bench", HelpText = "Benchmark workloads beside their peers and the machine's GEMM peak, measured in the same run; JSON out.")]
 public sealed class BenchOptions : BackendOptions
 {
-    [Value(0, MetaName = "workload", HelpText = "toy | moe | factorize | dictionary | peak | all | e2e | table FILE...")]
+    [Value(0, MetaName = "workload", HelpText = "toy | moe | factorize | dictionary | peak | read | all | e2e | table FILE...")]
     public string Workload { get; set; } = "";
 
     [Value(1, MetaName = "files", HelpText = "table: result files to print as README rows.")]
@@ -26,7 +26,7 @@ public sealed class BenchOptions : BackendOptions
     [Option("config", HelpText = "toy, moe, e2e: a config (e.g. configs/paper/n100_m20.json); default: n100_m20 (toy, e2e), compare_n20 (moe).")]
     public string? Config { get; set; }
 
-    [Option("d-in", HelpText = "factorize, dictionary: input dimension d (one size instead of the standard ones).")]
+    [Option("d-in", HelpText = "factorize, dictionary: input dimension d (one size instead of the standard ones); read: d of the data (default 512).")]
     public int? D { get; set; }
 
     [Option("d-sae", HelpText = "factorize, dictionary: dictionary size.")]
@@ -35,7 +35,7 @@ public sealed class BenchOptions : BackendOptions
     [Option("top-k", HelpText = "factorize, dictionary: k of the TopK SAE.")]
     public int? K { get; set; }
 
-    [Option("batch", HelpText = "factorize, dictionary: tokens per step (default 4096 and 256).")]
+    [Option("batch", HelpText = "factorize, dictionary, read: tokens per step (default 4096 and 256; read: 4096).")]
     public int? Batch { get; set; }
 
     [Option("seconds", Default = 5.0, HelpText = "Minimum measured time per side of each workload, and of each GEMM.")]
@@ -65,23 +65,29 @@ public sealed class BenchOptions : BackendOptions
 /// </summary>
 public static class BenchCommand
 {
-    public static readonly string[] WorkloadNames = ["toy", "moe", "factorize", "dictionary", "peak", "all", "e2e", "table"];
+    public static readonly string[] WorkloadNames = ["toy", "moe", "factorize", "dictionary", "peak", "read", "all", "e2e", "table"];
 
-    public static int Run(BenchOptions options, IAnsiConsole console)
+    public static int Run(BenchOptions options, Cli cli)
     {
+        var console = cli.Out;
         var workload = options.All ? "all" : options.Workload;
         if (!WorkloadNames.Contains(workload))
             throw new ConfigException($"bench workload \"{workload}\" is {(workload.Length == 0 ? "missing" : "unknown")}; " +
                                       $"valid: {string.Join(", ", WorkloadNames)} (or --all)");
-        if (workload == "table") return Table(options.Files.ToArray(), console);
+        if (workload == "table") return Table(options.Files.ToArray(), cli);
+        if (workload == "read") return Read(options, cli);
         if (options.Peer is not ("auto" or "none")) throw new ConfigException($"--peer is \"{options.Peer}\"; valid: auto, none");
         if (!(options.Seconds > 0)) throw new ConfigException($"--seconds is {options.Seconds}; valid: > 0");
-        if (options.GemmSize < 1) throw new ConfigException($"--gemm-size is {options.GemmSize}; valid: >= 1");
+        if (options.GemmSize < 1 || options.GemmSize > MachinePeak.MaxGemmSize)
+            throw new ConfigException($"--gemm-size is {options.GemmSize}; valid: 1..{MachinePeak.MaxGemmSize} (three n × n float " +
+                                      "matrices must fit in memory)");
+        if (!double.IsFinite(options.Seconds) || options.Seconds > 3600)
+            throw new ConfigException($"--seconds is {options.Seconds}; valid: > 0 and at most 3600");
         if (options.Config is not null && workload is not ("toy" or "moe" or "e2e"))
             throw new ConfigException("--config applies to bench toy, moe and e2e only");
         if ((options.Steps.Any() || options.Cases.Any()) && workload != "e2e")
             throw new ConfigException("--steps and --cases apply to bench e2e only");
-        if (workload == "e2e") return EndToEndRun(options, console);
+        if (workload == "e2e") return EndToEndRun(options, cli);
         var saeSizes = SaeSizes(options, workload);
 
         using var context = new EngineContext(options.ParseBackend());
@@ -91,7 +97,7 @@ public static class BenchCommand
         var rows = new JsonArray();
         void Add(string what, Func<JsonObject> measure)
         {
-            if (all) console.MarkupLine($"[grey]measuring {Markup.Escape(what)}[/]");
+            if (all) cli.Error.MarkupLine($"[grey]measuring {Markup.Escape(what)}[/]");
             rows.Add(measure());
         }
 
@@ -103,7 +109,7 @@ public static class BenchCommand
                 foreach (var relative in Workloads.SuiteToyConfigs)
                     if (RepositoryFiles.Find(relative) is { } found)
                         Add(relative, () => Workloads.Toy(run, ToyConfigLoader.LoadFile(found), ConfigName(relative), relative));
-                    else console.MarkupLine($"[yellow]{Markup.Escape(relative)} not found from here: skipped[/]");
+                    else cli.Warn($"{relative} not found from here: skipped");
         }
         if (workload is "moe" or "all")
         {
@@ -145,8 +151,9 @@ public static class BenchCommand
         return 0;
     }
 
-    private static int EndToEndRun(BenchOptions options, IAnsiConsole console)
+    private static int EndToEndRun(BenchOptions options, Cli cli)
     {
+        var console = cli.Out;
         var cases = options.Cases.Any() ? options.Cases.ToArray() : EndToEnd.CaseNames;
         if (cases.FirstOrDefault(c => !EndToEnd.CaseNames.Contains(c)) is { } unknown)
             throw new ConfigException($"--cases has \"{unknown}\"; valid: {string.Join(", ", EndToEnd.CaseNames)}");
@@ -156,7 +163,7 @@ public static class BenchCommand
         if (options.Config is { } config && !File.Exists(config) && RepositoryFiles.Find(config) is null)
             throw new ConfigException($"--config {config} does not exist");
         var rows = EndToEnd.Run(cases, options.Config ?? EndToEnd.DefaultToyConfig, steps, options.Peer == "auto",
-            what => console.MarkupLine($"[grey]running {Markup.Escape(what)}[/]"));
+            what => cli.Error.MarkupLine($"[grey]running {Markup.Escape(what)}[/]"));
         using var context = new EngineContext(Backend.Cpu);
         var result = new JsonObject
         {
@@ -178,6 +185,40 @@ public static class BenchCommand
     }
 
     private sealed record SaeSizeChoice((int D, int DSae, int K, int Batch)[] Factorize, (int D, int DSae, int K, int Batch) Dictionary);
+
+    /// <summary>`bench read`: tokens/s of each activation file format on the same data (see <see cref="ReadThroughput"/>);
+    /// at most 2^18 tokens and 512 MiB of float32 values.</summary>
+    private static int Read(BenchOptions options, Cli cli)
+    {
+        var console = cli.Out;
+        if (!(options.Seconds > 0) || !double.IsFinite(options.Seconds) || options.Seconds > 3600)
+            throw new ConfigException($"--seconds is {options.Seconds}; valid: > 0 and at most 3600");
+        if (options.DSae is not null || options.K is not null || options.Config is not null)
+            throw new ConfigException("bench read takes --d-in, --batch, --seconds and --out");
+        var d = options.D ?? 512;
+        var batch = options.Batch ?? 4096;
+        if (d < 1 || d > ReadThroughput.MaxD || batch < 1 || batch > ReadThroughput.MaxBatch)
+            throw new ConfigException($"--d-in {d}, --batch {batch}: valid: --d-in 1..{ReadThroughput.MaxD}, --batch 1..{ReadThroughput.MaxBatch}");
+        var tokens = Math.Max(ReadThroughput.ContextSize, Math.Min(1L << 18, (1L << 27) / d) / ReadThroughput.ContextSize * ReadThroughput.ContextSize);
+        using var context = new EngineContext(Backend.Cpu);
+        var result = new JsonObject
+        {
+            ["benchmark"] = "read",
+            ["date"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
+            ["machine"] = MachineJson(context),
+            ["seconds_per_side"] = options.Seconds,
+            ["note"] = "files freshly written, so read from the page cache; sequential: every shard front to back; shuffled: " +
+                       "ActivationSource batches as factorize draws them",
+            ["results"] = ReadThroughput.Measure(d, tokens, batch, options.Seconds),
+        };
+        var json = result.ToJsonString(new JsonSerializerOptions
+        {
+            WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        });
+        console.Profile.Out.Writer.WriteLine(json);
+        if (options.Out is { } path) Write(path, json);
+        return 0;
+    }
 
     // The standard sizes, or the one size the options give (missing ones from the workload's first standard size).
     private static SaeSizeChoice SaeSizes(BenchOptions options, string workload)
@@ -282,21 +323,48 @@ public static class BenchCommand
         }
     }
 
-    private static int Table(string[] files, IAnsiConsole console)
+    private static int Table(string[] files, Cli cli)
     {
+        var console = cli.Out;
         if (files.Length == 0) throw new ConfigException("bench table needs result files, e.g. bench table bench/results/*.json");
         var first = true;
         foreach (var file in files)
         {
             if (!File.Exists(file)) throw new ConfigException($"{file} does not exist");
-            var node = JsonNode.Parse(File.ReadAllText(file))!;
-            if (node["results"] is null || node["peak"] is null)
+            JsonNode? node;
+            try
+            {
+                // Through JsonDocument first: it rejects what JsonNode accepts and then throws on (a key twice).
+                using (var document = JsonDocument.Parse(File.ReadAllText(file)))
+                    if (document.RootElement.ValueKind == JsonValueKind.Object)
+                        _ = new JsonObjectReader(document.RootElement, file);
+                node = JsonNode.Parse(File.ReadAllText(file));
+            }
+            catch (JsonException e)
+            {
+                throw new Formats.DataFormatException($"{file}: not a bench result (not valid JSON: {e.Message})");
+            }
+            catch (ConfigException e)
+            {
+                throw new Formats.DataFormatException($"not a bench result: {e.Message}");
+            }
+            if (node is not JsonObject || node["results"] is null || node["peak"] is null)
             {
                 // Results from before the peak and the rows (one workload per file) stay in bench/results as records.
-                console.MarkupLine($"[yellow]skipped {Markup.Escape(file)}: no \"peak\" and \"results\" (an older format)[/]");
+                cli.Warn($"skipped {file}: no \"peak\" and \"results\" (an older format, or not a bench result)");
                 continue;
             }
-            foreach (var line in MarkdownRows(node, withHeader: first)) console.Profile.Out.Writer.WriteLine(line);
+            List<string> rows;
+            try
+            {
+                rows = MarkdownRows(node, withHeader: first).ToList();
+            }
+            catch (Exception e) when (e is InvalidOperationException or NullReferenceException or FormatException or ArgumentException
+                                          or KeyNotFoundException or IndexOutOfRangeException)
+            {
+                throw new Formats.DataFormatException($"{file}: not a bench result this version reads ({e.Message})");
+            }
+            foreach (var line in rows) console.Profile.Out.Writer.WriteLine(line);
             first = false;
         }
         return 0;

@@ -4,8 +4,15 @@ using NativeEngine.Runner.Configs;
 
 namespace NativeEngine.Runner.Commands;
 
+/// <summary>--verbose, which every verb takes.</summary>
+public abstract class VerbOptions
+{
+    [Option("verbose", HelpText = "On an internal error, print the stack trace.")]
+    public bool Verbose { get; set; }
+}
+
 /// <summary>--backend, shared by every verb that computes.</summary>
-public abstract class BackendOptions
+public abstract class BackendOptions : VerbOptions
 {
     [Option("backend", Default = "auto", HelpText = "auto (CUDA when a device is present, else CPU) | cpu | cuda.")]
     public string Backend { get; set; } = "auto";
@@ -19,8 +26,15 @@ public abstract class BackendOptions
     };
 }
 
+/// <summary>--force, for verbs that write a run folder: replace a run of another kind or config there.</summary>
+public abstract class RunFolderOptions : BackendOptions
+{
+    [Option("force", HelpText = "Write into --out even when it holds a run of another kind or another config, or an unfinished run (replacing it).")]
+    public bool Force { get; set; }
+}
+
 /// <summary>--seed and --steps, which override a toy run's config (toy and moe verbs).</summary>
-public abstract class TrainingOptions : BackendOptions
+public abstract class TrainingOptions : RunFolderOptions
 {
     [Option("seed", HelpText = "Overrides the config's seed.")]
     public ulong? Seed { get; set; }
@@ -37,31 +51,5 @@ public abstract class TrainingOptions : BackendOptions
             config = config with { Steps = steps };
         }
         return config;
-    }
-}
-
-/// <summary>Ctrl-C as a cancellation: long work stops at its next check and still writes what it did.</summary>
-public static class Interrupt
-{
-    /// <summary>The exit code of interrupted work (the shell's code for Ctrl-C).</summary>
-    public const int ExitCode = 130;
-
-    public static T Catch<T>(Func<CancellationToken, T> body)
-    {
-        using var interrupt = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) =>
-        {
-            e.Cancel = true;
-            interrupt.Cancel();
-        };
-        Console.CancelKeyPress += onCancel;
-        try
-        {
-            return body(interrupt.Token);
-        }
-        finally
-        {
-            Console.CancelKeyPress -= onCancel;
-        }
     }
 }

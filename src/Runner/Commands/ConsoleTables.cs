@@ -5,7 +5,8 @@ using Spectre.Console;
 
 namespace NativeEngine.Runner.Commands;
 
-/// <summary>The tables the commands print after a run; the rows are the ones its report shows.</summary>
+/// <summary>The tables the commands print after a run; the rows are the ones its report shows. Boxed on a terminal,
+/// plain aligned text when redirected or under NO_COLOR.</summary>
 public static class ConsoleTables
 {
     /// <summary>Rows printed to the terminal; the report lists them all.</summary>
@@ -13,12 +14,31 @@ public static class ConsoleTables
 
     public static void Print(IAnsiConsole console, string[] headers, IEnumerable<string[]> rows)
     {
-        var table = new Table().Border(TableBorder.Rounded);
-        foreach (var header in headers) table.AddColumn(new TableColumn(Markup.Escape(header)).RightAligned());
         var all = rows.ToList();
-        foreach (var row in all.Take(MaxRows)) table.AddRow(row.Select(Markup.Escape).ToArray());
-        console.Write(table);
-        if (all.Count > MaxRows) console.MarkupLine($"({all.Count - MaxRows} more rows in results.json and report.html)");
+        var shown = all.Take(MaxRows).ToList();
+        if (Cli.Decorated(console))
+        {
+            var table = new Table().Border(TableBorder.Rounded);
+            foreach (var header in headers) table.AddColumn(new TableColumn(Markup.Escape(header)).RightAligned());
+            foreach (var row in shown) table.AddRow(row.Select(Markup.Escape).ToArray());
+            console.Write(table);
+        }
+        else
+        {
+            foreach (var line in Plain(headers, shown)) console.Profile.Out.Writer.WriteLine(line);
+        }
+        if (all.Count > MaxRows) console.WriteLine($"({all.Count - MaxRows} more rows in results.json and report.html)");
+    }
+
+    /// <summary>Right-aligned columns separated by two spaces, with a dashed rule under the header.</summary>
+    public static IEnumerable<string> Plain(string[] headers, IReadOnlyList<string[]> rows)
+    {
+        var widths = headers.Select((h, c) => rows.Select(r => c < r.Length ? r[c].Length : 0).Append(h.Length).Max()).ToArray();
+        string Line(IReadOnlyList<string> cells) =>
+            string.Join("  ", widths.Select((w, c) => (c < cells.Count ? cells[c] : "").PadLeft(w))).TrimEnd();
+        yield return Line(headers);
+        yield return string.Join("  ", widths.Select(w => new string('-', w)));
+        foreach (var row in rows) yield return Line(row);
     }
 
     public static void Print(ToyRunResult run, IAnsiConsole console)

@@ -7,7 +7,7 @@ using Spectre.Console;
 namespace NativeEngine.Runner.Commands;
 
 [Verb("hybrid", HelpText = "Approach 3: over a density sweep, train ordinary, L1-penalised and MoE models of one hidden size, harvest and factorize each at several dictionary sizes, and report recovery of each model's own features beside the loss it pays.")]
-public sealed class HybridOptions : BackendOptions
+public sealed class HybridOptions : RunFolderOptions
 {
     [Option("config", Required = true, HelpText = "JSON config (comments allowed); see configs/hybrid/.")]
     public string Config { get; set; } = "";
@@ -18,17 +18,19 @@ public sealed class HybridOptions : BackendOptions
 
 public static class HybridCommand
 {
-    public static int Run(HybridOptions options, IAnsiConsole console)
+    public static int Run(HybridOptions options, Cli cli)
     {
         var config = HybridConfigLoader.LoadFile(options.Config);
         using var context = new EngineContext(options.ParseBackend());
+        var console = cli.Out;
         PrintPlan(config, console);
-        var results = Interrupt.Catch(cancel =>
-            ConsoleProgress.Run(console, progress => HybridExperiment.Run(context, config, options.Out, progress, cancel)));
+        using var interrupt = Interrupt.Listen(cli.Cancel);
+        var results = ConsoleProgress.Run(cli, progress =>
+            HybridExperiment.Run(context, config, options.Out, progress, interrupt.Token, options.Force));
         if (results is null)
         {
-            console.MarkupLine("[yellow]interrupted: the models and dictionaries finished so far are written[/]");
-            return Interrupt.ExitCode;
+            cli.Notice($"stopped by {interrupt.Cause}: the models and dictionaries finished so far are written");
+            return interrupt.ExitCode;
         }
         ConsoleTables.Print(config, results, console);
         console.MarkupLine($"report: {Markup.Escape(Path.GetFullPath(Path.Combine(options.Out, "report.html")))}");

@@ -9,8 +9,9 @@ public sealed class InfoOptions : BackendOptions;
 
 public static class InfoCommand
 {
-    public static int Run(InfoOptions options, IAnsiConsole console)
+    public static int Run(InfoOptions options, Cli cli)
     {
+        var console = cli.Out;
         var runtime = Engine.Runtime;
         console.MarkupLine($"[bold]NativeEngine[/] {Engine.Version} (C ABI {Engine.LibraryAbiVersion})");
         console.MarkupLine("backends compiled in: cpu" + (runtime.CudaCompiled ? ", cuda" : ""));

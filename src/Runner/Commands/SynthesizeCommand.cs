@@ -7,12 +7,15 @@ using Spectre.Console;
 namespace NativeEngine.Runner.Commands;
 
 [Verb("synthesize", HelpText = "Write a factorize config's synthetic activations to disk as shards, with ground_truth.safetensors beside them (activation sets of any size, larger than memory included).")]
-public sealed class SynthesizeOptions
+public sealed class SynthesizeOptions : VerbOptions
 {
+    [Option("force", HelpText = "Write into --out even when it holds another run's files.")]
+    public bool Force { get; set; }
+
     [Option("config", Required = true, HelpText = "A factorize config whose data is {\"synthetic\": {...}}.")]
     public string Config { get; set; } = "";
 
-    [Option("out", Required = true, HelpText = "Folder for shard_*.npy (or .f32) and ground_truth.safetensors.")]
+    [Option("out", Required = true, HelpText = "Folder for shard_*.npy (or .f32, or a SAELens cache) and ground_truth.safetensors.")]
     public string Out { get; set; } = "";
 
     [Option("tokens", Required = true, HelpText = "Tokens to write.")]
@@ -21,14 +24,18 @@ public sealed class SynthesizeOptions
     [Option("shard-tokens", Default = 1L << 20, HelpText = "Tokens per shard.")]
     public long ShardTokens { get; set; } = 1L << 20;
 
-    [Option("format", Default = "npy", HelpText = "npy | raw (float32, no header).")]
+    [Option("format", Default = "npy", HelpText = "npy | raw (float32, no header) | arrow (a SAELens activation cache: save_to_disk folder, column \"activations\").")]
     public string Format { get; set; } = "npy";
+
+    [Option("context", Default = 128, HelpText = "arrow: tokens per row (SAELens's context_size).")]
+    public int Context { get; set; } = 128;
 }
 
 public static class SynthesizeCommand
 {
-    public static int Run(SynthesizeOptions options, IAnsiConsole console)
+    public static int Run(SynthesizeOptions options, Cli cli)
     {
+        var console = cli.Out;
         var config = FactorizeConfigLoader.LoadFile(options.Config);
         if (config.Data is not SyntheticSpec synthetic)
             throw new ConfigException($"{options.Config}: \"data\" must be {{\"synthetic\": {{...}}}} to synthesize; it reads files already");
@@ -36,11 +43,12 @@ public static class SynthesizeCommand
         {
             "npy" => ActivationFileFormat.Npy,
             "raw" => ActivationFileFormat.RawF32,
-            _ => throw new ConfigException($"--format is \"{options.Format}\"; valid: npy, raw"),
+            "arrow" => ActivationFileFormat.Arrow,
+            _ => throw new ConfigException($"--format is \"{options.Format}\"; valid: npy, raw, arrow"),
         };
-        var result = Synthesis.Run(synthetic, options.Out, options.Tokens, options.ShardTokens, format);
+        var result = Synthesis.Run(synthetic, options.Out, options.Tokens, options.ShardTokens, format, options.Context, options.Force);
         console.MarkupLine($"wrote {options.Tokens} tokens (d = {result.D}, {result.Bytes / 1e9:F2} GB) in {result.Shards.Count} shard(s) and " +
                            $"ground_truth.safetensors to {Markup.Escape(Path.GetFullPath(options.Out))}");
-        return 0;
+        return ExitCodes.Ok;
     }
 }

@@ -9,7 +9,7 @@ namespace NativeEngine.Runner.Commands;
 [Verb("toy", HelpText = "Train toy models of superposition from a JSON config.")]
 public sealed class ToyOptions : TrainingOptions
 {
-    [Option("config", Required = true, HelpText = "JSON config (comments allowed); see configs/.")]
+    [Option("config", Required = true, HelpText = "JSON config (comments allowed); see configs/paper/.")]
     public string Config { get; set; } = "";
 
     [Option("out", Required = true, HelpText = "Run folder: config.json, results.json, weights.safetensors, report.html, figures/.")]
@@ -18,17 +18,19 @@ public sealed class ToyOptions : TrainingOptions
 
 public static class ToyCommand
 {
-    public static int Run(ToyOptions options, IAnsiConsole console)
+    public static int Run(ToyOptions options, Cli cli)
     {
         var config = options.ApplyTo(ToyConfigLoader.LoadFile(options.Config));
         using var context = new EngineContext(options.ParseBackend());
-        var run = Interrupt.Catch(cancel =>
-            ConsoleProgress.Run(console, progress => ToyExperiment.Run(context, config, options.Out, progress, cancel)));
+        using var interrupt = Interrupt.Listen(cli.Cancel);
+        var run = ConsoleProgress.Run(cli, progress =>
+            ToyExperiment.Run(context, config, options.Out, progress, interrupt.Token, options.Force));
+        var console = cli.Out;
         if (!run.Completed)
-            console.MarkupLine($"[yellow]interrupted after {run.Steps} of {config.Steps} steps: the results are of that point[/]");
+            cli.Notice($"stopped by {interrupt.Cause} after {run.Steps} of {config.Steps} steps: the results are of that point");
         console.MarkupLine($"wrote {Markup.Escape(Path.GetFullPath(options.Out))}: config.json, results.json, weights.safetensors, " +
                            "report.html, figures/");
         ConsoleTables.Print(run, console);
-        return run.Completed ? 0 : Interrupt.ExitCode;
+        return run.Completed ? ExitCodes.Ok : interrupt.ExitCode;
     }
 }

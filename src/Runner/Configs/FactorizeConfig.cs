@@ -14,8 +14,14 @@ public sealed record SyntheticSpec(int D, int NFeatures, double ActiveMean, doub
     ulong Seed) : DataSpec;
 
 /// <summary>Activation shards on disk (tokens × d): absolute paths or globs, their format (raw shards with their
-/// element type), the tensor read from .safetensors files, and d (required for raw shards).</summary>
-public sealed record FilesSpec(string[] Files, ActivationFileFormat Format, string? Tensor, int? D) : DataSpec;
+/// element type), the tensor read from .safetensors files, d (required for raw shards), the column read from Arrow
+/// files (paths may then be dataset folders: a SAELens cache, any save_to_disk folder), and what a token holding NaN
+/// or infinity does (an error naming it, or left out and counted).</summary>
+public sealed record FilesSpec(string[] Files, ActivationFileFormat Format, string? Tensor, int? D, string? Column = null,
+    NonFiniteInput NonFinite = NonFiniteInput.Error) : DataSpec
+{
+    public ActivationFiles ToActivationFiles() => new(Files, Format, D, Tensor, Column);
+}
 
 /// <summary>How activations are scaled before training (and the scale folded back into the saved dictionary).</summary>
 public enum ActivationNormalization
@@ -38,7 +44,10 @@ public sealed record TrainSpec(long Tokens, int BatchSize, double Lr, long Warmu
 }
 
 /// <summary>A factorization run (`factorize`), resolved: every default filled in.</summary>
-public sealed record FactorizeConfig(DataSpec Data, SaeSpec Sae, TrainSpec Train)
+/// <param name="Metadata">Where the activations come from, written into the dictionary's cfg.json (SAELens).</param>
+/// <param name="Format">The layout the dictionary is written in.</param>
+public sealed record FactorizeConfig(DataSpec Data, SaeSpec Sae, TrainSpec Train, DictionaryMetadata? Metadata = null,
+    DictionaryFormat Format = DictionaryFormat.SaeLens)
 {
     /// <summary>Input dimension d, known up front for synthetic data and raw files, else from the first shard.</summary>
     public int? D => Data switch
@@ -73,7 +82,13 @@ public static class FactorizeConfigLoader
             ["expected_average"] = ActivationNormalization.ExpectedAverage,
         };
 
-    private static readonly string[] FileFormats = ["npy", "safetensors", "raw"];
+    private static readonly string[] FileFormats = ["npy", "safetensors", "raw", "arrow"];
+
+    public static readonly IReadOnlyDictionary<string, NonFiniteInput> NonFiniteInputs = new Dictionary<string, NonFiniteInput>
+    {
+        ["error"] = NonFiniteInput.Error,
+        ["skip"] = NonFiniteInput.Skip,
+    };
 
     /// <summary>The element types of raw shards, by their config name.</summary>
     public static readonly IReadOnlyDictionary<string, ActivationFileFormat> RawDtypes = new Dictionary<string, ActivationFileFormat>
@@ -90,8 +105,7 @@ public static class FactorizeConfigLoader
 
     public static FactorizeConfig LoadFile(string path)
     {
-        if (!File.Exists(path)) throw new ConfigException($"config file {path} does not exist");
-        return Parse(File.ReadAllText(path), path, Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".");
+        return Parse(JsonObjectReader.ReadFile(path), path, Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".");
     }
 
     /// <param name="baseDirectory">Relative file paths and globs in "data.files" are resolved against it.</param>
@@ -103,8 +117,43 @@ public static class FactorizeConfigLoader
         var d = data switch { SyntheticSpec s => s.D, FilesSpec f => f.D, _ => null };
         var sae = ReadSae(r.Nested(Object(r, "sae", r.Require("sae", "{\"architecture\", \"d_sae\" or \"expansion\", ...}")), "sae"), d);
         var train = ReadTrain(r.TryGet("train", out var t) ? r.Nested(Object(r, "train", t), "train") : null, sae);
+        var metadata = r.TryGet("metadata", out var m) ? ReadMetadata(r.Nested(Object(r, "metadata", m), "metadata")) : DictionaryMetadata.None;
+        var format = r.Choice("format", DictionaryFolder.Names, DictionaryFormat.SaeLens);
+        CheckFormat(format, sae.Architecture, $"{r.Source}: \"format\"");
         r.RejectUnknownKeys();
-        return new FactorizeConfig(data, sae, train);
+        return new FactorizeConfig(data, sae, train, metadata, format);
+    }
+
+    /// <summary>Refuses a layout the architecture has no form in; <paramref name="setting"/> names where it was asked
+    /// for (the config key or the option).</summary>
+    public static void CheckFormat(DictionaryFormat format, SaeArchitecture architecture, string setting)
+    {
+        if (format == DictionaryFormat.Sparsify && Sparsify.WhyNotWritable(architecture) is { } why)
+            throw new ConfigException($"{setting} is \"sparsify\" and sae.architecture is \"{Name(architecture)}\": {why}; " +
+                                      "use \"saelens\" (every architecture) or a topk dictionary");
+    }
+
+    // SAELens's metadata keys for the activations' origin; each optional.
+    private static DictionaryMetadata ReadMetadata(JsonObjectReader r)
+    {
+        string? Text(string key)
+        {
+            if (!r.TryGet(key, out var v)) return null;
+            return v.ValueKind == JsonValueKind.String && !string.IsNullOrWhiteSpace(v.GetString())
+                ? v.GetString()
+                : throw r.Error(key, $"must be a non-empty string, found {JsonObjectReader.Describe(v)}");
+        }
+        var metadata = new DictionaryMetadata(
+            ModelName: Text("model_name"),
+            HookName: Text("hook_name"),
+            HookHeadIndex: r.TryGet("hook_head_index", out var head) && head.ValueKind != JsonValueKind.Null
+                ? (int)r.Integer("hook_head_index", 0, int.MaxValue)
+                : null,
+            ContextSize: r.TryGet("context_size", out _) ? (int)r.Integer("context_size", 1, int.MaxValue) : null,
+            PrependBos: r.TryGet("prepend_bos", out _) ? Flag(r, "prepend_bos", true) : null,
+            DatasetPath: Text("dataset_path"));
+        r.RejectUnknownKeys();
+        return metadata;
     }
 
     /// <summary>The "data" section of a config whose root is <paramref name="root"/> (required).</summary>
@@ -140,23 +189,49 @@ public static class FactorizeConfigLoader
             throw r.Error("files", $"must be a non-empty array of paths or globs, found {JsonObjectReader.Describe(files)}");
         var paths = files.EnumerateArray().Select(e => e.GetString()!)
             .Select(p => Path.IsPathRooted(p) ? p : Path.Combine(baseDirectory, p)).ToArray();
-        var format = OneOf(r, "format", FileFormats, null);
+        var format = r.TryGet("format", out _) ? OneOf(r, "format", FileFormats, null) : FormatOfExtension(r, paths);
         string? tensor = null;
         if (r.TryGet("tensor", out var tensorValue))
             tensor = tensorValue.ValueKind == JsonValueKind.String ? tensorValue.GetString() : throw r.Error("tensor", "must be a string");
         if (format == "safetensors" && tensor is null) throw r.Error("tensor", "is required with format \"safetensors\" (the tensor to read)");
-        // .npy and .safetensors files name their element type; raw shards take it from "dtype".
+        string? column = null;
+        if (r.TryGet("column", out var columnValue))
+        {
+            if (format != "arrow") throw r.Error("column", "is for format \"arrow\" (the column of the Arrow files to read)");
+            column = columnValue.ValueKind == JsonValueKind.String && columnValue.GetString() is { Length: > 0 } c ? c
+                : throw r.Error("column", $"must be a column name, found {JsonObjectReader.Describe(columnValue)}");
+        }
+        // .npy and .safetensors files name their element type; raw shards take it from "dtype"; Arrow files name
+        // float32 and float16, and "dtype": "bfloat16" reads a 16-bit integer column as bfloat16 bits.
         var raw = r.Choice("dtype", RawDtypes, ActivationFileFormat.RawF32);
+        if (format == "arrow" && r.TryGet("dtype", out _) && raw != ActivationFileFormat.RawBF16)
+            throw r.Error("dtype", "with format \"arrow\" is read from the files (float32, float16); give only \"bfloat16\", for a 16-bit integer column holding bfloat16 bits");
         int? dim = r.TryGet("d", out _) ? (int)r.Integer("d", 1, 1 << 20) : null;
         if (format == "raw" && dim is null) throw r.Error("d", "is required with format \"raw\" (raw shards carry no shape)");
+        var nonFinite = r.Choice("non_finite", NonFiniteInputs, NonFiniteInput.Error);
         r.RejectUnknownKeys();
         var resolved = format switch
         {
             "npy" => ActivationFileFormat.Npy,
             "safetensors" => ActivationFileFormat.SafeTensors,
+            "arrow" => raw == ActivationFileFormat.RawBF16 ? ActivationFileFormat.ArrowBF16 : ActivationFileFormat.Arrow,
             _ => raw,
         };
-        return new FilesSpec(paths, resolved, tensor, dim);
+        return new FilesSpec(paths, resolved, tensor, dim, column, nonFinite);
+    }
+
+    // Without "format", the files' common extension names it (.npy, .safetensors, .arrow); raw shards have none.
+    private static string FormatOfExtension(JsonObjectReader r, string[] paths)
+    {
+        var extensions = paths.Select(p => Path.GetExtension(p).ToLowerInvariant()).Distinct().ToArray();
+        return extensions switch
+        {
+            [".npy"] => "npy",
+            [".safetensors"] => "safetensors",
+            [".arrow"] => "arrow",
+            _ => throw r.Error("format", $"is missing and the files' extensions ({string.Join(", ", extensions.Select(e => e.Length > 0 ? e : "none"))}) " +
+                                        "do not name one; valid: \"npy\", \"safetensors\", \"raw\" (with \"d\") or \"arrow\""),
+        };
     }
 
     private static SaeSpec ReadSae(JsonObjectReader r, int? d)
@@ -201,12 +276,20 @@ public static class FactorizeConfigLoader
         if (r is null) return new TrainSpec(1_000_000, 4096, DefaultLr(sae.DSae), 0, 0, 0, 0, SaePrecision.Fp32);
         var tokens = r.Integer("tokens", 1, long.MaxValue, 1_000_000);
         var batch = (int)r.Integer("batch_size", 1, 1 << 20, 4096);
+        CheckTokens(r, tokens, batch);
         var spec = new TrainSpec(tokens, batch, r.Number("lr", DefaultLr(sae.DSae), v => v > 0, "a number > 0"),
             r.Integer("warmup_steps", 0, long.MaxValue, 0), r.Integer("decay_steps", 0, long.MaxValue, 0),
             r.Integer("checkpoint_every", 0, long.MaxValue, 0), r.UnsignedInteger("seed", 0),
             r.Choice("precision", Precisions, SaePrecision.Fp32));
         r.RejectUnknownKeys();
         return spec;
+    }
+
+    /// <summary>Training and measuring go in whole batches: fewer tokens than one batch would silently become one.</summary>
+    public static void CheckTokens(JsonObjectReader r, long tokens, int batch)
+    {
+        if (tokens < batch)
+            throw r.Error("tokens", $"is {tokens}, less than one batch (batch_size {batch}); give tokens >= batch_size, or a smaller batch_size");
     }
 
     private static bool Flag(JsonObjectReader r, string key, bool fallback)
@@ -234,8 +317,7 @@ public static class EvalDataLoader
     /// <summary>A factorize config (its data, batch size and 8 batches), or {"data": {...}, "batch_size", "tokens"}.</summary>
     public static EvalData LoadFile(string path)
     {
-        if (!File.Exists(path)) throw new ConfigException($"config file {path} does not exist");
-        var json = File.ReadAllText(path);
+        var json = JsonObjectReader.ReadFile(path);
         var baseDirectory = Path.GetDirectoryName(Path.GetFullPath(path)) ?? ".";
         using var document = JsonObjectReader.Parse(json, path);
         if (document.RootElement.TryGetProperty("sae", out _))
@@ -247,6 +329,7 @@ public static class EvalDataLoader
         var data = FactorizeConfigLoader.ReadDataSection(r, baseDirectory);
         var batch = (int)r.Integer("batch_size", 1, 1 << 20, 4096);
         var tokens = r.Integer("tokens", 1, long.MaxValue, 8L * batch);
+        FactorizeConfigLoader.CheckTokens(r, tokens, batch);
         r.RejectUnknownKeys();
         return new EvalData(data, batch, tokens);
     }
@@ -282,12 +365,16 @@ public static class FactorizeConfigWriter
                     {
                         ActivationFileFormat.Npy => "npy",
                         ActivationFileFormat.SafeTensors => "safetensors",
+                        ActivationFileFormat.Arrow or ActivationFileFormat.ArrowBF16 => "arrow",
                         _ => "raw",
                     });
                     if (FactorizeConfigLoader.RawDtypes.FirstOrDefault(p => p.Value == f.Format).Key is { } dtype)
                         w.WriteString("dtype", dtype);
+                    if (f.Format == ActivationFileFormat.ArrowBF16) w.WriteString("dtype", "bfloat16");
                     if (f.Tensor is not null) w.WriteString("tensor", f.Tensor);
+                    if (f.Column is not null) w.WriteString("column", f.Column);
                     if (f.D is { } d) w.WriteNumber("d", d);
+                    w.WriteString("non_finite", FactorizeConfigLoader.NonFiniteInputs.First(p => p.Value == f.NonFinite).Key);
                     break;
             }
             w.WriteEndObject();
@@ -313,6 +400,23 @@ public static class FactorizeConfigWriter
             w.WriteNumber("seed", t.Seed);
             w.WriteString("precision", FactorizeConfigLoader.Precisions.First(p => p.Value == t.Precision).Key);
             w.WriteEndObject();
+            var metadata = (c.Metadata ?? DictionaryMetadata.None).Entries().ToList();
+            if (metadata.Count > 0)
+            {
+                w.WriteStartObject("metadata");
+                foreach (var (key, value) in metadata)
+                {
+                    w.WritePropertyName(key);
+                    switch (value)
+                    {
+                        case string text: w.WriteStringValue(text); break;
+                        case bool flag: w.WriteBooleanValue(flag); break;
+                        default: w.WriteNumberValue((int)value); break;
+                    }
+                }
+                w.WriteEndObject();
+            }
+            w.WriteString("format", DictionaryFolder.Name(c.Format));
             w.WriteEndObject();
         });
     }

@@ -58,8 +58,7 @@ public static class HybridConfigLoader
 {
     public static HybridConfig LoadFile(string path)
     {
-        if (!File.Exists(path)) throw new ConfigException($"config file not found: {path}");
-        return Parse(File.ReadAllText(path), path);
+        return Parse(JsonObjectReader.ReadFile(path), path);
     }
 
     public static HybridConfig Parse(string json, string source)

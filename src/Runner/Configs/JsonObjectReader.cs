@@ -22,8 +22,28 @@ public sealed class JsonObjectReader
     {
         if (element.ValueKind != JsonValueKind.Object)
             throw new ConfigException($"{source}: the config must be a JSON object {{...}}, found {Describe(element)}");
+        // JSON allows a key twice and a reader would take one silently; a config means one value per key.
+        var seen = new HashSet<string>();
+        foreach (var property in element.EnumerateObject())
+            if (!seen.Add(property.Name))
+                throw new ConfigException($"{source}: key \"{property.Name}\" is given twice; keep one");
         _object = element;
         _source = source;
+    }
+
+    /// <summary>The text of a config file; a missing path, a folder or an unreadable file is an error naming it.</summary>
+    public static string ReadFile(string path)
+    {
+        if (Directory.Exists(path)) throw new ConfigException($"config file {path} is a folder; give the JSON file");
+        if (!File.Exists(path)) throw new ConfigException($"config file {path} does not exist");
+        try
+        {
+            return File.ReadAllText(path);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            throw new ConfigException($"config file {path} cannot be read: {e.Message}");
+        }
     }
 
     public static JsonDocument Parse(string json, string source)
@@ -89,6 +109,9 @@ public sealed class JsonObjectReader
         if (value.ValueKind != JsonValueKind.Number || !value.TryGetDouble(out var result))
             throw Error(key, $"must be {valid}, found {Describe(value)}");
         if (!double.IsFinite(result) || !isValid(result)) throw Error(key, $"is {Format(result)}; valid: {valid}");
+        // Values are kept as float32 (the engine's type): beyond its range they would become infinities.
+        if (Math.Abs(result) > float.MaxValue)
+            throw Error(key, $"is {Format(result)}; valid: {valid}, within float32's range (±{float.MaxValue:G3})");
         return result;
     }
 

@@ -50,8 +50,7 @@ public static class MoeConfigLoader
 
     public static MoeConfig LoadFile(string path)
     {
-        if (!File.Exists(path)) throw new ConfigException($"config file {path} does not exist");
-        return Parse(File.ReadAllText(path), path);
+        return Parse(JsonObjectReader.ReadFile(path), path);
     }
 
     public static MoeConfig Parse(string json, string source)
@@ -64,6 +63,7 @@ public static class MoeConfigLoader
         var model = r.Choice("expert_model", ExpertModels, ToyModelKind.ReluOutput);
         var router = r.TryGet("router", out var routerValue) ? ReadRouter(r, routerValue) : new RouterSettings();
         var run = ToyConfigLoader.ReadRun(r, model, () => hidden);
+        ToyConfigLoader.CheckSize(r, "n_experts", run.NInstances, run.NFeatures, (double)experts * hidden, "n_experts × expert_hidden");
         r.RejectUnknownKeys();
         return new MoeConfig(run, experts, topK, router);
     }

@@ -39,8 +39,7 @@ public static class ToyConfigLoader
 
     public static ToyConfig LoadFile(string path)
     {
-        if (!File.Exists(path)) throw new ConfigException($"config file {path} does not exist");
-        return Parse(File.ReadAllText(path), path);
+        return Parse(JsonObjectReader.ReadFile(path), path);
     }
 
     public static ToyConfig Parse(string json, string source)
@@ -75,11 +74,12 @@ public static class ToyConfigLoader
         if (r.TryGet("sweep", out var sweepValue))
         {
             sweep = ReadSweep(r, sweepValue);
-            (instances, probability, l1, settings) = ExpandSweep(r, sweep, n);
+            (instances, probability, l1, settings) = ExpandSweep(r, sweep, n, m);
         }
         else
         {
             instances = (int)r.Integer("n_instances", 1, MaxInstances);
+            CheckSize(r, "n_instances", instances, n, m);
             probability = ReadFeatureProbability(r, instances, n);
             l1 = ReadL1(r, instances);
             settings = Enumerable.Range(0, instances)
@@ -88,7 +88,7 @@ public static class ToyConfigLoader
         }
         var featureSets = ReadFeatureSets(r, n, instances, probability);
 
-        return new ToyConfig
+        var config = new ToyConfig
         {
             Title = title,
             Model = model,
@@ -110,6 +110,20 @@ public static class ToyConfigLoader
             Optimizer = r.Choice("optimizer", Optimizers, OptimizerKind.AdamW),
             Seed = r.UnsignedInteger("seed", 0),
         };
+        // A ratio r gives I_i = r^i, and a swept importance_ratio multiplies the last one: both can leave float32.
+        if (config.ImportancePerInstance().FirstOrDefault(v => !float.IsFinite(v), 0f) is var overflow && !float.IsFinite(overflow))
+            throw r.Error("importance", $"gives feature importances beyond float32's range (±{float.MaxValue:G3}); use a smaller ratio");
+        return config;
+    }
+
+    /// <summary>Refuses sizes whose per-instance tensors (W [instances][n][width] and more) would not fit one array,
+    /// computed in 64 bits so that values each in range cannot overflow into a crash.</summary>
+    public static void CheckSize(JsonObjectReader r, string key, double instances, double n, double width, string widthName = "n_hidden")
+    {
+        var values = instances * n * width;
+        if (values > Array.MaxLength)
+            throw r.Error(key, $"makes instances × n_features × {widthName} = {instances:G} × {n:G} × {width:G} = {values:G3} weights per " +
+                               $"tensor, more than one array holds ({Array.MaxLength}); use fewer instances or a smaller model");
     }
 
     // A number r (I_i = r^i) or an array of n_features non-negative numbers; default 1 (all equal).
@@ -240,7 +254,7 @@ public static class ToyConfigLoader
     }
 
     // Settings in the order feature_probability x importance_ratio x l1, each `repeats` consecutive instances.
-    private static (int, float[], float[], ToySetting[]) ExpandSweep(JsonObjectReader r, ToySweep sweep, int n)
+    private static (int, float[], float[], ToySetting[]) ExpandSweep(JsonObjectReader r, ToySweep sweep, int n, int m)
     {
         // A top-level value beside the sweep: one number, or the fallback (null: required).
         double[] Fixed(string key, double? fallback, Func<double, bool> isValid, string range)
@@ -267,6 +281,7 @@ public static class ToyConfigLoader
         if (count > MaxInstances)
             throw r.Error("sweep", $"expands to {count} instances; at most {MaxInstances}");
         var instances = (int)count;
+        CheckSize(r, "sweep", instances, n, m);
         if (r.TryGet("n_instances", out var given) && (!given.TryGetInt64(out var stated) || stated != instances))
             throw r.Error("n_instances", $"is {given.GetRawText()} but the sweep makes {instances} instances " +
                                          $"({sweep.FeatureProbability?.Length ?? 1} x {sweep.ImportanceRatio?.Length ?? 1} x " +

@@ -3,7 +3,8 @@ using NativeEngine.Runner.Formats;
 
 namespace NativeEngine.Runner.Data;
 
-/// <summary>How activation files are stored. Auto picks by extension: .npy, .safetensors, otherwise raw float32.</summary>
+/// <summary>How activation files are stored. Auto picks by extension: .npy, .safetensors, .arrow (and dataset
+/// folders), otherwise raw float32.</summary>
 public enum ActivationFileFormat
 {
     Auto,
@@ -12,23 +13,44 @@ public enum ActivationFileFormat
     RawF32,
     RawF16,
     RawBF16,
+    /// <summary>A column of Arrow IPC stream files (Hugging Face datasets, SAELens caches), float32 or float16.</summary>
+    Arrow,
+    /// <summary>Arrow files whose 16-bit integer column holds bfloat16 bits (Arrow has no bfloat16 type).</summary>
+    ArrowBF16,
 }
 
 /// <summary>
 /// A set of activation shards: paths or glob patterns ('*' and '?' in the file-name part only), the format, d for
-/// raw shards (for the other formats, a check), and the tensor name inside .safetensors files.
+/// raw shards (for the other formats, a check), the tensor name inside .safetensors files, and the column of Arrow
+/// files. For Arrow, a path may also be a dataset folder (save_to_disk, a SAELens cache): its state.json lists
+/// the files in order and its dataset_info.json names the columns.
 /// </summary>
-public sealed record ActivationFiles(IReadOnlyList<string> Patterns, ActivationFileFormat Format = ActivationFileFormat.Auto, int? D = null, string? Tensor = null)
+public sealed record ActivationFiles(IReadOnlyList<string> Patterns, ActivationFileFormat Format = ActivationFileFormat.Auto, int? D = null,
+    string? Tensor = null, string? Column = null)
 {
+    private bool IsArrow => Format is ActivationFileFormat.Arrow or ActivationFileFormat.ArrowBF16;
+
     /// <summary>
     /// Expands each pattern in order into its matches sorted by ordinal file name; a plain path must exist and a
-    /// pattern must match at least one file.
+    /// pattern must match at least one file. An Arrow dataset folder expands to the files its state.json lists.
     /// </summary>
-    public IReadOnlyList<string> Expand()
+    public IReadOnlyList<string> Expand() => ExpandSources().Select(s => s.Path).ToList();
+
+    // Each file with the dataset folder it was listed by (null for files named directly).
+    private List<(string Path, HfDatasetFolder? Folder)> ExpandSources()
     {
-        var paths = new List<string>();
+        var paths = new List<(string, HfDatasetFolder?)>();
         foreach (var pattern in Patterns)
         {
+            if ((IsArrow || Format == ActivationFileFormat.Auto) && Directory.Exists(pattern))
+            {
+                if (!HfDatasetFolder.IsDatasetFolder(pattern))
+                    throw new DataFormatException($"{pattern}: a folder, but not a saved dataset (no {HfDatasetFolder.StateFile}, " +
+                                                  $"{HfDatasetFolder.InfoFile} or .arrow files)");
+                var folder = HfDatasetFolder.Read(pattern);
+                paths.AddRange(folder.DataFiles.Select(f => (f, (HfDatasetFolder?)folder)));
+                continue;
+            }
             var directory = Path.GetDirectoryName(pattern);
             var name = Path.GetFileName(pattern);
             if (string.IsNullOrEmpty(directory)) directory = ".";
@@ -37,7 +59,7 @@ public sealed record ActivationFiles(IReadOnlyList<string> Patterns, ActivationF
             if (name.IndexOfAny(['*', '?']) < 0)
             {
                 if (!File.Exists(pattern)) throw new DataFormatException($"{pattern}: no such activation file");
-                paths.Add(pattern);
+                paths.Add((pattern, null));
                 continue;
             }
             if (!Directory.Exists(directory))
@@ -47,7 +69,7 @@ public sealed record ActivationFiles(IReadOnlyList<string> Patterns, ActivationF
                 .Order(StringComparer.Ordinal)
                 .ToList();
             if (matches.Count == 0) throw new DataFormatException($"{pattern}: no files match");
-            paths.AddRange(matches);
+            paths.AddRange(matches.Select(m => (m, (HfDatasetFolder?)null)));
         }
         return paths;
     }
@@ -58,9 +80,9 @@ public sealed record ActivationFiles(IReadOnlyList<string> Patterns, ActivationF
         var shards = new List<IActivationShard>();
         try
         {
-            foreach (var path in Expand())
+            foreach (var (path, folder) in ExpandSources())
             {
-                var shard = OpenOne(path);
+                var shard = OpenOne(path, folder);
                 shards.Add(shard);
                 if (D is { } d && shard.D != d)
                     throw new DataFormatException($"{path}: d = {shard.D}, but d = {d} was asked for");
@@ -76,7 +98,7 @@ public sealed record ActivationFiles(IReadOnlyList<string> Patterns, ActivationF
         }
     }
 
-    private IActivationShard OpenOne(string path)
+    private IActivationShard OpenOne(string path, HfDatasetFolder? folder)
     {
         var format = Format;
         if (format == ActivationFileFormat.Auto)
@@ -84,8 +106,15 @@ public sealed record ActivationFiles(IReadOnlyList<string> Patterns, ActivationF
             {
                 ".npy" => ActivationFileFormat.Npy,
                 ".safetensors" => ActivationFileFormat.SafeTensors,
+                ".arrow" => ActivationFileFormat.Arrow,
                 _ => ActivationFileFormat.RawF32,
             };
+        if (format is ActivationFileFormat.Arrow or ActivationFileFormat.ArrowBF16)
+        {
+            var column = folder?.ChooseColumn(Column, format == ActivationFileFormat.ArrowBF16) ?? Column;
+            var expectedD = column is not null && folder?.Features?.GetValueOrDefault(column) is { } feature ? feature.InnermostLength : null;
+            return ArrowShard.Open(path, column, format == ActivationFileFormat.ArrowBF16, expectedD);
+        }
         int RawD() => D ?? throw new DataFormatException($"{path}: a raw shard needs d to be given");
         return format switch
         {

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.IO.MemoryMappedFiles;
 using System.Runtime.InteropServices;
 using System.Runtime.Intrinsics;
+using Microsoft.Win32.SafeHandles;
 using NativeEngine.Runner.Formats;
 
 namespace NativeEngine.Runner.Data;
@@ -66,9 +67,14 @@ public sealed class MappedActivationShard : IActivationShard
         long count = destination.Length / D;
         if (firstToken < 0 || firstToken + count > Tokens)
             throw new ArgumentOutOfRangeException(nameof(firstToken), $"{Path}: tokens [{firstToken}, {firstToken + count}) outside [0, {Tokens})");
-        var offset = (ulong)(dataOffset + firstToken * D * elementSize);
-        var handle = view.SafeMemoryMappedViewHandle;
-        switch (DType)
+        ReadValues(view.SafeMemoryMappedViewHandle, (ulong)(dataOffset + firstToken * D * elementSize), DType, destination);
+    }
+
+    /// <summary>Reads destination.Length little-endian values of <paramref name="dtype"/> at byte
+    /// <paramref name="offset"/> of a mapped view, widened to float32.</summary>
+    internal static void ReadValues(SafeMemoryMappedViewHandle handle, ulong offset, ActivationDType dtype, Span<float> destination)
+    {
+        switch (dtype)
         {
             case ActivationDType.F32:
                 handle.ReadSpan(offset, destination);
@@ -85,7 +91,7 @@ public sealed class MappedActivationShard : IActivationShard
                 var halves = MemoryMarshal.Cast<float, ushort>(destination).Slice(n, n);
                 handle.ReadSpan(offset, halves);
                 if (!BitConverter.IsLittleEndian) BinaryPrimitives.ReverseEndianness(halves, halves);
-                if (DType == ActivationDType.F16) HalfConversion.WidenF16InPlace(destination);
+                if (dtype == ActivationDType.F16) HalfConversion.WidenF16InPlace(destination);
                 else HalfConversion.WidenBF16InPlace(destination);
                 break;
         }

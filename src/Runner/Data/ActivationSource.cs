@@ -2,12 +2,23 @@ using NativeEngine.Runner.Formats;
 
 namespace NativeEngine.Runner.Data;
 
+/// <summary>What a token holding a value that is not finite (NaN or infinity) does to a source.</summary>
+public enum NonFiniteInput
+{
+    /// <summary>Reading it is an error naming the file, the token and the column.</summary>
+    Error,
+    /// <summary>It is left out of the stream and counted (<see cref="SourceState.SkippedTokens"/>).</summary>
+    Skip,
+}
+
 /// <summary>
 /// How batches are drawn from files. BufferTokens rows are held in memory (BufferTokens · d · 4 bytes);
 /// ChunkTokens is the length of the contiguous runs read from the shards (0: BufferTokens / 64, between 1 and
 /// 4096). Prefetch prepares the next batch on a background task while the caller works on the current one.
+/// NonFinite says what a token holding NaN or infinity does.
 /// </summary>
-public sealed record ActivationSourceOptions(int BatchTokens, int BufferTokens = 65536, int ChunkTokens = 0, ulong Seed = 0, bool Prefetch = true);
+public sealed record ActivationSourceOptions(int BatchTokens, int BufferTokens = 65536, int ChunkTokens = 0, ulong Seed = 0,
+    bool Prefetch = true, NonFiniteInput NonFinite = NonFiniteInput.Error);
 
 /// <summary>
 /// Shuffled float32 batches [BatchTokens][d] from activation shards, epoch after epoch.
@@ -23,6 +34,10 @@ public sealed record ActivationSourceOptions(int BatchTokens, int BufferTokens =
 /// number of tokens served. Restore replays the index bookkeeping of the epoch up to that position without
 /// touching data (a few ns a token), then reads the rows the buffer holds at that point, so a resumed source
 /// continues bit-identically.</para>
+/// <para>Non-finite input. Every token is checked as it is read into the buffer. Under NonFiniteInput.Error a token
+/// holding NaN or infinity is an error naming its file and index; under Skip it is drawn as usual but left out of
+/// the batch (the next draw takes its place) and counted. The stream position is then the number of draws, which
+/// the state records beside the tokens served, so a resumed source still continues bit-identically.</para>
 /// <para>Files must not be truncated while mapped: reading a page that vanished kills the process (SIGBUS).</para>
 /// </summary>
 public sealed class ActivationSource : IActivationBatches
@@ -41,17 +56,24 @@ public sealed class ActivationSource : IActivationBatches
     private readonly int[] rows;            // positions → buffer rows: [0, count) hold tokens, the rest are free
     private readonly long[] tokenOfRow;     // [capacity] global token held by each buffer row
     private readonly int[] chunkOrder;      // [chunkCount] this epoch's chunk permutation
+    private readonly bool[] nonFiniteRow;  // [capacity] the row holds a token with NaN or infinity (Skip only)
+    private readonly NonFiniteInput nonFinite;
     private readonly BatchPrefetcher prefetcher;
     private readonly ulong seed;
+    // (draws, skipped) after each filled batch, in order; Next takes the one of the batch it hands out.
+    private readonly System.Collections.Concurrent.ConcurrentQueue<(long Drawn, long Skipped)> filled = new();
 
     // Advanced by the fill (on the background task when prefetching).
     private long epoch;
     private long tokenInEpoch;
     private int count;
     private int chunkCursor;
+    private long skippedByFill;
 
     // Advanced by the caller.
     private long tokensServed;
+    private long drawnServed;    // draws behind the batches handed out (tokens served + tokens skipped)
+    private long skippedServed;
 
     public int D { get; }
     public int BatchTokens { get; }
@@ -105,6 +127,8 @@ public sealed class ActivationSource : IActivationBatches
         chunkCount = (int)chunkStart[^1];
 
         buffer = new float[(long)capacity * D];
+        nonFinite = options.NonFinite;
+        nonFiniteRow = new bool[capacity];
         rows = new int[capacity];
         tokenOfRow = new long[capacity];
         chunkOrder = new int[chunkCount];
@@ -116,23 +140,34 @@ public sealed class ActivationSource : IActivationBatches
     {
         var batch = prefetcher.Next();
         tokensServed += BatchTokens;
+        if (!filled.TryDequeue(out var after)) throw new InvalidOperationException("a batch was handed out that was never filled");
+        (drawnServed, skippedServed) = after;
         return batch;
     }
 
-    public SourceState State => new("files", seed, tokensServed, tokensServed / TotalTokens, tokensServed % TotalTokens,
-                                     TotalTokens, D, capacity, chunkTokens);
+    public SourceState State => new("files", seed, tokensServed, drawnServed / TotalTokens, drawnServed % TotalTokens,
+                                     TotalTokens, D, capacity, chunkTokens, skippedServed);
 
     public void Restore(SourceState state)
     {
         if (state.Source != "files" || state.TokensPerEpoch != TotalTokens || state.D != D || state.BufferTokens != capacity || state.ChunkTokens != chunkTokens)
             throw new DataFormatException($"source state ({state.Source}, {state.TokensPerEpoch} tokens of d = {state.D}, buffer {state.BufferTokens}, chunk {state.ChunkTokens}) " +
                                           $"does not match these files (files, {TotalTokens} tokens of d = {D}, buffer {capacity}, chunk {chunkTokens})");
-        if (state.TokensServed < 0) throw new DataFormatException($"source state: tokens_served = {state.TokensServed}; must be ≥ 0");
+        if (state.TokensServed < 0 || state.SkippedTokens < 0 || state.Epoch < 0 || state.TokenInEpoch < 0 || state.TokenInEpoch >= TotalTokens)
+            throw new DataFormatException($"source state: tokens_served {state.TokensServed}, skipped_tokens {state.SkippedTokens}, epoch " +
+                                          $"{state.Epoch}, token_in_epoch {state.TokenInEpoch}: counts must be ≥ 0 and token_in_epoch < {TotalTokens}");
+        var drawn = state.TokensServed + state.SkippedTokens;
+        if (state.Epoch > long.MaxValue / TotalTokens || state.Epoch * TotalTokens + state.TokenInEpoch != drawn)
+            throw new DataFormatException($"source state: epoch {state.Epoch} × {TotalTokens} + token_in_epoch {state.TokenInEpoch} " +
+                                          $"is not tokens_served + skipped_tokens ({drawn})");
         if (state.Seed != seed)
             throw new DataFormatException($"source state: seed {state.Seed}, but this source was opened with seed {seed}");
         prefetcher.Stop();
+        filled.Clear();
         tokensServed = state.TokensServed;
-        Reset(tokensServed / TotalTokens, tokensServed % TotalTokens);
+        (drawnServed, skippedServed) = (drawn, state.SkippedTokens);
+        skippedByFill = state.SkippedTokens;
+        Reset(state.Epoch, state.TokenInEpoch);
     }
 
     /// <summary>Puts the buffer where it stands after <paramref name="position"/> tokens of epoch <paramref name="atEpoch"/>.</summary>
@@ -164,8 +199,16 @@ public sealed class ActivationSource : IActivationBatches
         for (var k = 0; k < BatchTokens; k++)
         {
             var row = NextRow(load: true);
+            for (long skippedInARow = 0; nonFiniteRow[row]; row = NextRow(load: true))
+            {
+                skippedByFill++;
+                if (++skippedInARow > TotalTokens)
+                    throw new DataFormatException($"{shards[0].Path}: every token of the activation files holds NaN or infinity " +
+                                                  $"({skippedInARow} skipped in a row)");
+            }
             buffer.AsSpan(row * D, D).CopyTo(batch.Slice(k * D, D));
         }
+        filled.Enqueue((epoch * TotalTokens + tokenInEpoch, skippedByFill));
     }
 
     /// <summary>Draws the next token of the stream and returns its buffer row, valid until the next call.</summary>
@@ -223,8 +266,35 @@ public sealed class ActivationSource : IActivationBatches
             {
                 throw new DataFormatException($"{shard.Path}: reading tokens [{local}, {local + run}) failed: {e.Message}", e);
             }
+            CheckFinite(shard, local, row, run);
             p += run;
         }
+    }
+
+    // Marks (Skip) or refuses (Error) the tokens of rows [row, row + run) that hold NaN or infinity; a run whose sum
+    // is finite holds none, so clean data costs one vectorised sum per run.
+    private void CheckFinite(IActivationShard shard, long local, int row, int run)
+    {
+        var values = buffer.AsSpan(row * D, run * D);
+        var clean = float.IsFinite(System.Numerics.Tensors.TensorPrimitives.Sum<float>(values));
+        for (var i = 0; i < run; i++)
+        {
+            var bad = !clean && FirstNonFinite(values.Slice(i * D, D)) >= 0;
+            if (bad && nonFinite == NonFiniteInput.Error)
+            {
+                var c = FirstNonFinite(values.Slice(i * D, D));
+                throw new DataFormatException($"{shard.Path}: token {local + i} holds {values[i * D + c]} at column {c} (NaN or " +
+                                              "infinity); fix the data, or set \"data\": {\"non_finite\": \"skip\"} to leave such tokens out");
+            }
+            nonFiniteRow[row + i] = bad;
+        }
+    }
+
+    private static int FirstNonFinite(ReadOnlySpan<float> token)
+    {
+        for (var c = 0; c < token.Length; c++)
+            if (!float.IsFinite(token[c])) return c;
+        return -1;
     }
 
     private int ShardOf(long token)

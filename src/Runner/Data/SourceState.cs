@@ -7,7 +7,8 @@ namespace NativeEngine.Runner.Data;
 /// Where a batch source stands, enough to continue bit-identically: every draw is a counter-based function of
 /// (seed, epoch, position), so the seed and the number of tokens served are the whole state. The remaining fields
 /// describe the source it came from and are checked on restore, so a state is not applied to other data or
-/// another buffer. Epoch and TokenInEpoch are TokensServed split by the epoch length (0 for synthetic data).
+/// another buffer. Epoch and TokenInEpoch are the draws so far (TokensServed + SkippedTokens) split by the epoch
+/// length (0 for synthetic data); SkippedTokens counts tokens left out for holding NaN or infinity.
 /// </summary>
 public sealed record SourceState(
     string Source,
@@ -18,7 +19,8 @@ public sealed record SourceState(
     long TokensPerEpoch,
     int D,
     int BufferTokens,
-    int ChunkTokens)
+    int ChunkTokens,
+    long SkippedTokens = 0)
 {
     public string ToJson() => Json.Document(w =>
         {
@@ -32,6 +34,7 @@ public sealed record SourceState(
             w.WriteNumber("d", D);
             w.WriteNumber("buffer_tokens", BufferTokens);
             w.WriteNumber("chunk_tokens", ChunkTokens);
+            w.WriteNumber("skipped_tokens", SkippedTokens);
             w.WriteEndObject();
         });
 
@@ -50,7 +53,8 @@ public sealed record SourceState(
                 r.GetProperty("tokens_per_epoch").GetInt64(),
                 r.GetProperty("d").GetInt32(),
                 r.GetProperty("buffer_tokens").GetInt32(),
-                r.GetProperty("chunk_tokens").GetInt32());
+                r.GetProperty("chunk_tokens").GetInt32(),
+                r.TryGetProperty("skipped_tokens", out var skipped) ? skipped.GetInt64() : 0);
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
         {

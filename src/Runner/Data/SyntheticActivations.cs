@@ -243,6 +243,14 @@ public sealed class SyntheticActivations : IActivationBatches
             writer.Complete();
             paths.Add(path);
         }
+        WriteGroundTruth(directory, tokens);
+        return paths;
+    }
+
+    /// <summary>Writes ground_truth.safetensors (the features, their probabilities, the generator's settings) into
+    /// <paramref name="directory"/>, for files holding <paramref name="tokens"/> tokens of this source.</summary>
+    public void WriteGroundTruth(string directory, long tokens)
+    {
         var metadata = new Dictionary<string, string>
         {
             ["generator"] = "sharkey2022",
@@ -257,7 +265,6 @@ public sealed class SyntheticActivations : IActivationBatches
         };
         GroundTruthFile.Write(directory, features.ToArray(), options.Features, options.D,
             probabilities.Select(p => (float)p).ToArray(), metadata);
-        return paths;
     }
 
     /// <summary>Φ⁻¹(p) by Acklam's rational approximation (relative error below 1.2e-9).</summary>

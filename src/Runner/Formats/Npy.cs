@@ -7,6 +7,9 @@ namespace NativeEngine.Runner.Formats;
 /// <summary>The header of a 2-D .npy file: where the data starts, its shape and element type.</summary>
 public sealed record NpyHeader(int Major, int Minor, string Descr, long Tokens, int D, ActivationDType DType, long DataOffset);
 
+/// <summary>The header of a .npy array of any rank: its descr, shape, where the data starts and the file's length.</summary>
+public sealed record NpyArrayHeader(string Descr, long[] Shape, long DataOffset, long FileLength);
+
 /// <summary>
 /// NumPy's .npy format (versions 1.0, 2.0 and 3.0): the magic "\x93NUMPY", a major and a minor version byte, the
 /// header length (uint16 for 1.0, uint32 for 2.0 and 3.0), then a Python dict literal such as
@@ -22,6 +25,26 @@ public static class Npy
 
     /// <summary>Reads and checks the header, and that the file holds all the data the header promises.</summary>
     public static NpyHeader ReadHeader(string path)
+    {
+        var (header, major, minor, dataOffset, fileLength) = ReadDict(path);
+        return Check(path, header, major, minor, dataOffset, fileLength);
+    }
+
+    /// <summary>The header of an array of any rank and simple dtype (its descr as written, e.g. '&lt;i8'), checked to
+    /// be C-ordered and to fit in the file: model inputs, where activations are 2-D floats.</summary>
+    public static NpyArrayHeader ReadArrayHeader(string path)
+    {
+        var (header, _, _, dataOffset, fileLength) = ReadDict(path);
+        if (!header.TryGetValue("descr", out var d) || d is not string descr)
+            throw new DataFormatException($"{path}: 'descr' is missing or not a string (structured dtypes are not read)");
+        if (header.GetValueOrDefault("fortran_order") is true)
+            throw new DataFormatException($"{path}: fortran_order is True; save np.ascontiguousarray(x)");
+        if (header.GetValueOrDefault("shape") is not long[] shape)
+            throw new DataFormatException($"{path}: 'shape' is missing or not a tuple of integers");
+        return new NpyArrayHeader(descr, shape, dataOffset, fileLength);
+    }
+
+    private static (Dictionary<string, object> Header, int Major, int Minor, long DataOffset, long FileLength) ReadDict(string path)
     {
         long fileLength;
         byte[] prefix;
@@ -50,8 +73,7 @@ public static class Npy
             stream.Position = headerStart;
             stream.ReadExactly(text);
             var encoding = major == 3 ? Encoding.UTF8 : Encoding.Latin1;
-            var header = ParseDict(path, encoding.GetString(text), headerStart);
-            return Check(path, header, major, minor, headerStart + headerLength, fileLength);
+            return (ParseDict(path, encoding.GetString(text), headerStart), major, minor, headerStart + headerLength, fileLength);
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {

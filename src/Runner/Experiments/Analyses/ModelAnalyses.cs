@@ -80,9 +80,10 @@ public static class ModelAnalyses
         long? tokens, ulong? seed, double cosine)
     {
         var dictConfig = DictionaryConfig(dictDir);
+        var configPath = Path.Combine(FactorizeExperiment.RunFolderOf(dictDir) ?? dictDir, FactorizeExperiment.ConfigFile);
         var truth = groundTruth is not null ? GroundTruth.Read(groundTruth)
             : model is not null ? ModelTruth(model, instance)
-            : dictConfig is not null ? ConfigTruth(dictConfig, dictDir)
+            : dictConfig is not null ? ConfigTruth(dictConfig, configPath)
             : throw new ConfigException($"feature-curves needs the true features: --ground-truth FILE, --model DIR, or a dictionary " +
                                         $"whose config.json has synthetic data (none in {dictDir})");
         var count = tokens ?? DefaultTokens;
@@ -104,7 +105,7 @@ public static class ModelAnalyses
         {
             // Synthetic data continues past the tokens the dictionary trained on; files are read from the start.
             batches = Batches(dictConfig.Data, dictConfig.Train.BatchSize, firstToken: dictConfig.Train.Tokens);
-            source = $"measured on {count} tokens of the data in {Path.Combine(dictDir, FactorizeExperiment.ConfigFile)}" +
+            source = $"measured on {count} tokens of the data in {configPath}" +
                      (dictConfig.Data is SyntheticSpec ? " (fresh tokens past training)" : "");
         }
         else
@@ -118,7 +119,7 @@ public static class ModelAnalyses
             return (Analysis.FeatureCurves.Compare(dict, truth, statistics.Density, statistics.MeanWhenFiring, statistics.Tokens,
                 source, cosine), truth, source);
         }
-        var sparsityPath = Path.Combine(dictDir, SaeLens.SparsityFile);
+        var sparsityPath = Path.Combine(DictionaryFolder.Resolve(dictDir), SaeLens.SparsityFile);
         if (!File.Exists(sparsityPath))
             throw new ConfigException($"{sparsityPath} does not exist and no activations were given: feature-curves needs the latents' " +
                                       "densities, from --data, --model or that file (factorize writes it)");
@@ -131,30 +132,27 @@ public static class ModelAnalyses
     /// <summary>Activations feature-curves measures the latents on when none is said.</summary>
     public const long DefaultTokens = 65536;
 
-    // The factorize config a dictionary folder keeps beside its weights, when there is one.
-    private static FactorizeConfig? DictionaryConfig(string dictDir)
-    {
-        var path = Path.Combine(dictDir, FactorizeExperiment.ConfigFile);
-        return File.Exists(path) ? FactorizeConfigLoader.LoadFile(path) : null;
-    }
+    // The factorize config of the run a dictionary comes from, when it is known.
+    private static FactorizeConfig? DictionaryConfig(string dictDir) =>
+        FactorizeExperiment.RunFolderOf(dictDir) is { } run ? FactorizeConfigLoader.LoadFile(Path.Combine(run, FactorizeExperiment.ConfigFile)) : null;
 
     private static GroundTruth ModelTruth(TrainedToyModel model, int instance) =>
         new($"{model.Directory} instance {instance}", model.InstanceW(instance).ToArray(), model.Config.NFeatures,
             model.Config.NHidden, model.Config.InstanceProbability(instance).ToArray().Select(v => (double)v).ToArray(),
             ToyMetrics.RepresentedNorm);
 
-    private static GroundTruth ConfigTruth(FactorizeConfig config, string dictDir)
+    private static GroundTruth ConfigTruth(FactorizeConfig config, string configPath)
     {
         switch (config.Data)
         {
             case SyntheticSpec s:
                 using (var synthetic = Factorization.Synthetic(s))
-                    return new GroundTruth($"the synthetic data of {Path.Combine(dictDir, "config.json")}", synthetic.Features.ToArray(),
+                    return new GroundTruth($"the synthetic data of {configPath}", synthetic.Features.ToArray(),
                         synthetic.FeatureCount, s.D, synthetic.Probabilities.ToArray());
             case FilesSpec f:
-                var beside = Path.Combine(Path.GetDirectoryName(f.Files[0]) ?? ".", GroundTruthFile.Name);
+                var beside = Path.Combine((Directory.Exists(f.Files[0]) ? f.Files[0] : Path.GetDirectoryName(f.Files[0])) ?? ".", GroundTruthFile.Name);
                 if (File.Exists(beside)) return GroundTruth.Read(beside);
-                throw new ConfigException($"{Path.Combine(dictDir, "config.json")} reads files with no {GroundTruthFile.Name} beside " +
+                throw new ConfigException($"{configPath} reads files with no {GroundTruthFile.Name} beside " +
                                           $"them ({beside}); give --ground-truth FILE or --model DIR");
             default:
                 throw new InvalidOperationException("unknown data spec");

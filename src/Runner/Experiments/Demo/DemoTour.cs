@@ -1,3 +1,4 @@
+using System.Text.Json;
 using System.Reflection;
 using NativeEngine.Interop;
 using NativeEngine.Runner.Configs;
@@ -16,6 +17,16 @@ public sealed record DemoMoePart(int Number, string Title, MoeComparison? Compar
 /// <param name="Models">Null when interrupted.</param>
 public sealed record DemoHybridPart(int Number, string Title, string Lesson, HybridConfig Config,
     IReadOnlyList<HybridModel>? Models) : DemoPart(Number, Title);
+
+/// <summary>The tour's configs: the toy experiments in order (<see cref="DemoTour.Experiments"/>), the MoE comparison and
+/// the hybrid run.</summary>
+public sealed record DemoConfigs(IReadOnlyList<ToyConfig> Toys, MoeConfig Moe, HybridConfig Hybrid)
+{
+    /// <summary>The configs embedded in the executable (configs/demo/).</summary>
+    public static DemoConfigs Embedded() =>
+        new(DemoTour.Experiments.Select(e => DemoTour.LoadDemoConfig(e.Name)).ToArray(), DemoTour.LoadDemoMoeConfig(),
+            DemoTour.LoadDemoHybridConfig());
+}
 
 /// <summary>
 /// The demo: a reduced tour of all three ways out of superposition, from the configs embedded in the executable
@@ -79,22 +90,35 @@ public static class DemoTour
     /// <summary>Runs every part in order into <paramref name="outDir"/>; <paramref name="starting"/> is called before
     /// a part with its number and title, <paramref name="finished"/> after it. Returns false when cancelled (the
     /// parts done, and report.html up to them, are written).</summary>
+    /// <param name="tour">The configs; by default the embedded ones.</param>
     public static bool Run(EngineContext context, string outDir, IRunProgress progress, CancellationToken cancel,
-        Action<int, string> starting, Action<DemoPart> finished)
+        Action<int, string> starting, Action<DemoPart> finished, DemoConfigs? tour = null, bool force = false)
     {
-        var configs = Experiments.Select(e => LoadDemoConfig(e.Name)).ToArray();
-        var moe = LoadDemoMoeConfig();
-        RunFolder.Prepare(outDir);
+        tour ??= DemoConfigs.Embedded();
+        // The tour's identity is its configs; every experiment's folder below outDir belongs to it.
+        RunFolder.Claim(outDir, Kind, "[" + string.Join(",", tour.Toys.Select(ToyConfigWriter.ToJson).Append(MoeConfigWriter.ToJson(tour.Moe))
+            .Append(JsonSerializer.Serialize(tour.Hybrid, HybridExperiment.ConfigJson))) + "]", force);
+        return RunFolder.Track(outDir, () => Tour(context, tour, outDir, progress, cancel, starting, finished) ? "completed" : null)
+               is not null;
+    }
+
+    public const string Kind = "demo";
+
+    private static bool Tour(EngineContext context, DemoConfigs tour, string outDir, IRunProgress progress,
+        CancellationToken cancel, Action<int, string> starting, Action<DemoPart> finished)
+    {
+        var configs = tour.Toys;
+        var moe = tour.Moe;
         var index = new HtmlReport("Toy Models of Superposition: the demo");
         index.AddParagraph("Each experiment below has its own folder with report.html, results.json, config.json, " +
                            "weights.safetensors and figures/. The full-size configs of every figure are in configs/paper/.");
         var indexPath = Path.Combine(outDir, "report.html");
-        for (var e = 0; e < configs.Length; e++)
+        for (var e = 0; e < configs.Count; e++)
         {
             var (name, lesson) = Experiments[e];
             var title = configs[e].Title ?? name;
             starting(e + 1, title);
-            var run = ToyExperiment.Run(context, configs[e], Path.Combine(outDir, name), progress, cancel);
+            var run = ToyExperiment.Run(context, configs[e], Path.Combine(outDir, name), progress, cancel, force: true);
             finished(new DemoToyPart(e + 1, title, lesson, run));
             index.AddHeading($"{e + 1}. {title}");
             index.AddParagraph($"{lesson} Full report: {name}/report.html ({run.Seconds:F1} s of training).");
@@ -115,10 +139,10 @@ public static class DemoTour
         }
 
         var moeTitle = moe.Run.Title ?? MoeCompareName;
-        starting(configs.Length + 1, moeTitle);
-        var comparison = MoeComparisonExperiment.Run(context, moe, Path.Combine(outDir, MoeCompareName), progress, cancel);
-        finished(new DemoMoePart(configs.Length + 1, moeTitle, comparison));
-        index.AddHeading($"{configs.Length + 1}. {moeTitle}");
+        starting(configs.Count + 1, moeTitle);
+        var comparison = MoeComparisonExperiment.Run(context, moe, Path.Combine(outDir, MoeCompareName), progress, cancel, force: true);
+        finished(new DemoMoePart(configs.Count + 1, moeTitle, comparison));
+        index.AddHeading($"{configs.Count + 1}. {moeTitle}");
         index.AddParagraph("The paper suggests that mixtures of experts, which activate only some neurons per token, " +
                            "leave less room for superposition. Verdict of this reduced run (full report: " +
                            $"{MoeCompareName}/report.html; the full-size comparison is configs/moe/compare_n20.json):");
@@ -132,17 +156,17 @@ public static class DemoTour
             return false;
         }
 
-        var hybrid = LoadDemoHybridConfig();
+        var hybrid = tour.Hybrid;
         var hybridTitle = hybrid.Title ?? HybridExperimentName;
-        starting(configs.Length + 2, hybridTitle);
-        var decoded = HybridExperiment.Run(context, hybrid, Path.Combine(outDir, HybridExperimentName), progress, cancel);
-        finished(new DemoHybridPart(configs.Length + 2, hybridTitle, HybridLesson, hybrid, decoded));
+        starting(configs.Count + 2, hybridTitle);
+        var decoded = HybridExperiment.Run(context, hybrid, Path.Combine(outDir, HybridExperimentName), progress, cancel, force: true);
+        finished(new DemoHybridPart(configs.Count + 2, hybridTitle, HybridLesson, hybrid, decoded));
         if (decoded is null)
         {
             index.Save(indexPath);
             return false;
         }
-        index.AddHeading($"{configs.Length + 2}. {hybridTitle}");
+        index.AddHeading($"{configs.Count + 2}. {hybridTitle}");
         index.AddParagraph($"{HybridLesson} Full report: {HybridExperimentName}/report.html; the full-size run is configs/hybrid/n20_m6.json.");
         var (headers, rows) = HybridExperiment.Table(hybrid, decoded);
         index.AddTable(headers, rows);

@@ -29,24 +29,30 @@ public static class DictionaryEvaluation
         return sae;
     }
 
-    /// <summary>The metrics.json of a factorize run, for <paramref name="dict"/> on the data (timing fields 0).</summary>
+    /// <summary>The metrics.json of a factorize run, for <paramref name="dict"/> on the data: seconds and tokens per
+    /// second are the measurement's own; also the tokens of non-finite input skipped.</summary>
     /// <param name="dictionaryPath">Where the dictionary was read from, for messages.</param>
-    public static FactorizeMetrics Evaluate(EngineContext context, SaeDictionary dict, string dictionaryPath, EvalData data)
+    public static (FactorizeMetrics Metrics, long SkippedTokens) Evaluate(EngineContext context, SaeDictionary dict,
+        string dictionaryPath, EvalData data, CancellationToken cancel = default)
     {
+        var clock = System.Diagnostics.Stopwatch.StartNew();
         var (source, truth, truthCount) = Factorization.OpenData(data.Data, data.BatchSize, 0);
         using var dataSource = source;
         CheckDimension(source.D, dict, dictionaryPath);
         using var sae = Load(context, dict, data.BatchSize);
-        var batches = (int)Math.Max(1, (data.Tokens + data.BatchSize - 1) / data.BatchSize);
-        return Factorization.Measure(sae, source, truth, truthCount, (long)batches * data.BatchSize, 0, out _, batches)
-            with { Seconds = 0, TokensPerSecond = 0 };
+        var batches = (int)Math.Clamp((data.Tokens + data.BatchSize - 1) / data.BatchSize, 1, int.MaxValue);
+        var tokens = (long)batches * data.BatchSize;
+        var metrics = Factorization.Measure(sae, source, truth, truthCount, tokens, 0, out _, batches, cancel);
+        var seconds = clock.Elapsed.TotalSeconds;
+        return (metrics with { Seconds = seconds, TokensPerSecond = tokens / seconds }, source.State.SkippedTokens);
     }
 
     /// <summary>
     /// The codes of data.Tokens activations: PREFIX_indices.npy (int32 [tokens][slots], -1 for an empty slot) and
-    /// PREFIX_values.npy, the <paramref name="slots"/> largest |values| per token, largest first.
+    /// PREFIX_values.npy, the <paramref name="slots"/> largest |values| per token, largest first. False (nothing
+    /// written) when cancelled.
     /// </summary>
-    public static void Encode(SaeDictionary dict, string dictionaryPath, EvalData data, SparseEncoder encoder, int slots,
+    public static bool Encode(SaeDictionary dict, string dictionaryPath, EvalData data, SparseEncoder encoder, int slots,
         double lambda, string outPrefix, IRunProgress progress, CancellationToken cancel = default)
     {
         var (source, _, _) = Factorization.OpenData(data.Data, data.BatchSize, 0);
@@ -65,7 +71,7 @@ public static class DictionaryEvaluation
         long t = 0;
         while (t < tokens)
         {
-            cancel.ThrowIfCancellationRequested();
+            if (cancel.IsCancellationRequested) return false;
             var batch = source.Next();
             for (var row = 0; row < batch.Length / d && t < tokens; row++, t++)
             {
@@ -90,6 +96,7 @@ public static class DictionaryEvaluation
         }
         Npy.WriteI32(outPrefix + "_indices.npy", indices, slots);
         Npy.WriteF32(outPrefix + "_values.npy", values, slots);
+        return true;
     }
 
     private static void CheckDimension(int d, SaeDictionary dict, string dictionaryPath)

@@ -8,12 +8,34 @@ using NativeEngine.Runner.Formats;
 
 namespace NativeEngine.Runner.Experiments;
 
-/// <summary>One point of the training curves.</summary>
-public sealed record FactorizeCurvePoint(long Step, long Tokens, double Mse, double Fvu, double L0, double Auxk, long Dead);
+/// <summary>One point of the training curves; at some of them, with the true features known, the decoder's recovery.</summary>
+public sealed record FactorizeCurvePoint(long Step, long Tokens, double Mse, double Fvu, double L0, double Auxk, long Dead,
+    double? Mmcs = null, double? MatchedCosine = null);
 
-/// <summary>The measured dictionary: SCIENCE §3's metrics, the last two when the true features are known.</summary>
+/// <summary>The measured dictionary: SCIENCE §3's metrics, the last two (and each true feature's best decoder cosine)
+/// when the true features are known.</summary>
 public sealed record FactorizeMetrics(double Mse, double Fvu, double L0, double DeadFraction, double DenseFraction,
-    double? Mmcs, double? MatchedCosine, long Tokens, double Seconds, double TokensPerSecond);
+    double? Mmcs, double? MatchedCosine, long Tokens, double Seconds, double TokensPerSecond,
+    IReadOnlyList<double>? BestCosines = null);
+
+/// <summary>A decoder against the true features: MMCS, the one-to-one matched cosine, and per true feature its best
+/// cosine to any atom.</summary>
+public sealed record Recovery(double Mmcs, double MatchedCosine, double[] BestCosines)
+{
+    /// <param name="truth">[count][d], one true feature per row.</param>
+    /// <param name="wDec">[dSae][d], one atom per row.</param>
+    public static Recovery Measure(float[] truth, int count, float[] wDec, int dSae, int d)
+    {
+        var cos = DictionaryMetrics.Cosines(truth, count, wDec, dSae, d);
+        var best = new double[count];
+        for (var i = 0; i < count; i++)
+        {
+            best[i] = double.NegativeInfinity;
+            for (var j = 0; j < dSae; j++) best[i] = Math.Max(best[i], cos[i, j]);
+        }
+        return new Recovery(DictionaryMetrics.Mmcs(cos), DictionaryMetrics.MatchedCosine(cos).Mean, best);
+    }
+}
 
 /// <summary>
 /// What a factorization needs besides its loop (<see cref="FactorizeExperiment"/>): its data, the learning-rate
@@ -21,7 +43,6 @@ public sealed record FactorizeMetrics(double Mse, double Fvu, double L0, double 
 /// </summary>
 public static class Factorization
 {
-    public const string CheckpointFolder = "checkpoint";
     /// <summary>A latent firing on more than this share of tokens counts as dense.</summary>
     public const double DenseDensity = 0.1;
     public const int EvaluationBatches = 8;
@@ -50,8 +71,8 @@ public static class Factorization
                 var synthetic = Synthetic(s, batchSize, prefetch);
                 return (synthetic, synthetic.Features.ToArray(), synthetic.FeatureCount);
             case FilesSpec f:
-                var source = ActivationSource.Open(new ActivationFiles(f.Files, f.Format, f.D, f.Tensor),
-                    new ActivationSourceOptions(batchSize, Seed: seed, Prefetch: prefetch));
+                var source = ActivationSource.Open(f.ToActivationFiles(),
+                    new ActivationSourceOptions(batchSize, Seed: seed, Prefetch: prefetch, NonFinite: f.NonFinite));
                 var (truth, count) = GroundTruthBeside(f.Files[0], source.D);
                 return (source, truth, count);
             default:
@@ -59,10 +80,11 @@ public static class Factorization
         }
     }
 
-    // ground_truth.safetensors in the folder of the first shard (as the synthetic generator writes it).
+    // ground_truth.safetensors in the folder of the first shard, or in the dataset folder named (as the synthetic
+    // generator writes it).
     private static (float[]?, int) GroundTruthBeside(string pattern, int d)
     {
-        var path = Path.Combine(Path.GetDirectoryName(pattern) ?? ".", GroundTruthFile.Name);
+        var path = Path.Combine((Directory.Exists(pattern) ? pattern : Path.GetDirectoryName(pattern)) ?? ".", GroundTruthFile.Name);
         if (!File.Exists(path)) return (null, 0);
         var features = SafeTensors.Read(path).Tensors.FirstOrDefault(t => t.Name == "features");
         return features is { Shape.Length: 2 } && features.Shape[1] == d ? (features.Data, (int)features.Shape[0]) : (null, 0);
@@ -79,8 +101,9 @@ public static class Factorization
         return (float)Math.Max(lr, 1e-12);
     }
 
+    /// <summary>The metrics over <paramref name="batches"/> batches; cancelling throws OperationCanceledException.</summary>
     public static FactorizeMetrics Measure(SparseAutoencoder sae, IActivationBatches source, float[]? truth, int truthCount,
-        long tokens, double seconds, out float[] log10Density, int batches = EvaluationBatches)
+        long tokens, double seconds, out float[] log10Density, int batches = EvaluationBatches, CancellationToken cancel = default)
     {
         var spec = sae.Spec;
         var fire = new long[spec.DSae];
@@ -88,6 +111,7 @@ public static class Factorization
         long evaluated = 0;
         for (var b = 0; b < batches; b++)
         {
+            cancel.ThrowIfCancellationRequested();
             var batch = source.Next().Span;
             var stats = sae.Evaluate(batch, default, fire);
             mse += stats.Mse;
@@ -96,20 +120,15 @@ public static class Factorization
             evaluated += batch.Length / spec.DIn;
         }
         log10Density = fire.Select(f => (float)Math.Log10(f / (double)evaluated + 1e-10)).ToArray();
-        double? mmcs = null, matched = null;
-        if (truth is not null)
-        {
-            var p = sae.GetParameters();
-            var cos = DictionaryMetrics.Cosines(truth, truthCount, p.WDec, spec.DSae, spec.DIn);
-            mmcs = DictionaryMetrics.Mmcs(cos);
-            matched = DictionaryMetrics.MatchedCosine(cos).Mean;
-        }
+        var recovery = truth is null ? null : Recovery.Measure(truth, truthCount, sae.GetParameters().WDec, spec.DSae, spec.DIn);
         return new FactorizeMetrics(mse / batches, fvu / batches, l0 / batches,
             fire.Count(f => f == 0) / (double)spec.DSae, fire.Count(f => f > DenseDensity * evaluated) / (double)spec.DSae,
-            mmcs, matched, tokens, seconds, seconds > 0 ? tokens / seconds : 0);
+            recovery?.Mmcs, recovery?.MatchedCosine, tokens, seconds, seconds > 0 ? tokens / seconds : 0, recovery?.BestCosines);
     }
 
-    public static string MetricsJson(FactorizeMetrics m)
+    /// <summary>metrics.json: the metrics (null where not finite), with the tokens of non-finite input skipped when
+    /// there were any.</summary>
+    public static string MetricsJson(FactorizeMetrics m, long skippedTokens = 0)
     {
         return Json.Document(w =>
         {
@@ -124,50 +143,20 @@ public static class Factorization
             w.WriteNumber("tokens", m.Tokens);
             Json.Number(w, "seconds", m.Seconds);
             Json.Number(w, "tokens_per_second", m.TokensPerSecond);
+            if (skippedTokens > 0) w.WriteNumber("skipped_non_finite_tokens", skippedTokens);
             w.WriteEndObject();
         });
     }
 
-    /// <summary>Writes a checkpoint folder (weights, optimizer state, data position, curve) beside the run, then
-    /// swaps it in by rename, so a crash leaves the previous checkpoint whole.</summary>
-    public static void WriteCheckpoint(string runDirectory, SparseAutoencoder sae, IActivationBatches source, long step,
-        long tokens, double seconds, IReadOnlyList<FactorizeCurvePoint> curve)
+    /// <summary>metrics.json of a run that stopped on a value that was not finite: no metrics (null), where it
+    /// stopped, and how far it got.</summary>
+    public static string StoppedMetricsJson(NonFinite where, long tokens, double seconds) => Json.Document(w =>
     {
-        var final = Path.Combine(runDirectory, CheckpointFolder);
-        var temporary = final + ".tmp";
-        if (Directory.Exists(temporary)) Directory.Delete(temporary, recursive: true);
-        Directory.CreateDirectory(temporary);
-        var p = sae.GetParameters();
-        SafeTensors.Write(Path.Combine(temporary, "params.safetensors"),
-        [
-            new Tensor("W_enc", [sae.Spec.DIn, sae.Spec.DSae], p.WEnc), new Tensor("b_enc", [sae.Spec.DSae], p.BEnc),
-            new Tensor("W_dec", [sae.Spec.DSae, sae.Spec.DIn], p.WDec), new Tensor("b_dec", [sae.Spec.DIn], p.BDec),
-            new Tensor("threshold", [sae.Spec.DSae], p.Threshold),
-        ]);
-        AtomicFile.Write(Path.Combine(temporary, "state.bin"), stream => stream.Write(sae.GetState()));
-        AtomicFile.WriteText(Path.Combine(temporary, "source.json"), source.State.ToJson());
-        AtomicFile.WriteText(Path.Combine(temporary, "progress.json"), JsonSerializer.Serialize(new CheckpointProgress(step, tokens, seconds, curve.ToArray())));
-        var old = final + ".old";
-        if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
-        if (Directory.Exists(final)) Directory.Move(final, old);
-        Directory.Move(temporary, final);
-        if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
-    }
-
-    public sealed record CheckpointProgress(long Step, long Tokens, double Seconds, FactorizeCurvePoint[] Curve);
-
-    /// <summary>Restores the model and the data position; returns the progress recorded.</summary>
-    public static CheckpointProgress ReadCheckpoint(string runDirectory, SparseAutoencoder sae, IActivationBatches source)
-    {
-        var folder = Path.Combine(runDirectory, CheckpointFolder);
-        if (!Directory.Exists(folder))
-            throw new ConfigException($"--resume {runDirectory}: no {CheckpointFolder}/ there; a run writes one every " +
-                                      "train.checkpoint_every steps and when interrupted");
-        var tensors = SafeTensors.Read(Path.Combine(folder, "params.safetensors")).Tensors.ToDictionary(t => t.Name, t => t.Data);
-        sae.Restore(new SaeParameters(tensors["W_enc"], tensors["b_enc"], tensors["W_dec"], tensors["b_dec"], tensors["threshold"]),
-            File.ReadAllBytes(Path.Combine(folder, "state.bin")));
-        source.Restore(SourceState.FromJson(File.ReadAllText(Path.Combine(folder, "source.json"))));
-        return JsonSerializer.Deserialize<CheckpointProgress>(File.ReadAllText(Path.Combine(folder, "progress.json")))
-               ?? throw new InvalidDataException($"{folder}/progress.json is empty");
-    }
+        w.WriteStartObject();
+        foreach (var key in new[] { "mse", "fvu", "l0", "dead_fraction", "dense_fraction" }) w.WriteNull(key);
+        w.WriteNumber("tokens", tokens);
+        Json.Number(w, "seconds", seconds);
+        NonFiniteException.Write(w, where);
+        w.WriteEndObject();
+    });
 }

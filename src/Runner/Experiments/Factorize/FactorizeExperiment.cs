@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Globalization;
 using NativeEngine.Interop;
 using NativeEngine.Runner.Configs;
 using NativeEngine.Runner.Formats;
@@ -19,23 +18,40 @@ public sealed record FactorizeResult(FactorizeConfig Config, long Steps, long To
 /// <summary>
 /// Approach 2 (SCIENCE.md §3): learns an overcomplete dictionary of activations with a sparse autoencoder, with an
 /// lr warm-up and a linear decay, checkpoints that make the run resumable bit for bit, and the dictionary written in
-/// the SAELens layout with its metrics and report.
+/// the SAELens or sparsify layout ("format") with its metrics and report.
+/// <para>The run folder: run.json (the claim), config.json (the resolved config), metrics.json, figures/,
+/// report.html, and dictionary/ holding the dictionary only (cfg.json, sae_weights.safetensors or sae.safetensors,
+/// sparsity.safetensors: what SAELens or sparsify loads). checkpoint/ (<see cref="FactorizeCheckpoint"/>) is run state: it
+/// exists while the run is unfinished and goes when it completes.</para>
 /// </summary>
 public static class FactorizeExperiment
 {
+    public const string Kind = "factorize";
     public const string ConfigFile = "config.json";
-    private const string ScaleFile = "scale.txt";
+    public const string MetricsFile = "metrics.json";
 
     /// <summary>
-    /// Trains into <paramref name="outDir"/>: config.json, checkpoints (every train.checkpoint_every steps and when
-    /// cancelled), then sae_weights.safetensors, cfg.json, sparsity.safetensors, metrics.json, figures/ and
-    /// report.html. With <paramref name="resume"/> the run continues from the folder's checkpoint.
+    /// Trains into <paramref name="outDir"/>: checkpoints every train.checkpoint_every steps and when cancelled, then
+    /// dictionary/, metrics.json, figures/ and report.html, and removes the checkpoint. With
+    /// <paramref name="resume"/> the run continues from the folder's checkpoint (with <paramref name="force"/>, even
+    /// under another config). A step whose loss or parameters are not finite stops the run: the last checkpoint is
+    /// kept, metrics.json says where it stopped, and a <see cref="NonFiniteException"/> says why.
     /// </summary>
     public static FactorizeResult Run(EngineContext context, FactorizeConfig config, string outDir, IRunProgress progress,
-        CancellationToken cancel, bool resume = false)
+        CancellationToken cancel, bool resume = false, bool force = false)
     {
-        RunFolder.Prepare(outDir);
-        if (!resume) AtomicFile.WriteText(Path.Combine(outDir, ConfigFile), FactorizeConfigWriter.ToJson(config));
+        var configJson = FactorizeConfigWriter.ToJson(config);
+        var configHash = RunFolder.Sha256(configJson);
+        if (resume)
+        {
+            if (RunFolder.Read(outDir) is { Kind: Kind, Status: RunFolder.Status.Completed } && !FactorizeCheckpoint.Exists(outDir))
+                throw new ConfigException($"--resume {outDir}: that run completed ({DictionaryFolder.Subfolder}/, {MetricsFile}); there is " +
+                                          "nothing to resume");
+            FactorizeCheckpoint.CheckConfig(outDir, configJson, force);
+        }
+        RunFolder.Claim(outDir, Kind, configJson, force, resume);
+        var configPath = Path.Combine(outDir, ConfigFile);
+        if (!resume || !File.Exists(configPath) || File.ReadAllText(configPath) != configJson) AtomicFile.WriteText(configPath, configJson);
         var (source, truth, truthCount) = Factorization.OpenData(config);
         using var _ = source;
         var d = source.D;
@@ -45,58 +61,144 @@ public static class FactorizeExperiment
 
         var totalSteps = config.Train.Steps;
         var curve = new List<FactorizeCurvePoint>();
-        long step = 0, tokens = 0;
+        long step = 0, tokens = 0, checkpointStep = -1;
         double previousSeconds = 0;
         var scale = 1f;
         if (resume)
         {
-            var checkpoint = Factorization.ReadCheckpoint(outDir, model, source);
-            (step, tokens, previousSeconds) = (checkpoint.Step, checkpoint.Tokens, checkpoint.Seconds);
+            var (checkpoint, folder) = FactorizeCheckpoint.Read(outDir, config, configHash, force, model, source);
+            (step, tokens, previousSeconds, scale) = (checkpoint.Step, checkpoint.Tokens, checkpoint.Seconds, checkpoint.Scale);
+            checkpointStep = step;
             curve.AddRange(checkpoint.Curve);
-            scale = ReadScale(outDir);
-            progress.Note($"resuming at step {step} of {totalSteps} ({tokens} tokens)");
+            progress.Note($"resuming at step {step} of {totalSteps} ({tokens} tokens)" +
+                          (Path.GetFileName(folder) == FactorizeCheckpoint.PreviousFolder
+                              ? $", from {FactorizeCheckpoint.PreviousFolder}/ ({FactorizeCheckpoint.Folder}/ was missing or damaged)" : ""));
         }
         else
         {
+            FactorizeCheckpoint.Remove(outDir);  // a forced restart leaves no earlier state behind
             var first = source.Next().ToArray();
             if (config.Sae.Normalization == ActivationNormalization.ExpectedAverage) scale = ExpectedAverageScale(first, d);
             Scale(first, scale);
             model.InitDecoderBias(first, geometricMedian: true);
-            AtomicFile.WriteText(Path.Combine(outDir, ScaleFile), scale.ToString("R", CultureInfo.InvariantCulture));
         }
 
         var buffer = new float[config.Train.BatchSize * d];
         var clock = Stopwatch.StartNew();
         var phase = $"{FactorizeConfigLoader.Name(config.Sae.Architecture)} SAE, d_sae {config.Sae.DSae}";
         var curveEvery = Math.Max(1, totalSteps / 200);
+        var recoveryEvery = curveEvery * Math.Max(1, 200 / RecoveryTracker.Points);
+        var recovery = new RecoveryTracker(truth, truthCount, spec.DSae, d);
+        NonFinite? stopped = null;
+        double Seconds() => previousSeconds + clock.Elapsed.TotalSeconds;
+        // A checkpoint of parameters that are all finite; false (nothing written) when some are not.
+        bool Checkpoint()
+        {
+            var parameters = model.GetParameters();
+            if (!FactorizeCheckpoint.AllFinite(parameters)) return false;
+            recovery.Settle(curve);
+            FactorizeCheckpoint.Write(outDir, model, parameters, source,
+                new CheckpointProgress(step, tokens, Seconds(), scale, configHash, curve));
+            checkpointStep = step;
+            return true;
+        }
         while (step < totalSteps && !cancel.IsCancellationRequested)
         {
             source.Next().Span.CopyTo(buffer);
             Scale(buffer, scale);
             var stats = model.TrainStep(buffer, Factorization.LearningRate(config.Train, step, totalSteps));
+            if (model.NonFinite is { } where)
+            {
+                stopped = where;
+                break;
+            }
             step++;
             tokens += config.Train.BatchSize;
             if (step % curveEvery == 0 || step == totalSteps)
+            {
                 curve.Add(new FactorizeCurvePoint(step, tokens, stats.Mse, stats.Fvu, stats.L0, stats.Auxk, stats.Dead));
-            if (config.Train.CheckpointEvery > 0 && step % config.Train.CheckpointEvery == 0)
-                Factorization.WriteCheckpoint(outDir, model, source, step, tokens, previousSeconds + clock.Elapsed.TotalSeconds, curve);
+                if (recovery.Enabled && (step % recoveryEvery == 0 || step == totalSteps))
+                    recovery.Measure(curve.Count - 1, model.GetParameters().WDec);
+            }
+            if (config.Train.CheckpointEvery > 0 && step % config.Train.CheckpointEvery == 0 && !Checkpoint())
+            {
+                stopped = new NonFinite(step, 0, NonFiniteQuantity.Parameters);
+                break;
+            }
             if (step % 10 == 0 || step == totalSteps) progress.Report(phase, step, totalSteps);
         }
-        var seconds = previousSeconds + clock.Elapsed.TotalSeconds;
-        Factorization.WriteCheckpoint(outDir, model, source, step, tokens, seconds, curve);
-        if (step < totalSteps) return new FactorizeResult(config, step, totalSteps, tokens, seconds, curve, null, null);
+        var seconds = Seconds();
+        if (stopped is null && step < totalSteps)
+        {
+            if (!Checkpoint()) stopped = new NonFinite(step, 0, NonFiniteQuantity.Parameters);
+            else
+            {
+                RunFolder.Finish(outDir, RunFolder.Status.Interrupted);
+                return new FactorizeResult(config, step, totalSteps, tokens, seconds, curve, null, null);
+            }
+        }
+        recovery.Settle(curve);
+        var parameters = stopped is null ? model.GetParameters() : null;
+        if (parameters is not null && !FactorizeCheckpoint.AllFinite(parameters)) stopped = new NonFinite(step, 0, NonFiniteQuantity.Parameters);
+        if (stopped is { } nonFinite) throw Stop(outDir, config, nonFinite, tokens, seconds, checkpointStep);
 
         var metrics = Factorization.Measure(model, source, truth, truthCount, tokens, seconds, out var density);
-        var dictionary = Fold(config, spec, model.GetParameters(), scale);
-        SaeLens.Write(outDir, dictionary, new Dictionary<string, string>
-        {
-            ["trained_with"] = "nativeengine factorize",
-            ["tokens"] = tokens.ToString(CultureInfo.InvariantCulture),
-            ["normalization_scale_folded"] = scale.ToString("R", CultureInfo.InvariantCulture),
-        }, density);
-        AtomicFile.WriteText(Path.Combine(outDir, "metrics.json"), Factorization.MetricsJson(metrics));
-        WriteReport(outDir, config, metrics, curve, density);
+        var dictionary = Fold(config, spec, parameters!, scale);
+        WriteDictionary(Path.Combine(outDir, DictionaryFolder.Subfolder), config, dictionary, tokens, scale, density);
+        AtomicFile.WriteText(Path.Combine(outDir, MetricsFile), Factorization.MetricsJson(metrics, source.State.SkippedTokens));
+        FactorizeReport.Write(outDir, config, metrics, curve, density);
+        FactorizeCheckpoint.Remove(outDir);
+        RunFolder.Finish(outDir, RunFolder.Status.Completed);
         return new FactorizeResult(config, step, totalSteps, tokens, seconds, curve, dictionary, metrics);
+    }
+
+    /// <summary>The dictionary in the config's layout, with its log10 densities (sparsity.safetensors, as SAELens
+    /// names them) in either; <paramref name="directory"/> holds nothing else.</summary>
+    private static void WriteDictionary(string directory, FactorizeConfig config, SaeDictionary dictionary, long tokens, float scale,
+        float[] density)
+    {
+        if (config.Format == DictionaryFormat.Sparsify)
+        {
+            Sparsify.Write(directory, dictionary);
+            SafeTensors.Write(Path.Combine(directory, SaeLens.SparsityFile), [new Tensor("sparsity", [dictionary.DSae], density)]);
+            return;
+        }
+        var extra = new List<(string, object?)>
+        {
+            ("trained_with", "nativeengine factorize"),
+            ("training_architecture", FactorizeConfigLoader.Name(config.Sae.Architecture)),
+        };
+        if (config.Sae.K is { } k) extra.Add(("training_k", k));
+        extra.Add(("tokens", tokens));
+        extra.Add(("normalization_scale_folded", scale));
+        SaeLens.Write(directory, dictionary, config.Metadata ?? DictionaryMetadata.None, extra, density);
+    }
+
+    /// <summary>The factorize run folder a dictionary folder belongs to (for its config.json), or null: the parent of
+    /// a run's dictionary/, or the folder itself when it is a run folder.</summary>
+    public static string? RunFolderOf(string directory)
+    {
+        var dictionary = Path.GetFullPath(DictionaryFolder.Resolve(directory));
+        var parent = Path.GetFileName(dictionary) == DictionaryFolder.Subfolder ? Path.GetDirectoryName(dictionary) : null;
+        if (parent is not null && File.Exists(Path.Combine(parent, ConfigFile))) return parent;
+        return File.Exists(Path.Combine(directory, ConfigFile)) ? directory : null;
+    }
+
+    // Writes what a run stopped by a non-finite value can keep (metrics.json saying where, the last checkpoint as
+    // it was) and the exception that tells the user.
+    private static NonFiniteException Stop(string outDir, FactorizeConfig config, NonFinite where, long tokens, double seconds,
+        long checkpointStep)
+    {
+        AtomicFile.WriteText(Path.Combine(outDir, MetricsFile), Factorization.StoppedMetricsJson(where, tokens, seconds));
+        RunFolder.Finish(outDir, RunFolder.Status.NonFinite);
+        var lr = Factorization.LearningRate(config.Train, Math.Max(0, where.Step - 1), config.Train.Steps);
+        var kept = checkpointStep >= 0
+            ? $"the checkpoint of step {checkpointStep} is kept: lower train.lr in a copy of config.json and continue with " +
+              $"--resume {outDir} --config COPY --force"
+            : "no checkpoint was written before it (train.checkpoint_every is " +
+              $"{config.Train.CheckpointEvery}); lower train.lr and run again";
+        return new NonFiniteException($"{outDir}: {NonFiniteException.Describe(where, config.Train.Steps, lr, instances: false)}; " +
+                                      $"{kept}. {MetricsFile} records where it stopped", where);
     }
 
     /// <summary>Refuses, before any training, what the context's backend cannot run, naming the config key.</summary>
@@ -125,12 +227,6 @@ public static class FactorizeExperiment
         return meanSquaredNorm > 0 ? (float)Math.Sqrt(d / meanSquaredNorm) : 1f;
     }
 
-    private static float ReadScale(string directory)
-    {
-        var path = Path.Combine(directory, ScaleFile);
-        return File.Exists(path) ? float.Parse(File.ReadAllText(path), CultureInfo.InvariantCulture) : 1f;
-    }
-
     private static void Scale(float[] batch, float scale)
     {
         if (scale != 1f) System.Numerics.Tensors.TensorPrimitives.Multiply(batch, scale, batch);
@@ -144,35 +240,5 @@ public static class FactorizeExperiment
         var bDec = p.BDec.Select(v => v / scale).ToArray();
         var threshold = config.Sae.Architecture is SaeArchitecture.JumpRelu or SaeArchitecture.BatchTopK ? p.Threshold : null;
         return new SaeDictionary(sae.DIn, sae.DSae, config.Sae.Architecture, config.Sae.K, wEnc, p.BEnc, wDec, bDec, threshold);
-    }
-
-    private static void WriteReport(string directory, FactorizeConfig config, FactorizeMetrics metrics,
-        IReadOnlyList<FactorizeCurvePoint> curve, float[] density)
-    {
-        var figures = new FigureFolder(directory);
-        var report = new HtmlReport($"Dictionary: {FactorizeConfigLoader.Name(config.Sae.Architecture)} SAE, d_sae {config.Sae.DSae}");
-        report.AddParagraph($"{metrics.Tokens} tokens in {metrics.Seconds:F1} s ({metrics.TokensPerSecond:F0} tokens/s). " +
-                            $"fvu {metrics.Fvu:F4}, L0 {metrics.L0:F1}, dead {metrics.DeadFraction:P1}, dense {metrics.DenseFraction:P1}" +
-                            (metrics.Mmcs is { } m ? $"; against the true features: MMCS {m:F3}, one-to-one matched cosine {metrics.MatchedCosine:F3}." : "."));
-        var list = new List<(string, string)>
-        {
-            (figures.Save("loss", ComparisonFigures.LineChart(
-                [new LineSeries("fvu", curve.Select(c => ((double)c.Tokens, c.Fvu)).ToArray())],
-                "tokens", "fraction of variance unexplained", "Training curve", logX: false, yMin: 0)),
-             "Fraction of variance unexplained on each training batch."),
-            (figures.Save("l0", ComparisonFigures.LineChart(
-                [new LineSeries("L0", curve.Select(c => ((double)c.Tokens, c.L0)).ToArray()),
-                 new LineSeries("dead latents", curve.Select(c => ((double)c.Tokens, (double)c.Dead)).ToArray(), Dashed: true)],
-                "tokens", "latents", "Active and dead latents", logX: false, yMin: 0)),
-             "Mean active latents per token and latents dead for the dead window."),
-        };
-        var bins = Enumerable.Range(-10, 11).ToArray();  // log10 density from 1e-10 to 1
-        var counts = bins.Select(b => (double)density.Count(v => Math.Floor(v) == b || (b == 0 && v >= 0))).ToArray();
-        list.Add((figures.Save("density", ComparisonFigures.GroupedBars(bins.Select(b => b.ToString(CultureInfo.InvariantCulture)).ToArray(),
-                [new BarSeries("latents", counts)], "latents", "Feature density (log10)")),
-            "Latents by log10 of the share of evaluation tokens they fire on (-10: never)."));
-        report.AddFigureGrid(list, 480);
-        report.AddPreformatted(File.ReadAllText(Path.Combine(directory, ConfigFile)), "the config");
-        report.Save(Path.Combine(directory, "report.html"));
     }
 }

@@ -35,13 +35,15 @@ public static class Harvest
         return h;
     }
 
+    /// <summary>Harvests instance <paramref name="instance"/> of a toy model. Cancelling throws
+    /// OperationCanceledException after removing the shard in progress (the finished ones stay).</summary>
     public static Output Run(EngineContext context, ToyConfig config, float[] weights, int instance,
-        long tokens, long tokensPerShard, string outDir, Action<long, long>? progress = null)
+        long tokens, long tokensPerShard, string outDir, Action<long, long>? progress = null, CancellationToken cancel = default)
     {
         CheckInstance(instance, config.NInstances);
         int n = config.NFeatures, m = config.NHidden;
         var w = weights.AsSpan(instance * n * m, n * m).ToArray();
-        return Write(context, config, instance, m, x => Hidden(config, w, x), tokens, tokensPerShard, outDir, progress,
+        return Write(context, config, instance, m, x => Hidden(config, w, x), tokens, tokensPerShard, outDir, progress, cancel,
             () => (w, new Dictionary<string, string>
             {
                 ["source"] = "toy model",
@@ -55,11 +57,11 @@ public static class Harvest
     /// experts the router did not choose. Feature i's direction is its row of W in the expert that handles it most
     /// often when it is active (its home expert), placed in that expert's block.</summary>
     public static Output Run(EngineContext context, MoeConfig config, MoeParameters parameters, int instance,
-        long tokens, long tokensPerShard, string outDir, Action<long, long>? progress = null)
+        long tokens, long tokensPerShard, string outDir, Action<long, long>? progress = null, CancellationToken cancel = default)
     {
         CheckInstance(instance, config.Run.NInstances);
         var moe = new MoeForward(config, parameters, instance);
-        return Write(context, config.Run, instance, moe.HiddenSize, moe.Hidden, tokens, tokensPerShard, outDir, progress,
+        return Write(context, config.Run, instance, moe.HiddenSize, moe.Hidden, tokens, tokensPerShard, outDir, progress, cancel,
             () => (moe.HomeDirections(), new Dictionary<string, string>
             {
                 ["source"] = "mixture of experts",
@@ -81,10 +83,11 @@ public static class Harvest
 
     private static Output Write(EngineContext context, ToyConfig config, int instance, int d,
         Func<float[], float[]> hiddenOf, long tokens, long tokensPerShard, string outDir, Action<long, long>? progress,
-        Func<(float[] Features, Dictionary<string, string> Metadata)> groundTruth)
+        CancellationToken cancel, Func<(float[] Features, Dictionary<string, string> Metadata)> groundTruth)
     {
         RunFolder.Prepare(outDir);
         var n = config.NFeatures;
+        RunFolder.CheckFreeSpace(outDir, ((double)d + n) * 4 * tokens + 4.0 * n * d, $"harvesting {tokens} tokens (hidden_*.npy and codes_*.npy)");
         // Fresh data: the training stream past the steps the model trained on.
         using var model = ToyExperiment.CreateModel(context, config);
         var step = config.Steps + 1;
@@ -99,6 +102,7 @@ public static class Harvest
             using var codes = ActivationShardWriter.Create(codesPath, ActivationFileFormat.Npy, count, n);
             for (long done = 0; done < count;)
             {
+                cancel.ThrowIfCancellationRequested();  // the writers' Dispose removes the unfinished shard
                 var x = model.SampleBatch(step++, instance);
                 var rows = (int)Math.Min(config.BatchSize, count - done);
                 var xs = x.AsSpan(0, rows * n).ToArray();
@@ -122,8 +126,12 @@ public static class Harvest
 
     /// <summary>Harvests the run folder <paramref name="modelDir"/> (written by `toy` or `moe`) into
     /// <paramref name="outDir"/>; instance null takes the best instance of its first setting.</summary>
+    public const string Kind = "harvest";
+
+    /// <param name="force">See <see cref="RunFolder.Claim"/>: outDir is claimed as a harvest of this model, instance
+    /// and token count.</param>
     public static FolderResult Run(EngineContext context, string modelDir, int? instance, long tokens, long tokensPerShard,
-        string outDir, IRunProgress progress)
+        string outDir, IRunProgress progress, bool force = false, CancellationToken cancel = default)
     {
         var configPath = Path.Combine(modelDir, "config.json");
         var weightsPath = Path.Combine(modelDir, "weights.safetensors");
@@ -132,25 +140,46 @@ public static class Harvest
                                       "(written by `toy` or `moe`)");
         if (tokens < 1) throw new ConfigException($"--tokens is {tokens}; valid: >= 1");
         if (tokensPerShard < 1) throw new ConfigException($"--shard-tokens is {tokensPerShard}; valid: >= 1");
+        void Claim(int chosen, int d, int n)
+        {
+            RunFolder.CheckFreeSpace(outDir, ((double)d + n) * 4 * tokens + 4.0 * n * d,
+                $"harvesting {tokens} tokens (hidden_*.npy and codes_*.npy)");
+            RunFolder.Claim(outDir, Kind, Arguments(chosen), force);
+        }
+        string Arguments(int chosen) => Json.Document(w =>
+        {
+            w.WriteStartObject();
+            w.WriteString("model", Path.GetFullPath(modelDir));
+            w.WriteNumber("instance", chosen);
+            w.WriteNumber("tokens", tokens);
+            w.WriteNumber("shard_tokens", tokensPerShard);
+            w.WriteEndObject();
+        });
         if (IsMoeRun(configPath))
         {
             var config = MoeConfigLoader.LoadFile(configPath);
             var parameters = MoeRunFolder.ReadParameters(weightsPath, config);
             var k = instance ?? TrainedToyModel.BestInstances(modelDir, config.Run)[0];
+            CheckInstance(k, config.Run.NInstances);
+            Claim(k, config.NExperts * config.ExpertHidden, config.Run.NFeatures);
             var shards = Run(context, config, parameters, k, tokens, tokensPerShard, outDir,
-                progress.For($"harvest MoE instance {k}")).Shards;
+                progress.For($"harvest MoE instance {k}"), cancel).Shards;
+            RunFolder.Finish(outDir, RunFolder.Status.Completed);
             return new FolderResult(k, config.NExperts * config.ExpertHidden, shards);
         }
         var model = TrainedToyModel.Load(modelDir);
         var chosen = instance ?? model.BestOfSetting[0];
+        CheckInstance(chosen, model.Config.NInstances);
+        Claim(chosen, model.Config.NHidden, model.Config.NFeatures);
         var written = Run(context, model.Config, model.W, chosen, tokens, tokensPerShard, outDir,
-            progress.For($"harvest instance {chosen}")).Shards;
+            progress.For($"harvest instance {chosen}"), cancel).Shards;
+        RunFolder.Finish(outDir, RunFolder.Status.Completed);
         return new FolderResult(chosen, model.Config.NHidden, written);
     }
 
     private static bool IsMoeRun(string configPath)
     {
-        using var document = System.Text.Json.JsonDocument.Parse(File.ReadAllText(configPath), JsonObjectReader.DocumentOptions);
+        using var document = JsonObjectReader.Parse(File.ReadAllText(configPath), configPath);
         return document.RootElement.ValueKind == System.Text.Json.JsonValueKind.Object &&
                document.RootElement.TryGetProperty("n_experts", out _);
     }

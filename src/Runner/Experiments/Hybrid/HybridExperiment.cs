@@ -31,14 +31,36 @@ public static class HybridExperiment
     /// <summary>Trains, harvests and factorizes into <paramref name="outDir"/> (models/, p*/KIND/activations,
     /// p*/KIND/dict_N), then writes hybrid.json, figures/ and report.html. Null when cancelled.</summary>
     public static IReadOnlyList<HybridModel>? Run(EngineContext context, HybridConfig c, string outDir, IRunProgress progress,
+        CancellationToken cancel, bool force = false)
+    {
+        RunFolder.Claim(outDir, Kind, JsonSerializer.Serialize(c, ConfigJson), force);
+        return RunFolder.Track(outDir, () =>
+        {
+            try
+            {
+                return Decode(context, c, outDir, progress, cancel);
+            }
+            catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+            {
+                return null;  // a harvest was cut short: the models and dictionaries finished so far are written
+            }
+        });
+    }
+
+    public const string Kind = "hybrid";
+
+    /// <summary>The config as run.json records it (snake_case keys).</summary>
+    public static readonly JsonSerializerOptions ConfigJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower };
+
+    // Every model, harvest and dictionary folder below outDir belongs to this run (written over whatever they held).
+    private static IReadOnlyList<HybridModel>? Decode(EngineContext context, HybridConfig c, string outDir, IRunProgress progress,
         CancellationToken cancel)
     {
-        RunFolder.Prepare(outDir);
         var toyConfig = c.DenseConfig();
         var moeConfig = c.MoeConfig();
-        var dense = ToyExperiment.Run(context, toyConfig, Path.Combine(outDir, "models", "dense"), progress, cancel);
+        var dense = ToyExperiment.Run(context, toyConfig, Path.Combine(outDir, "models", "dense"), progress, cancel, force: true);
         if (!dense.Completed) return null;
-        var moe = MoeExperiment.Run(context, moeConfig, Path.Combine(outDir, "models", "moe"), progress, cancel);
+        var moe = MoeExperiment.Run(context, moeConfig, Path.Combine(outDir, "models", "moe"), progress, cancel, force: true);
         if (!moe.Completed) return null;
 
         var results = new List<HybridModel>();
@@ -55,7 +77,7 @@ public static class HybridExperiment
                     var setting = moeConfig.Run.Settings.Single(s => Same(s.FeatureProbability, p));
                     var k = moe.BestOf(setting.Instances);
                     features = Harvest.Run(context, moeConfig, moe.Parameters, k, c.HarvestTokens, c.HarvestTokens, activations,
-                        progress.For($"harvest p = {p:G3}, {kind}")).Features;
+                        progress.For($"harvest p = {p:G3}, {kind}"), cancel).Features;
                     var ev = moe.Metrics[k];
                     model = new HybridModel(kind, p, k, ev.Evaluation.Loss, ev.Evaluation.L1Penalty,
                         ev.Summary.FeaturesPerDimension, 0, []);
@@ -66,7 +88,7 @@ public static class HybridExperiment
                     var setting = toyConfig.Settings.Single(s => Same(s.FeatureProbability, p) && Same(s.L1, l1));
                     var k = dense.BestOf(setting.Instances);
                     features = Harvest.Run(context, toyConfig, dense.W, k, c.HarvestTokens, c.HarvestTokens, activations,
-                        progress.For($"harvest p = {p:G3}, {kind}")).Features;
+                        progress.For($"harvest p = {p:G3}, {kind}"), cancel).Features;
                     var summary = SuperpositionSummary.Of([(1.0, dense.Metrics[k])], c.NHidden, 1);
                     model = new HybridModel(kind, p, k, dense.Loss[k], dense.Penalty[k], summary.FeaturesPerDimension, 0, []);
                 }
@@ -76,7 +98,7 @@ public static class HybridExperiment
                 {
                     var factorized = FactorizeExperiment.Run(context,
                         c.FactorizeConfig(Path.GetFullPath(Path.Combine(activations, "hidden_*.npy")), size, p),
-                        Path.Combine(folder, $"dict_{size}"), progress, cancel);
+                        Path.Combine(folder, $"dict_{size}"), progress, cancel, force: true);
                     if (!factorized.Completed) return null;
                     var (mmcs, matched) = Recovery(truth, factorized.Dictionary!.WDec, c.NHidden);
                     recovery.Add(new HybridRecovery(size, Math.Min(c.KAt(p), size), mmcs, matched, factorized.Metrics!.Fvu,
@@ -198,7 +220,7 @@ public static class HybridExperiment
                     .Select(p => results.Single(r => r.Kind == k && r.FeatureProbability == p).FeaturesPerDimension).ToArray())).ToArray(),
                 "features per dimension", "How much superposition each model has", referenceLine: 1, referenceLabel: "1: none")),
             "Features per hidden dimension (above 1: superposition)."));
-        report.AddFigureGrid(list, 420);
+        report.AddFigureGrid(list);
         var (headers, rows) = Table(c, results);
         report.AddTable(headers, rows);
         report.AddParagraph("Folders: models/dense and models/moe hold the trained models (each with its own report); " +

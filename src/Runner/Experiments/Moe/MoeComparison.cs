@@ -156,22 +156,31 @@ public static class MoeComparisonExperiment
 {
     /// <summary>Trains the MoE of <paramref name="config"/> and the two dense models on the same data and sweep into
     /// moe/, dense_flops/ and dense_parameters/ under <paramref name="outDir"/>, then writes compare.json,
-    /// figures/ and report.html there. Null when cancelled: the runs finished by then are written.</summary>
+    /// figures/ and report.html there. Null when cancelled: the runs finished by then are written. The three runs'
+    /// folders belong to this one (written over whatever they held).</summary>
     public static MoeComparison? Run(EngineContext context, MoeConfig config, string outDir, IRunProgress progress,
+        CancellationToken cancel, bool force = false)
+    {
+        RunFolder.Claim(outDir, Kind, MoeConfigWriter.ToJson(config), force);
+        return RunFolder.Track(outDir, () => Compare(context, config, outDir, progress, cancel));
+    }
+
+    public const string Kind = "moe_compare";
+
+    private static MoeComparison? Compare(EngineContext context, MoeConfig config, string outDir, IRunProgress progress,
         CancellationToken cancel)
     {
-        RunFolder.Prepare(outDir);
-        var moe = MoeExperiment.Run(context, config, Path.Combine(outDir, "moe"), progress, cancel);
+        var moe = MoeExperiment.Run(context, config, Path.Combine(outDir, "moe"), progress, cancel, force: true);
         if (!moe.Completed) return null;
         var flopsWidth = config.TopK * config.ExpertHidden;
         var denseFlops = ToyExperiment.Run(context,
             MoeComparison.DenseConfig(config, flopsWidth, $"Dense, width {flopsWidth} (FLOP-matched)"),
-            Path.Combine(outDir, "dense_flops"), progress, cancel);
+            Path.Combine(outDir, "dense_flops"), progress, cancel, force: true);
         if (!denseFlops.Completed) return null;
         var parameterWidth = config.NExperts * config.ExpertHidden;
         var denseParameters = ToyExperiment.Run(context,
             MoeComparison.DenseConfig(config, parameterWidth, $"Dense, width {parameterWidth} (parameter-matched)"),
-            Path.Combine(outDir, "dense_parameters"), progress, cancel);
+            Path.Combine(outDir, "dense_parameters"), progress, cancel, force: true);
         if (!denseParameters.Completed) return null;
 
         var comparison = new MoeComparison(moe, denseFlops, denseParameters);
@@ -226,7 +235,7 @@ public static class MoeComparisonExperiment
                     $"{char.ToUpperInvariant(name[0])}{name[1..]} against density")), caption));
             }
             report.AddHeading("Against feature density");
-            report.AddFigureGrid(charts, 480);
+            report.AddFigureGrid(charts);
         }
         var table = comparison.Rows().SelectMany(r => Models(r).Select(m => new[]
         {

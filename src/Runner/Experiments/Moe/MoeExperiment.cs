@@ -15,11 +15,11 @@ public sealed record MoeInstanceMetrics(MoeEvaluation Evaluation, ToyMetrics[] E
 }
 
 public sealed record MoeRunResult(MoeConfig Config, DeviceInfo Device, long Steps, double Seconds,
-    MoeParameters Parameters, MoeInstanceMetrics[] Metrics)
+    MoeParameters Parameters, MoeInstanceMetrics[] Metrics, NonFinite? NonFinite = null)
 {
     private int ExpertSize => Config.Run.NFeatures * Config.ExpertHidden;
 
-    public bool Completed => Steps >= Config.Run.Steps;
+    public bool Completed => Steps >= Config.Run.Steps && NonFinite is null;
 
     /// <summary>W of expert e of instance k: [n][m].</summary>
     public ReadOnlySpan<float> ExpertW(int k, int e) =>
@@ -39,12 +39,15 @@ public sealed record MoeRunResult(MoeConfig Config, DeviceInfo Device, long Step
 /// </summary>
 public static class MoeExperiment
 {
-    /// <summary>Trains, measures and writes the run folder <paramref name="outDir"/>. Cancelling stops training after
-    /// the current chunk of steps; what was trained is still measured and written.</summary>
+    public const string Kind = "moe";
+
+    /// <summary>Claims, trains, measures and writes the run folder <paramref name="outDir"/>. Cancelling stops training
+    /// after the current chunk of steps; what was trained is still measured and written. A value that stops being
+    /// finite stops training as in <see cref="ToyExperiment.Run"/>.</summary>
     public static MoeRunResult Run(EngineContext context, MoeConfig config, string outDir, IRunProgress progress,
-        CancellationToken cancel)
+        CancellationToken cancel, bool force = false)
     {
-        RunFolder.Prepare(outDir);
+        RunFolder.Claim(outDir, Kind, MoeConfigWriter.ToJson(config), force);
         if (config.RouterStarvedOfTaskGradient)
             progress.Warn("top_k = 1 with renormalised gates: every gate is exactly 1, so the router gets no gradient " +
                           "from the task loss and learns only from load_balance and z_loss. Set \"router\": " +
@@ -52,6 +55,12 @@ public static class MoeExperiment
         var run = Train(context, config, progress, cancel);
         MoeRunFolder.Write(outDir, run);
         MoeReport.Write(outDir, run);
+        RunFolder.Finish(outDir, run.NonFinite is not null ? RunFolder.Status.NonFinite
+            : run.Completed ? RunFolder.Status.Completed : RunFolder.Status.Interrupted);
+        if (run.NonFinite is { } where)
+            throw new NonFiniteException($"{outDir}: {NonFiniteException.Describe(where, config.Run.Steps, config.Run.Lr, instances: true)}. " +
+                                         "results.json holds the last finite parameters of that instance and \"non_finite\"; " +
+                                         "lower lr and run again", where);
         return run;
     }
 
@@ -65,10 +74,11 @@ public static class MoeExperiment
         if (run.FeatureSets.Length > 0)
             model.SetFeatureSets(run.SetOfFeature(), run.FeatureSets.Select(s => s.Kind).ToArray());
         var phase = $"moe on {context.Device.Backend.ToString().ToLowerInvariant()}";
-        var (done, seconds) = ToyExperiment.TrainInChunks(model.Train, run.Steps, progress.For(phase), cancel);
+        var (done, seconds) = ToyExperiment.TrainInChunks(model.Train, run.Steps, progress.For(phase), cancel,
+            () => model.NonFinite is not null);
         var evaluations = model.Evaluate(ToyExperiment.EvaluationBatches);
         var parameters = model.GetParameters();
-        var result = new MoeRunResult(config, context.Device, done, seconds, parameters, []);
+        var result = new MoeRunResult(config, context.Device, done, seconds, parameters, [], model.NonFinite);
         var metrics = Enumerable.Range(0, run.NInstances).Select(k => Measure(result, k, evaluations[k])).ToArray();
         return result with { Metrics = metrics };
     }

@@ -78,7 +78,7 @@ public static class MoeReport
                 referenceLabel: "uniform (k/E)")),
             "Fraction of tokens routed to each expert (before capacity drops); the dashed line is uniform routing."));
         report.AddHeading("Routing and superposition");
-        report.AddFigureGrid(sweepFigures, 480);
+        report.AddFigureGrid(sweepFigures);
         var (headers, cells) = Rows(run);
         report.AddTable(headers, cells, "features / dim: Σ_e p_e R_e / (m k); represented: features with ‖W_i‖ > 0.5 " +
                                         "in some expert; in superposition: usage-weighted share of represented features with D_i < 0.9; " +

@@ -52,6 +52,7 @@ public static class MoeRunFolder
             w.WriteNumber("top_k", c.TopK);
             w.WriteNumber("expert_hidden", m);
             RunFolder.WriteTraining(w, run.Device, run.Steps, run.Seconds);
+            if (run.NonFinite is { } where) NonFiniteException.Write(w, where);
             w.WriteStartArray("instances");
             for (var k = 0; k < r.NInstances; k++)
             {
@@ -68,7 +69,7 @@ public static class MoeRunFolder
                 Json.Number(w, "dropped_fraction", ev.DroppedFraction);
                 Json.Array(w, "usage", ev.Usage.Select(v => (double)v));
                 Json.Number(w, "active_flops_per_sample", metrics.ActiveFlopsPerSample);
-                w.WriteNumber("loss_per_active_flop", metrics.LossPerActiveFlop);
+                Json.Number(w, "loss_per_active_flop", metrics.LossPerActiveFlop);
                 Json.Number(w, "features_per_dimension", metrics.Summary.FeaturesPerDimension);
                 w.WriteNumber("represented_features", metrics.Summary.RepresentedFeatures);
                 Json.Number(w, "superposed_fraction", metrics.Summary.SuperposedFraction);

@@ -18,11 +18,12 @@ public sealed record ToyRunResult(
     float[] Loss,    // [instances] task loss on fresh evaluation batches
     float[] Penalty, // [instances] L1 term on the same batches
     ToyMetrics[] Metrics,
-    NeuronMetrics[]? Neurons)  // privileged-basis models only
+    NeuronMetrics[]? Neurons,  // privileged-basis models only
+    NonFinite? NonFinite = null)  // the step training stopped at, when a value stopped being finite
 {
     private int MatrixSize => Config.NFeatures * Config.NHidden;
 
-    public bool Completed => Steps >= Config.Steps;
+    public bool Completed => Steps >= Config.Steps && NonFinite is null;
 
     public ReadOnlySpan<float> InstanceW(int k) => W.AsSpan(k * MatrixSize, MatrixSize);
     public ReadOnlySpan<float> InstanceWOut(int k) => WOut is null ? default : WOut.AsSpan(k * MatrixSize, MatrixSize);
@@ -50,15 +51,26 @@ public static class ToyExperiment
     /// <summary>Fresh batches the final loss is averaged over.</summary>
     public const int EvaluationBatches = 16;
 
-    /// <summary>Trains, measures and writes the run folder <paramref name="outDir"/>. Cancelling stops training after
-    /// the current chunk of steps; what was trained is still measured and written (the result says how far).</summary>
+    public const string Kind = "toy";
+
+    /// <summary>Claims, trains, measures and writes the run folder <paramref name="outDir"/>. Cancelling stops training
+    /// after the current chunk of steps; what was trained is still measured and written (the result says how far).
+    /// A value that stops being finite stops training too: the folder is written (that instance with its last finite
+    /// parameters, non-finite numbers as null, "non_finite" in results.json), then a <see cref="NonFiniteException"/>
+    /// says where. <paramref name="force"/>: see <see cref="RunFolder.Claim"/>.</summary>
     public static ToyRunResult Run(EngineContext context, ToyConfig config, string outDir, IRunProgress progress,
-        CancellationToken cancel)
+        CancellationToken cancel, bool force = false)
     {
-        RunFolder.Prepare(outDir);
+        RunFolder.Claim(outDir, Kind, ToyConfigWriter.ToJson(config), force);
         var run = Train(context, config, progress, cancel);
         ToyRunFolder.Write(outDir, run);
         ToyReport.Write(outDir, run);
+        RunFolder.Finish(outDir, run.NonFinite is not null ? RunFolder.Status.NonFinite
+            : run.Completed ? RunFolder.Status.Completed : RunFolder.Status.Interrupted);
+        if (run.NonFinite is { } where)
+            throw new NonFiniteException($"{outDir}: {NonFiniteException.Describe(where, config.Steps, config.Lr, instances: true)}. " +
+                                         "results.json holds the last finite parameters of that instance and \"non_finite\"; " +
+                                         "lower lr and run again", where);
         return run;
     }
 
@@ -68,19 +80,20 @@ public static class ToyExperiment
     {
         using var model = CreateModel(context, config);
         var phase = $"{ToyConfig.ModelName(config.Model)} on {context.Device.Backend.ToString().ToLowerInvariant()}";
-        var (done, seconds) = TrainInChunks(model.Train, config.Steps, progress.For(phase), cancel);
-        return Measure(model, config, context.Device, done, seconds);
+        var (done, seconds) = TrainInChunks(model.Train, config.Steps, progress.For(phase), cancel, () => model.NonFinite is not null);
+        return Measure(model, config, context.Device, done, seconds) with { NonFinite = model.NonFinite };
     }
 
     /// <summary>Runs train(count) until total steps are done or stop is requested, in chunks sized for about a
     /// quarter second each: progress stays live and the per-call cost negligible (a CUDA backend runs a whole
-    /// chunk in one launch). Returns the steps done and the seconds they took.</summary>
+    /// chunk in one launch). <paramref name="diverged"/> is asked after each chunk (a step that was not finite) and
+    /// stops training too. Returns the steps done and the seconds they took.</summary>
     public static (long Done, double Seconds) TrainInChunks(Action<long> train, long total, Action<long, long>? progress,
-        CancellationToken stop)
+        CancellationToken stop, Func<bool>? diverged = null)
     {
         var clock = Stopwatch.StartNew();
         long done = 0, chunk = 8;
-        while (done < total && !stop.IsCancellationRequested)
+        while (done < total && !stop.IsCancellationRequested && diverged?.Invoke() != true)
         {
             var count = Math.Min(chunk, total - done);
             var start = clock.Elapsed.TotalSeconds;

@@ -49,7 +49,7 @@ public static class ToyReport
         if (runFigures.Count > 0)
         {
             report.AddHeading("Across the sweep");
-            report.AddFigureGrid(runFigures, 480);
+            report.AddFigureGrid(runFigures);
         }
 
         var (headers, cells) = ToySummary.Rows(run);

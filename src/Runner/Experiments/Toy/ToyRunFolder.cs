@@ -40,6 +40,7 @@ public static class ToyRunFolder
             w.WriteStartObject();
             w.WriteString("model", ToyConfig.ModelName(c.Model));
             RunFolder.WriteTraining(w, run.Device, run.Steps, run.Seconds);
+            if (run.NonFinite is { } where) NonFiniteException.Write(w, where);
             w.WriteStartArray("instances");
             for (var k = 0; k < c.NInstances; k++)
             {

@@ -53,8 +53,9 @@ public sealed record TrainedToyModel(string Directory, ToyConfig Config, float[]
         var fallback = config.Settings.Select(s => s.Instances[0]).ToArray();
         var path = Path.Combine(directory, "results.json");
         if (config.Sweep is null || !File.Exists(path)) return fallback;
-        using var document = JsonDocument.Parse(File.ReadAllText(path));
-        if (!document.RootElement.TryGetProperty("settings", out var settings) || settings.ValueKind != JsonValueKind.Array)
+        using var document = JsonObjectReader.Parse(File.ReadAllText(path), path);
+        if (document.RootElement.ValueKind != JsonValueKind.Object ||
+            !document.RootElement.TryGetProperty("settings", out var settings) || settings.ValueKind != JsonValueKind.Array)
             return fallback;
         if (settings.GetArrayLength() != config.Settings.Length)
             throw new ConfigException($"{path}: \"settings\" has {settings.GetArrayLength()} entries; config.json's sweep has " +
@@ -62,7 +63,8 @@ public sealed record TrainedToyModel(string Directory, ToyConfig Config, float[]
         var best = new int[config.Settings.Length];
         for (var s = 0; s < best.Length; s++)
         {
-            if (!settings[s].TryGetProperty("best_instance", out var value) || !value.TryGetInt32(out best[s]) ||
+            if (settings[s].ValueKind != JsonValueKind.Object || !settings[s].TryGetProperty("best_instance", out var value) ||
+                value.ValueKind != JsonValueKind.Number || !value.TryGetInt32(out best[s]) ||
                 !config.Settings[s].Instances.Contains(best[s]))
                 throw new ConfigException($"{path}: settings[{s}].best_instance must be one of the setting's instances " +
                                           $"({string.Join(", ", config.Settings[s].Instances)})");

@@ -49,9 +49,13 @@ public static class FigureFormat
 internal static class Chart
 {
     public const double Width = 480;
-    public const double TickFont = 10;
-    public const double LabelFont = 11.5;
+    /// <summary>The smallest text of a figure. Figures are shown at least at their drawn width (see HtmlReport), so
+    /// this is also the smallest size text reaches on screen.</summary>
+    public const double TickFont = 11;
+    public const double LabelFont = 12;
     public const double TitleFont = 14;
+    /// <summary>The title shrinks down to this before it is shortened.</summary>
+    public const double MinTitleFont = 12;
 
     /// <summary>Rough advance width of sans-serif text; wide enough for DejaVu Sans, the common Linux default.</summary>
     public static double TextWidth(string text, double size) => text.Length * size * 0.62;
@@ -61,7 +65,7 @@ internal static class Chart
     {
         var size = TitleFont;
         var available = svg.Width - 20;
-        while (size > 10 && TextWidth(title, size) > available) size -= 0.5;
+        while (size > MinTitleFont && TextWidth(title, size) > available) size -= 0.5;
         var text = title;
         var maxChars = (int)(available / (size * 0.62));
         if (text.Length > maxChars && maxChars > 1) text = text[..(maxChars - 1)] + "…";

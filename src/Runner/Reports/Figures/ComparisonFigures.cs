@@ -22,7 +22,7 @@ public static class ComparisonFigures
     private const string DashPattern = "5 3";
 
     /// <summary>
-    /// Each series as a polyline with a marker per point, broken where a point is not finite (or, on a log x axis,
+    /// Each series as a polyline with a marker per point (named in a legend when there are several), broken where a point is not finite (or, on a log x axis,
     /// not positive). X is on a log axis with decade ticks when logX; y runs over [yMin, yMax] where given, else over
     /// the data with a sliver of room, and values beyond the given range are clipped at the frame.
     /// </summary>
@@ -34,9 +34,11 @@ public static class ComparisonFigures
         bool Usable((double X, double Y) p) => double.IsFinite(p.X) && double.IsFinite(p.Y) && (!logX || p.X > 0);
         string ColorOf(int s) => series[s].Color ?? Palette.Categorical(s);
 
-        var entries = series.Select((s, k) => new LegendEntry(ColorOf(k), s.Name, LegendMark.LineAndMarker, s.Dashed)).ToList();
+        // A legend names the series when there is more than one (a single series is the title's and the axis's).
+        var entries = series.Count < 2 ? []
+            : series.Select((s, k) => new LegendEntry(ColorOf(k), s.Name, LegendMark.LineAndMarker, s.Dashed)).ToList();
         var legend = LayoutLegend(entries, left, Chart.Width - right);
-        var svg = new SvgCanvas(Chart.Width, Top + plotHeight + 66 + legend.Height, title);
+        var svg = new SvgCanvas(Chart.Width, Top + plotHeight + (entries.Count > 0 ? 66 : 52) + legend.Height, title);
         Chart.Title(svg, title);
 
         var usable = series.SelectMany(s => s.Points ?? []).Where(Usable).ToList();
@@ -51,32 +53,41 @@ public static class ComparisonFigures
         var minorTicks = new List<double>();
         if (logX)
         {
-            var (lowDecade, highDecade) = xs.Count == 0
-                ? (0, 3)
-                : ((int)Math.Floor(Math.Log10(xs.Min()) + 1e-9), (int)Math.Ceiling(Math.Log10(xs.Max()) - 1e-9));
-            if (highDecade <= lowDecade) highDecade = lowDecade + 1;
-            var decades = highDecade - lowDecade;
-            var pad = decades * 0.03;
-            x = new Scale(Math.Pow(10, lowDecade - pad), Math.Pow(10, highDecade + pad), left, left + plotWidth, Log: true);
-            // Plain numbers while they stay short (0.001 … 1000), otherwise 1e5 for every decade: one axis, one notation.
+            // Tight as the linear axis: the data's range, labelled at whole decades when two or more fall inside it,
+            // else at 1-2-5 steps, else at every integer multiple of a decade.
+            var (lo, hi) = xs.Count == 0 ? (1.0, 1000.0) : (xs.Min(), xs.Max());
+            if (hi <= lo) (lo, hi) = (lo / 2, hi * 2);
+            x = new Scale(lo, hi, left, left + plotWidth, Log: true);
+            int lowDecade = (int)Math.Floor(Math.Log10(lo) + 1e-9), highDecade = (int)Math.Ceiling(Math.Log10(hi) - 1e-9);
+            List<double> Multiples(params int[] mantissas) => Enumerable.Range(lowDecade, highDecade - lowDecade + 1)
+                .SelectMany(d => mantissas.Select(m => m * Math.Pow(10, d)))
+                .Where(v => v >= lo * (1 - 1e-6) && v <= hi * (1 + 1e-6)).ToList();  // float data: 0.1f is 0.1000000015
+            var major = Multiples(1);
+            if (major.Count < 2) major = Multiples(1, 2, 5);
+            if (major.Count < 2) major = Multiples(1, 2, 3, 4, 5, 6, 7, 8, 9);
+            // Plain numbers while they stay short (0.001 … 10000), otherwise 1e5 for every decade: one axis, one notation.
             var plain = lowDecade >= -3 && highDecade <= 4;
-            string DecadeLabel(int d) => plain ? FigureFormat.Compact(Math.Pow(10, d)) : $"1e{FigureFormat.Integer(d)}";
-            var widest = Math.Max(DecadeLabel(lowDecade).Length, DecadeLabel(highDecade).Length);
-            var labelStride = Chart.IndexStride(plotWidth / (decades + 2 * pad), widest * Chart.TickFont * 0.62 + 8);
-            for (var d = lowDecade; d <= highDecade; d++)
+            string Label(double v)
             {
-                xGrid.Add(Math.Pow(10, d));
-                if ((d - lowDecade) % labelStride == 0) xTicks.Add((x.Map(Math.Pow(10, d)), DecadeLabel(d)));
-                if (d == highDecade || decades > 8) continue;
-                for (var minor = 2; minor <= 9; minor++) minorTicks.Add(minor * Math.Pow(10, d));
+                var decade = Math.Round(Math.Log10(v));
+                return plain || Math.Abs(v - Math.Pow(10, decade)) > 1e-9 * v ? FigureFormat.Compact(v) : $"1e{FigureFormat.Integer((int)decade)}";
             }
+            var labels = major.Select(Label).ToArray();
+            var spacing = major.Count > 1 ? Enumerable.Range(1, major.Count - 1).Min(k => x.Map(major[k]) - x.Map(major[k - 1])) : plotWidth;
+            var labelStride = labels.Length == 0 ? 1 : Chart.IndexStride(spacing, labels.Max(l => Chart.TextWidth(l, Chart.TickFont)) + 8);
+            for (var k = 0; k < major.Count; k++)
+            {
+                xGrid.Add(major[k]);
+                if (k % labelStride == 0) xTicks.Add((x.Map(major[k]), labels[k]));
+            }
+            if (highDecade - lowDecade <= 8) minorTicks.AddRange(Multiples(2, 3, 4, 5, 6, 7, 8, 9).Except(major));
         }
         else
         {
+            // Tight: the axis spans the data and no further (a marker at either end overhangs the frame, inside the clip).
             var (lo, hi) = xs.Count == 0 ? (0.0, 1.0) : (xs.Min(), xs.Max());
-            (lo, hi) = RoundOut(lo, hi, 6);
-            var pad = (hi - lo) * 0.03;
-            x = new Scale(lo - pad, hi + pad, left, left + plotWidth);
+            if (hi == lo) (lo, hi) = lo == 0 ? (0.0, 1.0) : (lo - Math.Abs(lo) / 2, hi + Math.Abs(hi) / 2);
+            x = new Scale(lo, hi, left, left + plotWidth);
             var ticks = Chart.NiceTicks(lo, hi, 6);
             var labels = ticks.Select(t => FigureFormat.Compact(t, 3)).ToArray();
             var spacing = ticks.Length > 1 ? x.Map(ticks[1]) - x.Map(ticks[0]) : plotWidth;
@@ -205,6 +216,49 @@ public static class ComparisonFigures
         return svg.ToString();
     }
 
+    /// <summary>
+    /// A histogram over a numeric axis: bins between consecutive <paramref name="edges"/> (counts[b] in
+    /// [edges[b], edges[b+1])), drawn as adjacent bars from zero, each with its range and count as a tooltip. The x
+    /// axis spans exactly the edges with round ticks inside; an empty or all-zero histogram says "no data".
+    /// </summary>
+    public static string Histogram(IReadOnlyList<double> edges, IReadOnlyList<double> counts, string xLabel, string yLabel,
+        string title, string? color = null)
+    {
+        const double left = 62, right = 20, plotHeight = 280;
+        var plotWidth = Chart.Width - left - right;
+        var svg = new SvgCanvas(Chart.Width, Top + plotHeight + 66, title);
+        Chart.Title(svg, title);
+        var usable = edges.Count >= 2 && counts.Count == edges.Count - 1 && edges.All(double.IsFinite) && edges[^1] > edges[0];
+        var (lo, hi) = usable ? (edges[0], edges[^1]) : (0.0, 1.0);
+        var x = new Scale(lo, hi, left, left + plotWidth);
+        var values = usable ? counts.Where(double.IsFinite).ToList() : [];
+        var (yLow, yHigh, yTicks) = ValueRange(values, 0, null, includeZero: true);
+        var y = new Scale(yLow, yHigh, Top + plotHeight, Top);
+
+        foreach (var t in yTicks) svg.Line(left, y.Map(t), left + plotWidth, y.Map(t), Paint.Stroked(Palette.Grid));
+        if (usable)
+            using (svg.Group("bars"))
+                for (var b = 0; b < counts.Count; b++)
+                {
+                    if (!double.IsFinite(counts[b]) || counts[b] <= 0) continue;
+                    var (x0, x1) = (x.Map(edges[b]), x.Map(edges[b + 1]));
+                    var gap = x1 - x0 >= 6 ? 1 : 0;
+                    svg.Rect(x0 + gap / 2.0, y.Map(counts[b]), Math.Max(0.5, x1 - x0 - gap), y.Map(0) - y.Map(counts[b]),
+                        Paint.Filled(color ?? Palette.Categorical(0)), "bar",
+                        $"[{FigureFormat.Value(edges[b])}, {FigureFormat.Value(edges[b + 1])}): {FigureFormat.Value(counts[b])}");
+                }
+        if (values.All(v => v <= 0)) Chart.NoData(svg, left + plotWidth / 4, Top + plotHeight / 2 - 14, plotWidth / 2, 28);
+
+        var ticks = Chart.NiceTicks(lo, hi, 6);
+        var labels = ticks.Select(t => FigureFormat.Compact(t, 3)).ToArray();
+        var spacing = ticks.Length > 1 ? x.Map(ticks[1]) - x.Map(ticks[0]) : plotWidth;
+        var stride = labels.Length == 0 ? 1 : Chart.IndexStride(spacing, labels.Max(l => Chart.TextWidth(l, Chart.TickFont)) + 8);
+        Chart.BottomAxis(svg, Top + plotHeight, left, left + plotWidth,
+            ticks.Select((t, k) => (t, k)).Where(p => p.k % stride == 0).Select(p => (x.Map(p.t), labels[p.k])), xLabel, 22, subscripts: true);
+        Chart.LeftAxis(svg, left, Top, Top + plotHeight, yTicks.Select(t => (y.Map(t), FigureFormat.Compact(t, 3))), yLabel, subscripts: true);
+        return svg.ToString();
+    }
+
     private enum LegendMark { Swatch, Line, LineAndMarker }
 
     private sealed record LegendEntry(string Color, string Label, LegendMark Mark, bool Dashed);
@@ -260,14 +314,6 @@ public static class ComparisonFigures
         if (high < low) (low, high) = (high, low);
         if (high == low) (low, high) = (low - 0.5, high + 0.5);
         return (low, high, Chart.NiceTicks(low, high, 5));
-    }
-
-    /// <summary>[lo, hi] widened to whole steps of the round step for about targetCount ticks.</summary>
-    private static (double, double) RoundOut(double lo, double hi, int targetCount)
-    {
-        if (hi == lo) (lo, hi) = lo == 0 ? (0.0, 1.0) : (lo - Math.Abs(lo) / 2, hi + Math.Abs(hi) / 2);
-        var step = Chart.NiceStep((hi - lo) / targetCount);
-        return (Math.Floor(lo / step + 1e-9) * step, Math.Ceiling(hi / step - 1e-9) * step);
     }
 
     /// <summary>Consecutive runs of drawable points; a point that is not drawable ends the run before it.</summary>

@@ -13,13 +13,16 @@ namespace NativeEngine.Runner.Reports.Figures;
 /// </summary>
 public sealed class HtmlReport(string title)
 {
-    private const int FigureMinWidth = 420;
+    /// <summary>A grid column never narrower than a figure's drawn width plus its frame (padding 10, border 1 each
+    /// side), so a figure is never shown smaller than drawn and its smallest text (Chart.TickFont) stays legible.</summary>
+    public const int FigureColumnWidth = (int)Chart.Width + 22;
 
     private readonly List<object> blocks = [];
 
     private sealed record Html(string Fragment);
 
-    private sealed record FigureGrid(List<(string Path, string Caption)> Figures, int MinWidth);
+    /// <param name="Open">Made by <see cref="AddFigure"/>: the next AddFigure joins it.</param>
+    private sealed record FigureGrid(List<(string Path, string Caption)> Figures, int MinWidth, bool Open = false);
 
     public string Title { get; } = title;
 
@@ -59,18 +62,18 @@ public sealed class HtmlReport(string title)
     /// <summary>One figure; consecutive figures flow together in a grid as wide as the page allows.</summary>
     public HtmlReport AddFigure(string relativeSvgPath, string caption)
     {
-        if (blocks.Count > 0 && blocks[^1] is FigureGrid { MinWidth: FigureMinWidth } grid)
+        if (blocks.Count > 0 && blocks[^1] is FigureGrid { Open: true } grid)
             grid.Figures.Add((relativeSvgPath, caption));
         else
-            blocks.Add(new FigureGrid([(relativeSvgPath, caption)], FigureMinWidth));
+            blocks.Add(new FigureGrid([(relativeSvgPath, caption)], FigureColumnWidth, Open: true));
         return this;
     }
 
-    /// <summary>Many small figures (one per instance, say) in a denser grid of their own. The figures are drawn
-    /// for about 480 px; much below 320 their labels get too small to read, and each still links to its file.</summary>
-    public HtmlReport AddFigureGrid(IEnumerable<(string RelativeSvgPath, string Caption)> figures, int minWidth = 320)
+    /// <summary>Figures in a grid of their own, columns at least <paramref name="minWidth"/> wide and never narrower
+    /// than <see cref="FigureColumnWidth"/>; each links to its file.</summary>
+    public HtmlReport AddFigureGrid(IEnumerable<(string RelativeSvgPath, string Caption)> figures, int minWidth = FigureColumnWidth)
     {
-        blocks.Add(new FigureGrid(figures.ToList(), Math.Clamp(minWidth, 120, 1200)));
+        blocks.Add(new FigureGrid(figures.ToList(), Math.Clamp(minWidth, FigureColumnWidth, 1200)));
         return this;
     }
 
@@ -116,7 +119,7 @@ public sealed class HtmlReport(string title)
 
     private static void AppendGrid(StringBuilder html, FigureGrid grid)
     {
-        html.Append(grid.MinWidth == FigureMinWidth
+        html.Append(grid.MinWidth == FigureColumnWidth
             ? "<div class=\"figures\">\n"
             : $"<div class=\"figures\" style=\"grid-template-columns: repeat(auto-fill, minmax({grid.MinWidth.ToString(CultureInfo.InvariantCulture)}px, 1fr))\">\n");
         foreach (var (path, caption) in grid.Figures)
@@ -146,7 +149,7 @@ public sealed class HtmlReport(string title)
         h2 { font-size: 1.25em; margin: 1.6em 0 0.5em; padding-bottom: 0.2em; border-bottom: 1px solid #ddd; }
         h3, h4 { font-size: 1.05em; margin: 1.2em 0 0.4em; }
         p { max-width: 80ch; }
-        .figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr)); gap: 18px; align-items: start; margin: 12px 0 20px; }
+        .figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(502px, 1fr)); gap: 18px; align-items: start; margin: 12px 0 20px; }
         figure { margin: 0; padding: 10px; background: #fff; border: 1px solid #e3e3e3; border-radius: 6px; }
         figure img { display: block; width: 100%; height: auto; }
         figcaption { margin-top: 6px; font-size: 0.88em; color: #555; }

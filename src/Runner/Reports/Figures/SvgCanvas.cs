@@ -144,6 +144,9 @@ public sealed class SvgCanvas
         return this;
     }
 
+    /// <summary>Subscripts' size relative to their text; large enough that 11 px text keeps subscripts above 9 px.</summary>
+    public const int SubscriptPercent = 85;
+
     /// <summary>"W_i" and "x_{ij}" as real subscripts. Shifts are in absolute units: an em in a smaller tspan
     /// is a smaller em, and the way down and back up must cancel exactly.</summary>
     private static string WithSubscripts(string text, double size)
@@ -164,7 +167,7 @@ public sealed class SvgCanvas
                 break;
             }
             result.Append(Escape(text[k..underscore]))
-                .Append($"<tspan dy=\"{shift}\" font-size=\"75%\">{Escape(text[start..end])}</tspan>");
+                .Append($"<tspan dy=\"{shift}\" font-size=\"{SubscriptPercent}%\">{Escape(text[start..end])}</tspan>");
             k = braced ? end + 1 : end;
             // The rest of the text returns to the baseline; an empty tspan would carry the shift just as well.
             result.Append($"<tspan dy=\"-{shift}\">");

@@ -116,7 +116,7 @@ public static partial class ToyFigures
                 var y = Top + i * band + (band - thickness) / 2;
                 if (!double.IsFinite(norm))
                 {
-                    if (band >= 9) svg.Text(left + 4, Top + (i + 0.5) * band, "no data", Chart.TickFont - 1, fill: Palette.Muted,
+                    if (band >= Chart.TickFont) svg.Text(left + 4, Top + (i + 0.5) * band, "no data", Chart.TickFont, fill: Palette.Muted,
                         baseline: TextBaseline.Middle, cssClass: "no-data");
                     continue;
                 }
@@ -136,7 +136,7 @@ public static partial class ToyFigures
         Chart.ColorBar(svg, "superposition-scale", Palette.Superposition, legendX, legendY, legendWidth, 9, vertical: false,
             [(0, "0"), (0.5, "0.5"), (1, "≥ 1")], "superposition");
         svg.Text(legendX + legendWidth / 2, legendY + 38, "0: a dimension of its own · 1: fully shared",
-            Chart.TickFont - 0.5, TextAnchor.Middle, Palette.Muted, cssClass: "note");
+            Chart.TickFont, TextAnchor.Middle, Palette.Muted, cssClass: "note");
         return svg.ToString();
     }
 

@@ -254,8 +254,10 @@ public:
                     NE_NVTX_RANGE("moe.forward_backward");
                     batch = run_batch(inst, Stream::kTrain, step, true, s);
                 }
-                // A step with a loss that is not finite is not applied, and the instance stops there.
-                if (!std::isfinite(batch.task + batch.l1 + batch.balance + batch.z)) {
+                // Training skips summing the loss terms, so (as on CUDA) a step whose gradient is not finite is
+                // the one not applied, reported as the loss's, and the instance stops there.
+                if (!all_finite(s.gW.data(), sizes_.W) || !all_finite(s.gb.data(), sizes_.b) ||
+                    !all_finite(s.ggate.data(), sizes_.gate) || !all_finite(s.gnoise.data(), sizes_.gate)) {
                     non_finite_[inst] = ne_non_finite{step + 1, inst, NE_NON_FINITE_LOSS, 0};
                     break;
                 }

@@ -3,13 +3,15 @@
 // the active codes only.
 //
 //  1. Encoder with the selection fused in. W_enc is packed once per step into panels of kTile latents
-//     ([tiles][d][kTile]); OpenMP runs over macro blocks of kMacro tokens, and each panel (in L2) serves every
-//     token of the block, kRows tokens at a time from a register tile of kRows x kTile accumulators. Each finished
-//     tile of pre-activations goes straight into the tokens' slot lists: a running top-k insertion buffer (topk,
+//     ([tiles][d][kTile]); OpenMP runs over macro blocks of tokens (as many as fit in a few hundred KiB, so they
+//     stay in L2 beside a panel), and each panel serves every token of the block, kRows tokens at a time from a
+//     register tile of kRows x kTile accumulators. Each finished tile of pre-activations goes straight into the
+//     tokens' slot lists: a vector comparison against the token's current cut (the k-th best so far, or the
+//     per-latent threshold) finds the few latents that enter, then a running top-k insertion buffer (topk,
 //     batchtopk candidates, AuxK among dead latents) or an append of the codes above a cut (relu, jumprelu,
-//     batchtopk at inference). So [batch][m] is never stored: a token keeps `cap` slots. When a token needs more
-//     (a threshold architecture with dense codes, or a batchtopk token whose every candidate was kept) cap grows
-//     and the encoder runs again; the capacity is kept for the next step.
+//     batchtopk at inference) takes them. So [batch][m] is never stored: a token keeps `cap` slots. When a token
+//     needs more (a threshold architecture with dense codes, or a batchtopk token whose every candidate was kept)
+//     cap grows and the encoder runs again; the capacity is kept for the next step.
 //  2. Sparse decoder: x^_t = b_dec + sum over the token's slots of z W_dec[j], vectorised along d.
 //  3. Sparse backward: d loss/d z per slot (a dot with W_dec[j]), then the slots are bucketed by latent
 //     (counting sort, token order kept) and each latent's W_dec row, encoder column (accumulated as a row of
@@ -17,6 +19,9 @@
 //     the same gradient and every sum has a fixed order, so results do not depend on the thread count.
 // The encoder's GEMM (pack_panels, register_tile) is also the engine's plain GEMM, sgemm_blocked (ne_sgemm).
 #include <omp.h>
+#if defined(__AVX512F__) || defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cmath>
@@ -39,7 +44,11 @@ constexpr int64_t kRows = 4;
 #endif
 constexpr int64_t kChunks = 3;               // vectors per latent tile
 constexpr int64_t kTile = kChunks * kWidth;  // latents per tile (a packed panel's width)
-constexpr int64_t kMacro = 64;               // tokens sharing one pass over the panels
+static_assert(kTile <= 64, "a tile's latents are one 64-bit mask");
+// Rows of the left operand (tokens) that share one pass over the panels: as many as fill about this many bytes,
+// so they stay in L2 beside the panel being read; more rows per pass means fewer passes over W from memory.
+constexpr int64_t kMacroBytes = int64_t(384) << 10;
+constexpr int64_t kMaxMacro = 512;
 // Below this many encoder multiply-adds (batch * d * m) a step runs on one thread: starting and joining a
 // dozen parallel regions costs more than the work, and far more on a machine whose cores are busy.
 constexpr int64_t kParallelWork = int64_t(1) << 22;
@@ -71,6 +80,40 @@ inline void axpy(float a, const float* x, float* y, int64_t n) {
     for (; i + kWidth <= n; i += kWidth) store(y + i, load(y + i) + a * load(x + i));
     for (; i < n; ++i) y[i] += a * x[i];
 }
+
+// One chunk of kWidth cuts: per latent, or the same for every latent.
+#if defined(__AVX512F__)
+inline __m512 cut_chunk(const float* cut, int64_t c) { return _mm512_loadu_ps(cut + c * kWidth); }
+inline __m512 cut_chunk(float cut, int64_t) { return _mm512_set1_ps(cut); }
+#elif defined(__AVX__)
+inline __m256 cut_chunk(const float* cut, int64_t c) { return _mm256_loadu_ps(cut + c * kWidth); }
+inline __m256 cut_chunk(float cut, int64_t) { return _mm256_set1_ps(cut); }
+#else
+inline float cut_at(const float* cut, int64_t c) { return cut[c]; }
+inline float cut_at(float cut, int64_t) { return cut; }
+#endif
+
+// Bit c set where u[c] > the cut of c, c < kTile (false for NaN, as the scalar comparison).
+template <typename Cut>
+inline uint64_t above(const float* u, Cut cut) {
+    uint64_t bits = 0;
+#if defined(__AVX512F__)
+    for (int64_t c = 0; c < kChunks; ++c)
+        bits |= static_cast<uint64_t>(
+                    _mm512_cmp_ps_mask(_mm512_loadu_ps(u + c * kWidth), cut_chunk(cut, c), _CMP_GT_OQ))
+                << (c * kWidth);
+#elif defined(__AVX__)
+    for (int64_t c = 0; c < kChunks; ++c)
+        bits |= static_cast<uint64_t>(static_cast<uint32_t>(
+                    _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(u + c * kWidth), cut_chunk(cut, c), _CMP_GT_OQ))))
+                << (c * kWidth);
+#else
+    for (int64_t c = 0; c < kTile; ++c) bits |= static_cast<uint64_t>(u[c] > cut_at(cut, c)) << c;
+#endif
+    return bits;
+}
+
+inline uint64_t low_bits(int64_t n) { return n >= 64 ? ~uint64_t(0) : (uint64_t(1) << n) - 1; }
 
 // Keeps the best `cap` (value, latent) of a token in rank order (larger value first; latents arrive in increasing
 // order, so an equal value ranks behind the ones already held: ties go to the lower index).
@@ -126,30 +169,39 @@ void pack_panels(const float* W, int64_t d, int64_t m, bool parallel, std::vecto
         }
 }
 
+// Rows of the left operand per pass over the panels (see kMacroBytes), a multiple of kRows; at most a quarter
+// of the rows per thread, so every thread has blocks to take.
+int64_t macro_rows(int64_t rows, int64_t K, bool parallel) {
+    const int64_t fit = std::max<int64_t>(kRows, std::min(kMaxMacro, kMacroBytes / (K * int64_t(sizeof(float)))));
+    const int64_t share = parallel ? (rows + 4 * omp_get_max_threads() - 1) / (4 * omp_get_max_threads()) : rows;
+    const int64_t macro = std::min(fit, std::max<int64_t>(share, 1));
+    return (macro + kRows - 1) / kRows * kRows;
+}
+
 enum class Selection { kBest, kAboveCut };
 
 // Pass 1: the encoder GEMM with the selection fused in (see the file comment). Fills the main slots of every
 // token and, when `aux`, the AuxK slots among dead latents.
 void encode(const SaeSpec& s, Selection selection, bool aux, int64_t ka, bool parallel, SaeWorkspace& ws) {
     const int64_t d = s.d, m = s.m, B = s.batch, cap = ws.cap;
-    const int64_t tiles = (m + kTile - 1) / kTile, blocks = (B + kMacro - 1) / kMacro;
-    const float* panels = ws.W_panels.data();
+    const int64_t tiles = (m + kTile - 1) / kTile, macro = macro_rows(B, d, parallel), blocks = (B + macro - 1) / macro;
     const float* bpan = ws.b_panels.data();
     const float* xc = ws.xc.data();
     const float* cut = ws.cut.data();
-    const uint8_t* dead = ws.dead.data();
-    const uint8_t* panel_dead = ws.panel_dead.data();
+    const float* W_panels = ws.W_panels.data();
+    const uint64_t* dead_bits = ws.dead_bits.data();
 #pragma omp parallel for schedule(dynamic, 1) if (parallel)
     for (int64_t block = 0; block < blocks; ++block) {
-        const int64_t t0 = block * kMacro, t1 = std::min(B, t0 + kMacro);
+        const int64_t t0 = block * macro, t1 = std::min(B, t0 + macro);
         for (int64_t t = t0; t < t1; ++t) {
             ws.count[t] = 0;
             if (aux) ws.aux_count[t] = 0;
         }
         alignas(64) float tile[kRows][kTile];
         for (int64_t p = 0; p < tiles; ++p) {
-            const float* wp = panels + p * d * kTile;
-            const int64_t j0 = p * kTile, valid = std::min(kTile, m - j0);
+            const float* wp = W_panels + p * d * kTile;
+            const int64_t j0 = p * kTile;
+            const uint64_t valid = low_bits(std::min(kTile, m - j0));
             for (int64_t tb = t0; tb < t1; tb += kRows) {
                 const int64_t rows = std::min(kRows, t1 - tb);
                 register_tile(wp, xc + tb * d, rows, d, bpan + j0, tile);
@@ -159,9 +211,12 @@ void encode(const SaeSpec& s, Selection selection, bool aux, int64_t ka, bool pa
                     int32_t* idx = ws.slot_idx.data() + t * cap;
                     int32_t& count = ws.count[t];
                     const float* u = tile[r];
+                    // The vector comparison finds the latents that may enter; each is then checked against the
+                    // cut as it stands (it rises as the buffer fills), in latent order as a scalar loop would.
                     if (selection == Selection::kBest) {
                         float floor = count == cap ? val[cap - 1] : -std::numeric_limits<float>::infinity();
-                        for (int64_t c = 0; c < valid; ++c) {
+                        for (uint64_t bits = above(u, floor) & valid; bits != 0; bits &= bits - 1) {
+                            const int64_t c = __builtin_ctzll(bits);
                             if (!(u[c] > floor)) continue;
                             insert_best(u[c], static_cast<int32_t>(j0 + c), val, idx, count, cap);
                             if (count == cap) floor = val[cap - 1];
@@ -169,8 +224,8 @@ void encode(const SaeSpec& s, Selection selection, bool aux, int64_t ka, bool pa
                     } else {
                         // Codes above the cut; a token past its capacity keeps counting, so the caller knows
                         // how much room the next pass needs.
-                        for (int64_t c = 0; c < valid; ++c) {
-                            if (!(u[c] > cut[j0 + c])) continue;
+                        for (uint64_t bits = above(u, cut + j0) & valid; bits != 0; bits &= bits - 1) {
+                            const int64_t c = __builtin_ctzll(bits);
                             if (count < cap) {
                                 val[count] = u[c];
                                 idx[count] = static_cast<int32_t>(j0 + c);
@@ -178,12 +233,14 @@ void encode(const SaeSpec& s, Selection selection, bool aux, int64_t ka, bool pa
                             ++count;
                         }
                     }
-                    if (aux && panel_dead[p]) {
+                    if (aux && dead_bits[p] != 0) {
                         float* aval = ws.aux_u.data() + t * ka;
                         int32_t* aidx = ws.aux_idx.data() + t * ka;
                         int32_t& acount = ws.aux_count[t];
-                        for (int64_t c = 0; c < valid; ++c) {
-                            if (!dead[j0 + c]) continue;
+                        uint64_t bits = dead_bits[p];
+                        if (acount == ka) bits &= above(u, aval[ka - 1]);
+                        for (; bits != 0; bits &= bits - 1) {
+                            const int64_t c = __builtin_ctzll(bits);
                             if (acount == ka && !(u[c] > aval[ka - 1])) continue;
                             insert_best(u[c], static_cast<int32_t>(j0 + c), aval, aidx, acount, ka);
                         }
@@ -215,18 +272,16 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
     SaeLoss loss;
 
     // Dead latents (AuxK) and the per-latent cut of the threshold architectures.
-    ws.dead.assign(m, 0);
-    ws.panel_dead.assign(tiles, 0);
+    ws.dead_bits.assign(tiles, 0);
     if (since_fired != nullptr)
         for (int64_t j = 0; j < m; ++j)
             if (since_fired[j] >= s.dead_window) {
-                ws.dead[j] = 1;
-                ws.panel_dead[j / kTile] = 1;
+                ws.dead_bits[j / kTile] |= uint64_t(1) << (j % kTile);
                 ++loss.dead;
             }
     const bool aux = (arch == kSaeTopK || arch == kSaeBatchTopK) && loss.dead > 0 && s.auxk_alpha != 0;
     const int64_t ka = aux ? std::min(s.aux_k(), loss.dead) : 0;
-    ws.cut.resize(m);
+    ws.cut.assign(tiles * kTile, 0.0f);  // whole panels, read a vector at a time
     std::vector<float> theta;  // jumprelu's exp(log_threshold), also in ws.cut shifted by eps/2
     if (selection == Selection::kAboveCut)
         for (int64_t j = 0; j < m; ++j)
@@ -495,13 +550,13 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
 
 void sgemm_blocked(int64_t M, int64_t N, int64_t K, const float* A, const float* B, float* C,
                    std::vector<float>& panels) {
-    const int64_t tiles = (N + kTile - 1) / kTile, blocks = (M + kMacro - 1) / kMacro;
     const bool parallel = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) >= kParallelWork;
+    const int64_t tiles = (N + kTile - 1) / kTile, macro = macro_rows(M, K, parallel), blocks = (M + macro - 1) / macro;
     pack_panels(B, K, N, parallel, panels);
     const float* packed = panels.data();
 #pragma omp parallel for schedule(dynamic, 1) if (parallel)
     for (int64_t block = 0; block < blocks; ++block) {
-        const int64_t r0 = block * kMacro, r1 = std::min(M, r0 + kMacro);
+        const int64_t r0 = block * macro, r1 = std::min(M, r0 + macro);
         alignas(64) float tile[kRows][kTile];
         for (int64_t p = 0; p < tiles; ++p) {
             const int64_t j0 = p * kTile, valid = std::min(kTile, N - j0);

@@ -122,7 +122,7 @@ struct SaeWorkspace {
     std::vector<double> token_stats, aux_loss, aux_norm; // [batch][3] (squared error, sparsity, l0), [batch]
     std::vector<int64_t> latent_begin, entries;          // latent-major lists: [m+1], [entries]
     std::vector<float> gWencT, row_norm, enc_sum, cut;   // [m][d] encoder gradient by latent, [m] each
-    std::vector<uint8_t> dead, panel_dead;               // [m], [tiles]
+    std::vector<uint64_t> dead_bits;                     // [tiles] the dead latents of each panel
     std::vector<std::pair<float, int64_t>> candidates;   // batchtopk: (u, t*m + j)
 };
 

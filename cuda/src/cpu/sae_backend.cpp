@@ -1,5 +1,6 @@
 // The CPU backend of the sparse autoencoder: parameters, gradients, Adam moments and firing history in host
-// memory, one step by the fast path (sae_blocked.cpp) and the step's other pieces (sae_cpu.cpp).
+// memory, one step by the fast path (sae_blocked.cpp) and the step's other pieces (sae_cpu.cpp). W_enc, its
+// gradient and its moments stay in the fast path's encoder panels (sae.h); they cross the ABI as [d][m].
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -22,7 +23,7 @@ void copy_out(const std::vector<float>& tensor, float* values) {
 class CpuSae final : public SaeBackend {
 public:
     explicit CpuSae(const SaeSpec& spec) : spec_(spec) {
-        for (auto* t : {&params_, &grads_, &moment1_, &moment2_}) t->resize(spec_);
+        for (auto* t : {&params_, &grads_, &moment1_, &moment2_}) t->resize(spec_, true);
         since_fired_.assign(spec_.m, 0);
         fire_count_.assign(spec_.m, 0);
         touched_.assign(spec_.m, 0);
@@ -35,7 +36,7 @@ public:
                    const int64_t* since_fired) override {
         for (auto [tensors, view] : {std::pair{&moment1_, moment1}, std::pair{&moment2_, moment2}}) {
             if (view != nullptr) assign(*tensors, *view);
-            else tensors->resize(spec_);
+            else tensors->resize(spec_, true);
         }
         if (since_fired != nullptr) std::copy(since_fired, since_fired + spec_.m, since_fired_.begin());
         else std::fill(since_fired_.begin(), since_fired_.end(), 0);
@@ -65,9 +66,9 @@ public:
         if (sparse_updates) {
             // Every latent with a gradient: those that fired, AuxK's dead latents, jumprelu's near its threshold.
             sae_touched_latents(workspace_, spec_.m, touched_.data());
-            sae_adam_update(spec_, params_, grads_, moment1_, moment2_, step, touched_.data());
+            sae_adam_update(spec_, params_, grads_, moment1_, moment2_, step, touched_.data(), true);
         } else {
-            sae_adam_update(spec_, params_, grads_, moment1_, moment2_, step);
+            sae_adam_update(spec_, params_, grads_, moment1_, moment2_, step, nullptr, true);
         }
         loss.parameters_finite = sae_normalize_decoder(spec_.m, spec_.d, params_.W_dec.data());
         return loss;
@@ -79,15 +80,15 @@ public:
 
 private:
     // Tensors of the view that are not null replace the owned ones.
-    static void assign(SaeTensors& t, const SaeParams<float>& v) {
-        copy_into(t.W_enc, v.W_enc);
+    void assign(SaeTensors& t, const SaeParams<float>& v) const {
+        if (v.W_enc != nullptr) sae_encoder_to_panels(spec_.d, spec_.m, v.W_enc, t.W_enc.data());
         copy_into(t.b_enc, v.b_enc);
         copy_into(t.W_dec, v.W_dec);
         copy_into(t.b_dec, v.b_dec);
         if (!t.log_threshold.empty()) copy_into(t.log_threshold, v.log_threshold);
     }
-    static void read(const SaeTensors& t, const SaeGrads<float>& v) {
-        copy_out(t.W_enc, v.W_enc);
+    void read(const SaeTensors& t, const SaeGrads<float>& v) const {
+        if (v.W_enc != nullptr) sae_encoder_from_panels(spec_.d, spec_.m, t.W_enc.data(), v.W_enc);
         copy_out(t.b_enc, v.b_enc);
         copy_out(t.W_dec, v.W_dec);
         copy_out(t.b_dec, v.b_dec);

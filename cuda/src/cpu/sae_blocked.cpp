@@ -2,21 +2,23 @@
 // sae_cpu.cpp), reorganised so its cost follows SCIENCE.md §3: a dense encoder GEMM, then work proportional to
 // the active codes only.
 //
-//  1. Encoder with the selection fused in. W_enc is packed once per step into panels of kTile latents
-//     ([tiles][d][kTile]); OpenMP runs over macro blocks of tokens (as many as fit in a few hundred KiB, so they
-//     stay in L2 beside a panel), and each panel serves every token of the block, kRows tokens at a time from a
-//     register tile of kRows x kTile accumulators. Each finished tile of pre-activations goes straight into the
-//     tokens' slot lists: a vector comparison against the token's current cut (the k-th best so far, or the
-//     per-latent threshold) finds the few latents that enter, then a running top-k insertion buffer (topk,
-//     batchtopk candidates, AuxK among dead latents) or an append of the codes above a cut (relu, jumprelu,
-//     batchtopk at inference) takes them. So [batch][m] is never stored: a token keeps `cap` slots. When a token
-//     needs more (a threshold architecture with dense codes, or a batchtopk token whose every candidate was kept)
-//     cap grows and the encoder runs again; the capacity is kept for the next step.
+//  1. Encoder with the selection fused in. W_enc lives in panels of kTile latents ([tiles][d][kTile], the layout
+//     the CPU backend keeps it in, sae.h), so the GEMM reads it as it is. OpenMP runs over macro blocks of tokens
+//     (as many as fit in a few hundred KiB, so they stay in L2 beside a panel), and each panel serves every token
+//     of the block, kRows tokens at a time from a register tile of kRows x kTile accumulators. Each finished tile
+//     of pre-activations goes straight into the tokens' slot lists: a vector comparison against the token's
+//     current cut (the k-th best so far, or the per-latent threshold) finds the few latents that enter, then a
+//     running top-k insertion buffer (topk, batchtopk candidates, AuxK among dead latents) or an append of the
+//     codes above a cut (relu, jumprelu, batchtopk at inference) takes them. So [batch][m] is never stored: a
+//     token keeps `cap` slots. When a token needs more (a threshold architecture with dense codes, or a batchtopk
+//     token whose every candidate was kept) cap grows and the encoder runs again; the capacity is kept for the
+//     next step.
 //  2. Sparse decoder: x^_t = b_dec + sum over the token's slots of z W_dec[j], vectorised along d.
 //  3. Sparse backward: d loss/d z per slot (a dot with W_dec[j]), then the slots are bucketed by latent
-//     (counting sort, token order kept) and each latent's W_dec row, encoder column (accumulated as a row of
-//     gWencT [m][d], transposed at the end) and bias are summed over its own entries. No two threads write
-//     the same gradient and every sum has a fixed order, so results do not depend on the thread count.
+//     (counting sort, token order kept) and each latent's W_dec row, encoder column (a row of its panel's
+//     gradient block, stored into the panel layout when the panel is done) and bias are summed over its own
+//     entries. No two threads write the same gradient and every sum has a fixed order, so results do not depend
+//     on the thread count.
 // The encoder's GEMM (pack_panels, register_tile) is also the engine's plain GEMM, sgemm_blocked (ne_sgemm).
 #include <omp.h>
 #if defined(__AVX512F__) || defined(__AVX__)
@@ -156,13 +158,12 @@ inline void register_tile(const float* panel, const float* x, int64_t rows, int6
 }
 
 // W [d][m] into panels of kTile latents, [tiles][d][kTile], the last one padded with zeros.
-void pack_panels(const float* W, int64_t d, int64_t m, bool parallel, std::vector<float>& panels) {
+void pack_panels(const float* W, int64_t d, int64_t m, bool parallel, float* panels) {
     const int64_t tiles = (m + kTile - 1) / kTile;
-    panels.resize(tiles * d * kTile);
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t tp = 0; tp < tiles; ++tp)
         for (int64_t i = 0; i < d; ++i) {
-            float* dst = panels.data() + (tp * d + i) * kTile;
+            float* dst = panels + (tp * d + i) * kTile;
             const int64_t j0 = tp * kTile, valid = std::min(kTile, m - j0);
             std::copy(W + i * m + j0, W + i * m + j0 + valid, dst);
             std::fill(dst + valid, dst + kTile, 0.0f);
@@ -182,13 +183,13 @@ enum class Selection { kBest, kAboveCut };
 
 // Pass 1: the encoder GEMM with the selection fused in (see the file comment). Fills the main slots of every
 // token and, when `aux`, the AuxK slots among dead latents.
-void encode(const SaeSpec& s, Selection selection, bool aux, int64_t ka, bool parallel, SaeWorkspace& ws) {
+void encode(const SaeSpec& s, const float* W_panels, Selection selection, bool aux, int64_t ka, bool parallel,
+            SaeWorkspace& ws) {
     const int64_t d = s.d, m = s.m, B = s.batch, cap = ws.cap;
     const int64_t tiles = (m + kTile - 1) / kTile, macro = macro_rows(B, d, parallel), blocks = (B + macro - 1) / macro;
     const float* bpan = ws.b_panels.data();
     const float* xc = ws.xc.data();
     const float* cut = ws.cut.data();
-    const float* W_panels = ws.W_panels.data();
     const uint64_t* dead_bits = ws.dead_bits.data();
 #pragma omp parallel for schedule(dynamic, 1) if (parallel)
     for (int64_t block = 0; block < blocks; ++block) {
@@ -254,7 +255,6 @@ void encode(const SaeSpec& s, Selection selection, bool aux, int64_t ka, bool pa
 void resize_slots(SaeWorkspace& ws, int64_t B) {
     ws.slot_idx.resize(B * ws.cap);
     ws.slot_u.resize(B * ws.cap);
-    ws.slot_dz.resize(B * ws.cap);
 }
 
 }  // namespace
@@ -291,8 +291,7 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
         for (int64_t j = 0; j < m; ++j) theta[j] = std::exp(p.log_threshold[j]);
     }
 
-    // Pack W_enc into panels and centre the inputs.
-    pack_panels(p.W_enc, d, m, parallel, ws.W_panels);
+    // The bias in whole panels, and the inputs centred.
     ws.b_panels.assign(tiles * kTile, 0.0f);
     std::copy(p.b_enc, p.b_enc + m, ws.b_panels.begin());
     ws.xc.resize(B * d);
@@ -305,7 +304,6 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
     if (aux) {
         ws.aux_idx.resize(B * ka);
         ws.aux_u.resize(B * ka);
-        ws.aux_dz.resize(B * ka);
         ws.aux_count.resize(B);
         ws.dehat.resize(B * d);
         ws.aux_loss.resize(B);
@@ -317,7 +315,7 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
     else ws.cap = std::min(m, std::max(ws.cap, batch_select ? 4 * s.k : std::max<int64_t>(2 * s.k, 32)));
     for (;;) {
         resize_slots(ws, B);
-        encode(s, selection, aux, ka, parallel, ws);
+        encode(s, p.W_enc, selection, aux, ka, parallel, ws);
         const int64_t cap = ws.cap;
         if (selection == Selection::kAboveCut) {
             const int64_t need = *std::max_element(ws.count.begin(), ws.count.end());
@@ -465,6 +463,8 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
 
     // 3. Backward. d loss/d z of every slot.
     const float l1 = s.l1_coefficient / static_cast<float>(B);
+    ws.slot_dz.resize(B * cap);
+    if (aux) ws.aux_dz.resize(B * ka);
 #pragma omp parallel for schedule(static) if (parallel)
     for (int64_t t = 0; t < B; ++t) {
         for (int64_t q = 0; q < ws.count[t]; ++q) {
@@ -486,65 +486,87 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
     }
     for (int64_t j = 0; j < m; ++j) ws.latent_begin[j + 1] += ws.latent_begin[j];
     ws.entries.resize(ws.latent_begin[m]);
-    {
-        std::vector<int64_t> next(ws.latent_begin.begin(), ws.latent_begin.end() - 1);
+    ws.next.assign(ws.latent_begin.begin(), ws.latent_begin.end() - 1);
+    for (int64_t t = 0; t < B; ++t)
+        for (int64_t q = 0; q < ws.count[t]; ++q) ws.entries[ws.next[ws.slot_idx[t * cap + q]]++] = t * cap + q;
+    if (aux)
         for (int64_t t = 0; t < B; ++t)
-            for (int64_t q = 0; q < ws.count[t]; ++q) ws.entries[next[ws.slot_idx[t * cap + q]]++] = t * cap + q;
-        if (aux)
-            for (int64_t t = 0; t < B; ++t)
-                for (int64_t q = 0; q < ws.aux_count[t]; ++q)
-                    ws.entries[next[ws.aux_idx[t * ka + q]]++] = B * cap + t * ka + q;
-    }
-    // Each latent's gradients from its own entries.
-    ws.gWencT.resize(m * d);
+            for (int64_t q = 0; q < ws.aux_count[t]; ++q)
+                ws.entries[ws.next[ws.aux_idx[t * ka + q]]++] = B * cap + t * ka + q;
+
+    // Each latent's gradients from its own entries, a panel of latents at a time: the encoder column's gradient
+    // is summed as a row of the panel's block [kTile][d], then stored into the panel layout.
+    const int threads = parallel ? omp_get_max_threads() : 1;
+    ws.panel_grad.resize(static_cast<size_t>(threads) * kTile * d);
     ws.enc_sum.resize(m);
     const float l0_term = s.l0_coefficient / (static_cast<float>(B) * eps);
-#pragma omp parallel for schedule(dynamic, 16) if (parallel)
-    for (int64_t j = 0; j < m; ++j) {
-        float* gdec = g->W_dec + j * d;
-        float* genc = ws.gWencT.data() + j * d;
-        std::fill(gdec, gdec + d, 0.0f);
-        std::fill(genc, genc + d, 0.0f);
-        float gb = 0, enc_sum = 0, zsum = 0, glog = 0;
-        for (int64_t e = ws.latent_begin[j]; e < ws.latent_begin[j + 1]; ++e) {
-            const int64_t entry = ws.entries[e];
-            if (entry < B * cap) {
-                const int64_t t = entry / cap;
-                const float u = ws.slot_u[entry], dz = ws.slot_dz[entry], z = code(u, j);
-                if (jump && std::abs(u - theta[j]) < eps / 2)
-                    glog += theta[j] * (-(theta[j] / eps) * dz - l0_term);
-                if (z == 0.0f) continue;
-                axpy(z, ws.dxhat.data() + t * d, gdec, d);
-                axpy(dz, ws.xc.data() + t * d, genc, d);
-                zsum += z;
-                gb += dz;
-                enc_sum += dz;
-            } else {
-                const int64_t a = entry - B * cap, t = a / ka;
-                const float u = ws.aux_u[a], dz = ws.aux_dz[a];
-                if (!(u > 0.0f)) continue;
-                axpy(u, ws.dehat.data() + t * d, gdec, d);
-                axpy(dz, ws.xc.data() + t * d, genc, d);
-                gb += dz;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (parallel)
+    for (int64_t tp = 0; tp < tiles; ++tp) {
+        float* block = ws.panel_grad.data() + static_cast<size_t>(omp_get_thread_num()) * kTile * d;
+        std::fill(block, block + kTile * d, 0.0f);
+        const int64_t j0 = tp * kTile, valid = std::min(kTile, m - j0);
+        for (int64_t j = j0; j < j0 + valid; ++j) {
+            float* gdec = g->W_dec + j * d;
+            float* genc = block + (j - j0) * d;
+            std::fill(gdec, gdec + d, 0.0f);
+            float gb = 0, enc_sum = 0, zsum = 0, glog = 0;
+            for (int64_t e = ws.latent_begin[j]; e < ws.latent_begin[j + 1]; ++e) {
+                const int64_t entry = ws.entries[e];
+                if (entry < B * cap) {
+                    const int64_t t = entry / cap;
+                    const float u = ws.slot_u[entry], dz = ws.slot_dz[entry], z = code(u, j);
+                    if (jump && std::abs(u - theta[j]) < eps / 2)
+                        glog += theta[j] * (-(theta[j] / eps) * dz - l0_term);
+                    if (z == 0.0f) continue;
+                    axpy(z, ws.dxhat.data() + t * d, gdec, d);
+                    axpy(dz, ws.xc.data() + t * d, genc, d);
+                    zsum += z;
+                    gb += dz;
+                    enc_sum += dz;
+                } else {
+                    const int64_t a = entry - B * cap, t = a / ka;
+                    const float u = ws.aux_u[a], dz = ws.aux_dz[a];
+                    if (!(u > 0.0f)) continue;
+                    axpy(u, ws.dehat.data() + t * d, gdec, d);
+                    axpy(dz, ws.xc.data() + t * d, genc, d);
+                    gb += dz;
+                }
             }
+            if (relu && zsum != 0.0f) axpy(l1 * zsum / ws.row_norm[j], p.W_dec + j * d, gdec, d);
+            g->b_enc[j] = gb;
+            ws.enc_sum[j] = enc_sum;
+            if (jump) g->log_threshold[j] = glog;
         }
-        if (relu && zsum != 0.0f) axpy(l1 * zsum / ws.row_norm[j], p.W_dec + j * d, gdec, d);
-        g->b_enc[j] = gb;
-        ws.enc_sum[j] = enc_sum;
-        if (jump) g->log_threshold[j] = glog;
+        // The block [kTile][d] into the panel [d][kTile]; columns past m stay zero.
+        float* panel = g->W_enc + tp * d * kTile;
+        for (int64_t i = 0; i < d; ++i)
+            for (int64_t c = 0; c < kTile; ++c) panel[i * kTile + c] = block[c * d + i];
     }
-    // W_enc's gradient [d][m] from gWencT [m][d], in 32 x 32 blocks.
-    constexpr int64_t kT = 32;
-#pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t j0 = 0; j0 < m; j0 += kT)
-        for (int64_t i0 = 0; i0 < d; i0 += kT)
-            for (int64_t i = i0; i < std::min(d, i0 + kT); ++i)
-                for (int64_t j = j0; j < std::min(m, j0 + kT); ++j) g->W_enc[i * m + j] = ws.gWencT[j * d + i];
-    // b_dec: the decoder's sum_t dxhat_t minus the encoder input's W_enc (sum_t du_t) (main codes only).
+    // b_dec: the decoder's sum_t dxhat_t minus the encoder input's W_enc (sum_t du_t) (main codes only); each row
+    // of W_enc times sum_t du_t summed as dot would (kWidth lanes in latent order, then the lanes, then the tail),
+    // read from the panels a block of rows at a time.
     std::fill(g->b_dec, g->b_dec + d, 0.0f);
     for (int64_t t = 0; t < B; ++t) axpy(1.0f, ws.dxhat.data() + t * d, g->b_dec, d);
+    constexpr int64_t kRowBlock = 16;
+    const int64_t whole = m / kWidth * kWidth;  // latents summed in lanes; the rest is the tail
 #pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t i = 0; i < d; ++i) g->b_dec[i] -= dot(p.W_enc + i * m, ws.enc_sum.data(), m);
+    for (int64_t i0 = 0; i0 < d; i0 += kRowBlock) {
+        const int64_t i1 = std::min(d, i0 + kRowBlock);
+        Vec acc[kRowBlock] = {};
+        for (int64_t tp = 0; tp < tiles; ++tp)
+            for (int64_t c = 0; c < kChunks && tp * kTile + (c + 1) * kWidth <= whole; ++c) {
+                const Vec sums = load(ws.enc_sum.data() + tp * kTile + c * kWidth);
+                const float* column = p.W_enc + tp * d * kTile + c * kWidth;
+                for (int64_t i = i0; i < i1; ++i) acc[i - i0] += load(column + i * kTile) * sums;
+            }
+        for (int64_t i = i0; i < i1; ++i) {
+            float sum = 0.0f;
+            for (int64_t v = 0; v < kWidth; ++v) sum += acc[i - i0][v];
+            for (int64_t j = whole; j < m; ++j)
+                sum += p.W_enc[(j / kTile * d + i) * kTile + j % kTile] * ws.enc_sum[j];
+            g->b_dec[i] -= sum;
+        }
+    }
     return loss;
 }
 
@@ -552,7 +574,8 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, const float* A, const float*
                    std::vector<float>& panels) {
     const bool parallel = static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K) >= kParallelWork;
     const int64_t tiles = (N + kTile - 1) / kTile, macro = macro_rows(M, K, parallel), blocks = (M + macro - 1) / macro;
-    pack_panels(B, K, N, parallel, panels);
+    panels.resize(sae_panel_elements(K, N));
+    pack_panels(B, K, N, parallel, panels.data());
     const float* packed = panels.data();
 #pragma omp parallel for schedule(dynamic, 1) if (parallel)
     for (int64_t block = 0; block < blocks; ++block) {
@@ -567,6 +590,25 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, const float* A, const float*
             }
         }
     }
+}
+
+int64_t sae_panel_width() { return kTile; }
+
+int64_t sae_panel_elements(int64_t d, int64_t m) { return (m + kTile - 1) / kTile * d * kTile; }
+
+void sae_encoder_to_panels(int64_t d, int64_t m, const float* W_enc, float* panels) {
+    pack_panels(W_enc, d, m, d * m >= kParallelWork, panels);
+}
+
+void sae_encoder_from_panels(int64_t d, int64_t m, const float* panels, float* W_enc) {
+    const int64_t tiles = (m + kTile - 1) / kTile;
+#pragma omp parallel for schedule(static) if (d * m >= kParallelWork)
+    for (int64_t tp = 0; tp < tiles; ++tp)
+        for (int64_t i = 0; i < d; ++i) {
+            const float* src = panels + (tp * d + i) * kTile;
+            const int64_t j0 = tp * kTile, valid = std::min(kTile, m - j0);
+            std::copy(src, src + valid, W_enc + i * m + j0);
+        }
 }
 
 void sae_touched_latents(const SaeWorkspace& ws, int64_t m, uint8_t* touched) {

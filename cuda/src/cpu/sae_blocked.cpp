@@ -13,12 +13,14 @@
 //     token keeps `cap` slots. When a token needs more (a threshold architecture with dense codes, or a batchtopk
 //     token whose every candidate was kept) cap grows and the encoder runs again; the capacity is kept for the
 //     next step.
-//  2. Sparse decoder: x^_t = b_dec + sum over the token's slots of z W_dec[j], vectorised along d.
-//  3. Sparse backward: d loss/d z per slot (a dot with W_dec[j]), then the slots are bucketed by latent
-//     (counting sort, token order kept) and each latent's W_dec row, encoder column (a row of its panel's
-//     gradient block, stored into the panel layout when the panel is done) and bias are summed over its own
-//     entries. No two threads write the same gradient and every sum has a fixed order, so results do not depend
-//     on the thread count.
+//  2. Sparse decoder: x^_t = b_dec + sum over the token's slots of z W_dec[j], vectorised along d, the next
+//     slot's W_dec row prefetched.
+//  3. Sparse backward, latent by latent: the slots are bucketed by latent (counting sort, token order kept); for
+//     each of its entries a latent computes d loss/d z (a dot of the token's d loss/d x^ with its W_dec row, which
+//     stays in L1) and adds to its W_dec row's gradient, its encoder column's (a row of the panel's gradient block,
+//     stored into the panel layout when the panel is done) and its bias, the rows of the next entries prefetched.
+//     No two threads write the same gradient and every sum has a fixed order, so results do not depend on the
+//     thread count.
 // The encoder's GEMM (pack_panels, register_tile) is also the engine's plain GEMM, sgemm_blocked (ne_sgemm).
 #include <omp.h>
 #if defined(__AVX512F__) || defined(__AVX__)
@@ -81,6 +83,29 @@ inline void axpy(float a, const float* x, float* y, int64_t n) {
     int64_t i = 0;
     for (; i + kWidth <= n; i += kWidth) store(y + i, load(y + i) + a * load(x + i));
     for (; i < n; ++i) y[i] += a * x[i];
+}
+
+// a . b (as dot) while y += z a (as axpy), reading a once.
+inline float dot_and_axpy(const float* a, const float* b, float z, float* y, int64_t n) {
+    Vec acc = {};
+    int64_t i = 0;
+    for (; i + kWidth <= n; i += kWidth) {
+        const Vec va = load(a + i);
+        acc += va * load(b + i);
+        store(y + i, load(y + i) + z * va);
+    }
+    float sum = 0.0f;
+    for (int64_t v = 0; v < kWidth; ++v) sum += acc[v];
+    for (; i < n; ++i) {
+        sum += a[i] * b[i];
+        y[i] += z * a[i];
+    }
+    return sum;
+}
+
+// Asks for the n floats at p to be brought into the cache.
+inline void prefetch(const float* p, int64_t n) {
+    for (int64_t i = 0; i < n; i += 64 / sizeof(float)) __builtin_prefetch(p + i);
 }
 
 // One chunk of kWidth cuts: per latent, or the same for every latent.
@@ -378,6 +403,7 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
         double sparsity = 0, l0 = 0;
         for (int64_t q = 0; q < ws.count[t]; ++q) {
             const int64_t j = ws.slot_idx[t * cap + q];
+            if (q + 1 < ws.count[t]) prefetch(p.W_dec + ws.slot_idx[t * cap + q + 1] * d, d);
             const float z = code(ws.slot_u[t * cap + q], j);
             if (jump && ws.slot_u[t * cap + q] > theta[j]) sparsity += 1;
             if (z == 0.0f) continue;
@@ -437,6 +463,7 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
                 norm += static_cast<double>(diff[i] * diff[i]);
             }
             for (int64_t q = 0; q < ws.aux_count[t]; ++q) {
+                if (q + 1 < ws.aux_count[t]) prefetch(p.W_dec + ws.aux_idx[t * ka + q + 1] * d, d);
                 const float u = ws.aux_u[t * ka + q];
                 if (u > 0.0f) axpy(-u, p.W_dec + ws.aux_idx[t * ka + q] * d, diff, d);
             }
@@ -461,23 +488,7 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
     }
     if (g == nullptr) return loss;
 
-    // 3. Backward. d loss/d z of every slot.
-    const float l1 = s.l1_coefficient / static_cast<float>(B);
-    ws.slot_dz.resize(B * cap);
-    if (aux) ws.aux_dz.resize(B * ka);
-#pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t t = 0; t < B; ++t) {
-        for (int64_t q = 0; q < ws.count[t]; ++q) {
-            const int64_t j = ws.slot_idx[t * cap + q];
-            float dz = dot(ws.dxhat.data() + t * d, p.W_dec + j * d, d);
-            if (relu) dz += l1 * ws.row_norm[j];
-            ws.slot_dz[t * cap + q] = dz;
-        }
-        if (aux)
-            for (int64_t q = 0; q < ws.aux_count[t]; ++q)
-                ws.aux_dz[t * ka + q] = dot(ws.dehat.data() + t * d, p.W_dec + ws.aux_idx[t * ka + q] * d, d);
-    }
-    // Bucket the slots by latent: main slots in token order, then AuxK slots in token order.
+    // 3. Backward. Bucket the slots by latent: main slots in token order, then AuxK slots in token order.
     ws.latent_begin.assign(m + 1, 0);
     for (int64_t t = 0; t < B; ++t) {
         for (int64_t q = 0; q < ws.count[t]; ++q) ++ws.latent_begin[ws.slot_idx[t * cap + q] + 1];
@@ -485,54 +496,79 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
             for (int64_t q = 0; q < ws.aux_count[t]; ++q) ++ws.latent_begin[ws.aux_idx[t * ka + q] + 1];
     }
     for (int64_t j = 0; j < m; ++j) ws.latent_begin[j + 1] += ws.latent_begin[j];
-    ws.entries.resize(ws.latent_begin[m]);
+    const int64_t entries = ws.latent_begin[m];
+    ws.entries.resize(entries);
+    ws.entry_token.resize(entries);
     ws.next.assign(ws.latent_begin.begin(), ws.latent_begin.end() - 1);
     for (int64_t t = 0; t < B; ++t)
-        for (int64_t q = 0; q < ws.count[t]; ++q) ws.entries[ws.next[ws.slot_idx[t * cap + q]]++] = t * cap + q;
+        for (int64_t q = 0; q < ws.count[t]; ++q) {
+            const int64_t e = ws.next[ws.slot_idx[t * cap + q]]++;
+            ws.entries[e] = t * cap + q;
+            ws.entry_token[e] = t;
+        }
     if (aux)
         for (int64_t t = 0; t < B; ++t)
-            for (int64_t q = 0; q < ws.aux_count[t]; ++q)
-                ws.entries[ws.next[ws.aux_idx[t * ka + q]]++] = B * cap + t * ka + q;
+            for (int64_t q = 0; q < ws.aux_count[t]; ++q) {
+                const int64_t e = ws.next[ws.aux_idx[t * ka + q]]++;
+                ws.entries[e] = B * cap + t * ka + q;
+                ws.entry_token[e] = t;
+            }
 
-    // Each latent's gradients from its own entries, a panel of latents at a time: the encoder column's gradient
-    // is summed as a row of the panel's block [kTile][d], then stored into the panel layout.
+    // Each latent's gradients from its own entries, a panel of latents at a time: d loss/d z of an entry is its
+    // token's d loss/d x^ (or d loss/d e^) dotted with the latent's W_dec row; the encoder column's gradient is
+    // summed as a row of the panel's block [kTile][d], then stored into the panel layout.
     const int threads = parallel ? omp_get_max_threads() : 1;
     ws.panel_grad.resize(static_cast<size_t>(threads) * kTile * d);
     ws.enc_sum.resize(m);
+    const float l1 = s.l1_coefficient / static_cast<float>(B);
     const float l0_term = s.l0_coefficient / (static_cast<float>(B) * eps);
+    // Entries ahead whose rows are asked for while one is summed: the rows come from all over the batch, so each
+    // would otherwise wait on memory.
+    constexpr int64_t kAhead = 4;
+    auto prefetch_entry = [&](int64_t e) {
+        const int64_t t = ws.entry_token[e];
+        prefetch(ws.xc.data() + t * d, d);
+        prefetch((ws.entries[e] < B * cap ? ws.dxhat.data() : ws.dehat.data()) + t * d, d);
+    };
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (parallel)
     for (int64_t tp = 0; tp < tiles; ++tp) {
         float* block = ws.panel_grad.data() + static_cast<size_t>(omp_get_thread_num()) * kTile * d;
         std::fill(block, block + kTile * d, 0.0f);
         const int64_t j0 = tp * kTile, valid = std::min(kTile, m - j0);
+        for (int64_t e = ws.latent_begin[j0]; e < std::min(entries, ws.latent_begin[j0] + kAhead); ++e)
+            prefetch_entry(e);
         for (int64_t j = j0; j < j0 + valid; ++j) {
+            const float* wdec = p.W_dec + j * d;
             float* gdec = g->W_dec + j * d;
             float* genc = block + (j - j0) * d;
             std::fill(gdec, gdec + d, 0.0f);
             float gb = 0, enc_sum = 0, zsum = 0, glog = 0;
             for (int64_t e = ws.latent_begin[j]; e < ws.latent_begin[j + 1]; ++e) {
-                const int64_t entry = ws.entries[e];
+                if (e + kAhead < entries) prefetch_entry(e + kAhead);
+                const int64_t entry = ws.entries[e], t = ws.entry_token[e];
+                const float* xct = ws.xc.data() + t * d;
                 if (entry < B * cap) {
-                    const int64_t t = entry / cap;
-                    const float u = ws.slot_u[entry], dz = ws.slot_dz[entry], z = code(u, j);
+                    const float u = ws.slot_u[entry], z = code(u, j);
+                    if (z == 0.0f && !jump) continue;  // ReLU's flat side: no gradient
+                    const float* dx = ws.dxhat.data() + t * d;
+                    float dz = z != 0.0f ? dot_and_axpy(dx, wdec, z, gdec, d) : dot(dx, wdec, d);
+                    if (relu) dz += l1 * ws.row_norm[j];
                     if (jump && std::abs(u - theta[j]) < eps / 2)
                         glog += theta[j] * (-(theta[j] / eps) * dz - l0_term);
                     if (z == 0.0f) continue;
-                    axpy(z, ws.dxhat.data() + t * d, gdec, d);
-                    axpy(dz, ws.xc.data() + t * d, genc, d);
+                    axpy(dz, xct, genc, d);
                     zsum += z;
                     gb += dz;
                     enc_sum += dz;
                 } else {
-                    const int64_t a = entry - B * cap, t = a / ka;
-                    const float u = ws.aux_u[a], dz = ws.aux_dz[a];
+                    const float u = ws.aux_u[entry - B * cap];
                     if (!(u > 0.0f)) continue;
-                    axpy(u, ws.dehat.data() + t * d, gdec, d);
-                    axpy(dz, ws.xc.data() + t * d, genc, d);
+                    const float dz = dot_and_axpy(ws.dehat.data() + t * d, wdec, u, gdec, d);
+                    axpy(dz, xct, genc, d);
                     gb += dz;
                 }
             }
-            if (relu && zsum != 0.0f) axpy(l1 * zsum / ws.row_norm[j], p.W_dec + j * d, gdec, d);
+            if (relu && zsum != 0.0f) axpy(l1 * zsum / ws.row_norm[j], wdec, gdec, d);
             g->b_enc[j] = gb;
             ws.enc_sum[j] = enc_sum;
             if (jump) g->log_threshold[j] = glog;

@@ -126,11 +126,12 @@ struct SaeWorkspace {
     std::vector<float> b_panels;               // b_enc padded to whole panels
     std::vector<float> xc, dxhat, dehat;       // [batch][d]: x - b_dec, d loss/d x^, d loss/d e^
     std::vector<int32_t> slot_idx, count;      // [batch][cap] latent, [batch] used slots
-    std::vector<float> slot_u, slot_dz;        // [batch][cap] pre-activation, d loss / d z
+    std::vector<float> slot_u;                 // [batch][cap] pre-activation
     std::vector<int32_t> aux_idx, aux_count;   // [batch][k_aux], [batch]
-    std::vector<float> aux_u, aux_dz;          // [batch][k_aux]
+    std::vector<float> aux_u;                  // [batch][k_aux]
     std::vector<double> token_stats, aux_loss, aux_norm; // [batch][3] (squared error, sparsity, l0), [batch]
-    std::vector<int64_t> latent_begin, next, entries;    // latent-major lists: [m+1], [m], [entries]
+    std::vector<int64_t> latent_begin, next;             // latent-major lists: [m+1], [m]
+    std::vector<int64_t> entries, entry_token;           // [entries]: slot (main, then AuxK), its token
     std::vector<float> panel_grad, row_norm, enc_sum, cut; // [threads][width][d] a panel's encoder gradient, [m]
     std::vector<uint64_t> dead_bits;                     // [panels] the dead latents of each panel
     std::vector<std::pair<float, int64_t>> candidates;   // batchtopk: (u, t*m + j)

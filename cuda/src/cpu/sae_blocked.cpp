@@ -145,6 +145,27 @@ inline uint64_t low_bits(int64_t n) { return n >= 64 ? ~uint64_t(0) : (uint64_t(
 // Keeps the best `cap` (value, latent) of a token in rank order (larger value first; latents arrive in increasing
 // order, so an equal value ranks behind the ones already held: ties go to the lower index).
 inline void insert_best(float v, int32_t j, float* val, int32_t* idx, int32_t& count, int64_t cap) {
+#if defined(__AVX512F__)
+    // Without a branch per entry: v's place is the count of entries at least v; the entries from there move up
+    // one, a vector of 16 at a time from the top, each read from one float below where it goes.
+    const int64_t n = count < cap ? count + 1 : cap;  // entries after
+    const __m512 vv = _mm512_set1_ps(v);
+    int64_t pos = 0;
+    for (int64_t q = 0; q < count; q += 16) {
+        const __mmask16 inside = static_cast<__mmask16>(low_bits(std::min<int64_t>(16, count - q)));
+        pos += __builtin_popcount(
+            _mm512_mask_cmp_ps_mask(inside, _mm512_maskz_loadu_ps(inside, val + q), vv, _CMP_GE_OQ));
+    }
+    for (int64_t q = (n - 1) / 16 * 16; q >= 0 && q + 16 > pos + 1; q -= 16) {
+        const int64_t lo = std::max<int64_t>(pos + 1 - q, 0), hi = std::min<int64_t>(n - q, 16);
+        const __mmask16 move = static_cast<__mmask16>(low_bits(hi) & ~low_bits(lo));
+        _mm512_mask_storeu_ps(val + q, move, _mm512_maskz_loadu_ps(move, val + q - 1));
+        _mm512_mask_storeu_epi32(idx + q, move, _mm512_maskz_loadu_epi32(move, idx + q - 1));
+    }
+    val[pos] = v;
+    idx[pos] = j;
+    count = static_cast<int32_t>(n);
+#else
     int64_t pos = count < cap ? count++ : cap - 1;
     while (pos > 0 && val[pos - 1] < v) {
         val[pos] = val[pos - 1];
@@ -153,6 +174,7 @@ inline void insert_best(float v, int32_t j, float* val, int32_t* idx, int32_t& c
     }
     val[pos] = v;
     idx[pos] = j;
+#endif
 }
 
 inline bool ranks_ahead(float va, int64_t ia, float vb, int64_t ib) { return va > vb || (va == vb && ia < ib); }

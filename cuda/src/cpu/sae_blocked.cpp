@@ -217,12 +217,16 @@ void pack_panels(const float* W, int64_t d, int64_t m, bool parallel, float* pan
         }
 }
 
-// Rows of the left operand per pass over the panels (see kMacroBytes), a multiple of kRows; at most a quarter
-// of the rows per thread, so every thread has blocks to take.
+// Rows of the left operand per pass over the panels (see kMacroBytes), a multiple of kRows; when parallel, as many
+// blocks as make a multiple of the thread count, so no thread waits through a block of its own at the end.
 int64_t macro_rows(int64_t rows, int64_t K, bool parallel) {
     const int64_t fit = std::max<int64_t>(kRows, std::min(kMaxMacro, kMacroBytes / (K * int64_t(sizeof(float)))));
-    const int64_t share = parallel ? (rows + 4 * omp_get_max_threads() - 1) / (4 * omp_get_max_threads()) : rows;
-    const int64_t macro = std::min(fit, std::max<int64_t>(share, 1));
+    int64_t blocks = (rows + fit - 1) / fit;
+    if (parallel) {
+        const int64_t threads = omp_get_max_threads();
+        blocks = (blocks + threads - 1) / threads * threads;
+    }
+    const int64_t macro = (rows + blocks - 1) / blocks;
     return (macro + kRows - 1) / kRows * kRows;
 }
 

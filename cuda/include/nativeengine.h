@@ -61,7 +61,7 @@ typedef enum ne_backend {
 
 typedef struct ne_runtime_info {
     int32_t cuda_compiled;      /* 1 when libnativeengine_cuda was found next to this library */
-    int32_t cuda_loaded;        /* 1 when it loaded and initialised */
+    int32_t cuda_loaded;        /* 1 when it loaded and initialised (loaded only where the CUDA driver reports a device) */
     int32_t cuda_device_count;  /* devices the CUDA runtime reports (0 without a driver or GPU) */
     int32_t cpu_threads;        /* OpenMP threads the CPU backend uses */
     int32_t nvtx;               /* 1 when NVTX ranges are compiled in (Nsight shows the "nativeengine" domain) */

@@ -48,7 +48,7 @@ namespace ne {
 
 struct CudaDevices {
     static bool found();     // the plugin file exists next to libnativeengine
-    static bool loaded();    // it loaded and its tables match this library
+    static bool loaded();    // it loaded and its tables match this library (tried only when the driver has a device)
     static int32_t count();  // devices the CUDA runtime reports (0 when not loaded)
     static const char* unavailable_reason();  // "" when loaded() and count() > 0
     static ne_device_info info(int32_t device);  // throws ne::Error

@@ -1,6 +1,7 @@
 // The CPU backend of the sparse autoencoder: parameters, gradients, Adam moments and firing history in host
-// memory, one step by the fast path (sae_blocked.cpp) and the step's other pieces (sae_cpu.cpp). A shard of a
-// split SAE sums its data group's gradients before the optimizer, so every replica applies the same update.
+// memory, one step by the fast path (sae_blocked.cpp) and the step's other pieces (sae_cpu.cpp). W_enc, its
+// gradient and its moments stay in the fast path's encoder panels (sae.h); they cross the ABI as [d][m]. A shard of
+// a split SAE sums its data group's gradients before the optimizer, so every replica applies the same update.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -23,7 +24,7 @@ void copy_out(const std::vector<float>& tensor, float* values) {
 class CpuSae final : public SaeBackend {
 public:
     CpuSae(const SaeSpec& spec, const SaeShard& shard) : spec_(spec), shard_(shard) {
-        for (auto* t : {&params_, &grads_, &moment1_, &moment2_}) t->resize(spec_);
+        for (auto* t : {&params_, &grads_, &moment1_, &moment2_}) t->resize(spec_, true);
         since_fired_.assign(spec_.m, 0);
         fire_count_.assign(spec_.m, 0);
         touched_.assign(spec_.m, 0);
@@ -36,7 +37,7 @@ public:
                    const int64_t* since_fired) override {
         for (auto [tensors, view] : {std::pair{&moment1_, moment1}, std::pair{&moment2_, moment2}}) {
             if (view != nullptr) assign(*tensors, *view);
-            else tensors->resize(spec_);
+            else tensors->resize(spec_, true);
         }
         if (since_fired != nullptr) std::copy(since_fired, since_fired + spec_.m, since_fired_.begin());
         else std::fill(since_fired_.begin(), since_fired_.end(), 0);
@@ -76,9 +77,9 @@ public:
         if (data != nullptr) sum_gradients(*data, sparse_updates);
         sae_project_decoder_grad(spec_.m, spec_.d, params_.W_dec.data(), grads_.W_dec.data());
         if (sparse_updates) {
-            sae_adam_update(spec_, params_, grads_, moment1_, moment2_, step, touched_.data());
+            sae_adam_update(spec_, params_, grads_, moment1_, moment2_, step, touched_.data(), true);
         } else {
-            sae_adam_update(spec_, params_, grads_, moment1_, moment2_, step);
+            sae_adam_update(spec_, params_, grads_, moment1_, moment2_, step, nullptr, true);
         }
         loss.parameters_finite = sae_normalize_decoder(spec_.m, spec_.d, params_.W_dec.data());
         if (Communicator* latents = shard_.latent_group()) {
@@ -116,7 +117,8 @@ private:
             const int64_t j = rows_[q];
             float* out = packed_.data() + q * width;
             std::copy(grads_.W_dec.begin() + j * d, grads_.W_dec.begin() + (j + 1) * d, out);
-            for (int64_t i = 0; i < d; ++i) out[d + i] = grads_.W_enc[i * m + j];
+            const float* column = grads_.W_enc.data() + (j / width_ * d) * width_ + j % width_;
+            for (int64_t i = 0; i < d; ++i) out[d + i] = column[i * width_];
             out[2 * d] = grads_.b_enc[j];
             if (jump) out[2 * d + 1] = grads_.log_threshold[j];
         }
@@ -126,7 +128,8 @@ private:
             const int64_t j = rows_[q];
             const float* in = packed_.data() + q * width;
             std::copy(in, in + d, grads_.W_dec.begin() + j * d);
-            for (int64_t i = 0; i < d; ++i) grads_.W_enc[i * m + j] = in[d + i];
+            float* column = grads_.W_enc.data() + (j / width_ * d) * width_ + j % width_;
+            for (int64_t i = 0; i < d; ++i) column[i * width_] = in[d + i];
             grads_.b_enc[j] = in[2 * d];
             if (jump) grads_.log_threshold[j] = in[2 * d + 1];
         }
@@ -134,15 +137,15 @@ private:
     }
 
     // Tensors of the view that are not null replace the owned ones.
-    static void assign(SaeTensors& t, const SaeParams<float>& v) {
-        copy_into(t.W_enc, v.W_enc);
+    void assign(SaeTensors& t, const SaeParams<float>& v) const {
+        if (v.W_enc != nullptr) sae_encoder_to_panels(spec_.d, spec_.m, v.W_enc, t.W_enc.data());
         copy_into(t.b_enc, v.b_enc);
         copy_into(t.W_dec, v.W_dec);
         copy_into(t.b_dec, v.b_dec);
         if (!t.log_threshold.empty()) copy_into(t.log_threshold, v.log_threshold);
     }
-    static void read(const SaeTensors& t, const SaeGrads<float>& v) {
-        copy_out(t.W_enc, v.W_enc);
+    void read(const SaeTensors& t, const SaeGrads<float>& v) const {
+        if (v.W_enc != nullptr) sae_encoder_from_panels(spec_.d, spec_.m, t.W_enc.data(), v.W_enc);
         copy_out(t.b_enc, v.b_enc);
         copy_out(t.W_dec, v.W_dec);
         copy_out(t.b_dec, v.b_dec);
@@ -152,6 +155,7 @@ private:
     SaeSpec spec_;
     SaeShard shard_;
     SaeTensors params_, grads_, moment1_, moment2_;
+    const int64_t width_ = sae_panel_width();  // the encoder panels' columns
     std::vector<int64_t> rows_;  // touched latents, and their gradients packed for the data group
     std::vector<float> packed_;
     std::vector<int64_t> since_fired_, fire_count_;  // [m]

@@ -265,7 +265,7 @@ public:
             double task = 0.0, l1 = 0.0;
             for (int64_t k = 0; k < batches; ++k) {
                 generate(Stream::kEvaluate, k, inst, s.x.data());
-                const ToyLoss batch_loss = loss_and_grad(inst, s);
+                const ToyLoss batch_loss = loss_only(inst, s);
                 task += batch_loss.task;
                 l1 += batch_loss.penalty;
             }
@@ -312,6 +312,14 @@ private:
         return toy_loss_and_grad_blocked<float>(shape_.model, shape_.n, shape_.m, shape_.batch, params,
                                                 data_.importance.data() + bo, data_.l1[inst], s.x.data(), grads,
                                                 s.workspace);
+    }
+
+    ToyLoss loss_only(int64_t inst, Scratch& s) const {
+        const int64_t wo = inst * nm_, bo = inst * shape_.n;
+        const ToyParams<float> params{W_.data() + wo, untied_ ? W_out_.data() + wo : nullptr, b_.data() + bo};
+        return toy_loss_and_grad_blocked<float>(shape_.model, shape_.n, shape_.m, shape_.batch, params,
+                                                data_.importance.data() + bo, data_.l1[inst], s.x.data(),
+                                                ToyGrads<float>{nullptr, nullptr, nullptr}, s.workspace);
     }
 
     // Runs body(instance, scratch) for every instance on the OpenMP threads. Scratch is allocated up front,

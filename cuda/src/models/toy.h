@@ -91,7 +91,8 @@ template <typename T>
 void toy_workspace_prepare(ToyWorkspace<T>& workspace, int64_t n, int64_t m);
 
 // The same loss and gradients as toy_loss_and_grad, computed by the SIMD-friendly blocked kernel the CPU
-// backend trains with (cpu/toy_blocked.cpp). Tested against the reference above.
+// backend trains with (cpu/toy_blocked.cpp). Tested against the reference above. grads.W null: the loss alone
+// (evaluation), with the same arithmetic.
 template <typename T>
 ToyLoss toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t batch, ToyParams<T> params,
                                   const T* importance, T l1, const T* x, ToyGrads<T> grads,

@@ -14,7 +14,7 @@ import json
 
 import torch
 
-from torch_peer import add_run_options, device_for, load_data, time_steps
+from torch_peer import add_run_options, device_for, finish, load_data, run_steps
 
 
 def main():
@@ -50,7 +50,7 @@ def main():
         importance, feature_probability = load_data(args.data, I, n, device)
     opt = torch.optim.AdamW([W, b, W_gate], lr=args.lr, weight_decay=args.weight_decay)
 
-    def step():
+    def batch_loss():
         feat = torch.rand((B, I, n), device=device)
         x = torch.where(torch.rand((B, I, n), device=device) <= feature_probability, feat, torch.zeros((), device=device))
         logits = torch.einsum("bin,ine->bie", x, W_gate)
@@ -69,12 +69,16 @@ def main():
         routed = torch.zeros_like(prob).scatter(-1, chosen, 1.0).mean(0) / K  # f_e (I, E)
         balance = args.load_balance * E * (routed.detach() * prob.mean(0)).sum()
         z = args.z_loss * (torch.logsumexp(logits, dim=-1) ** 2).mean(0).sum()
-        loss = task + balance + z
+        return task + balance + z
+
+    def step():
+        loss = batch_loss()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    steps, seconds = time_steps(step, device, args.seconds, warmup=5, chunk=5)
+    steps, seconds = run_steps(step, device, args, warmup=5, chunk=5)
+    whole_script = finish(args, {"W": W, "b": b, "W_gate": W_gate}, batch_loss)
     print(json.dumps({
         "peer": "pytorch moe toy loop (moe_toy.py)",
         "torch_version": torch.__version__,
@@ -84,6 +88,7 @@ def main():
         "steps": steps,
         "seconds": round(seconds, 4),
         "steps_per_second": round(steps / seconds, 2),
+        **whole_script,
     }))
 
 

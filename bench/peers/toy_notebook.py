@@ -11,7 +11,7 @@ import json
 
 import torch
 
-from torch_peer import add_run_options, device_for, load_data, time_steps
+from torch_peer import add_run_options, device_for, finish, load_data, run_steps
 
 
 def main():
@@ -42,7 +42,7 @@ def main():
     optimizer = torch.optim.AdamW if args.optimizer == "adamw" else torch.optim.Adam
     opt = optimizer([W, b_final], lr=args.lr, weight_decay=args.weight_decay)
 
-    def step():
+    def batch_loss():
         feat = torch.rand((args.batch, instances, n), device=device)
         batch = torch.where(torch.rand((args.batch, instances, n), device=device) <= feature_probability, feat,
                             torch.zeros((), device=device))
@@ -53,12 +53,16 @@ def main():
         if args.model != "linear":
             out = torch.relu(out)
         error = importance * (batch.abs() - out) ** 2
-        loss = error.mean(dim=(0, 2)).sum()
+        return error.mean(dim=(0, 2)).sum()
+
+    def step():
+        loss = batch_loss()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
 
-    steps, seconds = time_steps(step, device, args.seconds, warmup=5, chunk=5)
+    steps, seconds = run_steps(step, device, args, warmup=5, chunk=5)
+    whole_script = finish(args, {"W": W, "b_final": b_final}, batch_loss)
     print(json.dumps({
         "peer": "pytorch notebook loop (toy_notebook.py)",
         "torch_version": torch.__version__,
@@ -68,6 +72,7 @@ def main():
         "steps": steps,
         "seconds": round(seconds, 4),
         "steps_per_second": round(steps / seconds, 2),
+        **whole_script,
     }))
 
 

@@ -47,7 +47,7 @@ NE_API const char* ne_status_name(int32_t status);
 NE_API const char* ne_version(void);
 /* Version of this ABI: raised whenever a function, struct or enum here changes. A binding built against another
  * version must not call the library (the C# binding checks it on load). */
-#define NE_ABI_VERSION 4
+#define NE_ABI_VERSION 5
 NE_API int32_t ne_abi_version(void);
 
 /* ---- backends and contexts -------------------------------------------------------------------------- */
@@ -61,7 +61,7 @@ typedef enum ne_backend {
 
 typedef struct ne_runtime_info {
     int32_t cuda_compiled;      /* 1 when libnativeengine_cuda was found next to this library */
-    int32_t cuda_loaded;        /* 1 when it loaded and initialised */
+    int32_t cuda_loaded;        /* 1 when it loaded and initialised (loaded only where the CUDA driver reports a device) */
     int32_t cuda_device_count;  /* devices the CUDA runtime reports (0 without a driver or GPU) */
     int32_t cpu_threads;        /* OpenMP threads the CPU backend uses */
     int32_t nvtx;               /* 1 when NVTX ranges are compiled in (Nsight shows the "nativeengine" domain) */
@@ -119,6 +119,70 @@ NE_API ne_status ne_context_capabilities(const ne_context* ctx, ne_capabilities*
  * every backend. NE_ERR_UNSUPPORTED: valid, but beyond this backend (a precision it lacks, a size past its
  * kernels' limits). Either way ne_last_error() names the field, its value and what would be valid. The create
  * functions make exactly these checks. */
+
+/* ---- communicators: one run across several processes --------------------------------------------------- */
+
+/* A run launched by mpirun or srun (OMPI_COMM_WORLD_SIZE, PMI_SIZE, PMIX_RANK or SLURM_NTASKS set) talks MPI through
+ * the optional plugin libnativeengine_mpi (built when MPI is found; NE_MPI=0 turns it off). Otherwise the world is
+ * this one process and every collective is the identity. Collectives block and must be called by every rank of the
+ * communicator in the same order. */
+
+/* Must stay in sync with NativeEngine.Interop.CommType and CommOp. */
+typedef enum ne_comm_type { NE_COMM_FLOAT = 0, NE_COMM_DOUBLE = 1, NE_COMM_INT64 = 2, NE_COMM_UINT8 = 3 } ne_comm_type;
+typedef enum ne_comm_op { NE_COMM_SUM = 0, NE_COMM_MAX = 1, NE_COMM_MIN = 2 } ne_comm_op;
+
+typedef struct ne_mpi_info {
+    int32_t plugin_found;   /* libnativeengine_mpi was built (MPI was found at build time) */
+    int32_t plugin_loaded;  /* it loads: the MPI library is installed here */
+    int32_t launched;       /* this process was started by mpirun or srun */
+    int32_t initialized;    /* MPI runs in this process (started by this query when launched) */
+    int32_t world_rank;     /* 0 when not initialized */
+    int32_t world_size;     /* 1 when not initialized */
+    char library[256];      /* the MPI library's version line; "" when the plugin does not load */
+    char reason[256];       /* why MPI is not used; "" when initialized */
+    int32_t nccl_loaded;    /* libnccl.so.2 loads in the CUDA backend (collectives on device memory) */
+    int32_t reserved;
+    char nccl[256];         /* "NCCL x.y.z", or why it is unavailable */
+} ne_mpi_info;
+
+/* What one rank contributed to a communicator's collectives so far (the payload, before the MPI algorithm's own
+ * copies: a ring allreduce of n bytes sends about 2n(P-1)/P). */
+typedef struct ne_comm_counters {
+    int64_t calls;            /* collectives called */
+    int64_t allreduce_bytes;  /* the buffer of each allreduce */
+    int64_t allgather_bytes;  /* this rank's part of each allgather and gather */
+    int64_t broadcast_bytes;  /* the buffer of each broadcast */
+    int64_t best_bytes;       /* the lists of each best-k merge (the sharded top-k selections) */
+} ne_comm_counters;
+
+typedef struct ne_comm ne_comm;
+
+NE_API size_t ne_mpi_info_size(void);
+NE_API size_t ne_comm_counters_size(void);
+/* Whether MPI was built and found, and when launched under it, this process's rank; whether NCCL loads. */
+NE_API ne_status ne_mpi_query(ne_mpi_info* out);
+/* The world (starting MPI on the first call when launched under it). NE_ERR_BACKEND_UNAVAILABLE when launched by an
+ * MPI launcher but the plugin cannot start MPI. Each handle is destroyed on its own; the world stays. */
+NE_API ne_status ne_comm_world(ne_comm** out);
+/* The ranks passing the same color (>= 0) form one communicator, ordered by key. */
+NE_API ne_status ne_comm_split(ne_comm* comm, int32_t color, int32_t key, ne_comm** out);
+NE_API ne_status ne_comm_destroy(ne_comm* comm);
+NE_API ne_status ne_comm_rank(const ne_comm* comm, int32_t* rank, int32_t* size);
+/* buffer [count] of type (ne_comm_type) becomes the element-wise op (ne_comm_op) over the ranks. */
+NE_API ne_status ne_comm_allreduce(ne_comm* comm, void* buffer, int64_t count, int32_t type, int32_t op);
+/* receive [size][bytes]: each rank's send in rank order; receive_bytes must be size * bytes. */
+NE_API ne_status ne_comm_allgather(ne_comm* comm, const void* send, int64_t bytes, void* receive, int64_t receive_bytes);
+/* As allgather, to root only (receive may be NULL with receive_bytes 0 elsewhere). */
+NE_API ne_status ne_comm_gather(ne_comm* comm, const void* send, int64_t bytes, void* receive, int64_t receive_bytes,
+                                int32_t root);
+NE_API ne_status ne_comm_broadcast(ne_comm* comm, void* buffer, int64_t bytes, int32_t root);
+NE_API ne_status ne_comm_barrier(ne_comm* comm);
+NE_API ne_status ne_comm_counters_get(const ne_comm* comm, ne_comm_counters* out);
+/* Ends every process of the run with exit code `code` (MPI_Abort), so no rank waits for one that failed; returns
+ * NE_OK without doing anything in a single process. */
+NE_API ne_status ne_comm_abort(ne_comm* comm, int32_t code);
+/* Finalises MPI when it was started (it also runs at exit); call after the last collective. */
+NE_API ne_status ne_mpi_finalize(void);
 
 /* ---- non-finite training values ----------------------------------------------------------------------- */
 
@@ -194,6 +258,13 @@ NE_API ne_status ne_toy_create(ne_context* ctx, const ne_toy_config* config,
                                const float* importance, int64_t importance_count,
                                const float* feature_probability, int64_t probability_count,
                                ne_toy** out);
+/* A part of a batch of models split across ranks: its config->n_instances instances (with their importance and
+ * feature_probability rows) are [first_instance, first_instance + n_instances) of total_instances, and train exactly
+ * as those instances of the whole would: their initial parameters are the whole's slice (xavier over total_instances)
+ * and their data streams the whole's. Instances are independent, so nothing crosses between parts. */
+NE_API ne_status ne_toy_create_part(ne_context* ctx, const ne_toy_config* config, int64_t first_instance,
+                                    int64_t total_instances, const float* importance, int64_t importance_count,
+                                    const float* feature_probability, int64_t probability_count, ne_toy** out);
 NE_API ne_status ne_toy_destroy(ne_toy* toy);
 /* The L1 coefficient of each instance, l1: [n_instances], finite and >= 0. Takes effect from the next step. */
 NE_API ne_status ne_toy_set_l1(ne_toy* toy, const float* l1, int64_t l1_count);
@@ -277,6 +348,10 @@ NE_API ne_status ne_context_supports_moe(const ne_context* ctx, const ne_moe_con
 NE_API ne_status ne_moe_create(ne_context* ctx, const ne_moe_config* config, const float* importance,
                                int64_t importance_count, const float* feature_probability, int64_t probability_count,
                                ne_moe** out);
+/* A part of a batch of MoE models split across ranks, as ne_toy_create_part. */
+NE_API ne_status ne_moe_create_part(ne_context* ctx, const ne_moe_config* config, int64_t first_instance,
+                                    int64_t total_instances, const float* importance, int64_t importance_count,
+                                    const float* feature_probability, int64_t probability_count, ne_moe** out);
 NE_API ne_status ne_moe_destroy(ne_moe* moe);
 /* As ne_toy_set_l1 and ne_toy_set_feature_sets. */
 NE_API ne_status ne_moe_set_l1(ne_moe* moe, const float* l1, int64_t l1_count);
@@ -364,6 +439,21 @@ NE_API ne_status ne_context_supports_sae(const ne_context* ctx, const ne_sae_con
 /* Decoder rows random unit vectors, W_enc = W_dec^T, b_enc = 0, b_dec = 0 (see ne_sae_init_decoder_bias). */
 NE_API ne_status ne_sae_create(ne_context* ctx, const ne_sae_config* config, ne_sae** out);
 NE_API ne_status ne_sae_destroy(ne_sae* sae);
+/* An SAE split across ranks, in a grid of two communicators (either may be NULL: one rank along it).
+ * latents (L ranks): rank r holds latents [r * d_sae / L, (r + 1) * d_sae / L) (its W_enc columns, b_enc, W_dec rows,
+ * thresholds, their Adam moments and firing history); every rank of it passes the same tokens. Codes are chosen
+ * exactly as one process would (the global top-k, ties to the lower latent index; batchtopk and AuxK over all
+ * latents), partial reconstructions are summed, and each rank computes the gradients of its own latents.
+ * data (G ranks): each passes its own batch_size tokens per step; a step averages over G * batch_size tokens, and
+ * the gradients are summed over it before the optimizer (only the latents that fired, with sparse_updates).
+ * config.d_sae is the whole dictionary (divisible by L); parameters start as the slice of the one-process init.
+ * Parameters, moments, firing history and fire counts in every other function are this rank's part (d_sae / L
+ * latents); stats are of the whole step. Every rank of both must call train_step, evaluate and
+ * init_decoder_bias together (init_decoder_bias on the same sample). The communicators must outlive the SAE. */
+NE_API ne_status ne_sae_create_sharded(ne_context* ctx, const ne_sae_config* config, ne_comm* latents, ne_comm* data,
+                                       ne_sae** out);
+/* This rank's latents: [first, first + count) of d_sae. */
+NE_API ne_status ne_sae_shard(const ne_sae* sae, int64_t* first, int64_t* count);
 /* b_dec from a sample x [tokens][d_in]: method 0 = the mean, 1 = the geometric median (Weiszfeld). */
 NE_API ne_status ne_sae_init_decoder_bias(ne_sae* sae, const float* x, int64_t x_count, int32_t method);
 /* One optimizer step on x [batch_size][d_in] at learning rate lr (the caller owns the schedule). stats may be NULL.
@@ -398,7 +488,7 @@ NE_API ne_status ne_sae_restore(ne_sae* sae, const float* W_enc, int64_t enc_cou
                                 int64_t b_dec_count, const float* threshold, int64_t threshold_count, const void* state,
                                 int64_t bytes);
 
-/* ---- synthetic activations with a known ground truth (ABI 4) -------------------------------------------- */
+/* ---- synthetic activations with a known ground truth (ABI 5) -------------------------------------------- */
 
 /* x = sum_i a_i W_i + b: n_features unit directions W [n][d], a bias b [d], and sparse non-negative codes a drawn
  * per sample (docs/synthsaebench.md). Two families share one sampler: SynthSAEBench (SAELens' benchmark: Zipfian

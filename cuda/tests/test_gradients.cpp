@@ -1,7 +1,7 @@
 // Finite-difference check of every gradient of the toy models' objective (W, W_out, b; every model kind, with
 // and without the L1 penalty), in double, through both CPU implementations (the per-sample reference and the
 // blocked kernel the backend trains with; both are templates); then the blocked kernel against the reference
-// in float on fresh random inputs.
+// in float on fresh random inputs, and its loss alone (evaluation) against its loss with gradients.
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -106,6 +106,11 @@ static void blocked_matches_reference(int32_t model, int64_t n, int64_t m, int64
     const ToyLoss loss = toy_loss_and_grad_blocked<float>(
         model, n, m, batch, params, importance.data(), l1, x.data(),
         ToyGrads<float>{gW.data(), untied ? gW_out.data() : nullptr, gb.data()}, workspace);
+    // Evaluation asks for the loss alone: the same bits, no gradient written.
+    const ToyLoss loss_only = toy_loss_and_grad_blocked<float>(model, n, m, batch, params, importance.data(), l1,
+                                                                x.data(), ToyGrads<float>{nullptr, nullptr, nullptr},
+                                                                workspace);
+    CHECK(loss_only.task == loss.task && loss_only.penalty == loss.penalty);
     CHECK(ne_test::close(loss.task, loss_ref.task, 1e-7, 1e-5));
     CHECK(ne_test::close(loss.penalty, loss_ref.penalty, 1e-7, 1e-5));
     double scale = 0.0;

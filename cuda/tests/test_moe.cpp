@@ -2,14 +2,19 @@
 // across router variants; the forward against a dense reference that runs every expert and masks; and the
 // properties the design promises: k = 1 with renormalisation gives the router exactly zero gradient from the
 // task, dropped tokens give no output and no expert gradient, experts without tokens get zero gradient, and
-// the load-balancing loss is exactly alpha at uniform router probabilities.
+// the load-balancing loss is exactly alpha at uniform router probabilities. Then the grouped kernel the backend
+// trains with against the reference: the same bits in every gradient, loss term, load and output, step after step
+// of training, across expert models, router noise, renormalisation, capacity dropping and shapes that leave every
+// vector and tile remainder.
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <vector>
 
 #include "check.h"
 #include "models/moe.h"
+#include "models/optimizer.h"
 
 using namespace ne;
 
@@ -165,6 +170,120 @@ MoeSpec spec_of(int32_t model, int64_t n, int64_t m, int64_t E, int64_t k, int64
     return MoeSpec{model, n, m, E, k, batch, renormalize, noise, alpha, z, capacity};
 }
 
+template <typename T>
+int64_t differing(const std::vector<T>& a, const std::vector<T>& b) {
+    if (a.size() != b.size()) return -1;
+    int64_t count = 0;
+    for (size_t j = 0; j < a.size(); ++j) count += std::memcmp(&a[j], &b[j], sizeof(T)) != 0;
+    return count;
+}
+
+bool same_bits(double a, double b) { return std::memcmp(&a, &b, sizeof a) == 0; }
+
+// The loss terms are sums in double. In float the products are rounded to float before the double add, so both
+// kernels round alike; in double the compiler may contract a product into the add (an FMA) in one kernel's loop
+// and not in the other's (the reference's sum over features is vectorised with an in-order reduction whose
+// remainder is contracted), so there they agree to the last few bits.
+template <typename T>
+bool same_loss(double a, double b) {
+    if (sizeof(T) == sizeof(float)) return same_bits(a, b);
+    return std::fabs(a - b) <= 1e-14 * std::fabs(a);
+}
+
+// Trains two copies of one instance, one with each kernel, for `steps` Adam steps on fresh batches (inputs,
+// router noise) and compares everything bit for bit at every step (the loss terms in double as same_loss says),
+// and the parameters at the end. Returns the number of mismatches.
+template <typename T>
+int grouped_matches_reference(const char* name, MoeSpec spec, double density, T l1, int steps, uint64_t seed) {
+    Instance<T> ref(spec, seed, density);
+    ref.l1 = l1;
+    std::mt19937_64 rng(seed * 7919 + 1);
+    std::normal_distribution<double> normal_dist(0.0, 1.0);
+    std::uniform_real_distribution<double> uniform(0.0, 1.0);
+    // A route bias breaks some ties the other way, as bias_update does during training.
+    for (auto& v : ref.route_bias) v = static_cast<T>(normal_dist(rng) * 0.1);
+    Instance<T> fast = ref;
+    MoeWorkspace<T> workspace;
+    const MoeSizes sizes(spec);
+    std::vector<float> moments[2][4];  // Adam's m and v per parameter, per copy (float state, as the backend)
+    for (auto& copy : moments)
+        for (int k = 0; k < 4; ++k) copy[k].assign(2 * static_cast<size_t>(k < 1 ? sizes.W : k < 2 ? sizes.b : sizes.gate), 0.0f);
+    int bad = 0;
+    int64_t dropped = 0;
+    for (int step = 1; step <= steps; ++step) {
+        for (auto& v : ref.x) v = static_cast<T>(uniform(rng) < density ? uniform(rng) : 0.0);
+        for (auto& v : ref.normal) v = static_cast<T>(normal_dist(rng) * 2.0);
+        for (auto& v : ref.jitter) v = static_cast<T>(1.0 + 0.01 * (2 * uniform(rng) - 1));
+        fast.x = ref.x;
+        fast.normal = ref.normal;
+        fast.jitter = ref.jitter;
+        Grads<T> g_ref(spec), g_fast(spec);
+        auto view_ref = g_ref.view(), view_fast = g_fast.view();
+        std::fill(g_fast.W.begin(), g_fast.W.end(), T(123));  // every gradient is written, none accumulated
+        std::vector<T> y_ref(spec.batch * spec.n), y_fast(spec.batch * spec.n, T(-5));
+        const MoeBatch a = ref.run(&view_ref, y_ref.data());
+        const MoeBatch b = moe_loss_and_grad_grouped<T>(
+            spec, fast.params(), fast.importance.data(), fast.l1, fast.x.data(),
+            fast.normal.empty() ? nullptr : fast.normal.data(), fast.jitter.empty() ? nullptr : fast.jitter.data(),
+            &view_fast, workspace, y_fast.data());
+        const int64_t diffs[] = {differing(g_ref.W, g_fast.W), differing(g_ref.b, g_fast.b),
+                                 differing(g_ref.W_gate, g_fast.W_gate), differing(g_ref.W_noise, g_fast.W_noise),
+                                 differing(y_ref, y_fast)};
+        const bool same = diffs[0] == 0 && diffs[1] == 0 && diffs[2] == 0 && diffs[3] == 0 && diffs[4] == 0 &&
+                          same_loss<T>(a.task, b.task) && same_loss<T>(a.l1, b.l1) &&
+                          same_loss<T>(a.balance, b.balance) && same_loss<T>(a.z, b.z) && a.load == b.load &&
+                          a.dropped == b.dropped;
+        if (!same) {
+            if (bad < 3)
+                std::printf("%s step %d: differing W %lld b %lld W_gate %lld W_noise %lld y %lld; task %.17g %.17g "
+                            "l1 %.17g %.17g balance %.17g %.17g z %.17g %.17g dropped %lld %lld\n",
+                            name, step, static_cast<long long>(diffs[0]), static_cast<long long>(diffs[1]),
+                            static_cast<long long>(diffs[2]), static_cast<long long>(diffs[3]),
+                            static_cast<long long>(diffs[4]), a.task, b.task, a.l1, b.l1, a.balance, b.balance, a.z,
+                            b.z, static_cast<long long>(a.dropped), static_cast<long long>(b.dropped));
+            ++bad;
+        }
+        dropped += a.dropped;
+        // Evaluation: the forward alone gives the same loss terms and outputs.
+        std::vector<T> e_ref(y_ref.size()), e_fast(y_ref.size());
+        const MoeBatch ea = ref.run(nullptr, e_ref.data());
+        const MoeBatch eb = moe_loss_and_grad_grouped<T>(
+            spec, fast.params(), fast.importance.data(), fast.l1, fast.x.data(),
+            fast.normal.empty() ? nullptr : fast.normal.data(), fast.jitter.empty() ? nullptr : fast.jitter.data(),
+            nullptr, workspace, e_fast.data());
+        if (differing(e_ref, e_fast) != 0 || !same_loss<T>(ea.task, eb.task) || !same_loss<T>(ea.l1, eb.l1)) {
+            if (bad < 3) std::printf("%s step %d: evaluation differs\n", name, step);
+            ++bad;
+        }
+        // AdamW on both copies, each from its own gradients.
+        const AdamStep hp = adam_step(NE_OPTIMIZER_ADAMW, 1e-2f, 0.01f, 0.9f, 0.999f, 1e-8f, step);
+        auto update = [&](Instance<T>& inst, Grads<T>& g, std::vector<float>(&state)[4]) {
+            std::vector<T>* params[] = {&inst.W, &inst.b, &inst.W_gate, &inst.W_noise};
+            const std::vector<T>* grads[] = {&g.W, &g.b, &g.W_gate, &g.W_noise};
+            for (int k = 0; k < 4; ++k) {
+                const size_t count = params[k]->size();
+                for (size_t j = 0; j < count; ++j) {
+                    float param = static_cast<float>((*params[k])[j]);
+                    adam_update(param, static_cast<float>((*grads[k])[j]), state[k][j], state[k][count + j], hp);
+                    (*params[k])[j] = static_cast<T>(param);
+                }
+            }
+        };
+        update(ref, g_ref, moments[0]);
+        update(fast, g_fast, moments[1]);
+    }
+    const int64_t params_differing = differing(ref.W, fast.W) + differing(ref.b, fast.b) +
+                                     differing(ref.W_gate, fast.W_gate) + differing(ref.W_noise, fast.W_noise);
+    if (params_differing != 0) {
+        std::printf("%s: %lld parameters differ after %d steps\n", name, static_cast<long long>(params_differing), steps);
+        ++bad;
+    }
+    std::printf("grouped = reference, %s %s: %d steps, %lld slots dropped, %s\n", name,
+                sizeof(T) == 4 ? "float" : "double", steps, static_cast<long long>(dropped),
+                bad == 0 ? (sizeof(T) == 4 ? "bit-identical" : "bit-identical (loss terms to 1e-14)") : "DIFFERENT");
+    return bad;
+}
+
 }  // namespace
 
 int main() {
@@ -252,6 +371,34 @@ int main() {
         const MoeBatch skewed = inst.run(nullptr);
         std::printf("load-balancing loss when expert 0 is preferred: %.4f\n", skewed.balance);
         CHECK(skewed.balance > 1.5);
+    }
+    // The grouped kernel against the reference, bit for bit. Shapes: n below, at and past the vector width, m past
+    // the register tile, E past the router's tile, batches that end mid-block, k up to 3.
+    {
+        struct Case {
+            const char* name;
+            MoeSpec spec;
+            double density;
+            float l1;
+        };
+        const int32_t noisy = NE_MOE_NOISE_NOISY_TOPK, jitter = NE_MOE_NOISE_JITTER;
+        const Case cases[] = {
+            {"compare_n20 (relu_output, top-1)", spec_of(NE_TOY_RELU_OUTPUT, 20, 5, 4, 1, 1024, 0, 0, 0.01f, 0.001f, 0), 0.1, 0.0f},
+            {"dense inputs, top-2 renormalised", spec_of(NE_TOY_RELU_OUTPUT, 20, 5, 4, 2, 300, 1, 0, 0.01f, 0.001f, 0), 1.0, 0.0f},
+            {"relu_hidden, L1, top-2 plain", spec_of(NE_TOY_RELU_HIDDEN, 9, 2, 4, 2, 40, 0, 0, 0.01f, 0.001f, 0), 0.2, 0.02f},
+            {"noisy top-k, capacity 1", spec_of(NE_TOY_RELU_OUTPUT, 9, 2, 4, 2, 40, 0, noisy, 0.01f, 0.001f, 1.0f), 0.2, 0.0f},
+            {"jitter, renormalised, relu_hidden", spec_of(NE_TOY_RELU_HIDDEN, 9, 2, 4, 2, 40, 1, jitter, 0.01f, 0.001f, 0), 0.2, 0.02f},
+            {"capacity 0.5 drops, renormalised", spec_of(NE_TOY_RELU_OUTPUT, 17, 3, 5, 2, 123, 1, 0, 0.1f, 0.01f, 0.5f), 0.4, 0.05f},
+            {"noisy, capacity 0.7, top-3 of 9", spec_of(NE_TOY_RELU_HIDDEN, 33, 11, 9, 3, 77, 1, noisy, 0.1f, 0.01f, 0.7f), 0.3, 0.01f},
+            {"jitter, top-1 of 12, wide", spec_of(NE_TOY_RELU_OUTPUT, 40, 20, 12, 1, 201, 0, jitter, 0.1f, 0.01f, 0), 0.05, 0.0f},
+            {"one feature, one hidden unit", spec_of(NE_TOY_RELU_OUTPUT, 1, 1, 2, 1, 19, 0, 0, 0.1f, 0.01f, 0), 0.5, 0.1f},
+            {"k = E, renormalised", spec_of(NE_TOY_RELU_HIDDEN, 16, 4, 3, 3, 50, 1, noisy, 0.1f, 0.01f, 0), 0.5, 0.0f},
+        };
+        uint64_t seed = 100;
+        for (const Case& c : cases) {
+            CHECK(grouped_matches_reference<float>(c.name, c.spec, c.density, c.l1, 20, seed++) == 0);
+            CHECK(grouped_matches_reference<double>(c.name, c.spec, c.density, static_cast<double>(c.l1), 3, seed++) == 0);
+        }
     }
     return ne_test::finish("test_moe");
 }

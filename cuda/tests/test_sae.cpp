@@ -93,6 +93,30 @@ SaeSpec make_spec(int32_t arch, int64_t d, int64_t m, int64_t k, int64_t batch) 
     return s;
 }
 
+// The fast path with W_enc and its gradient in SAELens's [d][m]: converted to the encoder panels it takes and back.
+SaeLoss fast_saelens(const SaeSpec& s, SaeParams<float> p, const float* x, const int64_t* since_fired,
+                     SaeGrads<float>* g, SaeWorkspace& ws, int64_t* fire_count = nullptr, float* x_hat = nullptr) {
+    std::vector<float> panels(sae_panel_elements(s.d, s.m)), grad_panels(g != nullptr ? panels.size() : 0);
+    sae_encoder_to_panels(s.d, s.m, p.W_enc, panels.data());
+    p.W_enc = panels.data();
+    SaeGrads<float> gp{};
+    if (g != nullptr) {
+        gp = *g;
+        gp.W_enc = grad_panels.data();
+    }
+    const SaeLoss loss =
+        sae_loss_and_grad_fast(s, p, x, since_fired, g != nullptr ? &gp : nullptr, ws, fire_count, x_hat);
+    if (g != nullptr) {
+        sae_encoder_from_panels(s.d, s.m, grad_panels.data(), g->W_enc);
+        // The padding of the last panel holds no latent: its gradient is zero.
+        const int64_t width = sae_panel_width(), tiles = (s.m + width - 1) / width;
+        for (int64_t i = 0; i < s.d; ++i)
+            for (int64_t c = s.m - (tiles - 1) * width; c < width; ++c)
+                CHECK(grad_panels[((tiles - 1) * s.d + i) * width + c] == 0.0f);
+    }
+    return loss;
+}
+
 // Central differences of f against the analytic gradient for every element of param.
 template <class F>
 double fd_check(const char* label, std::vector<double>& param, const std::vector<double>& grad, F&& f) {
@@ -239,8 +263,8 @@ double fast_matches_reference(SaeSpec s, uint64_t seed, double dead_fraction, Sa
     std::vector<int64_t> fr(s.m), ff(s.m);
     const SaeLoss ref = sae_loss_and_grad<float>(s, pr.params(), pr.x.data(), pr.since_fired.data(), &grv, fr.data(),
                                                  xr.data());
-    const SaeLoss fast = sae_loss_and_grad_fast(s, pr.params(), pr.x.data(), pr.since_fired.data(), &gfv, ws,
-                                                ff.data(), xf.data());
+    const SaeLoss fast =
+        fast_saelens(s, pr.params(), pr.x.data(), pr.since_fired.data(), &gfv, ws, ff.data(), xf.data());
     bool ok = ne_test::close(fast.mse, ref.mse, 1e-6, 1e-4) && ne_test::close(fast.fvu, ref.fvu, 1e-6, 1e-4) &&
               ne_test::close(fast.sparsity, ref.sparsity, 1e-6, 1e-4) && ne_test::close(fast.auxk, ref.auxk, 1e-6, 1e-4) &&
               fast.l0 == ref.l0 && fast.dead == ref.dead && ne_test::close(fast.min_kept, ref.min_kept, 1e-6, 1e-4);
@@ -284,7 +308,7 @@ void fast_is_deterministic(int32_t arch) {
         SaeWorkspace ws;
         g.emplace_back(s);
         auto v = g.back().view();
-        losses.push_back(sae_loss_and_grad_fast(s, pr.params(), pr.x.data(), pr.since_fired.data(), &v, ws));
+        losses.push_back(fast_saelens(s, pr.params(), pr.x.data(), pr.since_fired.data(), &v, ws));
     }
     omp_set_num_threads(threads_before);
     for (size_t r = 1; r < g.size(); ++r) {
@@ -301,7 +325,7 @@ void touched_and_spec_checks() {
     Grads<float> g(s);
     auto gv = g.view();
     SaeWorkspace ws;
-    sae_loss_and_grad_fast(s, pr.params(), pr.x.data(), pr.since_fired.data(), &gv, ws);
+    fast_saelens(s, pr.params(), pr.x.data(), pr.since_fired.data(), &gv, ws);
     std::vector<uint8_t> touched(s.m);
     sae_touched_latents(ws, s.m, touched.data());
     int64_t count = 0;
@@ -346,7 +370,7 @@ void tie_breaking() {
         std::vector<int64_t> fr(s.m), ff(s.m);
         SaeWorkspace ws;
         sae_loss_and_grad<float>(s, pr.params(), pr.x.data(), nullptr, nullptr, fr.data());
-        sae_loss_and_grad_fast(s, pr.params(), pr.x.data(), nullptr, nullptr, ws, ff.data());
+        fast_saelens(s, pr.params(), pr.x.data(), nullptr, nullptr, ws, ff.data());
         // Both tokens have equal u: topk picks 5 and 9 for each; batchtopk the 4 best of the flat batch order,
         // i.e. 5, 9, 40, 66 of token 0.
         std::vector<int64_t> expected(s.m, 0);
@@ -400,7 +424,7 @@ void decoder_normalisation() {
 }
 
 void touched_rows_adam() {
-    SaeSpec s = make_spec(kSaeJumpRelu, 6, 10, 2, 4);
+    SaeSpec s = make_spec(kSaeJumpRelu, 6, 2 * sae_panel_width() + 5, 2, 4);  // three panels, the last partial
     SaeTensors p, g, m1, m2, dense_p, dense_m1, dense_m2;
     sae_init(s, 11, p, 0.1f);
     g.resize(s);
@@ -411,14 +435,29 @@ void touched_rows_adam() {
     for (auto* v : {&g.W_enc, &g.b_enc, &g.W_dec, &g.b_dec, &g.log_threshold})
         for (auto& e : *v) e = normal(rng);
     std::vector<uint8_t> touched(s.m, 0);
-    touched[2] = touched[7] = 1;
+    touched[2] = touched[7] = touched[s.m - 1] = 1;  // none in the middle panel
     dense_p = p;
     dense_m1 = m1;
     dense_m2 = m2;
     const AdamStep step = adam_schedule(NE_OPTIMIZER_ADAM, 1e-2f, 0.0f, 0.9f, 0.999f, 1e-8f, 0, 1)[0];
     const SaeTensors before = p;
+    // The same update on W_enc in the encoder panels, as the CPU backend keeps it.
+    SaeTensors panel_p = p, panel_g = g, panel_m1 = m1, panel_m2 = m2;
+    for (auto [from, to] : {std::pair{&p, &panel_p}, {&g, &panel_g}, {&m1, &panel_m1}, {&m2, &panel_m2}}) {
+        to->W_enc.assign(sae_panel_elements(s.d, s.m), 1.0f);
+        sae_encoder_to_panels(s.d, s.m, from->W_enc.data(), to->W_enc.data());
+    }
     sae_adam_update(s, p, g, m1, m2, step, touched.data());
     sae_adam_update(s, dense_p, g, dense_m1, dense_m2, step);
+    sae_adam_update(s, panel_p, panel_g, panel_m1, panel_m2, step, touched.data(), true);
+    std::vector<float> back(s.d * s.m);
+    sae_encoder_from_panels(s.d, s.m, panel_p.W_enc.data(), back.data());
+    CHECK(back == p.W_enc);
+    const int64_t width = sae_panel_width();
+    for (int64_t i = 0; i < s.d; ++i)
+        for (int64_t c = s.m - 2 * width; c < width; ++c) CHECK(panel_p.W_enc[(2 * s.d + i) * width + c] == 0.0f);
+    CHECK(panel_p.b_enc == p.b_enc && panel_p.W_dec == p.W_dec && panel_p.b_dec == p.b_dec &&
+          panel_p.log_threshold == p.log_threshold);
     bool ok = p.b_dec == dense_p.b_dec;
     for (int64_t j = 0; j < s.m; ++j) {
         const SaeTensors& want = touched[j] ? dense_p : before;
@@ -438,7 +477,8 @@ void touched_rows_adam() {
         worst = std::max(worst, std::fabs(std::sqrt(n) - 1));
     }
     CHECK(worst < 1e-6);
-    std::printf("adam: touched-rows update equals dense on touched latents and leaves the rest; init rows unit\n");
+    std::printf("adam: touched-rows update equals dense on touched latents and leaves the rest, also on W_enc in "
+                "panels; init rows unit\n");
 }
 
 void geometric_median() {
@@ -554,7 +594,7 @@ void training_recovers_features() {
     for (int64_t step = 0; step < steps; ++step) {
         if (step > 0) generate();
         SaeGrads<float> gv = grads.grads();
-        last = sae_loss_and_grad_fast(s, params.params(), x.data(), since_fired.data(), &gv, ws, fire_count.data());
+        last = fast_saelens(s, params.params(), x.data(), since_fired.data(), &gv, ws, fire_count.data());
         sae_update_since_fired(m, B, fire_count.data(), since_fired.data());
         sae_project_decoder_grad<float>(m, d, params.W_dec.data(), grads.W_dec.data());
         sae_adam_update(s, params, grads, m1, m2, adam[step]);
@@ -581,7 +621,13 @@ void bench(int64_t d, int64_t m, int64_t k, int64_t B, int repeats) {
     SaeTensors params, grads;
     sae_init(s, 3, params);
     std::copy(pr.b_dec.begin(), pr.b_dec.end(), params.b_dec.begin());
-    grads.resize(s);
+    {
+        // The layout the CPU backend trains in.
+        std::vector<float> panels(sae_panel_elements(d, m));
+        sae_encoder_to_panels(d, m, params.W_enc.data(), panels.data());
+        params.W_enc.swap(panels);
+    }
+    grads.resize(s, true);
     SaeWorkspace ws;
     SaeGrads<float> gv = grads.grads();
     sae_loss_and_grad_fast(s, params.params(), pr.x.data(), nullptr, &gv, ws);  // warm-up, sizes the workspace
@@ -592,12 +638,12 @@ void bench(int64_t d, int64_t m, int64_t k, int64_t B, int repeats) {
     sae_loss_and_grad_fast(s, params.params(), pr.x.data(), nullptr, nullptr, ws);
     const double fwd = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_fwd).count();
     SaeTensors m1, m2;
-    m1.resize(s);
-    m2.resize(s);
+    m1.resize(s, true);
+    m2.resize(s, true);
     const AdamStep step = adam_schedule(NE_OPTIMIZER_ADAM, 1e-4f, 0.0f, 0.9f, 0.999f, 1e-8f, 0, 1)[0];
     const auto start_adam = std::chrono::steady_clock::now();
     sae_project_decoder_grad<float>(m, d, params.W_dec.data(), grads.W_dec.data());
-    sae_adam_update(s, params, grads, m1, m2, step);
+    sae_adam_update(s, params, grads, m1, m2, step, nullptr, true);
     sae_normalize_decoder<float>(m, d, params.W_dec.data());
     const double opt = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_adam).count();
     const double flops = 2.0 * static_cast<double>(d) * static_cast<double>(m) * static_cast<double>(B);

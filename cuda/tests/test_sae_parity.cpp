@@ -1,6 +1,7 @@
 // The sparse autoencoder on CUDA against the CPU backend, through the C ABI: every architecture (topk, batchtopk with
 // its inference threshold, relu, jumprelu), AuxK on dead latents, dense and touched-rows Adam, the encoder in one
-// chunk and in several (NE_SAE_CHUNK), lists that must grow (a token with many codes), d above one block's width;
+// chunk and in several (NE_SAE_CHUNK), lists that must grow (a token with many codes), d above one block's width, a
+// batch of 700 tokens (a column-sum tile of 512 and a partial one of 188: the b_dec gradient and the FVU statistics);
 // parameters, Adam moments, firing history, stats and x^ after each of a few steps on fresh inputs from the same
 // parameters; tf32 and bf16 encoders with looser tolerances; and checkpoints: a CPU state restored on CUDA reads back
 // byte for byte and trains on like the CPU, and a CUDA run resumed from its own checkpoint equals the unbroken run.
@@ -402,6 +403,9 @@ void checkpoints(ne_context* cpu_ctx, ne_context* cuda_ctx, const Case& c) {
 }  // namespace
 
 int main() {
+    // Guards between the tensors of every CUDA model's device allocation, checked after each call and at destroy
+    // (core/arena.h): an overrun from one tensor into the next fails the call.
+    setenv("NE_ARENA_GUARD", "1", 0);
     ne_context* cuda = nullptr;
     if (ne_context_create(NE_BACKEND_CUDA, 0, &cuda) != NE_OK) {
         std::printf("ignored: no CUDA device (%s)\n", ne_last_error());
@@ -421,6 +425,10 @@ int main() {
         parity(cpu, cuda, Case{arch, 64, 48, 64, 4, 0, 20, NE_SAE_BF16});
         checkpoints(cpu, cuda, Case{arch, 64, 48, 64, 4, arch % 2, 0, NE_SAE_FP32});
     }
+    // 700 tokens: the column sums (b_dec's gradient, the FVU's feature means and variances) run over a tile of 512
+    // tokens and a partial one of 188, and every per-token grid ends in a partial block; batch-level selection too.
+    parity(cpu, cuda, Case{NE_SAE_TOPK, 64, 48, 700, 4, 0, 0, NE_SAE_FP32}, 2);
+    parity(cpu, cuda, Case{NE_SAE_BATCHTOPK, 64, 48, 700, 4, 1, 20, NE_SAE_FP32}, 2);
     ne_context_destroy(cpu);
     ne_context_destroy(cuda);
     return ne_test::finish("test_sae_parity");

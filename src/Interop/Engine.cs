@@ -7,7 +7,7 @@ namespace NativeEngine.Interop;
 public static class Engine
 {
     /// <summary>The <c>NE_ABI_VERSION</c> these bindings mirror; the resolver refuses a library of another.</summary>
-    public const int AbiVersion = 4;
+    public const int AbiVersion = 5;
 
     public static string Version => Marshal.PtrToStringUTF8(NativeMethods.Version()) ?? "";
 
@@ -34,10 +34,31 @@ public static class Engine
         ("ne_moe_config", Unsafe.SizeOf<MoeConfigNative>(), (int)NativeMethods.MoeConfigSize()),
         ("ne_sae_config", Unsafe.SizeOf<SaeConfigNative>(), (int)NativeMethods.SaeConfigSize()),
         ("ne_sae_stats", Unsafe.SizeOf<SaeStats>(), (int)NativeMethods.SaeStatsSize()),
+        ("ne_mpi_info", Unsafe.SizeOf<MpiInfoNative>(), (int)NativeMethods.MpiInfoSize()),
+        ("ne_comm_counters", Unsafe.SizeOf<CommCountersNative>(), (int)NativeMethods.CommCountersSize()),
         ("ne_non_finite", Unsafe.SizeOf<NonFiniteNative>(), (int)NativeMethods.NonFiniteSize()),
         ("ne_synth_config", Unsafe.SizeOf<SynthConfigNative>(), (int)NativeMethods.SynthConfigSize()),
     ];
+
+    /// <summary>Whether the MPI plugin was built and loads, and this process's rank when launched by mpirun or srun
+    /// (which starts MPI).</summary>
+    public static MpiInfo Mpi
+    {
+        get
+        {
+            NativeEngineException.ThrowIfFailed(NativeMethods.MpiQuery(out var info));
+            return new MpiInfo(info.PluginFound != 0, info.PluginLoaded != 0, info.Launched != 0, info.Initialized != 0,
+                info.WorldRank, info.WorldSize, info.Library.ToString(), info.Reason.ToString(), info.NcclLoaded != 0,
+                info.Nccl.ToString());
+        }
+    }
 }
+
+/// <param name="Library">The MPI library's version line ("" when the plugin does not load).</param>
+/// <param name="Reason">Why MPI is not used ("" when it runs).</param>
+/// <param name="Nccl">"NCCL x.y.z" when NcclLoaded (collectives on device memory), else why it is unavailable.</param>
+public sealed record MpiInfo(bool PluginFound, bool PluginLoaded, bool Launched, bool Initialized, int WorldRank,
+    int WorldSize, string Library, string Reason, bool NcclLoaded, string Nccl);
 
 /// <param name="Nvtx">NVTX ranges are compiled in: Nsight Systems shows the "nativeengine" domain.</param>
 public sealed record RuntimeInfo(bool CudaCompiled, bool CudaLoaded, int CudaDeviceCount, int CpuThreads,

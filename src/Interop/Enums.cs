@@ -12,6 +12,23 @@ public enum Status
     Internal = 6,
 }
 
+/// <summary>Element types of a collective. Must stay in sync with <c>ne_comm_type</c>.</summary>
+public enum CommType
+{
+    Float = 0,
+    Double = 1,
+    Int64 = 2,
+    UInt8 = 3,
+}
+
+/// <summary>Reductions of a collective. Must stay in sync with <c>ne_comm_op</c>.</summary>
+public enum CommOp
+{
+    Sum = 0,
+    Max = 1,
+    Min = 2,
+}
+
 /// <summary>Must stay in sync with <c>ne_backend</c>.</summary>
 public enum Backend
 {

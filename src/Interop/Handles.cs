@@ -20,6 +20,12 @@ public sealed class MoeHandle() : SafeHandleZeroOrMinusOneIsInvalid(ownsHandle: 
     protected override bool ReleaseHandle() => NativeMethods.MoeDestroy(handle) == Status.Ok;
 }
 
+/// <summary>Owns an <c>ne_comm*</c>.</summary>
+public sealed class CommHandle() : SafeHandleZeroOrMinusOneIsInvalid(ownsHandle: true)
+{
+    protected override bool ReleaseHandle() => NativeMethods.CommDestroy(handle) == Status.Ok;
+}
+
 /// <summary>Owns an <c>ne_sae*</c>.</summary>
 public sealed class SaeHandle() : SafeHandleZeroOrMinusOneIsInvalid(ownsHandle: true)
 {

@@ -74,6 +74,16 @@ public sealed class MoeModel : IDisposable
             importance.Length, featureProbability, featureProbability.Length, out _handle));
     }
 
+    /// <summary>A part of a batch split across ranks, as <see cref="ToyModel"/>'s.</summary>
+    public MoeModel(EngineContext context, MoeModelSpec spec, long firstInstance, long totalInstances,
+        ReadOnlySpan<float> importance, ReadOnlySpan<float> featureProbability)
+    {
+        Spec = spec;
+        var native = spec.ToNative();
+        NativeEngineException.ThrowIfFailed(NativeMethods.MoeCreatePart(context.Handle, in native, firstInstance,
+            totalInstances, importance, importance.Length, featureProbability, featureProbability.Length, out _handle));
+    }
+
     public void SetL1(ReadOnlySpan<float> l1) =>
         NativeEngineException.ThrowIfFailed(NativeMethods.MoeSetL1(_handle, l1, l1.Length));
 

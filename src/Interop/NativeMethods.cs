@@ -65,6 +65,11 @@ internal static partial class NativeMethods
         ReadOnlySpan<float> importance, long importanceCount,
         ReadOnlySpan<float> featureProbability, long probabilityCount, out ToyHandle toy);
 
+    [LibraryImport(Library, EntryPoint = "ne_toy_create_part")]
+    internal static partial Status ToyCreatePart(ContextHandle context, in ToyConfigNative config, long firstInstance,
+        long totalInstances, ReadOnlySpan<float> importance, long importanceCount,
+        ReadOnlySpan<float> featureProbability, long probabilityCount, out ToyHandle toy);
+
     [LibraryImport(Library, EntryPoint = "ne_toy_destroy")]
     internal static partial Status ToyDestroy(IntPtr toy);
 
@@ -114,6 +119,11 @@ internal static partial class NativeMethods
     [LibraryImport(Library, EntryPoint = "ne_moe_create")]
     internal static partial Status MoeCreate(ContextHandle context, in MoeConfigNative config,
         ReadOnlySpan<float> importance, long importanceCount,
+        ReadOnlySpan<float> featureProbability, long probabilityCount, out MoeHandle moe);
+
+    [LibraryImport(Library, EntryPoint = "ne_moe_create_part")]
+    internal static partial Status MoeCreatePart(ContextHandle context, in MoeConfigNative config, long firstInstance,
+        long totalInstances, ReadOnlySpan<float> importance, long importanceCount,
         ReadOnlySpan<float> featureProbability, long probabilityCount, out MoeHandle moe);
 
     [LibraryImport(Library, EntryPoint = "ne_moe_destroy")]
@@ -179,7 +189,7 @@ internal static partial class NativeMethods
         ReadOnlySpan<float> bEnc, long bEncCount, ReadOnlySpan<float> wDec, long decCount, ReadOnlySpan<float> bDec,
         long bDecCount, ReadOnlySpan<float> threshold, long thresholdCount, ReadOnlySpan<byte> state, long bytes);
 
-    // ---- synthetic activations with a known ground truth (ABI 4) ----
+    // ---- synthetic activations with a known ground truth (ABI 5) ----
 
     [LibraryImport(Library, EntryPoint = "ne_synth_config_size")]
     internal static partial nuint SynthConfigSize();
@@ -215,6 +225,60 @@ internal static partial class NativeMethods
     [LibraryImport(Library, EntryPoint = "ne_sae_train_step_synth")]
     internal static partial Status SaeTrainStepSynth(SaeHandle sae, SynthHandle synth, long firstSample, float scale,
         float lr, out SaeStats stats);
+
+    [LibraryImport(Library, EntryPoint = "ne_sae_create_sharded")]
+    internal static partial Status SaeCreateSharded(ContextHandle context, in SaeConfigNative config, IntPtr latents,
+        IntPtr data, out SaeHandle sae);
+
+    [LibraryImport(Library, EntryPoint = "ne_sae_shard")]
+    internal static partial Status SaeShard(SaeHandle sae, out long first, out long count);
+
+    [LibraryImport(Library, EntryPoint = "ne_mpi_info_size")]
+    internal static partial nuint MpiInfoSize();
+
+    [LibraryImport(Library, EntryPoint = "ne_comm_counters_size")]
+    internal static partial nuint CommCountersSize();
+
+    [LibraryImport(Library, EntryPoint = "ne_mpi_query")]
+    internal static partial Status MpiQuery(out MpiInfoNative info);
+
+    [LibraryImport(Library, EntryPoint = "ne_comm_world")]
+    internal static partial Status CommWorld(out CommHandle comm);
+
+    [LibraryImport(Library, EntryPoint = "ne_comm_split")]
+    internal static partial Status CommSplit(CommHandle comm, int color, int key, out CommHandle part);
+
+    [LibraryImport(Library, EntryPoint = "ne_comm_destroy")]
+    internal static partial Status CommDestroy(IntPtr comm);
+
+    [LibraryImport(Library, EntryPoint = "ne_comm_rank")]
+    internal static partial Status CommRank(CommHandle comm, out int rank, out int size);
+
+    [LibraryImport(Library, EntryPoint = "ne_comm_allreduce")]
+    internal static unsafe partial Status CommAllreduce(CommHandle comm, void* buffer, long count, int type, int op);
+
+    [LibraryImport(Library, EntryPoint = "ne_comm_allgather")]
+    internal static partial Status CommAllgather(CommHandle comm, ReadOnlySpan<byte> send, long bytes, Span<byte> receive,
+        long receiveBytes);
+
+    [LibraryImport(Library, EntryPoint = "ne_comm_gather")]
+    internal static partial Status CommGather(CommHandle comm, ReadOnlySpan<byte> send, long bytes, Span<byte> receive,
+        long receiveBytes, int root);
+
+    [LibraryImport(Library, EntryPoint = "ne_comm_broadcast")]
+    internal static partial Status CommBroadcast(CommHandle comm, Span<byte> buffer, long bytes, int root);
+
+    [LibraryImport(Library, EntryPoint = "ne_comm_barrier")]
+    internal static partial Status CommBarrier(CommHandle comm);
+
+    [LibraryImport(Library, EntryPoint = "ne_comm_counters_get")]
+    internal static partial Status CommCounters(CommHandle comm, out CommCountersNative counters);
+
+    [LibraryImport(Library, EntryPoint = "ne_comm_abort")]
+    internal static partial Status CommAbort(CommHandle comm, int code);
+
+    [LibraryImport(Library, EntryPoint = "ne_mpi_finalize")]
+    internal static partial Status MpiFinalize();
 
     [LibraryImport(Library, EntryPoint = "ne_sgemm")]
     internal static partial Status Sgemm(ContextHandle context, long m, long n, long k, ReadOnlySpan<float> a, long aCount,

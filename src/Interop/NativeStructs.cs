@@ -18,6 +18,45 @@ public struct RuntimeInfoNative
     public int Reserved;
 }
 
+[InlineArray(256)]
+public struct MpiText
+{
+    private byte _first;
+
+    public override readonly string ToString()
+    {
+        ReadOnlySpan<byte> bytes = this;
+        var end = bytes.IndexOf((byte)0);
+        return Encoding.UTF8.GetString(end < 0 ? bytes : bytes[..end]);
+    }
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct MpiInfoNative
+{
+    public int PluginFound;
+    public int PluginLoaded;
+    public int Launched;
+    public int Initialized;
+    public int WorldRank;
+    public int WorldSize;
+    public MpiText Library;
+    public MpiText Reason;
+    public int NcclLoaded;
+    public int Reserved;
+    public MpiText Nccl;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct CommCountersNative
+{
+    public long Calls;
+    public long AllreduceBytes;
+    public long AllgatherBytes;
+    public long BroadcastBytes;
+    public long BestBytes;
+}
+
 [InlineArray(128)]
 public struct DeviceName
 {

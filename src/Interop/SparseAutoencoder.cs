@@ -46,18 +46,41 @@ public sealed record SaeModelSpec(
 /// Threshold [d_sae] (jumprelu: θ; batchtopk: the inference threshold repeated).</summary>
 public sealed record SaeParameters(float[] WEnc, float[] BEnc, float[] WDec, float[] BDec, float[] Threshold);
 
-/// <summary>A sparse autoencoder trained one caller-supplied batch at a time.</summary>
+/// <summary>A sparse autoencoder trained one caller-supplied batch at a time; or this rank's part of one split across
+/// ranks (<c>ne_sae_create_sharded</c>), whose parameters, state and fire counts are its shard's.</summary>
 public sealed class SparseAutoencoder : IDisposable
 {
     private readonly SaeHandle _handle;
+    private readonly Communicator? _latents, _data;  // kept alive as long as the model
 
+    /// <summary>The whole dictionary's spec (DSae: every latent; BatchSize: this rank's tokens per step).</summary>
     public SaeModelSpec Spec { get; }
+
+    /// <summary>This rank's latents: [First, First + Count) of d_sae (all of them in one process).</summary>
+    public (long First, int Count) Shard { get; }
 
     public SparseAutoencoder(EngineContext context, SaeModelSpec spec)
     {
         Spec = spec;
         var native = spec.ToNative();
         NativeEngineException.ThrowIfFailed(NativeMethods.SaeCreate(context.Handle, in native, out _handle));
+        Shard = (0, spec.DSae);
+    }
+
+    /// <summary>This rank's part of an SAE split over <paramref name="latents"/> (each holds d_sae / size latents and
+    /// sees the same tokens) and <paramref name="data"/> (each passes its own batch; gradients summed); either may be
+    /// null. Every rank of both must make the same calls in the same order.</summary>
+    public SparseAutoencoder(EngineContext context, SaeModelSpec spec, Communicator? latents, Communicator? data)
+    {
+        Spec = spec;
+        _latents = latents;
+        _data = data;
+        var native = spec.ToNative();
+        NativeEngineException.ThrowIfFailed(NativeMethods.SaeCreateSharded(context.Handle, in native,
+            latents?.Handle.DangerousGetHandle() ?? IntPtr.Zero, data?.Handle.DangerousGetHandle() ?? IntPtr.Zero,
+            out _handle));
+        NativeEngineException.ThrowIfFailed(NativeMethods.SaeShard(_handle, out var first, out var count));
+        Shard = (first, (int)count);
     }
 
     /// <summary>b_dec from a sample [tokens][d_in]: the mean, or the geometric median.</summary>
@@ -101,9 +124,10 @@ public sealed class SparseAutoencoder : IDisposable
         return stats;
     }
 
+    /// <summary>This rank's latents' parameters (all of them in one process).</summary>
     public SaeParameters GetParameters()
     {
-        long d = Spec.DIn, m = Spec.DSae;
+        long d = Spec.DIn, m = Shard.Count;
         var p = new SaeParameters(new float[d * m], new float[m], new float[m * d], new float[d], new float[m]);
         NativeEngineException.ThrowIfFailed(NativeMethods.SaeGetParams(_handle, p.WEnc, p.WEnc.Length, p.BEnc,
             p.BEnc.Length, p.WDec, p.WDec.Length, p.BDec, p.BDec.Length, p.Threshold, p.Threshold.Length));

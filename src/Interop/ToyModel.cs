@@ -67,6 +67,18 @@ public sealed class ToyModel : IDisposable
             importance.Length, featureProbability, featureProbability.Length, out _handle));
     }
 
+    /// <summary>A part of a batch split across ranks: the spec's NInstances instances (with their rows of importance
+    /// and featureProbability) are [firstInstance, firstInstance + NInstances) of totalInstances, and train exactly as
+    /// those instances of the whole would (the same initial values and data streams).</summary>
+    public ToyModel(EngineContext context, ToyModelSpec spec, long firstInstance, long totalInstances,
+        ReadOnlySpan<float> importance, ReadOnlySpan<float> featureProbability)
+    {
+        Spec = spec;
+        var native = spec.ToNative();
+        NativeEngineException.ThrowIfFailed(NativeMethods.ToyCreatePart(context.Handle, in native, firstInstance,
+            totalInstances, importance, importance.Length, featureProbability, featureProbability.Length, out _handle));
+    }
+
     /// <summary>The L1 coefficient λ of each instance: training adds λ·mean‖h‖₁ to the loss.</summary>
     public void SetL1(ReadOnlySpan<float> l1) =>
         NativeEngineException.ThrowIfFailed(NativeMethods.ToySetL1(_handle, l1, l1.Length));

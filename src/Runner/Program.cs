@@ -16,7 +16,19 @@ public static class Program
         var noColor = !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("NO_COLOR"));
         var output = Console(System.Console.Out, System.Console.IsOutputRedirected, noColor);
         var errors = Console(System.Console.Error, System.Console.IsErrorRedirected, noColor);
-        return Run(args, output, errors);
+        // Under mpirun or srun only the first rank prints; the others speak only when they fail (Report).
+        if (LaunchedRank() > 0) (output, errors) = (Console(TextWriter.Null, true, true), Console(TextWriter.Null, true, true));
+        var code = Run(args, output, errors);
+        if (Communicator.WorldStarted) Communicator.FinalizeMpi();
+        return code;
+    }
+
+    /// <summary>This process's rank as the MPI launcher set it (before MPI starts), or -1 when not launched by one.</summary>
+    private static int LaunchedRank()
+    {
+        foreach (var name in new[] { "OMPI_COMM_WORLD_RANK", "PMI_RANK", "PMIX_RANK", "SLURM_PROCID" })
+            if (int.TryParse(Environment.GetEnvironmentVariable(name), out var rank)) return rank;
+        return -1;
     }
 
     private static IAnsiConsole Console(TextWriter writer, bool redirected, bool noColor)
@@ -115,6 +127,16 @@ public static class Program
                                     (verbose ? "please report it with the trace below" : "rerun with --verbose for the stack trace and report it"),
                 ExitCodes.Internal),
         };
+        if (Communicator.WorldStarted && Communicator.World.Size > 1 && e is not NonFiniteException { EveryRank: true })
+        {
+            // One rank's error ends the run on every rank (MPI_Abort with this exit code), so none waits in a collective
+            // for this one. The other ranks print nothing, so this goes to the process's own error stream.
+            var world = Communicator.World;
+            System.Console.Error.WriteLine($"rank {world.Rank} of {world.Size}: {kind}: {message}; ending every rank");
+            if (verbose) System.Console.Error.WriteLine(e.ToString());
+            System.Console.Error.Flush();
+            world.Abort(code);
+        }
         if (Cli.Decorated(errors)) errors.MarkupLine($"[red]{Markup.Escape(kind)}:[/] {Markup.Escape(message)}");
         else errors.Profile.Out.Writer.WriteLine($"{kind}: {message}");
         if (verbose) errors.Profile.Out.Writer.WriteLine(e.ToString());

@@ -65,7 +65,7 @@ public class BenchTests
     }
 
     private static readonly string[] RowFields =
-        ["benchmark", "name", "command", "workload", "unit", "flops", "nativeengine", "peer"];
+        ["benchmark", "name", "command", "workload", "unit", "flops", "nativeengine", "peer", "peers"];
 
     private static void AssertRowSchema(JsonElement row)
     {
@@ -81,6 +81,9 @@ public class BenchTests
         Assert.That(ours.GetProperty("gflops").GetDouble(), Is.GreaterThan(0));
         Assert.That(ours.GetProperty("share_of_peak").GetDouble(), Is.GreaterThan(0));
         Assert.That(row.GetProperty("peer").GetProperty("status").GetString(), Is.Not.Empty);
+        Assert.That(row.GetProperty("peers").GetArrayLength(), Is.GreaterThan(0));
+        foreach (var peer in row.GetProperty("peers").EnumerateArray())
+            Assert.That(peer.GetProperty("status").GetString(), Is.Not.Empty);
     }
 
     private static void AssertPeakSchema(JsonElement root)
@@ -161,14 +164,54 @@ public class BenchTests
     }
 
     [Test]
+    public void BenchE2eTimesTheWholeCommandAndSaysWhatIsNotTraining()
+    {
+        var file = Path.Combine(TestSupport.TempDirectory("bench-e2e"), "e2e.json");
+        var (code, output) = Run("bench", "e2e", "--cases", "toy", "--steps", "3,5", "--config", "configs/paper/n20_m5_relu.json",
+            "--peer", "none", "--out", file);
+        Assert.That(code, Is.EqualTo(0), output);
+        var root = JsonDocument.Parse(File.ReadAllText(file)).RootElement;
+        Assert.That(root.GetProperty("benchmark").GetString(), Is.EqualTo("e2e"));
+        Assert.That(root.GetProperty("what").GetString(), Does.Contain("process start to exit"));
+        var rows = root.GetProperty("results").EnumerateArray().ToList();
+        Assert.That(rows.Select(r => r.GetProperty("name").GetString()),
+            Is.EqualTo(new[] { "toy n20_m5_relu, 3 steps", "toy n20_m5_relu, 5 steps" }));
+        foreach (var row in rows)
+        {
+            var ours = row.GetProperty("nativeengine");
+            Assert.That(ours.GetProperty("exit_code").GetInt32(), Is.EqualTo(0), row.ToString());
+            var wall = ours.GetProperty("wall_seconds").GetDouble();
+            var training = ours.GetProperty("training_seconds").GetDouble();
+            Assert.That(training, Is.GreaterThan(0).And.LessThan(wall), "training is part of the whole command");
+            Assert.That(ours.GetProperty("fixed_seconds").GetDouble(), Is.EqualTo(wall - training).Within(0.002));
+            Assert.That(row.GetProperty("peer").GetProperty("status").GetString(), Does.StartWith("not run"));
+            Assert.That(row.TryGetProperty("speedup", out _), Is.False, "no ratio without a peer");
+        }
+    }
+
+    [Test]
+    public void BenchE2eNamesBadCasesAndSteps()
+    {
+        var (code, output) = Run("bench", "e2e", "--cases", "toy,gpt", "--peer", "none");
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(output, Does.Contain("--cases has \"gpt\"; valid: toy, factorize, moe, demo"));
+        (code, output) = Run("bench", "e2e", "--steps", "0", "--peer", "none");
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(output, Does.Contain("--steps has 0; valid: step counts >= 1"));
+        (code, output) = Run("bench", "toy", "--steps", "5");
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(output, Does.Contain("--steps and --cases apply to bench e2e only"));
+    }
+
+    [Test]
     public void BenchNamesAnUnknownWorkloadAndMisplacedOptions()
     {
         var (code, output) = Run("bench", "gpt");
         Assert.That(code, Is.EqualTo(2));
-        Assert.That(output, Does.Contain("bench workload \"gpt\" is unknown; valid: toy, moe, factorize, dictionary, peak, read, all, table"));
+        Assert.That(output, Does.Contain("bench workload \"gpt\" is unknown; valid: toy, moe, factorize, dictionary, peak, read, all, e2e, table"));
         (code, output) = Run("bench", "factorize", "--config", "x.json");
         Assert.That(code, Is.EqualTo(2));
-        Assert.That(output, Does.Contain("--config applies to bench toy and bench moe only"));
+        Assert.That(output, Does.Contain("--config applies to bench toy, moe and e2e only"));
         (code, output) = Run("bench", "table");
         Assert.That(code, Is.EqualTo(2));
         Assert.That(output, Does.Contain("bench table needs result files"));

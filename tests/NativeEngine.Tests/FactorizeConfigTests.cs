@@ -245,3 +245,45 @@ public class FactorizeConfigTests
         Assert.That(ErrorOf(json), Does.Contain("\"format\" is missing and the files' extensions (.bin, .npy) do not name one"));
     }
 }
+
+/// <summary>"distributed": {"latent_shards": L}: read, written back, checked against d_sae and the process count.</summary>
+public class DistributedConfigTests
+{
+    private const string Config = """
+        { "data": { "synthetic": { "d": 32, "n_features": 64 } },
+          "sae": { "architecture": "topk", "d_sae": 96, "k": 4 },
+          "train": { "tokens": 4800, "batch_size": 240 },
+          "distributed": { "latent_shards": 3 } }
+        """;
+
+    [Test]
+    public void LatentShardsAreReadAndWrittenBack()
+    {
+        var c = FactorizeConfigLoader.Parse(Config, "f.json", "/base");
+        Assert.That(c.Distributed, Is.EqualTo(new DistributedSpec(3)));
+        var again = FactorizeConfigLoader.Parse(FactorizeConfigWriter.ToJson(c), "config.json", "/base");
+        Assert.That(again.Distributed, Is.EqualTo(c.Distributed));
+        Assert.That(FactorizeConfigWriter.ToJson(c with { Distributed = null }), Does.Not.Contain("distributed"),
+            "a one-process config is written as before");
+    }
+
+    [TestCase("\"latent_shards\": 3", "\"latent_shards\": 5", "\"distributed\": \"latent_shards\" is 5; it must divide sae.d_sae (96)")]
+    [TestCase("\"latent_shards\": 3", "\"latent_shards\": 0", "\"latent_shards\" is 0; valid: an integer in [1, 1048576]")]
+    [TestCase("\"latent_shards\": 3", "\"latent_shards\": 3, \"ranks\": 4", "unknown key \"ranks\"")]
+    public void BadValueIsNamed(string from, string to, string expected)
+    {
+        var error = Assert.Throws<ConfigException>(() => FactorizeConfigLoader.Parse(Config.Replace(from, to), "f.json", "/base"))!;
+        Assert.That(error.Message, Does.Contain(expected).And.Contain("f.json"));
+    }
+
+    [Test]
+    public void OneProcessCannotHoldSeveralLatentShards()
+    {
+        var dir = TestSupport.TempDirectory("one-process-shards");
+        var config = Path.Combine(dir, "f.json");
+        File.WriteAllText(config, Config);
+        var (code, output) = TestSupport.RunCli("factorize", "--config", config, "--out", Path.Combine(dir, "run"), "--backend", "cpu");
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(output, Does.Contain("distributed.latent_shards is 3, but this run has 1 process(es)"));
+    }
+}

@@ -118,6 +118,66 @@ public class FigureTests
     }
 
     [Test]
+    public void LargeGramHeatmapIsOnePixelPerCellInOneImage()
+    {
+        // 60 features: above the tooltip limit the cells are one PNG, pixel (i, j) coloured as rect (i, j) would be.
+        const int n = 60, m = 7;
+        var w = Random(n * m, 11);
+        var document = Parse(ToyFigures.GramHeatmap(w, n, m, "large"));
+        Assert.That(OfClass(document, "cell"), Is.Empty);
+        var image = OfClass(document, "cells").Single();
+        Assert.That(image.Name, Is.EqualTo(Svg + "image"));
+        var href = (string)image.Attribute("href")!;
+        Assert.That(href, Does.StartWith("data:image/png;base64,"));
+        var (width, height, rgb) = DecodePng(Convert.FromBase64String(href["data:image/png;base64,".Length..]));
+        Assert.That((width, height), Is.EqualTo((n, n)));
+        double Dot(int i, int j) => Enumerable.Range(0, m).Sum(k => (double)w[i * m + k] * w[j * m + k]);
+        var largest = Enumerable.Range(0, n).SelectMany(i => Enumerable.Range(0, n).Select(j => Math.Abs(Dot(i, j)))).Max();
+        var map = Palette.Diverging(Math.Max(1, largest));
+        foreach (var (i, j) in new[] { (0, 0), (0, 1), (5, 17), (n - 1, 3), (n - 1, n - 1) })
+        {
+            var expected = map.RgbAt(Dot(i, j));
+            var at = (i * n + j) * 3;
+            Assert.That((rgb[at], rgb[at + 1], rgb[at + 2]), Is.EqualTo((expected.R, expected.G, expected.B)), $"cell ({i}, {j})");
+        }
+    }
+
+    // Enough of PNG to read back what Formats.Png writes: IHDR's size, IDAT's zlib stream, filter type 0 rows.
+    private static (int Width, int Height, byte[] Rgb) DecodePng(byte[] png)
+    {
+        Assert.That(png[..8], Is.EqualTo(new byte[] { 0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A }));
+        int width = 0, height = 0;
+        var idat = new MemoryStream();
+        for (var at = 8; at < png.Length;)
+        {
+            var length = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(png.AsSpan(at));
+            var type = System.Text.Encoding.ASCII.GetString(png, at + 4, 4);
+            var data = png.AsSpan(at + 8, length);
+            if (type == "IHDR")
+            {
+                width = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(data);
+                height = System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(data[4..]);
+                Assert.That((data[8], data[9]), Is.EqualTo(((byte)8, (byte)2)), "8-bit RGB");
+            }
+            if (type == "IDAT") idat.Write(data);
+            at += 12 + length;
+        }
+        idat.Position = 0;
+        using var zlib = new System.IO.Compression.ZLibStream(idat, System.IO.Compression.CompressionMode.Decompress);
+        var raw = new MemoryStream();
+        zlib.CopyTo(raw);
+        var bytes = raw.ToArray();
+        Assert.That(bytes, Has.Length.EqualTo(height * (1 + width * 3)));
+        var rgb = new byte[width * height * 3];
+        for (var row = 0; row < height; row++)
+        {
+            Assert.That(bytes[row * (1 + width * 3)], Is.EqualTo(0), "filter: none");
+            Array.Copy(bytes, row * (1 + width * 3) + 1, rgb, row * width * 3, width * 3);
+        }
+        return (width, height, rgb);
+    }
+
+    [Test]
     public void GramHeatmapScaleGrowsBeyondOneOnlyWhenEntriesDo()
     {
         // Entries up to 4: the colour bar must reach 4, and a 1 is then no longer the darkest red.
@@ -292,7 +352,7 @@ public class FigureTests
         var bars = Parse(ToyFigures.FeatureNormBars(metrics.FeatureNorm, metrics.Superposition, "n = 200"));
         Assert.That(OfClass(bars, "bar"), Has.Count.EqualTo(n));
         var gram = Parse(ToyFigures.GramHeatmap(w, n, 20, "n = 200"));
-        Assert.That(OfClass(gram, "cell"), Has.Count.EqualTo(n * n));
+        Assert.That(OfClass(gram, "cells").Single().Name, Is.EqualTo(Svg + "image"), "n² cells as one image");
         foreach (var document in new[] { bars, gram })
         {
             // Vertical labels at least a line apart, horizontal ones at least their width apart.

@@ -2,11 +2,13 @@
 // into a status and a thread-local message) and nothing else.
 #include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <new>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "core/comm.h"
 #include "core/context.h"
 #include "core/cuda_devices.h"
 #include "core/error.h"
@@ -32,8 +34,16 @@ static_assert(sizeof(ne_toy_config) == 72, "ne_toy_config changed: update NE_ABI
 static_assert(sizeof(ne_moe_config) == 112, "ne_moe_config changed: update NE_ABI_VERSION and the bindings");
 static_assert(sizeof(ne_sae_config) == 104, "ne_sae_config changed: update NE_ABI_VERSION and the bindings");
 static_assert(sizeof(ne_sae_stats) == 56, "ne_sae_stats changed: update NE_ABI_VERSION and the bindings");
+static_assert(sizeof(ne_mpi_info) == 800, "ne_mpi_info changed: update NE_ABI_VERSION and the bindings");
+static_assert(sizeof(ne_comm_counters) == 40, "ne_comm_counters changed: update NE_ABI_VERSION and the bindings");
 static_assert(sizeof(ne_non_finite) == 24, "ne_non_finite changed: update NE_ABI_VERSION and the bindings");
 static_assert(sizeof(ne_synth_config) == 184, "ne_synth_config changed: update NE_ABI_VERSION and the bindings");
+
+// A communicator handle: the world's (never destroyed), or a part of it that the handle owns.
+struct ne_comm {
+    ne::Communicator* comm;
+    std::unique_ptr<ne::Communicator> owned;
+};
 
 namespace {
 
@@ -41,6 +51,12 @@ template <class T>
 T& deref(T* pointer, const char* name) {
     if (pointer == nullptr) ne::invalid(std::string(name) + " is null");
     return *pointer;
+}
+
+ne::Communicator* communicator(ne_comm* comm) { return comm != nullptr ? comm->comm : nullptr; }
+
+void check_bytes(const char* name, int64_t bytes) {
+    if (bytes < 0) ne::invalid(std::string(name) + " is " + std::to_string(bytes) + "; valid: >= 0");
 }
 
 }  // namespace
@@ -133,6 +149,18 @@ NE_API ne_status ne_toy_create(ne_context* ctx, const ne_toy_config* config, con
     });
 }
 
+NE_API ne_status ne_toy_create_part(ne_context* ctx, const ne_toy_config* config, int64_t first_instance,
+                                    int64_t total_instances, const float* importance, int64_t importance_count,
+                                    const float* feature_probability, int64_t probability_count, ne_toy** out) {
+    return ne::guarded(__func__, [&] {
+        auto& result = deref(out, "out");
+        result = nullptr;
+        if (total_instances < 1) ne::invalid("total_instances is " + std::to_string(total_instances) + "; valid: >= 1");
+        result = new ne_toy{ne::ToyModel(deref(ctx, "ctx"), deref(config, "config"), importance, importance_count,
+                                         feature_probability, probability_count, first_instance, total_instances)};
+    });
+}
+
 NE_API ne_status ne_toy_destroy(ne_toy* toy) {
     return ne::guarded(__func__, [&] { delete toy; });
 }
@@ -196,6 +224,18 @@ NE_API ne_status ne_moe_create(ne_context* ctx, const ne_moe_config* config, con
     });
 }
 
+NE_API ne_status ne_moe_create_part(ne_context* ctx, const ne_moe_config* config, int64_t first_instance,
+                                    int64_t total_instances, const float* importance, int64_t importance_count,
+                                    const float* feature_probability, int64_t probability_count, ne_moe** out) {
+    return ne::guarded(__func__, [&] {
+        auto& result = deref(out, "out");
+        result = nullptr;
+        if (total_instances < 1) ne::invalid("total_instances is " + std::to_string(total_instances) + "; valid: >= 1");
+        result = new ne_moe{ne::MoeModel(deref(ctx, "ctx"), deref(config, "config"), importance, importance_count,
+                                         feature_probability, probability_count, first_instance, total_instances)};
+    });
+}
+
 NE_API ne_status ne_moe_destroy(ne_moe* moe) {
     return ne::guarded(__func__, [&] { delete moe; });
 }
@@ -250,6 +290,24 @@ NE_API ne_status ne_sae_create(ne_context* ctx, const ne_sae_config* config, ne_
         auto& result = deref(out, "out");
         result = nullptr;
         result = new ne_sae{ne::SaeModel(deref(ctx, "ctx"), deref(config, "config"))};
+    });
+}
+
+NE_API ne_status ne_sae_create_sharded(ne_context* ctx, const ne_sae_config* config, ne_comm* latents, ne_comm* data,
+                                       ne_sae** out) {
+    return ne::guarded(__func__, [&] {
+        auto& result = deref(out, "out");
+        result = nullptr;
+        result = new ne_sae{ne::SaeModel(deref(ctx, "ctx"), deref(config, "config"), communicator(latents),
+                                         communicator(data))};
+    });
+}
+
+NE_API ne_status ne_sae_shard(const ne_sae* sae, int64_t* first, int64_t* count) {
+    return ne::guarded(__func__, [&] {
+        const auto& model = deref(sae, "sae").model;
+        deref(first, "first") = model.first_latent();
+        deref(count, "count") = model.latents();
     });
 }
 
@@ -317,7 +375,7 @@ NE_API ne_status ne_sae_restore(ne_sae* sae, const float* W_enc, int64_t enc_cou
     });
 }
 
-// ---- synthetic activations with a known ground truth (ABI 4) ---------------------------------------------------
+// ---- synthetic activations with a known ground truth (ABI 5) ---------------------------------------------------
 
 NE_API size_t ne_synth_config_size(void) { return sizeof(ne_synth_config); }
 
@@ -398,6 +456,105 @@ NE_API ne_status ne_sae_train_step_synth(ne_sae* sae, const ne_synth* synth, int
             deref(sae, "sae").model.train_step_synth(deref(synth, "synth").model, first_sample, scale, lr);
         if (stats != nullptr) *stats = result;
     });
+}
+
+NE_API size_t ne_mpi_info_size(void) { return sizeof(ne_mpi_info); }
+NE_API size_t ne_comm_counters_size(void) { return sizeof(ne_comm_counters); }
+
+NE_API ne_status ne_mpi_query(ne_mpi_info* out) {
+    return ne::guarded(__func__, [&] { deref(out, "out") = ne::mpi_info(); });
+}
+
+NE_API ne_status ne_comm_world(ne_comm** out) {
+    return ne::guarded(__func__, [&] {
+        auto& result = deref(out, "out");
+        result = nullptr;
+        result = new ne_comm{&ne::world(), nullptr};
+    });
+}
+
+NE_API ne_status ne_comm_split(ne_comm* comm, int32_t color, int32_t key, ne_comm** out) {
+    return ne::guarded(__func__, [&] {
+        auto& result = deref(out, "out");
+        result = nullptr;
+        auto part = deref(comm, "comm").comm->split(color, key);
+        ne::Communicator* raw = part.get();
+        result = new ne_comm{raw, std::move(part)};
+    });
+}
+
+NE_API ne_status ne_comm_destroy(ne_comm* comm) {
+    return ne::guarded(__func__, [&] { delete comm; });
+}
+
+NE_API ne_status ne_comm_rank(const ne_comm* comm, int32_t* rank, int32_t* size) {
+    return ne::guarded(__func__, [&] {
+        const ne::Communicator& c = *deref(comm, "comm").comm;
+        deref(rank, "rank") = c.rank();
+        deref(size, "size") = c.size();
+    });
+}
+
+NE_API ne_status ne_comm_allreduce(ne_comm* comm, void* buffer, int64_t count, int32_t type, int32_t op) {
+    return ne::guarded(__func__, [&] {
+        ne::Communicator& c = *deref(comm, "comm").comm;
+        if (count < 0) ne::invalid("count is " + std::to_string(count) + "; valid: >= 0");
+        if (count > 0 && buffer == nullptr) ne::invalid("buffer is null");
+        c.allreduce(buffer, count, type, op);
+    });
+}
+
+NE_API ne_status ne_comm_allgather(ne_comm* comm, const void* send, int64_t bytes, void* receive,
+                                   int64_t receive_bytes) {
+    return ne::guarded(__func__, [&] {
+        ne::Communicator& c = *deref(comm, "comm").comm;
+        check_bytes("bytes", bytes);
+        if (receive_bytes != bytes * c.size())
+            ne::invalid("receive_bytes is " + std::to_string(receive_bytes) + "; expected size * bytes = " +
+                        std::to_string(bytes * c.size()));
+        if (bytes > 0 && (send == nullptr || receive == nullptr)) ne::invalid("send or receive is null");
+        c.allgather(send, bytes, receive);
+    });
+}
+
+NE_API ne_status ne_comm_gather(ne_comm* comm, const void* send, int64_t bytes, void* receive, int64_t receive_bytes,
+                                int32_t root) {
+    return ne::guarded(__func__, [&] {
+        ne::Communicator& c = *deref(comm, "comm").comm;
+        check_bytes("bytes", bytes);
+        const bool here = c.rank() == root;
+        const int64_t expected = here ? bytes * c.size() : 0;
+        if (here ? receive_bytes != expected : receive_bytes != 0 && receive_bytes != bytes * c.size())
+            ne::invalid("receive_bytes is " + std::to_string(receive_bytes) + "; expected " +
+                        std::to_string(expected) + (here ? " (size * bytes) on the root" : " off the root"));
+        if (bytes > 0 && (send == nullptr || (here && receive == nullptr))) ne::invalid("send or receive is null");
+        c.gather(send, bytes, receive, root);
+    });
+}
+
+NE_API ne_status ne_comm_broadcast(ne_comm* comm, void* buffer, int64_t bytes, int32_t root) {
+    return ne::guarded(__func__, [&] {
+        ne::Communicator& c = *deref(comm, "comm").comm;
+        check_bytes("bytes", bytes);
+        if (bytes > 0 && buffer == nullptr) ne::invalid("buffer is null");
+        c.broadcast(buffer, bytes, root);
+    });
+}
+
+NE_API ne_status ne_comm_barrier(ne_comm* comm) {
+    return ne::guarded(__func__, [&] { deref(comm, "comm").comm->barrier(); });
+}
+
+NE_API ne_status ne_comm_counters_get(const ne_comm* comm, ne_comm_counters* out) {
+    return ne::guarded(__func__, [&] { deref(out, "out") = deref(comm, "comm").comm->counters(); });
+}
+
+NE_API ne_status ne_comm_abort(ne_comm* comm, int32_t code) {
+    return ne::guarded(__func__, [&] { deref(comm, "comm").comm->abort(code); });
+}
+
+NE_API ne_status ne_mpi_finalize(void) {
+    return ne::guarded(__func__, [&] { ne::mpi_finalize(); });
 }
 
 NE_API ne_status ne_sgemm(ne_context* ctx, int64_t m, int64_t n, int64_t k, const float* A, int64_t a_count,

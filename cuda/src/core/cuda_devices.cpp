@@ -1,5 +1,8 @@
 #include "core/cuda_devices.h"
 
+#include <dlfcn.h>
+#include <sys/stat.h>
+
 #include <mutex>
 #include <string>
 
@@ -16,15 +19,45 @@ struct DeviceState {
     std::string reason;
 };
 
+// Why the CUDA driver offers no device, or "" when it offers one. Asked before the plugin is loaded: loading it
+// maps cuBLAS (hundreds of MB) into the process, which on a machine with the toolkit but no GPU costs every run
+// a good part of a second for nothing. The driver's own count (cuInit, cuDeviceGetCount) is what the CUDA runtime
+// would report; the driver library stays loaded for the plugin.
+std::string driver_unavailable() {
+    void* driver = dlopen("libcuda.so.1", RTLD_LAZY | RTLD_LOCAL);
+    if (driver == nullptr) {
+        const char* why = dlerror();
+        return std::string("no CUDA driver (libcuda.so.1: ") + (why ? why : "not found") + ")";
+    }
+    using init_fn = int (*)(unsigned int);
+    using count_fn = int (*)(int*);
+    const auto init = reinterpret_cast<init_fn>(dlsym(driver, "cuInit"));
+    const auto count = reinterpret_cast<count_fn>(dlsym(driver, "cuDeviceGetCount"));
+    if (init == nullptr || count == nullptr) return "no CUDA driver (libcuda.so.1 exports no cuInit/cuDeviceGetCount)";
+    if (const int status = init(0); status != 0)
+        return "no CUDA device: the driver's cuInit returned " + std::to_string(status) +
+               (status == 100 ? " (CUDA_ERROR_NO_DEVICE)" : "");
+    int devices = 0;
+    if (const int status = count(&devices); status != 0)
+        return "no CUDA device: the driver's cuDeviceGetCount returned " + std::to_string(status);
+    return devices > 0 ? "" : "no CUDA device: the driver reports 0 devices";
+}
+
 DeviceState load() {
     DeviceState state;
-    const Plugin& plugin = Plugin::get(NE_CUDA_PLUGIN_FILE);
-    state.found = plugin.found();
-    if (!plugin.found()) {
-        state.reason = "the CUDA backend was not built (no " + plugin.path() +
+    const std::string path = library_directory() + "/" + NE_CUDA_PLUGIN_FILE;
+    struct stat st{};
+    if (stat(path.c_str(), &st) != 0) {
+        state.reason = "the CUDA backend was not built (no " + path +
                        "); rebuild with a CUDA compiler present or -DNE_CUDA=ON";
         return state;
     }
+    state.found = true;
+    if (std::string why = driver_unavailable(); !why.empty()) {
+        state.reason = why;
+        return state;
+    }
+    const Plugin& plugin = Plugin::get(NE_CUDA_PLUGIN_FILE);
     if (!plugin.loaded()) {
         state.reason = plugin.reason();
         // The plugin links the CUDA runtime statically, but the driver and cuBLAS dynamically.
@@ -65,6 +98,11 @@ bool CudaDevices::found() { return state().found; }
 bool CudaDevices::loaded() { return state().table != nullptr; }
 int32_t CudaDevices::count() { return state().devices; }
 const char* CudaDevices::unavailable_reason() { return state().reason.c_str(); }
+
+const ne_cuda_device_table& CudaDevices::table() {
+    if (!loaded()) fail(NE_ERR_BACKEND_UNAVAILABLE, unavailable_reason());
+    return *state().table;
+}
 
 ne_device_info CudaDevices::info(int32_t device) {
     if (!loaded()) fail(NE_ERR_BACKEND_UNAVAILABLE, unavailable_reason());

@@ -9,7 +9,8 @@ namespace ne {
 
 class Plugin {
 public:
-    // The plugin `file` (e.g. "libnativeengine_cuda.so") from the directory of libnativeengine, loaded once per
+    // The plugin `file` (e.g. "libnativeengine_cuda.so") from the directory of libnativeengine (or NE_PLUGIN_DIR when
+    // set), loaded once per
     // process on first use (thread-safe) and kept loaded. Never throws: a plugin that is absent or fails to load
     // is reported by found() and reason().
     static const Plugin& get(const std::string& file);

@@ -1,6 +1,7 @@
-// CPU backend of the mixture-of-experts toy models. moe_loss_and_grad is the readable reference the CUDA
-// kernel is tested against and the backend trains with: OpenMP over instances, tokens in order, so routing,
-// capacity and every sum are deterministic.
+// CPU backend of the mixture-of-experts toy models. moe_loss_and_grad is the readable reference: tokens in order,
+// so routing, capacity and every sum are deterministic; the CUDA kernel is tested against it. The backend trains
+// and evaluates with the grouped kernel (moe_grouped.cpp), which gives the reference's results to the bit, with
+// OpenMP over instances.
 #include <omp.h>
 
 #include <algorithm>
@@ -253,8 +254,10 @@ public:
                     NE_NVTX_RANGE("moe.forward_backward");
                     batch = run_batch(inst, Stream::kTrain, step, true, s);
                 }
-                // A step with a loss that is not finite is not applied, and the instance stops there.
-                if (!std::isfinite(batch.task + batch.l1 + batch.balance + batch.z)) {
+                // Training skips summing the loss terms, so (as on CUDA) a step whose gradient is not finite is
+                // the one not applied, reported as the loss's, and the instance stops there.
+                if (!all_finite(s.gW.data(), sizes_.W) || !all_finite(s.gb.data(), sizes_.b) ||
+                    !all_finite(s.ggate.data(), sizes_.gate) || !all_finite(s.gnoise.data(), sizes_.gate)) {
                     non_finite_[inst] = ne_non_finite{step + 1, inst, NE_NON_FINITE_LOSS, 0};
                     break;
                 }
@@ -335,26 +338,29 @@ public:
 private:
     struct Scratch {
         std::vector<float> x, normal, jitter, gW, gb, ggate, gnoise;
+        MoeWorkspace<float> workspace;
     };
 
     MoeBatch run_batch(int64_t inst, Stream stream, int64_t step, bool training, Scratch& s) {
         toy_generate_batch(shape_, data_.probability.data() + inst * shape_.n,
                            data_.rules.empty() ? nullptr : data_.rules.data(), stream, step, inst, s.x.data());
         // Router noise is a training device: evaluation routes on the clean logits.
-        if (training) moe_router_noise(spec_, shape_.seed, stream, step, inst, s.normal, s.jitter);
+        if (training) moe_router_noise(spec_, shape_.seed, stream, step, shape_.first_instance + inst, s.normal, s.jitter);
         else s.normal.clear(), s.jitter.clear();
         const MoeParams<float> params{W_.data() + inst * sizes_.W, b_.data() + inst * sizes_.b,
                                       gate_.data() + inst * sizes_.gate, noise_.data() + inst * sizes_.gate,
                                       bias_.data() + inst * sizes_.bias};
         MoeGrads<float> grads{s.gW.data(), s.gb.data(), s.ggate.data(), s.gnoise.data()};
-        return moe_loss_and_grad<float>(spec_, params, data_.importance.data() + inst * shape_.n, data_.l1[inst],
-                                        s.x.data(), s.normal.empty() ? nullptr : s.normal.data(),
-                                        s.jitter.empty() ? nullptr : s.jitter.data(), training ? &grads : nullptr);
+        // Training reads only the gradients and the load, so it skips summing the loss terms.
+        return moe_loss_and_grad_grouped<float>(spec_, params, data_.importance.data() + inst * shape_.n,
+                                                data_.l1[inst], s.x.data(), s.normal.empty() ? nullptr : s.normal.data(),
+                                                s.jitter.empty() ? nullptr : s.jitter.data(),
+                                                training ? &grads : nullptr, s.workspace, nullptr, !training);
     }
 
-    // As CpuToy::run_instances. The reference allocates its scratch per batch, so an exception (an allocation
-    // failure) can arise inside the parallel region: it is caught there and rethrown after it, because one
-    // escaping an OpenMP region would end the process.
+    // As CpuToy::run_instances. The kernel sizes its workspace on the first batch (and the reference allocates
+    // per batch), so an exception (an allocation failure) can arise inside the parallel region: it is caught
+    // there and rethrown after it, because one escaping an OpenMP region would end the process.
     template <class Body>
     void run_instances(Body&& body) {
         const int threads = std::max(1, std::min<int>(omp_get_max_threads(), static_cast<int>(instances_)));

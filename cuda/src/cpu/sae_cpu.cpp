@@ -15,8 +15,8 @@
 
 namespace ne {
 
-void SaeTensors::resize(const SaeSpec& spec) {
-    W_enc.assign(spec.d * spec.m, 0.0f);
+void SaeTensors::resize(const SaeSpec& spec, bool encoder_panels) {
+    W_enc.assign(encoder_panels ? sae_panel_elements(spec.d, spec.m) : spec.d * spec.m, 0.0f);
     b_enc.assign(spec.m, 0.0f);
     W_dec.assign(spec.m * spec.d, 0.0f);
     b_dec.assign(spec.d, 0.0f);
@@ -345,7 +345,7 @@ template void sae_project_decoder_grad<float>(int64_t, int64_t, const float*, fl
 template void sae_project_decoder_grad<double>(int64_t, int64_t, const double*, double*);
 
 void sae_adam_update(const SaeSpec& spec, SaeTensors& p, const SaeTensors& g, SaeTensors& m1, SaeTensors& m2,
-                     const AdamStep& step, const uint8_t* touched) {
+                     const AdamStep& step, const uint8_t* touched, bool encoder_panels) {
     const int64_t d = spec.d, m = spec.m;
     auto dense = [&](std::vector<float>& param, const std::vector<float>& grad, std::vector<float>& a,
                      std::vector<float>& b) {
@@ -375,20 +375,26 @@ void sae_adam_update(const SaeSpec& spec, SaeTensors& p, const SaeTensors& g, Sa
         adam_update(p.b_enc[j], g.b_enc[j], m1.b_enc[j], m2.b_enc[j], step);
         if (jump) adam_update(p.log_threshold[j], g.log_threshold[j], m1.log_threshold[j], m2.log_threshold[j], step);
     }
-    // W_enc is [d][m]: a touched latent is a column, so walk rows of W_enc and the touched columns in each.
-#pragma omp parallel for schedule(static) if (parallel)
-    for (int64_t i = 0; i < d; ++i)
-        for (int64_t j : rows) {
-            const int64_t e = i * m + j;
-            adam_update(p.W_enc[e], g.W_enc[e], m1.W_enc[e], m2.W_enc[e], step);
-        }
+    // A touched latent is a column of W_enc: of [d][m] (one block of width m), or of its panel ([d][width] blocks
+    // side by side). Walk the rows of each block and, in each row, the block's touched columns (a run of `rows`).
+    const int64_t width = encoder_panels ? sae_panel_width() : m, blocks = (m + width - 1) / width;
+    std::vector<int64_t> first(blocks + 1, count);  // rows[first[b] .. first[b + 1]) are block b's
+    for (int64_t q = count - 1; q >= 0; --q) first[rows[q] / width] = q;
+    for (int64_t b = blocks - 1; b >= 0; --b) first[b] = std::min(first[b], first[b + 1]);
+#pragma omp parallel for collapse(2) schedule(static) if (parallel)
+    for (int64_t b = 0; b < blocks; ++b)
+        for (int64_t i = 0; i < d; ++i)
+            for (int64_t q = first[b]; q < first[b + 1]; ++q) {
+                const int64_t e = (b * d + i) * width + rows[q] - b * width;
+                adam_update(p.W_enc[e], g.W_enc[e], m1.W_enc[e], m2.W_enc[e], step);
+            }
 }
 
-void sae_init(const SaeSpec& spec, uint64_t seed, SaeTensors& p, float initial_threshold) {
+void sae_init(const SaeSpec& spec, uint64_t seed, SaeTensors& p, float initial_threshold, int64_t first_latent) {
     const int64_t d = spec.d, m = spec.m;
     p.resize(spec);
     constexpr uint32_t kDecoderTensor = 16;  // init-stream key of the SAE decoder (toy and MoE use 0..2)
-    p.W_dec = normal_init(seed, kDecoderTensor, m * d, 1.0);
+    p.W_dec = normal_init(seed, kDecoderTensor, m * d, 1.0, first_latent * d);
     sae_normalize_decoder(m, d, p.W_dec.data());
     for (int64_t i = 0; i < d; ++i)
         for (int64_t j = 0; j < m; ++j) p.W_enc[i * m + j] = p.W_dec[j * d + i];

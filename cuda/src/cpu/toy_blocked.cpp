@@ -10,122 +10,18 @@
 // batch.
 #include <algorithm>
 #include <cmath>
-#include <cstring>
-#include <type_traits>
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
+#include "cpu/lanes.h"
 #include "models/toy.h"
 
 namespace ne {
 namespace {
 
-constexpr int64_t kLanes = 16;  // samples per block: one AVX-512 register of floats
+using namespace lanes;
+
 constexpr int64_t kRows = 4;    // features per register tile
 constexpr int64_t kCols = 4;    // hidden units per register tile
 constexpr int64_t kChunk = 16;  // blocks whose activations are kept for one pass of the gradient tiles
-
-// kLanes values, one per sample, as one GCC/Clang vector: the compiler maps it to the widest registers the
-// target has, with no intrinsics.
-template <typename T>
-struct LanesOf {
-    typedef T type __attribute__((vector_size(kLanes * sizeof(T))));
-};
-template <typename T>
-using Lanes = typename LanesOf<T>::type;
-
-template <typename T>
-inline Lanes<T> load(const T* p) {
-    Lanes<T> v;
-    std::memcpy(&v, p, sizeof v);
-    return v;
-}
-
-template <typename T>
-inline void store(T* p, const Lanes<T>& v) {
-    std::memcpy(p, &v, sizeof v);
-}
-
-template <typename T>
-inline T lane_sum(const Lanes<T>& v) {
-    T sum = T(0);
-    for (int64_t l = 0; l < kLanes; ++l) sum += v[l];
-    return sum;
-}
-
-template <typename T>
-inline bool any_nonzero(const Lanes<T>& v) {
-#if defined(__AVX512F__)
-    if constexpr (std::is_same_v<T, float>) {
-        __m512 r;
-        std::memcpy(&r, &v, sizeof r);
-        return _mm512_cmp_ps_mask(r, _mm512_setzero_ps(), _CMP_NEQ_UQ) != 0;
-    }
-#endif
-    for (int64_t l = 0; l < kLanes; ++l)
-        if (v[l] != T(0)) return true;
-    return false;
-}
-
-inline int64_t round_up(int64_t v, int64_t multiple) { return (v + multiple - 1) / multiple * multiple; }
-
-// xt[i][l] = x[l][i] for the block's `rows` samples (rows x n, n apart), zero in lanes past them.
-template <typename T>
-void transpose_block(const T* x, int64_t rows, int64_t n, T* xt) {
-#if defined(__AVX512F__)
-    if constexpr (std::is_same_v<T, float>) {
-        // 16 x 16 tiles, transposed by swapping the off-diagonal b x b blocks of every 2b x 2b block for
-        // b = 8, 4, 2, 1 (two two-source permutes per pair of rows per stage).
-        static_assert(kLanes == 16, "the tile transpose assumes 16 lanes");
-        struct Picks {
-            alignas(64) int32_t low[4][16], high[4][16];
-            Picks() {
-                for (int stage = 0; stage < 4; ++stage) {
-                    const int b = 8 >> stage;
-                    for (int j = 0; j < 16; ++j) {
-                        const int group = j / (2 * b) * (2 * b), offset = j % (2 * b);
-                        low[stage][j] = offset < b ? j : 16 + group + offset - b;
-                        high[stage][j] = offset < b ? group + b + offset : 16 + j;
-                    }
-                }
-            }
-        };
-        static const Picks picks;
-        __m512i pick_low[4], pick_high[4];
-        for (int stage = 0; stage < 4; ++stage) {
-            pick_low[stage] = _mm512_load_si512(picks.low[stage]);
-            pick_high[stage] = _mm512_load_si512(picks.high[stage]);
-        }
-        for (int64_t first = 0; first < n; first += 16) {
-            const int64_t width = std::min<int64_t>(16, n - first);
-            const __mmask16 inside = static_cast<__mmask16>((1u << width) - 1u);
-            // Fully unrolled, so the 16 rows stay in registers.
-            __m512 r[16];
-#pragma GCC unroll 16
-            for (int64_t l = 0; l < 16; ++l)
-                r[l] = l < rows ? _mm512_maskz_loadu_ps(inside, x + l * n + first) : _mm512_setzero_ps();
-#pragma GCC unroll 4
-            for (int stage = 0; stage < 4; ++stage) {
-                const int b = 8 >> stage;
-#pragma GCC unroll 16
-                for (int i = 0; i < 16; ++i) {
-                    if ((i / b) % 2 != 0) continue;
-                    const __m512 a = r[i], c = r[i + b];
-                    r[i] = _mm512_permutex2var_ps(a, pick_low[stage], c);
-                    r[i + b] = _mm512_permutex2var_ps(a, pick_high[stage], c);
-                }
-            }
-#pragma GCC unroll 16
-            for (int64_t j = 0; j < 16; ++j)
-                if (j < width) _mm512_storeu_ps(xt + (first + j) * kLanes, r[j]);
-        }
-        return;
-    }
-#endif
-    for (int64_t i = 0; i < n; ++i)
-        for (int64_t l = 0; l < kLanes; ++l) xt[i * kLanes + l] = l < rows ? x[l * n + i] : T(0);
-}
 
 // out[k] = sum over the listed rows i of Wp[i][k] * v[i], for k < mp (Wp rows mp apart, mp a multiple of kCols):
 // a broadcast weight times a vector of samples, kCols hidden units at a time in registers.
@@ -233,6 +129,7 @@ ToyLoss toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t b
                                   const T* importance, T l1, const T* x, ToyGrads<T> grads, ToyWorkspace<T>& ws) {
     const bool hidden_relu = toy_hidden_relu(model), output_relu = toy_output_relu(model);
     const bool signed_inputs = toy_signed_inputs(model), untied = toy_untied(model);
+    const bool gradients = grads.W != nullptr;
     const int64_t mp = round_up(m, kCols);
     toy_workspace_prepare(ws, n, m);  // no allocation when already sized
     // W (and W_out) with rows padded to mp; padded hidden units have zero weights, so zero activations.
@@ -293,6 +190,7 @@ ToyLoss toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t b
                 decode_rows<T, 1>(i, m, mp, Wdp, p.b, importance, xt, h, valid, scale, output_relu, signed_inputs,
                                   block_loss, d, d_live);
             task += static_cast<double>(lane_sum<T>(block_loss));
+            if (!gradients) continue;
             // g = d loss / d a: W_out^T d over the rows with some nonzero d, plus the penalty's subgradient,
             // through the hidden ReLU.
             int32_t d_count = 0;
@@ -311,6 +209,7 @@ ToyLoss toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t b
         }
         // Weight gradients of the chunk: gW_out[i][k] += d_i h_k (decoding), gW[i][k] += x_i g_k (encoding).
         // Tied models add both to gW in one pass.
+        if (!gradients) continue;
         if (untied) {
             accumulate_outer<T>(gW, ws.x.data(), nullptr, ws.g.data(), nullptr, ws.x_live.data(), chunk_blocks, n, mp);
             accumulate_outer<T>(gWo, ws.d.data(), nullptr, ws.h.data(), nullptr, ws.d_live.data(), chunk_blocks, n,
@@ -322,7 +221,7 @@ ToyLoss toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t b
                                 n, mp);
         }
     }
-    for (int64_t i = 0; i < n; ++i) {
+    for (int64_t i = 0; gradients && i < n; ++i) {
         grads.b[i] = lane_sum<T>(load(gb + i * kLanes));
         for (int64_t k = 0; k < m; ++k) {
             grads.W[i * m + k] = lane_sum<T>(load(gW + (i * mp + k) * kLanes));

@@ -114,7 +114,7 @@ void toy_generate_batch(const ToyShape& shape, const float* probability, const F
                         int64_t step, int64_t instance, float* x) {
     const int64_t n = shape.n;
     const bool signed_inputs = toy_signed_inputs(shape.model);
-    const auto step32 = static_cast<uint32_t>(step), instance32 = static_cast<uint32_t>(instance);
+    const auto step32 = static_cast<uint32_t>(step), instance32 = static_cast<uint32_t>(shape.first_instance + instance);
 #if defined(__AVX512F__)
     if (signed_inputs)
         generate_batch_x16<true>(shape, probability, stream, step32, instance32, x);
@@ -265,7 +265,7 @@ public:
             double task = 0.0, l1 = 0.0;
             for (int64_t k = 0; k < batches; ++k) {
                 generate(Stream::kEvaluate, k, inst, s.x.data());
-                const ToyLoss batch_loss = loss_and_grad(inst, s);
+                const ToyLoss batch_loss = loss_only(inst, s);
                 task += batch_loss.task;
                 l1 += batch_loss.penalty;
             }
@@ -312,6 +312,14 @@ private:
         return toy_loss_and_grad_blocked<float>(shape_.model, shape_.n, shape_.m, shape_.batch, params,
                                                 data_.importance.data() + bo, data_.l1[inst], s.x.data(), grads,
                                                 s.workspace);
+    }
+
+    ToyLoss loss_only(int64_t inst, Scratch& s) const {
+        const int64_t wo = inst * nm_, bo = inst * shape_.n;
+        const ToyParams<float> params{W_.data() + wo, untied_ ? W_out_.data() + wo : nullptr, b_.data() + bo};
+        return toy_loss_and_grad_blocked<float>(shape_.model, shape_.n, shape_.m, shape_.batch, params,
+                                                data_.importance.data() + bo, data_.l1[inst], s.x.data(),
+                                                ToyGrads<float>{nullptr, nullptr, nullptr}, s.workspace);
     }
 
     // Runs body(instance, scratch) for every instance on the OpenMP threads. Scratch is allocated up front,

@@ -44,6 +44,7 @@ struct ne_cuda_moe {
     ne::MoeSpec spec;
     int64_t instances;
     uint64_t seed;
+    int64_t first_instance;  // the random streams' index of instance 0
     int32_t tile;
     size_t shared_bytes;
     ne::cuda::DeviceArena arena;  // one allocation: the tensors below
@@ -62,6 +63,7 @@ struct MoeArgs {
     MoeSpec spec;
     int32_t n, m, E, K, B, T, S;  // S: padded row length of W in shared memory
     uint64_t seed;
+    uint32_t first_instance;      // the random streams of block i are those of instance first_instance + i
     MoeDeviceTensors g;           // the instance's tensors
     const FeatureRule* rules;
     const AdamStep* adam;         // null: evaluate
@@ -92,6 +94,7 @@ __device__ double block_sum(double value, float* sred) {
 __global__ void __launch_bounds__(kThreads) moe_steps_kernel(MoeArgs a) {
     extern __shared__ float shared[];
     const int inst = blockIdx.x, tid = threadIdx.x, nt = blockDim.x;
+    const uint32_t key = a.first_instance + static_cast<uint32_t>(inst);  // the instance's random streams
     const int n = a.n, m = a.m, E = a.E, K = a.K, B = a.B, T = a.T, S = a.S;
     const MoeSpec& spec = a.spec;
     const MoeDeviceTensors& g = a.g;
@@ -175,7 +178,7 @@ __global__ void __launch_bounds__(kThreads) moe_steps_kernel(MoeArgs a) {
             const int t = e / pairs, pair = e % pairs, i = 2 * pair;
             const bool second = i + 1 < n;
             float x0, x1;
-            toy_feature_pair(a.seed, a.stream, step, inst, t, pair, sProbIn[i], second ? sProbIn[i + 1] : 0.0f,
+            toy_feature_pair(a.seed, a.stream, step, key, t, pair, sProbIn[i], second ? sProbIn[i + 1] : 0.0f,
                              signed_inputs, x0, x1);
             X[t * n + i] = x0;
             if (second) X[t * n + i + 1] = x1;
@@ -185,19 +188,19 @@ __global__ void __launch_bounds__(kThreads) moe_steps_kernel(MoeArgs a) {
             for (int e = tid; e < B * n; e += nt) {
                 const FeatureRule rule = a.rules[e % n];
                 if (rule.kind == NE_FEATURES_INDEPENDENT) continue;
-                X[e] = toy_set_feature(a.seed, a.stream, step, inst, e / n, e % n, rule, sProbIn, signed_inputs);
+                X[e] = toy_set_feature(a.seed, a.stream, step, key, e / n, e % n, rule, sProbIn, signed_inputs);
             }
             __syncthreads();
         }
         for (int t = tid; t < B; t += nt) {
             float quad[4];
             for (int i = 0; i < n; i += 4) {
-                if (jittered) moe_jitter_quad(a.seed, a.stream, step, inst, t, i / 4, kMoeJitter, quad);
+                if (jittered) moe_jitter_quad(a.seed, a.stream, step, key, t, i / 4, kMoeJitter, quad);
                 for (int j = i; j < min(i + 4, n); ++j) Xr[t * n + j] = jittered ? X[t * n + j] * quad[j - i] : X[t * n + j];
             }
             if (noisy)
                 for (int e = 0; e < E; e += 4) {
-                    moe_normal_quad(a.seed, a.stream, step, inst, t, e / 4, quad);
+                    moe_normal_quad(a.seed, a.stream, step, key, t, e / 4, quad);
                     for (int j = e; j < min(e + 4, E); ++j) normal[t * E + j] = quad[j - e];
                 }
             float top = -INFINITY;
@@ -499,6 +502,7 @@ MoeArgs make_args(const ne_cuda_moe& moe) {
     a.T = moe.tile;
     a.S = padded_stride(moe.spec.m);
     a.seed = moe.seed;
+    a.first_instance = static_cast<uint32_t>(moe.first_instance);
     a.g = moe.t;
     a.rules = moe.has_rules ? moe.t.rules : nullptr;
     return a;
@@ -528,8 +532,8 @@ int32_t moe_supports(int32_t device, const MoeSpec* spec, int64_t instances, cha
     return plugin_call(err, err_size, [&] { plan_tile(device, *spec, instances); });
 }
 
-int32_t moe_create(int32_t device, const MoeSpec* spec, int64_t instances, uint64_t seed, ne_cuda_moe** out, char* err,
-                   size_t err_size) {
+int32_t moe_create(int32_t device, const MoeSpec* spec, int64_t instances, uint64_t seed, int64_t first_instance,
+                   ne_cuda_moe** out, char* err, size_t err_size) {
     return plugin_call(err, err_size, [&] {
         NE_CUDA_CHECK(cudaSetDevice(device));
         const auto [tile, shared_bytes] = plan_tile(device, *spec, instances);
@@ -540,6 +544,7 @@ int32_t moe_create(int32_t device, const MoeSpec* spec, int64_t instances, uint6
         moe->spec = *spec;
         moe->instances = instances;
         moe->seed = seed;
+        moe->first_instance = first_instance;
         moe->tile = tile;
         moe->shared_bytes = shared_bytes;
         moe->adam_capacity = 4096;
@@ -576,7 +581,7 @@ void moe_destroy(ne_cuda_moe* moe) {
     if (moe == nullptr) return;
     cudaSetDevice(moe->device);
     if (moe->stream != nullptr) cudaStreamDestroy(moe->stream);
-    delete moe;  // the arena frees its allocation
+    delete moe;  // the arena checks its guards (NE_ARENA_GUARD) and frees its allocation
 }
 
 int32_t moe_set_data(ne_cuda_moe* moe, const float* importance, const float* probability, const float* l1,
@@ -592,6 +597,7 @@ int32_t moe_set_data(ne_cuda_moe* moe, const float* importance, const float* pro
             NE_CUDA_CHECK(cudaMemcpyAsync(moe->t.rules, rules, moe->spec.n * sizeof(FeatureRule), cudaMemcpyHostToDevice,
                                           moe->stream));
         NE_CUDA_CHECK(cudaStreamSynchronize(moe->stream));
+        verify_guards(moe->stream, moe->arena);
     });
 }
 
@@ -612,6 +618,7 @@ int32_t moe_train(ne_cuda_moe* moe, int64_t first_step, const AdamStep* adam, in
         args.stream = Stream::kTrain;
         launch(*moe, args);
         NE_CUDA_CHECK(cudaStreamSynchronize(moe->stream));
+        verify_guards(moe->stream, moe->arena);
     });
 }
 
@@ -627,6 +634,7 @@ int32_t moe_evaluate(ne_cuda_moe* moe, int64_t batches, float* out, char* err, s
         NE_CUDA_CHECK(cudaMemcpyAsync(out, moe->t.out, moe->instances * (NE_MOE_EVAL_FIELDS + moe->spec.experts) * sizeof(float),
                                       cudaMemcpyDeviceToHost, moe->stream));
         NE_CUDA_CHECK(cudaStreamSynchronize(moe->stream));
+        verify_guards(moe->stream, moe->arena);
     });
 }
 
@@ -665,6 +673,7 @@ int32_t moe_set_params(ne_cuda_moe* moe, const float* W, const float* b, const f
             NE_CUDA_CHECK(cudaMemsetAsync(moment, 0, I * count * sizeof(float), moe->stream));
         NE_CUDA_CHECK(cudaMemsetAsync(t.non_finite, 0, I * sizeof(ne_non_finite), moe->stream));
         NE_CUDA_CHECK(cudaStreamSynchronize(moe->stream));
+        verify_guards(moe->stream, moe->arena);
     });
 }
 

@@ -6,8 +6,8 @@
 namespace ne::cuda {
 
 int32_t moe_supports(int32_t device, const MoeSpec* spec, int64_t instances, char* err, size_t err_size);
-int32_t moe_create(int32_t device, const MoeSpec* spec, int64_t instances, uint64_t seed, ne_cuda_moe** out, char* err,
-                   size_t err_size);
+int32_t moe_create(int32_t device, const MoeSpec* spec, int64_t instances, uint64_t seed, int64_t first_instance,
+                   ne_cuda_moe** out, char* err, size_t err_size);
 void moe_destroy(ne_cuda_moe* moe);
 int32_t moe_set_data(ne_cuda_moe* moe, const float* importance, const float* probability, const float* l1,
                      const FeatureRule* rules, char* err, size_t err_size);

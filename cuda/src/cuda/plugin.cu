@@ -5,6 +5,7 @@
 #include "core/cuda_devices.h"
 #include "cuda/cuda_check.h"
 #include "cuda/moe_cuda.h"
+#include "cuda/nccl_comm.h"
 #include "cuda/sae_cuda.h"
 #include "cuda/synth_cuda.h"
 #include "cuda/toy_cuda.h"
@@ -68,6 +69,14 @@ const ne_cuda_device_table kDevices = {
     NE_CUDA_PLUGIN_ABI,
     device_count,
     device_info,
+    ne::cuda::nccl_version,
+    ne::cuda::nccl_unique_id,
+    ne::cuda::nccl_create,
+    ne::cuda::nccl_destroy,
+    ne::cuda::nccl_allreduce,
+    ne::cuda::nccl_allgather,
+    ne::cuda::nccl_broadcast,
+    ne::cuda::nccl_allreduce_best,
 };
 
 const ne_cuda_model_table kModels = {

@@ -1285,6 +1285,9 @@ void check_supported(const SaeSpec& spec, int32_t precision) {
                                      " exceeds the CUDA SAE kernels' limit 2^31 - 1; use a smaller batch");
 }
 
+// The guards of every arena of the model (NE_ARENA_GUARD), after a call that launched kernels.
+void verify_guards(const ne_cuda_sae& s) { verify_guards(s.stream, s.arena, s.tokens.arena, s.slots.arena, s.temp); }
+
 }  // namespace
 
 int32_t sae_supports(int32_t device, const SaeSpec* spec, int32_t precision, char* err, size_t err_size) {
@@ -1326,6 +1329,7 @@ int32_t sae_create(int32_t device, const SaeSpec* spec, int32_t precision, ne_cu
         });
         NE_CUDA_CHECK(cudaMemsetAsync(s.arena.data(), 0, bytes, s.stream));
         NE_CUDA_CHECK(cudaStreamSynchronize(s.stream));
+        s.arena.write_guards();  // the memset covered them (NE_ARENA_GUARD)
         *out = sae.release();
     });
 }
@@ -1336,7 +1340,7 @@ void sae_destroy(ne_cuda_sae* sae) {
     if (sae->stream != nullptr) cudaStreamSynchronize(sae->stream);
     if (sae->blas != nullptr) cublasDestroy(sae->blas);
     if (sae->stream != nullptr) cudaStreamDestroy(sae->stream);
-    delete sae;  // the arenas free their allocations
+    delete sae;  // the arenas check their guards (NE_ARENA_GUARD) and free their allocations
 }
 
 int32_t sae_set_params(ne_cuda_sae* sae, const SaeParams<float>* params, char* err, size_t err_size) {
@@ -1392,6 +1396,7 @@ int32_t sae_train_step(ne_cuda_sae* sae, const float* x, const AdamStep* adam, i
         NE_NVTX_RANGE("sae.train_step");
         NE_CUDA_CHECK(cudaSetDevice(sae->device));
         run_batch(*sae, sae->spec, x, adam, sparse_updates, nullptr, nullptr, *loss);
+        verify_guards(*sae);
     });
 }
 
@@ -1420,6 +1425,7 @@ int32_t sae_evaluate(ne_cuda_sae* sae, const SaeSpec* spec, const float* x, floa
         SaeSpec eval = *spec;
         eval.auxk_alpha = 0;
         run_batch(*sae, eval, x, nullptr, 0, x_hat, fire_count, *loss);
+        verify_guards(*sae);
     });
 }
 

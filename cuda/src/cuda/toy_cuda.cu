@@ -27,6 +27,7 @@ struct ne_cuda_toy {
     int32_t model;
     int64_t n, m, instances, batch;
     uint64_t seed;
+    int64_t first_instance;  // the random streams' index of instance 0
     int32_t tile;         // samples per tile
     size_t shared_bytes;  // dynamic shared memory per block
     ne::cuda::DeviceArena arena;  // one allocation, sliced below
@@ -46,6 +47,7 @@ namespace {
 struct ToyArgs {
     int32_t model, n, m, batch, tile, stride;  // stride: padded row length of W in shared memory
     uint64_t seed;
+    uint32_t first_instance;  // the random streams of block i are those of instance first_instance + i
     float *W, *b, *mW, *vW, *mb, *vb;
     float *W_out, *mW_out, *vW_out;  // null for tied models
     const float *importance, *probability, *l1;
@@ -93,6 +95,7 @@ __device__ double block_sum(double value, float* sred) {
 __global__ void __launch_bounds__(kThreads) toy_steps_kernel(ToyArgs a) {
     extern __shared__ float shared[];
     const int inst = blockIdx.x, tid = threadIdx.x;
+    const uint32_t key = a.first_instance + static_cast<uint32_t>(inst);  // the instance's random streams
     const int n = a.n, m = a.m, T = a.tile, S = a.stride;
     const int pairs = (n + 1) / 2;
     const bool untied = toy_untied(a.model), hidden_relu = toy_hidden_relu(a.model);
@@ -146,7 +149,7 @@ __global__ void __launch_bounds__(kThreads) toy_steps_kernel(ToyArgs a) {
                 const int t = e / pairs, pair = e % pairs, i = 2 * pair;
                 const bool second = i + 1 < n;
                 float x0, x1;
-                toy_feature_pair(a.seed, a.stream, step, inst, t0 + t, pair, sprob[i], second ? sprob[i + 1] : 0.0f,
+                toy_feature_pair(a.seed, a.stream, step, key, t0 + t, pair, sprob[i], second ? sprob[i + 1] : 0.0f,
                                  signed_inputs, x0, x1);
                 sX[t * n + i] = x0;
                 if (second) sX[t * n + i + 1] = x1;
@@ -157,7 +160,7 @@ __global__ void __launch_bounds__(kThreads) toy_steps_kernel(ToyArgs a) {
                     const int t = e / n, i = e % n;
                     const FeatureRule rule = a.rules[i];
                     if (rule.kind == NE_FEATURES_INDEPENDENT) continue;
-                    sX[e] = toy_set_feature(a.seed, a.stream, step, inst, t0 + t, i, rule, sprob, signed_inputs);
+                    sX[e] = toy_set_feature(a.seed, a.stream, step, key, t0 + t, i, rule, sprob, signed_inputs);
                 }
             }
             __syncthreads();
@@ -282,6 +285,7 @@ ToyArgs make_args(const ne_cuda_toy& toy) {
     a.tile = toy.tile;
     a.stride = padded_stride(toy.m);
     a.seed = toy.seed;
+    a.first_instance = static_cast<uint32_t>(toy.first_instance);
     a.W = toy.W;
     a.b = toy.b;
     a.mW = toy.mW;
@@ -346,6 +350,7 @@ int32_t toy_create(int32_t device, const ToyShape* shape, ne_cuda_toy** out, cha
         toy->instances = shape->instances;
         toy->batch = shape->batch;
         toy->seed = shape->seed;
+        toy->first_instance = shape->first_instance;
         toy->tile = tile;
         toy->shared_bytes = shared_bytes;
         toy->adam_capacity = 4096;
@@ -383,7 +388,7 @@ void toy_destroy(ne_cuda_toy* toy) {
     if (toy == nullptr) return;
     cudaSetDevice(toy->device);
     if (toy->stream != nullptr) cudaStreamDestroy(toy->stream);
-    delete toy;  // the arena frees its allocation
+    delete toy;  // the arena checks its guards (NE_ARENA_GUARD) and frees its allocation
 }
 
 int32_t toy_set_data(ne_cuda_toy* toy, const float* importance, const float* probability, const float* l1,
@@ -403,6 +408,7 @@ int32_t toy_set_data(ne_cuda_toy* toy, const float* importance, const float* pro
                                           toy->stream));
         // The host arrays are the caller's: finish the copies before returning.
         NE_CUDA_CHECK(cudaStreamSynchronize(toy->stream));
+        verify_guards(toy->stream, toy->arena);
     });
 }
 
@@ -423,6 +429,7 @@ int32_t toy_train(ne_cuda_toy* toy, int64_t first_step, const AdamStep* adam, in
         launch(*toy, args);
         // One synchronisation per call (not per step): `adam` is the caller's buffer, and errors surface here.
         NE_CUDA_CHECK(cudaStreamSynchronize(toy->stream));
+        verify_guards(toy->stream, toy->arena);
     });
 }
 
@@ -440,6 +447,7 @@ int32_t toy_evaluate(ne_cuda_toy* toy, int64_t batches, float* loss, float* pena
         NE_CUDA_CHECK(cudaMemcpyAsync(penalty, toy->penalty, toy->instances * sizeof(float), cudaMemcpyDeviceToHost,
                                       toy->stream));
         NE_CUDA_CHECK(cudaStreamSynchronize(toy->stream));
+        verify_guards(toy->stream, toy->arena);
     });
 }
 
@@ -474,6 +482,7 @@ int32_t toy_set_params(ne_cuda_toy* toy, const float* W, const float* W_out, con
         }
         NE_CUDA_CHECK(cudaMemsetAsync(toy->non_finite, 0, toy->instances * sizeof(ne_non_finite), toy->stream));
         NE_CUDA_CHECK(cudaStreamSynchronize(toy->stream));
+        verify_guards(toy->stream, toy->arena);
     });
 }
 

@@ -73,7 +73,7 @@ private:
 class CudaMoe final : public MoeBackend {
 public:
     CudaMoe(int32_t device, const MoeSpec& spec, const ToyShape& shape, const ToyData& data) : table_(cuda_models()) {
-        call(table_.moe_create, device, &spec, shape.instances, shape.seed, &moe_);
+        call(table_.moe_create, device, &spec, shape.instances, shape.seed, shape.first_instance, &moe_);
         try {
             set_data(data);
         } catch (...) {
@@ -257,10 +257,17 @@ std::unique_ptr<SynthBackend> make_synth_backend(const ne_context& ctx, const Sy
     return make_cpu_synth(truth);
 }
 
-std::unique_ptr<SaeBackend> make_sae_backend(const ne_context& ctx, const SaeSpec& spec, int32_t precision) {
+std::unique_ptr<SaeBackend> make_sae_backend(const ne_context& ctx, const SaeSpec& spec, int32_t precision,
+                                             const SaeShard& shard) {
     check_sae_supported(ctx, spec, precision);
-    if (ctx.backend == NE_BACKEND_CUDA) return std::make_unique<CudaSae>(ctx.device, spec, precision);
-    return make_cpu_sae(spec);
+    const bool split = shard.latent_group() != nullptr || shard.data_group() != nullptr;
+    if (ctx.backend == NE_BACKEND_CUDA) {
+        if (split)
+            fail(NE_ERR_UNSUPPORTED, "an SAE split across ranks trains on the CPU backend; the CUDA backend's step "
+                                     "runs in one process (use backend cpu, or one rank)");
+        return std::make_unique<CudaSae>(ctx.device, spec, precision);
+    }
+    return make_cpu_sae(spec, shard);
 }
 
 }  // namespace ne

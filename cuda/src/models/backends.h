@@ -27,7 +27,8 @@ std::unique_ptr<MoeBackend> make_moe_backend(const ne_context& ctx, const MoeSpe
                                              const ToyData& data);
 // The sampler of a synthetic generator's truth (which must outlive it): CPU, or the CUDA twin on the context's device.
 std::unique_ptr<SynthBackend> make_synth_backend(const ne_context& ctx, const SynthTruth& truth);
-// precision: ne_sae_precision of the encoder GEMM.
-std::unique_ptr<SaeBackend> make_sae_backend(const ne_context& ctx, const SaeSpec& spec, int32_t precision);
+// precision: ne_sae_precision of the encoder GEMM. shard: this rank's part of a split SAE (the CPU backend only).
+std::unique_ptr<SaeBackend> make_sae_backend(const ne_context& ctx, const SaeSpec& spec, int32_t precision,
+                                             const SaeShard& shard = {});
 
 }  // namespace ne

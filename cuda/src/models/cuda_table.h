@@ -49,7 +49,9 @@ typedef struct ne_cuda_model_table {
 
     // Mixture of experts, as the toy entries; out as ne_moe_evaluate's.
     int32_t (*moe_supports)(int32_t device, const ne::MoeSpec* spec, int64_t instances, char* err, size_t err_size);
-    int32_t (*moe_create)(int32_t device, const ne::MoeSpec* spec, int64_t instances, uint64_t seed, ne_cuda_moe** out,
+    // first_instance: the random streams' index of instance 0 (ne::ToyShape::first_instance).
+    int32_t (*moe_create)(int32_t device, const ne::MoeSpec* spec, int64_t instances, uint64_t seed,
+                          int64_t first_instance, ne_cuda_moe** out,
                           char* err, size_t err_size);
     void (*moe_destroy)(ne_cuda_moe* moe);
     int32_t (*moe_set_data)(ne_cuda_moe* moe, const float* importance, const float* probability, const float* l1,

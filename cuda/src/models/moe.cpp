@@ -54,12 +54,14 @@ void MoeModel::check(const ne_context& ctx, const ne_moe_config& config) {
 }
 
 MoeModel::MoeModel(const ne_context& ctx, const ne_moe_config& config, const float* importance,
-                   int64_t importance_count, const float* probability, int64_t probability_count)
+                   int64_t importance_count, const float* probability, int64_t probability_count,
+                   int64_t first_instance, int64_t total_instances)
     : config_(config) {
     check(ctx, config);
     spec_ = spec_of(config);
     shape_ = ToyShape{config.expert_model, config.n_features, config.expert_hidden, config.n_instances,
-                      config.batch_size, config.seed};
+                      config.batch_size, config.seed, first_instance};
+    const int64_t total = check_part(first_instance, total_instances, shape_.instances);
     const int64_t per_feature = shape_.instances * shape_.n;
     check_per_instance_values("importance", importance, importance_count, per_feature, false);
     check_per_instance_values("feature_probability", probability, probability_count, per_feature, true);
@@ -73,10 +75,10 @@ MoeModel::MoeModel(const ne_context& ctx, const ne_moe_config& config, const flo
     // router xavier-normal over (n, E); noise weights and routing biases at zero (Shazeer et al. 2017).
     const MoeSizes sizes(spec_);
     const int64_t I = shape_.instances;
-    const double expert_std = std::sqrt(2.0 / (static_cast<double>(spec_.m) * (spec_.n + I)));
+    const double expert_std = std::sqrt(2.0 / (static_cast<double>(spec_.m) * (spec_.n + total)));
     const double gate_std = std::sqrt(2.0 / static_cast<double>(spec_.n + spec_.experts));
-    const std::vector<float> W = normal_init(shape_.seed, 0, I * sizes.W, expert_std);
-    const std::vector<float> W_gate = normal_init(shape_.seed, 2, I * sizes.gate, gate_std);
+    const std::vector<float> W = normal_init(shape_.seed, 0, I * sizes.W, expert_std, first_instance * sizes.W);
+    const std::vector<float> W_gate = normal_init(shape_.seed, 2, I * sizes.gate, gate_std, first_instance * sizes.gate);
     const std::vector<float> b(I * sizes.b, 0.0f), W_noise(I * sizes.gate, 0.0f), bias(I * sizes.bias, 0.0f);
     backend_->set_params(W.data(), b.data(), W_gate.data(), W_noise.data(), bias.data());
 }

@@ -58,6 +58,42 @@ template <typename T>
 MoeBatch moe_loss_and_grad(const MoeSpec& spec, MoeParams<T> params, const T* importance, T l1, const T* x,
                            const T* normal, const T* jitter, MoeGrads<T>* grads, T* output = nullptr);
 
+// Scratch of the grouped kernel (cpu/moe_grouped.cpp), reused across batches so the hot loop allocates nothing
+// once sized. Rows are padded to whole vectors (np = n rounded up to the vector width).
+template <typename T>
+struct MoeWorkspace {
+    std::vector<T> x, xr;                   // [batch][np] the inputs and the router's (jittered) inputs
+    std::vector<T> z, sp, H, prob;          // [batch / lanes][E][lanes] logits, noise pre-activations, H, softmax
+    std::vector<T> lse, chosen_sum;         // [batch] log-sum-exp of H, sum of the chosen probabilities
+    std::vector<T> gate;                    // [batch][K] gates
+    std::vector<int64_t> chosen;            // [batch][K] experts in rank order
+    std::vector<char> kept;                 // [batch][K] within capacity
+    std::vector<int32_t> lane_of_slot;      // [batch][K] block * lanes + lane of a kept slot, -1 when dropped
+    std::vector<int32_t> block_slots;       // [blocks][lanes] the slots (t * K + r) of each block, -1 past the end
+    std::vector<int32_t> block_tokens;      // [blocks][lanes] their tokens t
+    std::vector<int32_t> block_expert;      // [blocks]
+    std::vector<T> a, h, gh, out;           // [blocks][m|m|m|n][lanes] per slot: W^T x, hidden, its gradient, output
+    std::vector<T> out_rows, d_rows, dgate; // [batch][K][np] outputs, [batch][np] d loss / d y, [batch][K]
+    std::vector<T> gW, gb, gW_gate, gW_noise;  // [E][m][np], [E][np], [E][np], [E][np]: gradients, transposed
+    std::vector<T> importance, rows_tmp;    // [np] importance padded with zeros; [np] one token's differences
+    std::vector<T> lanes_x, lanes_d;        // [n][lanes] one block's inputs (or d) and d loss / d pre
+    std::vector<T> prob_rows, router_rows;  // [batch][E] the softmax again, by token; [E] one token's d / d prob
+    std::vector<T> dH_rows, dS_rows;        // [batch][E] d loss / d H and d loss / d noise pre-activation
+    std::vector<T> token_vectors;           // [2][lanes][lanes] one vector of features of each token of a block
+    std::vector<int64_t> taken, first_block, cursor;  // [E]
+    std::vector<char> picked;               // [E]
+};
+
+// The same batch as moe_loss_and_grad, computed by the grouped kernel the CPU backend trains with
+// (cpu/moe_grouped.cpp): tokens are grouped by the expert they are routed to, kLanes of them in the lanes of
+// one vector, and every sum keeps the reference's order, so the results are bit-identical to it (for finite
+// values). losses = false leaves task, l1, balance and z at zero (training reads only the gradients and the
+// load; summing the loss terms in the reference's order is a long serial chain).
+template <typename T>
+MoeBatch moe_loss_and_grad_grouped(const MoeSpec& spec, MoeParams<T> params, const T* importance, T l1, const T* x,
+                                   const T* normal, const T* jitter, MoeGrads<T>* grads, MoeWorkspace<T>& workspace,
+                                   T* output = nullptr, bool losses = true);
+
 // Parameter counts of one instance.
 struct MoeSizes {
     int64_t W, b, gate, bias;

@@ -14,8 +14,10 @@ public:
     // Throws unless the config is valid and ctx's backend can run it (ne_context_supports_moe).
     static void check(const ne_context& ctx, const ne_moe_config& config);
 
+    // first_instance, total_instances: a part of a run split across ranks, as ToyModel's.
     MoeModel(const ne_context& ctx, const ne_moe_config& config, const float* importance, int64_t importance_count,
-             const float* probability, int64_t probability_count);
+             const float* probability, int64_t probability_count, int64_t first_instance = 0,
+             int64_t total_instances = 0);
 
     void set_l1(const float* l1, int64_t count);
     void set_feature_sets(const int32_t* set_of_feature, int64_t feature_count, const int32_t* set_kind,

@@ -36,6 +36,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/comm.h"
 #include "core/philox.h"
 #include "models/optimizer.h"
 
@@ -82,10 +83,20 @@ struct SaeGrads {
 // Owning float tensors of one SAE: parameters, their gradients, or an Adam moment.
 struct SaeTensors {
     std::vector<float> W_enc, b_enc, W_dec, b_dec, log_threshold;
-    void resize(const SaeSpec& spec);  // zero-filled; log_threshold only for jumprelu
+    // Zero-filled; log_threshold only for jumprelu; W_enc [d][m], or in the encoder panels (below).
+    void resize(const SaeSpec& spec, bool encoder_panels = false);
     SaeParams<float> params() const;
     SaeGrads<float> grads();
 };
+
+// The fast path's layout of W_enc: the latents in panels of sae_panel_width() columns (48 on a CPU with AVX-512,
+// 24 otherwise), [panels][d][width], the last panel's columns past m zero. The encoder GEMM reads it as it is, so
+// the CPU backend keeps W_enc, its gradient and its Adam moments this way and converts only when they cross the
+// ABI (SAELens's [d][m]).
+int64_t sae_panel_width();
+int64_t sae_panel_elements(int64_t d, int64_t m);  // panels * d * width
+void sae_encoder_to_panels(int64_t d, int64_t m, const float* W_enc, float* panels);
+void sae_encoder_from_panels(int64_t d, int64_t m, const float* panels, float* W_enc);
 
 // What one batch measured. The loss terms are those defined above; l0 is the mean count of nonzero codes per
 // token; min_kept (batchtopk training) the smallest positive kept code, 0 when none; dead the dead latents.
@@ -111,30 +122,51 @@ template <typename T>
 double sae_auxk_loss_and_grad(const SaeSpec& spec, SaeParams<T> params, const T* x, const T* residual,
                               const uint8_t* dead, SaeGrads<T>* grads);
 
+// How one step is split across ranks (the definitions above hold for the whole step; see ne_sae_create_sharded).
+// The spec of a sharded SAE describes this rank's tensors: m = its latents, batch = its tokens.
+struct SaeShard {
+    Communicator* latents = nullptr;  // the ranks holding the other latents, for the same tokens; null: all here
+    Communicator* data = nullptr;     // the ranks holding these latents, for other tokens (as many each); null: none
+    int64_t first_latent = 0;         // this rank's latents are [first_latent, first_latent + m) of total_latents
+    int64_t total_latents = 0;
+    // Null communicators and those of one rank are equivalent: the step is then the one-process step, bit for bit.
+    Communicator* latent_group() const { return latents != nullptr && latents->size() > 1 ? latents : nullptr; }
+    Communicator* data_group() const { return data != nullptr && data->size() > 1 ? data : nullptr; }
+};
+
 // Scratch of the fast path, reused across steps so the parallel regions allocate nothing. Per token it keeps up
 // to `cap` selected (or candidate) latents; cap grows between passes when a token needs more (relu, jumprelu,
 // batchtopk), so the [batch][m] pre-activation matrix exists only when codes really are that dense.
 struct SaeWorkspace {
     int64_t cap = 0;                           // slots per token
-    std::vector<float> W_panels, b_panels;     // W_enc packed in latent tiles [tiles][d][tile], b_enc [tiles*tile]
+    std::vector<float> b_panels;               // b_enc padded to whole panels
     std::vector<float> xc, dxhat, dehat;       // [batch][d]: x - b_dec, d loss/d x^, d loss/d e^
     std::vector<int32_t> slot_idx, count;      // [batch][cap] latent, [batch] used slots
-    std::vector<float> slot_u, slot_dz;        // [batch][cap] pre-activation, d loss / d z
+    std::vector<float> slot_u;                 // [batch][cap] pre-activation
     std::vector<int32_t> aux_idx, aux_count;   // [batch][k_aux], [batch]
-    std::vector<float> aux_u, aux_dz;          // [batch][k_aux]
+    std::vector<float> aux_u;                  // [batch][k_aux]
     std::vector<double> token_stats, aux_loss, aux_norm; // [batch][3] (squared error, sparsity, l0), [batch]
-    std::vector<int64_t> latent_begin, entries;          // latent-major lists: [m+1], [entries]
-    std::vector<float> gWencT, row_norm, enc_sum, cut;   // [m][d] encoder gradient by latent, [m] each
-    std::vector<uint8_t> dead, panel_dead;               // [m], [tiles]
+    std::vector<int64_t> latent_begin, next;             // latent-major lists: [m+1], [m]
+    std::vector<int64_t> entries, entry_token;           // [entries]: slot (main, then AuxK), its token
+    std::vector<float> panel_grad, row_norm, enc_sum, cut; // [threads][width][d] a panel's encoder gradient, [m]
+    std::vector<uint64_t> dead_bits;                     // [panels] the dead latents of each panel
     std::vector<std::pair<float, int64_t>> candidates;   // batchtopk: (u, t*m + j)
+    std::vector<BestEntry> best;                         // sharded: [batch][k] lists merged over the latent group
+    std::vector<BestEntry64> batch_best;                 // sharded batchtopk: the step's k*batch best
 };
 
 // The same loss and gradients as sae_loss_and_grad<float>, computed by the blocked kernels the CPU backend
 // trains with: an encoder GEMM with the selection fused into it (latent tiles, a running top-k per token), a
-// sparse decoder and a sparse backward. OpenMP inside; deterministic and independent of the thread count.
+// sparse decoder and a sparse backward. W_enc and its gradient are in the encoder panels (sae_panel_width).
+// OpenMP inside; deterministic and independent of the thread count.
+// With a shard, the step is this rank's part of a split one: the codes are those of the whole step (best-k lists
+// merged across the latent group, batchtopk's pivot and AuxK's dead latents global), x^ sums the group's partial
+// reconstructions, the loss, fire_count and dead count are the whole step's, and the gradients are those of this
+// rank's latents over its own tokens (b_dec's summed over the latent group, not yet over the data group).
 SaeLoss sae_loss_and_grad_fast(const SaeSpec& spec, SaeParams<float> params, const float* x,
                                const int64_t* since_fired, SaeGrads<float>* grads, SaeWorkspace& workspace,
-                               int64_t* fire_count = nullptr, float* x_hat = nullptr);
+                               int64_t* fire_count = nullptr, float* x_hat = nullptr,
+                               const SaeShard* shard = nullptr);
 
 // C [M][N] = A [M][K] B [K][N], row-major floats, by the encoder GEMM of sae_loss_and_grad_fast alone (B packed
 // into panels of latents, register tiles, OpenMP over blocks of rows of A): the same kernel, exposed so it can be
@@ -179,9 +211,11 @@ void sae_project_decoder_grad(int64_t m, int64_t d, const T* W_dec, T* gW_dec);
 // columns, b_enc, W_dec rows and log_threshold to latents with touched_j != 0 (those with a gradient this step);
 // b_dec is always updated. Dense is exact Adam: untouched rows still move on their momentum and decay their
 // moments. Touched-only ("lazy Adam") skips that traffic (~28 bytes per parameter), which dominates at large m
-// with few active latents per batch, at the price of stale moments and a different trajectory.
+// with few active latents per batch, at the price of stale moments and a different trajectory. encoder_panels:
+// the four tensors' W_enc are in the encoder panels (their padding stays zero).
 void sae_adam_update(const SaeSpec& spec, SaeTensors& params, const SaeTensors& grads, SaeTensors& moment1,
-                     SaeTensors& moment2, const AdamStep& step, const uint8_t* touched = nullptr);
+                     SaeTensors& moment2, const AdamStep& step, const uint8_t* touched = nullptr,
+                     bool encoder_panels = false);
 
 // What an SAE backend must do; SaeModel (models/sae_model.h) validates, counts steps and keeps the checkpoint
 // layout, and delegates the rest. A backend owns the parameters, their Adam moments and the firing history where
@@ -216,13 +250,16 @@ public:
     }
 };
 
-// The CPU backend: the fast path (sae_loss_and_grad_fast) in fp32. Parameters and state start at zero.
-std::unique_ptr<SaeBackend> make_cpu_sae(const SaeSpec& spec);
+// The CPU backend: the fast path (sae_loss_and_grad_fast) in fp32. Parameters and state start at zero. With a
+// shard, this rank's part of a split SAE: the data group's gradients are summed before the optimizer.
+std::unique_ptr<SaeBackend> make_cpu_sae(const SaeSpec& spec, const SaeShard& shard = {});
 
 // Initialisation: W_dec rows random unit vectors (normals from the Philox init stream, then normalised),
 // W_enc = W_dec^T, b_enc = 0, b_dec = 0 (set it with one of the two functions below), log_threshold =
-// log(initial_threshold) for jumprelu.
-void sae_init(const SaeSpec& spec, uint64_t seed, SaeTensors& params, float initial_threshold = 1e-3f);
+// log(initial_threshold) for jumprelu. first_latent: spec.m latents from this one of the whole dictionary, whose
+// values they take (a shard's slice of the one-process init).
+void sae_init(const SaeSpec& spec, uint64_t seed, SaeTensors& params, float initial_threshold = 1e-3f,
+              int64_t first_latent = 0);
 
 // The mean of n points x [n][d], accumulated in double.
 std::vector<float> sae_data_mean(int64_t n, int64_t d, const float* x);

@@ -106,11 +106,21 @@ void SaeModel::check(const ne_context& ctx, const ne_sae_config& config) {
     check_sae_supported(ctx, spec_of(config), config.precision);
 }
 
-SaeModel::SaeModel(const ne_context& ctx, const ne_sae_config& config) : config_(config), spec_(spec_of(config)) {
+SaeModel::SaeModel(const ne_context& ctx, const ne_sae_config& config, Communicator* latents, Communicator* data)
+    : config_(config), spec_(spec_of(config)) {
     check_config(config);
-    backend_ = make_sae_backend(ctx, spec_, config.precision);
+    const int64_t shards = latents != nullptr ? latents->size() : 1;
+    if (config.d_sae % shards != 0)
+        invalid("config.d_sae is " + std::to_string(config.d_sae) + "; split over " + std::to_string(shards) +
+                " latent shards it must be divisible by " + std::to_string(shards));
+    spec_.m = config.d_sae / shards;
+    shard_.latents = latents;
+    shard_.data = data;
+    shard_.total_latents = config.d_sae;
+    shard_.first_latent = (latents != nullptr ? latents->rank() : 0) * spec_.m;
+    backend_ = make_sae_backend(ctx, spec_, config.precision, shard_);
     SaeTensors init;
-    sae_init(spec_, config.seed, init);
+    sae_init(spec_, config.seed, init, 1e-3f, shard_.first_latent);
     backend_->set_params(init.params());
 }
 

@@ -20,7 +20,13 @@ public:
     // Throws unless the config is valid and ctx's backend can run it (ne_context_supports_sae).
     static void check(const ne_context& ctx, const ne_sae_config& config);
 
-    SaeModel(const ne_context& ctx, const ne_sae_config& config);
+    // latents, data: the grid of a split SAE (ne_sae_create_sharded), or null for one rank along either.
+    SaeModel(const ne_context& ctx, const ne_sae_config& config, Communicator* latents = nullptr,
+             Communicator* data = nullptr);
+
+    // This rank's latents: [first_latent, first_latent + latents) of d_sae.
+    int64_t first_latent() const { return shard_.first_latent; }
+    int64_t latents() const { return spec_.m; }
 
     void init_decoder_bias(const float* x, int64_t x_count, int32_t method);
     ne_sae_stats train_step(const float* x, int64_t x_count, float lr);
@@ -52,7 +58,8 @@ private:
                      const float* threshold);
 
     ne_sae_config config_;
-    SaeSpec spec_;
+    SaeSpec spec_;  // this rank's part: m its latents, batch its tokens
+    SaeShard shard_;
     std::unique_ptr<SaeBackend> backend_;
     SaeThreshold threshold_;
     int64_t steps_ = 0;

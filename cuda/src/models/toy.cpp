@@ -44,10 +44,13 @@ void ToyModel::check(const ne_context& ctx, const ne_toy_config& config) {
 }
 
 ToyModel::ToyModel(const ne_context& ctx, const ne_toy_config& config, const float* importance,
-                   int64_t importance_count, const float* probability, int64_t probability_count)
+                   int64_t importance_count, const float* probability, int64_t probability_count,
+                   int64_t first_instance, int64_t total_instances)
     : config_(config) {
     check(ctx, config);
     shape_ = shape_of(config);
+    const int64_t total = check_part(first_instance, total_instances, shape_.instances);
+    shape_.first_instance = first_instance;
     const int64_t per_feature = shape_.instances * shape_.n;
     check_per_instance_values("importance", importance, importance_count, per_feature, false);
     check_per_instance_values("feature_probability", probability, probability_count, per_feature, true);
@@ -57,11 +60,11 @@ ToyModel::ToyModel(const ne_context& ctx, const ne_toy_config& config, const flo
 
     backend_ = make_toy_backend(ctx, shape_, data_);
 
-    // xavier_normal_ over the (instances, n, m) tensor: fan_in = n*m, fan_out = instances*m.
-    const double stddev = std::sqrt(2.0 / (static_cast<double>(shape_.m) * (shape_.n + shape_.instances)));
-    const int64_t count = shape_.instances * shape_.n * shape_.m;
-    const std::vector<float> W = normal_init(shape_.seed, 0, count, stddev);
-    const std::vector<float> W_out = toy_untied(shape_.model) ? normal_init(shape_.seed, 1, count, stddev)
+    // xavier_normal_ over the whole run's (instances, n, m) tensor: fan_in = n*m, fan_out = instances*m.
+    const double stddev = std::sqrt(2.0 / (static_cast<double>(shape_.m) * (shape_.n + total)));
+    const int64_t count = shape_.instances * shape_.n * shape_.m, first = first_instance * shape_.n * shape_.m;
+    const std::vector<float> W = normal_init(shape_.seed, 0, count, stddev, first);
+    const std::vector<float> W_out = toy_untied(shape_.model) ? normal_init(shape_.seed, 1, count, stddev, first)
                                                               : std::vector<float>{};
     const std::vector<float> b(shape_.instances * shape_.n, 0.0f);
     backend_->set_params(W.data(), W_out.empty() ? nullptr : W_out.data(), b.data());

@@ -15,6 +15,9 @@ struct ToyShape {
     int32_t model;       // ne_toy_model
     int64_t n, m, instances, batch;
     uint64_t seed;
+    // Instance i's random streams are those of instance first_instance + i of the whole run: a part of a batch of
+    // models split across ranks trains exactly as those instances of the whole.
+    int64_t first_instance = 0;
 };
 
 // Everything a backend needs besides parameters: per-instance importance, probability [instances][n] and L1
@@ -88,14 +91,16 @@ template <typename T>
 void toy_workspace_prepare(ToyWorkspace<T>& workspace, int64_t n, int64_t m);
 
 // The same loss and gradients as toy_loss_and_grad, computed by the SIMD-friendly blocked kernel the CPU
-// backend trains with (cpu/toy_blocked.cpp). Tested against the reference above.
+// backend trains with (cpu/toy_blocked.cpp). Tested against the reference above. grads.W null: the loss alone
+// (evaluation), with the same arithmetic.
 template <typename T>
 ToyLoss toy_loss_and_grad_blocked(int32_t model, int64_t n, int64_t m, int64_t batch, ToyParams<T> params,
                                   const T* importance, T l1, const T* x, ToyGrads<T> grads,
                                   ToyWorkspace<T>& workspace);
 
-// Fills x [batch][n] with the training (or evaluation) batch of one instance at one step. probability: [n] of
-// the instance; rules: [n] or null when every feature is independent.
+// Fills x [batch][n] with the training (or evaluation) batch of one instance (of this model: its stream is that of
+// shape.first_instance + instance) at one step. probability: [n] of the instance; rules: [n] or null when every
+// feature is independent.
 void toy_generate_batch(const ToyShape& shape, const float* probability, const FeatureRule* rules, Stream stream,
                         int64_t step, int64_t instance, float* x);
 

@@ -14,8 +14,12 @@ public:
     // Throws unless the config is valid and ctx's backend can run it (ne_context_supports_toy).
     static void check(const ne_context& ctx, const ne_toy_config& config);
 
+    // A part of a run split across ranks: its config.n_instances instances are [first_instance, first_instance +
+    // n_instances) of total_instances, with their slice of the whole's initial parameters and their data streams
+    // (total_instances 0: the whole run).
     ToyModel(const ne_context& ctx, const ne_toy_config& config, const float* importance, int64_t importance_count,
-             const float* probability, int64_t probability_count);
+             const float* probability, int64_t probability_count, int64_t first_instance = 0,
+             int64_t total_instances = 0);
 
     void train(int64_t steps);
     void set_l1(const float* l1, int64_t count);

@@ -106,9 +106,21 @@ std::vector<FeatureRule> feature_rules(int64_t n, int64_t instances, const std::
     return rules;
 }
 
-std::vector<float> normal_init(uint64_t seed, uint32_t tensor, int64_t count, double stddev) {
+int64_t check_part(int64_t first_instance, int64_t total_instances, int64_t instances) {
+    if (total_instances == 0 && first_instance == 0) return instances;
+    if (first_instance < 0 || total_instances < 1 || first_instance + instances > total_instances)
+        invalid("instances [" + std::to_string(first_instance) + ", " + std::to_string(first_instance + instances) +
+                ") are not a part of " + std::to_string(total_instances) + " instances; valid: 0 <= first_instance, " +
+                "first_instance + n_instances <= total_instances");
+    if (total_instances > (int64_t{1} << 32))
+        invalid("total_instances is " + std::to_string(total_instances) + "; the random streams index at most 2^32");
+    return total_instances;
+}
+
+std::vector<float> normal_init(uint64_t seed, uint32_t tensor, int64_t count, double stddev, int64_t first) {
     std::vector<float> values(count);
-    for (int64_t pair = 0; pair < (count + 1) / 2; ++pair) {
+    // Value v of the sequence is half of pair v / 2; a slice may start and end inside a pair.
+    for (int64_t pair = first / 2; pair < (first + count + 1) / 2; ++pair) {
         const Philox4 r = philox4x32_10(static_cast<uint32_t>(pair), static_cast<uint32_t>(pair >> 32), tensor,
                                         stream_word(Stream::kInit, 0), static_cast<uint32_t>(seed),
                                         static_cast<uint32_t>(seed >> 32));
@@ -116,8 +128,9 @@ std::vector<float> normal_init(uint64_t seed, uint32_t tensor, int64_t count, do
         const double u1 = (static_cast<double>(r.v[0] >> 8) + 1.0) / 16777216.0;
         const double u2 = static_cast<double>(r.v[1] >> 8) / 16777216.0;
         const double radius = std::sqrt(-2.0 * std::log(u1)), angle = 2.0 * M_PI * u2;
-        values[2 * pair] = static_cast<float>(stddev * radius * std::cos(angle));
-        if (2 * pair + 1 < count) values[2 * pair + 1] = static_cast<float>(stddev * radius * std::sin(angle));
+        const int64_t even = 2 * pair - first, odd = even + 1;
+        if (even >= 0) values[even] = static_cast<float>(stddev * radius * std::cos(angle));
+        if (odd < count) values[odd] = static_cast<float>(stddev * radius * std::sin(angle));
     }
     return values;
 }

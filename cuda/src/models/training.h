@@ -29,8 +29,13 @@ std::vector<FeatureRule> feature_rules(int64_t n, int64_t instances, const std::
                                        const int32_t* set_of_feature, int64_t feature_count, const int32_t* set_kind,
                                        int64_t set_count);
 
-// count normals of standard deviation stddev from the init stream; `tensor` keys a disjoint part of it.
-std::vector<float> normal_init(uint64_t seed, uint32_t tensor, int64_t count, double stddev);
+// The whole run's instance count for a part [first_instance, first_instance + instances) of total_instances (0: the
+// part is the whole); throws invalid-argument naming the field unless the part lies inside the whole.
+int64_t check_part(int64_t first_instance, int64_t total_instances, int64_t instances);
+
+// count normals of standard deviation stddev from the init stream; `tensor` keys a disjoint part of it. first:
+// the values from this position of the tensor's sequence on (a rank's slice of a tensor split across ranks).
+std::vector<float> normal_init(uint64_t seed, uint32_t tensor, int64_t count, double stddev, int64_t first = 0);
 
 // Adam's constants for optimizer steps t = first_t + 1 .. first_t + count (bias corrections in double).
 std::vector<AdamStep> adam_schedule(int32_t optimizer, float lr, float weight_decay, float beta1, float beta2,

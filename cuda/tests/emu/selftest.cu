@@ -2,6 +2,8 @@
 // pass by checking nothing. Faults end the process, so each such case runs in a child process (this program with
 // the case's name) and must fail with its message; the cases that return an error or a result run here.
 // Compiled like the engine's .cu files (rewritten by cu_to_cpp, under the sanitizers) and linked with the emulator.
+// Last, the engine's own arena guards (NE_ARENA_GUARD, core/arena.h) catch what the emulator cannot: an overrun from
+// one slice of an arena into the next, inside a single allocation.
 #include <sys/wait.h>
 
 #include <cstdio>
@@ -9,6 +11,8 @@
 #include <cstring>
 #include <cub/block/block_scan.cuh>
 #include <string>
+
+#include "cuda/device_arena.h"
 
 namespace {
 
@@ -106,8 +110,49 @@ int scans_under(const char* schedule) {
     return wrong;
 }
 
+// Two slices of 128 floats in one arena, and a kernel writing one element past the first: inside the one
+// allocation, so none of the emulator's checks fires. Returns what the arena's guards say ("" when they hold or are
+// off) and, through first_of_next, the value the next slice's first element holds afterwards.
+std::string arena_overrun(bool guarded, float& first_of_next) {
+    if (guarded) setenv("NE_ARENA_GUARD", "1", 1);
+    else unsetenv("NE_ARENA_GUARD");
+    ne::cuda::DeviceArena arena;
+    float *a = nullptr, *b = nullptr;
+    arena.allocate([&](ne::ArenaCarver& c) {
+        a = c.take<float>(128);
+        b = c.take<float>(128);
+    });
+    cudaMemset(arena.data(), 0, arena.bytes());
+    arena.write_guards();
+    write_past<<<1, 256>>>(a, 128);
+    cudaDeviceSynchronize();
+    cudaMemcpy(&first_of_next, b, sizeof(float), cudaMemcpyDeviceToHost);
+    std::string message;
+    try {
+        ne::cuda::verify_guards(nullptr, arena);
+    } catch (const ne::Error& e) {
+        message = e.what();
+        arena.write_guards();  // repaired, so that releasing the arena passes
+    }
+    unsetenv("NE_ARENA_GUARD");
+    return message;
+}
+
 // The cases that end the process; main runs each in a child.
 int run_case(const std::string& name) {
+    if (name == "arena-release") {
+        // An arena released with a broken guard: its destructor cannot throw, so it aborts with the message.
+        setenv("NE_ARENA_GUARD", "1", 1);
+        ne::cuda::DeviceArena arena;
+        float* a = nullptr;
+        arena.allocate([&](ne::ArenaCarver& c) {
+            a = c.take<float>(128);
+            c.take<float>(128);
+        });
+        write_past<<<1, 256>>>(a, 128);
+        cudaDeviceSynchronize();
+        return 0;
+    }
     float* p = device<float>(100);
     float* out = device<float>(256);
     if (name == "overrun") {
@@ -199,6 +244,19 @@ int main(int argc, char** argv) {
         expect(std::strstr(prop.name, "emulated") != nullptr, "the device says it is emulated");
         cudaFree(x);
         cudaFree(out);
+    }
+    // The arena's guards, where the emulator's own checks cannot see.
+    {
+        float next = 0.0f;
+        const std::string unguarded = arena_overrun(false, next);
+        expect(unguarded.empty() && next == 1.0f,
+               "without NE_ARENA_GUARD, a write one past a slice silently lands in the next slice of the arena");
+        const std::string guarded = arena_overrun(true, next);
+        expect(guarded.find("slice 0 of 2 (offset 0, 512 bytes") != std::string::npos && next == 0.0f,
+               "with NE_ARENA_GUARD=1, it lands in the guard and verify_guards names the slice");
+        if (guarded.empty()) std::printf("    (verify_guards said nothing)\n");
+        expect(child_fails(self, "arena-release", "arena guard broken (NE_ARENA_GUARD)"),
+               "an arena released with a broken guard aborts with the message");
     }
     std::printf("emulator self-test: %s\n", failures == 0 ? "every check fired" : "some checks did not fire");
     return failures == 0 ? 0 : 1;

@@ -42,14 +42,17 @@ public static class PythonPeer
 
     private static string? FindScript(string scriptName) => RepositoryFiles.Find(Path.Combine("bench", "peers", scriptName));
 
-    private static (int Code, string Stdout, string Stderr) Exec(string file, string arguments)
+    internal static (int Code, string Stdout, string Stderr) Exec(string file, string arguments,
+        IReadOnlyDictionary<string, string>? environment = null)
     {
         try
         {
-            using var process = Process.Start(new ProcessStartInfo(file, arguments)
+            var start = new ProcessStartInfo(file, arguments)
             {
                 RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false,
-            })!;
+            };
+            foreach (var (key, value) in environment ?? new Dictionary<string, string>()) start.Environment[key] = value;
+            using var process = Process.Start(start)!;
             var stdout = process.StandardOutput.ReadToEndAsync();
             var stderr = process.StandardError.ReadToEndAsync();
             process.WaitForExit();
@@ -59,6 +62,40 @@ public static class PythonPeer
         {
             return (-1, "", e.Message);
         }
+    }
+}
+
+/// <summary>
+/// libtorch through TorchSharp (bench/TorchSharpPeer), the newest PyTorch this machine runs, as a peer process: the
+/// project is bench-only (outside NativeEngine.sln, so `dotnet test` and `demo` never restore its packages) and
+/// bench/setup-peers.sh builds it. Its last stdout line is its JSON, as the Python peers'.
+/// </summary>
+public static class TorchSharpPeer
+{
+    public const string Project = "bench/TorchSharpPeer";
+    public const string Output = "bench/TorchSharpPeer/bin/Release/net10.0/linux-x64";
+    private const string Assembly = "torchsharp-peer.dll";
+    // Built by bench/TorchSharpPeer/glibcxx_compat.py where the system's libstdc++ predates TorchSharp's glue.
+    private const string Shim = "libne_glibcxx_shim.so";
+
+    public static JsonObject Run(string arguments)
+    {
+        if (RepositoryFiles.Find(Path.Combine(Output, Assembly)) is not { } assembly)
+            return PythonPeer.NotRun($"{Project} is not built ({Output}/{Assembly} not found from the working folder): " +
+                                     "bench/setup-peers.sh builds it");
+        var environment = new Dictionary<string, string>();
+        var shim = Path.Combine(Path.GetDirectoryName(assembly)!, Shim);
+        if (File.Exists(shim)) environment["LD_PRELOAD"] = shim;
+        var host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH") is { Length: > 0 } path ? path : "dotnet";
+        var (code, stdout, stderr) = PythonPeer.Exec(host, $"\"{assembly}\" {arguments}", environment);
+        if (code != 0)
+        {
+            var why = code < 0 ? stderr : $"exit {code}: {stderr.Trim().Split('\n').FirstOrDefault(l => l.Length > 0) ?? ""}";
+            return PythonPeer.NotRun($"{Project} failed ({why})");
+        }
+        var node = JsonNode.Parse(stdout.Trim().Split('\n')[^1])!.AsObject();
+        node["status"] = "ok";
+        return node;
     }
 }
 

@@ -88,22 +88,30 @@ public static class Workloads
             ["optimizer"] = config.Optimizer == OptimizerKind.AdamW ? "adamw" : "adam",
         };
         var flops = 10.0 * config.BatchSize * config.NFeatures * config.NHidden * config.NInstances;
-        var peer = run.RunPeers ? ToyPeer(run, config) : PythonPeer.NotRun("--peer none");
+        var peers = run.RunPeers ? ToyPeers(run, config) : [PythonPeer.NotRun("--peer none")];
         return Row(run, "toy", $"toy {name}", run.Command(configPath is null ? "toy" : $"toy --config {configPath}"),
-            workload, "steps/s", flops, ToyFlopFormula, timing, peer, "steps_per_second");
+            workload, "steps/s", flops, ToyFlopFormula, timing, peers, "steps_per_second");
     }
 
-    private static JsonObject ToyPeer(BenchRun run, ToyConfig config)
+    // The notebook's loop in PyTorch (Python) and in libtorch 2.10 (TorchSharp), on the same data.
+    private static JsonObject[] ToyPeers(BenchRun run, ToyConfig config)
     {
-        if (config.Model == ToyModelKind.AbsValue) return PythonPeer.NotRun("the notebook loop has no abs_value model");
-        if (config.L1.Any(v => v != 0)) return PythonPeer.NotRun("the notebook loop has no L1 penalty");
-        if (config.FeatureSets.Length > 0) return PythonPeer.NotRun("the notebook loop has no feature sets");
+        string? unsupported = config.Model == ToyModelKind.AbsValue ? "the notebook loop has no abs_value model"
+            : config.L1.Any(v => v != 0) ? "the notebook loop has no L1 penalty"
+            : config.FeatureSets.Length > 0 ? "the notebook loop has no feature sets"
+            : null;
+        if (unsupported is not null) return [PythonPeer.NotRun(unsupported)];
         using var data = PeerData.Json(config.ImportancePerInstance(), config.FeatureProbability);
-        return PythonPeer.Run("toy_notebook.py", string.Create(CultureInfo.InvariantCulture,
+        var arguments = string.Create(CultureInfo.InvariantCulture,
             $"--n {config.NFeatures} --m {config.NHidden} --instances {config.NInstances} --batch {config.BatchSize} " +
             $"--model {ToyConfig.ModelName(config.Model)} --data \"{data.Path}\" --lr {config.Lr} " +
             $"--weight-decay {config.WeightDecay} --optimizer {(config.Optimizer == OptimizerKind.AdamW ? "adamw" : "adam")} " +
-            $"--seconds {run.Seconds} --device {(run.OnCpu ? "cpu" : "cuda")} --threads {BenchRun.PeerThreads}"));
+            $"--seconds {run.Seconds} --threads {BenchRun.PeerThreads}");
+        return
+        [
+            PythonPeer.Run("toy_notebook.py", $"{arguments} --device {(run.OnCpu ? "cpu" : "cuda")}"),
+            run.OnCpu ? TorchSharpPeer.Run($"toy {arguments}") : PythonPeer.NotRun("the TorchSharp peer is CPU-only"),
+        ];
     }
 
     // ---- mixture of experts -----------------------------------------------------------------------------------
@@ -134,7 +142,7 @@ public static class Workloads
                     (routerTerm * c.NFeatures * config.NExperts + config.TopK * 10.0 * c.NFeatures * config.ExpertHidden);
         var peer = run.RunPeers ? MoePeer(run, config) : PythonPeer.NotRun("--peer none");
         return Row(run, "moe", $"moe {name}", run.Command(configPath is null ? "moe" : $"moe --config {configPath}"),
-            workload, "steps/s", flops, MoeFlopFormula, timing, peer, "steps_per_second");
+            workload, "steps/s", flops, MoeFlopFormula, timing, [peer], "steps_per_second");
     }
 
     private static JsonObject MoePeer(BenchRun run, MoeConfig config)
@@ -170,15 +178,27 @@ public static class Workloads
             ["architecture"] = "topk", ["d"] = d, ["d_sae"] = dSae, ["k"] = k, ["batch_size"] = batch, ["optimizer"] = "adam",
             ["data"] = "one fixed Gaussian batch (both sides)",
         };
-        var peer = run.RunPeers
-            ? PythonPeer.Run("topk_sae.py", string.Create(CultureInfo.InvariantCulture,
-                $"--d {d} --d-sae {dSae} --k {k} --batch {batch} --seconds {run.Seconds} " +
-                $"--device {(run.OnCpu ? "cpu" : "cuda")} --threads {BenchRun.PeerThreads}"))
-            : PythonPeer.NotRun("--peer none");
+        JsonObject[] peers = [PythonPeer.NotRun("--peer none")];
+        if (run.RunPeers)
+        {
+            // A plain TopK SAE (dense decoder, autograd) and a sparsify-style one (sparse decoder and backward), each in
+            // PyTorch (Python) and in libtorch 2.10 (TorchSharp).
+            var arguments = string.Create(CultureInfo.InvariantCulture,
+                $"--d {d} --d-sae {dSae} --k {k} --batch {batch} --seconds {run.Seconds} --threads {BenchRun.PeerThreads}");
+            var device = $"--device {(run.OnCpu ? "cpu" : "cuda")}";
+            var cpuOnly = PythonPeer.NotRun("the TorchSharp peer is CPU-only");
+            peers =
+            [
+                PythonPeer.Run("topk_sae.py", $"{arguments} {device}"),
+                PythonPeer.Run("topk_sae_sparse.py", $"{arguments} {device}"),
+                run.OnCpu ? TorchSharpPeer.Run($"sae {arguments} --variant dense") : cpuOnly,
+                run.OnCpu ? TorchSharpPeer.Run($"sae {arguments} --variant sparse") : cpuOnly.DeepClone().AsObject(),
+            ];
+        }
         var tokens = new Timing(timing.Units * batch, timing.Seconds);
         return Row(run, "factorize", $"TopK SAE d={d} d_sae={dSae} k={k}",
             run.Command($"factorize --d-in {d} --d-sae {dSae} --top-k {k} --batch {batch}"), workload, "tokens/s",
-            SaeFlopsPerToken(d, dSae, k), SaeFlopFormula, tokens, peer, "tokens_per_second");
+            SaeFlopsPerToken(d, dSae, k), SaeFlopFormula, tokens, peers, "tokens_per_second");
     }
 
     public static double SaeFlopsPerToken(int d, int dSae, int k) => 2.0 * d * dSae + 8.0 * k * d;
@@ -225,7 +245,7 @@ public static class Workloads
         var samples = new Timing(timing.Units * batch, timing.Seconds);
         var row = Row(run, "dictionary", $"dictionary learning d={d} d_sae={dSae}",
             run.Command($"dictionary --d-in {d} --d-sae {dSae} --top-k {k} --batch {batch}"), workload, "samples/s",
-            SaeFlopsPerToken(d, dSae, k), SaeFlopFormula + " (the engine's side only)", samples, peer, "samples_per_second",
+            SaeFlopsPerToken(d, dSae, k), SaeFlopFormula + " (the engine's side only)", samples, [peer], "samples_per_second",
             peerFlopsComparable: false);
         row["compared"] = DictionaryCompared;
         return row;
@@ -234,7 +254,7 @@ public static class Workloads
     // ---- one result row ---------------------------------------------------------------------------------------
 
     private static JsonObject Row(BenchRun run, string benchmark, string name, string command, JsonObject workload,
-        string unit, double flopPerUnit, string formula, Timing timing, JsonObject peer, string peerRateKey,
+        string unit, double flopPerUnit, string formula, Timing timing, JsonObject[] peers, string peerRateKey,
         bool peerFlopsComparable = true)
     {
         var gflops = flopPerUnit * timing.PerSecond / 1e9;
@@ -251,6 +271,23 @@ public static class Workloads
             ["gflops"] = Math.Round(gflops, 3),
             ["share_of_peak"] = Share(gflops),
         };
+        // Every peer that ran gets its rate, FLOP rate and our speedup over it; the row's peer is the strongest.
+        JsonObject? strongest = null;
+        foreach (var peer in peers)
+        {
+            if (PeerVersion(peer) is { } version) peer["version"] = version;
+            if (peer[peerRateKey] is not JsonValue value || value.GetValue<double>() <= 0) continue;
+            var rate = value.GetValue<double>();
+            peer["throughput"] = Round(rate);
+            if (peerFlopsComparable)
+            {
+                var peerGflops = flopPerUnit * rate / 1e9;
+                peer["gflops"] = Math.Round(peerGflops, 3);
+                peer["share_of_peak"] = Share(peerGflops);
+            }
+            peer["speedup"] = Math.Round(timing.PerSecond / rate, 2);
+            if (strongest is null || rate > strongest["throughput"]!.GetValue<double>()) strongest = peer;
+        }
         var row = new JsonObject
         {
             ["benchmark"] = benchmark,
@@ -260,21 +297,23 @@ public static class Workloads
             ["unit"] = unit,
             ["flops"] = new JsonObject { ["per_unit"] = flopPerUnit, ["formula"] = formula },
             ["nativeengine"] = ours,
-            ["peer"] = peer,
+            ["peer"] = (strongest ?? peers[0]).DeepClone(),
+            ["peers"] = new JsonArray(peers.Select(p => (JsonNode)p).ToArray()),
         };
-        if (peer[peerRateKey] is JsonValue value && value.GetValue<double>() > 0)
-        {
-            var rate = value.GetValue<double>();
-            peer["throughput"] = Round(rate);
-            if (peerFlopsComparable)
-            {
-                var peerGflops = flopPerUnit * rate / 1e9;
-                peer["gflops"] = Math.Round(peerGflops, 3);
-                peer["share_of_peak"] = Share(peerGflops);
-            }
-            row["speedup"] = Math.Round(timing.PerSecond / rate, 2);
-        }
+        if (strongest is not null) row["speedup"] = strongest["speedup"]!.DeepClone();
         return row;
+    }
+
+    /// <summary>"torch 1.13.0a0", "libtorch 2.10.0 (TorchSharp 0.107.0)", "scikit-learn 1.2.1", from a peer's own
+    /// fields; null when it did not run.</summary>
+    public static string? PeerVersion(JsonNode peer)
+    {
+        if (peer["libtorch"] is { } libtorch)
+            return $"libtorch {libtorch.GetValue<string>()}" +
+                   (peer["torchsharp"] is { } sharp ? $" (TorchSharp {sharp.GetValue<string>()})" : "");
+        if ((peer["torch_version"] ?? peer["torch"]) is { } torch) return $"torch {torch.GetValue<string>()}";
+        if (peer["sklearn_version"] is { } sklearn) return $"scikit-learn {sklearn.GetValue<string>()}";
+        return null;
     }
 
     private static double Round(double rate) => Math.Round(rate, rate >= 100 ? 1 : 3);

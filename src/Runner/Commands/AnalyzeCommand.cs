@@ -166,7 +166,7 @@ public static class AnalyzeCommand
         var path = OutPath(o, model.Directory, "capacity");
         AtomicFile.WriteText(path, Analysis.Capacity.ToJson(result));
         var chart = Path.ChangeExtension(path, ".svg");
-        AtomicFile.WriteText(chart, AnalysisFigures.Capacity(result));
+        AtomicFile.WriteText(chart, AnalysisFigures.Capacity(result), durable: false);
 
         console.MarkupLine($"[bold]capacity[/] {result.Model} n={result.NFeatures} m={result.NHidden}: features stored against density, " +
                            $"beside compressed sensing's bounds for k = n·p active features (ℓ1: m ≥ {constant:G3}·k·ln(e·n/k); ℓ0: m ≥ 2k; capped to [[m, n]])");

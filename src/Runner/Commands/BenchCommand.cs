@@ -14,7 +14,7 @@ namespace NativeEngine.Runner.Commands;
 [Verb("bench", HelpText = "Benchmark workloads beside their peers and the machine's GEMM peak, measured in the same run; JSON out.")]
 public sealed class BenchOptions : BackendOptions
 {
-    [Value(0, MetaName = "workload", HelpText = "toy | moe | factorize | dictionary | peak | read | all | table FILE...")]
+    [Value(0, MetaName = "workload", HelpText = "toy | moe | factorize | dictionary | peak | read | all | e2e | table FILE...")]
     public string Workload { get; set; } = "";
 
     [Value(1, MetaName = "files", HelpText = "table: result files to print as README rows.")]
@@ -23,7 +23,7 @@ public sealed class BenchOptions : BackendOptions
     [Option("all", HelpText = "Every workload (as `bench all`): writes bench/results/<machine>-<date>.json and prints the README rows.")]
     public bool All { get; set; }
 
-    [Option("config", HelpText = "toy, moe: a config (e.g. configs/paper/n100_m20.json); default: n100_m20 (toy), compare_n20 (moe).")]
+    [Option("config", HelpText = "toy, moe, e2e: a config (e.g. configs/paper/n100_m20.json); default: n100_m20 (toy, e2e), compare_n20 (moe).")]
     public string? Config { get; set; }
 
     [Option("d-in", HelpText = "factorize, dictionary: input dimension d (one size instead of the standard ones); read: d of the data (default 512).")]
@@ -47,7 +47,13 @@ public sealed class BenchOptions : BackendOptions
     [Option("gemm-size", Default = 2048, HelpText = "n of the n x n x n SGEMM that measures the machine's peak.")]
     public int GemmSize { get; set; } = 2048;
 
-    [Option("out", HelpText = "Also write the JSON to this file (all: instead of bench/results/<machine>-<date>.json).")]
+    [Option("steps", Separator = ',', HelpText = "e2e: the toy command's step counts (default 500,2000,10000).")]
+    public IEnumerable<long> Steps { get; set; } = [];
+
+    [Option("cases", Separator = ',', HelpText = "e2e: which commands: toy, factorize, moe, demo (default all).")]
+    public IEnumerable<string> Cases { get; set; } = [];
+
+    [Option("out", HelpText = "Also write the JSON to this file (all, e2e: instead of bench/results/<machine>-<date>[-e2e].json).")]
     public string? Out { get; set; }
 }
 
@@ -59,7 +65,7 @@ public sealed class BenchOptions : BackendOptions
 /// </summary>
 public static class BenchCommand
 {
-    public static readonly string[] WorkloadNames = ["toy", "moe", "factorize", "dictionary", "peak", "read", "all", "table"];
+    public static readonly string[] WorkloadNames = ["toy", "moe", "factorize", "dictionary", "peak", "read", "all", "e2e", "table"];
 
     public static int Run(BenchOptions options, Cli cli)
     {
@@ -77,8 +83,11 @@ public static class BenchCommand
                                       "matrices must fit in memory)");
         if (!double.IsFinite(options.Seconds) || options.Seconds > 3600)
             throw new ConfigException($"--seconds is {options.Seconds}; valid: > 0 and at most 3600");
-        if (options.Config is not null && workload is not ("toy" or "moe"))
-            throw new ConfigException("--config applies to bench toy and bench moe only");
+        if (options.Config is not null && workload is not ("toy" or "moe" or "e2e"))
+            throw new ConfigException("--config applies to bench toy, moe and e2e only");
+        if ((options.Steps.Any() || options.Cases.Any()) && workload != "e2e")
+            throw new ConfigException("--steps and --cases apply to bench e2e only");
+        if (workload == "e2e") return EndToEndRun(options, cli);
         var saeSizes = SaeSizes(options, workload);
 
         using var context = new EngineContext(options.ParseBackend());
@@ -140,6 +149,39 @@ public static class BenchCommand
         console.MarkupLine($"wrote {Markup.Escape(Path.GetFullPath(file))}");
         foreach (var line in MarkdownRows(result)) console.Profile.Out.Writer.WriteLine(line);
         return 0;
+    }
+
+    private static int EndToEndRun(BenchOptions options, Cli cli)
+    {
+        var console = cli.Out;
+        var cases = options.Cases.Any() ? options.Cases.ToArray() : EndToEnd.CaseNames;
+        if (cases.FirstOrDefault(c => !EndToEnd.CaseNames.Contains(c)) is { } unknown)
+            throw new ConfigException($"--cases has \"{unknown}\"; valid: {string.Join(", ", EndToEnd.CaseNames)}");
+        var steps = options.Steps.Any() ? options.Steps.ToArray() : EndToEnd.DefaultToySteps;
+        if (steps.Any(s => s < 1))
+            throw new ConfigException($"--steps has {steps.First(s => s < 1)}; valid: step counts >= 1");
+        if (options.Config is { } config && !File.Exists(config) && RepositoryFiles.Find(config) is null)
+            throw new ConfigException($"--config {config} does not exist");
+        var rows = EndToEnd.Run(cases, options.Config ?? EndToEnd.DefaultToyConfig, steps, options.Peer == "auto",
+            what => cli.Error.MarkupLine($"[grey]running {Markup.Escape(what)}[/]"));
+        using var context = new EngineContext(Backend.Cpu);
+        var result = new JsonObject
+        {
+            ["benchmark"] = "e2e",
+            ["date"] = DateTime.UtcNow.ToString("yyyy-MM-ddTHH:mm:ssZ", CultureInfo.InvariantCulture),
+            ["machine"] = MachineJson(context),
+            ["what"] = EndToEnd.What,
+            ["results"] = rows,
+        };
+        var json = result.ToJsonString(new JsonSerializerOptions
+        {
+            WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        });
+        console.Profile.Out.Writer.WriteLine(json);
+        var file = options.Out ?? DefaultResultPath(context).Replace(".json", "-e2e.json", StringComparison.Ordinal);
+        Write(file, json);
+        console.MarkupLine($"wrote {Markup.Escape(Path.GetFullPath(file))}");
+        return rows.All(r => r!["nativeengine"]!["exit_code"]!.GetValue<int>() == 0) ? 0 : 3;
     }
 
     private sealed record SaeSizeChoice((int D, int DSae, int K, int Batch)[] Factorize, (int D, int DSae, int K, int Batch) Dictionary);
@@ -334,8 +376,8 @@ public static class BenchCommand
     private static string PeerName(JsonNode peer)
     {
         var name = peer["peer"]?.GetValue<string>() ?? "peer";
-        var version = peer["torch_version"] ?? peer["torch"] ?? peer["sklearn_version"];
-        return version is null ? name : $"{name}, {(peer["sklearn_version"] is null ? "torch" : "sklearn")} {version.GetValue<string>()}";
+        var version = peer["version"]?.GetValue<string>() ?? Workloads.PeerVersion(peer);
+        return version is null ? name : $"{name}, {version}";
     }
 
     // Three significant digits, thousands separated by a thin space as the README writes them.

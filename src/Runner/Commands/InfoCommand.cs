@@ -4,7 +4,7 @@ using Spectre.Console;
 
 namespace NativeEngine.Runner.Commands;
 
-[Verb("info", HelpText = "Version, backends compiled in and usable, the backend chosen and its device.")]
+[Verb("info", HelpText = "Version, backends compiled in and usable, the backend chosen and its device, MPI.")]
 public sealed class InfoOptions : BackendOptions;
 
 public static class InfoCommand
@@ -20,6 +20,14 @@ public static class InfoCommand
             : $"cuda: unavailable ({Markup.Escape(runtime.CudaUnavailableReason)})");
         console.MarkupLine($"cpu threads: {runtime.CpuThreads}");
         console.MarkupLine($"nvtx ranges: {(runtime.Nvtx ? "on" : "off (built without the CUDA toolkit's nvtx3 headers)")}");
+        var mpi = Engine.Mpi;
+        var library = mpi.Library.Length > 0 ? $" ({Markup.Escape(mpi.Library)})" : "";
+        console.MarkupLine(mpi.Initialized
+            ? $"mpi: running, rank {mpi.WorldRank} of {mpi.WorldSize}{library}"
+            : mpi.PluginLoaded
+                ? $"mpi: found{library}; not in use: {Markup.Escape(mpi.Reason)}"
+                : $"mpi: unavailable ({Markup.Escape(mpi.Reason)})");
+        console.MarkupLine(mpi.NcclLoaded ? $"nccl: {Markup.Escape(mpi.Nccl)}" : $"nccl: unavailable ({Markup.Escape(mpi.Nccl)})");
         using var context = new EngineContext(options.ParseBackend());
         var device = context.Device;
         console.MarkupLine($"backend chosen: {(device.Backend == Backend.Cuda ? "cuda" : "cpu")} (asked: {options.Backend})");

@@ -73,12 +73,18 @@ public sealed record EvalSpec(long Samples)
     public static readonly EvalSpec Default = new(100_000);
 }
 
+/// <summary>How a run launched on several processes (mpirun, srun) splits: LatentShards ranks share the latents of
+/// each data-parallel group (processes / LatentShards groups read disjoint parts of the data).</summary>
+public sealed record DistributedSpec(int LatentShards);
+
 /// <summary>A factorization run (`factorize`), resolved: every default filled in.</summary>
 /// <param name="Metadata">Where the activations come from, written into the dictionary's cfg.json (SAELens).</param>
 /// <param name="Format">The layout the dictionary is written in.</param>
 /// <param name="Eval">The measurement against the ground truth, when the data has one.</param>
+/// <param name="Distributed">Null when the config has no "distributed" section (one latent shard: every process of a
+/// launch is a data-parallel group).</param>
 public sealed record FactorizeConfig(DataSpec Data, SaeSpec Sae, TrainSpec Train, DictionaryMetadata? Metadata = null,
-    DictionaryFormat Format = DictionaryFormat.SaeLens, EvalSpec? Eval = null)
+    DictionaryFormat Format = DictionaryFormat.SaeLens, EvalSpec? Eval = null, DistributedSpec? Distributed = null)
 {
     public EvalSpec Evaluation => Eval ?? EvalSpec.Default;
 
@@ -154,8 +160,9 @@ public static class FactorizeConfigLoader
         var format = r.Choice("format", DictionaryFolder.Names, DictionaryFormat.SaeLens);
         CheckFormat(format, sae.Architecture, $"{r.Source}: \"format\"");
         var eval = ReadEval(r);
+        var distributed = r.TryGet("distributed", out var dist) ? ReadDistributed(r.Nested(Object(r, "distributed", dist), "distributed"), sae) : null;
         r.RejectUnknownKeys();
-        return new FactorizeConfig(data, sae, train, metadata, format, eval);
+        return new FactorizeConfig(data, sae, train, metadata, format, eval, distributed);
     }
 
     /// <summary>"eval": {"samples": N} under <paramref name="root"/>, or the default.</summary>
@@ -166,6 +173,16 @@ public static class FactorizeConfigLoader
         var spec = new EvalSpec(r.Integer("samples", 1, 1L << 40, EvalSpec.Default.Samples));
         r.RejectUnknownKeys();
         return spec;
+    }
+
+    // The process count is known only at launch: FactorizeExperiment checks that latent_shards divides it.
+    private static DistributedSpec ReadDistributed(JsonObjectReader r, SaeSpec sae)
+    {
+        var shards = (int)r.Integer("latent_shards", 1, 1 << 20, 1);
+        if (sae.DSae % shards != 0)
+            throw r.Error("latent_shards", $"is {shards}; it must divide sae.d_sae ({sae.DSae}): each shard holds d_sae / latent_shards latents");
+        r.RejectUnknownKeys();
+        return new DistributedSpec(shards);
     }
 
     /// <summary>Refuses a layout the architecture has no form in; <paramref name="setting"/> names where it was asked
@@ -567,6 +584,12 @@ public static class FactorizeConfigWriter
             {
                 w.WriteStartObject("eval");
                 w.WriteNumber("samples", c.Evaluation.Samples);
+                w.WriteEndObject();
+            }
+            if (c.Distributed is { } distributed)
+            {
+                w.WriteStartObject("distributed");
+                w.WriteNumber("latent_shards", distributed.LatentShards);
                 w.WriteEndObject();
             }
             w.WriteEndObject();

@@ -14,6 +14,10 @@ public sealed class NonFiniteException(string message, NonFinite where) : Except
 {
     public NonFinite Where { get; } = where;
 
+    /// <summary>Every rank of a run split across processes throws this at the same point (they agreed on the step),
+    /// so the error handler lets each end on its own instead of ending them all at once.</summary>
+    public bool EveryRank { get; init; }
+
     /// <summary>"step 12 of 400: the loss of instance 3 is not finite (NaN or infinity); likely cause: ..."</summary>
     public static string Describe(NonFinite where, long totalSteps, double lr, bool instances)
     {

@@ -624,6 +624,17 @@ cudaError_t cudaFree(void* pointer) {
     return cudaSuccess;
 }
 
+// Stream-ordered allocation: the emulator runs each stream's work as it is issued, so in stream order is now.
+cudaError_t cudaMallocAsync(void** pointer, size_t bytes, cudaStream_t stream) {
+    if (!check_stream("cudaMallocAsync", stream)) return record(cudaErrorInvalidResourceHandle);
+    return cudaMalloc(pointer, bytes);
+}
+
+cudaError_t cudaFreeAsync(void* pointer, cudaStream_t stream) {
+    if (!check_stream("cudaFreeAsync", stream)) return record(cudaErrorInvalidResourceHandle);
+    return cudaFree(pointer);
+}
+
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
     return copy("cudaMemcpy", dst, src, bytes, kind, nullptr);
 }

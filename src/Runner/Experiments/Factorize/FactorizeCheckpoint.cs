@@ -18,14 +18,15 @@ public sealed record CheckpointProgress(long Step, long Tokens, double Seconds, 
 /// SHA256SUMS (`sha256sum -c` format) over the four, written last. A new checkpoint is written whole beside the old
 /// one, which is moved to checkpoint.old/ while the new one is renamed in and then removed; a resume checks every
 /// checksum, the config's hash and the values, and falls back to checkpoint.old/ when checkpoint/ is missing or
-/// damaged. The checkpoint is removed when the run completes.
+/// damaged. The checkpoint is removed when the run completes. A run across processes writes the same folders with its
+/// shards' and data groups' files inside (<see cref="ShardedCheckpoint"/>), through the helpers here.
 /// </summary>
 public static class FactorizeCheckpoint
 {
     public const string Folder = "checkpoint";
     public const string PreviousFolder = "checkpoint.old";
     public const string SumsFile = "SHA256SUMS";
-    private const string ParamsFile = "params.safetensors", StateFile = "state.bin", SourceFile = "source.json", ProgressFile = "progress.json";
+    internal const string ParamsFile = "params.safetensors", StateFile = "state.bin", SourceFile = "source.json", ProgressFile = "progress.json";
     private static readonly string[] Files = [ParamsFile, StateFile, SourceFile, ProgressFile];
 
     public static bool Exists(string runDirectory) =>
@@ -35,27 +36,47 @@ public static class FactorizeCheckpoint
     public static void Write(string runDirectory, SparseAutoencoder sae, SaeParameters parameters, IActivationBatches source,
         CheckpointProgress progress)
     {
-        var final = Path.Combine(runDirectory, Folder);
-        var temporary = final + ".tmp";
+        var temporary = Temporary(runDirectory);
         if (Directory.Exists(temporary)) Directory.Delete(temporary, recursive: true);
         Directory.CreateDirectory(temporary);
-        var spec = sae.Spec;
-        SafeTensors.Write(Path.Combine(temporary, ParamsFile),
-        [
-            new Tensor("W_enc", [spec.DIn, spec.DSae], parameters.WEnc), new Tensor("b_enc", [spec.DSae], parameters.BEnc),
-            new Tensor("W_dec", [spec.DSae, spec.DIn], parameters.WDec), new Tensor("b_dec", [spec.DIn], parameters.BDec),
-            new Tensor("threshold", [spec.DSae], parameters.Threshold),
-        ]);
-        AtomicFile.Write(Path.Combine(temporary, StateFile), stream => stream.Write(sae.GetState()));
+        WriteModel(temporary, sae, parameters, sae.Spec.DSae);
         AtomicFile.WriteText(Path.Combine(temporary, SourceFile), source.State.ToJson());
         AtomicFile.WriteText(Path.Combine(temporary, ProgressFile), ProgressJson(progress));
-        AtomicFile.WriteText(Path.Combine(temporary, SumsFile),
-            string.Concat(Files.Select(f => $"{Sha256Of(Path.Combine(temporary, f))}  {f}\n")));
+        WriteSums(temporary, Files.Select(f => (f, Sha256Of(Path.Combine(temporary, f)))));
+        SwapIn(runDirectory);
+    }
 
+    /// <summary>Where a checkpoint is written before <see cref="SwapIn"/>.</summary>
+    internal static string Temporary(string runDirectory) => Path.Combine(runDirectory, Folder + ".tmp");
+
+    /// <summary>params.safetensors ([d_in][latents] W_enc, ...) and state.bin of the model's latents into
+    /// <paramref name="folder"/>.</summary>
+    internal static void WriteModel(string folder, SparseAutoencoder sae, SaeParameters parameters, long latents)
+    {
+        var d = sae.Spec.DIn;
+        SafeTensors.Write(Path.Combine(folder, ParamsFile),
+        [
+            new Tensor("W_enc", [d, latents], parameters.WEnc), new Tensor("b_enc", [latents], parameters.BEnc),
+            new Tensor("W_dec", [latents, d], parameters.WDec), new Tensor("b_dec", [d], parameters.BDec),
+            new Tensor("threshold", [latents], parameters.Threshold),
+        ]);
+        AtomicFile.Write(Path.Combine(folder, StateFile), stream => stream.Write(sae.GetState()));
+    }
+
+    /// <summary>SHA256SUMS (`sha256sum -c` format) of (file relative to <paramref name="folder"/>, checksum), written
+    /// last: a checkpoint without it was not written whole.</summary>
+    internal static void WriteSums(string folder, IEnumerable<(string File, string Sha256)> sums) =>
+        AtomicFile.WriteText(Path.Combine(folder, SumsFile), string.Concat(sums.Select(s => $"{s.Sha256}  {s.File}\n")));
+
+    /// <summary>Swaps the written <see cref="Temporary"/> folder in: the current checkpoint is moved to
+    /// checkpoint.old/ while the new one is renamed in, then removed.</summary>
+    internal static void SwapIn(string runDirectory)
+    {
+        var final = Path.Combine(runDirectory, Folder);
         var old = Path.Combine(runDirectory, PreviousFolder);
         if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
         if (Directory.Exists(final)) Directory.Move(final, old);
-        Directory.Move(temporary, final);
+        Directory.Move(Temporary(runDirectory), final);
         if (Directory.Exists(old)) Directory.Delete(old, recursive: true);
     }
 
@@ -125,17 +146,8 @@ public static class FactorizeCheckpoint
             try
             {
                 var progress = Verify(folder, config, configSha256, force, sae);
-                var tensors = SafeTensors.Read(Path.Combine(folder, ParamsFile)).Tensors.ToDictionary(t => t.Name, t => t.Data);
                 source.Restore(SourceState.FromJson(File.ReadAllText(Path.Combine(folder, SourceFile))));
-                try
-                {
-                    sae.Restore(new SaeParameters(tensors["W_enc"], tensors["b_enc"], tensors["W_dec"], tensors["b_dec"], tensors["threshold"]),
-                        File.ReadAllBytes(Path.Combine(folder, StateFile)));
-                }
-                catch (NativeEngineException e) when (e.Status == Status.InvalidArgument)
-                {
-                    throw new DataFormatException($"{Path.Combine(folder, StateFile)}: not this model's state ({e.Message})");
-                }
+                RestoreModel(folder, sae);
                 return (progress, folder);
             }
             catch (DataFormatException e)
@@ -148,6 +160,16 @@ public static class FactorizeCheckpoint
 
     private static CheckpointProgress Verify(string folder, FactorizeConfig config, string configSha256, bool force, SparseAutoencoder sae)
     {
+        var sums = ReadSums(folder);
+        foreach (var file in Files) CheckSum(folder, sums, file);
+        var progress = CheckProgress(folder, config, configSha256, force);
+        CheckModel(folder, sae, sae.Spec.DSae, $"d_in {sae.Spec.DIn}, d_sae {sae.Spec.DSae}");
+        return progress;
+    }
+
+    /// <summary>The checksums of a checkpoint's SHA256SUMS by file.</summary>
+    internal static Dictionary<string, string> ReadSums(string folder)
+    {
         var sumsPath = Path.Combine(folder, SumsFile);
         if (!File.Exists(sumsPath)) throw new DataFormatException($"{sumsPath} is missing: the checkpoint was not written whole");
         var sums = new Dictionary<string, string>();
@@ -157,14 +179,22 @@ public static class FactorizeCheckpoint
             if (parts.Length != 2 || parts[0].Length != 64) throw new DataFormatException($"{sumsPath}: \"{line}\" is not \"SHA256  FILE\"");
             sums[parts[1]] = parts[0];
         }
-        foreach (var file in Files)
-        {
-            var path = Path.Combine(folder, file);
-            if (!File.Exists(path)) throw new DataFormatException($"{path} is missing");
-            if (!sums.TryGetValue(file, out var expected)) throw new DataFormatException($"{sumsPath} has no checksum of {file}");
-            if (Sha256Of(path) != expected)
-                throw new DataFormatException($"{path} does not match its checksum in {SumsFile} (damaged or edited)");
-        }
+        return sums;
+    }
+
+    /// <summary>Throws unless <paramref name="file"/> (relative to the folder) is there and matches its checksum.</summary>
+    internal static void CheckSum(string folder, Dictionary<string, string> sums, string file)
+    {
+        var path = Path.Combine(folder, file);
+        if (!File.Exists(path)) throw new DataFormatException($"{path} is missing");
+        if (!sums.TryGetValue(file, out var expected)) throw new DataFormatException($"{Path.Combine(folder, SumsFile)} has no checksum of {file}");
+        if (Sha256Of(path) != expected)
+            throw new DataFormatException($"{path} does not match its checksum in {SumsFile} (damaged or edited)");
+    }
+
+    /// <summary>The folder's progress.json, checked against the config (its hash unless forced, its steps and batch).</summary>
+    internal static CheckpointProgress CheckProgress(string folder, FactorizeConfig config, string configSha256, bool force)
+    {
         var progress = ParseProgress(Path.Combine(folder, ProgressFile));
         if (progress.ConfigSha256 != configSha256 && !force)
             throw new ConfigException($"{Path.Combine(folder, ProgressFile)}: the checkpoint was written with another config; " +
@@ -175,30 +205,49 @@ public static class FactorizeCheckpoint
             throw new ConfigException($"{where}: step {progress.Step} is past this config's {total} steps (train.tokens / train.batch_size)");
         if (progress.Tokens != progress.Step * config.Train.BatchSize)
             throw new DataFormatException($"{where}: tokens {progress.Tokens} is not step {progress.Step} × batch_size {config.Train.BatchSize}");
+        return progress;
+    }
 
-        var spec = sae.Spec;
+    /// <summary>Throws unless the folder's params.safetensors and state.bin are of this model, holding
+    /// <paramref name="latents"/> latents (<paramref name="dictionary"/> describes them in messages).</summary>
+    internal static void CheckModel(string folder, SparseAutoencoder sae, long latents, string dictionary)
+    {
+        var d = sae.Spec.DIn;
         var (tensors, _) = SafeTensors.Read(Path.Combine(folder, ParamsFile));
         foreach (var (name, shape) in new (string, long[])[]
                  {
-                     ("W_enc", [spec.DIn, spec.DSae]), ("b_enc", [spec.DSae]), ("W_dec", [spec.DSae, spec.DIn]), ("b_dec", [spec.DIn]),
-                     ("threshold", [spec.DSae]),
+                     ("W_enc", [d, latents]), ("b_enc", [latents]), ("W_dec", [latents, d]), ("b_dec", [d]), ("threshold", [latents]),
                  })
         {
             var tensor = tensors.FirstOrDefault(t => t.Name == name)
                          ?? throw new DataFormatException($"{Path.Combine(folder, ParamsFile)}: tensor \"{name}\" is missing");
             if (!tensor.Shape.SequenceEqual(shape))
                 throw new ConfigException($"{Path.Combine(folder, ParamsFile)}: \"{name}\" is [{string.Join(", ", tensor.Shape)}], but this " +
-                                          $"config's SAE needs [{string.Join(", ", shape)}] (d_in {spec.DIn}, d_sae {spec.DSae}): " +
+                                          $"config's SAE needs [{string.Join(", ", shape)}] ({dictionary}): " +
                                           "the checkpoint is of another dictionary");
         }
         var stateLength = new FileInfo(Path.Combine(folder, StateFile)).Length;
         if (stateLength != sae.StateSize)
             throw new ConfigException($"{Path.Combine(folder, StateFile)} has {stateLength} bytes; this config's SAE keeps {sae.StateSize} " +
                                       "(another architecture or size)");
-        return progress;
     }
 
-    private static string ProgressJson(CheckpointProgress p) => Json.Document(w =>
+    /// <summary>Restores the model from the folder's params.safetensors and state.bin (checked by <see cref="CheckModel"/>).</summary>
+    internal static void RestoreModel(string folder, SparseAutoencoder sae)
+    {
+        var tensors = SafeTensors.Read(Path.Combine(folder, ParamsFile)).Tensors.ToDictionary(t => t.Name, t => t.Data);
+        try
+        {
+            sae.Restore(new SaeParameters(tensors["W_enc"], tensors["b_enc"], tensors["W_dec"], tensors["b_dec"], tensors["threshold"]),
+                File.ReadAllBytes(Path.Combine(folder, StateFile)));
+        }
+        catch (NativeEngineException e) when (e.Status == Status.InvalidArgument)
+        {
+            throw new DataFormatException($"{Path.Combine(folder, StateFile)}: not this model's state ({e.Message})");
+        }
+    }
+
+    internal static string ProgressJson(CheckpointProgress p) => Json.Document(w =>
     {
         w.WriteStartObject();
         w.WriteNumber("step", p.Step);
@@ -268,7 +317,7 @@ public static class FactorizeCheckpoint
     private static double? Optional(JsonElement point, string name) =>
         point.TryGetProperty(name, out _) ? Value(point, name) : null;
 
-    private static string Sha256Of(string path)
+    internal static string Sha256Of(string path)
     {
         using var stream = File.OpenRead(path);
         return Convert.ToHexStringLower(SHA256.HashData(stream));

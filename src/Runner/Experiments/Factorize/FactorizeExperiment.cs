@@ -36,23 +36,18 @@ public static class FactorizeExperiment
     /// dictionary/, metrics.json, figures/ and report.html, and removes the checkpoint. With
     /// <paramref name="resume"/> the run continues from the folder's checkpoint (with <paramref name="force"/>, even
     /// under another config). A step whose loss or parameters are not finite stops the run: the last checkpoint is
-    /// kept, metrics.json says where it stopped, and a <see cref="NonFiniteException"/> says why.
+    /// kept, metrics.json says where it stopped, and a <see cref="NonFiniteException"/> says why. On several processes
+    /// (<paramref name="ranks"/>, by default the world: mpirun or srun) every rank calls this, and the run is split as
+    /// config.distributed says (<see cref="DistributedFactorize"/>).
     /// </summary>
     public static FactorizeResult Run(EngineContext context, FactorizeConfig config, string outDir, IRunProgress progress,
-        CancellationToken cancel, bool resume = false, bool force = false)
+        CancellationToken cancel, bool resume = false, bool force = false, Communicator? ranks = null)
     {
-        var configJson = FactorizeConfigWriter.ToJson(config);
-        var configHash = RunFolder.Sha256(configJson);
-        if (resume)
-        {
-            if (RunFolder.Read(outDir) is { Kind: Kind, Status: RunFolder.Status.Completed } && !FactorizeCheckpoint.Exists(outDir))
-                throw new ConfigException($"--resume {outDir}: that run completed ({DictionaryFolder.Subfolder}/, {MetricsFile}); there is " +
-                                          "nothing to resume");
-            FactorizeCheckpoint.CheckConfig(outDir, configJson, force);
-        }
-        RunFolder.Claim(outDir, Kind, configJson, force, resume);
-        var configPath = Path.Combine(outDir, ConfigFile);
-        if (!resume || !File.Exists(configPath) || File.ReadAllText(configPath) != configJson) AtomicFile.WriteText(configPath, configJson);
+        var world = ranks ?? Communicator.World;
+        if (world.Size > 1 || config.Distributed is { LatentShards: > 1 })
+            return DistributedFactorize.Run(context, config, outDir, progress, cancel, resume, force, world);
+        if (resume) ShardedCheckpoint.RefuseInOneProcess(outDir);
+        var configHash = Claim(outDir, config, resume, force);
         if (config.Data is SyntheticSpec synthetic && Factorization.SlowToBuild(synthetic))
             progress.Note($"building the ground truth: {synthetic.Generator.NFeatures} features in d = {synthetic.Generator.D}, " +
                           $"{synthetic.Generator.OrthoSteps} orthogonalisation steps (minutes on a CPU)");
@@ -181,9 +176,27 @@ public static class FactorizeExperiment
         }
     }
 
+    /// <summary>Claims <paramref name="outDir"/> for this run (checking first that a resume has something to continue
+    /// under this config, unless forced) and writes its config.json; returns the config's SHA-256.</summary>
+    internal static string Claim(string outDir, FactorizeConfig config, bool resume, bool force)
+    {
+        var configJson = FactorizeConfigWriter.ToJson(config);
+        if (resume)
+        {
+            if (RunFolder.Read(outDir) is { Kind: Kind, Status: RunFolder.Status.Completed } && !FactorizeCheckpoint.Exists(outDir))
+                throw new ConfigException($"--resume {outDir}: that run completed ({DictionaryFolder.Subfolder}/, {MetricsFile}); there is " +
+                                          "nothing to resume");
+            FactorizeCheckpoint.CheckConfig(outDir, configJson, force);
+        }
+        RunFolder.Claim(outDir, Kind, configJson, force, resume);
+        var configPath = Path.Combine(outDir, ConfigFile);
+        if (!resume || !File.Exists(configPath) || File.ReadAllText(configPath) != configJson) AtomicFile.WriteText(configPath, configJson);
+        return RunFolder.Sha256(configJson);
+    }
+
     /// <summary>The dictionary in the config's layout, with its log10 densities (sparsity.safetensors, as SAELens
     /// names them) in either; <paramref name="directory"/> holds nothing else.</summary>
-    private static void WriteDictionary(string directory, FactorizeConfig config, SaeDictionary dictionary, long tokens, float scale,
+    internal static void WriteDictionary(string directory, FactorizeConfig config, SaeDictionary dictionary, long tokens, float scale,
         float[] density)
     {
         if (config.Format == DictionaryFormat.Sparsify)
@@ -218,20 +231,32 @@ public static class FactorizeExperiment
     private static NonFiniteException Stop(string outDir, FactorizeConfig config, NonFinite where, long tokens, double seconds,
         long checkpointStep)
     {
+        WriteStopped(outDir, where, tokens, seconds);
+        return new NonFiniteException(StopMessage(outDir, config, where, checkpointStep), where);
+    }
+
+    /// <summary>metrics.json of a run stopped by a non-finite value (saying where), and run.json's status.</summary>
+    internal static void WriteStopped(string outDir, NonFinite where, long tokens, double seconds)
+    {
         AtomicFile.WriteText(Path.Combine(outDir, MetricsFile), Factorization.StoppedMetricsJson(where, tokens, seconds));
         RunFolder.Finish(outDir, RunFolder.Status.NonFinite);
+    }
+
+    /// <summary>What stopped the run, and what of it was kept.</summary>
+    internal static string StopMessage(string outDir, FactorizeConfig config, NonFinite where, long checkpointStep)
+    {
         var lr = Factorization.LearningRate(config.Train, Math.Max(0, where.Step - 1), config.Train.Steps);
         var kept = checkpointStep >= 0
             ? $"the checkpoint of step {checkpointStep} is kept: lower train.lr in a copy of config.json and continue with " +
               $"--resume {outDir} --config COPY --force"
             : "no checkpoint was written before it (train.checkpoint_every is " +
               $"{config.Train.CheckpointEvery}); lower train.lr and run again";
-        return new NonFiniteException($"{outDir}: {NonFiniteException.Describe(where, config.Train.Steps, lr, instances: false)}; " +
-                                      $"{kept}. {MetricsFile} records where it stopped", where);
+        return $"{outDir}: {NonFiniteException.Describe(where, config.Train.Steps, lr, instances: false)}; " +
+               $"{kept}. {MetricsFile} records where it stopped";
     }
 
     /// <summary>Refuses, before any training, what the context's backend cannot run, naming the config key.</summary>
-    private static void CheckSupported(EngineContext context, SaeModelSpec spec)
+    internal static void CheckSupported(EngineContext context, SaeModelSpec spec)
     {
         var capabilities = context.Capabilities;
         if (!capabilities.SaePrecisions.Contains(spec.Precision))
@@ -248,7 +273,7 @@ public static class FactorizeExperiment
         FactorizeConfigLoader.Precisions.First(p => p.Value == precision).Key;
 
     // Unit mean squared norm: x * sqrt(d / E||x||^2) (SAELens's "expected_average_only_in").
-    private static float ExpectedAverageScale(float[] batch, int d)
+    internal static float ExpectedAverageScale(float[] batch, int d)
     {
         double sum = 0;
         foreach (var v in batch) sum += (double)v * v;
@@ -256,7 +281,7 @@ public static class FactorizeExperiment
         return meanSquaredNorm > 0 ? (float)Math.Sqrt(d / meanSquaredNorm) : 1f;
     }
 
-    private static void Scale(float[] batch, float scale)
+    internal static void Scale(float[] batch, float scale)
     {
         if (scale != 1f) System.Numerics.Tensors.TensorPrimitives.Multiply(batch, scale, batch);
     }

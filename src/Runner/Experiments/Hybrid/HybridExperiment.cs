@@ -29,22 +29,16 @@ public static class HybridExperiment
     public static readonly string[] Kinds = ["ordinary", "l1", "moe"];
 
     /// <summary>Trains, harvests and factorizes into <paramref name="outDir"/> (models/, p*/KIND/activations,
-    /// p*/KIND/dict_N), then writes hybrid.json, figures/ and report.html. Null when cancelled.</summary>
+    /// p*/KIND/dict_N), then writes hybrid.json, figures/ and report.html. Null when cancelled. On several processes
+    /// (the world: mpirun, srun) the models' instances are split across them, then each rank harvests and factorizes
+    /// its share of the (density, model) pairs on its own, and the first rank gathers the results and writes them.</summary>
     public static IReadOnlyList<HybridModel>? Run(EngineContext context, HybridConfig c, string outDir, IRunProgress progress,
         CancellationToken cancel, bool force = false)
     {
+        var world = Communicator.World;
+        if (world.Rank != 0) return Decode(context, c, outDir, progress, cancel, world);
         RunFolder.Claim(outDir, Kind, JsonSerializer.Serialize(c, ConfigJson), force);
-        return RunFolder.Track(outDir, () =>
-        {
-            try
-            {
-                return Decode(context, c, outDir, progress, cancel);
-            }
-            catch (OperationCanceledException) when (cancel.IsCancellationRequested)
-            {
-                return null;  // a harvest was cut short: the models and dictionaries finished so far are written
-            }
-        });
+        return RunFolder.Track(outDir, () => Decode(context, c, outDir, progress, cancel, world));
     }
 
     public const string Kind = "hybrid";
@@ -54,24 +48,29 @@ public static class HybridExperiment
 
     // Every model, harvest and dictionary folder below outDir belongs to this run (written over whatever they held).
     private static IReadOnlyList<HybridModel>? Decode(EngineContext context, HybridConfig c, string outDir, IRunProgress progress,
-        CancellationToken cancel)
+        CancellationToken cancel, Communicator world)
     {
         var toyConfig = c.DenseConfig();
         var moeConfig = c.MoeConfig();
-        var dense = ToyExperiment.Run(context, toyConfig, Path.Combine(outDir, "models", "dense"), progress, cancel, force: true);
+        var dense = ToyExperiment.Run(context, toyConfig, Path.Combine(outDir, "models", "dense"), progress, cancel, force: true, world);
         if (!dense.Completed) return null;
-        var moe = MoeExperiment.Run(context, moeConfig, Path.Combine(outDir, "models", "moe"), progress, cancel, force: true);
+        var moe = MoeExperiment.Run(context, moeConfig, Path.Combine(outDir, "models", "moe"), progress, cancel, force: true, world);
         if (!moe.Completed) return null;
 
-        var results = new List<HybridModel>();
-        foreach (var p in c.FeatureProbability)
+        // Each rank factorizes alone (its own one-rank communicator), pairs u = rank, rank + N, ...
+        using var alone = world.Size > 1 ? world.Split(world.Rank, 0) : null;
+        var mine = new List<(int Unit, HybridModel Model)>();
+        var cancelled = false;
+        var units = c.FeatureProbability.SelectMany(p => Kinds.Select(kind => (p, kind))).ToArray();
+        for (var u = world.Rank; u < units.Length && !cancelled; u += world.Size)
         {
-            foreach (var kind in Kinds)
+            var (p, kind) = units[u];
+            var folder = Path.Combine(outDir, $"p{p.ToString("R", CultureInfo.InvariantCulture)}", kind);
+            var activations = Path.Combine(folder, "activations");
+            HybridModel model;
+            float[] features;
+            try
             {
-                var folder = Path.Combine(outDir, $"p{p.ToString("R", CultureInfo.InvariantCulture)}", kind);
-                var activations = Path.Combine(folder, "activations");
-                HybridModel model;
-                float[] features;
                 if (kind == "moe")
                 {
                     var setting = moeConfig.Run.Settings.Single(s => Same(s.FeatureProbability, p));
@@ -92,25 +91,48 @@ public static class HybridExperiment
                     var summary = SuperpositionSummary.Of([(1.0, dense.Metrics[k])], c.NHidden, 1);
                     model = new HybridModel(kind, p, k, dense.Loss[k], dense.Penalty[k], summary.FeaturesPerDimension, 0, []);
                 }
-                var truth = RepresentedDirections(features, c.NHidden);
-                var recovery = new List<HybridRecovery>();
-                foreach (var size in c.DictionarySizes)
-                {
-                    var factorized = FactorizeExperiment.Run(context,
-                        c.FactorizeConfig(Path.GetFullPath(Path.Combine(activations, "hidden_*.npy")), size, p),
-                        Path.Combine(folder, $"dict_{size}"), progress, cancel, force: true);
-                    if (!factorized.Completed) return null;
-                    var (mmcs, matched) = Recovery(truth, factorized.Dictionary!.WDec, c.NHidden);
-                    recovery.Add(new HybridRecovery(size, Math.Min(c.KAt(p), size), mmcs, matched, factorized.Metrics!.Fvu,
-                        factorized.Metrics.L0));
-                }
-                results.Add(model with { RepresentedFeatures = truth.Length / c.NHidden, Recovery = recovery.ToArray() });
             }
+            catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+            {
+                // A harvest cut short: the models and dictionaries finished so far are written. The other ranks learn it
+                // at the gather below, so every rank ends the run together.
+                cancelled = true;
+                break;
+            }
+            var truth = RepresentedDirections(features, c.NHidden);
+            var recovery = new List<HybridRecovery>();
+            foreach (var size in c.DictionarySizes)
+            {
+                var factorized = FactorizeExperiment.Run(context,
+                    c.FactorizeConfig(Path.GetFullPath(Path.Combine(activations, "hidden_*.npy")), size, p),
+                    Path.Combine(folder, $"dict_{size}"), progress, cancel, force: true, ranks: alone ?? world);
+                if (!factorized.Completed)
+                {
+                    cancelled = true;
+                    break;
+                }
+                var (mmcs, matched) = Recovery(truth, factorized.Dictionary!.WDec, c.NHidden);
+                recovery.Add(new HybridRecovery(size, Math.Min(c.KAt(p), size), mmcs, matched, factorized.Metrics!.Fvu,
+                    factorized.Metrics.L0));
+            }
+            if (!cancelled)
+                mine.Add((u, model with { RepresentedFeatures = truth.Length / c.NHidden, Recovery = recovery.ToArray() }));
         }
-        AtomicFile.WriteText(Path.Combine(outDir, "hybrid.json"), ResultsJson(c, results));
-        WriteReport(outDir, c, results);
+        var share = new RankShare(cancelled, mine.Select(x => x.Unit).ToArray(), mine.Select(x => x.Model).ToArray());
+        var gathered = world.Size > 1 ? RankGather.All(world, share) : [share];
+        if (gathered.Any(g => g.Cancelled)) return null;
+        var results = gathered.SelectMany(g => g.Units.Zip(g.Models)).OrderBy(x => x.First).Select(x => x.Second).ToList();
+        if (world.Rank == 0)
+        {
+            AtomicFile.WriteText(Path.Combine(outDir, "hybrid.json"), ResultsJson(c, results));
+            WriteReport(outDir, c, results);
+        }
+        world.Barrier();
         return results;
     }
+
+    /// <summary>What one rank did of the (density, model) pairs: their indices and results.</summary>
+    private sealed record RankShare(bool Cancelled, int[] Units, HybridModel[] Models);
 
     // Settings hold the single-precision values the native model trains with.
     private static bool Same(double a, double b) => Math.Abs(a - b) <= 1e-6 * Math.Max(Math.Abs(a), Math.Abs(b));

@@ -157,35 +157,42 @@ public static class MoeComparisonExperiment
     /// <summary>Trains the MoE of <paramref name="config"/> and the two dense models on the same data and sweep into
     /// moe/, dense_flops/ and dense_parameters/ under <paramref name="outDir"/>, then writes compare.json,
     /// figures/ and report.html there. Null when cancelled: the runs finished by then are written. The three runs'
-    /// folders belong to this one (written over whatever they held).</summary>
+    /// folders belong to this one (written over whatever they held). On several processes (mpirun, srun) the runs
+    /// split their instances across them, and the first rank claims and writes the folders.</summary>
     public static MoeComparison? Run(EngineContext context, MoeConfig config, string outDir, IRunProgress progress,
         CancellationToken cancel, bool force = false)
     {
+        var world = Communicator.World;
+        if (world.Rank != 0) return Compare(context, config, outDir, progress, cancel, world);
         RunFolder.Claim(outDir, Kind, MoeConfigWriter.ToJson(config), force);
-        return RunFolder.Track(outDir, () => Compare(context, config, outDir, progress, cancel));
+        return RunFolder.Track(outDir, () => Compare(context, config, outDir, progress, cancel, world));
     }
 
     public const string Kind = "moe_compare";
 
     private static MoeComparison? Compare(EngineContext context, MoeConfig config, string outDir, IRunProgress progress,
-        CancellationToken cancel)
+        CancellationToken cancel, Communicator world)
     {
-        var moe = MoeExperiment.Run(context, config, Path.Combine(outDir, "moe"), progress, cancel, force: true);
+        var moe = MoeExperiment.Run(context, config, Path.Combine(outDir, "moe"), progress, cancel, force: true, world);
         if (!moe.Completed) return null;
         var flopsWidth = config.TopK * config.ExpertHidden;
         var denseFlops = ToyExperiment.Run(context,
             MoeComparison.DenseConfig(config, flopsWidth, $"Dense, width {flopsWidth} (FLOP-matched)"),
-            Path.Combine(outDir, "dense_flops"), progress, cancel, force: true);
+            Path.Combine(outDir, "dense_flops"), progress, cancel, force: true, world);
         if (!denseFlops.Completed) return null;
         var parameterWidth = config.NExperts * config.ExpertHidden;
         var denseParameters = ToyExperiment.Run(context,
             MoeComparison.DenseConfig(config, parameterWidth, $"Dense, width {parameterWidth} (parameter-matched)"),
-            Path.Combine(outDir, "dense_parameters"), progress, cancel, force: true);
+            Path.Combine(outDir, "dense_parameters"), progress, cancel, force: true, world);
         if (!denseParameters.Completed) return null;
 
         var comparison = new MoeComparison(moe, denseFlops, denseParameters);
-        AtomicFile.WriteText(Path.Combine(outDir, "compare.json"), comparison.ToJson());
-        WriteReport(outDir, comparison);
+        if (world.Rank == 0)
+        {
+            AtomicFile.WriteText(Path.Combine(outDir, "compare.json"), comparison.ToJson());
+            WriteReport(outDir, comparison);
+        }
+        world.Barrier();
         return comparison;
     }
 

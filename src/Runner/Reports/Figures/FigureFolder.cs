@@ -20,7 +20,7 @@ public sealed class FigureFolder
     public string Save(string name, string svg)
     {
         var relative = $"figures/{name}.svg";
-        AtomicFile.WriteText(Path.Combine(_directory, relative), svg);
+        AtomicFile.WriteText(Path.Combine(_directory, relative), svg, durable: false);
         _written.Add(relative);
         return relative;
     }

@@ -114,7 +114,7 @@ public sealed class HtmlReport(string title)
     {
         var directory = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path));
         if (directory is not null) Directory.CreateDirectory(directory);
-        AtomicFile.WriteText(path, ToHtml());
+        AtomicFile.WriteText(path, ToHtml(), durable: false);
     }
 
     private static void AppendGrid(StringBuilder html, FigureGrid grid)

@@ -27,17 +27,20 @@ public sealed record ColorMap(double Min, double Max, IReadOnlyList<(double At, 
 {
     public string this[double value] => At(value);
 
-    public string At(double value)
+    public string At(double value) => double.IsFinite(value) ? RgbAt(value).ToString() : Palette.NoData;
+
+    /// <summary>The colour of a finite value (a non-finite one gets <see cref="Palette.NoData"/>'s).</summary>
+    public Rgb RgbAt(double value)
     {
-        if (!double.IsFinite(value)) return Palette.NoData;
+        if (!double.IsFinite(value)) return Rgb.Parse(Palette.NoData);
         var t = Math.Clamp((value - Min) / (Max - Min), 0, 1);
         for (var k = 1; k < Stops.Count; k++)
         {
             if (t > Stops[k].At) continue;
             var (a, b) = (Stops[k - 1], Stops[k]);
-            return Rgb.Lerp(a.Color, b.Color, (t - a.At) / (b.At - a.At)).ToString();
+            return Rgb.Lerp(a.Color, b.Color, (t - a.At) / (b.At - a.At));
         }
-        return Stops[^1].Color.ToString();
+        return Stops[^1].Color;
     }
 
     /// <summary>The stops as gradient offsets in [0, 1], for a colour bar that matches the cells exactly.</summary>

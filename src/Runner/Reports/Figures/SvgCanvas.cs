@@ -50,6 +50,9 @@ public sealed class SvgCanvas
     {
         var rounded = Math.Round(value, 4);
         if (rounded == 0) return "0"; // also turns -0 into 0
+        // Whole numbers (grid cells, most pixel positions) print as integers, the same text as the format below.
+        if (rounded == Math.Floor(rounded) && Math.Abs(rounded) < 1e15)
+            return ((long)rounded).ToString(CultureInfo.InvariantCulture);
         return rounded.ToString("0.####", CultureInfo.InvariantCulture);
     }
 
@@ -80,6 +83,17 @@ public sealed class SvgCanvas
         var attributes = $"x=\"{Number(x)}\" y=\"{Number(y)}\" width=\"{Number(width)}\" height=\"{Number(height)}\"";
         if (crispEdges) attributes += " shape-rendering=\"crispEdges\"";
         return Element("rect", attributes, paint, cssClass, tooltip);
+    }
+
+    /// <summary>A PNG drawn into the rectangle, its pixels kept sharp when scaled (a heatmap's cells).</summary>
+    public SvgCanvas PixelImage(double x, double y, double width, double height, byte[] png, string? cssClass = null)
+    {
+        if (!Finite(x, y, width, height) || width < 0 || height < 0) return this;
+        body.Append($"<image x=\"{Number(x)}\" y=\"{Number(y)}\" width=\"{Number(width)}\" height=\"{Number(height)}\" ")
+            .Append("preserveAspectRatio=\"none\" style=\"image-rendering:pixelated\" ");
+        if (cssClass is not null) body.Append($"class=\"{Escape(cssClass)}\" ");
+        body.Append("href=\"data:image/png;base64,").Append(Convert.ToBase64String(png)).Append("\"/>\n");
+        return this;
     }
 
     public SvgCanvas Line(double x1, double y1, double x2, double y2, Paint paint, string? cssClass = null,

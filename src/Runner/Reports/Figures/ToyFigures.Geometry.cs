@@ -1,9 +1,12 @@
+using NativeEngine.Runner.Formats;
+
 namespace NativeEngine.Runner.Reports.Figures;
 
 /// <summary>Figures of one model's weights: WᵀW, feature norms, 2-D arrows and the neuron stack.</summary>
 public static partial class ToyFigures
 {
-    /// <summary>Above this many features the heatmap's cells carry no tooltip (n² of them would bloat the file).</summary>
+    /// <summary>Above this many features the heatmap's cells carry no tooltip, and are drawn as one image (n² rects
+    /// would make the file megabytes long and take longer to write than a short run takes to train).</summary>
     public const int MaxTooltipFeatures = 40;
 
     /// <summary>
@@ -39,19 +42,30 @@ public static partial class ToyFigures
         var map = Palette.Diverging(scale);
 
         var cell = size / n;
-        // Cells in their own unit grid keep n² rects small (n = 200 is 40 000 of them); crispEdges, because
-        // neighbouring anti-aliased cells would otherwise show faint seams.
-        using (svg.Group("cells", translate: (left, Top), scale: cell, crispEdges: true))
+        if (n > MaxTooltipFeatures)
+        {
+            // One pixel per cell, row i at the top as the rects would be.
+            var rgb = new byte[n * n * 3];
             for (var i = 0; i < n; i++)
                 for (var j = 0; j < n; j++)
                 {
-                    var value = gram[i, j];
-                    // Tooltips only where a reader can point at single cells; they would triple a large file.
-                    var tip = n > MaxTooltipFeatures ? null
-                        : double.IsFinite(value) ? $"W_{i}·W_{j} = {FigureFormat.Value(value)}"
-                        : $"W_{i}·W_{j}: no data";
-                    svg.Rect(j, i, 1, 1, Paint.Filled(map[value]), "cell", tip);
+                    var color = map.RgbAt(gram[i, j]);
+                    var at = (i * n + j) * 3;
+                    (rgb[at], rgb[at + 1], rgb[at + 2]) = (color.R, color.G, color.B);
                 }
+            svg.PixelImage(left, Top, size, size, Png.EncodeRgb(n, n, rgb), "cells");
+        }
+        else
+            // Cells in their own unit grid keep the rects small; crispEdges, because neighbouring anti-aliased cells
+            // would otherwise show faint seams. Each carries its value as a tooltip.
+            using (svg.Group("cells", translate: (left, Top), scale: cell, crispEdges: true))
+                for (var i = 0; i < n; i++)
+                    for (var j = 0; j < n; j++)
+                    {
+                        var value = gram[i, j];
+                        var tip = double.IsFinite(value) ? $"W_{i}·W_{j} = {FigureFormat.Value(value)}" : $"W_{i}·W_{j}: no data";
+                        svg.Rect(j, i, 1, 1, Paint.Filled(map[value]), "cell", tip);
+                    }
         svg.Rect(left, Top, size, size, new Paint(Fill: "none", Stroke: Palette.Axis, StrokeWidth: 0.75));
         if (!anyFinite) Chart.NoData(svg, left + size / 4, Top + size / 2 - 14, size / 2, 28);
         else if (anyMissing) Chart.Draw(svg, Chart.Legend([(Palette.NoData, "no data")], left + size - 56, left + size), Top + size + 24);

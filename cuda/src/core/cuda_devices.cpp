@@ -45,7 +45,7 @@ std::string driver_unavailable() {
 
 DeviceState load() {
     DeviceState state;
-    const std::string path = library_directory() + "/" + NE_CUDA_PLUGIN_FILE;
+    const std::string path = plugin_directory() + "/" + NE_CUDA_PLUGIN_FILE;
     struct stat st{};
     if (stat(path.c_str(), &st) != 0) {
         state.reason = "the CUDA backend was not built (no " + path +

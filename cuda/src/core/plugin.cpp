@@ -22,6 +22,12 @@ std::string library_directory() {
     return slash == std::string::npos ? "." : path.substr(0, slash);
 }
 
+std::string plugin_directory() {
+    // NE_PLUGIN_DIR: plugins from another folder (a test linked to the core objects finds the build's).
+    const char* folder = std::getenv("NE_PLUGIN_DIR");
+    return folder != nullptr && *folder != '\0' ? std::string(folder) : library_directory();
+}
+
 const Plugin& Plugin::get(const std::string& file) {
     static std::mutex mutex;
     static std::map<std::string, std::unique_ptr<Plugin>> loaded;
@@ -29,9 +35,7 @@ const Plugin& Plugin::get(const std::string& file) {
     auto& plugin = loaded[file];
     if (plugin) return *plugin;
     plugin = std::make_unique<Plugin>();
-    // NE_PLUGIN_DIR: plugins from another folder (a test linked to the core objects finds the build's).
-    const char* folder = std::getenv("NE_PLUGIN_DIR");
-    plugin->path_ = (folder != nullptr && *folder != '\0' ? std::string(folder) : library_directory()) + "/" + file;
+    plugin->path_ = plugin_directory() + "/" + file;
     struct stat st{};
     if (stat(plugin->path_.c_str(), &st) != 0) {
         plugin->reason_ = "not built (no " + plugin->path_ + ")";

@@ -30,5 +30,7 @@ private:
 
 // The directory libnativeengine was loaded from.
 std::string library_directory();
+// Where plugins are looked for: NE_PLUGIN_DIR when set, else library_directory().
+std::string plugin_directory();
 
 }  // namespace ne

@@ -18,17 +18,22 @@ public struct RuntimeInfoNative
     public int Reserved;
 }
 
+/// <summary>A fixed-size char array of the C ABI as a string: UTF-8 up to its first NUL.</summary>
+internal static class FixedText
+{
+    public static string Decode(ReadOnlySpan<byte> bytes)
+    {
+        var end = bytes.IndexOf((byte)0);
+        return Encoding.UTF8.GetString(end < 0 ? bytes : bytes[..end]);
+    }
+}
+
 [InlineArray(256)]
 public struct MpiText
 {
     private byte _first;
 
-    public override readonly string ToString()
-    {
-        ReadOnlySpan<byte> bytes = this;
-        var end = bytes.IndexOf((byte)0);
-        return Encoding.UTF8.GetString(end < 0 ? bytes : bytes[..end]);
-    }
+    public override readonly string ToString() => FixedText.Decode(this);
 }
 
 [StructLayout(LayoutKind.Sequential)]
@@ -62,12 +67,7 @@ public struct DeviceName
 {
     private byte _first;
 
-    public override readonly string ToString()
-    {
-        ReadOnlySpan<byte> bytes = this;
-        var end = bytes.IndexOf((byte)0);
-        return Encoding.UTF8.GetString(end < 0 ? bytes : bytes[..end]);
-    }
+    public override readonly string ToString() => FixedText.Decode(this);
 }
 
 [StructLayout(LayoutKind.Sequential)]

@@ -47,7 +47,7 @@ NE_API const char* ne_status_name(int32_t status);
 NE_API const char* ne_version(void);
 /* Version of this ABI: raised whenever a function, struct or enum here changes. A binding built against another
  * version must not call the library (the C# binding checks it on load). */
-#define NE_ABI_VERSION 5
+#define NE_ABI_VERSION 6
 NE_API int32_t ne_abi_version(void);
 
 /* ---- backends and contexts -------------------------------------------------------------------------- */
@@ -382,8 +382,15 @@ typedef enum ne_sae_architecture {
     NE_SAE_TOPK = 0,       /* z = ReLU of the k largest pre-activations per token (Gao et al. 2024) */
     NE_SAE_BATCHTOPK = 1,  /* the k * batch largest over the batch; a threshold at inference */
     NE_SAE_RELU = 2,       /* z = ReLU(u), loss + l1_coefficient * sum_j z_j ||W_dec,j|| (Bricken et al. 2023) */
-    NE_SAE_JUMPRELU = 3    /* z = u * H(u - theta), learned theta by a straight-through estimator, L0 penalty */
+    NE_SAE_JUMPRELU = 3,   /* z = u * H(u - theta), learned theta by a straight-through estimator, L0 penalty */
+    NE_SAE_MATRYOSHKA_BATCHTOPK = 4, /* batchtopk codes; the loss adds the reconstruction of every nested prefix of
+                                        latents (matryoshka_widths, Bussmann et al. 2025); a threshold at inference */
+    NE_SAE_MATCHING_PURSUIT = 5      /* no encoder: z by greedy matching pursuit on the decoder rows (Costa et al.
+                                        2025); W_enc and b_enc are unused; CPU backend, one process */
 } ne_sae_architecture;
+
+/* The most nested widths of a matryoshka SAE (ne_sae_config.matryoshka_widths). */
+#define NE_SAE_MAX_MATRYOSHKA_LEVELS 8
 
 /* Must stay in sync with NativeEngine.Interop.SaePrecision. The inputs of the encoder GEMM u = (x - b_dec) W_enc;
  * accumulation, every other computation and the master weights stay fp32. tf32 and bf16 need the CUDA backend. */
@@ -396,8 +403,8 @@ typedef enum ne_sae_precision {
 /* Encoder u = (x - b_dec) W_enc + b_enc, decoder x^ = z W_dec + b_dec (SAELens layout: W_enc [d_in][d_sae],
  * W_dec [d_sae][d_in]). Loss per batch: mean over tokens of ||x - x^||^2, plus the architecture's sparsity term,
  * plus auxk_alpha * AuxK (top-k_aux of the latents dead for dead_window tokens reconstructing the residual,
- * normalised by the residual's norm; topk and batchtopk). Adam; decoder rows unit-norm after each step with the
- * gradient component parallel to each row removed before it. */
+ * normalised by the residual's norm; topk, batchtopk and matryoshka_batchtopk). Adam; decoder rows unit-norm after
+ * each step with the gradient component parallel to each row removed before it. */
 typedef struct ne_sae_config {
     int32_t architecture;    /* ne_sae_architecture */
     int32_t sparse_updates;  /* 1: Adam updates only the latents with a gradient in the step (those that fired, AuxK's
@@ -405,7 +412,7 @@ typedef struct ne_sae_config {
                                 always) */
     int64_t d_in;            /* d >= 1 */
     int64_t d_sae;           /* m >= 1 */
-    int64_t k;               /* topk, batchtopk: 1..d_sae */
+    int64_t k;               /* topk, batchtopk, matryoshka_batchtopk: 1..d_sae */
     int64_t k_aux;           /* AuxK codes per token; 0 = d_in / 2 */
     int64_t batch_size;      /* tokens per step */
     int64_t dead_window;     /* tokens without firing after which a latent is dead */
@@ -418,12 +425,26 @@ typedef struct ne_sae_config {
     uint64_t seed;           /* keys the decoder's initialisation */
     int32_t precision;       /* ne_sae_precision; the CPU backend takes only NE_SAE_FP32 */
     int32_t reserved2;
+    /* ABI 6. matryoshka_batchtopk: the levels' widths w_0 < w_1 < ... < w_{L-1} = d_sae (L = matryoshka_levels,
+       1..NE_SAE_MAX_MATRYOSHKA_LEVELS); each inner level l < L-1 adds mean_t ||x - x^_l||^2 with
+       x^_l = sum_{j < w_l} z_j W_dec,j + b_dec to the loss (reported as the stats' sparsity). 0 elsewhere. */
+    int64_t matryoshka_widths[NE_SAE_MAX_MATRYOSHKA_LEVELS];
+    int32_t matryoshka_levels;
+    int32_t reserved3;
+    /* ABI 6. matching_pursuit, per token from r = x - b_dec: pick the decoder row j of largest ReLU(r . W_dec,j)
+       (lowest j on a tie), z_j += that value, r -= it times the row; stop after max_iterations steps (0: d_in),
+       after a step that adds no latent to the support (stop_on_duplicate_support = 1), or once ||r|| <
+       residual_threshold (> 0; <= 0: never). SAELens's defaults: 1e-2, 0 (d_in), 1. */
+    float residual_threshold;
+    int32_t max_iterations;
+    int32_t stop_on_duplicate_support;
+    int32_t reserved4;
 } ne_sae_config;
 
 /* What one step or evaluation measured (means over its tokens). */
 typedef struct ne_sae_stats {
     double mse;       /* mean over tokens of ||x - x^||^2 */
-    double sparsity;  /* the L1 (relu) or L0 (jumprelu) term; 0 for topk */
+    double sparsity;  /* the L1 (relu) or L0 (jumprelu) term, the inner levels' mse (matryoshka); 0 for topk */
     double auxk;      /* the AuxK term (already times auxk_alpha) */
     double fvu;       /* sum ||x - x^||^2 / sum ||x - mean x||^2 over the batch */
     double l0;        /* mean active latents per token */
@@ -467,7 +488,7 @@ NE_API ne_status ne_sae_non_finite(const ne_sae* sae, ne_non_finite* out);
 NE_API ne_status ne_sae_evaluate(ne_sae* sae, const float* x, int64_t x_count, float* x_hat, int64_t x_hat_count,
                                  int64_t* fire_count, int64_t fire_count_count, ne_sae_stats* stats);
 /* W_enc [d_in][d_sae], b_enc [d_sae], W_dec [d_sae][d_in], b_dec [d_in]; threshold [d_sae] for jumprelu (theta)
- * and batchtopk (one value repeated: the inference threshold), count 0 to skip. */
+ * and batchtopk and matryoshka_batchtopk (one value repeated: the inference threshold), count 0 to skip. */
 NE_API ne_status ne_sae_get_params(const ne_sae* sae, float* W_enc, int64_t enc_count, float* b_enc,
                                    int64_t b_enc_count, float* W_dec, int64_t dec_count, float* b_dec,
                                    int64_t b_dec_count, float* threshold, int64_t threshold_count);

@@ -14,6 +14,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "check.h"
@@ -28,7 +29,7 @@ using namespace ne;
 namespace {
 
 const char* arch_name(int32_t a) {
-    static const char* names[] = {"topk", "batchtopk", "relu", "jumprelu"};
+    static const char* names[] = {"topk", "batchtopk", "relu", "jumprelu", "matryoshka", "pursuit"};
     return names[a];
 }
 
@@ -90,6 +91,11 @@ SaeSpec make_spec(int32_t arch, int64_t d, int64_t m, int64_t k, int64_t batch) 
     s.auxk_alpha = 0.5f;
     s.k_aux = 3;
     s.dead_window = 1000;
+    if (arch == kSaeMatryoshkaBatchTopK) {
+        // Nested levels at about m/6 and m/2, then m (fewer when m is too small for them to differ).
+        for (int64_t w : {std::max<int64_t>(1, m / 6), m / 2, m})
+            if (s.levels == 0 || w > s.widths[s.levels - 1]) s.widths[s.levels++] = w;
+    }
     return s;
 }
 
@@ -293,6 +299,105 @@ double fast_matches_reference(SaeSpec s, uint64_t seed, double dead_fraction, Sa
                     static_cast<long long>(ref.dead), fast.mse, ref.mse, fast.auxk, ref.auxk, fast.l0, ref.l0, worst);
     CHECK(ok);
     return worst;
+}
+
+// Matryoshka's properties: with one level (w_0 = d_sae) it is batchtopk bit for bit (reference and fast path, AuxK
+// included); with two, its extra term is the mse of the batchtopk codes decoded by the first w_0 latents alone (the
+// same SAE with the decoder rows past w_0 zeroed: the encoder, hence the codes, unchanged).
+void matryoshka_properties() {
+    for (double dead : {0.0, 0.3}) {
+        SaeSpec b = make_spec(kSaeBatchTopK, 17, 100, 3, 33), one = b;
+        one.architecture = kSaeMatryoshkaBatchTopK;
+        one.levels = 1;
+        one.widths[0] = one.m;
+        Problem<float> pr(b, 77, dead);
+        Grads<float> gb(b), go(one), fb(b), fo(one);
+        auto gbv = gb.view(), gov = go.view(), fbv = fb.view(), fov = fo.view();
+        const SaeLoss lb = sae_loss_and_grad<float>(b, pr.params(), pr.x.data(), pr.since_fired.data(), &gbv);
+        const SaeLoss lo = sae_loss_and_grad<float>(one, pr.params(), pr.x.data(), pr.since_fired.data(), &gov);
+        CHECK(lb.total() == lo.total() && lb.mse == lo.mse && lb.auxk == lo.auxk && lo.sparsity == 0.0);
+        CHECK(lb.min_kept == lo.min_kept && lb.l0 == lo.l0);
+        CHECK(gb.W_enc == go.W_enc && gb.b_enc == go.b_enc && gb.W_dec == go.W_dec && gb.b_dec == go.b_dec);
+        SaeWorkspace wb, wo;
+        const SaeLoss kb = fast_saelens(b, pr.params(), pr.x.data(), pr.since_fired.data(), &fbv, wb);
+        const SaeLoss ko = fast_saelens(one, pr.params(), pr.x.data(), pr.since_fired.data(), &fov, wo);
+        CHECK(kb.total() == ko.total() && kb.min_kept == ko.min_kept);
+        CHECK(fb.W_enc == fo.W_enc && fb.b_enc == fo.b_enc && fb.W_dec == fo.W_dec && fb.b_dec == fo.b_dec);
+    }
+    SaeSpec two = make_spec(kSaeMatryoshkaBatchTopK, 9, 40, 4, 12);
+    two.levels = 2;
+    two.widths[0] = 13;
+    two.widths[1] = two.m;
+    SaeSpec b = two;
+    b.architecture = kSaeBatchTopK;
+    b.levels = 0;
+    Problem<double> pr(two, 5);
+    const SaeLoss lm = sae_loss_and_grad<double>(two, pr.params(), pr.x.data(), nullptr, nullptr);
+    std::vector<int64_t> fired_m(two.m), fired_b(two.m);
+    sae_loss_and_grad<double>(two, pr.params(), pr.x.data(), nullptr, nullptr, fired_m.data());
+    std::fill(pr.W_dec.begin() + two.widths[0] * two.d, pr.W_dec.end(), 0.0);
+    const SaeLoss lb = sae_loss_and_grad<double>(b, pr.params(), pr.x.data(), nullptr, nullptr, fired_b.data());
+    CHECK(fired_m == fired_b);
+    CHECK(lm.sparsity > 0 && ne_test::close(lm.sparsity, lb.mse, 1e-12, 1e-12));
+    std::printf("matryoshka: one level = batchtopk bit for bit; the inner level's term = the mse of its prefix "
+                "(%.4f, full %.4f)\n", lm.sparsity, lm.mse);
+}
+
+// Matching pursuit's properties, on unit decoder rows (as training keeps them): the residual norm never grows from
+// step to step; the steps respect max_iterations, and without the other stopping rules take exactly that many; a
+// token's codes are nonzero on at most as many latents as it took steps; with stop_on_duplicate_support the last
+// step of a token that stopped early chose a latent already in the support (or none); the decoder's x^ is x minus
+// the final residual.
+void pursuit_properties() {
+    for (auto [limit, duplicate, threshold] : {std::tuple<int64_t, int32_t, float>{0, 1, 1e-2f}, {3, 0, 0.0f},
+                                               {40, 1, 0.0f}, {7, 0, 0.5f}}) {
+        SaeSpec s = make_spec(kSaeMatchingPursuit, 16, 60, 0, 25);
+        s.max_iterations = limit;
+        s.stop_on_duplicate_support = duplicate;
+        s.residual_threshold = threshold;
+        Problem<double> pr(s, 40 + limit);
+        sae_normalize_decoder(s.m, s.d, pr.W_dec.data());
+        std::vector<double> acts(s.m), residual(s.d);
+        int64_t most = 0, stopped_early = 0;
+        for (int64_t t = 0; t < s.batch; ++t) {
+            std::vector<PursuitRecord<double>> steps;
+            std::vector<double> norms;
+            const double* xt = pr.x.data() + t * s.d;
+            const int64_t taken = sae_pursuit_encode<double>(s, pr.W_dec.data(), pr.b_dec.data(), xt, acts.data(),
+                                                             residual.data(), &steps, &norms);
+            most = std::max(most, taken);
+            CHECK(taken >= 1 && taken <= s.pursuit_iterations() && static_cast<int64_t>(norms.size()) == taken);
+            if (!duplicate && threshold <= 0) CHECK(taken == s.pursuit_iterations());
+            double before = 0;
+            for (int64_t i = 0; i < s.d; ++i) before += (xt[i] - pr.b_dec[i]) * (xt[i] - pr.b_dec[i]);
+            before = std::sqrt(before);
+            for (double n : norms) {
+                CHECK(n <= before * (1 + 1e-12));
+                before = n;
+            }
+            int64_t nonzero = 0;
+            for (double a : acts) nonzero += a != 0.0;
+            CHECK(nonzero <= taken);
+            if (taken < s.pursuit_iterations() && !(threshold > 0 && norms.back() < threshold)) {
+                ++stopped_early;
+                CHECK(duplicate);
+                const int64_t last = steps.back().latent;
+                int64_t earlier = 0;
+                for (size_t q = 0; q + 1 < steps.size(); ++q) earlier += steps[q].latent == last && steps[q].value > 0;
+                CHECK(earlier > 0 || steps.back().value == 0.0);
+            }
+            for (int64_t i = 0; i < s.d; ++i) {
+                double xh = pr.b_dec[i];
+                for (int64_t j = 0; j < s.m; ++j) xh += acts[j] * pr.W_dec[j * s.d + i];
+                CHECK(ne_test::close(xh, xt[i] - residual[i], 1e-12, 1e-10));
+            }
+        }
+        if (duplicate && threshold == 0.0f) CHECK(stopped_early > 0);
+        std::printf("pursuit (max_iterations %lld, stop on duplicate %d, residual threshold %.2g): at most %lld "
+                    "steps, %lld tokens stopped on a repeated support; residual norms never grew\n",
+                    static_cast<long long>(limit), duplicate, threshold, static_cast<long long>(most),
+                    static_cast<long long>(stopped_early));
+    }
 }
 
 // Same results, bit for bit, whatever the thread count.
@@ -716,16 +821,20 @@ int main(int argc, char** argv) {
         bench(768, 24576, 32, 4096, 1);
         return 0;
     }
-    for (int32_t arch : {kSaeTopK, kSaeBatchTopK, kSaeRelu, kSaeJumpRelu}) finite_differences(arch);
+    for (int32_t arch : {kSaeTopK, kSaeBatchTopK, kSaeRelu, kSaeJumpRelu, kSaeMatryoshkaBatchTopK, kSaeMatchingPursuit})
+        finite_differences(arch);
     jumprelu_threshold_gradient();
     auxk_gradients(kSaeTopK);
     auxk_gradients(kSaeBatchTopK);
+    auxk_gradients(kSaeMatryoshkaBatchTopK);
+    matryoshka_properties();
+    pursuit_properties();
 
     SaeWorkspace ws;  // one workspace across shapes, as a backend would reuse it
     uint64_t seed = 1;
     double worst = 0;
     int cases = 0;
-    for (int32_t arch : {kSaeTopK, kSaeBatchTopK, kSaeRelu, kSaeJumpRelu})
+    for (int32_t arch : {kSaeTopK, kSaeBatchTopK, kSaeRelu, kSaeJumpRelu, kSaeMatryoshkaBatchTopK, kSaeMatchingPursuit})
         for (auto [d, m, k, B] : {std::array<int64_t, 4>{5, 12, 1, 7}, {17, 100, 3, 33}, {16, 64, 4, 64},
                                   {33, 257, 8, 65}, {1, 3, 1, 1}, {70, 129, 16, 130}})
             for (double dead : {0.0, 0.3}) {
@@ -734,8 +843,8 @@ int main(int argc, char** argv) {
                 worst = std::max(worst, fast_matches_reference(s, seed++, dead, ws, false));
                 ++cases;
             }
-    {
-        SaeSpec s = make_spec(kSaeBatchTopK, 9, 40, 2, 5);
+    for (int32_t arch : {kSaeBatchTopK, kSaeMatryoshkaBatchTopK}) {
+        SaeSpec s = make_spec(arch, 9, 40, 2, 5);
         s.inference = 1;
         s.threshold = 0.3f;
         worst = std::max(worst, fast_matches_reference(s, seed++, 0.0, ws, false));
@@ -754,12 +863,13 @@ int main(int argc, char** argv) {
     }
     std::printf("fast = reference on %d small cases, worst gradient error %.2e of each tensor's largest\n", cases,
                 worst);
-    for (int32_t arch : {kSaeTopK, kSaeBatchTopK}) {
+    for (int32_t arch : {kSaeTopK, kSaeBatchTopK, kSaeMatryoshkaBatchTopK}) {
         SaeSpec s = make_spec(arch, 64, 16384, 32, 33);
         s.k_aux = 32;
         fast_matches_reference(s, seed++, 0.01, ws, true);
     }
-    for (int32_t arch : {kSaeTopK, kSaeBatchTopK, kSaeRelu, kSaeJumpRelu}) fast_is_deterministic(arch);
+    for (int32_t arch : {kSaeTopK, kSaeBatchTopK, kSaeRelu, kSaeJumpRelu, kSaeMatryoshkaBatchTopK, kSaeMatchingPursuit})
+        fast_is_deterministic(arch);
     std::printf("fast path: bitwise equal on 1, 2 and 3 threads\n");
     tie_breaking();
     touched_and_spec_checks();

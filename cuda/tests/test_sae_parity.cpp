@@ -43,7 +43,7 @@ constexpr int64_t kDead = 16;  // the last kDead latents never appear in the dat
 constexpr float kLr = 1e-3f;
 
 const char* arch_name(int32_t a) {
-    static const char* names[] = {"topk", "batchtopk", "relu", "jumprelu"};
+    static const char* names[] = {"topk", "batchtopk", "relu", "jumprelu", "matryoshka"};
     return names[a];
 }
 const char* precision_name(int32_t p) {
@@ -158,6 +158,12 @@ ne_sae_config config_of(const Case& c, int32_t precision) {
     config.beta1 = 0.9f;
     config.beta2 = 0.999f;
     config.eps = 1e-3f;  // a smooth update (see the file comment)
+    if (c.arch == NE_SAE_MATRYOSHKA_BATCHTOPK) {  // levels at about m/6 and m/2, then m
+        config.matryoshka_levels = 3;
+        config.matryoshka_widths[0] = c.m / 6;
+        config.matryoshka_widths[1] = c.m / 2;
+        config.matryoshka_widths[2] = c.m;
+    }
     config.seed = 7;
     config.precision = precision;
     return config;
@@ -329,11 +335,12 @@ void parity(ne_context* cpu_ctx, ne_context* cuda_ctx, const Case& c, int steps 
         worst = std::max(worst, compare_snapshots(at, c, snapshot(cpu, c), snapshot(cuda, c), tol,
                                                   c.precision == NE_SAE_FP32));
         if (step == 0) CHECK(sa.dead == 0);  // nothing is dead before the first step; from the second on AuxK runs
-        if (step == 1 && (c.arch == NE_SAE_TOPK || c.arch == NE_SAE_BATCHTOPK)) CHECK(sa.dead > 0 && sa.auxk > 0);
+        if (step == 1 && c.arch != NE_SAE_RELU && c.arch != NE_SAE_JUMPRELU) CHECK(sa.dead > 0 && sa.auxk > 0);
+        if (c.arch == NE_SAE_MATRYOSHKA_BATCHTOPK) CHECK(sa.sparsity > 0);  // the inner levels' reconstruction
     }
     // batchtopk evaluates with its learned threshold, which lies at the smallest active codes: a reduced-precision
     // encoder moves codes by more than their distance to it, so only fp32 compares that evaluation.
-    if (c.arch != NE_SAE_BATCHTOPK || c.precision == NE_SAE_FP32)
+    if ((c.arch != NE_SAE_BATCHTOPK && c.arch != NE_SAE_MATRYOSHKA_BATCHTOPK) || c.precision == NE_SAE_FP32)
         compare_evaluation(std::string(label) + " after training", cpu, cuda, p, 98, tol);
     std::printf("%s: %d steps, max |param_cpu - param_cuda| = %.2e\n", label, steps, worst);
     ne_sae_destroy(cpu);
@@ -413,7 +420,7 @@ int main() {
     }
     ne_context* cpu = nullptr;
     CHECK(ne_context_create(NE_BACKEND_CPU, 0, &cpu) == NE_OK);
-    for (int32_t arch : {NE_SAE_TOPK, NE_SAE_BATCHTOPK, NE_SAE_RELU, NE_SAE_JUMPRELU}) {
+    for (int32_t arch : {NE_SAE_TOPK, NE_SAE_BATCHTOPK, NE_SAE_RELU, NE_SAE_JUMPRELU, NE_SAE_MATRYOSHKA_BATCHTOPK}) {
         // One encoder chunk; several with a remainder (48 = 20 + 20 + 8), dense and touched-rows Adam.
         parity(cpu, cuda, Case{arch, 64, 48, 64, 4, 0, 0, NE_SAE_FP32});
         parity(cpu, cuda, Case{arch, 64, 48, 64, 4, 0, 20, NE_SAE_FP32});
@@ -429,6 +436,19 @@ int main() {
     // tokens and a partial one of 188, and every per-token grid ends in a partial block; batch-level selection too.
     parity(cpu, cuda, Case{NE_SAE_TOPK, 64, 48, 700, 4, 0, 0, NE_SAE_FP32}, 2);
     parity(cpu, cuda, Case{NE_SAE_BATCHTOPK, 64, 48, 700, 4, 1, 20, NE_SAE_FP32}, 2);
+    parity(cpu, cuda, Case{NE_SAE_MATRYOSHKA_BATCHTOPK, 64, 48, 700, 4, 1, 20, NE_SAE_FP32}, 2);
+    {
+        // matching_pursuit has no CUDA kernels: the CUDA context says so by name, the CPU one takes it.
+        ne_sae_config config = config_of(Case{NE_SAE_MATCHING_PURSUIT, 64, 48, 64, 4, 0, 0, NE_SAE_FP32}, NE_SAE_FP32);
+        config.k = 0;
+        CHECK(ne_context_supports_sae(cuda, &config) == NE_ERR_UNSUPPORTED);
+        CHECK(std::strstr(ne_last_error(), "matching_pursuit") != nullptr);
+        CHECK(ne_context_supports_sae(cpu, &config) == NE_OK);
+        ne_capabilities caps{};
+        CHECK(ne_context_capabilities(cuda, &caps) == NE_OK);
+        CHECK((caps.sae_architectures & (1 << NE_SAE_MATRYOSHKA_BATCHTOPK)) != 0);
+        CHECK((caps.sae_architectures & (1 << NE_SAE_MATCHING_PURSUIT)) == 0);
+    }
     ne_context_destroy(cpu);
     ne_context_destroy(cuda);
     return ne_test::finish("test_sae_parity");

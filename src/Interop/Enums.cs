@@ -84,6 +84,12 @@ public enum SaeArchitecture
     BatchTopK = 1,
     Relu = 2,
     JumpRelu = 3,
+    /// <summary>BatchTopK codes trained to reconstruct from every nested prefix of latents (matryoshka widths); a
+    /// threshold at inference, like BatchTopK.</summary>
+    MatryoshkaBatchTopK = 4,
+    /// <summary>No encoder: codes by greedy matching pursuit on the decoder rows (residual threshold, iteration limit,
+    /// stop on a repeated support). CPU backend, one process.</summary>
+    MatchingPursuit = 5,
 }
 
 /// <summary>Inputs of the SAE's encoder GEMM (accumulation and master weights stay fp32). Must stay in sync with

@@ -163,6 +163,22 @@ public struct SaeConfigNative
     public ulong Seed;
     public int Precision;
     public int Reserved2;
+    public MatryoshkaWidths MatryoshkaWidths;
+    public int MatryoshkaLevels;
+    public int Reserved3;
+    public float ResidualThreshold;
+    public int MaxIterations;
+    public int StopOnDuplicateSupport;
+    public int Reserved4;
+}
+
+/// <summary>Mirror of <c>ne_sae_config.matryoshka_widths</c> (<c>NE_SAE_MAX_MATRYOSHKA_LEVELS</c> widths).</summary>
+[InlineArray(MaxLevels)]
+public struct MatryoshkaWidths
+{
+    public const int MaxLevels = 8;
+
+    private long _first;
 }
 
 /// <summary>Mirror of <c>ne_sae_stats</c>: what one step or evaluation measured.</summary>

@@ -18,9 +18,30 @@ public sealed record SaeModelSpec(
     float Beta1 = 0.9f,
     float Beta2 = 0.999f,
     float Eps = 1e-8f,
-    SaePrecision Precision = SaePrecision.Fp32)
+    SaePrecision Precision = SaePrecision.Fp32,
+    IReadOnlyList<long>? MatryoshkaWidths = null,
+    float ResidualThreshold = 1e-2f,
+    int MaxIterations = 0,
+    bool StopOnDuplicateSupport = true)
 {
-    internal SaeConfigNative ToNative() => new()
+    /// <summary>Whether the architecture chooses codes over the whole batch in training and by a threshold at inference
+    /// (batchtopk, matryoshka_batchtopk).</summary>
+    public static bool SelectsOverBatch(SaeArchitecture architecture) =>
+        architecture is SaeArchitecture.BatchTopK or SaeArchitecture.MatryoshkaBatchTopK;
+
+    internal SaeConfigNative ToNative()
+    {
+        var native = Fields();
+        var widths = MatryoshkaWidths ?? [];
+        if (widths.Count > Interop.MatryoshkaWidths.MaxLevels)
+            throw new ArgumentException($"MatryoshkaWidths has {widths.Count} widths; valid: at most " +
+                                        $"{Interop.MatryoshkaWidths.MaxLevels}", nameof(MatryoshkaWidths));
+        for (var l = 0; l < widths.Count; l++) native.MatryoshkaWidths[l] = widths[l];
+        native.MatryoshkaLevels = widths.Count;
+        return native;
+    }
+
+    private SaeConfigNative Fields() => new()
     {
         Architecture = (int)Architecture,
         SparseUpdates = SparseUpdates ? 1 : 0,
@@ -39,11 +60,14 @@ public sealed record SaeModelSpec(
         Eps = Eps,
         Seed = Seed,
         Precision = (int)Precision,
+        ResidualThreshold = ResidualThreshold,
+        MaxIterations = MaxIterations,
+        StopOnDuplicateSupport = StopOnDuplicateSupport ? 1 : 0,
     };
 }
 
 /// <summary>Parameters in the SAELens layout: WEnc [d_in][d_sae], BEnc [d_sae], WDec [d_sae][d_in], BDec [d_in],
-/// Threshold [d_sae] (jumprelu: θ; batchtopk: the inference threshold repeated).</summary>
+/// Threshold [d_sae] (jumprelu: θ; batchtopk and matryoshka_batchtopk: the inference threshold repeated).</summary>
 public sealed record SaeParameters(float[] WEnc, float[] BEnc, float[] WDec, float[] BDec, float[] Threshold);
 
 /// <summary>A sparse autoencoder trained one caller-supplied batch at a time; or this rank's part of one split across

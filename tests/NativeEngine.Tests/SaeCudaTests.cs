@@ -61,12 +61,14 @@ public class SaeCudaTests
 
     private static SaeModelSpec Spec(SaeArchitecture architecture, SaePrecision precision = SaePrecision.Fp32) =>
         new(architecture, D, M, K, Batch, Seed: 3, DeadWindow: Batch, KAux: M, L1Coefficient: 0.05f, L0Coefficient: 0.05f,
-            JumpBandwidth: 0.6f, Eps: 1e-3f, Precision: precision);
+            JumpBandwidth: 0.6f, Eps: 1e-3f, Precision: precision,
+            MatryoshkaWidths: architecture == SaeArchitecture.MatryoshkaBatchTopK ? [M / 6, M / 2, M] : null);
 
     [TestCase(SaeArchitecture.TopK)]
     [TestCase(SaeArchitecture.BatchTopK)]
     [TestCase(SaeArchitecture.Relu)]
     [TestCase(SaeArchitecture.JumpRelu)]
+    [TestCase(SaeArchitecture.MatryoshkaBatchTopK)]
     public void CudaTrainingMatchesCpu(SaeArchitecture architecture)
     {
         TestSupport.RequireCuda();
@@ -107,7 +109,7 @@ public class SaeCudaTests
             Assert.That(b.L0, Is.EqualTo(a.L0), $"{name} l0");
             Assert.That(b.Dead, Is.EqualTo(a.Dead), $"{name} dead");
         }
-        if (architecture is SaeArchitecture.TopK or SaeArchitecture.BatchTopK)
+        if (architecture is SaeArchitecture.TopK || SaeModelSpec.SelectsOverBatch(architecture))
             Assert.That(cpu.Last.Auxk, Is.GreaterThan(0), "the dead latents trained through AuxK");
     }
 

@@ -32,7 +32,7 @@ static_assert(sizeof(ne_device_info) == 168, "ne_device_info changed: update NE_
 static_assert(sizeof(ne_capabilities) == 40, "ne_capabilities changed: update NE_ABI_VERSION and the bindings");
 static_assert(sizeof(ne_toy_config) == 72, "ne_toy_config changed: update NE_ABI_VERSION and the bindings");
 static_assert(sizeof(ne_moe_config) == 112, "ne_moe_config changed: update NE_ABI_VERSION and the bindings");
-static_assert(sizeof(ne_sae_config) == 104, "ne_sae_config changed: update NE_ABI_VERSION and the bindings");
+static_assert(sizeof(ne_sae_config) == 192, "ne_sae_config changed: update NE_ABI_VERSION and the bindings");
 static_assert(sizeof(ne_sae_stats) == 56, "ne_sae_stats changed: update NE_ABI_VERSION and the bindings");
 static_assert(sizeof(ne_mpi_info) == 800, "ne_mpi_info changed: update NE_ABI_VERSION and the bindings");
 static_assert(sizeof(ne_comm_counters) == 40, "ne_comm_counters changed: update NE_ABI_VERSION and the bindings");

@@ -32,6 +32,7 @@
 #include <cstring>
 #include <limits>
 
+#include "core/error.h"
 #include "models/sae.h"
 
 namespace ne {
@@ -345,6 +346,23 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
                                SaeGrads<float>* g, SaeWorkspace& ws, int64_t* fire_count, float* x_hat,
                                const SaeShard* shard) {
     const int64_t d = s.d, m = s.m, B = s.batch;
+    if (s.architecture == kSaeMatchingPursuit) {
+        // No encoder and no blocked kernel: the per-token pursuit (sae_pursuit.cpp), one process only (SaeModel).
+        if (shard != nullptr && (shard->latent_group() != nullptr || shard->data_group() != nullptr))
+            invalid("matching_pursuit cannot be split across ranks");
+        std::vector<int64_t> selected(m);
+        const SaeLoss loss =
+            sae_pursuit_loss_and_grad<float>(s, p.W_dec, p.b_dec, x, since_fired, g != nullptr ? g->W_dec : nullptr,
+                                             g != nullptr ? g->b_dec : nullptr, fire_count, x_hat, selected.data());
+        if (g != nullptr) {
+            std::fill(g->W_enc, g->W_enc + sae_panel_elements(d, m), 0.0f);
+            std::fill(g->b_enc, g->b_enc + m, 0.0f);
+        }
+        // The latents with a gradient, for sae_touched_latents: those some step chose.
+        ws.latent_begin.assign(m + 1, 0);
+        for (int64_t j = 0; j < m; ++j) ws.latent_begin[j + 1] = ws.latent_begin[j] + selected[j];
+        return loss;
+    }
     // A sharded step (sae.h): the latent group holds the other latents of these tokens, the data group the other
     // tokens of these latents. Without either, every line below is the one-process step.
     Communicator* lat = shard != nullptr ? shard->latent_group() : nullptr;
@@ -356,7 +374,7 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
     const bool carries_bias = lat == nullptr || lat->rank() == 0;     // b_dec enters x^ (and its gradient) once
     const int32_t arch = s.architecture;
     const bool jump = arch == kSaeJumpRelu, relu = arch == kSaeRelu;
-    const bool batch_select = arch == kSaeBatchTopK && !s.inference;
+    const bool batch_select = sae_batch_selects(arch) && !s.inference;
     const Selection selection = arch == kSaeTopK || batch_select ? Selection::kBest : Selection::kAboveCut;
     const int64_t tiles = (m + kTile - 1) / kTile;
     const float eps = s.jump_bandwidth;
@@ -372,7 +390,10 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
                 ++loss.dead;
             }
     if (lat != nullptr) lat->allreduce_sum(&loss.dead, 1);
-    const bool aux = (arch == kSaeTopK || arch == kSaeBatchTopK) && loss.dead > 0 && s.auxk_alpha != 0;
+    const bool aux = sae_has_auxk(arch) && loss.dead > 0 && s.auxk_alpha != 0;
+    // Matryoshka's inner levels (sae.h); a split across latents is refused for it (SaeModel), so rows are whole here.
+    const int inner = s.inner_levels();
+    if (inner > 0 && lat != nullptr) invalid("matryoshka_batchtopk cannot be split across latent shards");
     const int64_t ka = aux ? std::min(s.aux_k(), loss.dead) : 0;
     ws.cut.assign(tiles * kTile, 0.0f);  // whole panels, read a vector at a time
     std::vector<float> theta;  // jumprelu's exp(log_threshold), also in ws.cut shifted by eps/2
@@ -491,6 +512,30 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
         for (int64_t j = 0; j < m; ++j) ws.row_norm[j] = std::sqrt(dot(p.W_dec + j * d, p.W_dec + j * d, d));
     }
     const float scale = 2.0f / static_cast<float>(B_all);
+    // Matryoshka: level_dx [inner][B][d], row (l, t) = scale * sum_{l' >= l} (x^_l' - x_t) over the inner levels
+    // from l on and the full one (whose term is dxhat): what a latent first held by level l sees. Returns the
+    // inner levels' squared error of token t. Needs token t's dxhat.
+    if (inner > 0) ws.level_dx.resize(static_cast<size_t>(inner) * B * d);
+    auto inner_levels = [&](int64_t t) {
+        double sq = 0;
+        for (int l = inner - 1; l >= 0; --l) {
+            float* row = ws.level_dx.data() + (l * B + t) * d;
+            std::copy(p.b_dec, p.b_dec + d, row);
+            for (int64_t q = 0; q < ws.count[t]; ++q) {
+                const int64_t j = ws.slot_idx[t * cap + q];
+                if (j >= s.widths[l]) continue;
+                const float z = code(ws.slot_u[t * cap + q], j);
+                if (z != 0.0f) axpy(z, p.W_dec + j * d, row, d);
+            }
+            const float* next = l + 1 < inner ? ws.level_dx.data() + ((l + 1) * B + t) * d : ws.dxhat.data() + t * d;
+            for (int64_t i = 0; i < d; ++i) {
+                const float r = row[i] - x[t * d + i];
+                sq += static_cast<double>(r * r);
+                row[i] = next[i] + scale * r;
+            }
+        }
+        return sq;
+    };
     // Token t's x^ is complete in row: its squared error and d loss/d x^ in place.
     auto residual = [&](int64_t t, float* row) {
         if (x_hat != nullptr) std::copy(row, row + d, x_hat + t * d);
@@ -521,6 +566,7 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
         ws.token_stats[t * 3 + 1] = sparsity;
         ws.token_stats[t * 3 + 2] = l0;
         if (lat == nullptr) residual(t, row);
+        if (inner > 0) ws.token_stats[t * 3 + 1] = inner_levels(t);
     }
     if (lat != nullptr) {
         // The rows hold this rank's partial reconstructions: their sum over the latent group is x^.
@@ -562,7 +608,7 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
     loss.mse = sse / static_cast<double>(B_all);
     loss.fvu = variance > 0 ? sse / variance : 0.0;
     loss.l0 = l0 / static_cast<double>(B_all);
-    const double coefficient = relu ? s.l1_coefficient : jump ? s.l0_coefficient : 0.0f;
+    const double coefficient = relu ? s.l1_coefficient : jump ? s.l0_coefficient : inner > 0 ? 1.0 : 0.0;
     loss.sparsity = coefficient * sparsity / static_cast<double>(B_all);
     if (fire_count != nullptr) {
         std::fill(fire_count, fire_count + m, int64_t(0));
@@ -705,7 +751,9 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
                 if (entry < B * cap) {
                     const float u = ws.slot_u[entry], z = code(u, j);
                     if (z == 0.0f && !jump) continue;  // ReLU's flat side: no gradient
-                    const float* dx = ws.dxhat.data() + t * d;
+                    const float* dx = inner > 0 && s.level_of(j) < inner
+                                          ? ws.level_dx.data() + (s.level_of(j) * B + t) * d
+                                          : ws.dxhat.data() + t * d;
                     float dz = z != 0.0f ? dot_and_axpy(dx, wdec, z, gdec, d) : dot(dx, wdec, d);
                     if (relu) dz += l1 * ws.row_norm[j];
                     if (jump && std::abs(u - theta[j]) < eps / 2)
@@ -738,7 +786,8 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
     // read from the panels a block of rows at a time.
     std::fill(g->b_dec, g->b_dec + d, 0.0f);
     if (carries_bias)
-        for (int64_t t = 0; t < B; ++t) axpy(1.0f, ws.dxhat.data() + t * d, g->b_dec, d);
+        for (int64_t t = 0; t < B; ++t)  // level 0's row holds every level's term (matryoshka)
+            axpy(1.0f, (inner > 0 ? ws.level_dx.data() : ws.dxhat.data()) + t * d, g->b_dec, d);
     constexpr int64_t kRowBlock = 16;
     const int64_t whole = m / kWidth * kWidth;  // latents summed in lanes; the rest is the tail
 #pragma omp parallel for schedule(static) if (parallel)

@@ -121,6 +121,14 @@ SaeLoss sae_loss_and_grad(const SaeSpec& s, SaeParams<T> p, const T* x, const in
     const int64_t d = s.d, m = s.m, B = s.batch;
     const int32_t arch = s.architecture;
     const bool jump = arch == kSaeJumpRelu;
+    if (arch == kSaeMatchingPursuit) {  // no encoder (sae_pursuit.cpp)
+        if (g != nullptr) {
+            std::fill(g->W_enc, g->W_enc + d * m, T(0));
+            std::fill(g->b_enc, g->b_enc + m, T(0));
+        }
+        return sae_pursuit_loss_and_grad<T>(s, p.W_dec, p.b_dec, x, since_fired, g != nullptr ? g->W_dec : nullptr,
+                                            g != nullptr ? g->b_dec : nullptr, fire_count, x_hat);
+    }
     SaeLoss loss;
 
     // Encoder: u = (x - b_dec) W_enc + b_enc.
@@ -146,7 +154,7 @@ SaeLoss sae_loss_and_grad(const SaeSpec& s, SaeParams<T> p, const T* x, const in
             select_best(order, u.data() + t * m, s.k);
             for (int64_t j : order) on[t * m + j] = 1;
         }
-    } else if (arch == kSaeBatchTopK && !s.inference) {
+    } else if (sae_batch_selects(arch) && !s.inference) {
         std::vector<int64_t> order(B * m);
         std::iota(order.begin(), order.end(), int64_t(0));
         select_best(order, u.data(), s.k * B);
@@ -154,7 +162,7 @@ SaeLoss sae_loss_and_grad(const SaeSpec& s, SaeParams<T> p, const T* x, const in
     } else {
         for (int64_t t = 0; t < B; ++t)
             for (int64_t j = 0; j < m; ++j) {
-                const T cut = jump ? theta[j] : arch == kSaeBatchTopK ? static_cast<T>(s.threshold) : T(0);
+                const T cut = jump ? theta[j] : sae_batch_selects(arch) ? static_cast<T>(s.threshold) : T(0);
                 on[t * m + j] = u[t * m + j] > cut;
             }
     }
@@ -171,7 +179,7 @@ SaeLoss sae_loss_and_grad(const SaeSpec& s, SaeParams<T> p, const T* x, const in
         if (min_kept == 0 || v < min_kept) min_kept = v;
     }
     loss.l0 = static_cast<double>(nonzero) / static_cast<double>(B);
-    if (arch == kSaeBatchTopK && !s.inference) loss.min_kept = min_kept;
+    if (sae_batch_selects(arch) && !s.inference) loss.min_kept = min_kept;
 
     // Decoder and loss terms.
     std::vector<T> row_norm(m);
@@ -209,6 +217,28 @@ SaeLoss sae_loss_and_grad(const SaeSpec& s, SaeParams<T> p, const T* x, const in
     const double coefficient = arch == kSaeRelu ? s.l1_coefficient : jump ? s.l0_coefficient : 0.0f;
     loss.sparsity = coefficient * sparsity / static_cast<double>(B);
 
+    // Matryoshka's inner levels: level_r [B][inner][d] = x^_l - x, x^_l from the latents below widths[l].
+    const int inner = s.inner_levels();
+    std::vector<T> level_r(B * inner * d);
+    if (inner > 0) {
+        double inner_sse = 0;
+        for (int64_t t = 0; t < B; ++t)
+            for (int l = 0; l < inner; ++l) {
+                T* lr = level_r.data() + (t * inner + l) * d;
+                for (int64_t i = 0; i < d; ++i) lr[i] = p.b_dec[i];
+                for (int64_t j = 0; j < s.widths[l]; ++j) {
+                    const T zj = z[t * m + j];
+                    if (zj == T(0)) continue;
+                    for (int64_t i = 0; i < d; ++i) lr[i] += zj * p.W_dec[j * d + i];
+                }
+                for (int64_t i = 0; i < d; ++i) {
+                    lr[i] -= x[t * d + i];
+                    inner_sse += static_cast<double>(lr[i] * lr[i]);
+                }
+            }
+        loss.sparsity = inner_sse / static_cast<double>(B);
+    }
+
     // Dead latents for AuxK.
     std::vector<uint8_t> dead(m, 0);
     if (since_fired != nullptr)
@@ -216,7 +246,7 @@ SaeLoss sae_loss_and_grad(const SaeSpec& s, SaeParams<T> p, const T* x, const in
             dead[j] = since_fired[j] >= s.dead_window;
             loss.dead += dead[j];
         }
-    const bool auxk = (arch == kSaeTopK || arch == kSaeBatchTopK) && loss.dead > 0 && s.auxk_alpha != 0;
+    const bool auxk = sae_has_auxk(arch) && loss.dead > 0 && s.auxk_alpha != 0;
 
     if (g != nullptr) {
         std::fill(g->W_enc, g->W_enc + d * m, T(0));
@@ -228,21 +258,26 @@ SaeLoss sae_loss_and_grad(const SaeSpec& s, SaeParams<T> p, const T* x, const in
         const T l1 = static_cast<T>(s.l1_coefficient) / static_cast<T>(B);
         const T eps = static_cast<T>(s.jump_bandwidth);
         const T l0 = static_cast<T>(s.l0_coefficient) / static_cast<T>(B);
-        std::vector<T> dxh(d);
+        // dxl [inner + 1][d]: d loss/d x^ of the full level (row inner), and for each inner level l the sum over
+        // the levels from l on, which is what a latent first held by level l sees (sae.h).
+        std::vector<T> dxl((inner + 1) * d);
         for (int64_t t = 0; t < B; ++t) {
             const T* xct = xc.data() + t * d;
-            for (int64_t i = 0; i < d; ++i) {
-                dxh[i] = scale * r[t * d + i];
-                g->b_dec[i] += dxh[i];
-            }
+            T* dxh = dxl.data() + inner * d;
+            for (int64_t i = 0; i < d; ++i) dxh[i] = scale * r[t * d + i];
+            for (int l = inner - 1; l >= 0; --l)
+                for (int64_t i = 0; i < d; ++i)
+                    dxl[l * d + i] = dxl[(l + 1) * d + i] + scale * level_r[(t * inner + l) * d + i];
+            for (int64_t i = 0; i < d; ++i) g->b_dec[i] += dxl[i];
             for (int64_t j = 0; j < m; ++j) {
+                const T* dxj = inner > 0 ? dxl.data() + s.level_of(j) * d : dxh;
                 const T uj = u[t * m + j], zj = z[t * m + j];
                 const bool near = jump && std::abs(uj - theta[j]) < eps / T(2);
                 if (zj == T(0) && !near) continue;
                 T dz = T(0);
-                for (int64_t i = 0; i < d; ++i) dz += dxh[i] * p.W_dec[j * d + i];
+                for (int64_t i = 0; i < d; ++i) dz += dxj[i] * p.W_dec[j * d + i];
                 if (zj != T(0)) {
-                    for (int64_t i = 0; i < d; ++i) g->W_dec[j * d + i] += zj * dxh[i];
+                    for (int64_t i = 0; i < d; ++i) g->W_dec[j * d + i] += zj * dxj[i];
                     if (arch == kSaeRelu) {
                         dz += l1 * row_norm[j];
                         for (int64_t i = 0; i < d; ++i) g->W_dec[j * d + i] += l1 * zj * p.W_dec[j * d + i] / row_norm[j];
@@ -282,12 +317,14 @@ void sae_check_spec(const SaeSpec& s) {
     auto require = [](bool ok, const std::string& message) {
         if (!ok) invalid(message);
     };
-    require(s.architecture >= kSaeTopK && s.architecture <= kSaeJumpRelu,
-            "architecture is " + std::to_string(s.architecture) + "; valid: 0 (topk), 1 (batchtopk), 2 (relu), 3 (jumprelu)");
+    require(s.architecture >= kSaeTopK && s.architecture <= kSaeMatchingPursuit,
+            "architecture is " + std::to_string(s.architecture) +
+                "; valid: 0 (topk), 1 (batchtopk), 2 (relu), 3 (jumprelu), 4 (matryoshka_batchtopk), "
+                "5 (matching_pursuit)");
     require(s.d >= 1, "d_in is " + std::to_string(s.d) + "; valid: >= 1");
     require(s.m >= 1 && s.m <= INT32_MAX, "d_sae is " + std::to_string(s.m) + "; valid: 1..2^31-1");
     require(s.batch >= 1, "batch is " + std::to_string(s.batch) + "; valid: >= 1");
-    if (s.architecture == kSaeTopK || s.architecture == kSaeBatchTopK)
+    if (s.architecture == kSaeTopK || sae_batch_selects(s.architecture))
         require(s.k >= 1 && s.k <= s.m, "k is " + std::to_string(s.k) + "; valid: 1..d_sae = " + std::to_string(s.m));
     auto coefficient = [&](float v, const char* name) {
         require(std::isfinite(v) && v >= 0, std::string(name) + " is " + std::to_string(v) + "; valid: finite and >= 0");
@@ -300,6 +337,19 @@ void sae_check_spec(const SaeSpec& s) {
     require(s.k_aux >= 0 && s.k_aux <= s.m, "k_aux is " + std::to_string(s.k_aux) + "; valid: 0 (d_in/2) or 1..d_sae");
     require(s.dead_window >= 1, "dead_window is " + std::to_string(s.dead_window) + "; valid: >= 1");
     require(std::isfinite(s.threshold), "threshold is " + std::to_string(s.threshold) + "; valid: finite");
+    require(std::isfinite(s.residual_threshold),
+            "residual_threshold is " + std::to_string(s.residual_threshold) + "; valid: finite");
+    require(s.max_iterations >= 0, "max_iterations is " + std::to_string(s.max_iterations) + "; valid: >= 0");
+    if (s.architecture == kSaeMatryoshkaBatchTopK) {
+        require(s.levels >= 1 && s.levels <= kSaeMaxLevels,
+                "matryoshka levels is " + std::to_string(s.levels) + "; valid: 1.." + std::to_string(kSaeMaxLevels));
+        for (int l = 0; l < s.levels; ++l)
+            require(s.widths[l] >= 1 && (l == 0 || s.widths[l] > s.widths[l - 1]),
+                    "matryoshka width " + std::to_string(l) + " is " + std::to_string(s.widths[l]) +
+                        "; valid: >= 1 and strictly increasing");
+        require(s.widths[s.levels - 1] == s.m, "the last matryoshka width is " + std::to_string(s.widths[s.levels - 1]) +
+                                                   "; valid: d_sae = " + std::to_string(s.m));
+    }
 }
 
 void sae_update_since_fired(int64_t m, int64_t batch, const int64_t* fire_count, int64_t* since_fired) {

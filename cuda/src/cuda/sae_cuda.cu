@@ -15,7 +15,9 @@
 //            This is exact as long as no token had all its `cap` candidates kept (it may then hold more of the
 //            best): in that case cap doubles and the encode runs again, as on the CPU.
 //  decode    one block per token: x^ = b_dec + sum over its list of z W_dec[j], in list order; squared error,
-//            d loss/d x^ = 2 (x^ - x) / B, the sparsity and L0 sums; AuxK's residual the same way.
+//            d loss/d x^ = 2 (x^ - x) / B, the sparsity and L0 sums; AuxK's residual the same way. Matryoshka:
+//            each inner level's x^_l the same way over the listed latents below its width, and level_dx, what a
+//            latent first held by level l sees in place of dxhat (sae.h; the CPU fast path's ws.level_dx).
 //  backward  d loss/d z per slot (one warp per dot product); the slots (then AuxK's) are bucketed by latent with a
 //            stable radix sort, so each latent's entries are in the CPU's order (main slots by token, then AuxK's),
 //            and one block per latent sums its W_dec row, encoder column (as a row of gWencT [m][d], transposed
@@ -70,6 +72,7 @@ struct SaeTokenBuffers {
     DeviceArena arena;
     int64_t tokens = 0, kaux = 0;               // what it was sized for
     float *x, *xc, *U, *x_hat, *dxhat, *dehat;  // [T][d] each, U [T][chunk_for(T)]
+    float* level_dx;                            // matryoshka: [inner levels][T][d]
     __nv_bfloat16* xc_bf16;                     // [T][d], bf16 precision only
     float* aux_u[2];                            // [T][kaux] AuxK lists, double-buffered
     int32_t* aux_idx[2];
@@ -151,6 +154,27 @@ __device__ __forceinline__ uint64_t rank_key(float u, int32_t j) {
 
 __device__ __forceinline__ float code_of(float u, int32_t j, bool jump, const float* theta) {
     return jump ? (u > theta[j] ? u : 0.0f) : (u > 0.0f ? u : 0.0f);
+}
+
+// Matryoshka's nested widths as kernels take them (by value); inner = 0 for the other architectures.
+struct Levels {
+    int inner;                     // levels besides the full one
+    int64_t widths[kSaeMaxLevels];
+};
+
+Levels levels_of(const SaeSpec& spec) {
+    Levels l{};
+    l.inner = spec.inner_levels();
+    for (int q = 0; q < l.inner; ++q) l.widths[q] = spec.widths[q];
+    return l;
+}
+
+// d loss/d x^ as latent j of token t sees it: dxhat, or for matryoshka its first level's row of level_dx.
+__device__ __forceinline__ const float* dx_row(const Levels& lv, const float* dxhat, const float* level_dx, int64_t T,
+                                               int64_t d, int64_t t, int64_t j) {
+    int l = 0;
+    while (l < lv.inner && j >= lv.widths[l]) ++l;
+    return l < lv.inner ? level_dx + (l * T + t) * d : dxhat + t * d;
 }
 
 // Sum over the block's threads in a fixed tree (deterministic). shared: [kThreads]. Leaves the block synchronised.
@@ -428,7 +452,10 @@ struct DecodeArgs {
     const float* list_u;
     const int32_t *list_idx, *count;
     float *x_hat, *dxhat;  // x_hat may be null
-    double* token_stats;   // [T][3]: squared error, sparsity, l0
+    double* token_stats;   // [T][3]: squared error, sparsity (matryoshka: the inner levels' squared error), l0
+    Levels levels;
+    int64_t T;
+    float* level_dx;       // matryoshka: [inner][T][d]
 };
 
 // One block per token: x^ = b_dec + sum over the list of z W_dec[j]; d loss/d x^ = scale (x^ - x).
@@ -438,7 +465,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(DecodeArgs a) {
     const int n = a.count[t];
     const float* u = a.list_u + t * a.cap;
     const int32_t* idx = a.list_idx + t * a.cap;
-    double sq = 0.0;
+    double sq = 0.0, inner_sq = 0.0;
     for (int64_t i = threadIdx.x; i < d; i += kThreads) {
         float acc = a.b_dec[i];
         for (int q = 0; q < n; ++q) {
@@ -449,8 +476,23 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(DecodeArgs a) {
         const float r = acc - a.x[t * d + i];
         sq += static_cast<double>(r * r);
         a.dxhat[t * d + i] = a.scale * r;
+        // Matryoshka's inner levels, from the innermost out of the sum: row l = row l+1 + scale (x^_l - x).
+        float next = a.scale * r;
+        for (int l = a.levels.inner - 1; l >= 0; --l) {
+            float level = a.b_dec[i];
+            for (int q = 0; q < n; ++q) {
+                if (idx[q] >= a.levels.widths[l]) continue;
+                const float z = code_of(u[q], idx[q], a.jump, a.theta);
+                if (z != 0.0f) level += z * a.W_dec[int64_t(idx[q]) * d + i];
+            }
+            const float rl = level - a.x[t * d + i];
+            inner_sq += static_cast<double>(rl * rl);
+            next = next + a.scale * rl;
+            a.level_dx[(l * a.T + t) * d + i] = next;
+        }
     }
     sq = block_sum(sq, red);
+    inner_sq = block_sum(inner_sq, red);
     if (threadIdx.x == 0) {
         double sparsity = 0.0, l0 = 0.0;
         for (int q = 0; q < n; ++q) {
@@ -462,7 +504,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(DecodeArgs a) {
             if (a.relu) sparsity += static_cast<double>(z * a.row_norm[j]);
         }
         a.token_stats[t * 3 + 0] = sq;
-        a.token_stats[t * 3 + 1] = sparsity;
+        a.token_stats[t * 3 + 1] = a.levels.inner > 0 ? inner_sq : sparsity;
         a.token_stats[t * 3 + 2] = l0;
     }
 }
@@ -562,6 +604,8 @@ struct DzArgs {
     int64_t T, cap, d;
     const int32_t *idx, *count;  // [T][cap], [T]
     const float* source;         // [T][d]: dxhat (main codes) or dehat (AuxK codes)
+    Levels levels;               // main codes of matryoshka: level_dx [inner][T][d] in place of dxhat by level
+    const float* level_dx;
     const float* W_dec;
     const float* row_norm;       // relu: adds l1 * ||W_dec[j]||; else null
     float l1;
@@ -576,8 +620,9 @@ __global__ void dz_kernel(DzArgs a) {
         const int64_t t = w / a.cap, q = w % a.cap;
         if (q >= a.count[t]) continue;  // the whole warp shares w
         const int64_t j = a.idx[w];
+        const float* source = dx_row(a.levels, a.source, a.level_dx, a.T, a.d, t, j);
         float dot = 0.0f;
-        for (int64_t i = lane; i < a.d; i += 32) dot += a.source[t * a.d + i] * a.W_dec[j * a.d + i];
+        for (int64_t i = lane; i < a.d; i += 32) dot += source[i] * a.W_dec[j * a.d + i];
         dot = warp_sum(dot);
         if (lane == 0) a.dz[w] = a.row_norm != nullptr ? dot + a.l1 * a.row_norm[j] : dot;
     }
@@ -617,6 +662,8 @@ struct LatentArgs {
     const int32_t *begin, *entries;          // [m + 1], entries sorted by latent
     const float *list_u, *slot_dz, *aux_u, *aux_dz;
     const float *dxhat, *dehat, *xc;         // [T][d]
+    Levels levels;                           // matryoshka: main entries read level_dx by level
+    const float* level_dx;
     const float *W_dec, *theta, *row_norm;
     float *gW_dec, *gWencT, *gb_enc, *enc_sum, *glog;  // [m][d], [m][d], [m], [m], [m] (jumprelu)
 };
@@ -635,7 +682,7 @@ __device__ Entry entry_of(const LatentArgs& a, int64_t entry, int64_t j) {
         const int64_t t = entry / a.cap;
         const float u = a.list_u[entry], dz = a.slot_dz[entry];
         const float z = code_of(u, static_cast<int32_t>(j), a.jump, a.theta);
-        r.dec_row = a.dxhat + t * a.d;
+        r.dec_row = dx_row(a.levels, a.dxhat, a.level_dx, a.T, a.d, t, j);
         r.enc_row = a.xc + t * a.d;
         if (a.jump && fabsf(u - a.theta[j]) < a.eps / 2) {
             const float theta = a.theta[j];
@@ -866,6 +913,7 @@ void ensure_tokens(ne_cuda_sae& s, int64_t T, int64_t kaux) {
         b.x_hat = c.take<float>(tokens * d);
         b.dxhat = c.take<float>(tokens * d);
         b.dehat = c.take<float>(tokens * d);
+        b.level_dx = c.take<float>(tokens * d * s.spec.inner_levels());
         for (int k = 0; k < 2; ++k) {
             b.aux_u[k] = c.take<float>(tokens * kaux);
             b.aux_idx[k] = c.take<int32_t>(tokens * kaux);
@@ -966,7 +1014,7 @@ struct Encoded {
 Encoded encode(ne_cuda_sae& s, const SaeSpec& spec, int64_t T, int64_t kaux, int64_t ka) {
     const int64_t m = spec.m;
     const int32_t arch = spec.architecture;
-    const bool batch_select = arch == kSaeBatchTopK && !spec.inference;
+    const bool batch_select = sae_batch_selects(arch) && !spec.inference;
     const bool best = arch == kSaeTopK || batch_select;
     const int64_t C = chunk_for(s, T);
     int64_t cap = arch == kSaeTopK ? spec.k
@@ -1064,8 +1112,9 @@ void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const A
     const int32_t arch = spec.architecture;
     const bool training = adam != nullptr;
     const bool jump = arch == kSaeJumpRelu, relu = arch == kSaeRelu;
-    const bool batch_select = arch == kSaeBatchTopK && !spec.inference;
-    const bool auxk_arch = (arch == kSaeTopK || arch == kSaeBatchTopK) && training && spec.auxk_alpha != 0;
+    const bool batch_select = sae_batch_selects(arch) && !spec.inference;
+    const bool auxk_arch = sae_has_auxk(arch) && training && spec.auxk_alpha != 0;
+    const Levels levels = levels_of(spec);
     const int64_t kaux = auxk_arch ? std::min(spec.aux_k(), m) : 0;
     const float scale = 2.0f / static_cast<float>(T);
     ensure_tokens(s, T, kaux);
@@ -1107,7 +1156,8 @@ void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const A
     {
         NE_NVTX_RANGE("sae.decode");
         DecodeArgs a{d, cap, jump, relu, scale, tb.x, s.params.b_dec, s.params.W_dec, s.theta, s.row_norm,
-                     list_u, list_idx, tb.count, x_hat_host != nullptr ? tb.x_hat : nullptr, tb.dxhat, tb.token_stats};
+                     list_u, list_idx, tb.count, x_hat_host != nullptr ? tb.x_hat : nullptr, tb.dxhat, tb.token_stats,
+                     levels, T, tb.level_dx};
         decode_kernel<<<static_cast<unsigned>(T), kThreads, 0, s.stream>>>(a);
         NE_CUDA_CHECK_LAUNCH("decode_kernel");
         NE_CUDA_CHECK(cudaMemsetAsync(s.fire_count, 0, m * sizeof(int64_t), s.stream));
@@ -1138,7 +1188,7 @@ void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const A
     }
 
     // A batch whose loss is not finite is not applied: no backward, no update, every tensor stays as it was.
-    const double coefficient = relu ? spec.l1_coefficient : jump ? spec.l0_coefficient : 0.0f;
+    const double coefficient = relu ? spec.l1_coefficient : jump ? spec.l0_coefficient : levels.inner > 0 ? 1.0 : 0.0;
     auto loss_of = [&](const SaeDeviceStats& h) {
         SaeLoss l{};
         l.mse = h.sse / static_cast<double>(T);
@@ -1158,11 +1208,13 @@ void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const A
         const SaeDeviceTensors& p = s.params;
         const SaeDeviceTensors& g = s.grads;
         const float l1 = spec.l1_coefficient / static_cast<float>(T);
-        DzArgs dz{T, cap, d, list_idx, tb.count, tb.dxhat, p.W_dec, relu ? s.row_norm : nullptr, l1, sb.slot_dz};
+        DzArgs dz{T,      cap,     d, list_idx, tb.count, tb.dxhat, levels, tb.level_dx, p.W_dec,
+                  relu ? s.row_norm : nullptr, l1, sb.slot_dz};
         dz_kernel<<<grid_for(32 * T * cap), kThreads, 0, s.stream>>>(dz);
         NE_CUDA_CHECK_LAUNCH("dz_kernel");
         if (ka > 0) {
-            DzArgs x{T, ka, d, tb.aux_idx[at.aux], tb.aux_count, tb.dehat, p.W_dec, nullptr, 0.0f, tb.aux_dz};
+            DzArgs x{T, ka, d, tb.aux_idx[at.aux], tb.aux_count, tb.dehat, Levels{}, nullptr, p.W_dec, nullptr, 0.0f,
+                     tb.aux_dz};
             dz_kernel<<<grid_for(32 * T * ka), kThreads, 0, s.stream>>>(x);
             NE_CUDA_CHECK_LAUNCH("dz_kernel (AuxK)");
         }
@@ -1199,6 +1251,8 @@ void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const A
         la.aux_u = tb.aux_u[at.aux];
         la.aux_dz = tb.aux_dz;
         la.dxhat = tb.dxhat;
+        la.levels = levels;
+        la.level_dx = tb.level_dx;
         la.dehat = tb.dehat;
         la.xc = tb.xc;
         la.W_dec = p.W_dec;
@@ -1214,7 +1268,8 @@ void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const A
         transpose_kernel<<<dim3(static_cast<unsigned>((m + 31) / 32), static_cast<unsigned>((d + 31) / 32)), dim3(32, 8),
                            0, s.stream>>>(s.gWencT, m, d, g.W_enc);
         NE_CUDA_CHECK_LAUNCH("transpose_kernel");
-        column_sums(s, tb.dxhat, T, d, nullptr, 1.0, nullptr, g.b_dec);
+        // Matryoshka: level 0's rows hold every level's term.
+        column_sums(s, levels.inner > 0 ? tb.level_dx : tb.dxhat, T, d, nullptr, 1.0, nullptr, g.b_dec);
         b_dec_encoder_kernel<<<static_cast<unsigned>(d), kThreads, 0, s.stream>>>(p.W_enc, s.enc_sum, m, g.b_dec);
         NE_CUDA_CHECK_LAUNCH("b_dec_encoder_kernel");
     }
@@ -1271,14 +1326,17 @@ void zero_tensors(ne_cuda_sae& s, SaeDeviceTensors& device) {
     }
 }
 
-// What the kernels cannot take: indices past 32 bits. (Every precision runs on every device the plugin serves:
+// What the kernels cannot take: matching pursuit (no CUDA kernels yet), indices past 32 bits. (Every precision runs on every device the plugin serves:
 // tf32 and bf16 GEMMs need sm_80, and the plugin is built for sm_80 and later.)
 void check_supported(const SaeSpec& spec, int32_t precision) {
     if (precision < NE_SAE_FP32 || precision > NE_SAE_BF16)
         invalid("precision is " + std::to_string(precision) + "; valid: 0 (fp32), 1 (tf32), 2 (bf16)");
+    if (spec.architecture == kSaeMatchingPursuit)
+        fail(NE_ERR_UNSUPPORTED, "architecture matching_pursuit (5) runs on the CPU backend only; the CUDA backend "
+                                 "takes topk, batchtopk, relu, jumprelu and matryoshka_batchtopk");
     if (spec.d > INT32_MAX || spec.m >= INT32_MAX || spec.batch > INT32_MAX)
         fail(NE_ERR_UNSUPPORTED, "d_in, d_sae and batch must stay below 2^31 for the CUDA SAE kernels");
-    const bool selects = spec.architecture == kSaeTopK || spec.architecture == kSaeBatchTopK;
+    const bool selects = spec.architecture == kSaeTopK || sae_batch_selects(spec.architecture);
     const int64_t slots = spec.batch * ((selects ? spec.k : 1) + spec.aux_k());
     if (slots > kSaeMaxSlots)
         fail(NE_ERR_UNSUPPORTED, "batch * (k + k_aux) = " + std::to_string(slots) +

@@ -201,7 +201,8 @@ ne_capabilities cpu_capabilities() {
     c.backend = NE_BACKEND_CPU;
     c.toy_models = (1 << NE_TOY_LINEAR) | (1 << NE_TOY_RELU_OUTPUT) | (1 << NE_TOY_RELU_HIDDEN) | (1 << NE_TOY_ABS_VALUE);
     c.moe_noise = (1 << NE_MOE_NOISE_NONE) | (1 << NE_MOE_NOISE_NOISY_TOPK) | (1 << NE_MOE_NOISE_JITTER);
-    c.sae_architectures = (1 << NE_SAE_TOPK) | (1 << NE_SAE_BATCHTOPK) | (1 << NE_SAE_RELU) | (1 << NE_SAE_JUMPRELU);
+    c.sae_architectures = (1 << NE_SAE_TOPK) | (1 << NE_SAE_BATCHTOPK) | (1 << NE_SAE_RELU) | (1 << NE_SAE_JUMPRELU) |
+                          (1 << NE_SAE_MATRYOSHKA_BATCHTOPK) | (1 << NE_SAE_MATCHING_PURSUIT);
     c.sae_precisions = 1 << NE_SAE_FP32;  // the blocked GEMM is fp32
     c.sgemm = 1;
     c.max_shared_bytes = 0;

@@ -15,6 +15,22 @@
 //              With SaeSpec::inference set, a fixed threshold replaces the batch selection:
 //              z_j = u_j * [u_j > threshold] (threshold >= 0). The threshold is an exponential moving average of
 //              each training batch's smallest kept positive code (SaeLoss::min_kept, see SaeThreshold).
+//   matryoshka_batchtopk (Bussmann et al. 2025; SAELens's MatryoshkaBatchTopKTrainingSAE)
+//              z as batchtopk (the same inference threshold). Nested widths w_0 < ... < w_{L-1} = m; level l's
+//              reconstruction x^_l = sum_{j < w_l} z_j W_dec,j + b_dec (b_dec in every level, x^_{L-1} = x^), and
+//              sparsity = sum_{l < L-1} (1/B) sum_t ||x_t - x^_l,t||^2 (the inner levels; the outer one is mse).
+//              So d loss/d z_j = (2/B) (sum_{l: j < w_l} (x^_l - x)) . W_dec,j: latent j's decoder gradient is
+//              the batchtopk one with the residual replaced by the sum of the residuals of the levels holding it.
+//              One level (w_0 = m) is batchtopk exactly. AuxK as batchtopk, on the full residual x - x^.
+//   matching_pursuit (SAELens's MatchingPursuitTrainingSAE; Costa et al. 2025) has no encoder: W_enc and b_enc
+//              are kept but unused (their gradient is 0). Per token, r_0 = x - b_dec and z = 0; step q picks
+//              j_q = argmax_j ReLU(r_q . W_dec,j) (the lowest j on a tie, so 0 when every dot is <= 0), takes
+//              v_q = ReLU(r_q . W_dec,j_q), z_j_q += v_q, r_{q+1} = r_q - v_q W_dec,j_q; it stops after
+//              max_iterations steps (0: d), or (stop_on_duplicate_support) after a step that adds no latent to the
+//              support {j: z_j != 0}, or (residual_threshold > 0) once ||r_{q+1}|| < residual_threshold.
+//              x^ = z W_dec + b_dec; loss = mse (no sparsity term, no AuxK). The gradient is that of the unrolled
+//              pursuit with the choices j_q held fixed (autograd through v_q and r_q, ReLU' = [pre > 0]). With unit
+//              decoder rows ||r_{q+1}||^2 = ||r_q||^2 - v_q^2: the residual never grows.
 //   relu       z = ReLU(u); sparsity = l1_coefficient * (1/B) sum_t sum_j z_tj ||W_dec,j|| (Bricken et al. 2023).
 //   jumprelu   theta_j = exp(log_threshold_j); z_j = u_j * H(u_j - theta_j);
 //              sparsity = l0_coefficient * (1/B) sum_t sum_j H(u_tj - theta_j) (Rajamanoharan et al. 2024).
@@ -44,7 +60,24 @@ namespace ne {
 
 class SynthBackend;  // models/synth_truth.h
 
-enum SaeArchitecture : int32_t { kSaeTopK = 0, kSaeBatchTopK = 1, kSaeRelu = 2, kSaeJumpRelu = 3 };
+enum SaeArchitecture : int32_t {
+    kSaeTopK = 0,
+    kSaeBatchTopK = 1,
+    kSaeRelu = 2,
+    kSaeJumpRelu = 3,
+    kSaeMatryoshkaBatchTopK = 4,
+    kSaeMatchingPursuit = 5
+};
+constexpr int kSaeMaxLevels = 8;  // NE_SAE_MAX_MATRYOSHKA_LEVELS
+
+// The architectures that choose codes over the whole batch in training and by a threshold at inference.
+inline bool sae_batch_selects(int32_t architecture) {
+    return architecture == kSaeBatchTopK || architecture == kSaeMatryoshkaBatchTopK;
+}
+// The architectures with AuxK.
+inline bool sae_has_auxk(int32_t architecture) {
+    return architecture == kSaeTopK || sae_batch_selects(architecture);
+}
 
 // Everything that fixes the arithmetic of one batch, except the tensors.
 struct SaeSpec {
@@ -57,9 +90,23 @@ struct SaeSpec {
     float auxk_alpha = 1.0f / 32;     // topk, batchtopk; 0 disables AuxK
     int64_t k_aux = 0;                // AuxK codes per token; 0 means d/2
     int64_t dead_window = 10000000;   // tokens without firing after which a latent is dead
-    int32_t inference = 0;            // batchtopk: 1 uses `threshold` instead of the batch selection
-    float threshold = 0;              // batchtopk inference threshold
+    int32_t inference = 0;            // batchtopk, matryoshka: 1 uses `threshold` instead of the batch selection
+    float threshold = 0;              // their inference threshold
+    int32_t levels = 0;               // matryoshka: nested levels (1..kSaeMaxLevels); 0 elsewhere
+    int64_t widths[kSaeMaxLevels] = {};  // matryoshka: strictly increasing, widths[levels - 1] = m
+    float residual_threshold = 1e-2f;    // matching_pursuit: stop below this residual norm (<= 0: never)
+    int64_t max_iterations = 0;          // matching_pursuit: steps at most (0: d)
+    int32_t stop_on_duplicate_support = 1;  // matching_pursuit: stop after a step that adds no latent
+    int64_t pursuit_iterations() const { return max_iterations > 0 ? max_iterations : d; }
     int64_t aux_k() const { return k_aux > 0 ? k_aux : d / 2 > 0 ? d / 2 : 1; }
+    // The inner levels (those besides the full reconstruction): levels - 1 for matryoshka, else 0.
+    int inner_levels() const { return architecture == kSaeMatryoshkaBatchTopK && levels > 1 ? levels - 1 : 0; }
+    // The first level holding latent j (inner_levels() for the full one only).
+    int level_of(int64_t j) const {
+        int l = 0;
+        while (l < inner_levels() && j >= widths[l]) ++l;
+        return l;
+    }
 };
 
 // One SAE's parameters (SAELens layout) and their gradients. log_threshold is null unless jumprelu.
@@ -116,6 +163,27 @@ template <typename T>
 SaeLoss sae_loss_and_grad(const SaeSpec& spec, SaeParams<T> params, const T* x, const int64_t* since_fired,
                           SaeGrads<T>* grads, int64_t* fire_count = nullptr, T* x_hat = nullptr);
 
+// Matching pursuit (sae_pursuit.cpp). One step: the latent chosen, pre = r_q . W_dec,j and v = ReLU(pre).
+template <typename T>
+struct PursuitRecord {
+    int64_t latent;
+    T pre, value;
+};
+// Encodes one token x [d]: acts [m], residual [d] = the last r; steps (when not null) the steps taken;
+// residual_norms (when not null) ||r_q|| after each step. Returns the steps taken.
+template <typename T>
+int64_t sae_pursuit_encode(const SaeSpec& spec, const T* W_dec, const T* b_dec, const T* x, T* acts, T* residual,
+                           std::vector<PursuitRecord<T>>* steps = nullptr,
+                           std::vector<double>* residual_norms = nullptr);
+// The loss over x [batch][d] and (gW_dec not null) the gradients of W_dec and b_dec (=); fire_count [m] as in
+// sae_loss_and_grad; selected [m] (when not null) = the steps that chose each latent (those whose rows have a
+// gradient). sae_loss_and_grad and the fast path call it for matching_pursuit.
+// since_fired [m] (null: none dead) gives the dead count only: matching pursuit has no AuxK.
+template <typename T>
+SaeLoss sae_pursuit_loss_and_grad(const SaeSpec& spec, const T* W_dec, const T* b_dec, const T* x,
+                                  const int64_t* since_fired, T* gW_dec, T* gb_dec, int64_t* fire_count = nullptr,
+                                  T* x_hat = nullptr, int64_t* selected = nullptr);
+
 // The AuxK term alone for a given residual e [batch][d] and dead mask [m]: returns auxk and adds (+=) its
 // gradients to W_enc, b_enc and W_dec (grads may be null). sae_loss_and_grad calls it with e = x - x^.
 template <typename T>
@@ -141,6 +209,7 @@ struct SaeWorkspace {
     int64_t cap = 0;                           // slots per token
     std::vector<float> b_panels;               // b_enc padded to whole panels
     std::vector<float> xc, dxhat, dehat;       // [batch][d]: x - b_dec, d loss/d x^, d loss/d e^
+    std::vector<float> level_dx;               // matryoshka: [inner levels][batch][d] (sae_blocked.cpp)
     std::vector<int32_t> slot_idx, count;      // [batch][cap] latent, [batch] used slots
     std::vector<float> slot_u;                 // [batch][cap] pre-activation
     std::vector<int32_t> aux_idx, aux_count;   // [batch][k_aux], [batch]
@@ -178,15 +247,15 @@ void sgemm_blocked(int64_t M, int64_t N, int64_t K, const float* A, const float*
 // a superset of the nonzero gradient rows): touched [m] for sae_adam_update's touched-rows mode.
 void sae_touched_latents(const SaeWorkspace& workspace, int64_t m, uint8_t* touched);
 
-// Throws invalid-argument naming the field unless the spec is usable: d, m, batch >= 1; k in 1..m for topk and
-// batchtopk; finite coefficients >= 0; jump_bandwidth > 0; dead_window >= 1; k_aux in 0..m.
+// Throws invalid-argument naming the field unless the spec is usable: d, m, batch >= 1; k in 1..m for topk,
+// batchtopk and matryoshka; matryoshka's widths strictly increasing from >= 1 to m; finite coefficients >= 0; jump_bandwidth > 0; dead_window >= 1; k_aux in 0..m.
 void sae_check_spec(const SaeSpec& spec);
 
 // tokens_since_fired [m] after a batch of `batch` tokens: 0 for latents that fired in it (fire_count > 0), else
 // increased by batch. Firing is counted per batch, so a latent is dead after dead_window/batch silent batches.
 void sae_update_since_fired(int64_t m, int64_t batch, const int64_t* fire_count, int64_t* since_fired);
 
-// batchtopk's inference threshold: the first batch sets it, later ones move it by (1 - decay) towards their
+// batchtopk's (and matryoshka's) inference threshold: the first batch sets it, later ones move it by (1 - decay) towards their
 // min_kept.
 struct SaeThreshold {
     double value = 0;

@@ -23,15 +23,45 @@ void check_config(const ne_sae_config& c) {
     auto require = [](bool ok, const std::string& message) {
         if (!ok) invalid(message);
     };
-    require(c.architecture >= NE_SAE_TOPK && c.architecture <= NE_SAE_JUMPRELU,
+    require(c.architecture >= NE_SAE_TOPK && c.architecture <= NE_SAE_MATCHING_PURSUIT,
             "config.architecture is " + std::to_string(c.architecture) +
-                "; valid: 0 (topk), 1 (batchtopk), 2 (relu), 3 (jumprelu)");
+                "; valid: 0 (topk), 1 (batchtopk), 2 (relu), 3 (jumprelu), 4 (matryoshka_batchtopk), "
+                "5 (matching_pursuit)");
+    if (c.architecture == NE_SAE_MATCHING_PURSUIT) {
+        require(std::isfinite(c.residual_threshold), "config.residual_threshold is " +
+                                                         std::to_string(c.residual_threshold) +
+                                                         "; valid: finite (<= 0: no residual stop)");
+        require(c.max_iterations >= 0, "config.max_iterations is " + std::to_string(c.max_iterations) +
+                                           "; valid: >= 0 (0: d_in)");
+        require(c.stop_on_duplicate_support == 0 || c.stop_on_duplicate_support == 1,
+                "config.stop_on_duplicate_support is " + std::to_string(c.stop_on_duplicate_support) + "; valid: 0, 1");
+    }
     require(c.d_in >= 1 && c.d_in <= (1 << 20), "config.d_in is " + std::to_string(c.d_in) + "; valid: 1..1048576");
     require(c.d_sae >= 1 && c.d_sae <= (int64_t{1} << 28),
             "config.d_sae is " + std::to_string(c.d_sae) + "; valid: 1..268435456");
-    if (c.architecture == NE_SAE_TOPK || c.architecture == NE_SAE_BATCHTOPK)
+    if (c.architecture == NE_SAE_TOPK || sae_batch_selects(c.architecture))
         require(c.k >= 1 && c.k <= c.d_sae,
                 "config.k is " + std::to_string(c.k) + "; valid: 1..d_sae (" + std::to_string(c.d_sae) + ")");
+    if (c.architecture == NE_SAE_MATRYOSHKA_BATCHTOPK) {
+        const int levels = c.matryoshka_levels;
+        require(levels >= 1 && levels <= NE_SAE_MAX_MATRYOSHKA_LEVELS,
+                "config.matryoshka_levels is " + std::to_string(levels) + "; valid: 1.." +
+                    std::to_string(NE_SAE_MAX_MATRYOSHKA_LEVELS));
+        for (int l = 0; l < levels; ++l) {
+            const int64_t w = c.matryoshka_widths[l], previous = l > 0 ? c.matryoshka_widths[l - 1] : 0;
+            require(w > previous && w <= c.d_sae,
+                    "config.matryoshka_widths[" + std::to_string(l) + "] is " + std::to_string(w) +
+                        "; valid: strictly increasing widths in " + std::to_string(previous + 1) + "..d_sae (" +
+                        std::to_string(c.d_sae) + ")");
+        }
+        require(c.matryoshka_widths[levels - 1] == c.d_sae,
+                "config.matryoshka_widths[" + std::to_string(levels - 1) + "] (the last) is " +
+                    std::to_string(c.matryoshka_widths[levels - 1]) + "; valid: d_sae (" + std::to_string(c.d_sae) +
+                    ")");
+    } else {
+        require(c.matryoshka_levels == 0, "config.matryoshka_levels is " + std::to_string(c.matryoshka_levels) +
+                                              "; valid: 0 unless the architecture is matryoshka_batchtopk");
+    }
     require(c.k_aux >= 0 && c.k_aux <= c.d_sae, "config.k_aux is " + std::to_string(c.k_aux) + "; valid: 0..d_sae");
     require(c.batch_size >= 1 && c.batch_size <= (1 << 24),
             "config.batch_size is " + std::to_string(c.batch_size) + "; valid: 1..16777216");
@@ -96,6 +126,15 @@ SaeSpec spec_of(const ne_sae_config& c) {
     spec.auxk_alpha = c.auxk_alpha;
     spec.k_aux = c.k_aux;
     spec.dead_window = c.dead_window;
+    if (c.architecture == NE_SAE_MATCHING_PURSUIT) {
+        spec.residual_threshold = c.residual_threshold;
+        spec.max_iterations = c.max_iterations;
+        spec.stop_on_duplicate_support = c.stop_on_duplicate_support;
+    }
+    if (c.architecture == NE_SAE_MATRYOSHKA_BATCHTOPK) {
+        spec.levels = c.matryoshka_levels;
+        for (int l = 0; l < spec.levels; ++l) spec.widths[l] = c.matryoshka_widths[l];
+    }
     return spec;
 }
 
@@ -110,6 +149,13 @@ SaeModel::SaeModel(const ne_context& ctx, const ne_sae_config& config, Communica
     : config_(config), spec_(spec_of(config)) {
     check_config(config);
     const int64_t shards = latents != nullptr ? latents->size() : 1;
+    const int64_t replicas = data != nullptr ? data->size() : 1;
+    if ((shards > 1 || replicas > 1) && config.architecture == NE_SAE_MATCHING_PURSUIT)
+        invalid("config.architecture is matching_pursuit, which runs in one process (this SAE is split over " +
+                std::to_string(shards) + " latent and " + std::to_string(replicas) + " data ranks)");
+    if (shards > 1 && config.architecture == NE_SAE_MATRYOSHKA_BATCHTOPK)
+        invalid("config.architecture is matryoshka_batchtopk, which cannot be split across latent shards (" +
+                std::to_string(shards) + "); split it across data ranks only");
     if (config.d_sae % shards != 0)
         invalid("config.d_sae is " + std::to_string(config.d_sae) + "; split over " + std::to_string(shards) +
                 " latent shards it must be divisible by " + std::to_string(shards));
@@ -197,7 +243,7 @@ ne_sae_stats SaeModel::step_with(float lr, const std::function<SaeLoss(const Ada
         record(steps_ + 1, NE_NON_FINITE_LOSS);  // the step was not applied: nothing counts it
         return stats_of(loss);
     }
-    if (spec_.architecture == NE_SAE_BATCHTOPK) threshold_.update(loss.min_kept);
+    if (sae_batch_selects(spec_.architecture)) threshold_.update(loss.min_kept);
     ++steps_;
     if (!loss.parameters_finite) record(steps_, NE_NON_FINITE_PARAMETERS);
     return stats_of(loss);
@@ -214,7 +260,7 @@ ne_sae_stats SaeModel::evaluate(const float* x, int64_t x_count, float* x_hat, i
     SaeSpec spec = spec_;
     spec.batch = x_count / spec_.d;
     spec.auxk_alpha = 0;  // evaluation measures the reconstruction; AuxK is a training device
-    if (spec.architecture == NE_SAE_BATCHTOPK && threshold_.updates > 0) {
+    if (sae_batch_selects(spec.architecture) && threshold_.updates > 0) {
         spec.inference = 1;
         spec.threshold = static_cast<float>(threshold_.value);
     }
@@ -269,7 +315,7 @@ void SaeModel::set_params(const float* W_enc, int64_t enc_count, const float* b_
     send_params(W_enc, b_enc, W_dec, b_dec, threshold);
     backend_->set_state(nullptr, nullptr, nullptr);
     threshold_ = SaeThreshold{};
-    if (spec_.architecture == NE_SAE_BATCHTOPK && threshold_count != 0) threshold_.update(threshold[0]);
+    if (sae_batch_selects(spec_.architecture) && threshold_count != 0) threshold_.update(threshold[0]);
     steps_ = 0;
     non_finite_ = ne_non_finite{};
 }

@@ -1,5 +1,6 @@
 using NativeEngine.Interop;
 using NativeEngine.Runner.Configs;
+using NativeEngine.Runner.Experiments;
 
 namespace NativeEngine.Tests;
 
@@ -43,7 +44,7 @@ public class FactorizeConfigTests
     [TestCase("\"k\": 32", "\"l1_coefficient\": 1", "missing required key \"k\"")]
     [TestCase("\"k\": 32", "\"k\": 5000", "\"k\" is 5000; valid: an integer in [1, 4096]")]
     [TestCase("\"expansion\": 16", "\"expansion\": 16, \"d_sae\": 100", "give exactly one of \"d_sae\"")]
-    [TestCase("\"architecture\": \"topk\"", "\"architecture\": \"gated\"", "\"architecture\" is the string \"gated\"; valid: \"topk\" | \"batchtopk\" | \"relu\" | \"jumprelu\"")]
+    [TestCase("\"architecture\": \"topk\"", "\"architecture\": \"gated\"", "\"architecture\" is the string \"gated\"; valid: \"topk\" | \"batchtopk\" | \"relu\" | \"jumprelu\" | \"matryoshka_batchtopk\"")]
     [TestCase("\"batch_size\": 4096", "\"batch_size\": 4096, \"precision\": \"fp8\"", "\"precision\" is the string \"fp8\"")]
     [TestCase("\"n_features\": 512", "\"n_features\": 512, \"active_mean\": 600", "\"active_mean\" is 600; at most n_features (512)")]
     [TestCase("\"tokens\": 100000", "\"tokens\": 100000, \"epochs\": 3", "unknown key \"epochs\"")]
@@ -86,6 +87,30 @@ public class FactorizeConfigTests
         Assert.That(ErrorOf(SaeOf(architecture, coefficient)), Does.Contain(expected));
     }
 
+    [Test]
+    public void MatryoshkaWidthsAreReadAsSaeLensHasThem()
+    {
+        var sae = FactorizeConfigLoader.Parse(SaeOf("matryoshka_batchtopk", "\"k\": 4, \"matryoshka_widths\": [8, 32, 64]"), "f.json", "/base").Sae;
+        Assert.That((sae.Architecture, sae.K, sae.MatryoshkaWidths), Is.EqualTo((SaeArchitecture.MatryoshkaBatchTopK, 4, new long[] { 8, 32, 64 })));
+        // As in SAELens, d_sae is appended when the last width is below it.
+        var appended = FactorizeConfigLoader.Parse(SaeOf("matryoshka_batchtopk", "\"k\": 4, \"matryoshka_widths\": [8, 32]"), "f.json", "/base").Sae;
+        Assert.That(appended.MatryoshkaWidths, Is.EqualTo(new long[] { 8, 32, 64 }));
+        var spec = Factorization.ModelSpec(FactorizeConfigLoader.Parse(SaeOf("matryoshka_batchtopk", "\"k\": 4, \"matryoshka_widths\": [8, 32]"), "f.json", "/base"), 16);
+        Assert.That(spec.MatryoshkaWidths, Is.EqualTo(new long[] { 8, 32, 64 }));
+    }
+
+    [TestCase("matryoshka_batchtopk", "\"k\": 4", "missing required key \"matryoshka_widths\"")]
+    [TestCase("matryoshka_batchtopk", "\"k\": 4, \"matryoshka_widths\": [8, 8, 64]", "\"matryoshka_widths\" has 8 at position 1; valid: an array of strictly increasing integers in [1, d_sae = 64]")]
+    [TestCase("matryoshka_batchtopk", "\"k\": 4, \"matryoshka_widths\": [8, 128]", "\"matryoshka_widths\" has 128 at position 1")]
+    [TestCase("matryoshka_batchtopk", "\"k\": 4, \"matryoshka_widths\": []", "\"matryoshka_widths\" must be an array of strictly increasing integers")]
+    [TestCase("matryoshka_batchtopk", "\"k\": 4, \"matryoshka_widths\": [1, 2, 3, 4, 5, 6, 7, 8]", "has 9 levels with d_sae")]
+    [TestCase("matryoshka_batchtopk", "\"matryoshka_widths\": [8]", "missing required key \"k\"")]
+    [TestCase("batchtopk", "\"k\": 4, \"matryoshka_widths\": [8]", "\"matryoshka_widths\" is for matryoshka_batchtopk; architecture \"batchtopk\" does not use it")]
+    public void BadMatryoshkaWidthsAreNamed(string architecture, string extra, string expected)
+    {
+        Assert.That(ErrorOf(SaeOf(architecture, extra)), Does.Contain(expected));
+    }
+
     private static string SaeOf(string architecture, string extra) =>
         $$"""{ "data": { "synthetic": { "d": 16 } }, "sae": { "architecture": "{{architecture}}", "d_sae": 64, {{extra}} } }""";
 
@@ -96,6 +121,7 @@ public class FactorizeConfigTests
     [TestCase("""{ "data": { "synthetic": { "d": 8 } }, "sae": { "architecture": "relu", "d_sae": 16 }, "metadata": { "hook_name": "blocks.0.hook_resid_pre", "hook_head_index": null } }""")]
     [TestCase("""{ "data": { "synthetic": { "kind": "synthsaebench", "preset": "16k", "seed": 5, "branching": [3, 4] } }, "sae": { "architecture": "batchtopk", "d_sae": 4096, "k": 25 }, "eval": { "samples": 7000 } }""")]
     [TestCase("""{ "data": { "synthetic": { "kind": "synthsaebench", "n_features": 100, "d": 8, "mutually_exclusive_max_depth": 2 } }, "sae": { "architecture": "topk", "d_sae": 16, "k": 2 } }""")]
+    [TestCase("""{ "data": { "synthetic": { "d": 8 } }, "sae": { "architecture": "matryoshka_batchtopk", "d_sae": 64, "k": 4, "matryoshka_widths": [4, 16, 64] } }""")]
     public void TheWrittenConfigReadsBackToTheSameRun(string json)
     {
         var c = FactorizeConfigLoader.Parse(json, "f.json", "/base");

@@ -61,6 +61,8 @@ internal static class SaeLensRules
         ["jumprelu"] = new("JumpReLUSAE", BaseFields),
         ["transcoder"] = new("Transcoder", [.. BaseFields, ("d_out", 768L)]),
         ["jumprelu_transcoder"] = new("JumpReLUTranscoder", [.. BaseFields, ("d_out", 768L)]),
+        ["matching_pursuit"] = new("MatchingPursuitSAE",
+            [.. BaseFields, ("residual_threshold", 1e-2), ("max_iterations", null), ("stop_on_duplicate_support", true)]),
     };
 
     public static Loaded LoadFromDisk(string directory)
@@ -130,7 +132,9 @@ internal static class SaeLensRules
         {
             ["W_enc"] = [dIn, dSae], ["W_dec"] = [dSae, dOut], ["b_dec"] = [dOut],
         };
-        if (architecture == "gated")
+        // MatchingPursuitSAE is tied: its W_enc is a property (W_dec transposed), not a parameter, and it has no b_enc.
+        if (architecture == "matching_pursuit") expected.Remove("W_enc");
+        else if (architecture == "gated")
         {
             expected["b_gate"] = [dSae];
             expected["b_mag"] = [dSae];
@@ -189,6 +193,7 @@ internal static class SaeLensRules
         float[] T(string name) => sae.Tensors[name].Data;
         var apply = Truthy(sae.Fields["apply_b_dec_to_input"]) ? 1.0 : 0.0;
         var rescale = sae.Architecture == "topk" && Truthy(sae.Fields["rescale_acts_by_decoder_norm"]);
+        if (sae.Architecture == "matching_pursuit") return Pursue(sae, x);
         var norms = Enumerable.Range(0, m).Select(j => Math.Sqrt(Enumerable.Range(0, d).Sum(i => (double)T("W_dec")[j * d + i] * T("W_dec")[j * d + i]))).ToArray();
         var codes = new double[tokens * m];
         var reconstruction = new double[tokens * d];
@@ -230,6 +235,46 @@ internal static class SaeLensRules
             {
                 double sum = T("b_dec")[i];
                 for (var j = 0; j < m; j++) sum += (rescale ? z[j] / norms[j] : z[j]) * T("W_dec")[j * d + i];
+                reconstruction[t * d + i] = sum;
+            }
+        }
+        return (codes, reconstruction);
+    }
+
+    // _encode_matching_pursuit and MatchingPursuitSAE.decode, in double: from r = x − b_dec, take the decoder row of
+    // largest ReLU(r·w_j) (torch's max: the first on a tie), add that value to its code and subtract the row times it;
+    // stop after max_iterations (None: d_in), when a step leaves the support as it was (stop_on_duplicate_support), or
+    // when ‖r‖ < residual_threshold (when > 0). Decode adds b_dec when apply_b_dec_to_input.
+    private static (double[] Codes, double[] Reconstruction) Pursue(Loaded sae, float[] x)
+    {
+        int d = sae.DIn, m = sae.DSae, tokens = x.Length / d;
+        var wDec = sae.Tensors["W_dec"].Data;
+        var bDec = sae.Tensors["b_dec"].Data;
+        var apply = Truthy(sae.Fields["apply_b_dec_to_input"]) ? 1.0 : 0.0;
+        var threshold = Convert.ToDouble(sae.Fields["residual_threshold"], CultureInfo.InvariantCulture);
+        var limit = sae.Fields["max_iterations"] is long l ? (int)l : d;
+        var duplicate = Truthy(sae.Fields["stop_on_duplicate_support"]);
+        var codes = new double[tokens * m];
+        var reconstruction = new double[tokens * d];
+        for (var t = 0; t < tokens; t++)
+        {
+            var r = Enumerable.Range(0, d).Select(i => x[t * d + i] - apply * bDec[i]).ToArray();
+            var z = new double[m];
+            for (var step = 0; step < limit; step++)
+            {
+                var values = Enumerable.Range(0, m).Select(j => Math.Max(0, Enumerable.Range(0, d).Sum(i => r[i] * wDec[j * d + i]))).ToArray();
+                var best = Array.IndexOf(values, values.Max());
+                var before = z.Select(v => v != 0).ToArray();
+                z[best] += values[best];
+                for (var i = 0; i < d; i++) r[i] -= values[best] * wDec[best * d + i];
+                var same = z.Select(v => v != 0).SequenceEqual(before);
+                if ((duplicate && same) || (threshold > 0 && Math.Sqrt(r.Sum(v => v * v)) < threshold)) break;
+            }
+            for (var j = 0; j < m; j++) codes[t * m + j] = z[j];
+            for (var i = 0; i < d; i++)
+            {
+                var sum = apply * bDec[i];
+                for (var j = 0; j < m; j++) sum += z[j] * wDec[j * d + i];
                 reconstruction[t * d + i] = sum;
             }
         }

@@ -22,11 +22,24 @@ public class SaeLensTests
         float[]? threshold = architecture switch
         {
             SaeArchitecture.JumpRelu => Random(rng, M, 0.2, 0.3),
-            SaeArchitecture.BatchTopK => Enumerable.Repeat(0.25f, M).ToArray(),
+            SaeArchitecture.BatchTopK or SaeArchitecture.MatryoshkaBatchTopK => Enumerable.Repeat(0.25f, M).ToArray(),
             _ => null,
         };
-        return new SaeDictionary(D, M, architecture, architecture is SaeArchitecture.TopK or SaeArchitecture.BatchTopK ? 3 : null,
+        var dict = new SaeDictionary(D, M, architecture,
+            architecture is SaeArchitecture.TopK || SaeModelSpec.SelectsOverBatch(architecture) ? 3 : null,
             Random(rng, D * M), Random(rng, M, 0.3, 0.2), Random(rng, M * D), Random(rng, D, 0.5), threshold);
+        if (architecture != SaeArchitecture.MatchingPursuit) return dict;
+        // Unit decoder rows, as training keeps them; the tied encoder; a few steps at most.
+        var wDec = dict.WDec.ToArray();
+        for (var j = 0; j < M; j++)
+        {
+            var norm = (float)Math.Sqrt(Enumerable.Range(0, D).Sum(i => (double)wDec[j * D + i] * wDec[j * D + i]));
+            for (var i = 0; i < D; i++) wDec[j * D + i] /= norm;
+        }
+        var wEnc = new float[D * M];
+        for (var j = 0; j < M; j++)
+            for (var i = 0; i < D; i++) wEnc[i * M + j] = wDec[j * D + i];
+        return dict with { WDec = wDec, WEnc = wEnc, BEnc = new float[M], Pursuit = new MatchingPursuitSettings(0.05, 4, true) };
     }
 
     private static readonly DictionaryMetadata Origin = new("gpt2", "blocks.3.hook_resid_post", null, 128, true, "Skylion007/openwebtext");
@@ -61,6 +74,8 @@ public class SaeLensTests
 
     [TestCase(SaeArchitecture.TopK, "topk", "TopKSAE")]
     [TestCase(SaeArchitecture.BatchTopK, "jumprelu", "JumpReLUSAE")]
+    [TestCase(SaeArchitecture.MatryoshkaBatchTopK, "jumprelu", "JumpReLUSAE")]
+    [TestCase(SaeArchitecture.MatchingPursuit, "matching_pursuit", "MatchingPursuitSAE")]
     [TestCase(SaeArchitecture.Relu, "standard", "StandardSAE")]
     [TestCase(SaeArchitecture.JumpRelu, "jumprelu", "JumpReLUSAE")]
     public void EveryArchitectureWrittenLoadsThroughSaeLensCurrentPathAndEncodesTheSame(SaeArchitecture architecture, string name, string saeClass)
@@ -73,6 +88,9 @@ public class SaeLensTests
         Assert.That((loaded.Architecture, loaded.ClassName), Is.EqualTo((name, saeClass)));
         Assert.That((loaded.DIn, loaded.DSae), Is.EqualTo((D, M)));
         if (architecture == SaeArchitecture.TopK) Assert.That(loaded.Fields["k"], Is.EqualTo(3L));
+        if (architecture == SaeArchitecture.MatchingPursuit)
+            Assert.That((loaded.Fields["residual_threshold"], loaded.Fields["max_iterations"], loaded.Fields["stop_on_duplicate_support"]),
+                Is.EqualTo((0.05, 4L, true)), "the stopping rules under SAELens's keys");
         var metadata = loaded.Metadata;
         Assert.That(metadata["model_name"].GetString(), Is.EqualTo("gpt2"));
         Assert.That(metadata["hook_name"].GetString(), Is.EqualTo("blocks.3.hook_resid_post"));
@@ -88,7 +106,8 @@ public class SaeLensTests
         AssertSameEncoding(SaeLensRules.Encode(loaded, x), Engine(dict, x));
         var back = SaeLens.Read(dir);
         AssertSameEncoding(SaeLensRules.Encode(loaded, x), Engine(back, x));
-        Assert.That(back.Architecture, Is.EqualTo(architecture == SaeArchitecture.BatchTopK ? SaeArchitecture.JumpRelu : architecture));
+        Assert.That(back.Architecture, Is.EqualTo(SaeModelSpec.SelectsOverBatch(architecture) ? SaeArchitecture.JumpRelu : architecture));
+        Assert.That(back.Pursuit, Is.EqualTo(dict.Pursuit));
     }
 
     [Test]

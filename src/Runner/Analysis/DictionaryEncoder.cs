@@ -7,7 +7,8 @@ namespace NativeEngine.Runner.Analysis;
 /// <summary>
 /// A saved dictionary's encoder on the host, for analyses that need the codes themselves: u = (x − b_dec) W_enc +
 /// b_enc, then the architecture's activation (topk: the k largest, ReLU; batchtopk: u above the inference threshold,
-/// ReLU; jumprelu: u above the latent's θ; standard: ReLU). One instance per thread (it holds scratch space).
+/// ReLU; jumprelu: u above the latent's θ; standard: ReLU); matching pursuit has no encoder and runs its pursuit on the
+/// decoder rows instead. One instance per thread (it holds scratch space).
 /// </summary>
 public sealed class DictionaryEncoder(SaeDictionary dict)
 {
@@ -22,6 +23,11 @@ public sealed class DictionaryEncoder(SaeDictionary dict)
     {
         int d = dict.DIn, m = dict.DSae;
         TensorPrimitives.Subtract(x, dict.BDec, centred);
+        if (dict.Architecture == SaeArchitecture.MatchingPursuit)
+        {
+            Pursue(code);
+            return;
+        }
         dict.BEnc.CopyTo(code);
         for (var i = 0; i < d; i++)
             if (centred[i] != 0) TensorPrimitives.MultiplyAdd(dict.WEnc.AsSpan(i * m, m), centred[i], code, code);
@@ -38,7 +44,7 @@ public sealed class DictionaryEncoder(SaeDictionary dict)
             case SaeArchitecture.TopK:
                 KeepLargest(code, dict.K!.Value);
                 break;
-            case SaeArchitecture.BatchTopK:
+            case SaeArchitecture.BatchTopK or SaeArchitecture.MatryoshkaBatchTopK:
                 var threshold = dict.Threshold?[0] ?? 0;
                 for (var j = 0; j < m; j++) code[j] = code[j] > threshold ? Math.Max(code[j], 0) : 0;
                 break;
@@ -49,6 +55,37 @@ public sealed class DictionaryEncoder(SaeDictionary dict)
             default:
                 TensorPrimitives.Max(code, 0f, code);
                 break;
+        }
+    }
+
+    // Matching pursuit from the residual in `centred` (x − b_dec), as the native SAE runs it (sae.h): each step takes
+    // the decoder row of largest ReLU(r·w_j) (the first on a tie), adds that value to its code and subtracts the row
+    // times it from r; it stops after max_iterations steps (d_in when unset), after a step that adds no latent to the
+    // support (stop_on_duplicate_support), or once ‖r‖ < residual_threshold (when > 0).
+    private void Pursue(Span<float> code)
+    {
+        int d = dict.DIn, m = dict.DSae;
+        var settings = dict.Pursuit ?? new MatchingPursuitSettings();
+        var limit = settings.MaxIterations ?? d;
+        code.Clear();
+        for (var step = 0; step < limit; step++)
+        {
+            var best = 0;
+            var bestValue = 0f;
+            for (var j = 0; j < m; j++)
+            {
+                var v = Math.Max(TensorPrimitives.Dot(dict.WDec.AsSpan(j * d, d), centred), 0f);
+                if (v > bestValue)
+                {
+                    best = j;
+                    bestValue = v;
+                }
+            }
+            var added = code[best] == 0 && bestValue != 0;
+            code[best] += bestValue;
+            TensorPrimitives.MultiplyAdd(dict.WDec.AsSpan(best * d, d), -bestValue, centred, centred);
+            if (settings.StopOnDuplicateSupport && !added) break;
+            if (settings.ResidualThreshold > 0 && TensorPrimitives.Norm(centred) < settings.ResidualThreshold) break;
         }
     }
 

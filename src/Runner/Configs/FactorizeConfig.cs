@@ -56,8 +56,23 @@ public enum ActivationNormalization
 
 /// <param name="L1Coefficient">relu: the L1 penalty's weight (0 for the other architectures).</param>
 /// <param name="L0Coefficient">jumprelu: the L0 penalty's weight (0 for the other architectures).</param>
+/// <param name="MatryoshkaWidths">matryoshka_batchtopk: the nested widths, strictly increasing, the last d_sae (null
+/// for the other architectures).</param>
+/// <param name="Pursuit">matching_pursuit: its stopping rules (null for the other architectures).</param>
 public sealed record SaeSpec(SaeArchitecture Architecture, int DSae, int? K, double L1Coefficient, double L0Coefficient,
-    double AuxkAlpha, long DeadWindow, ActivationNormalization Normalization);
+    double AuxkAlpha, long DeadWindow, ActivationNormalization Normalization, long[]? MatryoshkaWidths = null,
+    MatchingPursuitSettings? Pursuit = null)
+{
+    // The widths by value: a config read back is the same run.
+    public bool Equals(SaeSpec? other) =>
+        other is not null && (Architecture, DSae, K, L1Coefficient, L0Coefficient, AuxkAlpha, DeadWindow, Normalization, Pursuit) ==
+        (other.Architecture, other.DSae, other.K, other.L1Coefficient, other.L0Coefficient, other.AuxkAlpha,
+            other.DeadWindow, other.Normalization, other.Pursuit) &&
+        (MatryoshkaWidths ?? []).SequenceEqual(other.MatryoshkaWidths ?? []);
+
+    public override int GetHashCode() =>
+        HashCode.Combine(Architecture, DSae, K, L1Coefficient, L0Coefficient, AuxkAlpha, DeadWindow, Normalization);
+}
 
 public sealed record TrainSpec(long Tokens, int BatchSize, double Lr, long WarmupSteps, long DecaySteps,
     long CheckpointEvery, ulong Seed, SaePrecision Precision)
@@ -105,6 +120,8 @@ public static class FactorizeConfigLoader
         ["batchtopk"] = SaeArchitecture.BatchTopK,
         ["relu"] = SaeArchitecture.Relu,
         ["jumprelu"] = SaeArchitecture.JumpRelu,
+        ["matryoshka_batchtopk"] = SaeArchitecture.MatryoshkaBatchTopK,
+        ["matching_pursuit"] = SaeArchitecture.MatchingPursuit,
     };
 
     public static readonly IReadOnlyDictionary<string, SaePrecision> Precisions = new Dictionary<string, SaePrecision>
@@ -407,17 +424,66 @@ public static class FactorizeConfigLoader
         if (hasSize) dSae = (int)r.Integer("d_sae", 1, 1 << 26);
         else if (d is { } dim) dSae = checked((int)(r.Integer("expansion", 1, 100_000) * dim));
         else throw r.Error("expansion", "needs d known up front (synthetic data or raw files); give \"d_sae\" instead");
-        var selects = architecture is SaeArchitecture.TopK or SaeArchitecture.BatchTopK;
+        var selects = architecture is SaeArchitecture.TopK || SaeModelSpec.SelectsOverBatch(architecture);
         int? k = null;
         if (selects) k = (int)r.Integer("k", 1, dSae);
-        else if (r.TryGet("k", out _)) throw r.Error("k", $"is for topk and batchtopk; architecture \"{Name(architecture)}\" does not use it");
+        else if (r.TryGet("k", out _)) throw r.Error("k", $"is for topk, batchtopk and matryoshka_batchtopk; architecture \"{Name(architecture)}\" does not use it");
+        var widths = MatryoshkaWidths(r, architecture, dSae);
+        var pursuit = PursuitSettings(r, architecture);
         var l1 = Coefficient(r, "l1_coefficient", architecture, SaeArchitecture.Relu, "l0_coefficient");
         var l0 = Coefficient(r, "l0_coefficient", architecture, SaeArchitecture.JumpRelu, "l1_coefficient");
         var auxk = r.Number("auxk_alpha", selects ? 1.0 / 32 : 0.0, v => v >= 0, "a number >= 0");
         var deadWindow = r.Integer("dead_window", 1, long.MaxValue, 10_000_000);
         var normalize = r.Choice("normalize_activations", Normalizations, ActivationNormalization.None);
         r.RejectUnknownKeys();
-        return new SaeSpec(architecture, dSae, k, l1, l0, auxk, deadWindow, normalize);
+        return new SaeSpec(architecture, dSae, k, l1, l0, auxk, deadWindow, normalize, widths, pursuit);
+    }
+
+    private static readonly string[] PursuitKeys = ["residual_threshold", "max_iterations", "stop_on_duplicate_support"];
+
+    // matching_pursuit's stopping rules under SAELens's keys and defaults: "residual_threshold" (1e-2; <= 0: none),
+    // "max_iterations" (null: d_in), "stop_on_duplicate_support" (true). Refused for the other architectures.
+    private static MatchingPursuitSettings? PursuitSettings(JsonObjectReader r, SaeArchitecture architecture)
+    {
+        if (architecture != SaeArchitecture.MatchingPursuit)
+        {
+            foreach (var key in PursuitKeys)
+                if (r.TryGet(key, out _))
+                    throw r.Error(key, $"is for matching_pursuit; architecture \"{Name(architecture)}\" does not use it");
+            return null;
+        }
+        var threshold = r.Number("residual_threshold", 1e-2, double.IsFinite, "a finite number (<= 0: no residual stop)");
+        int? limit = r.TryGet("max_iterations", out var value) && value.ValueKind != JsonValueKind.Null
+            ? (int)r.Integer("max_iterations", 1, int.MaxValue)
+            : null;
+        return new MatchingPursuitSettings(threshold, limit, Flag(r, "stop_on_duplicate_support", true));
+    }
+
+    // matryoshka_batchtopk's "matryoshka_widths" (SAELens's key): strictly increasing latent counts in 1..d_sae; as in
+    // SAELens, d_sae is appended as the last level when the list ends below it. Required there, refused elsewhere.
+    private static long[]? MatryoshkaWidths(JsonObjectReader r, SaeArchitecture architecture, int dSae)
+    {
+        const string key = "matryoshka_widths";
+        if (architecture != SaeArchitecture.MatryoshkaBatchTopK)
+        {
+            if (r.TryGet(key, out _))
+                throw r.Error(key, $"is for matryoshka_batchtopk; architecture \"{Name(architecture)}\" does not use it");
+            return null;
+        }
+        var valid = $"an array of strictly increasing integers in [1, d_sae = {dSae}], at most " +
+                    $"{Interop.MatryoshkaWidths.MaxLevels} with d_sae (appended when the last is below it), e.g. [128, 512, {dSae}]";
+        var value = r.Require(key, valid);
+        if (value.ValueKind != JsonValueKind.Array || value.GetArrayLength() == 0 ||
+            !value.EnumerateArray().All(e => e.ValueKind == JsonValueKind.Number && e.TryGetInt64(out _)))
+            throw r.Error(key, $"must be {valid}, found {JsonObjectReader.Describe(value)}");
+        var widths = value.EnumerateArray().Select(e => e.GetInt64()).ToList();
+        for (var l = 0; l < widths.Count; l++)
+            if (widths[l] < 1 || widths[l] > dSae || (l > 0 && widths[l] <= widths[l - 1]))
+                throw r.Error(key, $"has {widths[l]} at position {l}; valid: {valid}");
+        if (widths[^1] != dSae) widths.Add(dSae);
+        if (widths.Count > Interop.MatryoshkaWidths.MaxLevels)
+            throw r.Error(key, $"has {widths.Count} levels with d_sae; valid: {valid}");
+        return widths.ToArray();
     }
 
     // A sparsity coefficient that belongs to one architecture: default 5 there, 0 elsewhere, and an error naming the
@@ -546,6 +612,18 @@ public static class FactorizeConfigWriter
             if (sae.K is { } k) w.WriteNumber("k", k);
             if (sae.Architecture == SaeArchitecture.Relu) w.WriteNumber("l1_coefficient", sae.L1Coefficient);
             if (sae.Architecture == SaeArchitecture.JumpRelu) w.WriteNumber("l0_coefficient", sae.L0Coefficient);
+            if (sae.Pursuit is { } pursuit)
+            {
+                w.WriteNumber("residual_threshold", pursuit.ResidualThreshold);
+                if (pursuit.MaxIterations is { } limit) w.WriteNumber("max_iterations", limit);
+                w.WriteBoolean("stop_on_duplicate_support", pursuit.StopOnDuplicateSupport);
+            }
+            if (sae.MatryoshkaWidths is { } widths)
+            {
+                w.WriteStartArray("matryoshka_widths");
+                foreach (var width in widths) w.WriteNumberValue(width);
+                w.WriteEndArray();
+            }
             w.WriteNumber("auxk_alpha", sae.AuxkAlpha);
             w.WriteNumber("dead_window", sae.DeadWindow);
             w.WriteString("normalize_activations", FactorizeConfigLoader.Normalizations.First(p => p.Value == sae.Normalization).Key);

@@ -11,11 +11,19 @@ namespace NativeEngine.Runner.Formats;
 /// Threshold [d_sae] is the one threshold semantic of every architecture that has one: latent j fires when
 /// u_j &gt; θ_j &gt; 0 and then passes u_j unchanged. jumprelu learns θ per latent; batchtopk's inference threshold is one
 /// value, repeated. Input normalisation is folded into the weights, so a dictionary applies to raw activations.
-/// Read from a folder, a dictionary is topk, relu or jumprelu (batchtopk is a training architecture, saved as the
-/// jumprelu it is at inference).
+/// Read from a folder, a dictionary is topk, relu, jumprelu or matching pursuit (batchtopk and matryoshka_batchtopk
+/// are training architectures, saved as the jumprelu they are at inference). Matching pursuit has no encoder: its
+/// codes come from <see cref="Pursuit"/> on the decoder rows, and WEnc (W_dec transposed) and BEnc (zero) stand in
+/// for the encoder SAELens does not store.
 /// </summary>
 public sealed record SaeDictionary(int DIn, int DSae, SaeArchitecture Architecture, int? K, float[] WEnc, float[] BEnc,
-    float[] WDec, float[] BDec, float[]? Threshold);
+    float[] WDec, float[] BDec, float[]? Threshold, MatchingPursuitSettings? Pursuit = null);
+
+/// <summary>Matching pursuit's stopping rules, under SAELens's cfg.json names: a residual norm below
+/// <paramref name="ResidualThreshold"/> (&lt;= 0: never), <paramref name="MaxIterations"/> steps (null: d_in), a step
+/// that adds no latent to the support (<paramref name="StopOnDuplicateSupport"/>).</summary>
+public sealed record MatchingPursuitSettings(double ResidualThreshold = 1e-2, int? MaxIterations = null,
+    bool StopOnDuplicateSupport = true);
 
 /// <summary>Where a dictionary's activations come from, as SAELens records it in cfg.json's "metadata" (every key
 /// optional): the model, its hook point, the attention head, tokens per context, whether a BOS token was prepended,
@@ -63,14 +71,16 @@ public static class SaeLens
         ["topk"] = SaeArchitecture.TopK,
         ["standard"] = SaeArchitecture.Relu,
         ["jumprelu"] = SaeArchitecture.JumpRelu,
+        ["matching_pursuit"] = SaeArchitecture.MatchingPursuit,
     };
 
-    /// <summary>The cfg.json name of a dictionary's architecture: batchtopk is written as jumprelu, the inference
-    /// form SAELens saves it in (its global threshold repeated per latent).</summary>
+    /// <summary>The cfg.json name of a dictionary's architecture: batchtopk and matryoshka_batchtopk are written as
+    /// jumprelu, the inference form SAELens saves them in (the global threshold repeated per latent).</summary>
     public static string Name(SaeArchitecture architecture) => architecture switch
     {
         SaeArchitecture.TopK => "topk",
         SaeArchitecture.Relu => "standard",
+        SaeArchitecture.MatchingPursuit => "matching_pursuit",
         _ => "jumprelu",
     };
 
@@ -88,17 +98,22 @@ public static class SaeLens
     public static void Write(string directory, SaeDictionary sae, DictionaryMetadata metadata,
         IEnumerable<(string Key, object? Value)> extra, float[]? log10Density = null)
     {
-        if (sae.Architecture is SaeArchitecture.JumpRelu or SaeArchitecture.BatchTopK && sae.Threshold is null)
+        if ((sae.Architecture == SaeArchitecture.JumpRelu || SaeModelSpec.SelectsOverBatch(sae.Architecture)) &&
+            sae.Threshold is null)
             throw new ArgumentException($"a {sae.Architecture} dictionary needs its threshold to be written as jumprelu");
         Directory.CreateDirectory(directory);
-        var tensors = new List<Tensor>
-        {
-            new("W_enc", [sae.DIn, sae.DSae], sae.WEnc),
-            new("b_enc", [sae.DSae], sae.BEnc),
-            new("W_dec", [sae.DSae, sae.DIn], sae.WDec),
-            new("b_dec", [sae.DIn], sae.BDec),
-        };
         var name = Name(sae.Architecture);
+        // SAELens's MatchingPursuitSAE is tied (its encoder is W_dec transposed): it holds W_dec and b_dec only, and
+        // its strict load refuses any other tensor.
+        var tensors = name == "matching_pursuit"
+            ? new List<Tensor> { new("W_dec", [sae.DSae, sae.DIn], sae.WDec), new("b_dec", [sae.DIn], sae.BDec) }
+            : new List<Tensor>
+            {
+                new("W_enc", [sae.DIn, sae.DSae], sae.WEnc),
+                new("b_enc", [sae.DSae], sae.BEnc),
+                new("W_dec", [sae.DSae, sae.DIn], sae.WDec),
+                new("b_dec", [sae.DIn], sae.BDec),
+            };
         if (name == "jumprelu") tensors.Add(new Tensor("threshold", [sae.DSae], sae.Threshold!));
         SafeTensors.Write(Path.Combine(directory, WeightsFile), tensors);
         if (log10Density is not null)
@@ -120,6 +135,15 @@ public static class SaeLens
             {
                 w.WriteNumber("k", sae.K ?? throw new ArgumentException("a topk dictionary needs k"));
                 w.WriteBoolean("rescale_acts_by_decoder_norm", false);
+            }
+            if (name == "matching_pursuit")
+            {
+                var pursuit = sae.Pursuit ?? new MatchingPursuitSettings();
+                w.WritePropertyName("residual_threshold");
+                Json.Value(w, pursuit.ResidualThreshold);
+                if (pursuit.MaxIterations is { } limit) w.WriteNumber("max_iterations", limit);
+                else w.WriteNull("max_iterations");
+                w.WriteBoolean("stop_on_duplicate_support", pursuit.StopOnDuplicateSupport);
             }
             w.WriteStartObject("metadata");
             w.WriteString("sae_lens_version", FormatVersion);
@@ -204,7 +228,7 @@ public static class SaeLens
 
         switch (architecture)
         {
-            case "standard" or "topk" or "jumprelu" or "gated" or "batchtopk" or "matryoshka_batchtopk":
+            case "standard" or "topk" or "jumprelu" or "gated" or "batchtopk" or "matryoshka_batchtopk" or "matching_pursuit":
                 break;
             case "transcoder" or "skip_transcoder" or "jumprelu_transcoder":
                 throw cfg.Error($"architecture \"{architecture}\" is a transcoder: it maps one activation (hook_name) to another " +
@@ -212,7 +236,7 @@ public static class SaeLens
                                 "transcoders are not read");
             default:
                 throw cfg.Error($"architecture \"{architecture}\" is not one of standard, topk, jumprelu, gated (read as " +
-                                "jumprelu), batchtopk with its threshold (read as jumprelu)");
+                                "jumprelu), batchtopk or matryoshka_batchtopk with its threshold (read as jumprelu), matching_pursuit");
         }
 
         var dIn = cfg.PositiveInteger("d_in");
@@ -255,14 +279,29 @@ public static class SaeLens
             used.Add(name);
             return t.Data;
         }
-        var wEnc = Tensor("W_enc", dIn, dSae);
+        var pursuitSae = architecture == "matching_pursuit";
+        var wEncRead = pursuitSae ? null : Tensor("W_enc", dIn, dSae);
         var wDec = Tensor("W_dec", dSae, dIn);
+        var wEnc = wEncRead ?? Transpose(wDec, dSae, dIn);
         var bDec = Tensor("b_dec", dIn);
         float[] bEnc;
         float[]? threshold = null;
+        MatchingPursuitSettings? pursuit = null;
         SaeArchitecture kind;
         switch (architecture)
         {
+            case "matching_pursuit":
+                // Its input is x - b_dec and its decode adds b_dec only when apply_b_dec_to_input: the engine's
+                // pursuit always does both.
+                if (!applyBDec)
+                    throw cfg.Error("architecture matching_pursuit with apply_b_dec_to_input false: its pursuit would start " +
+                                    "from x and its decoder omit b_dec, which the engine does not evaluate; read here: true");
+                bEnc = new float[dSae];
+                pursuit = new MatchingPursuitSettings(cfg.Number("residual_threshold", 1e-2),
+                    cfg.Has("max_iterations") && !cfg.IsNull("max_iterations") ? cfg.PositiveInteger("max_iterations") : null,
+                    cfg.Boolean("stop_on_duplicate_support", true));
+                kind = SaeArchitecture.MatchingPursuit;
+                break;
             case "gated":
                 (wEnc, bEnc, threshold) = GatedAsJumpRelu(wEnc, Tensor("b_gate", dSae), Tensor("b_mag", dSae), Tensor("r_mag", dSae), dIn, dSae);
                 kind = SaeArchitecture.JumpRelu;
@@ -298,9 +337,19 @@ public static class SaeLens
                                           $"not part of a {architecture} SAE (SAELens refuses unexpected tensors too)");
 
         if (!applyBDec) bEnc = FoldDecoderBias(wEnc, bEnc, bDec, dIn, dSae);
+        if (pursuitSae && rescale) throw cfg.Error("rescale_acts_by_decoder_norm is not a matching_pursuit setting");
         if (rescale) (wEnc, bEnc, wDec) = FoldDecoderNorms(cfg, wEnc, bEnc, wDec, dIn, dSae);
         if (threshold is not null) threshold = threshold.Select(t => t > 0 ? t : float.Epsilon).ToArray();
-        return new SaeDictionary(dIn, dSae, kind, kind == SaeArchitecture.TopK ? k : null, wEnc, bEnc, wDec, bDec, threshold);
+        return new SaeDictionary(dIn, dSae, kind, kind == SaeArchitecture.TopK ? k : null, wEnc, bEnc, wDec, bDec, threshold,
+            pursuit);
+    }
+
+    private static float[] Transpose(float[] rows, int rowCount, int columns)
+    {
+        var result = new float[rows.Length];
+        for (var r = 0; r < rowCount; r++)
+            for (var c = 0; c < columns; c++) result[c * rowCount + r] = rows[r * columns + c];
+        return result;
     }
 
     // Gate: x̃·w_j + b_gate_j > 0 ⟺ e^{r_j}(x̃·w_j) + b_mag_j > b_mag_j − e^{r_j} b_gate_j = θ_j (e^{r_j} > 0).
@@ -424,6 +473,16 @@ public static class SaeLens
             return v.ValueKind == JsonValueKind.Number && v.TryGetInt32(out var i) && i > 0
                 ? i
                 : throw Error($"{objectKey}.{key} is {v.GetRawText()}; it must be a positive integer");
+        }
+
+        public bool IsNull(string key) => root.TryGetProperty(key, out var v) && v.ValueKind == JsonValueKind.Null;
+
+        public double Number(string key, double fallback)
+        {
+            if (!root.TryGetProperty(key, out var v) || v.ValueKind == JsonValueKind.Null) return fallback;
+            return v.ValueKind == JsonValueKind.Number && v.TryGetDouble(out var d) && double.IsFinite(d)
+                ? d
+                : throw Error($"\"{key}\" is {v.GetRawText()}; it must be a finite number");
         }
 
         public bool Boolean(string key, bool fallback)

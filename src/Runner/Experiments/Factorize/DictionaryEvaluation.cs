@@ -23,8 +23,10 @@ public static class DictionaryEvaluation
     /// <summary>A native SAE holding the dictionary, for its fast forward pass.</summary>
     public static SparseAutoencoder Load(EngineContext context, SaeDictionary dict, int batch)
     {
+        var pursuit = dict.Pursuit ?? new MatchingPursuitSettings();
         var sae = new SparseAutoencoder(context, new SaeModelSpec(dict.Architecture, dict.DIn, dict.DSae, dict.K ?? 1,
-            batch, Seed: 0));
+            batch, Seed: 0, ResidualThreshold: (float)pursuit.ResidualThreshold, MaxIterations: pursuit.MaxIterations ?? 0,
+            StopOnDuplicateSupport: pursuit.StopOnDuplicateSupport));
         sae.SetParameters(dict.WEnc, dict.BEnc, dict.WDec, dict.BDec, dict.Threshold ?? []);
         return sae;
     }

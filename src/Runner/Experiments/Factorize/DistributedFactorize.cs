@@ -415,7 +415,9 @@ public static class DistributedFactorize
             System.Numerics.Tensors.TensorPrimitives.Divide(p.WDec, scale, p.WDec);
             System.Numerics.Tensors.TensorPrimitives.Divide(p.BDec, scale, p.BDec);
         }
-        var threshold = config.Sae.Architecture is SaeArchitecture.JumpRelu or SaeArchitecture.BatchTopK ? p.Threshold : null;
+        // matching_pursuit runs in one process (the native SAE refuses a split one), so it never comes here.
+        var threshold = config.Sae.Architecture == SaeArchitecture.JumpRelu ||
+                        SaeModelSpec.SelectsOverBatch(config.Sae.Architecture) ? p.Threshold : null;
         return new SaeDictionary(sae.DIn, sae.DSae, config.Sae.Architecture, config.Sae.K, p.WEnc, p.BEnc, p.WDec, p.BDec, threshold);
     }
 
@@ -509,8 +511,8 @@ public static class CommunicationModel
         long k, long batch, int latentShards, int groups, double auxStepFraction, double auxCodesPerToken)
     {
         double tokens = batch / (double)groups, local = m / (double)latentShards;
-        var selects = architecture is SaeArchitecture.TopK or SaeArchitecture.BatchTopK;
-        var batchTopK = architecture == SaeArchitecture.BatchTopK;
+        var selects = architecture is SaeArchitecture.TopK || SaeModelSpec.SelectsOverBatch(architecture);
+        var batchTopK = SaeModelSpec.SelectsOverBatch(architecture);
         double latents = 0, data = 0;
         if (latentShards > 1)
         {

@@ -53,7 +53,9 @@ public static class Factorization
     public static SaeModelSpec ModelSpec(FactorizeConfig c, int d) =>
         new(c.Sae.Architecture, d, c.Sae.DSae, c.Sae.K ?? 0, c.Train.BatchSize, c.Train.Seed, c.Sae.DeadWindow,
             L1Coefficient: (float)c.Sae.L1Coefficient, L0Coefficient: (float)c.Sae.L0Coefficient,
-            AuxkAlpha: (float)c.Sae.AuxkAlpha, Precision: c.Train.Precision);
+            AuxkAlpha: (float)c.Sae.AuxkAlpha, Precision: c.Train.Precision, MatryoshkaWidths: c.Sae.MatryoshkaWidths,
+            ResidualThreshold: (float)(c.Sae.Pursuit?.ResidualThreshold ?? 1e-2), MaxIterations: c.Sae.Pursuit?.MaxIterations ?? 0,
+            StopOnDuplicateSupport: c.Sae.Pursuit?.StopOnDuplicateSupport ?? true);
 
     /// <summary>The batches a config reads, and the ground truth when it is known.</summary>
     public static (IActivationBatches Source, KnownTruth? Truth) OpenData(EngineContext context, FactorizeConfig c,

@@ -286,13 +286,35 @@ public static class FactorizeExperiment
         if (scale != 1f) System.Numerics.Tensors.TensorPrimitives.Multiply(batch, scale, batch);
     }
 
-    // Training saw s·x; the saved dictionary applies to x: W_enc·s, W_dec/s, b_dec/s.
+    // Training saw s·x; the saved dictionary applies to x: W_enc·s, W_dec/s, b_dec/s. Matching pursuit instead keeps
+    // its unit decoder rows (its codes on s·x are s times those on x) and scales b_dec and the residual threshold by
+    // 1/s (PursuitFold).
     private static SaeDictionary Fold(FactorizeConfig config, SaeModelSpec sae, SaeParameters p, float scale)
     {
-        var wEnc = p.WEnc.Select(v => v * scale).ToArray();
-        var wDec = p.WDec.Select(v => v / scale).ToArray();
+        var pursuit = config.Sae.Architecture == SaeArchitecture.MatchingPursuit;
+        var wEnc = pursuit ? p.WEnc : p.WEnc.Select(v => v * scale).ToArray();
+        var wDec = pursuit ? p.WDec : p.WDec.Select(v => v / scale).ToArray();
         var bDec = p.BDec.Select(v => v / scale).ToArray();
-        var threshold = config.Sae.Architecture is SaeArchitecture.JumpRelu or SaeArchitecture.BatchTopK ? p.Threshold : null;
-        return new SaeDictionary(sae.DIn, sae.DSae, config.Sae.Architecture, config.Sae.K, wEnc, p.BEnc, wDec, bDec, threshold);
+        var threshold = config.Sae.Architecture == SaeArchitecture.JumpRelu ||
+                        SaeModelSpec.SelectsOverBatch(config.Sae.Architecture) ? p.Threshold : null;
+        return PursuitFold(config, new SaeDictionary(sae.DIn, sae.DSae, config.Sae.Architecture, config.Sae.K, wEnc, p.BEnc,
+            wDec, bDec, threshold), scale);
+    }
+
+    /// <summary>A matching-pursuit dictionary takes its settings from the config, the residual threshold divided by
+    /// the normalisation scale s (the pursuit of s·x stops where that of x reaches threshold/s), and W_enc = W_dec^T
+    /// (the tied encoder, in place of the unused native one); others pass unchanged.</summary>
+    internal static SaeDictionary PursuitFold(FactorizeConfig config, SaeDictionary dict, float scale)
+    {
+        if (dict.Architecture != SaeArchitecture.MatchingPursuit) return dict;
+        var settings = config.Sae.Pursuit ?? new MatchingPursuitSettings();
+        var wEnc = new float[dict.WDec.Length];
+        for (var j = 0; j < dict.DSae; j++)
+            for (var i = 0; i < dict.DIn; i++) wEnc[i * dict.DSae + j] = dict.WDec[j * dict.DIn + i];
+        return dict with
+        {
+            WEnc = wEnc, BEnc = new float[dict.DSae],
+            Pursuit = settings with { ResidualThreshold = settings.ResidualThreshold / scale },
+        };
     }
 }

@@ -39,7 +39,7 @@ constexpr int64_t kD = 24, kM = 96, kK = 4, kBatch = 24, kSteps = 10;
 constexpr float kLr = 3e-3f;
 
 const char* arch_name(int32_t a) {
-    static const char* names[] = {"topk", "batchtopk", "relu", "jumprelu"};
+    static const char* names[] = {"topk", "batchtopk", "relu", "jumprelu", "matryoshka"};
     return names[a];
 }
 
@@ -159,6 +159,12 @@ ne_sae_config config_of(int32_t arch, int32_t sparse, int64_t batch, int64_t all
     c.beta2 = 0.999f;
     c.eps = 1e-3f;  // see the file comment
     c.seed = 7;
+    if (arch == NE_SAE_MATRYOSHKA_BATCHTOPK) {
+        c.matryoshka_levels = 3;
+        c.matryoshka_widths[0] = kM / 8;
+        c.matryoshka_widths[1] = kM / 2;
+        c.matryoshka_widths[2] = kM;
+    }
     return c;
 }
 
@@ -228,7 +234,7 @@ void run_case(ne_context* ctx, const Grid& g, int32_t arch, int32_t sparse) {
     CHECK(mismatched == 0);
     CHECK(choices > 0);
     CHECK(worst_here <= 1e-6);
-    if (arch == NE_SAE_TOPK || arch == NE_SAE_BATCHTOPK) CHECK(dead_seen > 0);  // AuxK was exercised
+    if (arch != NE_SAE_RELU && arch != NE_SAE_JUMPRELU) CHECK(dead_seen > 0);  // AuxK was exercised
 
     // b_dec is replicated: the same bits on every rank.
     int32_t world_size = 0, world_rank = 0;
@@ -341,6 +347,16 @@ int run_grid(int32_t L, int32_t G) {
     OK(ne_context_create(NE_BACKEND_CPU, 0, &ctx));
     for (int32_t arch : {NE_SAE_TOPK, NE_SAE_BATCHTOPK, NE_SAE_RELU, NE_SAE_JUMPRELU})
         for (int32_t sparse : {0, 1}) run_case(ctx, g, arch, sparse);
+    // matryoshka_batchtopk splits across data groups only; matching_pursuit runs in one process.
+    if (L == 1)
+        for (int32_t sparse : {0, 1}) run_case(ctx, g, NE_SAE_MATRYOSHKA_BATCHTOPK, sparse);
+    for (int32_t arch : {NE_SAE_MATRYOSHKA_BATCHTOPK, NE_SAE_MATCHING_PURSUIT}) {
+        if (arch == NE_SAE_MATRYOSHKA_BATCHTOPK && L == 1) continue;
+        ne_sae_config c = config_of(arch, 0, kBatch, kBatch * G);
+        ne_sae* refused = nullptr;
+        CHECK(ne_sae_create_sharded(ctx, &c, g.latents, g.data, &refused) == NE_ERR_INVALID_ARGUMENT);
+        CHECK(std::strstr(ne_last_error(), arch == NE_SAE_MATCHING_PURSUIT ? "one process" : "latent shards") != nullptr);
+    }
     non_finite_case(ctx, g);
     ne_context_destroy(ctx);
     ne_comm_destroy(g.latents);

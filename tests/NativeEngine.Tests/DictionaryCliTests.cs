@@ -49,6 +49,8 @@ public class DictionaryCliTests
     [TestCase("\"architecture\": \"batchtopk\", \"k\": 3", "jumprelu", "JumpReLUSAE")]
     [TestCase("\"architecture\": \"relu\", \"l1_coefficient\": 1", "standard", "StandardSAE")]
     [TestCase("\"architecture\": \"jumprelu\", \"l0_coefficient\": 0.5", "jumprelu", "JumpReLUSAE")]
+    [TestCase("\"architecture\": \"matryoshka_batchtopk\", \"k\": 3, \"matryoshka_widths\": [6, 24]", "jumprelu", "JumpReLUSAE")]
+    [TestCase("\"architecture\": \"matching_pursuit\", \"max_iterations\": 4", "matching_pursuit", "MatchingPursuitSAE")]
     public void FactorizeWritesWhatSaeLensLoadsAndEvalReadsItBack(string sae, string architecture, string saeClass)
     {
         var dir = TestSupport.TempDirectory("factorize-saelens");
@@ -71,6 +73,11 @@ public class DictionaryCliTests
         var measured = Eval(outDir, EvalData(dir));
         Assert.That(measured.GetProperty("l0").GetDouble(), Is.GreaterThan(0));
         if (architecture == "topk") Assert.That(measured.GetProperty("l0").GetDouble(), Is.LessThanOrEqualTo(3));
+        if (architecture == "matching_pursuit")
+        {
+            Assert.That(measured.GetProperty("l0").GetDouble(), Is.LessThanOrEqualTo(4), "at most max_iterations codes");
+            Assert.That(loaded.Fields["max_iterations"], Is.EqualTo(4L));
+        }
         Assert.That(trained.GetProperty("fvu").GetDouble(), Is.LessThan(1));
     }
 

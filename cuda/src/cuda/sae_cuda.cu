@@ -1208,8 +1208,8 @@ void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const A
         const SaeDeviceTensors& p = s.params;
         const SaeDeviceTensors& g = s.grads;
         const float l1 = spec.l1_coefficient / static_cast<float>(T);
-        DzArgs dz{T,      cap,     d, list_idx, tb.count, tb.dxhat, levels, tb.level_dx, p.W_dec,
-                  relu ? s.row_norm : nullptr, l1, sb.slot_dz};
+        DzArgs dz{T, cap, d, list_idx, tb.count, tb.dxhat, levels, tb.level_dx, p.W_dec, relu ? s.row_norm : nullptr,
+                  l1, sb.slot_dz};
         dz_kernel<<<grid_for(32 * T * cap), kThreads, 0, s.stream>>>(dz);
         NE_CUDA_CHECK_LAUNCH("dz_kernel");
         if (ka > 0) {

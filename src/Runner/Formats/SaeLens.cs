@@ -184,8 +184,10 @@ public static class SaeLens
     /// and reconstruction;</item>
     /// <item>gated is read as the jumprelu it equals: its gate fires where x̃·w_j + b_gate_j &gt; 0 and its magnitude is
     /// ReLU(x̃·e^{r_j}w_j + b_mag_j), i.e. encoder e^{r_j}w_j, b_enc = b_mag and θ_j = b_mag_j − e^{r_j} b_gate_j;</item>
-    /// <item>batchtopk (the training form SAELens does not load, our earlier files) is read as jumprelu when it
-    /// carries its threshold ("threshold" per latent or SAELens's scalar "topk_threshold");</item>
+    /// <item>batchtopk and matryoshka_batchtopk (training forms SAELens does not load, our earlier files) are read as
+    /// jumprelu when they carry their threshold ("threshold" per latent or SAELens's scalar "topk_threshold");</item>
+    /// <item>matching_pursuit (W_dec and b_dec; its encoder is W_dec transposed) with its residual_threshold,
+    /// max_iterations and stop_on_duplicate_support, when apply_b_dec_to_input is true;</item>
     /// <item>apply_b_dec_to_input false folds b_dec into b_enc (b_enc + b_dec W_enc); a finetuning scaling_factor
     /// that is not all ones is folded into the decoder rows; a jumprelu threshold at or below 0 (SAELens computes
     /// ReLU(u)·[u &gt; θ], which is then a ReLU) becomes the smallest positive float;</item>
@@ -337,7 +339,6 @@ public static class SaeLens
                                           $"not part of a {architecture} SAE (SAELens refuses unexpected tensors too)");
 
         if (!applyBDec) bEnc = FoldDecoderBias(wEnc, bEnc, bDec, dIn, dSae);
-        if (pursuitSae && rescale) throw cfg.Error("rescale_acts_by_decoder_norm is not a matching_pursuit setting");
         if (rescale) (wEnc, bEnc, wDec) = FoldDecoderNorms(cfg, wEnc, bEnc, wDec, dIn, dSae);
         if (threshold is not null) threshold = threshold.Select(t => t > 0 ? t : float.Epsilon).ToArray();
         return new SaeDictionary(dIn, dSae, kind, kind == SaeArchitecture.TopK ? k : null, wEnc, bEnc, wDec, bDec, threshold,

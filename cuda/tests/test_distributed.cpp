@@ -3,8 +3,8 @@
 // 2x1, 1x2, 3x1, 1x3 and 2x2; without mpirun it is skipped (exit 77). Under MPI every rank also trains the
 // one-process reference itself, on the whole batch (G x its own), so nothing but the split model crosses the network.
 //
-// For every architecture (topk and batchtopk with AuxK on latents dead after two silent batches, relu, jumprelu), with
-// dense and touched-rows Adam:
+// For every architecture (topk and batchtopk with AuxK on latents dead after two silent batches, relu, jumprelu; and
+// matryoshka_batchtopk on the data-parallel grids, the only split it takes), with dense and touched-rows Adam:
 //  - the shard's initial parameters are the reference's slice, bit for bit (each rank draws its part of the stream);
 //  - each step's statistics match the reference (dead and L0 exactly: they count choices), and after each step an
 //    evaluation batch fires exactly the same latents (the shard's fire counts equal the reference's slice): the

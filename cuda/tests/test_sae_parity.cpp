@@ -1,5 +1,6 @@
-// The sparse autoencoder on CUDA against the CPU backend, through the C ABI: every architecture (topk, batchtopk with
-// its inference threshold, relu, jumprelu), AuxK on dead latents, dense and touched-rows Adam, the encoder in one
+// The sparse autoencoder on CUDA against the CPU backend, through the C ABI: every architecture CUDA runs (topk,
+// batchtopk with its inference threshold, relu, jumprelu, matryoshka_batchtopk with three nested levels; matching
+// pursuit is CPU only and the CUDA context must refuse it), AuxK on dead latents, dense and touched-rows Adam, the encoder in one
 // chunk and in several (NE_SAE_CHUNK), lists that must grow (a token with many codes), d above one block's width, a
 // batch of 700 tokens (a column-sum tile of 512 and a partial one of 188: the b_dec gradient and the FVU statistics);
 // parameters, Adam moments, firing history, stats and x^ after each of a few steps on fresh inputs from the same

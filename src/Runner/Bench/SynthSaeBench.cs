@@ -33,6 +33,8 @@ public sealed record SynthSaeBenchSettings(SyntheticSpec Data, string DataSource
 public static class SynthSaeBench
 {
     public const string PeerScript = "synthsaebench_peer.py";
+    /// <summary>How a row of an architecture this engine cannot create (or this backend cannot train) begins.</summary>
+    public const string NotSupported = "not supported by this engine";
     public const int DefaultWidth = 4096;
     public const int DefaultL0 = 25;
     public const int DefaultBatch = 1024;
@@ -221,7 +223,7 @@ public static class SynthSaeBench
         }
         catch (ConfigException e)
         {
-            row["status"] = $"not supported by this engine: {e.Message}";
+            row["status"] = $"{NotSupported}: {e.Message}";
             progress.Warn($"{name}: not supported by this engine ({e.Message})");
             return (row, null);
         }
@@ -351,7 +353,9 @@ public static class SynthSaeBench
             var architecture = Protocol.FirstOrDefault(a => a.Name == name);
             var status = row["status"]!.GetValue<string>();
             var m = row["metrics"];
-            var ours = m is not null ? $"{F(m["f1"])} / {F(m["mcc"])}" : Escape(status);
+            // A refused architecture's full reason is in the JSON; the table says it briefly.
+            var ours = m is not null ? $"{F(m["f1"])} / {F(m["mcc"])}"
+                : status.StartsWith(NotSupported, StringComparison.Ordinal) ? NotSupported : Escape(status);
             var l0 = m is not null ? F(m["l0"], "0.0") : "";
             var ev = m is not null ? F(m["explained_variance"]) : "";
             string theirs;

@@ -114,8 +114,29 @@ public class BenchSynthSaeBenchTests
         // The same samples again: the shards are reused, not written anew.
         (code, output) = Run(Args("batchtopk"));
         Assert.That(code, Is.EqualTo(0), output);
-        using var again = JsonDocument.Parse(File.ReadAllText(file));
-        Assert.That(again.RootElement.GetProperty("data").GetProperty("reused").GetBoolean(), Is.True);
+        using (var again = JsonDocument.Parse(File.ReadAllText(file)))
+            Assert.That(again.RootElement.GetProperty("data").GetProperty("reused").GetBoolean(), Is.True);
+
+        // Other settings write the folder anew: no shard of the earlier samples is left to be read with the new ones.
+        var fewer = Args("batchtopk");
+        fewer[Array.IndexOf(fewer, "--data-samples") + 1] = "2048";
+        (code, output) = Run(fewer);
+        Assert.That(code, Is.EqualTo(0), output);
+        using (var third = JsonDocument.Parse(File.ReadAllText(file)))
+        {
+            Assert.That(third.RootElement.GetProperty("data").GetProperty("reused").GetBoolean(), Is.False);
+            Assert.That(third.RootElement.GetProperty("data").GetProperty("bytes").GetInt64(), Is.EqualTo(2048L * 24 * 2));
+        }
+        Assert.That(Directory.GetFiles(Path.Combine(work, "data"), "shard_*").Length, Is.EqualTo(1));
+
+        // A --data folder holding something else is refused, not written into.
+        var other = Path.Combine(dir, "other");
+        Directory.CreateDirectory(other);
+        File.WriteAllText(Path.Combine(other, "notes.txt"), "mine");
+        (code, output) = Run([.. Args("batchtopk"), "--data", other]);
+        Assert.That(code, Is.EqualTo(2));
+        Assert.That(output, Does.Contain($"--data {other} holds files, not samples written by synthesize"));
+        Assert.That(Directory.GetFiles(other), Has.Length.EqualTo(1));
     }
 
     /// <summary>The peer measures the engine's saved dictionary on the same evaluation samples: the two

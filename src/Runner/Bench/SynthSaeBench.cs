@@ -144,18 +144,27 @@ public static class SynthSaeBench
 
     private sealed record PreparedData(string Directory, long Bytes, double Seconds, bool Reused);
 
-    // Synthesizes the shards once; a folder already holding a completed synthesis of the same settings is reused.
+    // Synthesizes the shards once; a folder already holding a completed synthesis of the same settings is reused, one
+    // of other settings is written anew (its shards removed first, so none of them is read with the new ones), and a
+    // folder holding anything else is refused.
     private static PreparedData PrepareData(SynthSaeBenchSettings s, IRunProgress progress)
     {
         var clock = Stopwatch.StartNew();
         var dir = s.DataDirectory;
         var wanted = SynthesisClaim(s);
-        if (RunFolder.Read(dir) is { Kind: Synthesis.Kind, Status: RunFolder.Status.Completed } marker &&
+        var marker = RunFolder.Read(dir);
+        if (marker is { Kind: Synthesis.Kind, Status: RunFolder.Status.Completed } &&
             marker.ConfigSha256 == RunFolder.Sha256(wanted) && ShardFiles(s).Length > 0)
         {
             progress.Note($"reusing the {s.DataSamples} samples in {dir}");
             return new PreparedData(dir, ShardFiles(s).Sum(f => new FileInfo(f).Length), 0, true);
         }
+        if (marker is { Kind: not Synthesis.Kind } ||
+            (marker is null && Directory.Exists(dir) && Directory.EnumerateFileSystemEntries(dir).Any()))
+            throw new ConfigException($"--data {dir} holds {(marker is null ? "files" : $"a {marker.Kind} run")}, not samples written by " +
+                                      "synthesize: give an empty or new folder");
+        if (Directory.Exists(dir))
+            foreach (var old in Directory.GetFiles(dir, "shard_*.*")) File.Delete(old);
         progress.Note($"writing {s.DataSamples} samples to {dir} " +
                       $"({(s.ShardFormat == ActivationFileFormat.RawBF16 ? 2 : 4) * s.DataSamples * s.Data.Generator.D / 1e9:F2} GB)");
         var result = Synthesis.Run(s.Data, dir, s.DataSamples, ShardTokens(s), s.ShardFormat, force: true, progress: progress);

@@ -481,6 +481,11 @@ NE_API ne_status ne_sae_init_decoder_bias(ne_sae* sae, const float* x, int64_t x
  * A step whose loss is not finite is not applied (parameters, state and step count stay as they were) and is
  * recorded for ne_sae_non_finite; so is a decoder row whose norm is not finite after an update. */
 NE_API ne_status ne_sae_train_step(ne_sae* sae, const float* x, int64_t x_count, float lr, ne_sae_stats* stats);
+/* Replaces the sparsity coefficient, l1_coefficient (relu) or l0_coefficient (jumprelu), for the steps after this call
+ * (ABI 6): the caller's schedule or controller (e.g. one that tunes it towards a target L0). It is not part of the
+ * state (ne_sae_get_state): a caller that resumes sets it again. NE_ERR_INVALID_ARGUMENT for another architecture or a
+ * value that is not finite and >= 0. */
+NE_API ne_status ne_sae_set_sparsity_coefficient(ne_sae* sae, float coefficient);
 /* The first step whose loss or updated parameters were not finite, if any (see ne_non_finite). */
 NE_API ne_status ne_sae_non_finite(const ne_sae* sae, ne_non_finite* out);
 /* Forward only on x [tokens][d_in] (any token count): stats, and when not NULL x_hat [tokens][d_in] and

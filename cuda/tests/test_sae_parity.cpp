@@ -410,6 +410,54 @@ void checkpoints(ne_context* cpu_ctx, ne_context* cuda_ctx, const Case& c) {
 
 }  // namespace
 
+// ne_sae_set_sparsity_coefficient: a model created with one coefficient and set to another trains exactly as one
+// created with the other (relu, jumprelu), on each backend; other architectures and bad values are refused, naming
+// the coefficient.
+void sparsity_coefficient(ne_context* ctx, const char* backend) {
+    for (int32_t arch : {NE_SAE_RELU, NE_SAE_JUMPRELU}) {
+        const Case c{arch, 64, 48, 64, 4, 0, 0, NE_SAE_FP32};
+        const Problem p(c);
+        ne_sae* set = make_model(ctx, p, NE_SAE_FP32, 0);
+        ne_sae_config config = config_of(c, NE_SAE_FP32);
+        (arch == NE_SAE_RELU ? config.l1_coefficient : config.l0_coefficient) = 0.4f;
+        ne_sae* created = nullptr;
+        CHECK(ne_sae_create(ctx, &config, &created) == NE_OK);
+        ne_sae* unchanged = make_model(ctx, p, NE_SAE_FP32, 0);
+        if (set == nullptr || created == nullptr || unchanged == nullptr) return;
+        const int64_t d = c.d, m = c.m;
+        const bool jump = arch == NE_SAE_JUMPRELU;
+        CHECK(ne_sae_set_params(created, p.W_enc.data(), d * m, p.b_enc.data(), m, p.W_dec.data(), m * d, p.b_dec.data(),
+                                d, jump ? p.threshold.data() : nullptr, jump ? m : 0) == NE_OK);
+        CHECK(ne_sae_set_sparsity_coefficient(set, 0.4f) == NE_OK);
+        ne_sae_stats a{}, b{}, u{};
+        for (int step = 0; step < 2; ++step) {
+            const std::vector<float> x = p.batch(c.batch, 700 + step);
+            CHECK(ne_sae_train_step(set, x.data(), c.batch * d, kLr, &a) == NE_OK);
+            CHECK(ne_sae_train_step(created, x.data(), c.batch * d, kLr, &b) == NE_OK);
+            CHECK(ne_sae_train_step(unchanged, x.data(), c.batch * d, kLr, &u) == NE_OK);
+        }
+        const Snapshot sa = snapshot(set, c), sb = snapshot(created, c);
+        CHECK(sa.W_enc == sb.W_enc && sa.b_enc == sb.b_enc && sa.W_dec == sb.W_dec && sa.b_dec == sb.b_dec &&
+              sa.threshold == sb.threshold && sa.state == sb.state);
+        CHECK(a.sparsity == b.sparsity && a.mse == b.mse);
+        CHECK(a.sparsity > 0 && a.sparsity != u.sparsity);  // the coefficient took effect
+        CHECK(ne_sae_set_sparsity_coefficient(set, -1.0f) == NE_ERR_INVALID_ARGUMENT);
+        CHECK(std::string(ne_last_error()).find(jump ? "l0_coefficient is -1" : "l1_coefficient is -1") != std::string::npos);
+        CHECK(ne_sae_set_sparsity_coefficient(set, std::nanf("")) == NE_ERR_INVALID_ARGUMENT);
+        std::printf("%s %s: set_sparsity_coefficient matches a model created with it\n", backend, arch_name(arch));
+        ne_sae_destroy(set);
+        ne_sae_destroy(created);
+        ne_sae_destroy(unchanged);
+    }
+    const Case topk{NE_SAE_TOPK, 64, 48, 64, 4, 0, 0, NE_SAE_FP32};
+    const Problem p(topk);
+    ne_sae* sae = make_model(ctx, p, NE_SAE_FP32, 0);
+    if (sae == nullptr) return;
+    CHECK(ne_sae_set_sparsity_coefficient(sae, 1.0f) == NE_ERR_INVALID_ARGUMENT);
+    CHECK(std::string(ne_last_error()).find("relu (l1_coefficient) and jumprelu (l0_coefficient)") != std::string::npos);
+    ne_sae_destroy(sae);
+}
+
 int main() {
     // Guards between the tensors of every CUDA model's device allocation, checked after each call and at destroy
     // (core/arena.h): an overrun from one tensor into the next fails the call.
@@ -450,6 +498,8 @@ int main() {
         CHECK((caps.sae_architectures & (1 << NE_SAE_MATRYOSHKA_BATCHTOPK)) != 0);
         CHECK((caps.sae_architectures & (1 << NE_SAE_MATCHING_PURSUIT)) == 0);
     }
+    sparsity_coefficient(cpu, "cpu");
+    sparsity_coefficient(cuda, "cuda");
     ne_context_destroy(cpu);
     ne_context_destroy(cuda);
     return ne_test::finish("test_sae_parity");

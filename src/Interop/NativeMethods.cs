@@ -178,6 +178,9 @@ internal static partial class NativeMethods
         ReadOnlySpan<float> bEnc, long bEncCount, ReadOnlySpan<float> wDec, long decCount, ReadOnlySpan<float> bDec,
         long bDecCount, ReadOnlySpan<float> threshold, long thresholdCount);
 
+    [LibraryImport(Library, EntryPoint = "ne_sae_set_sparsity_coefficient")]
+    internal static partial Status SaeSetSparsityCoefficient(SaeHandle sae, float coefficient);
+
     [LibraryImport(Library, EntryPoint = "ne_sae_state_size")]
     internal static partial Status SaeStateSize(SaeHandle sae, out long bytes);
 

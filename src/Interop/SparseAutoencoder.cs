@@ -158,6 +158,11 @@ public sealed class SparseAutoencoder : IDisposable
         return p;
     }
 
+    /// <summary>The sparsity coefficient of the steps that follow: relu's L1 coefficient or jumprelu's L0 coefficient (a
+    /// schedule or controller of the caller's; not part of the state a checkpoint saves).</summary>
+    public void SetSparsityCoefficient(float coefficient) =>
+        NativeEngineException.ThrowIfFailed(NativeMethods.SaeSetSparsityCoefficient(_handle, coefficient));
+
     /// <summary>Replaces the parameters (threshold empty, or θ for jumprelu / the inference threshold for
     /// batchtopk) and resets the optimizer state.</summary>
     public void SetParameters(ReadOnlySpan<float> wEnc, ReadOnlySpan<float> bEnc, ReadOnlySpan<float> wDec,

@@ -208,7 +208,7 @@ public class BenchTests
     {
         var (code, output) = Run("bench", "gpt");
         Assert.That(code, Is.EqualTo(2));
-        Assert.That(output, Does.Contain("bench workload \"gpt\" is unknown; valid: toy, moe, factorize, dictionary, peak, read, all, e2e, table"));
+        Assert.That(output, Does.Contain("bench workload \"gpt\" is unknown; valid: toy, moe, factorize, dictionary, peak, read, all, e2e, synthsaebench, table"));
         (code, output) = Run("bench", "factorize", "--config", "x.json");
         Assert.That(code, Is.EqualTo(2));
         Assert.That(output, Does.Contain("--config applies to bench toy, moe and e2e only"));

@@ -165,6 +165,29 @@ public class DataTests
     }
 
     [Test]
+    public void ShardsWrittenAsBfloat16AreRoundedToNearestEvenAndReadBack()
+    {
+        var dir = TestSupport.TempDirectory("data");
+        var path = Path.Combine(dir, "shard.bf16");
+        // 1 + 2^-8 is halfway between 1 and 1 + 2^-7: ties go to the even 1; 1 + 3·2^-8 goes up to 1 + 2^-6 (even);
+        // 1 + 2^-8 + 2^-20 is above halfway: up. Infinities, zero and NaN keep their class.
+        float[] values = [1f + 1f / 256, 1f + 3f / 256, 1f + 1f / 256 + 1f / (1 << 20), -2.5f, float.PositiveInfinity, 0f, float.NaN,
+            3.4e38f, 1e-40f];
+        using (var writer = ActivationShardWriter.Create(path, ActivationFileFormat.RawBF16, 3, 3))
+        {
+            writer.Append(values);
+            writer.Complete();
+        }
+        Assert.That(new FileInfo(path).Length, Is.EqualTo(2 * values.Length));
+        using var shard = new ActivationFiles([path], ActivationFileFormat.RawBF16, D: 3).Open().Single();
+        var read = ReadAll(shard);
+        Assert.That(read[..6], Is.EqualTo(new[] { 1f, 1f + 4f / 256, 1f + 2f / 256, -2.5f, float.PositiveInfinity, 0f }));
+        Assert.That(float.IsNaN(read[6]), Is.True);
+        Assert.That(read[7], Is.EqualTo(float.PositiveInfinity), "above bfloat16's largest finite value, rounded up");
+        Assert.That(read[8], Is.EqualTo(BitConverter.Int32BitsToSingle(BitConverter.SingleToInt32Bits(1e-40f) + 0x8000 & ~0xFFFF)));
+    }
+
+    [Test]
     public void RawBfloat16WrittenByHandReadsExactly()
     {
         var dir = TestSupport.TempDirectory("data");

@@ -357,6 +357,10 @@ NE_API ne_status ne_sae_set_params(ne_sae* sae, const float* W_enc, int64_t enc_
     });
 }
 
+NE_API ne_status ne_sae_set_sparsity_coefficient(ne_sae* sae, float coefficient) {
+    return ne::guarded(__func__, [&] { deref(sae, "sae").model.set_sparsity_coefficient(coefficient); });
+}
+
 NE_API ne_status ne_sae_state_size(const ne_sae* sae, int64_t* bytes) {
     return ne::guarded(__func__, [&] { deref(bytes, "bytes") = deref(sae, "sae").model.state_size(); });
 }

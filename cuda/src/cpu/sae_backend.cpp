@@ -31,6 +31,10 @@ public:
     }
 
     void set_params(const SaeParams<float>& p) override { assign(params_, p); }
+    void set_sparsity_coefficients(float l1_coefficient, float l0_coefficient) override {
+        spec_.l1_coefficient = l1_coefficient;
+        spec_.l0_coefficient = l0_coefficient;
+    }
     void get_params(const SaeGrads<float>& p) const override { read(params_, p); }
 
     void set_state(const SaeParams<float>* moment1, const SaeParams<float>* moment2,

@@ -115,6 +115,7 @@ const ne_cuda_model_table kModels = {
     ne::cuda::synth_draw,
     ne::cuda::synth_read,
     ne::cuda::sae_train_step_synth,
+    ne::cuda::sae_set_sparsity_coefficients,
 };
 
 }  // namespace

@@ -1458,6 +1458,15 @@ int32_t sae_train_step(ne_cuda_sae* sae, const float* x, const AdamStep* adam, i
     });
 }
 
+// Read by every later step (run_batch takes the spec as it then is).
+int32_t sae_set_sparsity_coefficients(ne_cuda_sae* sae, float l1_coefficient, float l0_coefficient, char* err,
+                                      size_t err_size) {
+    return plugin_call(err, err_size, [&] {
+        sae->spec.l1_coefficient = l1_coefficient;
+        sae->spec.l0_coefficient = l0_coefficient;
+    });
+}
+
 int32_t sae_train_step_synth(ne_cuda_sae* sae, ne_cuda_synth* synth, uint32_t stream, uint32_t step, uint32_t first,
                              float scale, const AdamStep* adam, int32_t sparse_updates, SaeLoss* loss, char* err,
                              size_t err_size) {

@@ -24,5 +24,7 @@ int32_t sae_evaluate(ne_cuda_sae* sae, const SaeSpec* spec, const float* x, floa
 int32_t sae_train_step_synth(ne_cuda_sae* sae, ne_cuda_synth* synth, uint32_t stream, uint32_t step, uint32_t first,
                              float scale, const AdamStep* adam, int32_t sparse_updates, SaeLoss* loss, char* err,
                              size_t err_size);
+int32_t sae_set_sparsity_coefficients(ne_cuda_sae* sae, float l1_coefficient, float l0_coefficient, char* err,
+                                      size_t err_size);
 
 }  // namespace ne::cuda

@@ -161,6 +161,9 @@ public:
     ~CudaSae() override { table_.sae_destroy(sae_); }
 
     void set_params(const SaeParams<float>& params) override { call(table_.sae_set_params, sae_, &params); }
+    void set_sparsity_coefficients(float l1_coefficient, float l0_coefficient) override {
+        call(table_.sae_set_sparsity_coefficients, sae_, l1_coefficient, l0_coefficient);
+    }
     void get_params(const SaeGrads<float>& params) const override { call(table_.sae_get_params, sae_, &params); }
     void set_state(const SaeParams<float>* moment1, const SaeParams<float>* moment2,
                    const int64_t* since_fired) override {

@@ -100,6 +100,9 @@ typedef struct ne_cuda_model_table {
     int32_t (*sae_train_step_synth)(ne_cuda_sae* sae, ne_cuda_synth* synth, uint32_t stream, uint32_t step,
                                     uint32_t first, float scale, const ne::AdamStep* adam, int32_t sparse_updates,
                                     ne::SaeLoss* loss, char* err, size_t err_size);
+    // SaeBackend::set_sparsity_coefficients (plugin ABI 9).
+    int32_t (*sae_set_sparsity_coefficients)(ne_cuda_sae* sae, float l1_coefficient, float l0_coefficient, char* err,
+                                             size_t err_size);
 } ne_cuda_model_table;
 
 typedef const ne_cuda_model_table* (*ne_cuda_models_fn)(void);

@@ -309,6 +309,8 @@ public:
     // threshold may differ; no AuxK). x_hat [batch][d] and fire_count [m] (= the tokens each latent fired on) may
     // be null.
     virtual SaeLoss evaluate(const SaeSpec& spec, const float* x, float* x_hat, int64_t* fire_count) = 0;
+    // The sparsity coefficients of the steps that follow (SaeSpec::l1_coefficient, l0_coefficient).
+    virtual void set_sparsity_coefficients(float l1_coefficient, float l0_coefficient) = 0;
     // train_step on samples first .. first+batch-1 of synth's (stream, step) (first + batch <= 2^32), times scale,
     // drawn where this backend trains. False (nothing done) when this backend cannot take that synth's batches
     // where they are drawn; the caller then draws them on the host and calls train_step.

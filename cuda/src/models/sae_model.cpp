@@ -298,6 +298,19 @@ void SaeModel::send_params(const float* W_enc, const float* b_enc, const float* 
     backend_->set_params({W_enc, b_enc, W_dec, b_dec, jump ? log_threshold.data() : nullptr});
 }
 
+void SaeModel::set_sparsity_coefficient(float coefficient) {
+    const bool relu = spec_.architecture == kSaeRelu, jump = spec_.architecture == kSaeJumpRelu;
+    if (!relu && !jump)
+        invalid("the sparsity coefficient belongs to relu (l1_coefficient) and jumprelu (l0_coefficient); this SAE's "
+                "architecture is " + std::to_string(spec_.architecture));
+    if (!std::isfinite(coefficient) || coefficient < 0)
+        invalid(std::string(relu ? "l1_coefficient" : "l0_coefficient") + " is " + std::to_string(coefficient) +
+                "; valid: >= 0");
+    (relu ? config_.l1_coefficient : config_.l0_coefficient) = coefficient;
+    (relu ? spec_.l1_coefficient : spec_.l0_coefficient) = coefficient;
+    backend_->set_sparsity_coefficients(spec_.l1_coefficient, spec_.l0_coefficient);
+}
+
 void SaeModel::set_params(const float* W_enc, int64_t enc_count, const float* b_enc, int64_t b_enc_count,
                           const float* W_dec, int64_t dec_count, const float* b_dec, int64_t b_dec_count,
                           const float* threshold, int64_t threshold_count) {

@@ -48,6 +48,10 @@ public:
 
     ne_non_finite non_finite() const { return non_finite_; }
 
+    // l1_coefficient (relu) or l0_coefficient (jumprelu) from the next step on; throws invalid-argument for another
+    // architecture or a value that is not finite and >= 0.
+    void set_sparsity_coefficient(float coefficient);
+
 private:
     ne_sae_stats stats_of(const SaeLoss& loss) const;
     // Validates lr, makes the Adam step, runs it and keeps the count, batchtopk's threshold and the first non-finite

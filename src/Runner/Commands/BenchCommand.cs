@@ -6,6 +6,7 @@ using CommandLine;
 using NativeEngine.Interop;
 using NativeEngine.Runner.Bench;
 using NativeEngine.Runner.Configs;
+using NativeEngine.Runner.Data;
 using NativeEngine.Runner.Formats;
 using Spectre.Console;
 
@@ -14,7 +15,7 @@ namespace NativeEngine.Runner.Commands;
 [Verb("bench", HelpText = "Benchmark workloads beside their peers and the machine's GEMM peak, measured in the same run; JSON out.")]
 public sealed class BenchOptions : BackendOptions
 {
-    [Value(0, MetaName = "workload", HelpText = "toy | moe | factorize | dictionary | peak | read | all | e2e | table FILE...")]
+    [Value(0, MetaName = "workload", HelpText = "toy | moe | factorize | dictionary | peak | read | all | e2e | synthsaebench | table FILE...")]
     public string Workload { get; set; } = "";
 
     [Value(1, MetaName = "files", HelpText = "table: result files to print as README rows.")]
@@ -23,26 +24,26 @@ public sealed class BenchOptions : BackendOptions
     [Option("all", HelpText = "Every workload (as `bench all`): writes bench/results/<machine>-<date>.json and prints the README rows.")]
     public bool All { get; set; }
 
-    [Option("config", HelpText = "toy, moe, e2e: a config (e.g. configs/paper/n100_m20.json); default: n100_m20 (toy, e2e), compare_n20 (moe).")]
+    [Option("config", HelpText = "toy, moe, e2e: a config (e.g. configs/paper/n100_m20.json); default: n100_m20 (toy, e2e), compare_n20 (moe). synthsaebench: a factorize config whose data.synthetic is the generator (e.g. configs/factorize/synthsaebench_small.json); default: the 16k preset.")]
     public string? Config { get; set; }
 
     [Option("d-in", HelpText = "factorize, dictionary: input dimension d (one size instead of the standard ones); read: d of the data (default 512).")]
     public int? D { get; set; }
 
-    [Option("d-sae", HelpText = "factorize, dictionary: dictionary size.")]
+    [Option("d-sae", HelpText = "factorize, dictionary: dictionary size; synthsaebench: the width (default 4096).")]
     public int? DSae { get; set; }
 
     [Option("top-k", HelpText = "factorize, dictionary: k of the TopK SAE.")]
     public int? K { get; set; }
 
-    [Option("batch", HelpText = "factorize, dictionary, read: tokens per step (default 4096 and 256; read: 4096).")]
+    [Option("batch", HelpText = "factorize, dictionary, read: tokens per step (default 4096 and 256; read: 4096; synthsaebench: 1024).")]
     public int? Batch { get; set; }
 
     [Option("seconds", Default = 5.0, HelpText = "Minimum measured time per side of each workload, and of each GEMM.")]
     public double Seconds { get; set; } = 5.0;
 
-    [Option("peer", Default = "auto", HelpText = "auto (run the peer when it is installed) | none.")]
-    public string Peer { get; set; } = "auto";
+    [Option("peer", HelpText = "auto (run the peer when it is installed; the default) | none. synthsaebench: the peer trains too, so it runs only with --peer auto.")]
+    public string? Peer { get; set; }
 
     [Option("gemm-size", Default = 2048, HelpText = "n of the n x n x n SGEMM that measures the machine's peak.")]
     public int GemmSize { get; set; } = 2048;
@@ -53,8 +54,38 @@ public sealed class BenchOptions : BackendOptions
     [Option("cases", Separator = ',', HelpText = "e2e: which commands: toy, factorize, moe, demo (default all).")]
     public IEnumerable<string> Cases { get; set; } = [];
 
-    [Option("out", HelpText = "Also write the JSON to this file (all, e2e: instead of bench/results/<machine>-<date>[-e2e].json).")]
+    [Option("out", HelpText = "Also write the JSON to this file (all, e2e, synthsaebench: instead of bench/results/<machine>-<date>[-e2e|-synthsaebench].json).")]
     public string? Out { get; set; }
+
+    [Option("samples", HelpText = "synthsaebench: training samples per architecture (the budget; the paper's is 200000000).")]
+    public long? Samples { get; set; }
+
+    [Option("data-samples", HelpText = "synthsaebench: distinct samples written to the shards (default --samples; fewer are cycled through in epochs).")]
+    public long? DataSamples { get; set; }
+
+    [Option("l0", HelpText = "synthsaebench: the target L0 (k of batchtopk; default 25).")]
+    public int? L0 { get; set; }
+
+    [Option("lr", HelpText = "synthsaebench: the constant learning rate (default 3e-4).")]
+    public double? Lr { get; set; }
+
+    [Option("architectures", Separator = ',', HelpText = "synthsaebench: which (default batchtopk,matryoshka_batchtopk,matching_pursuit,relu,jumprelu).")]
+    public IEnumerable<string> Architectures { get; set; } = [];
+
+    [Option("eval-samples", HelpText = "synthsaebench: fresh samples the metrics use (default 1000000).")]
+    public long? EvalSamples { get; set; }
+
+    [Option("seed", HelpText = "synthsaebench: the training seed (initialisation and shuffle; default 0).")]
+    public ulong? Seed { get; set; }
+
+    [Option("work", HelpText = "synthsaebench: folder for the shards (data/), the runs (runs/ARCH), the evaluation set and the peer's output (default synthsaebench-work).")]
+    public string? Work { get; set; }
+
+    [Option("data", HelpText = "synthsaebench: the shards' folder instead of WORK/data (reused when it holds the same samples).")]
+    public string? Data { get; set; }
+
+    [Option("dtype", HelpText = "synthsaebench: the shards' element type, bfloat16 (default: 2 bytes a value) | float32.")]
+    public string? DType { get; set; }
 }
 
 /// <summary>
@@ -65,7 +96,7 @@ public sealed class BenchOptions : BackendOptions
 /// </summary>
 public static class BenchCommand
 {
-    public static readonly string[] WorkloadNames = ["toy", "moe", "factorize", "dictionary", "peak", "read", "all", "e2e", "table"];
+    public static readonly string[] WorkloadNames = ["toy", "moe", "factorize", "dictionary", "peak", "read", "all", "e2e", "synthsaebench", "table"];
 
     public static int Run(BenchOptions options, Cli cli)
     {
@@ -74,9 +105,16 @@ public static class BenchCommand
         if (!WorkloadNames.Contains(workload))
             throw new ConfigException($"bench workload \"{workload}\" is {(workload.Length == 0 ? "missing" : "unknown")}; " +
                                       $"valid: {string.Join(", ", WorkloadNames)} (or --all)");
+        if (options.Peer is not (null or "auto" or "none")) throw new ConfigException($"--peer is \"{options.Peer}\"; valid: auto, none");
+        if (workload == "synthsaebench") return SynthSaeBenchRun(options, cli);
+        if (options.Samples is not null || options.DataSamples is not null || options.L0 is not null || options.Lr is not null ||
+            options.Architectures.Any() || options.EvalSamples is not null || options.Seed is not null || options.Work is not null ||
+            options.Data is not null || options.DType is not null)
+            throw new ConfigException("--samples, --data-samples, --l0, --lr, --architectures, --eval-samples, --seed, --work, --data " +
+                                      "and --dtype apply to bench synthsaebench only");
+        options.Peer ??= "auto";
         if (workload == "table") return Table(options.Files.ToArray(), cli);
         if (workload == "read") return Read(options, cli);
-        if (options.Peer is not ("auto" or "none")) throw new ConfigException($"--peer is \"{options.Peer}\"; valid: auto, none");
         if (!(options.Seconds > 0)) throw new ConfigException($"--seconds is {options.Seconds}; valid: > 0");
         if (options.GemmSize < 1 || options.GemmSize > MachinePeak.MaxGemmSize)
             throw new ConfigException($"--gemm-size is {options.GemmSize}; valid: 1..{MachinePeak.MaxGemmSize} (three n × n float " +
@@ -182,6 +220,73 @@ public static class BenchCommand
         Write(file, json);
         console.MarkupLine($"wrote {Markup.Escape(Path.GetFullPath(file))}");
         return rows.All(r => r!["nativeengine"]!["exit_code"]!.GetValue<int>() == 0) ? 0 : 3;
+    }
+
+    /// <summary>`bench synthsaebench`: SynthSAEBench's protocol at a chosen budget (see <see cref="SynthSaeBench"/>);
+    /// writes the JSON and prints the paper's table beside this run.</summary>
+    private static int SynthSaeBenchRun(BenchOptions options, Cli cli)
+    {
+        var console = cli.Out;
+        if (options.D is not null || options.K is not null || options.Steps.Any() || options.Cases.Any())
+            throw new ConfigException("bench synthsaebench takes --samples, --config, --d-sae, --l0, --batch, --lr, --architectures, " +
+                                      "--eval-samples, --data-samples, --seed, --work, --data, --dtype, --peer and --out (not --d-in, --top-k, --steps, --cases)");
+        var samples = options.Samples ?? throw new ConfigException(
+            "bench synthsaebench needs --samples N: the training samples per architecture (the paper's budget is 200000000; at d = 768 " +
+            "every million samples written take 1.5 GB as bfloat16)");
+        var width = options.DSae ?? SynthSaeBench.DefaultWidth;
+        var l0 = options.L0 ?? SynthSaeBench.DefaultL0;
+        var batch = options.Batch ?? SynthSaeBench.DefaultBatch;
+        var lr = options.Lr ?? SynthSaeBench.DefaultLr;
+        var evalSamples = options.EvalSamples ?? SynthSaeBench.DefaultEvalSamples;
+        if (width < 1) throw new ConfigException($"--d-sae is {width}; valid: >= 1");
+        if (l0 < 1 || l0 > width) throw new ConfigException($"--l0 is {l0}; valid: 1..{width} (the width, --d-sae)");
+        if (batch < 1 || batch > 1 << 20) throw new ConfigException($"--batch is {batch}; valid: 1..{1 << 20}");
+        if (samples < batch) throw new ConfigException($"--samples is {samples}; valid: >= --batch ({batch}): at least one step");
+        var dataSamples = options.DataSamples ?? samples;
+        if (dataSamples < 1 || dataSamples > samples)
+            throw new ConfigException($"--data-samples is {dataSamples}; valid: 1..{samples} (--samples; fewer are cycled through in epochs)");
+        if (!(lr > 0) || !double.IsFinite(lr)) throw new ConfigException($"--lr is {lr}; valid: a number > 0");
+        if (evalSamples < 1) throw new ConfigException($"--eval-samples is {evalSamples}; valid: >= 1");
+        var architectures = options.Architectures.Any() ? options.Architectures.ToArray() : SynthSaeBench.DefaultArchitectures;
+        foreach (var name in architectures) SynthSaeBench.Architecture(name);
+        if (architectures.Distinct().Count() != architectures.Length)
+            throw new ConfigException($"--architectures names \"{architectures.GroupBy(a => a).First(g => g.Count() > 1).Key}\" twice");
+        var format = (options.DType ?? "bfloat16") switch
+        {
+            "bfloat16" => ActivationFileFormat.RawBF16,
+            "float32" => ActivationFileFormat.RawF32,
+            var other => throw new ConfigException($"--dtype is \"{other}\"; valid: bfloat16, float32"),
+        };
+        SyntheticSpec data;
+        string dataSource;
+        if (options.Config is { } configPath)
+        {
+            if (!File.Exists(configPath)) throw new ConfigException($"--config {configPath} does not exist");
+            data = FactorizeConfigLoader.LoadFile(configPath).Data as SyntheticSpec
+                   ?? throw new ConfigException($"--config {configPath}: \"data\" must be {{\"synthetic\": {{...}}}} (the generator the bench writes)");
+            dataSource = configPath;
+        }
+        else
+        {
+            data = FactorizeConfigLoader.ParseSynthetic("{\"kind\": \"synthsaebench\", \"preset\": \"16k\"}", "the 16k preset");
+            dataSource = "SynthSAEBench-16k (preset \"16k\")";
+        }
+        var work = options.Work ?? "synthsaebench-work";
+        var settings = new SynthSaeBenchSettings(data, dataSource, samples, dataSamples, width, l0, batch, lr, evalSamples,
+            options.Seed ?? 0, architectures, work, options.Data ?? Path.Combine(work, "data"), format, options.Peer == "auto");
+        using var context = new EngineContext(options.ParseBackend());
+        using var interrupt = Interrupt.Listen(cli.Cancel);
+        var result = ConsoleProgress.Run(cli, progress => SynthSaeBench.Run(context, settings, progress, interrupt.Token));
+        result["machine"] = MachineJson(context);
+        var json = result.ToJsonString(new JsonSerializerOptions
+        {
+            WriteIndented = true, Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        });
+        var file = options.Out ?? DefaultResultPath(context).Replace(".json", "-synthsaebench.json", StringComparison.Ordinal);
+        Write(file, json);
+        console.MarkupLine($"wrote {Markup.Escape(Path.GetFullPath(file))}");
+        foreach (var line in SynthSaeBench.MarkdownTable(result)) console.Profile.Out.Writer.WriteLine(line);
+        return 0;
     }
 
     private sealed record SaeSizeChoice((int D, int DSae, int K, int Batch)[] Factorize, (int D, int DSae, int K, int Batch) Dictionary);

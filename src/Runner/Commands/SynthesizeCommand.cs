@@ -27,6 +27,9 @@ public sealed class SynthesizeOptions : VerbOptions
     [Option("format", Default = "npy", HelpText = "npy | raw (float32, no header) | arrow (a SAELens activation cache: save_to_disk folder, column \"activations\").")]
     public string Format { get; set; } = "npy";
 
+    [Option("dtype", Default = "float32", HelpText = "raw: float32 | bfloat16 (half the bytes; each value rounded to nearest even; factorize reads it with \"dtype\": \"bfloat16\").")]
+    public string DType { get; set; } = "float32";
+
     [Option("context", Default = 128, HelpText = "arrow: tokens per row (SAELens's context_size).")]
     public int Context { get; set; } = 128;
 }
@@ -42,10 +45,17 @@ public static class SynthesizeCommand
         var format = options.Format switch
         {
             "npy" => ActivationFileFormat.Npy,
-            "raw" => ActivationFileFormat.RawF32,
+            "raw" => options.DType switch
+            {
+                "float32" => ActivationFileFormat.RawF32,
+                "bfloat16" => ActivationFileFormat.RawBF16,
+                _ => throw new ConfigException($"--dtype is \"{options.DType}\"; valid: float32, bfloat16"),
+            },
             "arrow" => ActivationFileFormat.Arrow,
             _ => throw new ConfigException($"--format is \"{options.Format}\"; valid: npy, raw, arrow"),
         };
+        if (options.DType != "float32" && format != ActivationFileFormat.RawBF16 && options.Format != "raw")
+            throw new ConfigException($"--dtype {options.DType} applies to --format raw only (npy and arrow shards are float32)");
         var result = ConsoleProgress.Run(cli, progress =>
             Synthesis.Run(synthetic, options.Out, options.Tokens, options.ShardTokens, format, options.Context, options.Force, progress));
         console.MarkupLine($"wrote {options.Tokens} tokens (d = {result.D}, {result.Bytes / 1e9:F2} GB) in {result.Shards.Count} shard(s) and " +

@@ -59,20 +59,54 @@ public enum ActivationNormalization
 /// <param name="MatryoshkaWidths">matryoshka_batchtopk: the nested widths, strictly increasing, the last d_sae (null
 /// for the other architectures).</param>
 /// <param name="Pursuit">matching_pursuit: its stopping rules (null for the other architectures).</param>
+/// <param name="SparsityWarmupSteps">relu, jumprelu: the coefficient rises linearly from 0 over these first steps
+/// (coefficient · min(1, (step + 1) / steps), SAELens's l1_warm_up_steps); 0: none.</param>
+/// <param name="TargetL0">relu, jumprelu: a controller that multiplies the coefficient during training towards a target
+/// L0 (null: the coefficient as given).</param>
+/// <param name="JumpBandwidth">jumprelu: the width of the straight-through estimator's rectangle, in the units of the
+/// (normalised) pre-activations.</param>
+/// <param name="JumpInitialThreshold">jumprelu: every latent's threshold θ at the start (SAELens's
+/// jumprelu_init_threshold; the parameter is log θ, so θ moves by factors).</param>
 public sealed record SaeSpec(SaeArchitecture Architecture, int DSae, int? K, double L1Coefficient, double L0Coefficient,
     double AuxkAlpha, long DeadWindow, ActivationNormalization Normalization, long[]? MatryoshkaWidths = null,
-    MatchingPursuitSettings? Pursuit = null)
+    MatchingPursuitSettings? Pursuit = null, long SparsityWarmupSteps = 0, TargetL0Spec? TargetL0 = null,
+    double JumpBandwidth = SaeSpec.DefaultJumpBandwidth, double JumpInitialThreshold = SaeSpec.DefaultJumpInitialThreshold)
 {
+    public const double DefaultJumpBandwidth = 1e-3;
+    public const double DefaultJumpInitialThreshold = 1e-3;
+
+    /// <summary>The coefficient the architecture's sparsity term uses (L1 for relu, L0 for jumprelu; 0 otherwise).</summary>
+    public double SparsityCoefficient => Architecture switch
+    {
+        SaeArchitecture.Relu => L1Coefficient,
+        SaeArchitecture.JumpRelu => L0Coefficient,
+        _ => 0,
+    };
+
     // The widths by value: a config read back is the same run.
     public bool Equals(SaeSpec? other) =>
         other is not null && (Architecture, DSae, K, L1Coefficient, L0Coefficient, AuxkAlpha, DeadWindow, Normalization, Pursuit) ==
         (other.Architecture, other.DSae, other.K, other.L1Coefficient, other.L0Coefficient, other.AuxkAlpha,
             other.DeadWindow, other.Normalization, other.Pursuit) &&
+        (SparsityWarmupSteps, TargetL0, JumpBandwidth, JumpInitialThreshold) ==
+        (other.SparsityWarmupSteps, other.TargetL0, other.JumpBandwidth, other.JumpInitialThreshold) &&
         (MatryoshkaWidths ?? []).SequenceEqual(other.MatryoshkaWidths ?? []);
 
     public override int GetHashCode() =>
         HashCode.Combine(Architecture, DSae, K, L1Coefficient, L0Coefficient, AuxkAlpha, DeadWindow, Normalization);
 }
+
+/// <summary>
+/// sae.target_l0 with sae.l0_controller: the coefficient autotuner of SynthSAEBench's experiments (a rate-damped
+/// integral controller on a multiplier of the sparsity coefficient). After each step from <see cref="StartStep"/> on,
+/// with the step's mean L0 smoothed by an EMA (<see cref="Smoothing"/>) and the smoothed L0's change by another
+/// (<see cref="RateSmoothing"/>), error e = smoothed − target: outside the dead band the multiplier is multiplied by
+/// 1 ± gain · tanh(|e| / target · <see cref="GainScale"/>) (+ when L0 is too high), gain = <see cref="IntegralGain"/>, times
+/// <see cref="ConvergenceGain"/> while L0 already moves towards the target; clamped to [min, max].
+/// </summary>
+public sealed record TargetL0Spec(double TargetL0, long StartStep = 0, double Smoothing = 0.99, double RateSmoothing = 0.95,
+    double IntegralGain = 3e-4, double GainScale = 10, double ConvergenceGain = 0.01, double MinMultiplier = 0.01,
+    double MaxMultiplier = 100, double Deadband = 0);
 
 public sealed record TrainSpec(long Tokens, int BatchSize, double Lr, long WarmupSteps, long DecaySteps,
     long CheckpointEvery, ulong Seed, SaePrecision Precision)
@@ -432,11 +466,24 @@ public static class FactorizeConfigLoader
         var pursuit = PursuitSettings(r, architecture);
         var l1 = Coefficient(r, "l1_coefficient", architecture, SaeArchitecture.Relu, "l0_coefficient");
         var l0 = Coefficient(r, "l0_coefficient", architecture, SaeArchitecture.JumpRelu, "l1_coefficient");
+        var penalised = architecture is SaeArchitecture.Relu or SaeArchitecture.JumpRelu;
+        foreach (var key in new[] { "sparsity_warmup_steps", "target_l0", "l0_controller" })
+            if (!penalised && r.TryGet(key, out _))
+                throw r.Error(key, $"is for relu and jumprelu (their sparsity coefficient); architecture \"{Name(architecture)}\" has none" +
+                                   (selects ? " (its L0 is k)" : ""));
+        var warmup = r.Integer("sparsity_warmup_steps", 0, long.MaxValue, 0);
+        foreach (var key in new[] { "jump_bandwidth", "jump_initial_threshold" })
+            if (architecture != SaeArchitecture.JumpRelu && r.TryGet(key, out _))
+                throw r.Error(key, $"is for jumprelu; architecture \"{Name(architecture)}\" has no threshold to train");
+        var bandwidth = r.Number("jump_bandwidth", SaeSpec.DefaultJumpBandwidth, v => v > 0, "a number > 0");
+        var initialThreshold = r.Number("jump_initial_threshold", SaeSpec.DefaultJumpInitialThreshold, v => v > 0, "a number > 0");
+        var targetL0 = ReadTargetL0(r, dSae);
         var auxk = r.Number("auxk_alpha", selects ? 1.0 / 32 : 0.0, v => v >= 0, "a number >= 0");
         var deadWindow = r.Integer("dead_window", 1, long.MaxValue, 10_000_000);
         var normalize = r.Choice("normalize_activations", Normalizations, ActivationNormalization.None);
         r.RejectUnknownKeys();
-        return new SaeSpec(architecture, dSae, k, l1, l0, auxk, deadWindow, normalize, widths, pursuit);
+        return new SaeSpec(architecture, dSae, k, l1, l0, auxk, deadWindow, normalize, widths, pursuit, warmup, targetL0,
+            bandwidth, initialThreshold);
     }
 
     private static readonly string[] PursuitKeys = ["residual_threshold", "max_iterations", "stop_on_duplicate_support"];
@@ -484,6 +531,37 @@ public static class FactorizeConfigLoader
         if (widths.Count > Interop.MatryoshkaWidths.MaxLevels)
             throw r.Error(key, $"has {widths.Count} levels with d_sae; valid: {valid}");
         return widths.ToArray();
+    }
+
+    // "target_l0": a number in (0, d_sae], with "l0_controller": {...} (every key optional) tuning how it is reached.
+    private static TargetL0Spec? ReadTargetL0(JsonObjectReader r, int dSae)
+    {
+        var hasController = r.TryGet("l0_controller", out var controllerValue);
+        if (!r.TryGet("target_l0", out _))
+        {
+            if (hasController) throw r.Error("l0_controller", "needs \"target_l0\" (the L0 it steers the sparsity coefficient to)");
+            return null;
+        }
+        var target = r.Number("target_l0", 0, v => v > 0 && v <= dSae, $"a number in (0, {dSae}] (at most d_sae)");
+        var spec = new TargetL0Spec(target);
+        if (!hasController) return spec;
+        var c = r.Nested(Object(r, "l0_controller", controllerValue), "l0_controller");
+        spec = new TargetL0Spec(target,
+            StartStep: c.Integer("start_step", 0, long.MaxValue, spec.StartStep),
+            Smoothing: c.Number("smoothing", spec.Smoothing, v => v >= 0 && v < 1, "a number in [0, 1)"),
+            RateSmoothing: c.Number("rate_smoothing", spec.RateSmoothing, v => v >= 0 && v < 1, "a number in [0, 1)"),
+            IntegralGain: c.Number("integral_gain", spec.IntegralGain, v => v > 0 && v < 1, "a number in (0, 1)"),
+            GainScale: c.Number("gain_scale", spec.GainScale, v => v > 0 && double.IsFinite(v), "a number > 0"),
+            ConvergenceGain: c.Number("convergence_gain", spec.ConvergenceGain, v => v >= 0 && v <= 1, "a number in [0, 1]"),
+            MinMultiplier: c.Number("min_multiplier", spec.MinMultiplier, v => v > 0 && double.IsFinite(v), "a number > 0"),
+            MaxMultiplier: c.Number("max_multiplier", spec.MaxMultiplier, v => v > 0 && double.IsFinite(v), "a number > 0"),
+            Deadband: c.Number("deadband", spec.Deadband, v => v >= 0 && double.IsFinite(v), "a number >= 0"));
+        if (spec.MinMultiplier > 1 || spec.MaxMultiplier < 1)
+            throw c.Error(spec.MinMultiplier > 1 ? "min_multiplier" : "max_multiplier",
+                $"is {(spec.MinMultiplier > 1 ? spec.MinMultiplier : spec.MaxMultiplier)}; valid: min_multiplier <= 1 <= max_multiplier " +
+                "(the multiplier starts at 1)");
+        c.RejectUnknownKeys();
+        return spec;
     }
 
     // A sparsity coefficient that belongs to one architecture: default 5 there, 0 elsewhere, and an error naming the
@@ -623,6 +701,26 @@ public static class FactorizeConfigWriter
                 w.WriteStartArray("matryoshka_widths");
                 foreach (var width in widths) w.WriteNumberValue(width);
                 w.WriteEndArray();
+            }
+            // Written only when set, so configs (and the hashes --resume checks) of runs without them stay as they were.
+            if (sae.SparsityWarmupSteps > 0) w.WriteNumber("sparsity_warmup_steps", sae.SparsityWarmupSteps);
+            if (sae.JumpBandwidth != SaeSpec.DefaultJumpBandwidth) w.WriteNumber("jump_bandwidth", sae.JumpBandwidth);
+            if (sae.JumpInitialThreshold != SaeSpec.DefaultJumpInitialThreshold)
+                w.WriteNumber("jump_initial_threshold", sae.JumpInitialThreshold);
+            if (sae.TargetL0 is { } target)
+            {
+                w.WriteNumber("target_l0", target.TargetL0);
+                w.WriteStartObject("l0_controller");
+                w.WriteNumber("start_step", target.StartStep);
+                w.WriteNumber("smoothing", target.Smoothing);
+                w.WriteNumber("rate_smoothing", target.RateSmoothing);
+                w.WriteNumber("integral_gain", target.IntegralGain);
+                w.WriteNumber("gain_scale", target.GainScale);
+                w.WriteNumber("convergence_gain", target.ConvergenceGain);
+                w.WriteNumber("min_multiplier", target.MinMultiplier);
+                w.WriteNumber("max_multiplier", target.MaxMultiplier);
+                w.WriteNumber("deadband", target.Deadband);
+                w.WriteEndObject();
             }
             w.WriteNumber("auxk_alpha", sae.AuxkAlpha);
             w.WriteNumber("dead_window", sae.DeadWindow);

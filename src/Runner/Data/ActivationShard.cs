@@ -158,6 +158,20 @@ internal static class HalfConversion
         return value | Vector128.ShiftLeft(h & Vector128.Create(0x8000u), 16);
     }
 
+    /// <summary>float32 to bfloat16 bits, rounded to nearest, ties to even (as PyTorch's .to(torch.bfloat16)); a NaN
+    /// stays a (quiet) NaN.</summary>
+    public static void NarrowToBF16(ReadOnlySpan<float> values, Span<ushort> bf16)
+    {
+        var bits = MemoryMarshal.Cast<float, uint>(values);
+        for (var i = 0; i < bits.Length; i++)
+        {
+            var b = bits[i];
+            bf16[i] = (b & 0x7FFFFFFFu) > 0x7F800000u
+                ? (ushort)((b >> 16) | 0x40u)
+                : (ushort)((b + 0x7FFFu + ((b >> 16) & 1u)) >> 16);
+        }
+    }
+
     public static void WidenBF16InPlace(Span<float> values)
     {
         var n = values.Length;

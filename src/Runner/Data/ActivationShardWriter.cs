@@ -5,8 +5,9 @@ using NativeEngine.Runner.Formats;
 namespace NativeEngine.Runner.Data;
 
 /// <summary>
-/// Streams float32 rows [tokens][d] into a .npy or raw float32 shard of a size fixed up front, under a temporary
-/// name renamed into place by <see cref="Complete"/>, so a reader never sees half a shard.
+/// Streams float32 rows [tokens][d] into a .npy, raw float32 or raw bfloat16 shard (each value rounded to nearest
+/// even: half the bytes, 8 mantissa bits) of a size fixed up front, under a temporary name renamed into place by
+/// <see cref="Complete"/>, so a reader never sees half a shard.
 /// </summary>
 public sealed class ActivationShardWriter : IDisposable
 {
@@ -15,11 +16,13 @@ public sealed class ActivationShardWriter : IDisposable
     private readonly FileStream stream;
     private readonly long tokens;
     private readonly int d;
+    private readonly bool bf16;
     private long written;
     private byte[] scratch = [];
 
-    private ActivationShardWriter(string path, long tokens, int d, FileStream stream)
+    private ActivationShardWriter(string path, long tokens, int d, FileStream stream, bool bf16)
     {
+        this.bf16 = bf16;
         this.path = path;
         temporary = path + ".tmp";
         this.tokens = tokens;
@@ -27,16 +30,16 @@ public sealed class ActivationShardWriter : IDisposable
         this.stream = stream;
     }
 
-    /// <summary>Starts a shard of <paramref name="tokens"/> rows of d float32 values (format Npy or RawF32).</summary>
+    /// <summary>Starts a shard of <paramref name="tokens"/> rows of d values (format Npy, RawF32 or RawBF16).</summary>
     public static ActivationShardWriter Create(string path, ActivationFileFormat format, long tokens, int d)
     {
         if (d < 1) throw new ArgumentOutOfRangeException(nameof(d), $"{path}: d = {d}; must be ≥ 1");
         if (tokens < 0) throw new ArgumentOutOfRangeException(nameof(tokens), $"{path}: tokens = {tokens}; must be ≥ 0");
-        if (format is not (ActivationFileFormat.Npy or ActivationFileFormat.RawF32))
-            throw new ArgumentException($"{path}: shards are written as Npy or RawF32, not {format}", nameof(format));
+        if (format is not (ActivationFileFormat.Npy or ActivationFileFormat.RawF32 or ActivationFileFormat.RawBF16))
+            throw new ArgumentException($"{path}: shards are written as Npy, RawF32 or RawBF16, not {format}", nameof(format));
         var stream = new FileStream(path + ".tmp", FileMode.Create, FileAccess.Write, FileShare.None);
         if (format == ActivationFileFormat.Npy) stream.Write(Npy.HeaderBytes(tokens, d));
-        return new ActivationShardWriter(path, tokens, d, stream);
+        return new ActivationShardWriter(path, tokens, d, stream, format == ActivationFileFormat.RawBF16);
     }
 
     /// <summary>Appends whole rows [count][d].</summary>
@@ -46,7 +49,16 @@ public sealed class ActivationShardWriter : IDisposable
             throw new ArgumentException($"{path}: {rows.Length} values are not whole rows of d = {d}");
         if (written + rows.Length / d > tokens)
             throw new InvalidOperationException($"{path}: more than the {tokens} tokens the shard was created for");
-        if (BitConverter.IsLittleEndian) stream.Write(MemoryMarshal.AsBytes(rows));
+        if (bf16)
+        {
+            if (scratch.Length < 2 * rows.Length) scratch = new byte[2 * rows.Length];
+            var halves = MemoryMarshal.Cast<byte, ushort>(scratch.AsSpan(0, 2 * rows.Length));
+            HalfConversion.NarrowToBF16(rows, halves);
+            if (!BitConverter.IsLittleEndian)
+                for (var i = 0; i < halves.Length; i++) halves[i] = BinaryPrimitives.ReverseEndianness(halves[i]);
+            stream.Write(scratch, 0, 2 * rows.Length);
+        }
+        else if (BitConverter.IsLittleEndian) stream.Write(MemoryMarshal.AsBytes(rows));
         else
         {
             if (scratch.Length < 4 * rows.Length) scratch = new byte[4 * rows.Length];

@@ -17,7 +17,7 @@ public static class Synthesis
     /// <summary>The column of the Arrow caches synthesize writes.</summary>
     public const string ArrowColumn = "activations";
 
-    /// <param name="format">Npy, RawF32, or Arrow: a SAELens activation cache (a save_to_disk folder, column
+    /// <param name="format">Npy, RawF32, RawBF16 (half the bytes; values rounded to bfloat16), or Arrow: a SAELens activation cache (a save_to_disk folder, column
     /// "activations" of rows of <paramref name="context"/> tokens) in <paramref name="outDir"/> itself.</param>
     /// <param name="force">See <see cref="RunFolder.Claim"/>.</param>
     public static Result Run(SyntheticSpec data, string outDir, long tokens, long tokensPerShard, ActivationFileFormat format,
@@ -29,8 +29,9 @@ public static class Synthesis
         if (arrow && (context < 1 || tokens % context != 0))
             throw new ConfigException($"--context is {context}, --tokens {tokens}: an Arrow cache holds whole rows of context tokens; give tokens a multiple of it");
         var g = data.Generator;
-        // float32 values in every format (an Arrow row's list offsets and headers are a small share on top).
-        RunFolder.CheckFreeSpace(outDir, 4.0 * g.D * tokens * (arrow ? 1.01 : 1) + 4.0 * g.NFeatures * (g.D + 7),
+        // float32 values in every format but RawBF16 (an Arrow row's list offsets and headers are a small share on top).
+        var bytesPerValue = format == ActivationFileFormat.RawBF16 ? 2.0 : 4.0;
+        RunFolder.CheckFreeSpace(outDir, bytesPerValue * g.D * tokens * (arrow ? 1.01 : 1) + 4.0 * g.NFeatures * (g.D + 7),
             $"synthesizing {tokens} tokens of d = {g.D}");
         RunFolder.Claim(outDir, Kind, Json.Document(w =>
         {
@@ -39,6 +40,7 @@ public static class Synthesis
             w.WriteNumber("tokens", tokens);
             w.WriteNumber("shard_tokens", tokensPerShard);
             w.WriteString("format", format switch { ActivationFileFormat.Npy => "npy", ActivationFileFormat.Arrow => "arrow", _ => "raw" });
+            if (format == ActivationFileFormat.RawBF16) w.WriteString("dtype", "bfloat16");
             if (arrow) w.WriteNumber("context", context);
             w.WriteEndObject();
         }), force);
@@ -76,15 +78,15 @@ public static class Synthesis
     }
 
     /// <summary>Samples [0, tokens) of the generator's training stream as shards of tokensPerShard tokens
-    /// (shard_00000.npy, … or .f32 for RawF32). Returns the shard paths.</summary>
+    /// (shard_00000.npy, … or .f32 for RawF32, .bf16 for RawBF16). Returns the shard paths.</summary>
     public static IReadOnlyList<string> WriteShards(SynthGenerator generator, string directory, long tokens, long tokensPerShard,
         ActivationFileFormat format, Action<long, long>? progress = null)
     {
-        if (format is not (ActivationFileFormat.Npy or ActivationFileFormat.RawF32))
-            throw new ArgumentException($"synthetic shards are written as Npy or RawF32, not {format}", nameof(format));
+        if (format is not (ActivationFileFormat.Npy or ActivationFileFormat.RawF32 or ActivationFileFormat.RawBF16))
+            throw new ArgumentException($"synthetic shards are written as Npy, RawF32 or RawBF16, not {format}", nameof(format));
         Directory.CreateDirectory(directory);
         var d = generator.D;
-        var extension = format == ActivationFileFormat.Npy ? ".npy" : ".f32";
+        var extension = format switch { ActivationFileFormat.Npy => ".npy", ActivationFileFormat.RawBF16 => ".bf16", _ => ".f32" };
         var paths = new List<string>();
         var block = new float[(int)Math.Min(4096, tokensPerShard) * d];
         for (long first = 0, index = 0; first < tokens; first += tokensPerShard, index++)

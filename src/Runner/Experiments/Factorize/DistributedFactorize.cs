@@ -78,6 +78,10 @@ public static class DistributedFactorize
     public static FactorizeResult Run(EngineContext context, FactorizeConfig config, string outDir, IRunProgress progress,
         CancellationToken cancel, bool resume, bool force, Communicator world)
     {
+        if (SparsityTuning.Needed(config.Sae) || config.Sae.JumpInitialThreshold != SaeSpec.DefaultJumpInitialThreshold)
+            throw new ConfigException("sae.target_l0, sae.sparsity_warmup_steps and sae.jump_initial_threshold are for runs on one process; " +
+                                      "this run is split over " +
+                                      $"{world.Size} process(es){(config.Distributed is { LatentShards: > 1 } ? " and latent shards" : "")}");
         using var grid = FactorizeGrid.Create(world, config);
         var configHash = grid.IsRoot ? FactorizeExperiment.Claim(outDir, config, resume, force)
             : RunFolder.Sha256(FactorizeConfigWriter.ToJson(config));

@@ -53,6 +53,7 @@ public static class Factorization
     public static SaeModelSpec ModelSpec(FactorizeConfig c, int d) =>
         new(c.Sae.Architecture, d, c.Sae.DSae, c.Sae.K ?? 0, c.Train.BatchSize, c.Train.Seed, c.Sae.DeadWindow,
             L1Coefficient: (float)c.Sae.L1Coefficient, L0Coefficient: (float)c.Sae.L0Coefficient,
+            JumpBandwidth: (float)c.Sae.JumpBandwidth,
             AuxkAlpha: (float)c.Sae.AuxkAlpha, Precision: c.Train.Precision, MatryoshkaWidths: c.Sae.MatryoshkaWidths,
             ResidualThreshold: (float)(c.Sae.Pursuit?.ResidualThreshold ?? 1e-2), MaxIterations: c.Sae.Pursuit?.MaxIterations ?? 0,
             StopOnDuplicateSupport: c.Sae.Pursuit?.StopOnDuplicateSupport ?? true);
@@ -135,7 +136,9 @@ public static class Factorization
 
     /// <summary>metrics.json: the metrics (null where not finite), with the tokens of non-finite input skipped when
     /// there were any.</summary>
-    public static string MetricsJson(FactorizeMetrics m, long skippedTokens = 0)
+    /// <param name="tuning">"sparsity_tuning" (the coefficient's trajectory and final value), when the run had a
+    /// controller or a warm-up.</param>
+    public static string MetricsJson(FactorizeMetrics m, long skippedTokens = 0, System.Text.Json.Nodes.JsonObject? tuning = null)
     {
         return Json.Document(w =>
         {
@@ -152,6 +155,11 @@ public static class Factorization
             Json.Number(w, "tokens_per_second", m.TokensPerSecond);
             if (skippedTokens > 0) w.WriteNumber("skipped_non_finite_tokens", skippedTokens);
             if (m.Truth is { } truth) WriteTruth(w, truth);
+            if (tuning is not null)
+            {
+                w.WritePropertyName("sparsity_tuning");
+                tuning.WriteTo(w);
+            }
             w.WriteEndObject();
         });
     }

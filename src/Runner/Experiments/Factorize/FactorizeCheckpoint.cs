@@ -9,8 +9,10 @@ namespace NativeEngine.Runner.Experiments;
 
 /// <summary>Where a factorization stood at a checkpoint: steps, tokens and seconds done, the input scale, the
 /// SHA-256 of the config it ran, and the training curve so far (with the recovery measured at some of its points).</summary>
+/// <param name="Tuning">The sparsity coefficient's controller (<see cref="SparsityTuning.Write"/>), as JSON; null when the
+/// run has none.</param>
 public sealed record CheckpointProgress(long Step, long Tokens, double Seconds, float Scale, string ConfigSha256,
-    IReadOnlyList<FactorizeCurvePoint> Curve);
+    IReadOnlyList<FactorizeCurvePoint> Curve, string? Tuning = null);
 
 /// <summary>
 /// The checkpoint of an unfinished factorization, run state beside the run's dictionary: checkpoint/ holds
@@ -272,6 +274,11 @@ public static class FactorizeCheckpoint
             w.WriteEndObject();
         }
         w.WriteEndArray();
+        if (p.Tuning is { } tuning)
+        {
+            w.WritePropertyName("sparsity_tuning");
+            w.WriteRawValue(tuning);
+        }
         w.WriteEndObject();
     });
 
@@ -299,7 +306,8 @@ public static class FactorizeCheckpoint
                 c.GetProperty("step").GetInt64(), c.GetProperty("tokens").GetInt64(), Value(c, "mse"), Value(c, "fvu"),
                 Value(c, "l0"), Value(c, "auxk"), c.GetProperty("dead").GetInt64(), Optional(c, "mmcs"),
                 Optional(c, "matched_cosine"))).ToArray();
-            return new CheckpointProgress(step, tokens, seconds, scale, r.GetProperty("config_sha256").GetString() ?? "", curve);
+            var tuning = r.TryGetProperty("sparsity_tuning", out var t) ? t.GetRawText() : null;
+            return new CheckpointProgress(step, tokens, seconds, scale, r.GetProperty("config_sha256").GetString() ?? "", curve, tuning);
         }
         catch (Exception e) when (e is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
         {

@@ -10,8 +10,11 @@ namespace NativeEngine.Runner.Experiments;
 /// <summary>A factorization run: how far it got, and when it finished, the dictionary as saved and its metrics.</summary>
 /// <param name="Dictionary">The dictionary as written (input normalisation folded in); null when interrupted.</param>
 /// <param name="Metrics">Measured on fresh batches; null when interrupted.</param>
+/// <param name="Tuning">The sparsity coefficient's schedule and controller (relu, jumprelu with sae.target_l0 or
+/// sae.sparsity_warmup_steps); null otherwise.</param>
 public sealed record FactorizeResult(FactorizeConfig Config, long Steps, long TotalSteps, long Tokens, double Seconds,
-    IReadOnlyList<FactorizeCurvePoint> Curve, SaeDictionary? Dictionary, FactorizeMetrics? Metrics)
+    IReadOnlyList<FactorizeCurvePoint> Curve, SaeDictionary? Dictionary, FactorizeMetrics? Metrics,
+    SparsityTuning? Tuning = null)
 {
     public bool Completed => Steps >= TotalSteps;
 }
@@ -61,6 +64,7 @@ public static class FactorizeExperiment
 
         var totalSteps = config.Train.Steps;
         var curve = new List<FactorizeCurvePoint>();
+        var tuning = SparsityTuning.Needed(config.Sae) ? new SparsityTuning(config.Sae) : null;
         long step = 0, tokens = 0, checkpointStep = -1;
         double previousSeconds = 0;
         var scale = 1f;
@@ -70,6 +74,14 @@ public static class FactorizeExperiment
             (step, tokens, previousSeconds, scale) = (checkpoint.Step, checkpoint.Tokens, checkpoint.Seconds, checkpoint.Scale);
             checkpointStep = step;
             curve.AddRange(checkpoint.Curve);
+            if (tuning is not null)
+            {
+                if (checkpoint.Tuning is null)
+                    throw new ConfigException($"--resume {outDir}: the checkpoint has no state of the sparsity coefficient's controller " +
+                                              "(sae.target_l0, sae.sparsity_warmup_steps), which this config asks for");
+                using var state = System.Text.Json.JsonDocument.Parse(checkpoint.Tuning);
+                tuning.Read(state.RootElement);
+            }
             progress.Note($"resuming at step {step} of {totalSteps} ({tokens} tokens)" +
                           (Path.GetFileName(folder) == FactorizeCheckpoint.PreviousFolder
                               ? $", from {FactorizeCheckpoint.PreviousFolder}/ ({FactorizeCheckpoint.Folder}/ was missing or damaged)" : ""));
@@ -77,6 +89,13 @@ public static class FactorizeExperiment
         else
         {
             FactorizeCheckpoint.Remove(outDir);  // a forced restart leaves no earlier state behind
+            if (config.Sae.JumpInitialThreshold != SaeSpec.DefaultJumpInitialThreshold)
+            {
+                // The native initialisation's θ is the default; another start replaces it before any step.
+                var initial = model.GetParameters();
+                model.SetParameters(initial.WEnc, initial.BEnc, initial.WDec, initial.BDec,
+                    Enumerable.Repeat((float)config.Sae.JumpInitialThreshold, spec.DSae).ToArray());
+            }
             var first = source.Next().ToArray();
             if (config.Sae.Normalization == ActivationNormalization.ExpectedAverage) scale = ExpectedAverageScale(first, d);
             Scale(first, scale);
@@ -91,6 +110,7 @@ public static class FactorizeExperiment
         var recovery = new RecoveryTracker(truth?.Features, truth?.Count ?? 0, spec.DSae, d);
         var native = source as SyntheticSource;  // drawn where the SAE trains, never copied through here
         NonFinite? stopped = null;
+        var appliedCoefficient = (float)config.Sae.SparsityCoefficient;  // what the model was created with
         double Seconds() => previousSeconds + clock.Elapsed.TotalSeconds;
         // A checkpoint of parameters that are all finite; false (nothing written) when some are not.
         bool Checkpoint()
@@ -99,13 +119,21 @@ public static class FactorizeExperiment
             if (!FactorizeCheckpoint.AllFinite(parameters)) return false;
             recovery.Settle(curve);
             FactorizeCheckpoint.Write(outDir, model, parameters, source,
-                new CheckpointProgress(step, tokens, Seconds(), scale, configHash, curve));
+                new CheckpointProgress(step, tokens, Seconds(), scale, configHash, curve,
+                    tuning is null ? null : Json.Document(tuning.Write)));
             checkpointStep = step;
             return true;
         }
         while (step < totalSteps && !cancel.IsCancellationRequested)
         {
             var lr = Factorization.LearningRate(config.Train, step, totalSteps);
+            // The coefficient of this step, set only when it changes (it is not part of the native state).
+            if (tuning is not null)
+            {
+                var coefficient = (float)tuning.CoefficientAt(step);
+                if (coefficient != appliedCoefficient) model.SetSparsityCoefficient(coefficient);
+                appliedCoefficient = coefficient;
+            }
             SaeStats stats;
             if (native is not null) stats = model.TrainStep(native.Generator, native.Take(), scale, lr);
             else
@@ -119,11 +147,13 @@ public static class FactorizeExperiment
                 stopped = where;
                 break;
             }
+            tuning?.Update(step, stats.L0);
             step++;
             tokens += config.Train.BatchSize;
             if (step % curveEvery == 0 || step == totalSteps)
             {
                 curve.Add(new FactorizeCurvePoint(step, tokens, stats.Mse, stats.Fvu, stats.L0, stats.Auxk, stats.Dead));
+                tuning?.Record(step);
                 if (recovery.Enabled && (step % recoveryEvery == 0 || step == totalSteps))
                     recovery.Measure(curve.Count - 1, model.GetParameters().WDec);
             }
@@ -141,7 +171,7 @@ public static class FactorizeExperiment
             else
             {
                 RunFolder.Finish(outDir, RunFolder.Status.Interrupted);
-                return new FactorizeResult(config, step, totalSteps, tokens, seconds, curve, null, null);
+                return new FactorizeResult(config, step, totalSteps, tokens, seconds, curve, null, null, tuning);
             }
         }
         recovery.Settle(curve);
@@ -153,11 +183,12 @@ public static class FactorizeExperiment
         var dictionary = Fold(config, spec, parameters!, scale);
         if (truth is { HasSamples: true }) metrics = metrics with { Truth = MeasureTruth(dictionary, truth, config, progress, cancel) };
         WriteDictionary(Path.Combine(outDir, DictionaryFolder.Subfolder), config, dictionary, tokens, scale, density);
-        AtomicFile.WriteText(Path.Combine(outDir, MetricsFile), Factorization.MetricsJson(metrics, source.State.SkippedTokens));
+        AtomicFile.WriteText(Path.Combine(outDir, MetricsFile),
+            Factorization.MetricsJson(metrics, source.State.SkippedTokens, tuning?.Json(step)));
         FactorizeReport.Write(outDir, config, metrics, curve, density);
         FactorizeCheckpoint.Remove(outDir);
         RunFolder.Finish(outDir, RunFolder.Status.Completed);
-        return new FactorizeResult(config, step, totalSteps, tokens, seconds, curve, dictionary, metrics);
+        return new FactorizeResult(config, step, totalSteps, tokens, seconds, curve, dictionary, metrics, tuning);
     }
 
     // SynthSAEBench's metrics of the saved dictionary; an interruption skips them (the run is complete without).

@@ -60,7 +60,7 @@ public sealed class BenchOptions : BackendOptions
     [Option("samples", HelpText = "synthsaebench: training samples per architecture (the budget; the paper's is 200000000).")]
     public long? Samples { get; set; }
 
-    [Option("data-samples", HelpText = "synthsaebench: distinct samples written to the shards (default --samples; fewer are cycled through in epochs).")]
+    [Option("data-samples", HelpText = "synthsaebench: distinct samples written to the shards (default --samples; fewer are cycled through in epochs; more: a smaller budget trains on part of a larger set of files).")]
     public long? DataSamples { get; set; }
 
     [Option("l0", HelpText = "synthsaebench: the target L0 (k of batchtopk; default 25).")]
@@ -243,8 +243,10 @@ public static class BenchCommand
         if (batch < 1 || batch > 1 << 20) throw new ConfigException($"--batch is {batch}; valid: 1..{1 << 20}");
         if (samples < batch) throw new ConfigException($"--samples is {samples}; valid: >= --batch ({batch}): at least one step");
         var dataSamples = options.DataSamples ?? samples;
-        if (dataSamples < 1 || dataSamples > samples)
-            throw new ConfigException($"--data-samples is {dataSamples}; valid: 1..{samples} (--samples; fewer are cycled through in epochs)");
+        // More than the budget: a budget below the files' size trains on part of them, so runs of several budgets share
+        // one set of files.
+        if (dataSamples < 1)
+            throw new ConfigException($"--data-samples is {dataSamples}; valid: >= 1 (fewer than --samples are cycled through in epochs)");
         if (!(lr > 0) || !double.IsFinite(lr)) throw new ConfigException($"--lr is {lr}; valid: a number > 0");
         if (evalSamples < 1) throw new ConfigException($"--eval-samples is {evalSamples}; valid: >= 1");
         var architectures = options.Architectures.Any() ? options.Architectures.ToArray() : SynthSaeBench.DefaultArchitectures;

@@ -94,6 +94,9 @@ public class SparsityTuningTests
             tokens));
         Assert.That(Math.Abs(tunedL0 - target) / target, Is.LessThan(0.25),
             $"L0 {tunedL0} on fresh samples against the target {target} (fixed coefficient: {fixedL0})");
+        // The run's own measurement (on the inputs as training scaled them) agrees with the one on fresh samples.
+        Assert.That(Math.Abs(metrics.GetProperty("l0").GetDouble() - tunedL0) / tunedL0, Is.LessThan(0.25),
+            "metrics.json l0 against the synthsaebench block's");
         var tuning = metrics.GetProperty("sparsity_tuning");
         Assert.That(tuning.GetProperty("target_l0").GetDouble(), Is.EqualTo(target));
         if (lower) Assert.That(tuning.GetProperty("final_multiplier").GetDouble(), Is.GreaterThan(1), "a lower L0 needs a larger coefficient");

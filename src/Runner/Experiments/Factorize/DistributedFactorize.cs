@@ -214,7 +214,7 @@ public static class DistributedFactorize
             throw new NonFiniteException(FactorizeExperiment.StopMessage(outDir, config, nonFinite, checkpointStep), nonFinite) { EveryRank = true };
         }
 
-        var metrics = Measure(model, source, grid, tokens, seconds, out var density);
+        var metrics = Measure(model, source, grid, tokens, seconds, out var density, scale);
         var skipped = world.AllReduce(grid.Shard == 0 ? source.State.SkippedTokens : 0, CommOp.Sum);
         // The dictionary on rank 0: the training state is released first, so the gathered copy fits beside the shard.
         var local = model.GetParameters();
@@ -355,15 +355,15 @@ public static class DistributedFactorize
     /// the evaluation batches (the engine sums the statistics and fire counts over the groups); rank 0 gathers the
     /// shards' densities (group 0 holds them; null elsewhere).</summary>
     private static FactorizeMetrics Measure(SparseAutoencoder sae, IActivationBatches source, FactorizeGrid grid, long tokens,
-        double seconds, out float[]? log10Density, int batches = Factorization.EvaluationBatches)
+        double seconds, out float[]? log10Density, float inputScale, int batches = Factorization.EvaluationBatches)
     {
         var spec = sae.Spec;  // d_sae: the whole dictionary's; batch: this rank's part
         var fire = new long[sae.Shard.Count];
         double mse = 0, fvu = 0, l0 = 0;
         for (var b = 0; b < batches; b++)
         {
-            var stats = sae.Evaluate(source.Next().Span, default, fire);
-            mse += stats.Mse;
+            var stats = sae.Evaluate(Factorization.ScaledForModel(source.Next(), inputScale), default, fire);
+            mse += stats.Mse / ((double)inputScale * inputScale);
             fvu += stats.Fvu;
             l0 += stats.L0;
         }

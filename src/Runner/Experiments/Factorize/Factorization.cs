@@ -110,8 +110,12 @@ public static class Factorization
     }
 
     /// <summary>The metrics over <paramref name="batches"/> batches; cancelling throws OperationCanceledException.</summary>
+    /// <param name="inputScale">The scale training applied to every batch (normalize_activations): the model is
+    /// measured on the inputs it was trained on, and the MSE given in the input's units (divided by the scale squared).
+    /// </param>
     public static FactorizeMetrics Measure(SparseAutoencoder sae, IActivationBatches source, KnownTruth? truth,
-        long tokens, double seconds, out float[] log10Density, int batches = EvaluationBatches, CancellationToken cancel = default)
+        long tokens, double seconds, out float[] log10Density, int batches = EvaluationBatches, CancellationToken cancel = default,
+        float inputScale = 1f)
     {
         var spec = sae.Spec;
         var fire = new long[spec.DSae];
@@ -120,9 +124,9 @@ public static class Factorization
         for (var b = 0; b < batches; b++)
         {
             cancel.ThrowIfCancellationRequested();
-            var batch = source.Next().Span;
+            var batch = ScaledForModel(source.Next(), inputScale);
             var stats = sae.Evaluate(batch, default, fire);
-            mse += stats.Mse;
+            mse += stats.Mse / ((double)inputScale * inputScale);
             fvu += stats.Fvu;
             l0 += stats.L0;
             evaluated += batch.Length / spec.DIn;
@@ -132,6 +136,16 @@ public static class Factorization
         return new FactorizeMetrics(mse / batches, fvu / batches, l0 / batches,
             fire.Count(f => f == 0) / (double)spec.DSae, fire.Count(f => f > DenseDensity * evaluated) / (double)spec.DSae,
             recovery?.Mmcs, recovery?.MatchedCosine, tokens, seconds, seconds > 0 ? tokens / seconds : 0, recovery?.BestCosines);
+    }
+
+    /// <summary>A batch as the model saw it in training: scaled by <paramref name="scale"/> (a copy; the source's buffer
+    /// is left as it is).</summary>
+    internal static ReadOnlySpan<float> ScaledForModel(ReadOnlyMemory<float> batch, float scale)
+    {
+        if (scale == 1f) return batch.Span;
+        var copy = batch.ToArray();
+        System.Numerics.Tensors.TensorPrimitives.Multiply(copy, scale, copy);
+        return copy;
     }
 
     /// <summary>metrics.json: the metrics (null where not finite), with the tokens of non-finite input skipped when

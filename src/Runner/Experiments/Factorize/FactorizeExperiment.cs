@@ -179,7 +179,7 @@ public static class FactorizeExperiment
         if (parameters is not null && !FactorizeCheckpoint.AllFinite(parameters)) stopped = new NonFinite(step, 0, NonFiniteQuantity.Parameters);
         if (stopped is { } nonFinite) throw Stop(outDir, config, nonFinite, tokens, seconds, checkpointStep);
 
-        var metrics = Factorization.Measure(model, source, truth, tokens, seconds, out var density);
+        var metrics = Factorization.Measure(model, source, truth, tokens, seconds, out var density, inputScale: scale);
         var dictionary = Fold(config, spec, parameters!, scale);
         if (truth is { HasSamples: true }) metrics = metrics with { Truth = MeasureTruth(dictionary, truth, config, progress, cancel) };
         WriteDictionary(Path.Combine(outDir, DictionaryFolder.Subfolder), config, dictionary, tokens, scale, density);

@@ -3,6 +3,9 @@
 // line, as they do.
 //   toy  --n --m --instances --batch --model --data FILE --lr --weight-decay --optimizer --seconds --threads
 //        the paper notebook's loop (toy_notebook.py)
+//   moe  --n --m --experts --top-k --instances --batch --expert-model --renormalize --load-balance --z-loss --data FILE
+//        --lr --weight-decay --seconds --threads [--steps N [--out DIR]] [--device cpu]
+//        the mixture-of-experts toy loop (moe_toy.py)
 //   sae  --d --d-sae --k --batch --variant dense|sparse --seconds --threads
 //        the TopK SAE: dense as topk_sae.py, sparse as topk_sae_sparse.py
 using System.Diagnostics;
@@ -22,16 +25,17 @@ public static class Program
     {
         try
         {
-            if (args.Length == 0) throw new ArgumentException("usage: torchsharp-peer toy|sae [--option value]...");
+            if (args.Length == 0) throw new ArgumentException("usage: torchsharp-peer toy|moe|sae [--option value]...");
             var options = Options.Parse(args.Skip(1).ToArray());
             if (options.Int("threads", 0) is > 0 and var threads) torch.set_num_threads(threads);
             torch.manual_seed(0);
             var result = args[0] switch
             {
                 "toy" => Toy(options),
+                "moe" => Moe(options),
                 "sae" => Sae(options),
                 "check" => Check(),
-                _ => throw new ArgumentException($"workload \"{args[0]}\" is unknown; valid: toy, sae"),
+                _ => throw new ArgumentException($"workload \"{args[0]}\" is unknown; valid: toy, moe, sae"),
             };
             result["libtorch"] = LibtorchVersion();
             result["torchsharp"] = typeof(torch).Assembly.GetName().Version?.ToString(3);
@@ -102,6 +106,127 @@ public static class Program
             ["seconds"] = Math.Round(seconds, 4),
             ["steps_per_second"] = Math.Round(steps / seconds, 2),
         };
+    }
+
+    // ---- the mixture-of-experts toy loop ------------------------------------------------------------------------
+
+    // moe_toy.py in libtorch: per instance E tied toy experts of width m, a softmax router choosing the top_k, the
+    // output the gated sum of the chosen experts; loss the importance-weighted MSE + load balance + z-loss; AdamW.
+    // Every expert runs on every token and the gates mask the outputs, as there.
+    private static JsonObject Moe(Options o)
+    {
+        int n = o.Int("n", 20), m = o.Int("m", 5), experts = o.Int("experts", 4), topK = o.Int("top-k", 1);
+        int instances = o.Int("instances", 10), batch = o.Int("batch", 1024);
+        var expertModel = o.Text("expert-model", "relu_output");
+        if (expertModel is not ("relu_output" or "relu_hidden"))
+            throw new ArgumentException($"--expert-model {expertModel}; valid: relu_output, relu_hidden");
+        if (topK < 1 || topK > experts) throw new ArgumentException($"--top-k {topK}; valid: 1 to --experts ({experts})");
+        if (o.Text("device", "cpu") is var device and not "cpu")
+            throw new ArgumentException($"--device {device}; valid: cpu (the TorchSharp peer is CPU-only)");
+        var renormalize = o.Int("renormalize", 0) != 0;
+        double loadBalance = o.Double("load-balance", 0.01), zLoss = o.Double("z-loss", 0.001);
+
+        var w = torch.empty(instances, experts, n, m);
+        for (var e = 0; e < experts; e++) torch.nn.init.xavier_normal_(w.select(1, e));
+        var W = new Parameter(w);
+        var b = new Parameter(torch.zeros(instances, experts, n));
+        var gate = torch.empty(instances, n, experts);
+        torch.nn.init.xavier_normal_(gate);
+        var W_gate = new Parameter(gate);
+        Tensor importance, probability;
+        if (o.Text("data", "") is { Length: > 0 } path) (importance, probability) = ReadData(path, instances, n);
+        else
+        {
+            importance = torch.pow(0.7f, torch.arange(n, dtype: ScalarType.Float32)).unsqueeze(0).expand(instances, n);
+            probability = torch.pow(0.01f, torch.linspace(0, 1, instances)).unsqueeze(1).expand(instances, n);
+        }
+        var opt = torch.optim.AdamW([W, b, W_gate], o.Double("lr", 1e-3), weight_decay: o.Double("weight-decay", 0.01));
+
+        Tensor BatchLoss()
+        {
+            var features = torch.rand(batch, instances, n);
+            var x = torch.where(torch.rand(batch, instances, n) <= probability, features, torch.zeros(1));
+            var logits = torch.einsum("bin,ine->bie", x, W_gate);
+            var prob = logits.softmax(-1);
+            var chosen = logits.topk(topK, dim: -1).indexes;                         // (B, I, K)
+            var gates = prob.gather(-1, chosen);
+            if (renormalize) gates = gates / gates.sum(-1, keepdim: true);
+            var weights = torch.zeros_like(prob).scatter(-1, chosen, gates);        // (B, I, E), zero off the chosen
+            var h = torch.einsum("bin,ienm->biem", x, W);
+            if (expertModel == "relu_hidden") h = h.relu();
+            var output = (torch.einsum("biem,ienm->bien", h, W) + b).relu();
+            var y = torch.einsum("bie,bien->bin", weights, output);
+            var task = (importance * (y - x).pow(2)).mean([0, 2]).sum();
+            var routed = torch.zeros_like(prob).scatter(-1, chosen, torch.ones_like(gates)).mean([0]) / topK;  // f_e (I, E)
+            var balance = loadBalance * experts * (routed.detach() * prob.mean([0])).sum();
+            var z = zLoss * logits.logsumexp(-1).pow(2).mean([0]).sum();
+            return task + balance + z;
+        }
+        void Step()
+        {
+            using var scope = torch.NewDisposeScope();
+            var loss = BatchLoss();
+            opt.zero_grad();
+            loss.backward();
+            opt.step();
+        }
+
+        var result = new JsonObject
+        {
+            ["peer"] = "libtorch moe toy loop (TorchSharp)",
+            ["device"] = "cpu",
+            ["experts_computed"] = "all E per token, masked by the gates",
+        };
+        var wholeScript = o.Int("steps", 0);
+        if (wholeScript <= 0)
+        {
+            var (steps, seconds) = TimeSteps(Step, o.Double("seconds", 5), warmup: 5, chunk: 5);
+            result["steps"] = steps;
+            result["seconds"] = Math.Round(seconds, 4);
+            result["steps_per_second"] = Math.Round(steps / seconds, 2);
+            return result;
+        }
+        // Whole-script mode, as moe_toy.py's --steps: exactly that many steps, no warm-up, then the mean loss over 16
+        // fresh batches and, with --out, the results and weights saved.
+        var clock = Stopwatch.StartNew();
+        for (var s = 0; s < wholeScript; s++) Step();
+        var elapsed = clock.Elapsed.TotalSeconds;
+        const int batches = 16;
+        double total = 0;
+        using (torch.no_grad())
+            for (var s = 0; s < batches; s++)
+            {
+                using var scope = torch.NewDisposeScope();
+                total += BatchLoss().item<float>();
+            }
+        result["steps"] = wholeScript;
+        result["seconds"] = Math.Round(elapsed, 4);
+        result["steps_per_second"] = Math.Round(wholeScript / elapsed, 2);
+        var finished = new JsonObject { ["mode"] = "whole script", ["steps"] = wholeScript, ["final_loss"] = Math.Round(total / batches, 6) };
+        if (o.Text("out", "") is { Length: > 0 } outDir)
+        {
+            Directory.CreateDirectory(outDir);
+            // TorchSharp's own tensor format (torch.save's pickle is Python's): W, b, W_gate in that order.
+            using (var writer = new BinaryWriter(File.Create(Path.Combine(outDir, "weights.dat"))))
+                foreach (var t in new[] { W, b, W_gate }) t.detach().Save(writer);
+            File.WriteAllText(Path.Combine(outDir, "results.json"), finished.ToJsonString());
+        }
+        foreach (var (key, value) in finished) result[key] = value?.DeepClone();
+        return result;
+    }
+
+    // {"importance": [I*n], "feature_probability": [I*n]} (row-major, instance first), as the Python peers read it.
+    private static (Tensor Importance, Tensor Probability) ReadData(string path, int instances, int n)
+    {
+        var data = JsonNode.Parse(File.ReadAllText(path))!;
+        Tensor Read(string key)
+        {
+            var values = data[key]!.AsArray().Select(v => v!.GetValue<float>()).ToArray();
+            if (values.Length != instances * n)
+                throw new ArgumentException($"{path}: \"{key}\" has {values.Length} values; expected instances * n = {instances * n}");
+            return torch.tensor(values).reshape(instances, n);
+        }
+        return (Read("importance"), Read("feature_probability"));
     }
 
     // ---- the TopK SAE ---------------------------------------------------------------------------------------------

@@ -140,27 +140,33 @@ public static class Workloads
         var routerTerm = config.Router.Noise == RouterNoise.NoisyTopK ? 8.0 : 4.0;
         var flops = (double)c.BatchSize * c.NInstances *
                     (routerTerm * c.NFeatures * config.NExperts + config.TopK * 10.0 * c.NFeatures * config.ExpertHidden);
-        var peer = run.RunPeers ? MoePeer(run, config) : PythonPeer.NotRun("--peer none");
+        var peers = run.RunPeers ? MoePeers(run, config) : [PythonPeer.NotRun("--peer none")];
         return Row(run, "moe", $"moe {name}", run.Command(configPath is null ? "moe" : $"moe --config {configPath}"),
-            workload, "steps/s", flops, MoeFlopFormula, timing, [peer], "steps_per_second");
+            workload, "steps/s", flops, MoeFlopFormula, timing, peers, "steps_per_second");
     }
 
-    private static JsonObject MoePeer(BenchRun run, MoeConfig config)
+    // The MoE toy loop in PyTorch (Python) and in libtorch 2.10 (TorchSharp), on the same data.
+    private static JsonObject[] MoePeers(BenchRun run, MoeConfig config)
     {
         var c = config.Run;
         var r = config.Router;
         if (r.Noise != RouterNoise.None || r.CapacityFactor > 0 || r.BiasUpdate > 0)
-            return PythonPeer.NotRun("moe_toy.py has no router noise, capacity limit or bias update");
+            return [PythonPeer.NotRun("the MoE toy loop has no router noise, capacity limit or bias update")];
         if (c.L1.Any(v => v != 0) || c.FeatureSets.Length > 0)
-            return PythonPeer.NotRun("moe_toy.py has no L1 penalty or feature sets");
-        if (c.Optimizer != OptimizerKind.AdamW) return PythonPeer.NotRun("moe_toy.py trains with AdamW only");
+            return [PythonPeer.NotRun("the MoE toy loop has no L1 penalty or feature sets")];
+        if (c.Optimizer != OptimizerKind.AdamW) return [PythonPeer.NotRun("the MoE toy loop trains with AdamW only")];
         using var data = PeerData.Json(c.ImportancePerInstance(), c.FeatureProbability);
-        return PythonPeer.Run("moe_toy.py", string.Create(CultureInfo.InvariantCulture,
+        var arguments = string.Create(CultureInfo.InvariantCulture,
             $"--n {c.NFeatures} --m {config.ExpertHidden} --experts {config.NExperts} --top-k {config.TopK} " +
             $"--instances {c.NInstances} --batch {c.BatchSize} --expert-model {ToyConfig.ModelName(config.ExpertModel)} " +
             $"--renormalize {(r.Renormalize ? 1 : 0)} --load-balance {r.LoadBalance} --z-loss {r.ZLoss} " +
             $"--data \"{data.Path}\" --lr {c.Lr} --weight-decay {c.WeightDecay} --seconds {run.Seconds} " +
-            $"--device {(run.OnCpu ? "cpu" : "cuda")} --threads {BenchRun.PeerThreads}"));
+            $"--threads {BenchRun.PeerThreads}");
+        return
+        [
+            PythonPeer.Run("moe_toy.py", $"{arguments} --device {(run.OnCpu ? "cpu" : "cuda")}"),
+            run.OnCpu ? TorchSharpPeer.Run($"moe {arguments}") : PythonPeer.NotRun("the TorchSharp peer is CPU-only"),
+        ];
     }
 
     // ---- factorize: TopK SAE training -------------------------------------------------------------------------

@@ -142,9 +142,9 @@ public static class Factorization
     /// is left as it is).</summary>
     internal static ReadOnlySpan<float> ScaledForModel(ReadOnlyMemory<float> batch, float scale)
     {
-        if (scale == 1f) return batch.Span;
+        if (scale == 1f) return batch.Span;  // Scale would leave it as it is; no copy
         var copy = batch.ToArray();
-        System.Numerics.Tensors.TensorPrimitives.Multiply(copy, scale, copy);
+        FactorizeExperiment.Scale(copy, scale);
         return copy;
     }
 

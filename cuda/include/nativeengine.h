@@ -47,7 +47,7 @@ NE_API const char* ne_status_name(int32_t status);
 NE_API const char* ne_version(void);
 /* Version of this ABI: raised whenever a function, struct or enum here changes. A binding built against another
  * version must not call the library (the C# binding checks it on load). */
-#define NE_ABI_VERSION 6
+#define NE_ABI_VERSION 7
 NE_API int32_t ne_abi_version(void);
 
 /* ---- backends and contexts -------------------------------------------------------------------------- */
@@ -430,7 +430,10 @@ typedef struct ne_sae_config {
        x^_l = sum_{j < w_l} z_j W_dec,j + b_dec to the loss (reported as the stats' sparsity). 0 elsewhere. */
     int64_t matryoshka_widths[NE_SAE_MAX_MATRYOSHKA_LEVELS];
     int32_t matryoshka_levels;
-    int32_t reserved3;
+    /* ABI 7. matryoshka_batchtopk: 1 gives AuxK one term per level (SAELens's use_matryoshka_aux_loss): level l's
+       dead latents (those in w_{l-1}..w_l - 1) reconstruct x - x^_l with their own top min(k_aux, dead in the level),
+       the term scaled by min(dead in the level / k_aux, 1); 0: one AuxK over every dead latent on x - x^. */
+    int32_t matryoshka_aux_loss;
     /* ABI 6. matching_pursuit, per token from r = x - b_dec: pick the decoder row j of largest ReLU(r . W_dec,j)
        (lowest j on a tie), z_j += that value, r -= it times the row; stop after max_iterations steps (0: d_in),
        after a step that adds no latent to the support (stop_on_duplicate_support = 1), or once ||r|| <

@@ -142,7 +142,7 @@ struct Grid {
     int32_t rank, L, G, shard, group;
 };
 
-ne_sae_config config_of(int32_t arch, int32_t sparse, int64_t batch, int64_t all_tokens) {
+ne_sae_config config_of(int32_t arch, int32_t sparse, int64_t batch, int64_t all_tokens, int32_t level_auxk = 0) {
     ne_sae_config c{};
     c.architecture = arch;
     c.sparse_updates = sparse;
@@ -164,6 +164,7 @@ ne_sae_config config_of(int32_t arch, int32_t sparse, int64_t batch, int64_t all
         c.matryoshka_widths[0] = kM / 8;
         c.matryoshka_widths[1] = kM / 2;
         c.matryoshka_widths[2] = kM;
+        c.matryoshka_aux_loss = level_auxk;
     }
     return c;
 }
@@ -177,10 +178,10 @@ void train_shard(ne_sae* sae, const Grid& g, int64_t from, int64_t to) {
     }
 }
 
-void run_case(ne_context* ctx, const Grid& g, int32_t arch, int32_t sparse) {
+void run_case(ne_context* ctx, const Grid& g, int32_t arch, int32_t sparse, int32_t level_auxk = 0) {
     const int64_t all = kBatch * g.G;
-    ne_sae_config reference_config = config_of(arch, sparse, all, all);
-    ne_sae_config shard_config = config_of(arch, sparse, kBatch, all);
+    ne_sae_config reference_config = config_of(arch, sparse, all, all, level_auxk);
+    ne_sae_config shard_config = config_of(arch, sparse, kBatch, all, level_auxk);
     ne_sae *reference = nullptr, *shard = nullptr;
     OK(ne_sae_create(ctx, &reference_config, &reference));
     OK(ne_sae_create_sharded(ctx, &shard_config, g.latents, g.data, &shard));
@@ -226,9 +227,10 @@ void run_case(ne_context* ctx, const Grid& g, int32_t arch, int32_t sparse) {
     mismatched = counts[0];
     dead_seen = counts[1];
     if (g.rank == 0)
-        std::printf("  %dx%d %-9s %s: %lld codes fired on the probes, %lld latents' counts differ; parameters "
+        std::printf("  %dx%d %-9s %s%s: %lld codes fired on the probes, %lld latents' counts differ; parameters "
                     "differ by at most %.1e; dead latents up to %lld\n",
-                    g.L, g.G, arch_name(arch), sparse ? "sparse" : "dense ", static_cast<long long>(choices),
+                    g.L, g.G, arch_name(arch), sparse ? "sparse" : "dense ", level_auxk ? " (AuxK per level)" : "",
+                    static_cast<long long>(choices),
                     static_cast<long long>(mismatched), worst, static_cast<long long>(dead_seen));
     CHECK(stats_agree);
     CHECK(mismatched == 0);
@@ -348,8 +350,10 @@ int run_grid(int32_t L, int32_t G) {
     for (int32_t arch : {NE_SAE_TOPK, NE_SAE_BATCHTOPK, NE_SAE_RELU, NE_SAE_JUMPRELU})
         for (int32_t sparse : {0, 1}) run_case(ctx, g, arch, sparse);
     // matryoshka_batchtopk splits across data groups only; matching_pursuit runs in one process.
-    if (L == 1)
+    if (L == 1) {
         for (int32_t sparse : {0, 1}) run_case(ctx, g, NE_SAE_MATRYOSHKA_BATCHTOPK, sparse);
+        run_case(ctx, g, NE_SAE_MATRYOSHKA_BATCHTOPK, 1, 1);  // AuxK per level: its terms summed over the data ranks
+    }
     for (int32_t arch : {NE_SAE_MATRYOSHKA_BATCHTOPK, NE_SAE_MATCHING_PURSUIT}) {
         if (arch == NE_SAE_MATRYOSHKA_BATCHTOPK && L == 1) continue;
         ne_sae_config c = config_of(arch, 0, kBatch, kBatch * G);

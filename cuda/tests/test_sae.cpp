@@ -257,6 +257,78 @@ void auxk_gradients(int32_t arch) {
                 mismatch);
 }
 
+// Matryoshka's per-level AuxK (level_auxk) against its definition, built from parts checked elsewhere: each level's
+// residual e_l = x - x^_l from the same SAE with the decoder rows past w_l zeroed (the codes unchanged), its own dead
+// latents, AuxK alone (finite-differenced in auxk_gradients) weighted by min(dead_l / k_aux, 1). The step's AuxK is
+// the sum of those terms and its gradients the main terms' plus theirs; a level without dead latents adds nothing.
+// With one level it is batchtopk's AuxK weighted by min(dead / k_aux, 1).
+void level_auxk_properties() {
+    SaeSpec s = make_spec(kSaeMatryoshkaBatchTopK, 7, 30, 3, 9);
+    s.levels = 3;
+    s.widths[0] = 5;
+    s.widths[1] = 14;
+    s.widths[2] = s.m;
+    s.level_auxk = 1;
+    s.k_aux = 4;
+    Problem<double> pr(s, 41, 0.0);
+    // Dead: 3 latents of level 0, none of level 1, 9 of level 2 (more than k_aux: weight 1 there).
+    for (int64_t j : {0, 2, 4, 14, 15, 17, 19, 21, 23, 25, 27, 29}) pr.since_fired[j] = s.dead_window;
+    Grads<double> full(s), main_only(s), expected(s);
+    auto fv = full.view(), mv = main_only.view(), ev = expected.view();
+    const SaeLoss with = sae_loss_and_grad<double>(s, pr.params(), pr.x.data(), pr.since_fired.data(), &fv);
+    const SaeLoss without = sae_loss_and_grad<double>(s, pr.params(), pr.x.data(), nullptr, &mv);
+    double aux = 0;
+    int terms = 0;
+    for (int l = 0; l < s.levels; ++l) {
+        const int64_t begin = l > 0 ? s.widths[l - 1] : 0, end = s.widths[l];
+        std::vector<uint8_t> dead(s.m, 0);
+        int64_t count = 0;
+        for (int64_t j = begin; j < end; ++j) count += dead[j] = pr.since_fired[j] >= s.dead_window;
+        if (count == 0) continue;
+        Problem<double> prefix = pr;
+        std::fill(prefix.W_dec.begin() + end * s.d, prefix.W_dec.end(), 0.0);
+        std::vector<double> x_hat(s.batch * s.d), e(s.batch * s.d);
+        sae_loss_and_grad<double>(s, prefix.params(), pr.x.data(), nullptr, nullptr, nullptr, x_hat.data());
+        for (size_t q = 0; q < e.size(); ++q) e[q] = pr.x[q] - x_hat[q];
+        SaeSpec term = s;
+        term.auxk_alpha = static_cast<float>(s.auxk_alpha * std::min(1.0, static_cast<double>(count) / s.k_aux));
+        aux += sae_auxk_loss_and_grad<double>(term, pr.params(), pr.x.data(), e.data(), dead.data(), &ev);
+        ++terms;
+    }
+    CHECK(terms == 2 && aux > 0);
+    CHECK(ne_test::close(with.auxk, aux, 1e-14, 1e-12));
+    CHECK(with.mse == without.mse && with.sparsity == without.sparsity);
+    double mismatch = 0;
+    auto compare = [&](const std::vector<double>& a, const std::vector<double>& b, const std::vector<double>& c) {
+        for (size_t q = 0; q < a.size(); ++q) mismatch = std::max(mismatch, std::fabs(a[q] - (b[q] + c[q])));
+    };
+    compare(full.W_enc, main_only.W_enc, expected.W_enc);
+    compare(full.b_enc, main_only.b_enc, expected.b_enc);
+    compare(full.W_dec, main_only.W_dec, expected.W_dec);
+    compare(full.b_dec, main_only.b_dec, expected.b_dec);
+    CHECK(mismatch < 1e-12);
+
+    // One level: batchtopk's AuxK (every dead latent on x - x^), weighted.
+    SaeSpec one = make_spec(kSaeMatryoshkaBatchTopK, 7, 30, 3, 9), plain = one;
+    one.levels = 1;
+    one.widths[0] = one.m;
+    one.level_auxk = 1;
+    plain.architecture = kSaeBatchTopK;
+    plain.levels = 0;
+    plain.k_aux = one.k_aux = 40 < one.m ? 40 : one.m;  // more than the dead count: the weight is below 1
+    Problem<double> po(one, 43, 0.3);
+    int64_t dead_count = 0;
+    for (int64_t f : po.since_fired) dead_count += f >= one.dead_window;
+    const SaeLoss lo = sae_loss_and_grad<double>(one, po.params(), po.x.data(), po.since_fired.data(), nullptr);
+    const SaeLoss lp = sae_loss_and_grad<double>(plain, po.params(), po.x.data(), po.since_fired.data(), nullptr);
+    const double weight = std::min(1.0, static_cast<double>(dead_count) / static_cast<double>(one.k_aux));
+    CHECK(dead_count > 0 && weight < 1.0 && lp.auxk > 0);
+    CHECK(ne_test::close(lo.auxk, static_cast<float>(plain.auxk_alpha * weight) / plain.auxk_alpha * lp.auxk, 1e-12,
+                         1e-9));
+    std::printf("matryoshka per-level AuxK: %d terms sum to the step's AuxK %.5f, gradients = main + terms within "
+                "%.1e; one level = batchtopk's AuxK x %.3f\n", terms, with.auxk, mismatch, weight);
+}
+
 // The fast path against the float reference: loss terms, reconstruction, firing counts and every gradient.
 // loud scales token 0's input, so under batchtopk it takes more than its share of the batch's codes.
 double fast_matches_reference(SaeSpec s, uint64_t seed, double dead_fraction, SaeWorkspace& ws, bool verbose,
@@ -401,8 +473,9 @@ void pursuit_properties() {
 }
 
 // Same results, bit for bit, whatever the thread count.
-void fast_is_deterministic(int32_t arch) {
+void fast_is_deterministic(int32_t arch, int32_t level_auxk = 0) {
     SaeSpec s = make_spec(arch, 67, 1100, 7, 131);  // large enough to run in parallel
+    s.level_auxk = level_auxk;
     if (arch == kSaeJumpRelu) s.jump_bandwidth = 0.05f;
     Problem<float> pr(s, 9, 0.2);
     std::vector<Grads<float>> g;
@@ -828,6 +901,7 @@ int main(int argc, char** argv) {
     auxk_gradients(kSaeBatchTopK);
     auxk_gradients(kSaeMatryoshkaBatchTopK);
     matryoshka_properties();
+    level_auxk_properties();
     pursuit_properties();
 
     SaeWorkspace ws;  // one workspace across shapes, as a backend would reuse it
@@ -842,6 +916,11 @@ int main(int argc, char** argv) {
                 if (arch == kSaeJumpRelu) s.jump_bandwidth = 0.05f;
                 worst = std::max(worst, fast_matches_reference(s, seed++, dead, ws, false));
                 ++cases;
+                if (arch == kSaeMatryoshkaBatchTopK && dead > 0) {  // and with AuxK per level
+                    s.level_auxk = 1;
+                    worst = std::max(worst, fast_matches_reference(s, seed++, dead, ws, false));
+                    ++cases;
+                }
             }
     for (int32_t arch : {kSaeBatchTopK, kSaeMatryoshkaBatchTopK}) {
         SaeSpec s = make_spec(arch, 9, 40, 2, 5);
@@ -867,9 +946,14 @@ int main(int argc, char** argv) {
         SaeSpec s = make_spec(arch, 64, 16384, 32, 33);
         s.k_aux = 32;
         fast_matches_reference(s, seed++, 0.01, ws, true);
+        if (arch == kSaeMatryoshkaBatchTopK) {
+            s.level_auxk = 1;
+            fast_matches_reference(s, seed++, 0.01, ws, true);
+        }
     }
     for (int32_t arch : {kSaeTopK, kSaeBatchTopK, kSaeRelu, kSaeJumpRelu, kSaeMatryoshkaBatchTopK, kSaeMatchingPursuit})
         fast_is_deterministic(arch);
+    fast_is_deterministic(kSaeMatryoshkaBatchTopK, 1);
     std::printf("fast path: bitwise equal on 1, 2 and 3 threads\n");
     tie_breaking();
     touched_and_spec_checks();

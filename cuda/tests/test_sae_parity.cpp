@@ -58,6 +58,8 @@ struct Case {
     int32_t sparse_updates;
     int64_t chunk;      // NE_SAE_CHUNK for the CUDA model; 0: the default
     int32_t precision;  // of the CUDA model; the CPU runs fp32
+    // matryoshka: AuxK per level, the levels at m - kDead/2 and m - kDead/4 so that each holds dead latents
+    int32_t level_auxk = 0;
 };
 
 struct Tolerance {
@@ -161,9 +163,10 @@ ne_sae_config config_of(const Case& c, int32_t precision) {
     config.eps = 1e-3f;  // a smooth update (see the file comment)
     if (c.arch == NE_SAE_MATRYOSHKA_BATCHTOPK) {  // levels at about m/6 and m/2, then m
         config.matryoshka_levels = 3;
-        config.matryoshka_widths[0] = c.m / 6;
-        config.matryoshka_widths[1] = c.m / 2;
+        config.matryoshka_widths[0] = c.level_auxk ? c.m - kDead / 2 : c.m / 6;
+        config.matryoshka_widths[1] = c.level_auxk ? c.m - kDead / 4 : c.m / 2;
         config.matryoshka_widths[2] = c.m;
+        config.matryoshka_aux_loss = c.level_auxk;
     }
     config.seed = 7;
     config.precision = precision;
@@ -309,10 +312,10 @@ void parity(ne_context* cpu_ctx, ne_context* cuda_ctx, const Case& c, int steps 
     const Problem p(c);
     const Tolerances tol = tolerances_for(c.precision);
     char label[160];
-    std::snprintf(label, sizeof label, "%s %s d=%lld m=%lld B=%lld k=%lld sparse=%d chunk=%lld", arch_name(c.arch),
-                  precision_name(c.precision), static_cast<long long>(c.d), static_cast<long long>(c.m),
-                  static_cast<long long>(c.batch), static_cast<long long>(c.k), c.sparse_updates,
-                  static_cast<long long>(c.chunk));
+    std::snprintf(label, sizeof label, "%s%s %s d=%lld m=%lld B=%lld k=%lld sparse=%d chunk=%lld", arch_name(c.arch),
+                  c.level_auxk ? " (AuxK per level)" : "", precision_name(c.precision), static_cast<long long>(c.d),
+                  static_cast<long long>(c.m), static_cast<long long>(c.batch), static_cast<long long>(c.k),
+                  c.sparse_updates, static_cast<long long>(c.chunk));
     ne_sae* cpu = make_model(cpu_ctx, p, NE_SAE_FP32, 0);
     ne_sae* cuda = make_model(cuda_ctx, p, c.precision, c.chunk);
     if (cpu == nullptr || cuda == nullptr) {
@@ -486,6 +489,12 @@ int main() {
     parity(cpu, cuda, Case{NE_SAE_TOPK, 64, 48, 700, 4, 0, 0, NE_SAE_FP32}, 2);
     parity(cpu, cuda, Case{NE_SAE_BATCHTOPK, 64, 48, 700, 4, 1, 20, NE_SAE_FP32}, 2);
     parity(cpu, cuda, Case{NE_SAE_MATRYOSHKA_BATCHTOPK, 64, 48, 700, 4, 1, 20, NE_SAE_FP32}, 2);
+    // Matryoshka's AuxK per level: each of the three levels holds dead latents, so each keeps its own list.
+    parity(cpu, cuda, Case{NE_SAE_MATRYOSHKA_BATCHTOPK, 64, 48, 64, 4, 0, 0, NE_SAE_FP32, 1});
+    parity(cpu, cuda, Case{NE_SAE_MATRYOSHKA_BATCHTOPK, 64, 48, 64, 4, 1, 20, NE_SAE_FP32, 1});
+    parity(cpu, cuda, Case{NE_SAE_MATRYOSHKA_BATCHTOPK, 320, 300, 300, 6, 1, 0, NE_SAE_FP32, 1}, 3);
+    parity(cpu, cuda, Case{NE_SAE_MATRYOSHKA_BATCHTOPK, 64, 48, 700, 4, 0, 20, NE_SAE_TF32, 1}, 2);
+    checkpoints(cpu, cuda, Case{NE_SAE_MATRYOSHKA_BATCHTOPK, 64, 48, 64, 4, 1, 0, NE_SAE_FP32, 1});
     {
         // matching_pursuit has no CUDA kernels: the CUDA context says so by name, the CPU one takes it.
         ne_sae_config config = config_of(Case{NE_SAE_MATCHING_PURSUIT, 64, 48, 64, 4, 0, 0, NE_SAE_FP32}, NE_SAE_FP32);

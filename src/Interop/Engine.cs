@@ -7,7 +7,7 @@ namespace NativeEngine.Interop;
 public static class Engine
 {
     /// <summary>The <c>NE_ABI_VERSION</c> these bindings mirror; the resolver refuses a library of another.</summary>
-    public const int AbiVersion = 6;
+    public const int AbiVersion = 7;
 
     public static string Version => Marshal.PtrToStringUTF8(NativeMethods.Version()) ?? "";
 

@@ -165,7 +165,7 @@ public struct SaeConfigNative
     public int Reserved2;
     public MatryoshkaWidths MatryoshkaWidths;
     public int MatryoshkaLevels;
-    public int Reserved3;
+    public int MatryoshkaAuxLoss;
     public float ResidualThreshold;
     public int MaxIterations;
     public int StopOnDuplicateSupport;

@@ -22,7 +22,8 @@ public sealed record SaeModelSpec(
     IReadOnlyList<long>? MatryoshkaWidths = null,
     float ResidualThreshold = 1e-2f,
     int MaxIterations = 0,
-    bool StopOnDuplicateSupport = true)
+    bool StopOnDuplicateSupport = true,
+    bool MatryoshkaAuxLoss = false)
 {
     /// <summary>Whether the architecture chooses codes over the whole batch in training and by a threshold at inference
     /// (batchtopk, matryoshka_batchtopk).</summary>
@@ -63,6 +64,7 @@ public sealed record SaeModelSpec(
         ResidualThreshold = ResidualThreshold,
         MaxIterations = MaxIterations,
         StopOnDuplicateSupport = StopOnDuplicateSupport ? 1 : 0,
+        MatryoshkaAuxLoss = MatryoshkaAuxLoss ? 1 : 0,
     };
 }
 

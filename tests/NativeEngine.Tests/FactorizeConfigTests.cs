@@ -97,6 +97,10 @@ public class FactorizeConfigTests
         Assert.That(appended.MatryoshkaWidths, Is.EqualTo(new long[] { 8, 32, 64 }));
         var spec = Factorization.ModelSpec(FactorizeConfigLoader.Parse(SaeOf("matryoshka_batchtopk", "\"k\": 4, \"matryoshka_widths\": [8, 32]"), "f.json", "/base"), 16);
         Assert.That(spec.MatryoshkaWidths, Is.EqualTo(new long[] { 8, 32, 64 }));
+        Assert.That((sae.MatryoshkaAuxLoss, spec.MatryoshkaAuxLoss), Is.EqualTo((false, false)));
+        // SAELens's use_matryoshka_aux_loss: AuxK per level, carried to the native spec.
+        var perLevel = FactorizeConfigLoader.Parse(SaeOf("matryoshka_batchtopk", "\"k\": 4, \"matryoshka_widths\": [8, 32], \"use_matryoshka_aux_loss\": true"), "f.json", "/base");
+        Assert.That((perLevel.Sae.MatryoshkaAuxLoss, Factorization.ModelSpec(perLevel, 16).MatryoshkaAuxLoss), Is.EqualTo((true, true)));
     }
 
     [TestCase("matryoshka_batchtopk", "\"k\": 4", "missing required key \"matryoshka_widths\"")]
@@ -106,6 +110,8 @@ public class FactorizeConfigTests
     [TestCase("matryoshka_batchtopk", "\"k\": 4, \"matryoshka_widths\": [1, 2, 3, 4, 5, 6, 7, 8]", "has 9 levels with d_sae")]
     [TestCase("matryoshka_batchtopk", "\"matryoshka_widths\": [8]", "missing required key \"k\"")]
     [TestCase("batchtopk", "\"k\": 4, \"matryoshka_widths\": [8]", "\"matryoshka_widths\" is for matryoshka_batchtopk; architecture \"batchtopk\" does not use it")]
+    [TestCase("batchtopk", "\"k\": 4, \"use_matryoshka_aux_loss\": true", "\"use_matryoshka_aux_loss\" is for matryoshka_batchtopk; architecture \"batchtopk\" has no levels")]
+    [TestCase("matryoshka_batchtopk", "\"k\": 4, \"matryoshka_widths\": [8], \"use_matryoshka_aux_loss\": 1", "\"use_matryoshka_aux_loss\" must be true or false, found")]
     public void BadMatryoshkaWidthsAreNamed(string architecture, string extra, string expected)
     {
         Assert.That(ErrorOf(SaeOf(architecture, extra)), Does.Contain(expected));
@@ -122,6 +128,7 @@ public class FactorizeConfigTests
     [TestCase("""{ "data": { "synthetic": { "kind": "synthsaebench", "preset": "16k", "seed": 5, "branching": [3, 4] } }, "sae": { "architecture": "batchtopk", "d_sae": 4096, "k": 25 }, "eval": { "samples": 7000 } }""")]
     [TestCase("""{ "data": { "synthetic": { "kind": "synthsaebench", "n_features": 100, "d": 8, "mutually_exclusive_max_depth": 2 } }, "sae": { "architecture": "topk", "d_sae": 16, "k": 2 } }""")]
     [TestCase("""{ "data": { "synthetic": { "d": 8 } }, "sae": { "architecture": "matryoshka_batchtopk", "d_sae": 64, "k": 4, "matryoshka_widths": [4, 16, 64] } }""")]
+    [TestCase("""{ "data": { "synthetic": { "d": 8 } }, "sae": { "architecture": "matryoshka_batchtopk", "d_sae": 64, "k": 4, "matryoshka_widths": [4, 16, 64], "use_matryoshka_aux_loss": true } }""")]
     public void TheWrittenConfigReadsBackToTheSameRun(string json)
     {
         var c = FactorizeConfigLoader.Parse(json, "f.json", "/base");

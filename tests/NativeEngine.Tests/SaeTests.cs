@@ -100,6 +100,9 @@ public class SaeTests
         error = Assert.Throws<NativeEngineException>(() =>
             new SparseAutoencoder(context, Spec(SaeArchitecture.BatchTopK) with { MatryoshkaWidths = [128] }).Dispose())!;
         Assert.That(error.NativeMessage, Does.Contain("config.matryoshka_levels is 1; valid: 0 unless the architecture is matryoshka_batchtopk"));
+        error = Assert.Throws<NativeEngineException>(() =>
+            new SparseAutoencoder(context, Spec(SaeArchitecture.BatchTopK) with { MatryoshkaAuxLoss = true }).Dispose())!;
+        Assert.That(error.NativeMessage, Does.Contain("config.matryoshka_aux_loss is 1; valid: 0 unless the architecture is matryoshka_batchtopk"));
     }
 
     [Test]

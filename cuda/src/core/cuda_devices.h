@@ -8,7 +8,7 @@
 #include "nativeengine.h"
 
 // Both tables of the plugin carry this version; a plugin built from other sources is refused.
-#define NE_CUDA_PLUGIN_ABI 9
+#define NE_CUDA_PLUGIN_ABI 10
 #define NE_NCCL_UNIQUE_ID_BYTES 128
 #define NE_CUDA_PLUGIN_FILE "libnativeengine_cuda.so"
 #define NE_CUDA_DEVICES_ENTRY "ne_cuda_devices"

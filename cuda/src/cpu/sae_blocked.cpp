@@ -235,9 +235,10 @@ enum class Selection { kBest, kAboveCut };
 
 // Pass 1: the encoder GEMM with the selection fused in (see the file comment). Fills the main slots of every
 // token and, when `aux`, the AuxK slots among dead latents.
-void encode(const SaeSpec& s, const float* W_panels, Selection selection, bool aux, int64_t ka, bool parallel,
-            SaeWorkspace& ws) {
+void encode(const SaeSpec& s, const float* W_panels, Selection selection, bool aux, bool parallel, SaeWorkspace& ws) {
     const int64_t d = s.d, m = s.m, B = s.batch, cap = ws.cap;
+    const int terms = aux ? static_cast<int>(ws.aux_take.size()) : 0;
+    const int64_t ka_all = aux ? ws.aux_offset[terms] : 0;
     const int64_t tiles = (m + kTile - 1) / kTile, macro = macro_rows(B, d, parallel), blocks = (B + macro - 1) / macro;
     const float* bpan = ws.b_panels.data();
     const float* xc = ws.xc.data();
@@ -248,7 +249,7 @@ void encode(const SaeSpec& s, const float* W_panels, Selection selection, bool a
         const int64_t t0 = block * macro, t1 = std::min(B, t0 + macro);
         for (int64_t t = t0; t < t1; ++t) {
             ws.count[t] = 0;
-            if (aux) ws.aux_count[t] = 0;
+            for (int l = 0; l < terms; ++l) ws.aux_count[t * terms + l] = 0;
         }
         alignas(64) float tile[kRows][kTile];
         for (int64_t p = 0; p < tiles; ++p) {
@@ -286,11 +287,14 @@ void encode(const SaeSpec& s, const float* W_panels, Selection selection, bool a
                             ++count;
                         }
                     }
-                    if (aux && dead_bits[p] != 0) {
-                        float* aval = ws.aux_u.data() + t * ka;
-                        int32_t* aidx = ws.aux_idx.data() + t * ka;
-                        int32_t& acount = ws.aux_count[t];
-                        uint64_t bits = dead_bits[p];
+                    // AuxK: each term's running best among its dead latents of the panel.
+                    for (int l = 0; l < terms; ++l) {
+                        uint64_t bits = dead_bits[p * terms + l];
+                        if (bits == 0) continue;
+                        const int64_t ka = ws.aux_take[l];
+                        float* aval = ws.aux_u.data() + t * ka_all + ws.aux_offset[l];
+                        int32_t* aidx = ws.aux_idx.data() + t * ka_all + ws.aux_offset[l];
+                        int32_t& acount = ws.aux_count[t * terms + l];
                         if (acount == ka) bits &= above(u, aval[ka - 1]);
                         for (; bits != 0; bits &= bits - 1) {
                             const int64_t c = __builtin_ctzll(bits);
@@ -381,20 +385,33 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
     const bool parallel = B * d * m >= kParallelWork;
     SaeLoss loss;
 
-    // Dead latents (AuxK) and the per-latent cut of the threshold architectures.
-    ws.dead_bits.assign(tiles, 0);
+    // Dead latents (AuxK), by AuxK term, and the per-latent cut of the threshold architectures.
+    const int terms = s.aux_levels();
+    ws.dead_bits.assign(tiles * terms, 0);
+    std::vector<int64_t> term_dead(terms, 0);
     if (since_fired != nullptr)
         for (int64_t j = 0; j < m; ++j)
             if (since_fired[j] >= s.dead_window) {
-                ws.dead_bits[j / kTile] |= uint64_t(1) << (j % kTile);
+                const int l = terms > 1 ? s.level_of(j) : 0;
+                ws.dead_bits[(j / kTile) * terms + l] |= uint64_t(1) << (j % kTile);
+                ++term_dead[l];
                 ++loss.dead;
             }
     if (lat != nullptr) lat->allreduce_sum(&loss.dead, 1);
+    if (terms == 1) term_dead[0] = loss.dead;
     const bool aux = sae_has_auxk(arch) && loss.dead > 0 && s.auxk_alpha != 0;
     // Matryoshka's inner levels (sae.h); a split across latents is refused for it (SaeModel), so rows are whole here.
     const int inner = s.inner_levels();
     if (inner > 0 && lat != nullptr) invalid("matryoshka_batchtopk cannot be split across latent shards");
-    const int64_t ka = aux ? std::min(s.aux_k(), loss.dead) : 0;
+    // AuxK's slots per token: term l's min(k_aux, its dead latents) at aux_offset[l]; ka in all.
+    ws.aux_take.assign(terms, 0);
+    ws.aux_offset.assign(terms + 1, 0);
+    for (int l = 0; l < terms; ++l) {
+        ws.aux_take[l] = aux ? std::min(s.aux_k(), term_dead[l]) : 0;
+        ws.aux_offset[l + 1] = ws.aux_offset[l] + ws.aux_take[l];
+    }
+    const int64_t ka = ws.aux_offset[terms];
+    const bool level_aux = aux && terms > 1;  // matryoshka's AuxK per level: needs each level's residual
     ws.cut.assign(tiles * kTile, 0.0f);  // whole panels, read a vector at a time
     std::vector<float> theta;  // jumprelu's exp(log_threshold), also in ws.cut shifted by eps/2
     if (selection == Selection::kAboveCut)
@@ -418,18 +435,19 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
     if (aux) {
         ws.aux_idx.resize(B * ka);
         ws.aux_u.resize(B * ka);
-        ws.aux_count.resize(B);
-        ws.dehat.resize(B * d);
-        ws.aux_loss.resize(B);
-        ws.aux_norm.resize(B);
+        ws.aux_count.resize(B * terms);
+        ws.dehat.resize(static_cast<size_t>(terms) * B * d);
+        ws.aux_loss.resize(B * terms);
+        ws.aux_norm.resize(B * terms);
     }
+    if (level_aux) ws.level_e.resize(static_cast<size_t>(inner) * B * d);
 
     // 1. Encoder and selection; runs again with more slots while some token needs them.
     if (arch == kSaeTopK) ws.cap = s.k;
     else ws.cap = std::min(m, std::max(ws.cap, batch_select ? 4 * s.k : std::max<int64_t>(2 * s.k, 32)));
     for (;;) {
         resize_slots(ws, B);
-        encode(s, p.W_enc, selection, aux, ka, parallel, ws);
+        encode(s, p.W_enc, selection, aux, parallel, ws);
         const int64_t cap = ws.cap;
         if (selection == Selection::kAboveCut) {
             const int64_t need = *std::max_element(ws.count.begin(), ws.count.end());
@@ -528,9 +546,11 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
                 if (z != 0.0f) axpy(z, p.W_dec + j * d, row, d);
             }
             const float* next = l + 1 < inner ? ws.level_dx.data() + ((l + 1) * B + t) * d : ws.dxhat.data() + t * d;
+            float* e = level_aux ? ws.level_e.data() + (l * B + t) * d : nullptr;
             for (int64_t i = 0; i < d; ++i) {
                 const float r = row[i] - x[t * d + i];
                 sq += static_cast<double>(r * r);
+                if (e != nullptr) e[i] = -r;
                 row[i] = next[i] + scale * r;
             }
         }
@@ -620,27 +640,42 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
         if (dat != nullptr) dat->allreduce_sum(fire_count, m);
     }
 
-    // AuxK: the dead latents' reconstruction of e = x - x^ = -(B/2) dxhat; dehat = d auxk / d e^.
+    // AuxK: the dead latents' reconstruction of e = x - x^ = -(B/2) dxhat (per level: e_l = x - x^_l, level_e);
+    // dehat row (l, t) = d auxk / d e^ of term l.
     if (aux && lat == nullptr) {
 #pragma omp parallel for schedule(static) if (parallel)
-        for (int64_t t = 0; t < B; ++t) {
-            float* diff = ws.dehat.data() + t * d;
-            double norm = 0;
-            for (int64_t i = 0; i < d; ++i) {
-                diff[i] = -ws.dxhat[t * d + i] / scale;  // e = x - x^ = -dxhat / scale
-                norm += static_cast<double>(diff[i] * diff[i]);
+        for (int64_t t = 0; t < B; ++t)
+            for (int l = 0; l < terms; ++l) {
+                float* diff = ws.dehat.data() + (l * B + t) * d;
+                const int64_t at = t * ka + ws.aux_offset[l], n = ws.aux_count[t * terms + l];
+                if (ws.aux_take[l] == 0) {
+                    ws.aux_loss[t * terms + l] = ws.aux_norm[t * terms + l] = 0;
+                    continue;
+                }
+                double norm = 0;
+                if (l < inner && level_aux) {
+                    const float* e = ws.level_e.data() + (l * B + t) * d;
+                    for (int64_t i = 0; i < d; ++i) {
+                        diff[i] = e[i];
+                        norm += static_cast<double>(diff[i] * diff[i]);
+                    }
+                } else {
+                    for (int64_t i = 0; i < d; ++i) {
+                        diff[i] = -ws.dxhat[t * d + i] / scale;  // e = x - x^ = -dxhat / scale
+                        norm += static_cast<double>(diff[i] * diff[i]);
+                    }
+                }
+                for (int64_t q = 0; q < n; ++q) {
+                    if (q + 1 < n) prefetch(p.W_dec + ws.aux_idx[at + q + 1] * d, d);
+                    const float u = ws.aux_u[at + q];
+                    if (u > 0.0f) axpy(-u, p.W_dec + ws.aux_idx[at + q] * d, diff, d);
+                }
+                double sq = 0;
+                for (int64_t i = 0; i < d; ++i) sq += static_cast<double>(diff[i] * diff[i]);
+                ws.aux_loss[t * terms + l] = sq;
+                ws.aux_norm[t * terms + l] = norm;
             }
-            for (int64_t q = 0; q < ws.aux_count[t]; ++q) {
-                if (q + 1 < ws.aux_count[t]) prefetch(p.W_dec + ws.aux_idx[t * ka + q + 1] * d, d);
-                const float u = ws.aux_u[t * ka + q];
-                if (u > 0.0f) axpy(-u, p.W_dec + ws.aux_idx[t * ka + q] * d, diff, d);
-            }
-            double sq = 0;
-            for (int64_t i = 0; i < d; ++i) sq += static_cast<double>(diff[i] * diff[i]);
-            ws.aux_loss[t] = sq;
-            ws.aux_norm[t] = norm;
-        }
-    } else if (aux) {
+    } else if (aux) {  // split across latents: one term (matryoshka is refused there)
         // e^ is the sum of the latent group's partial reconstructions by their dead latents.
 #pragma omp parallel for schedule(static) if (parallel)
         for (int64_t t = 0; t < B; ++t) {
@@ -667,24 +702,26 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
         }
     }
     if (aux) {
-        double num = 0, den = 0;
-        for (int64_t t = 0; t < B; ++t) {
-            num += ws.aux_loss[t];
-            den += ws.aux_norm[t];
-        }
-        if (dat != nullptr) {
-            double sums[2] = {num, den};
-            dat->allreduce_sum(sums, 2);
-            num = sums[0];
-            den = sums[1];
-        }
-        if (den > 0) {
-            loss.auxk = s.auxk_alpha * num / den;
-            const float aux_scale = static_cast<float>(-2.0 * s.auxk_alpha / den);
+        std::vector<double> sums(2 * terms, 0.0);  // per term: sum_t ||e - e^||^2, sum_t ||e||^2
+        for (int64_t t = 0; t < B; ++t)
+            for (int l = 0; l < terms; ++l) {
+                sums[2 * l] += ws.aux_loss[t * terms + l];
+                sums[2 * l + 1] += ws.aux_norm[t * terms + l];
+            }
+        if (dat != nullptr) dat->allreduce_sum(sums.data(), 2 * terms);
+        for (int l = 0; l < terms; ++l) {
+            if (ws.aux_take[l] == 0) continue;
+            const double num = sums[2 * l], den = sums[2 * l + 1];
+            if (den > 0) {
+                const float alpha = static_cast<float>(s.auxk_alpha * s.aux_weight(term_dead[l]));
+                loss.auxk += alpha * num / den;
+                const float aux_scale = static_cast<float>(-2.0 * alpha / den);
+                float* rows = ws.dehat.data() + static_cast<size_t>(l) * B * d;
 #pragma omp parallel for schedule(static) if (parallel)
-            for (int64_t q = 0; q < B * d; ++q) ws.dehat[q] *= aux_scale;
-        } else {
-            std::fill(ws.aux_count.begin(), ws.aux_count.end(), 0);
+                for (int64_t q = 0; q < B * d; ++q) rows[q] *= aux_scale;
+            } else {
+                for (int64_t t = 0; t < B; ++t) ws.aux_count[t * terms + l] = 0;
+            }
         }
     }
     if (g == nullptr) return loss;
@@ -694,7 +731,9 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
     for (int64_t t = 0; t < B; ++t) {
         for (int64_t q = 0; q < ws.count[t]; ++q) ++ws.latent_begin[ws.slot_idx[t * cap + q] + 1];
         if (aux)
-            for (int64_t q = 0; q < ws.aux_count[t]; ++q) ++ws.latent_begin[ws.aux_idx[t * ka + q] + 1];
+            for (int l = 0; l < terms; ++l)
+                for (int64_t q = 0; q < ws.aux_count[t * terms + l]; ++q)
+                    ++ws.latent_begin[ws.aux_idx[t * ka + ws.aux_offset[l] + q] + 1];
     }
     for (int64_t j = 0; j < m; ++j) ws.latent_begin[j + 1] += ws.latent_begin[j];
     const int64_t entries = ws.latent_begin[m];
@@ -709,11 +748,13 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
         }
     if (aux)
         for (int64_t t = 0; t < B; ++t)
-            for (int64_t q = 0; q < ws.aux_count[t]; ++q) {
-                const int64_t e = ws.next[ws.aux_idx[t * ka + q]]++;
-                ws.entries[e] = B * cap + t * ka + q;
-                ws.entry_token[e] = t;
-            }
+            for (int l = 0; l < terms; ++l)
+                for (int64_t q = 0; q < ws.aux_count[t * terms + l]; ++q) {
+                    const int64_t slot = t * ka + ws.aux_offset[l] + q;
+                    const int64_t e = ws.next[ws.aux_idx[slot]]++;
+                    ws.entries[e] = B * cap + slot;
+                    ws.entry_token[e] = t;
+                }
 
     // Each latent's gradients from its own entries, a panel of latents at a time: d loss/d z of an entry is its
     // token's d loss/d x^ (or d loss/d e^) dotted with the latent's W_dec row; the encoder column's gradient is
@@ -726,10 +767,14 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
     // Entries ahead whose rows are asked for while one is summed: the rows come from all over the batch, so each
     // would otherwise wait on memory.
     constexpr int64_t kAhead = 4;
+    // d loss/d e^ of token t as latent j's AuxK term sees it.
+    auto aux_row = [&](int64_t j, int64_t t) {
+        return ws.dehat.data() + ((terms > 1 ? s.level_of(j) : 0) * B + t) * d;
+    };
     auto prefetch_entry = [&](int64_t e) {
-        const int64_t t = ws.entry_token[e];
+        const int64_t t = ws.entry_token[e], entry = ws.entries[e];
         prefetch(ws.xc.data() + t * d, d);
-        prefetch((ws.entries[e] < B * cap ? ws.dxhat.data() : ws.dehat.data()) + t * d, d);
+        prefetch(entry < B * cap ? ws.dxhat.data() + t * d : aux_row(ws.aux_idx[entry - B * cap], t), d);
     };
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (parallel)
     for (int64_t tp = 0; tp < tiles; ++tp) {
@@ -766,7 +811,7 @@ SaeLoss sae_loss_and_grad_fast(const SaeSpec& s, SaeParams<float> p, const float
                 } else {
                     const float u = ws.aux_u[entry - B * cap];
                     if (!(u > 0.0f)) continue;
-                    const float dz = dot_and_axpy(ws.dehat.data() + t * d, wdec, u, gdec, d);
+                    const float dz = dot_and_axpy(aux_row(j, t), wdec, u, gdec, d);
                     axpy(dz, xct, genc, d);
                     gb += dz;
                 }

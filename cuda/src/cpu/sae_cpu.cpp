@@ -297,9 +297,24 @@ SaeLoss sae_loss_and_grad(const SaeSpec& s, SaeParams<T> p, const T* x, const in
         }
     }
     if (auxk) {
+        // One term per level with level_auxk (the residual of the levels up to it, its own dead latents), else
+        // one over every dead latent on x - x^.
         std::vector<T> e(B * d);
-        for (int64_t q = 0; q < B * d; ++q) e[q] = -r[q];
-        loss.auxk = sae_auxk_loss_and_grad<T>(s, p, x, e.data(), dead.data(), g);
+        std::vector<uint8_t> level_dead(m);
+        for (int l = 0; l < s.aux_levels(); ++l) {
+            int64_t count = 0;
+            for (int64_t j = 0; j < m; ++j) {
+                level_dead[j] = dead[j] && j >= s.aux_begin(l) && j < s.aux_end(l);
+                count += level_dead[j];
+            }
+            if (count == 0) continue;
+            for (int64_t t = 0; t < B; ++t)
+                for (int64_t i = 0; i < d; ++i)
+                    e[t * d + i] = s.auxk_per_level() && l < inner ? -level_r[(t * inner + l) * d + i] : -r[t * d + i];
+            SaeSpec term = s;
+            term.auxk_alpha = static_cast<float>(s.auxk_alpha * s.aux_weight(count));
+            loss.auxk += sae_auxk_loss_and_grad<T>(term, p, x, e.data(), level_dead.data(), g);
+        }
     }
     return loss;
 }
@@ -350,6 +365,8 @@ void sae_check_spec(const SaeSpec& s) {
         require(s.widths[s.levels - 1] == s.m, "the last matryoshka width is " + std::to_string(s.widths[s.levels - 1]) +
                                                    "; valid: d_sae = " + std::to_string(s.m));
     }
+    require(s.level_auxk == 0 || (s.level_auxk == 1 && s.architecture == kSaeMatryoshkaBatchTopK),
+            "level_auxk is " + std::to_string(s.level_auxk) + "; valid: 0, or 1 for matryoshka_batchtopk");
 }
 
 void sae_update_since_fired(int64_t m, int64_t batch, const int64_t* fire_count, int64_t* since_fired) {

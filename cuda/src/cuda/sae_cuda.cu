@@ -6,7 +6,9 @@
 //            accumulation), and each token's selection updated from the chunk:
 //              topk, batchtopk   a running list of the token's best `cap` latents (topk: cap = k), merged with the
 //                                chunk by an exact radix select on the key (value, then lower latent index);
-//              AuxK              the same running merge over dead latents only, cap = k_aux';
+//              AuxK              the same running merge over dead latents only, cap = k_aux'; matryoshka's
+//                                per-level AuxK keeps one such list per level (its own dead latents), the token's
+//                                lists then being `terms` virtual tokens v = t * terms + l;
 //              relu, jumprelu,   the latents above a per-latent cut are appended (0, theta - eps/2, the inference
 //              batchtopk (inf.)  threshold); a token past `cap` keeps counting and the encode runs again with room.
 //            So [B][m] is never stored. Every list stays sorted by latent index.
@@ -59,9 +61,11 @@ struct SaeDeviceTensors {
 // What a batch's kernels report to the host, summed in fixed order.
 struct SaeDeviceStats {
     double sse, sparsity, l0, variance;  // sums over the batch
-    double aux_num, aux_den;             // AuxK: sum ||e - e^||^2, sum ||e||^2
+    double aux_num[kSaeMaxLevels];       // AuxK, per term: sum ||e - e^||^2
+    double aux_den[kSaeMaxLevels];       //                sum ||e||^2
     double min_kept;                     // batchtopk: smallest positive kept code
     unsigned long long dead;             // dead latents
+    unsigned long long dead_term[kSaeMaxLevels];  // dead latents of each AuxK term
     int32_t max_count;                   // largest list a token needed (threshold architectures)
     int32_t saturated;                   // batchtopk: some token had every candidate kept
     int32_t non_finite_rows;             // some decoder row's norm was not finite after the update
@@ -71,14 +75,16 @@ struct SaeDeviceStats {
 struct SaeTokenBuffers {
     DeviceArena arena;
     int64_t tokens = 0, kaux = 0;               // what it was sized for
-    float *x, *xc, *U, *x_hat, *dxhat, *dehat;  // [T][d] each, U [T][chunk_for(T)]
+    float *x, *xc, *U, *x_hat, *dxhat;          // [T][d] each, U [T][chunk_for(T)]
+    float* dehat;                               // [T][terms][d]: d loss/d e^ of each AuxK term
     float* level_dx;                            // matryoshka: [inner levels][T][d]
+    float* level_e;                             // per-level AuxK: [inner levels][T][d], x - x^_l
     __nv_bfloat16* xc_bf16;                     // [T][d], bf16 precision only
-    float* aux_u[2];                            // [T][kaux] AuxK lists, double-buffered
+    float* aux_u[2];                            // [T][kaux] AuxK lists ([T][terms][ka]), double-buffered
     int32_t* aux_idx[2];
     float* aux_dz;                              // [T][kaux]
-    int32_t *aux_count, *count;                 // [T]
-    double *token_stats, *aux_stats;            // [T][3], [T][2]
+    int32_t *aux_count, *count;                 // [T][terms], [T]
+    double *token_stats, *aux_stats;            // [T][3], [T][terms][2]
     double *column_partial, *feature_mean, *feature_var;  // [T / kTokenTile][d], [d], [d]
 };
 
@@ -169,6 +175,28 @@ Levels levels_of(const SaeSpec& spec) {
     return l;
 }
 
+// AuxK's terms as kernels take them (sae.h): one over every latent, or one per matryoshka level (level_auxk), term
+// l over the latents [l > 0 ? end[l - 1] : 0, end[l]), keeping cap[l] codes per token, weighted alpha[l].
+struct AuxTerms {
+    int n;
+    int64_t end[kSaeMaxLevels];
+    int64_t cap[kSaeMaxLevels];
+    float alpha[kSaeMaxLevels];
+};
+
+AuxTerms aux_terms_of(const SaeSpec& spec) {
+    AuxTerms a{};
+    a.n = spec.aux_levels();
+    for (int l = 0; l < a.n; ++l) a.end[l] = spec.aux_end(l);
+    return a;
+}
+
+__host__ __device__ __forceinline__ int term_of(const AuxTerms& a, int64_t j) {
+    int l = 0;
+    while (l + 1 < a.n && j >= a.end[l]) ++l;
+    return l;
+}
+
 // d loss/d x^ as latent j of token t sees it: dxhat, or for matryoshka its first level's row of level_dx.
 __device__ __forceinline__ const float* dx_row(const Levels& lv, const float* dxhat, const float* level_dx, int64_t T,
                                                int64_t d, int64_t t, int64_t j) {
@@ -207,6 +235,7 @@ struct SetupArgs {
     int64_t dead_window;
     float *theta, *cut;            // [m]
     uint8_t* dead;                 // [m]
+    AuxTerms terms;                // counts each term's dead latents
     SaeDeviceStats* stats;
 };
 
@@ -222,7 +251,10 @@ __global__ void latent_setup_kernel(SetupArgs a) {
         }
         const bool dead = a.since_fired != nullptr && a.since_fired[j] >= a.dead_window;
         a.dead[j] = dead ? 1 : 0;
-        if (dead) atomicAdd(&a.stats->dead, 1ull);
+        if (dead) {
+            atomicAdd(&a.stats->dead, 1ull);
+            atomicAdd(&a.stats->dead_term[term_of(a.terms, j)], 1ull);
+        }
     }
 }
 
@@ -265,7 +297,10 @@ struct ChunkArgs {
     float* out_u;          // [T][cap]
     int32_t* out_idx;
     int32_t* count;        // [T] entries in each list (read, then written)
-    int64_t cap;
+    int64_t cap;           // slots per list
+    // AuxK per term (grid.y = terms.n): list v = t * terms.n + l keeps terms.cap[l] of term l's latents.
+    bool per_term;
+    AuxTerms terms;
 };
 
 typedef cub::BlockScan<int, kThreads> BlockScan;
@@ -278,13 +313,15 @@ __global__ void __launch_bounds__(kThreads) merge_best_kernel(ChunkArgs a) {
     __shared__ typename BlockScan::TempStorage scan;
     __shared__ int hist[256];
     __shared__ int s_present, s_digit, s_remaining, s_done;
-    const int64_t t = blockIdx.x;
+    const int64_t t = blockIdx.x, l = blockIdx.y, v = t * gridDim.y + l;  // v: the list
     const int tid = threadIdx.x;
-    const int held = a.count[t];
+    const int held = a.count[v];
     const int n = held + a.width;
-    const float* in_u = a.in_u + t * a.cap;
-    const int32_t* in_idx = a.in_idx + t * a.cap;
+    const float* in_u = a.in_u + v * a.cap;
+    const int32_t* in_idx = a.in_idx + v * a.cap;
     const float* U = a.U + t * a.width;
+    const int64_t capacity = a.per_term ? a.terms.cap[l] : a.cap;
+    const int64_t lo = a.per_term && l > 0 ? a.terms.end[l - 1] : 0, hi = a.per_term ? a.terms.end[l] : INT64_MAX;
     auto fetch = [&](int c, float& u, int32_t& j) -> bool {
         if (c < held) {
             u = in_u[c];
@@ -292,6 +329,7 @@ __global__ void __launch_bounds__(kThreads) merge_best_kernel(ChunkArgs a) {
             return true;
         }
         j = static_cast<int32_t>(a.j0 + (c - held));
+        if (j < lo || j >= hi) return false;
         if (a.mask != nullptr && !a.mask[j]) return false;
         u = U[c - held] + a.b_enc[j];
         return true;
@@ -308,7 +346,7 @@ __global__ void __launch_bounds__(kThreads) merge_best_kernel(ChunkArgs a) {
     atomicAdd(&s_present, mine);
     __syncthreads();
     const int present = s_present;
-    const int want = present < a.cap ? present : static_cast<int>(a.cap);
+    const int want = present < capacity ? present : static_cast<int>(capacity);
     uint64_t prefix = 0, known = 0;  // the want-th best key has `prefix` on the bits of `known`
     if (want < present) {
         int remaining = want;  // keys still to take among those matching the prefix
@@ -352,13 +390,13 @@ __global__ void __launch_bounds__(kThreads) merge_best_kernel(ChunkArgs a) {
         int position, total;
         BlockScan(scan).ExclusiveSum(keep ? 1 : 0, position, total);
         if (keep) {
-            a.out_u[t * a.cap + written + position] = u;
-            a.out_idx[t * a.cap + written + position] = j;
+            a.out_u[v * a.cap + written + position] = u;
+            a.out_idx[v * a.cap + written + position] = j;
         }
         written += total;
         __syncthreads();
     }
-    if (tid == 0) a.count[t] = written;
+    if (tid == 0) a.count[v] = written;
 }
 
 // One block per token: appends the chunk's latents with u > cut[j] to the token's list (in latent order); past
@@ -456,6 +494,7 @@ struct DecodeArgs {
     Levels levels;
     int64_t T;
     float* level_dx;       // matryoshka: [inner][T][d]
+    float* level_e;        // per-level AuxK: [inner][T][d] receives x - x^_l; else null
 };
 
 // One block per token: x^ = b_dec + sum over the list of z W_dec[j]; d loss/d x^ = scale (x^ - x).
@@ -487,6 +526,7 @@ __global__ void __launch_bounds__(kThreads) decode_kernel(DecodeArgs a) {
             }
             const float rl = level - a.x[t * d + i];
             inner_sq += static_cast<double>(rl * rl);
+            if (a.level_e != nullptr) a.level_e[(l * a.T + t) * d + i] = -rl;
             next = next + a.scale * rl;
             a.level_dx[(l * a.T + t) * d + i] = next;
         }
@@ -556,46 +596,51 @@ __global__ void __launch_bounds__(kThreads) sum_kernel(const double* values, int
 }
 
 struct AuxArgs {
-    int64_t d, ka;
+    int64_t T, d, ka;  // ka: slots per list
+    int terms;
     float scale;  // 2 / B
     const float *dxhat, *W_dec, *aux_u;
+    const float* level_e;  // per-level AuxK: [inner][T][d], the inner levels' residuals
     const int32_t *aux_idx, *aux_count;
-    float* dehat;        // receives e - e^ (scaled into d auxk / d e^ afterwards)
-    double* aux_stats;   // [T][2]: ||e - e^||^2, ||e||^2
+    float* dehat;        // [T][terms][d] receives e - e^ (scaled into d auxk / d e^ afterwards)
+    double* aux_stats;   // [T][terms][2]: ||e - e^||^2, ||e||^2
 };
 
-// One block per token: e = x - x^ = -dxhat / scale, e^ from the AuxK codes (ReLU of the listed u).
+// One block per list v = t * terms + l: e = x - x^ = -dxhat / scale (per level: x - x^_l, from level_e for the
+// inner levels), e^ from the list's AuxK codes (ReLU of the listed u).
 __global__ void __launch_bounds__(kThreads) aux_residual_kernel(AuxArgs a) {
     __shared__ double red[kThreads];
-    const int64_t t = blockIdx.x, d = a.d;
-    const int n = a.aux_count[t];
-    const float* u = a.aux_u + t * a.ka;
-    const int32_t* idx = a.aux_idx + t * a.ka;
+    const int64_t v = blockIdx.x, t = v / a.terms, l = v % a.terms, d = a.d;
+    const int n = a.aux_count[v];
+    const float* u = a.aux_u + v * a.ka;
+    const int32_t* idx = a.aux_idx + v * a.ka;
+    const float* level_e = a.level_e != nullptr && l + 1 < a.terms ? a.level_e + (l * a.T + t) * d : nullptr;
     double norm = 0.0, sq = 0.0;
     for (int64_t i = threadIdx.x; i < d; i += kThreads) {
-        const float e = -a.dxhat[t * d + i] / a.scale;
+        const float e = level_e != nullptr ? level_e[i] : -a.dxhat[t * d + i] / a.scale;
         norm += static_cast<double>(e * e);
         float diff = e;
         for (int q = 0; q < n; ++q)
             if (u[q] > 0.0f) diff += -u[q] * a.W_dec[int64_t(idx[q]) * d + i];
         sq += static_cast<double>(diff * diff);
-        a.dehat[t * d + i] = diff;
+        a.dehat[v * d + i] = diff;
     }
     norm = block_sum(norm, red);
     sq = block_sum(sq, red);
     if (threadIdx.x == 0) {
-        a.aux_stats[t * 2 + 0] = sq;
-        a.aux_stats[t * 2 + 1] = norm;
+        a.aux_stats[v * 2 + 0] = sq;
+        a.aux_stats[v * 2 + 1] = norm;
     }
 }
 
-// d auxk / d e^ = -2 alpha (e - e^) / sum ||e||^2 (nothing when the residual is zero: AuxK is then skipped).
-__global__ void aux_scale_kernel(float* dehat, int64_t n, float alpha, const SaeDeviceStats* stats) {
-    const double den = stats->aux_den;
-    if (!(den > 0.0)) return;
-    const float factor = static_cast<float>(-2.0 * static_cast<double>(alpha) / den);
-    for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x)
-        dehat[e] *= factor;
+// d auxk / d e^ = -2 alpha_l (e - e^) / sum ||e||^2 per term (nothing for a term whose residual is zero: it is then
+// skipped). dehat [T][terms][d].
+__global__ void aux_scale_kernel(float* dehat, int64_t n, int64_t d, AuxTerms terms, const SaeDeviceStats* stats) {
+    for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x) {
+        const int l = static_cast<int>((e / d) % terms.n);
+        const double den = stats->aux_den[l];
+        if (den > 0.0) dehat[e] *= static_cast<float>(-2.0 * static_cast<double>(terms.alpha[l]) / den);
+    }
 }
 
 // ---- backward ------------------------------------------------------------------------------------------------
@@ -629,7 +674,8 @@ __global__ void dz_kernel(DzArgs a) {
 }
 
 struct BucketArgs {
-    int64_t T, cap, ka, m;
+    int64_t T, cap, ka, m;               // ka: slots per AuxK list, terms lists per token
+    int terms;
     const int32_t *idx, *count;          // main lists
     const int32_t *aux_idx, *aux_count;  // AuxK lists (ka = 0: none)
     const SaeDeviceStats* stats;         // AuxK entries only when its residual was nonzero
@@ -639,15 +685,14 @@ struct BucketArgs {
 };
 
 __global__ void bucket_keys_kernel(BucketArgs a) {
-    const int64_t main = a.T * a.cap, total = main + a.T * a.ka;
-    const bool aux = a.ka > 0 && a.stats->aux_den > 0.0;
+    const int64_t main = a.T * a.cap, total = main + a.T * a.terms * a.ka;
     for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < total; e += int64_t(gridDim.x) * blockDim.x) {
         int64_t j = a.m;
         if (e < main) {
             if (e % a.cap < a.count[e / a.cap]) j = a.idx[e];
         } else {
-            const int64_t p = e - main;
-            if (aux && p % a.ka < a.aux_count[p / a.ka]) j = a.aux_idx[p];
+            const int64_t p = e - main, list = p / a.ka;
+            if (a.stats->aux_den[list % a.terms] > 0.0 && p % a.ka < a.aux_count[list]) j = a.aux_idx[p];
         }
         a.keys[e] = static_cast<uint32_t>(j);
         a.values[e] = static_cast<int32_t>(e);
@@ -656,7 +701,8 @@ __global__ void bucket_keys_kernel(BucketArgs a) {
 }
 
 struct LatentArgs {
-    int64_t T, cap, ka, d;
+    int64_t T, cap, ka, d;                   // ka: slots per AuxK list, terms lists per token
+    int terms;
     bool jump, relu;
     float eps, l0_term, l1;                  // jumprelu bandwidth, l0 / (B eps), l1 / B
     const int32_t *begin, *entries;          // [m + 1], entries sorted by latent
@@ -696,9 +742,9 @@ __device__ Entry entry_of(const LatentArgs& a, int64_t entry, int64_t j) {
             r.z = z;
         }
     } else {
-        const int64_t p = entry - a.T * a.cap, t = p / a.ka;
+        const int64_t p = entry - a.T * a.cap, list = p / a.ka, t = list / a.terms;
         const float u = a.aux_u[p];
-        r.dec_row = a.dehat + t * a.d;
+        r.dec_row = a.dehat + list * a.d;
         r.enc_row = a.xc + t * a.d;
         if (u > 0.0f) {
             r.dec = u;
@@ -898,7 +944,7 @@ void ensure_tokens(ne_cuda_sae& s, int64_t T, int64_t kaux) {
     SaeTokenBuffers& b = s.tokens;
     if (b.arena && T <= b.tokens && kaux <= b.kaux) return;
     // Grown, never shrunk: evaluation batches of varying size reuse the largest.
-    const int64_t tokens = std::max(T, b.tokens), d = s.spec.d;
+    const int64_t tokens = std::max(T, b.tokens), d = s.spec.d, terms = s.spec.aux_levels();
     // U holds T' * chunk_for(T') floats for every T' <= tokens.
     const int64_t u_floats = std::min(tokens * std::min(s.spec.m, s.chunk), std::max(kMaxChunkFloats, tokens * 256));
     kaux = std::max(kaux, b.kaux);
@@ -912,17 +958,18 @@ void ensure_tokens(ne_cuda_sae& s, int64_t T, int64_t kaux) {
         b.U = c.take<float>(u_floats);
         b.x_hat = c.take<float>(tokens * d);
         b.dxhat = c.take<float>(tokens * d);
-        b.dehat = c.take<float>(tokens * d);
+        b.dehat = c.take<float>(tokens * terms * d);
         b.level_dx = c.take<float>(tokens * d * s.spec.inner_levels());
+        b.level_e = c.take<float>(s.spec.auxk_per_level() ? tokens * d * s.spec.inner_levels() : 0);
         for (int k = 0; k < 2; ++k) {
             b.aux_u[k] = c.take<float>(tokens * kaux);
             b.aux_idx[k] = c.take<int32_t>(tokens * kaux);
         }
         b.aux_dz = c.take<float>(tokens * kaux);
-        b.aux_count = c.take<int32_t>(tokens);
+        b.aux_count = c.take<int32_t>(tokens * terms);
         b.count = c.take<int32_t>(tokens);
         b.token_stats = c.take<double>(tokens * 3);
-        b.aux_stats = c.take<double>(tokens * 2);
+        b.aux_stats = c.take<double>(tokens * terms * 2);
         b.column_partial = c.take<double>((tokens + kTokenTile - 1) / kTokenTile * d);
         b.feature_mean = c.take<double>(d);
         b.feature_var = c.take<double>(d);
@@ -1010,8 +1057,9 @@ struct Encoded {
     int64_t cap;
 };
 
-// The chunked encoder and selection (see the file comment), growing the lists until every token fits.
-Encoded encode(ne_cuda_sae& s, const SaeSpec& spec, int64_t T, int64_t kaux, int64_t ka) {
+// The chunked encoder and selection (see the file comment), growing the lists until every token fits. AuxK (ka > 0:
+// slots per list) keeps terms.n lists per token, term l's best terms.cap[l] of its dead latents.
+Encoded encode(ne_cuda_sae& s, const SaeSpec& spec, int64_t T, int64_t kaux, int64_t ka, const AuxTerms& terms) {
     const int64_t m = spec.m;
     const int32_t arch = spec.architecture;
     const bool batch_select = sae_batch_selects(arch) && !spec.inference;
@@ -1024,7 +1072,7 @@ Encoded encode(ne_cuda_sae& s, const SaeSpec& spec, int64_t T, int64_t kaux, int
         SaeTokenBuffers& tb = s.tokens;
         SaeSlotBuffers& sb = s.slots;
         NE_CUDA_CHECK(cudaMemsetAsync(tb.count, 0, T * sizeof(int32_t), s.stream));
-        NE_CUDA_CHECK(cudaMemsetAsync(tb.aux_count, 0, T * sizeof(int32_t), s.stream));
+        NE_CUDA_CHECK(cudaMemsetAsync(tb.aux_count, 0, T * terms.n * sizeof(int32_t), s.stream));
         Encoded at{0, 0, cap};
         for (int64_t j0 = 0; j0 < m; j0 += C) {
             const int32_t width = static_cast<int32_t>(std::min(C, m - j0));
@@ -1060,7 +1108,10 @@ Encoded encode(ne_cuda_sae& s, const SaeSpec& spec, int64_t T, int64_t kaux, int
                 x.out_idx = tb.aux_idx[1 - at.aux];
                 x.count = tb.aux_count;
                 x.cap = ka;
-                merge_best_kernel<<<static_cast<unsigned>(T), kThreads, 0, s.stream>>>(x);
+                x.per_term = true;
+                x.terms = terms;
+                merge_best_kernel<<<dim3(static_cast<unsigned>(T), static_cast<unsigned>(terms.n)), kThreads, 0,
+                                    s.stream>>>(x);
                 NE_CUDA_CHECK_LAUNCH("merge_best_kernel (AuxK)");
                 at.aux = 1 - at.aux;
             }
@@ -1115,7 +1166,9 @@ void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const A
     const bool batch_select = sae_batch_selects(arch) && !spec.inference;
     const bool auxk_arch = sae_has_auxk(arch) && training && spec.auxk_alpha != 0;
     const Levels levels = levels_of(spec);
-    const int64_t kaux = auxk_arch ? std::min(spec.aux_k(), m) : 0;
+    AuxTerms terms = aux_terms_of(spec);
+    const bool per_level = auxk_arch && spec.auxk_per_level();
+    const int64_t kaux = auxk_arch ? terms.n * std::min(spec.aux_k(), m) : 0;  // AuxK slots per token, at most
     const float scale = 2.0f / static_cast<float>(T);
     ensure_tokens(s, T, kaux);
     SaeTokenBuffers& tb = s.tokens;
@@ -1128,7 +1181,7 @@ void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const A
     {
         NE_NVTX_RANGE("sae.encode");
         SetupArgs setup{m, jump, relu, spec.jump_bandwidth, spec.threshold, s.params.log_threshold,
-                        training ? s.since_fired : nullptr, spec.dead_window, s.theta, s.cut, s.dead, s.stats};
+                        training ? s.since_fired : nullptr, spec.dead_window, s.theta, s.cut, s.dead, terms, s.stats};
         latent_setup_kernel<<<grid_for(m), kThreads, 0, s.stream>>>(setup);
         NE_CUDA_CHECK_LAUNCH("latent_setup_kernel");
         const bool bf16 = s.precision == NE_SAE_BF16;
@@ -1144,10 +1197,16 @@ void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const A
             NE_CUDA_CHECK_LAUNCH("row_norm_kernel");
         }
         if (kaux > 0) {
-            const int64_t dead = static_cast<int64_t>(read_stats(s).dead);
-            ka = dead > 0 ? std::min(spec.aux_k(), dead) : 0;
+            // Each term keeps min(k_aux, its dead latents) per token, in lists of ka slots (the largest of those).
+            const SaeDeviceStats h = read_stats(s);
+            for (int l = 0; l < terms.n; ++l) {
+                const int64_t dead = static_cast<int64_t>(h.dead_term[l]);
+                terms.cap[l] = std::min(spec.aux_k(), dead);
+                terms.alpha[l] = dead > 0 ? static_cast<float>(spec.auxk_alpha * spec.aux_weight(dead)) : 0.0f;
+                ka = std::max(ka, terms.cap[l]);
+            }
         }
-        at = encode(s, spec, T, kaux, ka);
+        at = encode(s, spec, T, kaux, ka, terms);
     }
     SaeSlotBuffers& sb = s.slots;
     const int64_t cap = at.cap;
@@ -1157,7 +1216,7 @@ void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const A
         NE_NVTX_RANGE("sae.decode");
         DecodeArgs a{d, cap, jump, relu, scale, tb.x, s.params.b_dec, s.params.W_dec, s.theta, s.row_norm,
                      list_u, list_idx, tb.count, x_hat_host != nullptr ? tb.x_hat : nullptr, tb.dxhat, tb.token_stats,
-                     levels, T, tb.level_dx};
+                     levels, T, tb.level_dx, per_level && ka > 0 ? tb.level_e : nullptr};
         decode_kernel<<<static_cast<unsigned>(T), kThreads, 0, s.stream>>>(a);
         NE_CUDA_CHECK_LAUNCH("decode_kernel");
         NE_CUDA_CHECK(cudaMemsetAsync(s.fire_count, 0, m * sizeof(int64_t), s.stream));
@@ -1176,13 +1235,16 @@ void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const A
         sum(tb.feature_var, d, 1, &s.stats->variance);
         if (ka > 0) {
             const int aux_list = at.aux;
-            AuxArgs x{d, ka, scale, tb.dxhat, s.params.W_dec, tb.aux_u[aux_list], tb.aux_idx[aux_list], tb.aux_count,
-                      tb.dehat, tb.aux_stats};
-            aux_residual_kernel<<<static_cast<unsigned>(T), kThreads, 0, s.stream>>>(x);
+            AuxArgs x{T, d, ka, terms.n, scale, tb.dxhat, s.params.W_dec, tb.aux_u[aux_list],
+                      per_level ? tb.level_e : nullptr, tb.aux_idx[aux_list], tb.aux_count, tb.dehat, tb.aux_stats};
+            aux_residual_kernel<<<static_cast<unsigned>(T * terms.n), kThreads, 0, s.stream>>>(x);
             NE_CUDA_CHECK_LAUNCH("aux_residual_kernel");
-            sum(tb.aux_stats + 0, T, 2, &s.stats->aux_num);
-            sum(tb.aux_stats + 1, T, 2, &s.stats->aux_den);
-            aux_scale_kernel<<<grid_for(T * d), kThreads, 0, s.stream>>>(tb.dehat, T * d, spec.auxk_alpha, s.stats);
+            for (int l = 0; l < terms.n; ++l) {
+                sum(tb.aux_stats + 2 * l + 0, T, 2 * terms.n, &s.stats->aux_num[l]);
+                sum(tb.aux_stats + 2 * l + 1, T, 2 * terms.n, &s.stats->aux_den[l]);
+            }
+            aux_scale_kernel<<<grid_for(T * terms.n * d), kThreads, 0, s.stream>>>(tb.dehat, T * terms.n * d, d, terms,
+                                                                                   s.stats);
             NE_CUDA_CHECK_LAUNCH("aux_scale_kernel");
         }
     }
@@ -1195,7 +1257,9 @@ void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const A
         l.fvu = h.variance > 0 ? h.sse / h.variance : 0.0;
         l.l0 = h.l0 / static_cast<double>(T);
         l.sparsity = coefficient * h.sparsity / static_cast<double>(T);
-        l.auxk = ka > 0 && h.aux_den > 0 ? spec.auxk_alpha * h.aux_num / h.aux_den : 0.0;
+        l.auxk = 0.0;
+        for (int q = 0; q < terms.n && ka > 0; ++q)
+            if (terms.cap[q] > 0 && h.aux_den[q] > 0) l.auxk += terms.alpha[q] * h.aux_num[q] / h.aux_den[q];
         l.min_kept = batch_select ? h.min_kept : 0.0;
         l.dead = static_cast<int64_t>(h.dead);
         l.parameters_finite = h.non_finite_rows == 0;
@@ -1213,15 +1277,15 @@ void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const A
         dz_kernel<<<grid_for(32 * T * cap), kThreads, 0, s.stream>>>(dz);
         NE_CUDA_CHECK_LAUNCH("dz_kernel");
         if (ka > 0) {
-            DzArgs x{T, ka, d, tb.aux_idx[at.aux], tb.aux_count, tb.dehat, Levels{}, nullptr, p.W_dec, nullptr, 0.0f,
-                     tb.aux_dz};
-            dz_kernel<<<grid_for(32 * T * ka), kThreads, 0, s.stream>>>(x);
+            DzArgs x{T * terms.n, ka, d, tb.aux_idx[at.aux], tb.aux_count, tb.dehat, Levels{}, nullptr, p.W_dec,
+                     nullptr, 0.0f, tb.aux_dz};
+            dz_kernel<<<grid_for(32 * T * terms.n * ka), kThreads, 0, s.stream>>>(x);
             NE_CUDA_CHECK_LAUNCH("dz_kernel (AuxK)");
         }
         // Bucket the entries by latent: a stable sort on the latent keeps each latent's entries in entry order.
-        const int64_t entries = T * (cap + ka);
+        const int64_t entries = T * (cap + terms.n * ka);
         NE_CUDA_CHECK(cudaMemsetAsync(s.latent_count, 0, (m + 1) * sizeof(int32_t), s.stream));
-        BucketArgs bucket{T, cap, ka, m, list_idx, tb.count, tb.aux_idx[at.aux], tb.aux_count, s.stats,
+        BucketArgs bucket{T, cap, ka, m, terms.n, list_idx, tb.count, tb.aux_idx[at.aux], tb.aux_count, s.stats,
                           sb.keys, sb.values, s.latent_count};
         bucket_keys_kernel<<<grid_for(entries), kThreads, 0, s.stream>>>(bucket);
         NE_CUDA_CHECK_LAUNCH("bucket_keys_kernel");
@@ -1238,6 +1302,7 @@ void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const A
         la.T = T;
         la.cap = cap;
         la.ka = ka;
+        la.terms = terms.n;
         la.d = d;
         la.jump = jump;
         la.relu = relu;

@@ -21,7 +21,8 @@
 //              sparsity = sum_{l < L-1} (1/B) sum_t ||x_t - x^_l,t||^2 (the inner levels; the outer one is mse).
 //              So d loss/d z_j = (2/B) (sum_{l: j < w_l} (x^_l - x)) . W_dec,j: latent j's decoder gradient is
 //              the batchtopk one with the residual replaced by the sum of the residuals of the levels holding it.
-//              One level (w_0 = m) is batchtopk exactly. AuxK as batchtopk, on the full residual x - x^.
+//              One level (w_0 = m) is batchtopk exactly. AuxK as batchtopk, on the full residual x - x^; or, with
+//              level_auxk (SAELens's use_matryoshka_aux_loss), one AuxK term per level (below).
 //   matching_pursuit (SAELens's MatchingPursuitTrainingSAE; Costa et al. 2025) has no encoder: W_enc and b_enc
 //              are kept but unused (their gradient is 0). Per token, r_0 = x - b_dec and z = 0; step q picks
 //              j_q = argmax_j ReLU(r_q . W_dec,j) (the lowest j on a tie, so 0 when every dot is <= 0), takes
@@ -45,8 +46,14 @@
 // (no bias), and auxk = auxk_alpha * sum_t ||e_t - e^_t||^2 / sum_t ||e_t||^2 over the batch. Its gradient
 // reaches W_enc[:, j], b_enc[j] and W_dec[j] of dead latents only (not b_dec, though u depends on it: the
 // auxiliary task must not move the data's centre). Skipped (0) when no latent is dead or auxk_alpha is 0.
+// Matryoshka's per-level AuxK (level_auxk): level l's dead latents (w_{l-1} <= j < w_l, w_{-1} = 0) reconstruct
+// that level's residual e_l = x - x^_l (x^_{L-1} = x^) with their own top k_l = min(k_aux, dead_l) among them, and
+// auxk = sum over the levels with a dead latent of auxk_alpha * min(dead_l / k_aux, 1) * sum_t ||e_l - e^_l||^2 /
+// sum_t ||e_l||^2: each level revives its own dead latents on what the levels up to it leave unexplained, a
+// level with few dead latents weighted down (k_aux the configured one, d/2 by default).
 // Gradient rule: the loss functions write (=) every parameter gradient, except sae_auxk_loss_and_grad (+=).
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <utility>
@@ -97,10 +104,21 @@ struct SaeSpec {
     float residual_threshold = 1e-2f;    // matching_pursuit: stop below this residual norm (<= 0: never)
     int64_t max_iterations = 0;          // matching_pursuit: steps at most (0: d)
     int32_t stop_on_duplicate_support = 1;  // matching_pursuit: stop after a step that adds no latent
+    int32_t level_auxk = 0;              // matryoshka: AuxK one term per level (above)
     int64_t pursuit_iterations() const { return max_iterations > 0 ? max_iterations : d; }
     int64_t aux_k() const { return k_aux > 0 ? k_aux : d / 2 > 0 ? d / 2 : 1; }
     // The inner levels (those besides the full reconstruction): levels - 1 for matryoshka, else 0.
     int inner_levels() const { return architecture == kSaeMatryoshkaBatchTopK && levels > 1 ? levels - 1 : 0; }
+    // AuxK's terms: one per matryoshka level with level_auxk, else one over every latent.
+    bool auxk_per_level() const { return architecture == kSaeMatryoshkaBatchTopK && level_auxk && levels >= 1; }
+    int aux_levels() const { return auxk_per_level() ? levels : 1; }
+    // The latents of AuxK term l: [aux_begin(l), aux_end(l)).
+    int64_t aux_begin(int l) const { return auxk_per_level() && l > 0 ? widths[l - 1] : 0; }
+    int64_t aux_end(int l) const { return auxk_per_level() ? widths[l] : m; }
+    // AuxK term l's weight for `dead` dead latents among its own: min(dead / k_aux, 1) per level, else 1.
+    double aux_weight(int64_t dead) const {
+        return auxk_per_level() ? std::min(1.0, static_cast<double>(dead) / static_cast<double>(aux_k())) : 1.0;
+    }
     // The first level holding latent j (inner_levels() for the full one only).
     int level_of(int64_t j) const {
         int l = 0;
@@ -208,17 +226,20 @@ struct SaeShard {
 struct SaeWorkspace {
     int64_t cap = 0;                           // slots per token
     std::vector<float> b_panels;               // b_enc padded to whole panels
-    std::vector<float> xc, dxhat, dehat;       // [batch][d]: x - b_dec, d loss/d x^, d loss/d e^
+    std::vector<float> xc, dxhat;              // [batch][d]: x - b_dec, d loss/d x^
+    std::vector<float> dehat;                  // [aux levels][batch][d]: d loss/d e^ of each AuxK term
     std::vector<float> level_dx;               // matryoshka: [inner levels][batch][d] (sae_blocked.cpp)
+    std::vector<float> level_e;                // per-level AuxK: [inner levels][batch][d], x - x^_l
     std::vector<int32_t> slot_idx, count;      // [batch][cap] latent, [batch] used slots
     std::vector<float> slot_u;                 // [batch][cap] pre-activation
-    std::vector<int32_t> aux_idx, aux_count;   // [batch][k_aux], [batch]
-    std::vector<float> aux_u;                  // [batch][k_aux]
-    std::vector<double> token_stats, aux_loss, aux_norm; // [batch][3] (squared error, sparsity, l0), [batch]
+    std::vector<int32_t> aux_idx, aux_count;   // [batch][aux_offset.back()] (term l at aux_offset[l]), [batch][terms]
+    std::vector<float> aux_u;                  // as aux_idx
+    std::vector<int64_t> aux_take, aux_offset; // AuxK term l keeps aux_take[l] latents per token; [terms + 1]
+    std::vector<double> token_stats, aux_loss, aux_norm; // [batch][3] (squared error, sparsity, l0), [batch][terms]
     std::vector<int64_t> latent_begin, next;             // latent-major lists: [m+1], [m]
     std::vector<int64_t> entries, entry_token;           // [entries]: slot (main, then AuxK), its token
     std::vector<float> panel_grad, row_norm, enc_sum, cut; // [threads][width][d] a panel's encoder gradient, [m]
-    std::vector<uint64_t> dead_bits;                     // [panels] the dead latents of each panel
+    std::vector<uint64_t> dead_bits;                     // [panels][terms] each panel's dead latents, by AuxK term
     std::vector<std::pair<float, int64_t>> candidates;   // batchtopk: (u, t*m + j)
     std::vector<BestEntry> best;                         // sharded: [batch][k] lists merged over the latent group
     std::vector<BestEntry64> batch_best;                 // sharded batchtopk: the step's k*batch best

@@ -58,9 +58,13 @@ void check_config(const ne_sae_config& c) {
                 "config.matryoshka_widths[" + std::to_string(levels - 1) + "] (the last) is " +
                     std::to_string(c.matryoshka_widths[levels - 1]) + "; valid: d_sae (" + std::to_string(c.d_sae) +
                     ")");
+        require(c.matryoshka_aux_loss == 0 || c.matryoshka_aux_loss == 1,
+                "config.matryoshka_aux_loss is " + std::to_string(c.matryoshka_aux_loss) + "; valid: 0, 1");
     } else {
         require(c.matryoshka_levels == 0, "config.matryoshka_levels is " + std::to_string(c.matryoshka_levels) +
                                               "; valid: 0 unless the architecture is matryoshka_batchtopk");
+        require(c.matryoshka_aux_loss == 0, "config.matryoshka_aux_loss is " + std::to_string(c.matryoshka_aux_loss) +
+                                                "; valid: 0 unless the architecture is matryoshka_batchtopk");
     }
     require(c.k_aux >= 0 && c.k_aux <= c.d_sae, "config.k_aux is " + std::to_string(c.k_aux) + "; valid: 0..d_sae");
     require(c.batch_size >= 1 && c.batch_size <= (1 << 24),
@@ -134,6 +138,7 @@ SaeSpec spec_of(const ne_sae_config& c) {
     if (c.architecture == NE_SAE_MATRYOSHKA_BATCHTOPK) {
         spec.levels = c.matryoshka_levels;
         for (int l = 0; l < spec.levels; ++l) spec.widths[l] = c.matryoshka_widths[l];
+        spec.level_auxk = c.matryoshka_aux_loss;
     }
     return spec;
 }

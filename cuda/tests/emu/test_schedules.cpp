@@ -4,7 +4,8 @@
 // nobody wrote (the emulator fills such memory with a different pattern per schedule). Short runs at small shapes that
 // still reach every path: toy models of every kind with L1 and feature sets, a tile below 64 and a partial tile; MoE
 // with every router noise, capacity and bias update, and a partial token tile; SAEs of every architecture, precision
-// and Adam mode, AuxK, several encoder chunks, lists that grow, and a batch above one column-sum tile (512 tokens).
+// and Adam mode, AuxK (matryoshka's per level too), several encoder chunks, lists that grow, and a batch above one
+// column-sum tile (512 tokens).
 // Emulated-tier only: the parity tests compare against the CPU; this compares the emulated device with itself.
 #include <cinttypes>
 #include <cmath>
@@ -143,7 +144,8 @@ void moe_case(ne_context* ctx, int32_t expert_model, int64_t E, int64_t k, int32
     out.push_back({std::string(label) + " evaluation", hash_of(eval)});
 }
 
-void sae_case(ne_context* ctx, int32_t arch, int32_t precision, int32_t sparse, int64_t batch, std::vector<Digest>& out) {
+void sae_case(ne_context* ctx, int32_t arch, int32_t precision, int32_t sparse, int64_t batch, std::vector<Digest>& out,
+              int32_t level_auxk = 0) {
     const int64_t d = 40, m = 96;
     ne_sae_config c{};
     c.architecture = arch;
@@ -163,6 +165,13 @@ void sae_case(ne_context* ctx, int32_t arch, int32_t precision, int32_t sparse, 
     c.eps = 1e-8f;
     c.seed = 11;
     c.precision = precision;
+    if (arch == NE_SAE_MATRYOSHKA_BATCHTOPK) {  // levels that straddle the encoder chunks
+        c.matryoshka_levels = 3;
+        c.matryoshka_widths[0] = 12;
+        c.matryoshka_widths[1] = 44;
+        c.matryoshka_widths[2] = m;
+        c.matryoshka_aux_loss = level_auxk;
+    }
     setenv("NE_SAE_CHUNK", "40", 1);  // encoder chunks of 40, 40 and 16 latents
     ne_sae* sae = nullptr;
     const ne_status created = ne_sae_create(ctx, &c, &sae);
@@ -202,11 +211,11 @@ void sae_case(ne_context* ctx, int32_t arch, int32_t precision, int32_t sparse, 
     std::vector<uint8_t> state(bytes);
     ok(ne_sae_get_state(sae, state.data(), bytes), "ne_sae_get_state");
     ne_sae_destroy(sae);
-    static const char* arch_names[] = {"topk", "batchtopk", "relu", "jumprelu"};
+    static const char* arch_names[] = {"topk", "batchtopk", "relu", "jumprelu", "matryoshka"};
     static const char* precision_names[] = {"fp32", "tf32", "bf16"};
-    char label[96];
-    std::snprintf(label, sizeof label, "sae %s %s sparse=%d B=%lld", arch_names[arch], precision_names[precision], sparse,
-                  static_cast<long long>(batch));
+    char label[112];
+    std::snprintf(label, sizeof label, "sae %s%s %s sparse=%d B=%lld", arch_names[arch],
+                  level_auxk ? " (AuxK per level)" : "", precision_names[precision], sparse, static_cast<long long>(batch));
     out.push_back({std::string(label) + " params",
                    hash_of(threshold, hash_of(b_dec, hash_of(W_dec, hash_of(b_enc, hash_of(W_enc)))))});
     out.push_back({std::string(label) + " state", hash_of(state)});
@@ -228,6 +237,8 @@ std::vector<Digest> run_all(ne_context* ctx) {
         sae_case(ctx, arch, NE_SAE_FP32, 1, 40, out);
     }
     sae_case(ctx, NE_SAE_TOPK, NE_SAE_FP32, 1, 520, out);
+    sae_case(ctx, NE_SAE_MATRYOSHKA_BATCHTOPK, NE_SAE_FP32, 1, 40, out);
+    sae_case(ctx, NE_SAE_MATRYOSHKA_BATCHTOPK, NE_SAE_FP32, 0, 40, out, 1);
     return out;
 }
 

@@ -49,7 +49,11 @@ public static class SynthSaeBench
     [
         new("batchtopk", "BatchTopK", 0.732, 0.757, (width, l0, _) => Sae("batchtopk", width, new() { ["k"] = l0 })),
         new("matryoshka_batchtopk", "Matryoshka BatchTopK", 0.879, 0.793, (width, l0, _) => Sae("matryoshka_batchtopk", width,
-            new() { ["k"] = l0, ["matryoshka_widths"] = new JsonArray(MatryoshkaWidths.Where(w => w < width).Select(w => (JsonNode)w).ToArray()) })),
+            new()
+            {
+                ["k"] = l0, ["matryoshka_widths"] = new JsonArray(MatryoshkaWidths.Where(w => w < width).Select(w => (JsonNode)w).ToArray()),
+                ["use_matryoshka_aux_loss"] = true,  // the protocol's "auxiliary loss on": AuxK per level
+            })),
         // As many pursuit steps as the target L0, no residual stop, no stop when a step picks a latent again.
         new("matching_pursuit", "Matching Pursuit", 0.446, 0.693, (width, l0, _) => Sae("matching_pursuit", width, new()
         {

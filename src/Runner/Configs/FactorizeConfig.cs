@@ -67,10 +67,13 @@ public enum ActivationNormalization
 /// (normalised) pre-activations.</param>
 /// <param name="JumpInitialThreshold">jumprelu: every latent's threshold θ at the start (SAELens's
 /// jumprelu_init_threshold; the parameter is log θ, so θ moves by factors).</param>
+/// <param name="MatryoshkaAuxLoss">matryoshka_batchtopk: AuxK one term per level, each level's dead latents on the
+/// residual of the levels up to it (SAELens's use_matryoshka_aux_loss); false: one AuxK on the full residual.</param>
 public sealed record SaeSpec(SaeArchitecture Architecture, int DSae, int? K, double L1Coefficient, double L0Coefficient,
     double AuxkAlpha, long DeadWindow, ActivationNormalization Normalization, long[]? MatryoshkaWidths = null,
     MatchingPursuitSettings? Pursuit = null, long SparsityWarmupSteps = 0, TargetL0Spec? TargetL0 = null,
-    double JumpBandwidth = SaeSpec.DefaultJumpBandwidth, double JumpInitialThreshold = SaeSpec.DefaultJumpInitialThreshold)
+    double JumpBandwidth = SaeSpec.DefaultJumpBandwidth, double JumpInitialThreshold = SaeSpec.DefaultJumpInitialThreshold,
+    bool MatryoshkaAuxLoss = false)
 {
     public const double DefaultJumpBandwidth = 1e-3;
     public const double DefaultJumpInitialThreshold = 1e-3;
@@ -88,8 +91,8 @@ public sealed record SaeSpec(SaeArchitecture Architecture, int DSae, int? K, dou
         other is not null && (Architecture, DSae, K, L1Coefficient, L0Coefficient, AuxkAlpha, DeadWindow, Normalization, Pursuit) ==
         (other.Architecture, other.DSae, other.K, other.L1Coefficient, other.L0Coefficient, other.AuxkAlpha,
             other.DeadWindow, other.Normalization, other.Pursuit) &&
-        (SparsityWarmupSteps, TargetL0, JumpBandwidth, JumpInitialThreshold) ==
-        (other.SparsityWarmupSteps, other.TargetL0, other.JumpBandwidth, other.JumpInitialThreshold) &&
+        (SparsityWarmupSteps, TargetL0, JumpBandwidth, JumpInitialThreshold, MatryoshkaAuxLoss) ==
+        (other.SparsityWarmupSteps, other.TargetL0, other.JumpBandwidth, other.JumpInitialThreshold, other.MatryoshkaAuxLoss) &&
         (MatryoshkaWidths ?? []).SequenceEqual(other.MatryoshkaWidths ?? []);
 
     public override int GetHashCode() =>
@@ -463,6 +466,10 @@ public static class FactorizeConfigLoader
         if (selects) k = (int)r.Integer("k", 1, dSae);
         else if (r.TryGet("k", out _)) throw r.Error("k", $"is for topk, batchtopk and matryoshka_batchtopk; architecture \"{Name(architecture)}\" does not use it");
         var widths = MatryoshkaWidths(r, architecture, dSae);
+        const string levelAux = "use_matryoshka_aux_loss";
+        if (architecture != SaeArchitecture.MatryoshkaBatchTopK && r.TryGet(levelAux, out _))
+            throw r.Error(levelAux, $"is for matryoshka_batchtopk; architecture \"{Name(architecture)}\" has no levels");
+        var matryoshkaAux = Flag(r, levelAux, false);
         var pursuit = PursuitSettings(r, architecture);
         var l1 = Coefficient(r, "l1_coefficient", architecture, SaeArchitecture.Relu, "l0_coefficient");
         var l0 = Coefficient(r, "l0_coefficient", architecture, SaeArchitecture.JumpRelu, "l1_coefficient");
@@ -483,7 +490,7 @@ public static class FactorizeConfigLoader
         var normalize = r.Choice("normalize_activations", Normalizations, ActivationNormalization.None);
         r.RejectUnknownKeys();
         return new SaeSpec(architecture, dSae, k, l1, l0, auxk, deadWindow, normalize, widths, pursuit, warmup, targetL0,
-            bandwidth, initialThreshold);
+            bandwidth, initialThreshold, matryoshkaAux);
     }
 
     private static readonly string[] PursuitKeys = ["residual_threshold", "max_iterations", "stop_on_duplicate_support"];
@@ -702,6 +709,7 @@ public static class FactorizeConfigWriter
                 foreach (var width in widths) w.WriteNumberValue(width);
                 w.WriteEndArray();
             }
+            if (sae.MatryoshkaAuxLoss) w.WriteBoolean("use_matryoshka_aux_loss", true);
             // Written only when set, so configs (and the hashes --resume checks) of runs without them stay as they were.
             if (sae.SparsityWarmupSteps > 0) w.WriteNumber("sparsity_warmup_steps", sae.SparsityWarmupSteps);
             if (sae.JumpBandwidth != SaeSpec.DefaultJumpBandwidth) w.WriteNumber("jump_bandwidth", sae.JumpBandwidth);

@@ -56,7 +56,7 @@ public static class Factorization
             JumpBandwidth: (float)c.Sae.JumpBandwidth,
             AuxkAlpha: (float)c.Sae.AuxkAlpha, Precision: c.Train.Precision, MatryoshkaWidths: c.Sae.MatryoshkaWidths,
             ResidualThreshold: (float)(c.Sae.Pursuit?.ResidualThreshold ?? 1e-2), MaxIterations: c.Sae.Pursuit?.MaxIterations ?? 0,
-            StopOnDuplicateSupport: c.Sae.Pursuit?.StopOnDuplicateSupport ?? true);
+            StopOnDuplicateSupport: c.Sae.Pursuit?.StopOnDuplicateSupport ?? true, MatryoshkaAuxLoss: c.Sae.MatryoshkaAuxLoss);
 
     /// <summary>The batches a config reads, and the ground truth when it is known.</summary>
     public static (IActivationBatches Source, KnownTruth? Truth) OpenData(EngineContext context, FactorizeConfig c,

@@ -27,6 +27,33 @@ public class DictionaryMetricsTests
     }
 
     [Test]
+    public void CosinesByTheEnginesGemmEqualThePerPairDots()
+    {
+        // Shapes that leave partial GEMM panels, a zero truth row and a zero atom (both give 0).
+        const int n = 37, m = 53, d = 19;
+        var truth = RandomRows(n, d, 3);
+        var atoms = RandomRows(m, d, 4);
+        Array.Clear(truth, 5 * d, d);
+        Array.Clear(atoms, 11 * d, d);
+        using var context = new NativeEngine.Interop.EngineContext(NativeEngine.Interop.Backend.Cpu);
+        var product = NativeEngine.Runner.Experiments.Factorization.Product(context);
+        Assert.That(product, Is.Not.Null);
+        var perPair = DictionaryMetrics.Cosines(truth, n, atoms, m, d);
+        var byGemm = DictionaryMetrics.Cosines(truth, n, atoms, m, d, product);
+        double worst = 0;
+        for (var i = 0; i < n; i++)
+            for (var j = 0; j < m; j++) worst = Math.Max(worst, Math.Abs(perPair[i, j] - byGemm[i, j]));
+        Assert.That(worst, Is.LessThan(1e-6));
+        Assert.That((byGemm[5, 0], byGemm[0, 11]), Is.EqualTo((0.0, 0.0)));
+        Assert.That(DictionaryMetrics.Mmcs(byGemm), Is.EqualTo(DictionaryMetrics.Mmcs(perPair)).Within(1e-6));
+        // The best cosine of each feature without the matrix: the row maxima.
+        var best = DictionaryMetrics.BestCosines(truth, n, atoms, m, d, product!);
+        for (var i = 0; i < n; i++)
+            Assert.That(best[i], Is.EqualTo(Enumerable.Range(0, m).Max(j => perPair[i, j])).Within(1e-6));
+        Assert.That(best.Average(), Is.EqualTo(DictionaryMetrics.Mmcs(perPair)).Within(1e-6));
+    }
+
+    [Test]
     public void MmcsCountsTheBestAtomEvenWhenShared()
     {
         // Two true features, both closest to atom 0: MMCS lets them share it, the matching does not.

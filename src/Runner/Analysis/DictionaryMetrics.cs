@@ -7,14 +7,28 @@ namespace NativeEngine.Runner.Analysis;
 /// </summary>
 public static class DictionaryMetrics
 {
-    /// <summary>cos[i][j] between true feature i ([nTrue][d] rows) and atom j ([nAtoms][d] rows); zero rows give 0.</summary>
-    public static double[,] Cosines(ReadOnlySpan<float> truth, int nTrue, ReadOnlySpan<float> atoms, int nAtoms, int d)
+    /// <summary>c [m][n] = a [m][k] b [k][n], row-major float32: a matrix product the caller supplies (the engine's
+    /// GEMM), so that the cosines of large dictionaries need not be a dot product per pair.</summary>
+    public delegate void MatrixProduct(long m, long n, long k, ReadOnlySpan<float> a, ReadOnlySpan<float> b, Span<float> c);
+
+    /// <summary>cos[i][j] between true feature i ([nTrue][d] rows) and atom j ([nAtoms][d] rows); zero rows give 0.
+    /// With a <paramref name="product"/>, one product of the normalised rows (float32 sums, as the dot products).</summary>
+    public static double[,] Cosines(ReadOnlySpan<float> truth, int nTrue, ReadOnlySpan<float> atoms, int nAtoms, int d,
+        MatrixProduct? product = null)
     {
         if (truth.Length != (long)nTrue * d) throw new ArgumentException($"truth has {truth.Length} values, expected {nTrue} x {d}");
         if (atoms.Length != (long)nAtoms * d) throw new ArgumentException($"atoms have {atoms.Length} values, expected {nAtoms} x {d}");
         var truthNorm = Norms(truth, nTrue, d);
         var atomNorm = Norms(atoms, nAtoms, d);
         var result = new double[nTrue, nAtoms];
+        if (product is not null && nTrue > 0 && nAtoms > 0)
+        {
+            var c = new float[(long)nTrue * nAtoms];
+            product(nTrue, nAtoms, d, UnitRows(truth, nTrue, d, truthNorm), UnitColumns(atoms, nAtoms, d, atomNorm), c);
+            for (var i = 0; i < nTrue; i++)
+                for (var j = 0; j < nAtoms; j++) result[i, j] = c[(long)i * nAtoms + j];
+            return result;
+        }
         var truthArray = truth.ToArray();
         var atomArray = atoms.ToArray();
         Parallel.For(0, nTrue, i =>
@@ -28,6 +42,46 @@ public static class DictionaryMetrics
             }
         });
         return result;
+    }
+
+    /// <summary>Each true feature's largest cosine to any atom (what <see cref="Mmcs"/> averages), by the matrix product
+    /// a block of features at a time, without the whole cosine matrix (0 when there is no atom).</summary>
+    public static double[] BestCosines(ReadOnlySpan<float> truth, int nTrue, ReadOnlySpan<float> atoms, int nAtoms, int d,
+        MatrixProduct product)
+    {
+        if (truth.Length != (long)nTrue * d) throw new ArgumentException($"truth has {truth.Length} values, expected {nTrue} x {d}");
+        if (atoms.Length != (long)nAtoms * d) throw new ArgumentException($"atoms have {atoms.Length} values, expected {nAtoms} x {d}");
+        var best = new double[nTrue];
+        if (nTrue == 0 || nAtoms == 0) return best;
+        var unitTruth = UnitRows(truth, nTrue, d, Norms(truth, nTrue, d));
+        var unitAtomsT = UnitColumns(atoms, nAtoms, d, Norms(atoms, nAtoms, d));
+        var block = Math.Max(1, Math.Min(nTrue, (1 << 22) / nAtoms));  // ~16 MB of cosines at a time
+        var c = new float[(long)block * nAtoms];
+        for (var i0 = 0; i0 < nTrue; i0 += block)
+        {
+            var rows = Math.Min(block, nTrue - i0);
+            product(rows, nAtoms, d, unitTruth.AsSpan(i0 * d, rows * d), unitAtomsT, c.AsSpan(0, rows * nAtoms));
+            for (var r = 0; r < rows; r++) best[i0 + r] = System.Numerics.Tensors.TensorPrimitives.Max(c.AsSpan(r * nAtoms, nAtoms));
+        }
+        return best;
+    }
+
+    // [count][d] rows over their norms (zero rows stay zero).
+    private static float[] UnitRows(ReadOnlySpan<float> rows, int count, int d, double[] norm)
+    {
+        var unit = new float[(long)count * d];
+        for (var i = 0; i < count; i++)
+            for (var q = 0; q < d; q++) unit[(long)i * d + q] = norm[i] > 0 ? (float)(rows[i * d + q] / norm[i]) : 0f;
+        return unit;
+    }
+
+    // [d][count]: rows over their norms, transposed (the right operand of the product).
+    private static float[] UnitColumns(ReadOnlySpan<float> rows, int count, int d, double[] norm)
+    {
+        var unit = new float[(long)d * count];
+        for (var j = 0; j < count; j++)
+            for (var q = 0; q < d; q++) unit[(long)q * count + j] = norm[j] > 0 ? (float)(rows[j * d + q] / norm[j]) : 0f;
+        return unit;
     }
 
     /// <summary>Mean over true features of the largest cosine to any atom.</summary>

@@ -107,7 +107,8 @@ public static class FactorizeExperiment
         var phase = $"{FactorizeConfigLoader.Name(config.Sae.Architecture)} SAE, d_sae {config.Sae.DSae}";
         var curveEvery = Math.Max(1, totalSteps / 200);
         var recoveryEvery = curveEvery * Math.Max(1, 200 / RecoveryTracker.Points);
-        var recovery = new RecoveryTracker(truth?.Features, truth?.Count ?? 0, spec.DSae, d);
+        var product = Factorization.Product(context);
+        var recovery = new RecoveryTracker(truth?.Features, truth?.Count ?? 0, spec.DSae, d, product);
         var native = source as SyntheticSource;  // drawn where the SAE trains, never copied through here
         NonFinite? stopped = null;
         var appliedCoefficient = (float)config.Sae.SparsityCoefficient;  // what the model was created with
@@ -179,7 +180,8 @@ public static class FactorizeExperiment
         if (parameters is not null && !FactorizeCheckpoint.AllFinite(parameters)) stopped = new NonFinite(step, 0, NonFiniteQuantity.Parameters);
         if (stopped is { } nonFinite) throw Stop(outDir, config, nonFinite, tokens, seconds, checkpointStep);
 
-        var metrics = Factorization.Measure(model, source, truth, tokens, seconds, out var density, inputScale: scale);
+        var metrics = Factorization.Measure(model, source, truth, tokens, seconds, out var density, inputScale: scale,
+            product: product);
         var dictionary = Fold(config, spec, parameters!, scale);
         if (truth is { HasSamples: true }) metrics = metrics with { Truth = MeasureTruth(dictionary, truth, config, progress, cancel) };
         WriteDictionary(Path.Combine(outDir, DictionaryFolder.Subfolder), config, dictionary, tokens, scale, density);

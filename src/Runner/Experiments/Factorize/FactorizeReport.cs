@@ -37,13 +37,19 @@ public static class FactorizeReport
                 $"Latents that have not fired in the last {config.Sae.DeadWindow:N0} training tokens (sae.dead_window)."),
         };
         var measured = curve.Where(c => c.Mmcs is not null).ToList();
+        var matched = curve.Where(c => c.MatchedCosine is not null).ToList();
         if (measured.Count > 0)
             training.Add((figures.Save("recovery", ComparisonFigures.LineChart(
                     [new LineSeries("MMCS", measured.Select(c => ((double)c.Tokens, c.Mmcs!.Value)).ToArray()),
-                     new LineSeries("matched cosine", measured.Select(c => ((double)c.Tokens, c.MatchedCosine!.Value)).ToArray(), Dashed: true)],
+                     .. matched.Count > 0
+                         ? [new LineSeries("matched cosine", matched.Select(c => ((double)c.Tokens, c.MatchedCosine!.Value)).ToArray(), Dashed: true)]
+                         : Array.Empty<LineSeries>()],
                     Tokens, "cosine to the true features", "Recovery of the true features", logX: false, yMin: 0, yMax: 1)),
                 "The decoder against the true features as training goes: MMCS, the mean over true features of the best cosine to " +
-                "any atom, and the one-to-one matched cosine (Hungarian assignment of features to distinct atoms)."));
+                "any atom" + (matched.Count > 0
+                    ? ", and the one-to-one matched cosine (Hungarian assignment of features to distinct atoms)."
+                    : "; the one-to-one matched cosine is in the final metrics only (an assignment this large would cost more " +
+                      "per point than hundreds of training steps).")));
         report.AddHeading("Training");
         report.AddFigureGrid(training);
 

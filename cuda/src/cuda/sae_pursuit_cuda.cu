@@ -6,8 +6,9 @@
 //            so latent 0 when every dot is <= 0); then one block per still-running token recomputes the chosen dot
 //            in fp32 (pre, v = ReLU(pre): a tf32 or bf16 GEMM only chooses), asks whether an earlier step holds the
 //            latent (the support), updates r and ||r|| (double), records (latent, pre, v) and applies the stopping
-//            rules. The host runs the steps, reading how many tokens still run every few steps. Tokens that
-//            stopped are skipped by the kernels (the GEMM still covers them).
+//            rules. The host runs the steps, reading how many tokens still run every few steps; once at most half
+//            of the tokens in the GEMM still run, the running ones are compacted (in token order, by a scan) and
+//            their residuals gathered, so a long tail of a few tokens does not pay for the whole batch's GEMM.
 //  codes     one block per token turns its records into a list sorted by latent with z_j = the sum of its values
 //            in step order (as the CPU accumulates them); sae_cuda.cu's decoder, fire counts and loss read it.
 //  backward  one block per token walks its steps last first (the CPU's recurrence: g_r = d loss/d r_{q+1}, r_q
@@ -81,16 +82,36 @@ __global__ void pursuit_start_kernel(int64_t T, uint8_t* running, int32_t* steps
     }
 }
 
+// flags[t] = running[t] (flags[T] = 0), for the scan that compacts the running tokens.
+__global__ void pursuit_flags_kernel(int64_t T, const uint8_t* running, int32_t* flags) {
+    for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t <= T; t += int64_t(gridDim.x) * blockDim.x)
+        flags[t] = t < T && running[t] ? 1 : 0;
+}
+
+// active[position[t]] = t for every running token: the running tokens in token order.
+__global__ void pursuit_compact_kernel(int64_t T, const uint8_t* running, const int32_t* position, int32_t* active) {
+    for (int64_t t = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; t < T; t += int64_t(gridDim.x) * blockDim.x)
+        if (running[t]) active[position[t]] = static_cast<int32_t>(t);
+}
+
+// gathered row r = residual row active[r].
+__global__ void pursuit_gather_kernel(int64_t rows, int64_t d, const int32_t* active, const float* residual,
+                                      float* gathered) {
+    for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < rows * d; e += int64_t(gridDim.x) * blockDim.x)
+        gathered[e] = residual[int64_t(active[e / d]) * d + e % d];
+}
+
 // One block per token: the chunk's best ReLU(dot) (the lower latent on a tie) replaces the token's best so far
 // when strictly larger; chunks come in latent order, so ties keep the lower latent.
+// Block b is row b of U and token active[b] (active null: token b).
 __global__ void __launch_bounds__(kThreads) pursuit_argmax_kernel(const float* U, int32_t width, int64_t j0,
-                                                                  const uint8_t* running, float* best_value,
-                                                                  int32_t* best_latent) {
+                                                                  const int32_t* active, const uint8_t* running,
+                                                                  float* best_value, int32_t* best_latent) {
     __shared__ float s_value[kThreads];
     __shared__ int32_t s_column[kThreads];
-    const int64_t t = blockIdx.x;
+    const int64_t t = active != nullptr ? active[blockIdx.x] : blockIdx.x;
     if (!running[t]) return;  // the whole block
-    const float* row = U + t * width;
+    const float* row = U + int64_t(blockIdx.x) * width;
     float value = 0.0f;
     int32_t column = -1;  // none
     for (int32_t c = threadIdx.x; c < width; c += kThreads) {
@@ -127,6 +148,7 @@ struct StepArgs {
     float residual_threshold;
     const float* W_dec;
     float* residual;
+    const int32_t* active;  // block b steps token active[b] (null: token b)
     uint8_t* running;
     float* best_value;
     int32_t* best_latent;
@@ -141,7 +163,7 @@ __global__ void __launch_bounds__(kThreads) pursuit_step_kernel(StepArgs a) {
     __shared__ float red_f[kThreads];
     __shared__ int red_i[kThreads];
     __shared__ double red_d[kThreads];
-    const int64_t t = blockIdx.x, d = a.d;
+    const int64_t t = a.active != nullptr ? a.active[blockIdx.x] : blockIdx.x, d = a.d;
     if (!a.running[t]) return;  // the whole block
     const int32_t j = a.best_latent[t];
     const float* w = a.W_dec + int64_t(j) * d;
@@ -314,6 +336,9 @@ void ensure_token_buffers(PursuitBuffers& b, cudaStream_t stream, int64_t T, int
         b.steps = c.take<int32_t>(T + 1);
         b.offsets = c.take<int32_t>(T + 1);
         b.running = c.take<uint8_t>(T);
+        b.active = c.take<int32_t>(T + 1);
+        b.position = c.take<int32_t>(T + 1);
+        b.gathered = c.take<float>(T * d);
         b.best_value = c.take<float>(T);
         b.best_latent = c.take<int32_t>(T);
         b.still_running = c.take<int32_t>(1);
@@ -345,20 +370,33 @@ void ensure_temp(PursuitBuffers& b, cudaStream_t stream, size_t bytes) {
     b.temp.allocate([&](ArenaCarver& c) { c.take<char>(static_cast<int64_t>(bytes)); });
 }
 
-// U [T][width] = R W_dec[j0 .. j0 + width)^T (row-major on both sides: cuBLAS sees U^T = W_chunk R^T, W_chunk
+// U [T][width] = R [T][d] W_dec[j0 .. j0 + width)^T (row-major on both sides: cuBLAS sees U^T = W_chunk R^T, W_chunk
 // read transposed from its [width][d] rows).
-void dots_gemm(const PursuitBatch& p, const PursuitBuffers& b, int64_t T, int64_t j0, int64_t width) {
+void dots_gemm(const PursuitBatch& p, const float* R, int64_t T, int64_t j0, int64_t width) {
     const float one = 1.0f, zero = 0.0f;
     const int64_t d = p.spec->d;
     const bool bf16 = p.precision == NE_SAE_BF16;
     const void* A = bf16 ? static_cast<const void*>(p.W_dec_bf16 + j0 * d) : static_cast<const void*>(p.W_dec + j0 * d);
-    const void* B = bf16 ? static_cast<const void*>(p.residual_bf16) : static_cast<const void*>(b.residual);
+    const void* B = bf16 ? static_cast<const void*>(p.residual_bf16) : static_cast<const void*>(R);
     const cudaDataType_t type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
     const cublasComputeType_t compute = p.precision == NE_SAE_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
     check_blas(cublasGemmEx(p.blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(width), static_cast<int>(T),
                             static_cast<int>(d), &one, A, type, static_cast<int>(d), B, type, static_cast<int>(d),
                             &zero, p.U, CUDA_R_32F, static_cast<int>(width), compute, CUBLAS_GEMM_DEFAULT),
                "cublasGemmEx (matching pursuit dots)");
+}
+
+// b.active = the running tokens in token order (a scan of their flags).
+void compact_running(PursuitBuffers& b, cudaStream_t stream, int64_t T) {
+    pursuit_flags_kernel<<<grid_for(T + 1), kThreads, 0, stream>>>(T, b.running, b.active);
+    NE_CUDA_CHECK_LAUNCH("pursuit_flags_kernel");
+    size_t bytes = 0;
+    NE_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, bytes, b.active, b.position, static_cast<int>(T + 1), stream));
+    ensure_temp(b, stream, bytes);
+    NE_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(b.temp.data(), bytes, b.active, b.position, static_cast<int>(T + 1),
+                                                stream));
+    pursuit_compact_kernel<<<grid_for(T), kThreads, 0, stream>>>(T, b.running, b.position, b.active);
+    NE_CUDA_CHECK_LAUNCH("pursuit_compact_kernel");
 }
 
 }  // namespace
@@ -398,22 +436,31 @@ int64_t pursuit_forward(PursuitBuffers& b, const PursuitBatch& p) {
     a.record_value = b.record_value;
     a.steps = b.steps;
     a.still_running = b.still_running;
-    int64_t step = 0;
+    int64_t step = 0, rows = T;  // rows: tokens in the GEMM (all, or the compacted running ones)
+    const int32_t* active = nullptr;
     while (step < bound) {
+        const float* R = b.residual;
+        if (active != nullptr) {
+            pursuit_gather_kernel<<<grid_for(rows * d), kThreads, 0, p.stream>>>(rows, d, active, b.residual,
+                                                                                  b.gathered);
+            NE_CUDA_CHECK_LAUNCH("pursuit_gather_kernel");
+            R = b.gathered;
+        }
         if (bf16) {
-            pursuit_bf16_kernel<<<grid_for(T * d), kThreads, 0, p.stream>>>(b.residual, T * d, p.residual_bf16);
+            pursuit_bf16_kernel<<<grid_for(rows * d), kThreads, 0, p.stream>>>(R, rows * d, p.residual_bf16);
             NE_CUDA_CHECK_LAUNCH("pursuit_bf16_kernel");
         }
         for (int64_t j0 = 0; j0 < m; j0 += p.chunk) {
             const int64_t width = std::min(p.chunk, m - j0);
-            dots_gemm(p, b, T, j0, width);
-            pursuit_argmax_kernel<<<static_cast<unsigned>(T), kThreads, 0, p.stream>>>(
-                p.U, static_cast<int32_t>(width), j0, b.running, b.best_value, b.best_latent);
+            dots_gemm(p, R, rows, j0, width);
+            pursuit_argmax_kernel<<<static_cast<unsigned>(rows), kThreads, 0, p.stream>>>(
+                p.U, static_cast<int32_t>(width), j0, active, b.running, b.best_value, b.best_latent);
             NE_CUDA_CHECK_LAUNCH("pursuit_argmax_kernel");
         }
         NE_CUDA_CHECK(cudaMemsetAsync(b.still_running, 0, sizeof(int32_t), p.stream));
         a.q = step;
-        pursuit_step_kernel<<<static_cast<unsigned>(T), kThreads, 0, p.stream>>>(a);
+        a.active = active;
+        pursuit_step_kernel<<<static_cast<unsigned>(rows), kThreads, 0, p.stream>>>(a);
         NE_CUDA_CHECK_LAUNCH("pursuit_step_kernel");
         ++step;
         if (step % kCheckEvery == 0 && step < bound) {
@@ -421,6 +468,11 @@ int64_t pursuit_forward(PursuitBuffers& b, const PursuitBatch& p) {
             NE_CUDA_CHECK(cudaMemcpyAsync(&running, b.still_running, sizeof running, cudaMemcpyDeviceToHost, p.stream));
             NE_CUDA_CHECK(cudaStreamSynchronize(p.stream));
             if (running == 0) break;
+            if (2 * int64_t(running) <= rows) {
+                compact_running(b, p.stream, T);
+                active = b.active;
+                rows = running;
+            }
         }
     }
     return step;

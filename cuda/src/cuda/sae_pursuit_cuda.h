@@ -23,6 +23,9 @@ struct PursuitBuffers {
     int32_t* steps = nullptr;          // [T + 1] steps taken (the extra 0 closes the scan)
     int32_t* offsets = nullptr;        // [T + 1] exclusive scan of steps: each token's first entry
     uint8_t* running = nullptr;        // [T]
+    int32_t* active = nullptr;         // [T + 1] the tokens in the step's GEMM once compacted (scan flags before)
+    int32_t* position = nullptr;       // [T + 1] their scan
+    float* gathered = nullptr;         // [T][d] the residuals of the active tokens
     float* best_value = nullptr;       // [T] the step's argmax so far (over the chunks done)
     int32_t* best_latent = nullptr;
     int32_t* still_running = nullptr;  // [1] tokens that did not stop at the last step

@@ -386,7 +386,7 @@ typedef enum ne_sae_architecture {
     NE_SAE_MATRYOSHKA_BATCHTOPK = 4, /* batchtopk codes; the loss adds the reconstruction of every nested prefix of
                                         latents (matryoshka_widths, Bussmann et al. 2025); a threshold at inference */
     NE_SAE_MATCHING_PURSUIT = 5      /* no encoder: z by greedy matching pursuit on the decoder rows (Costa et al.
-                                        2025); W_enc and b_enc are unused; CPU backend, one process */
+                                        2025); W_enc and b_enc are unused; one process */
 } ne_sae_architecture;
 
 /* The most nested widths of a matryoshka SAE (ne_sae_config.matryoshka_widths). */

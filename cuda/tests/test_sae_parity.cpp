@@ -1,6 +1,6 @@
 // The sparse autoencoder on CUDA against the CPU backend, through the C ABI: every architecture CUDA runs (topk,
-// batchtopk with its inference threshold, relu, jumprelu, matryoshka_batchtopk with three nested levels; matching
-// pursuit is CPU only and the CUDA context must refuse it), AuxK on dead latents, dense and touched-rows Adam, the encoder in one
+// batchtopk with its inference threshold, relu, jumprelu, matryoshka_batchtopk with three nested levels, and
+// matching_pursuit with each stopping rule, on inputs of its own: see PursuitProblem), AuxK on dead latents, dense and touched-rows Adam, the encoder in one
 // chunk and in several (NE_SAE_CHUNK), lists that must grow (a token with many codes), d above one block's width, a
 // batch of 700 tokens (a column-sum tile of 512 and a partial one of 188: the b_dec gradient and the FVU statistics);
 // parameters, Adam moments, firing history, stats and x^ after each of a few steps on fresh inputs from the same
@@ -44,7 +44,7 @@ constexpr int64_t kDead = 16;  // the last kDead latents never appear in the dat
 constexpr float kLr = 1e-3f;
 
 const char* arch_name(int32_t a) {
-    static const char* names[] = {"topk", "batchtopk", "relu", "jumprelu", "matryoshka"};
+    static const char* names[] = {"topk", "batchtopk", "relu", "jumprelu", "matryoshka", "pursuit"};
     return names[a];
 }
 const char* precision_name(int32_t p) {
@@ -411,6 +411,242 @@ void checkpoints(ne_context* cpu_ctx, ne_context* cuda_ctx, const Case& c) {
     ne_sae_destroy(resumed);
 }
 
+// ---- matching pursuit ----------------------------------------------------------------------------------------
+
+// Matching pursuit's cases: its stopping rules and the shapes of its kernels (sae_pursuit_cuda.cu).
+struct PursuitCase {
+    const char* name;
+    int64_t d, m, batch;
+    int32_t max_iterations, stop_on_duplicate;
+    float residual_threshold;
+    int32_t sparse_updates;
+    int64_t chunk;         // NE_SAE_CHUNK (latents per dots GEMM); 0: the default
+    int64_t group_rows;    // NE_SAE_PURSUIT_ROWS (the backward's rows per group); 0: the default
+    int32_t precision;
+};
+
+// The pursuit's choices are discontinuous, so its inputs keep them apart: random unit decoder rows (not orthogonal,
+// so the pursuit comes back to latents it chose and the duplicate-support rule fires on real choices, not on
+// rounding), tokens b_dec + 4 random atoms with coefficients in [1, 2] + noise of 0.05 per coordinate. The dots a
+// step compares are then O(0.1) apart, far beyond the backends' rounding (~1e-6), and the residual threshold (0.6)
+// lies well above the noise's norm (0.05 sqrt(64) = 0.4) and below the norm before the last atom goes.
+struct PursuitProblem {
+    PursuitCase c;
+    std::vector<float> W_dec, W_enc, b_enc, b_dec;
+
+    explicit PursuitProblem(const PursuitCase& cs) : c(cs) {
+        const int64_t d = c.d, m = c.m;
+        std::mt19937_64 rng(3000 + 13 * d + m);
+        std::normal_distribution<double> normal(0.0, 1.0);
+        W_dec.resize(m * d);
+        for (int64_t j = 0; j < m; ++j) {
+            std::vector<double> row(d);
+            double norm = 0;
+            for (auto& v : row) {
+                v = normal(rng);
+                norm += v * v;
+            }
+            for (int64_t i = 0; i < d; ++i) W_dec[j * d + i] = static_cast<float>(row[i] / std::sqrt(norm));
+        }
+        W_enc.resize(d * m);  // unused by the pursuit; kept (and Adam moves it on its zero gradient)
+        for (int64_t i = 0; i < d; ++i)
+            for (int64_t j = 0; j < m; ++j) W_enc[i * m + j] = W_dec[j * d + i];
+        b_enc.assign(m, 0.0f);
+        b_dec.resize(d);
+        for (auto& v : b_dec) v = static_cast<float>(0.1 * normal(rng));
+    }
+
+    std::vector<float> batch(int64_t tokens, uint64_t seed) const {
+        const int64_t d = c.d, m = c.m;
+        std::mt19937_64 rng(seed);
+        std::normal_distribution<double> normal(0.0, 1.0);
+        std::uniform_real_distribution<double> coefficient(1.0, 2.0);
+        std::uniform_int_distribution<int64_t> latent(0, m - 1);
+        std::vector<float> x(tokens * d);
+        for (int64_t t = 0; t < tokens; ++t) {
+            float* row = x.data() + t * d;
+            for (int64_t i = 0; i < d; ++i) row[i] = b_dec[i] + static_cast<float>(0.05 * normal(rng));
+            for (int q = 0; q < 4; ++q) {
+                const int64_t j = latent(rng);
+                const float a = static_cast<float>(coefficient(rng));
+                for (int64_t i = 0; i < d; ++i) row[i] += a * W_dec[j * d + i];
+            }
+        }
+        return x;
+    }
+
+    // The Case the shared snapshot and comparison helpers read (arch, d, m).
+    Case as_case() const { return Case{NE_SAE_MATCHING_PURSUIT, c.d, c.m, c.batch, 0, c.sparse_updates, c.chunk, c.precision}; }
+};
+
+// Sets an environment variable for a scope (value null or "0": left unset), restoring what was there.
+class ScopedEnv {
+public:
+    ScopedEnv(const char* name, const std::string& value) : name_(name) {
+        const char* current = std::getenv(name);
+        had_ = current != nullptr;
+        if (had_) saved_ = current;
+        if (!value.empty() && value != "0") setenv(name, value.c_str(), 1);
+    }
+    ~ScopedEnv() {
+        if (had_) setenv(name_, saved_.c_str(), 1);
+        else unsetenv(name_);
+    }
+    ScopedEnv(const ScopedEnv&) = delete;
+    ScopedEnv& operator=(const ScopedEnv&) = delete;
+
+private:
+    const char* name_;
+    bool had_ = false;
+    std::string saved_;
+};
+
+ne_sae* make_pursuit_model(ne_context* ctx, const PursuitProblem& p, int32_t precision) {
+    const PursuitCase& c = p.c;
+    ne_sae_config config = config_of(p.as_case(), precision);
+    config.k = 0;
+    config.max_iterations = c.max_iterations;
+    config.stop_on_duplicate_support = c.stop_on_duplicate;
+    config.residual_threshold = c.residual_threshold;
+    ScopedEnv chunk("NE_SAE_CHUNK", std::to_string(c.chunk));
+    ne_sae* sae = nullptr;
+    if (ne_sae_create(ctx, &config, &sae) != NE_OK) {
+        std::printf("ne_sae_create (%s): %s\n", c.name, ne_last_error());
+        CHECK(false);
+        return nullptr;
+    }
+    const int64_t d = c.d, m = c.m;
+    CHECK(ne_sae_set_params(sae, p.W_enc.data(), d * m, p.b_enc.data(), m, p.W_dec.data(), m * d, p.b_dec.data(), d,
+                            nullptr, 0) == NE_OK);
+    return sae;
+}
+
+bool pursuit_train(ne_sae* sae, const PursuitProblem& p, const std::vector<float>& x, ne_sae_stats& stats) {
+    ScopedEnv rows("NE_SAE_PURSUIT_ROWS", std::to_string(p.c.group_rows));
+    if (ne_sae_train_step(sae, x.data(), p.c.batch * p.c.d, kLr, &stats) == NE_OK) return true;
+    std::printf("ne_sae_train_step (%s): %s\n", p.c.name, ne_last_error());
+    CHECK(false);
+    return false;
+}
+
+// Evaluation on the same tokens (B not a multiple of any block): stats, x^ and fire counts.
+void pursuit_evaluation(const std::string& what, ne_sae* cpu, ne_sae* cuda, const PursuitProblem& p, uint64_t seed,
+                        const Tolerances& tol) {
+    const int64_t tokens = 77, d = p.c.d, m = p.c.m;
+    const std::vector<float> x = p.batch(tokens, seed);
+    std::vector<float> xa(tokens * d), xb(tokens * d);
+    std::vector<int64_t> fa(m, 0), fb(m, 0);
+    ne_sae_stats sa{}, sb{};
+    CHECK(ne_sae_evaluate(cpu, x.data(), tokens * d, xa.data(), tokens * d, fa.data(), m, &sa) == NE_OK);
+    if (ne_sae_evaluate(cuda, x.data(), tokens * d, xb.data(), tokens * d, fb.data(), m, &sb) != NE_OK) {
+        std::printf("ne_sae_evaluate (cuda, %s): %s\n", p.c.name, ne_last_error());
+        CHECK(false);
+        return;
+    }
+    compare_stats(what + " evaluation", sa, sb, tol.stats);
+    compare(what + " evaluation x_hat", xa.data(), xb.data(), xa.size(), tol.x_hat);
+    CHECK(fa == fb);
+    CHECK(sa.l0 > 1);  // the pursuit took several latents per token
+}
+
+// CUDA against the CPU from the same parameters: an evaluation, then `steps` training steps on fresh batches, the
+// parameters and Adam moments (the first moment after step 1 is 0.1 times every gradient, W_enc's and b_enc's zero)
+// compared after each, then another evaluation.
+void pursuit_parity(ne_context* cpu_ctx, ne_context* cuda_ctx, const PursuitCase& c, int steps = 3) {
+    const PursuitProblem p(c);
+    const Case cs = p.as_case();
+    const Tolerances tol = tolerances_for(c.precision);
+    char label[200];
+    std::snprintf(label, sizeof label, "pursuit %s %s d=%lld m=%lld B=%lld max_iterations=%d duplicate=%d "
+                  "threshold=%g sparse=%d chunk=%lld rows=%lld", c.name, precision_name(c.precision),
+                  static_cast<long long>(c.d), static_cast<long long>(c.m), static_cast<long long>(c.batch),
+                  c.max_iterations, c.stop_on_duplicate, c.residual_threshold, c.sparse_updates,
+                  static_cast<long long>(c.chunk), static_cast<long long>(c.group_rows));
+    ne_sae* cpu = make_pursuit_model(cpu_ctx, p, NE_SAE_FP32);
+    ne_sae* cuda = make_pursuit_model(cuda_ctx, p, c.precision);
+    if (cpu == nullptr || cuda == nullptr) {
+        ne_sae_destroy(cpu);
+        ne_sae_destroy(cuda);
+        return;
+    }
+    pursuit_evaluation(std::string(label) + " before training", cpu, cuda, p, 91, tol);
+    double worst = 0;
+    for (int step = 0; step < steps; ++step) {
+        const std::vector<float> x = p.batch(c.batch, 600 + step);
+        ne_sae_stats sa{}, sb{};
+        if (!pursuit_train(cpu, p, x, sa) || !pursuit_train(cuda, p, x, sb)) break;
+        const std::string at = std::string(label) + " step " + std::to_string(step + 1);
+        compare_stats(at, sa, sb, tol.stats);
+        CHECK(sa.sparsity == 0 && sa.auxk == 0 && sb.sparsity == 0 && sb.auxk == 0);
+        const Snapshot a = snapshot(cpu, cs), b = snapshot(cuda, cs);
+        worst = std::max(worst, compare_snapshots(at, cs, a, b, tol, c.precision == NE_SAE_FP32));
+        if (c.max_iterations > 0 && c.stop_on_duplicate == 0 && c.residual_threshold <= 0)
+            CHECK(sa.l0 <= c.max_iterations && sb.l0 <= c.max_iterations);
+    }
+    pursuit_evaluation(std::string(label) + " after training", cpu, cuda, p, 92, tol);
+    std::printf("%s: %d steps, max |param_cpu - param_cuda| = %.2e\n", label, steps, worst);
+    ne_sae_destroy(cpu);
+    ne_sae_destroy(cuda);
+}
+
+// The same two steps twice on CUDA give identical bits (parameters, moments, firing history, stats). On the
+// emulated device the second run goes under another thread schedule (NE_EMU_SCHEDULE, read at every launch).
+void pursuit_determinism(ne_context* cuda_ctx, const PursuitCase& c, bool emulated) {
+    const PursuitProblem p(c);
+    const Case cs = p.as_case();
+    std::vector<Snapshot> runs;
+    std::vector<ne_sae_stats> last;
+    for (int run = 0; run < 2; ++run) {
+        const char* current = std::getenv("NE_EMU_SCHEDULE");
+        ScopedEnv schedule("NE_EMU_SCHEDULE", emulated && run == 1 ? (current != nullptr &&
+                                                                      std::string(current) == "reverse" ? "forward" : "reverse")
+                                                                   : (current != nullptr ? current : ""));
+        ne_sae* sae = make_pursuit_model(cuda_ctx, p, c.precision);
+        if (sae == nullptr) return;
+        ne_sae_stats stats{};
+        for (int step = 0; step < 2; ++step) pursuit_train(sae, p, p.batch(c.batch, 800 + step), stats);
+        runs.push_back(snapshot(sae, cs));
+        last.push_back(stats);
+        ne_sae_destroy(sae);
+    }
+    const Snapshot& a = runs[0];
+    const Snapshot& b = runs[1];
+    CHECK(a.W_enc == b.W_enc && a.b_enc == b.b_enc && a.W_dec == b.W_dec && a.b_dec == b.b_dec);
+    CHECK(a.state == b.state);
+    CHECK(std::memcmp(&last[0], &last[1], sizeof(ne_sae_stats)) == 0);
+    std::printf("pursuit %s: two runs identical to the bit\n", c.name);
+}
+
+// tf32 and bf16 dots only choose the latents (the values are fp32 dots), but they round them by ~1e-3 and ~5e-3, so
+// a step whose two best dots lie that close may choose another latent than the CPU: no choice-by-choice parity here.
+// The reduced-precision run must stay close to the CPU's in loss and L0 over a few steps and keep finite parameters.
+void pursuit_reduced_precision(ne_context* cpu_ctx, ne_context* cuda_ctx, const PursuitCase& c) {
+    const PursuitProblem p(c);
+    ne_sae* cpu = make_pursuit_model(cpu_ctx, p, NE_SAE_FP32);
+    ne_sae* cuda = make_pursuit_model(cuda_ctx, p, c.precision);
+    if (cpu == nullptr || cuda == nullptr) {
+        ne_sae_destroy(cpu);
+        ne_sae_destroy(cuda);
+        return;
+    }
+    for (int step = 0; step < 3; ++step) {
+        const std::vector<float> x = p.batch(c.batch, 650 + step);
+        ne_sae_stats sa{}, sb{};
+        if (!pursuit_train(cpu, p, x, sa) || !pursuit_train(cuda, p, x, sb)) break;
+        if (!ne_test::close(sb.mse, sa.mse, 0.0, 0.05) || !ne_test::close(sb.l0, sa.l0, 0.0, 0.05))
+            std::printf("  pursuit %s step %d: mse %.6g / %.6g, l0 %.4g / %.4g\n", c.name, step + 1, sa.mse, sb.mse,
+                        sa.l0, sb.l0);
+        CHECK(ne_test::close(sb.mse, sa.mse, 0.0, 0.05));
+        CHECK(ne_test::close(sb.l0, sa.l0, 0.0, 0.05));
+    }
+    const Snapshot b = snapshot(cuda, p.as_case());
+    CHECK(std::all_of(b.W_dec.begin(), b.W_dec.end(), [](float v) { return std::isfinite(v); }));
+    CHECK(std::all_of(b.b_dec.begin(), b.b_dec.end(), [](float v) { return std::isfinite(v); }));
+    std::printf("pursuit %s %s: 3 steps within 5%% of the CPU's loss and L0\n", c.name, precision_name(c.precision));
+    ne_sae_destroy(cpu);
+    ne_sae_destroy(cuda);
+}
+
 }  // namespace
 
 // ne_sae_set_sparsity_coefficient: a model created with one coefficient and set to another trains exactly as one
@@ -496,17 +732,33 @@ int main() {
     parity(cpu, cuda, Case{NE_SAE_MATRYOSHKA_BATCHTOPK, 64, 48, 700, 4, 0, 20, NE_SAE_TF32, 1}, 2);
     checkpoints(cpu, cuda, Case{NE_SAE_MATRYOSHKA_BATCHTOPK, 64, 48, 64, 4, 1, 0, NE_SAE_FP32, 1});
     {
-        // matching_pursuit has no CUDA kernels: the CUDA context says so by name, the CPU one takes it.
+        // matching_pursuit runs on both backends: the CUDA context takes it and lists it.
         ne_sae_config config = config_of(Case{NE_SAE_MATCHING_PURSUIT, 64, 48, 64, 4, 0, 0, NE_SAE_FP32}, NE_SAE_FP32);
         config.k = 0;
-        CHECK(ne_context_supports_sae(cuda, &config) == NE_ERR_UNSUPPORTED);
-        CHECK(std::strstr(ne_last_error(), "matching_pursuit") != nullptr);
+        CHECK(ne_context_supports_sae(cuda, &config) == NE_OK);
         CHECK(ne_context_supports_sae(cpu, &config) == NE_OK);
         ne_capabilities caps{};
         CHECK(ne_context_capabilities(cuda, &caps) == NE_OK);
         CHECK((caps.sae_architectures & (1 << NE_SAE_MATRYOSHKA_BATCHTOPK)) != 0);
-        CHECK((caps.sae_architectures & (1 << NE_SAE_MATCHING_PURSUIT)) == 0);
+        CHECK((caps.sae_architectures & (1 << NE_SAE_MATCHING_PURSUIT)) != 0);
     }
+    // matching_pursuit: each stopping rule alone; the defaults (threshold 1e-2, d steps, duplicate stop) on 301
+    // tokens (no multiple of a block or a warp) with the dots in chunks of 30 (m = 100: three and a partial one) and
+    // the backward in groups of at most 200 rows; d above one block's width; touched-rows Adam.
+    const PursuitCase pursuit_cases[] = {
+        {"max_iterations", 64, 48, 64, 6, 0, 0.0f, 0, 0, 0, NE_SAE_FP32},
+        {"duplicate_support", 64, 48, 64, 0, 1, 0.0f, 0, 0, 0, NE_SAE_FP32},
+        {"residual_threshold", 64, 48, 64, 0, 0, 0.6f, 0, 0, 0, NE_SAE_FP32},
+        {"defaults", 64, 100, 301, 0, 1, 1e-2f, 1, 30, 200, NE_SAE_FP32},
+        {"wide", 300, 80, 70, 12, 1, 0.0f, 1, 0, 0, NE_SAE_FP32},
+    };
+    for (const PursuitCase& c : pursuit_cases) pursuit_parity(cpu, cuda, c);
+    pursuit_reduced_precision(cpu, cuda, PursuitCase{"tf32", 64, 48, 64, 0, 1, 0.0f, 0, 20, 0, NE_SAE_TF32});
+    pursuit_reduced_precision(cpu, cuda, PursuitCase{"bf16", 64, 48, 64, 0, 1, 0.0f, 1, 20, 0, NE_SAE_BF16});
+    ne_device_info device{};
+    CHECK(ne_context_device_info(cuda, &device) == NE_OK);
+    const bool emulated = std::strstr(device.name, "emulated") != nullptr;
+    pursuit_determinism(cuda, pursuit_cases[3], emulated);
     sparsity_coefficient(cpu, "cpu");
     sparsity_coefficient(cuda, "cuda");
     ne_context_destroy(cpu);

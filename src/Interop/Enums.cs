@@ -88,7 +88,7 @@ public enum SaeArchitecture
     /// threshold at inference, like BatchTopK.</summary>
     MatryoshkaBatchTopK = 4,
     /// <summary>No encoder: codes by greedy matching pursuit on the decoder rows (residual threshold, iteration limit,
-    /// stop on a repeated support). CPU backend, one process.</summary>
+    /// stop on a repeated support). One process.</summary>
     MatchingPursuit = 5,
 }
 

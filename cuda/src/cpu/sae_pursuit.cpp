@@ -2,7 +2,8 @@
 // pursuit, one token at a time. Both CPU paths (the reference and the backend's fast path) run this one
 // implementation: correctness first. Only the decoder's dot products with the residual are spread over threads
 // (each latent's dot is one thread's own loop, the argmax sequential), so results do not depend on the thread count;
-// the tokens run one after another, a slower path than the blocked kernels of the other architectures.
+// the tokens run one after another, a slower path than the blocked kernels of the other architectures. The CUDA
+// backend's twin (cuda/sae_pursuit_cuda.cu) runs each step over the whole batch and is tested against this one.
 #include <omp.h>
 
 #include <algorithm>

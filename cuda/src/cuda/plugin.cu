@@ -58,7 +58,7 @@ int32_t capabilities(int32_t device, ne_capabilities* out, char* err, size_t err
         out->moe_noise = (1 << NE_MOE_NOISE_NONE) | (1 << NE_MOE_NOISE_NOISY_TOPK) | (1 << NE_MOE_NOISE_JITTER);
         out->sae_architectures =
             (1 << NE_SAE_TOPK) | (1 << NE_SAE_BATCHTOPK) | (1 << NE_SAE_RELU) | (1 << NE_SAE_JUMPRELU) |
-            (1 << NE_SAE_MATRYOSHKA_BATCHTOPK);
+            (1 << NE_SAE_MATRYOSHKA_BATCHTOPK) | (1 << NE_SAE_MATCHING_PURSUIT);
         out->sae_precisions = (1 << NE_SAE_FP32) | (1 << NE_SAE_TF32) | (1 << NE_SAE_BF16);
         out->sgemm = 0;  // ne_sgemm is the CPU encoder's GEMM
         out->max_shared_bytes = optin;

@@ -26,6 +26,8 @@
 //            afterwards), b_enc and jumprelu threshold gradients over its own entries; b_dec from column sums.
 //  optimizer decoder-gradient projection, Adam (dense, or the latents that fired plus b_dec), renormalisation of
 //            the decoder rows, tokens_since_fired.
+//  matching_pursuit has no encoder: its encode (the pursuit, then its codes as the lists above) and backward are
+//            sae_pursuit_cuda.cu's; the decode, statistics and optimizer are the ones here.
 //
 // Determinism: every floating-point sum has one fixed order (a thread's own loop, fixed-shape tree reductions,
 // sequential sums over sorted entries); atomics only count integers. cuBLAS GEMMs are deterministic for a fixed
@@ -47,6 +49,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/device_arena.h"
 #include "cuda/sae_cuda.h"
+#include "cuda/sae_pursuit_cuda.h"
 #include "cuda/synth_cuda.h"
 #include "models/optimizer.h"
 #include "models/toy_common.h"
@@ -122,6 +125,7 @@ struct ne_cuda_sae {
     ne::cuda::SaeTokenBuffers tokens;
     ne::cuda::SaeSlotBuffers slots;
     ne::cuda::DeviceArena temp;  // CUB's temporary storage
+    ne::cuda::PursuitBuffers pursuit;  // matching_pursuit (sae_pursuit_cuda.h)
 };
 
 namespace ne::cuda {
@@ -1057,9 +1061,26 @@ struct Encoded {
     int64_t cap;
 };
 
+// matching_pursuit's view of a batch (sae_pursuit_cuda.h): it has no encoder, so it borrows the encoder's scratch,
+// U for its dots and, in bf16, the W_enc and xc copies for W_dec and the residual.
+PursuitBatch pursuit_batch(ne_cuda_sae& s, const SaeSpec& spec) {
+    return PursuitBatch{s.stream, s.blas, s.precision, &spec, chunk_for(s, spec.batch), s.params.W_dec, s.tokens.xc,
+                        s.tokens.U, s.W_enc_bf16, s.tokens.xc_bf16};
+}
+
+// matching_pursuit's encoder: the pursuit, then its codes in the lists the decoder reads.
+Encoded pursuit_encode(ne_cuda_sae& s, const SaeSpec& spec, int64_t T) {
+    const PursuitBatch batch = pursuit_batch(s, spec);
+    const int64_t cap = std::min(pursuit_forward(s.pursuit, batch), spec.m);
+    ensure_slots(s, T, cap, 0);
+    pursuit_lists(s.pursuit, batch, cap, s.slots.list_u[0], s.slots.list_idx[0], s.tokens.count);
+    return Encoded{0, 0, cap};
+}
+
 // The chunked encoder and selection (see the file comment), growing the lists until every token fits. AuxK (ka > 0:
 // slots per list) keeps terms.n lists per token, term l's best terms.cap[l] of its dead latents.
 Encoded encode(ne_cuda_sae& s, const SaeSpec& spec, int64_t T, int64_t kaux, int64_t ka, const AuxTerms& terms) {
+    if (spec.architecture == kSaeMatchingPursuit) return pursuit_encode(s, spec, T);
     const int64_t m = spec.m;
     const int32_t arch = spec.architecture;
     const bool batch_select = sae_batch_selects(arch) && !spec.inference;
@@ -1267,7 +1288,16 @@ void run_batch(ne_cuda_sae& s, const SaeSpec& spec, const float* x_host, const A
     };
     const bool apply = training && std::isfinite(loss_of(read_stats(s)).total());
 
-    if (apply) {
+    if (apply && arch == kSaeMatchingPursuit) {
+        NE_NVTX_RANGE("sae.backward");
+        // No encoder: W_enc and b_enc get zero gradients; the latents some step chose are the touched ones.
+        const float* b_dec_rows = pursuit_backward(s.pursuit, pursuit_batch(s, spec), tb.dxhat, s.grads.W_dec,
+                                                   s.latent_count);
+        NE_CUDA_CHECK(cudaMemsetAsync(s.grads.W_enc, 0, d * m * sizeof(float), s.stream));
+        NE_CUDA_CHECK(cudaMemsetAsync(s.grads.b_enc, 0, m * sizeof(float), s.stream));
+        column_sums(s, b_dec_rows, T, d, nullptr, 1.0, nullptr, s.grads.b_dec);
+    }
+    if (apply && arch != kSaeMatchingPursuit) {
         NE_NVTX_RANGE("sae.backward");
         const SaeDeviceTensors& p = s.params;
         const SaeDeviceTensors& g = s.grads;
@@ -1391,14 +1421,15 @@ void zero_tensors(ne_cuda_sae& s, SaeDeviceTensors& device) {
     }
 }
 
-// What the kernels cannot take: matching pursuit (no CUDA kernels yet), indices past 32 bits. (Every precision runs on every device the plugin serves:
+// What the kernels cannot take: indices past 32 bits. (Every precision runs on every device the plugin serves:
 // tf32 and bf16 GEMMs need sm_80, and the plugin is built for sm_80 and later.)
 void check_supported(const SaeSpec& spec, int32_t precision) {
     if (precision < NE_SAE_FP32 || precision > NE_SAE_BF16)
         invalid("precision is " + std::to_string(precision) + "; valid: 0 (fp32), 1 (tf32), 2 (bf16)");
-    if (spec.architecture == kSaeMatchingPursuit)
-        fail(NE_ERR_UNSUPPORTED, "architecture matching_pursuit (5) runs on the CPU backend only; the CUDA backend "
-                                 "takes topk, batchtopk, relu, jumprelu and matryoshka_batchtopk");
+    if (spec.architecture == kSaeMatchingPursuit && spec.batch * pursuit_step_bound(spec) > kSaeMaxSlots)
+        fail(NE_ERR_UNSUPPORTED, "batch * pursuit steps = " + std::to_string(spec.batch * pursuit_step_bound(spec)) +
+                                     " exceeds the CUDA SAE kernels' limit 2^31 - 1; use a smaller batch or "
+                                     "max_iterations");
     if (spec.d > INT32_MAX || spec.m >= INT32_MAX || spec.batch > INT32_MAX)
         fail(NE_ERR_UNSUPPORTED, "d_in, d_sae and batch must stay below 2^31 for the CUDA SAE kernels");
     const bool selects = spec.architecture == kSaeTopK || sae_batch_selects(spec.architecture);
@@ -1409,7 +1440,10 @@ void check_supported(const SaeSpec& spec, int32_t precision) {
 }
 
 // The guards of every arena of the model (NE_ARENA_GUARD), after a call that launched kernels.
-void verify_guards(const ne_cuda_sae& s) { verify_guards(s.stream, s.arena, s.tokens.arena, s.slots.arena, s.temp); }
+void verify_guards(const ne_cuda_sae& s) {
+    verify_guards(s.stream, s.arena, s.tokens.arena, s.slots.arena, s.temp, s.pursuit.tokens, s.pursuit.entries,
+                  s.pursuit.temp);
+}
 
 }  // namespace
 

@@ -31,7 +31,8 @@
 //              support {j: z_j != 0}, or (residual_threshold > 0) once ||r_{q+1}|| < residual_threshold.
 //              x^ = z W_dec + b_dec; loss = mse (no sparsity term, no AuxK). The gradient is that of the unrolled
 //              pursuit with the choices j_q held fixed (autograd through v_q and r_q, ReLU' = [pre > 0]). With unit
-//              decoder rows ||r_{q+1}||^2 = ||r_q||^2 - v_q^2: the residual never grows.
+//              decoder rows ||r_{q+1}||^2 = ||r_q||^2 - v_q^2: the residual never grows. Implemented per token in
+//              cpu/sae_pursuit.cpp and, a step over the whole batch at a time, in cuda/sae_pursuit_cuda.cu.
 //   relu       z = ReLU(u); sparsity = l1_coefficient * (1/B) sum_t sum_j z_tj ||W_dec,j|| (Bricken et al. 2023).
 //   jumprelu   theta_j = exp(log_threshold_j); z_j = u_j * H(u_j - theta_j);
 //              sparsity = l0_coefficient * (1/B) sum_t sum_j H(u_tj - theta_j) (Rajamanoharan et al. 2024).
@@ -181,7 +182,7 @@ template <typename T>
 SaeLoss sae_loss_and_grad(const SaeSpec& spec, SaeParams<T> params, const T* x, const int64_t* since_fired,
                           SaeGrads<T>* grads, int64_t* fire_count = nullptr, T* x_hat = nullptr);
 
-// Matching pursuit (sae_pursuit.cpp). One step: the latent chosen, pre = r_q . W_dec,j and v = ReLU(pre).
+// Matching pursuit (sae_pursuit.cpp; the CUDA backend's is cuda/sae_pursuit_cuda.cu). One step: the latent chosen, pre = r_q . W_dec,j and v = ReLU(pre).
 template <typename T>
 struct PursuitRecord {
     int64_t latent;

@@ -172,7 +172,11 @@ void sae_case(ne_context* ctx, int32_t arch, int32_t precision, int32_t sparse, 
         c.matryoshka_widths[2] = m;
         c.matryoshka_aux_loss = level_auxk;
     }
-    setenv("NE_SAE_CHUNK", "40", 1);  // encoder chunks of 40, 40 and 16 latents
+    if (arch == NE_SAE_MATCHING_PURSUIT) {  // SAELens's stopping rules
+        c.residual_threshold = 1e-2f;
+        c.stop_on_duplicate_support = 1;
+    }
+    setenv("NE_SAE_CHUNK", "40", 1);  // encoder chunks (matching pursuit: dots) of 40, 40 and 16 latents
     ne_sae* sae = nullptr;
     const ne_status created = ne_sae_create(ctx, &c, &sae);
     unsetenv("NE_SAE_CHUNK");
@@ -211,7 +215,7 @@ void sae_case(ne_context* ctx, int32_t arch, int32_t precision, int32_t sparse, 
     std::vector<uint8_t> state(bytes);
     ok(ne_sae_get_state(sae, state.data(), bytes), "ne_sae_get_state");
     ne_sae_destroy(sae);
-    static const char* arch_names[] = {"topk", "batchtopk", "relu", "jumprelu", "matryoshka"};
+    static const char* arch_names[] = {"topk", "batchtopk", "relu", "jumprelu", "matryoshka", "pursuit"};
     static const char* precision_names[] = {"fp32", "tf32", "bf16"};
     char label[112];
     std::snprintf(label, sizeof label, "sae %s%s %s sparse=%d B=%lld", arch_names[arch],
@@ -232,7 +236,7 @@ std::vector<Digest> run_all(ne_context* ctx) {
     moe_case(ctx, NE_TOY_RELU_OUTPUT, 4, 2, 1, NE_MOE_NOISE_NONE, 0.6f, 0.0f, out);
     moe_case(ctx, NE_TOY_RELU_HIDDEN, 3, 2, 0, NE_MOE_NOISE_NOISY_TOPK, 0.0f, 0.001f, out);
     moe_case(ctx, NE_TOY_RELU_OUTPUT, 5, 1, 1, NE_MOE_NOISE_JITTER, 1.0f, 0.0f, out);
-    for (int32_t arch : {NE_SAE_TOPK, NE_SAE_BATCHTOPK, NE_SAE_RELU, NE_SAE_JUMPRELU}) {
+    for (int32_t arch : {NE_SAE_TOPK, NE_SAE_BATCHTOPK, NE_SAE_RELU, NE_SAE_JUMPRELU, NE_SAE_MATCHING_PURSUIT}) {
         for (int32_t precision : {NE_SAE_FP32, NE_SAE_TF32, NE_SAE_BF16}) sae_case(ctx, arch, precision, 0, 40, out);
         sae_case(ctx, arch, NE_SAE_FP32, 1, 40, out);
     }

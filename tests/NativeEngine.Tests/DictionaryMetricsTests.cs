@@ -54,6 +54,25 @@ public class DictionaryMetricsTests
     }
 
     [Test]
+    public void RecoveryWithoutTheAssignmentKeepsMmcsAndTheBestCosines()
+    {
+        const int n = 29, m = 41, d = 11;
+        var truth = RandomRows(n, d, 5);
+        var atoms = RandomRows(m, d, 6);
+        using var context = new NativeEngine.Interop.EngineContext(NativeEngine.Interop.Backend.Cpu);
+        var full = NativeEngine.Runner.Experiments.Recovery.Measure(truth, n, atoms, m, d);
+        var quick = NativeEngine.Runner.Experiments.Recovery.Measure(truth, n, atoms, m, d, matched: false,
+            product: NativeEngine.Runner.Experiments.Factorization.Product(context));
+        Assert.That(full.MatchedCosine, Is.Not.Null);
+        Assert.That(quick.MatchedCosine, Is.Null);
+        Assert.That(quick.Mmcs, Is.EqualTo(full.Mmcs).Within(1e-6));
+        Assert.That(quick.BestCosines, Is.EqualTo(full.BestCosines).Within(1e-6));
+        // The tracker's limit: SynthSAEBench's 16k truth against 4 096 latents is above it, 2 048 x 2 048 at it.
+        Assert.That(NativeEngine.Runner.Experiments.Recovery.AssignmentWork(16384, 4096), Is.GreaterThan(8_589_934_592.0));
+        Assert.That(NativeEngine.Runner.Experiments.Recovery.AssignmentWork(2048, 2048), Is.EqualTo(8_589_934_592.0));
+    }
+
+    [Test]
     public void MmcsCountsTheBestAtomEvenWhenShared()
     {
         // Two true features, both closest to atom 0: MMCS lets them share it, the matching does not.

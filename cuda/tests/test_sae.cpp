@@ -79,6 +79,15 @@ struct Grads {
     }
 };
 
+// The largest |sum - (a + b)| over W_enc, b_enc, W_dec and b_dec: a step's gradients against two parts of it.
+double worst_sum_error(const Grads<double>& sum, const Grads<double>& a, const Grads<double>& b) {
+    double worst = 0;
+    for (auto tensor : {&Grads<double>::W_enc, &Grads<double>::b_enc, &Grads<double>::W_dec, &Grads<double>::b_dec})
+        for (size_t q = 0; q < (sum.*tensor).size(); ++q)
+            worst = std::max(worst, std::fabs((sum.*tensor)[q] - ((a.*tensor)[q] + (b.*tensor)[q])));
+    return worst;
+}
+
 SaeSpec make_spec(int32_t arch, int64_t d, int64_t m, int64_t k, int64_t batch) {
     SaeSpec s;
     s.architecture = arch;
@@ -242,14 +251,7 @@ void auxk_gradients(int32_t arch) {
     CHECK(with.dead == dead_count && with.auxk > 0);
     CHECK(ne_test::close(with.auxk, aux_step, 1e-14, 1e-12));
     CHECK(ne_test::close(with.mse, without.mse, 1e-14, 1e-12));
-    double mismatch = 0;
-    auto compare = [&](const std::vector<double>& a, const std::vector<double>& b, const std::vector<double>& c) {
-        for (size_t q = 0; q < a.size(); ++q) mismatch = std::max(mismatch, std::fabs(a[q] - (b[q] + c[q])));
-    };
-    compare(full.W_enc, main_only.W_enc, aux_only.W_enc);
-    compare(full.b_enc, main_only.b_enc, aux_only.b_enc);
-    compare(full.W_dec, main_only.W_dec, aux_only.W_dec);
-    compare(full.b_dec, main_only.b_dec, aux_only.b_dec);
+    const double mismatch = worst_sum_error(full, main_only, aux_only);
     CHECK(mismatch < 1e-12);
     std::printf("FD auxk (%s, %lld dead, k_aux %lld): auxk %.4f, worst relative error %.2e; step = main + auxk "
                 "within %.1e\n",
@@ -298,14 +300,7 @@ void level_auxk_properties() {
     CHECK(terms == 2 && aux > 0);
     CHECK(ne_test::close(with.auxk, aux, 1e-14, 1e-12));
     CHECK(with.mse == without.mse && with.sparsity == without.sparsity);
-    double mismatch = 0;
-    auto compare = [&](const std::vector<double>& a, const std::vector<double>& b, const std::vector<double>& c) {
-        for (size_t q = 0; q < a.size(); ++q) mismatch = std::max(mismatch, std::fabs(a[q] - (b[q] + c[q])));
-    };
-    compare(full.W_enc, main_only.W_enc, expected.W_enc);
-    compare(full.b_enc, main_only.b_enc, expected.b_enc);
-    compare(full.W_dec, main_only.W_dec, expected.W_dec);
-    compare(full.b_dec, main_only.b_dec, expected.b_dec);
+    const double mismatch = worst_sum_error(full, main_only, expected);
     CHECK(mismatch < 1e-12);
 
     // One level: batchtopk's AuxK (every dead latent on x - x^), weighted.

@@ -288,23 +288,26 @@ double compare_snapshots(const std::string& what, const Case& c, const Snapshot&
     return worst;
 }
 
-// One evaluation of both models on the same tokens: stats, x^ and fire counts.
-void compare_evaluation(const std::string& what, ne_sae* cpu, ne_sae* cuda, const Problem& p, uint64_t seed,
-                        const Tolerances& tol) {
-    const int64_t tokens = 100, d = p.c.d, m = p.c.m;
+// One evaluation of both models on the same `tokens` tokens of the problem (Problem or PursuitProblem): stats, x^
+// and fire counts. Returns the CPU's stats.
+template <class AnyProblem>
+ne_sae_stats compare_evaluation(const std::string& what, ne_sae* cpu, ne_sae* cuda, const AnyProblem& p, uint64_t seed,
+                                const Tolerances& tol, int64_t tokens = 100) {
+    const int64_t d = p.c.d, m = p.c.m;
     const std::vector<float> x = p.batch(tokens, seed);
     std::vector<float> xa(tokens * d), xb(tokens * d);
     std::vector<int64_t> fa(m, 0), fb(m, 0);
     ne_sae_stats sa{}, sb{};
     CHECK(ne_sae_evaluate(cpu, x.data(), tokens * d, xa.data(), tokens * d, fa.data(), m, &sa) == NE_OK);
     if (ne_sae_evaluate(cuda, x.data(), tokens * d, xb.data(), tokens * d, fb.data(), m, &sb) != NE_OK) {
-        std::printf("ne_sae_evaluate (cuda): %s\n", ne_last_error());
+        std::printf("ne_sae_evaluate (cuda, %s): %s\n", what.c_str(), ne_last_error());
         CHECK(false);
-        return;
+        return sa;
     }
     compare_stats(what + " evaluation", sa, sb, tol.stats);
     compare(what + " evaluation x_hat", xa.data(), xb.data(), xa.size(), tol.x_hat);
     CHECK(fa == fb);
+    return sa;
 }
 
 // Both backends from the same parameters, `steps` steps on the same fresh batches, compared after every step.
@@ -529,24 +532,10 @@ bool pursuit_train(ne_sae* sae, const PursuitProblem& p, const std::vector<float
     return false;
 }
 
-// Evaluation on the same tokens (B not a multiple of any block): stats, x^ and fire counts.
+// Evaluation on the same 77 tokens (not a multiple of any block); the pursuit took several latents per token.
 void pursuit_evaluation(const std::string& what, ne_sae* cpu, ne_sae* cuda, const PursuitProblem& p, uint64_t seed,
                         const Tolerances& tol) {
-    const int64_t tokens = 77, d = p.c.d, m = p.c.m;
-    const std::vector<float> x = p.batch(tokens, seed);
-    std::vector<float> xa(tokens * d), xb(tokens * d);
-    std::vector<int64_t> fa(m, 0), fb(m, 0);
-    ne_sae_stats sa{}, sb{};
-    CHECK(ne_sae_evaluate(cpu, x.data(), tokens * d, xa.data(), tokens * d, fa.data(), m, &sa) == NE_OK);
-    if (ne_sae_evaluate(cuda, x.data(), tokens * d, xb.data(), tokens * d, fb.data(), m, &sb) != NE_OK) {
-        std::printf("ne_sae_evaluate (cuda, %s): %s\n", p.c.name, ne_last_error());
-        CHECK(false);
-        return;
-    }
-    compare_stats(what + " evaluation", sa, sb, tol.stats);
-    compare(what + " evaluation x_hat", xa.data(), xb.data(), xa.size(), tol.x_hat);
-    CHECK(fa == fb);
-    CHECK(sa.l0 > 1);  // the pursuit took several latents per token
+    CHECK(compare_evaluation(what, cpu, cuda, p, seed, tol, 77).l0 > 1);
 }
 
 // CUDA against the CPU from the same parameters: an evaluation, then `steps` training steps on fresh batches, the

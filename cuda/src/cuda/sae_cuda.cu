@@ -49,6 +49,7 @@
 #include "cuda/cuda_check.h"
 #include "cuda/device_arena.h"
 #include "cuda/sae_cuda.h"
+#include "cuda/sae_device.h"
 #include "cuda/sae_pursuit_cuda.h"
 #include "cuda/synth_cuda.h"
 #include "models/optimizer.h"
@@ -131,23 +132,8 @@ struct ne_cuda_sae {
 namespace ne::cuda {
 namespace {
 
-constexpr int kThreads = 256;
 constexpr int64_t kDefaultChunk = 8192;
 constexpr int64_t kMaxChunkFloats = int64_t(1) << 28;  // bound on B * C, the chunk's pre-activations
-
-inline void check_cublas(cublasStatus_t status, const char* call, const char* file, int line) {
-    if (status != CUBLAS_STATUS_SUCCESS)
-        fail(status == CUBLAS_STATUS_ALLOC_FAILED ? NE_ERR_OUT_OF_MEMORY : NE_ERR_CUDA,
-             std::string(call) + " failed: " + cublasGetStatusName(status) + ": " + cublasGetStatusString(status) +
-                 " (" + file + ":" + std::to_string(line) + ")");
-}
-#define NE_CUBLAS_CHECK(call) check_cublas((call), #call, __FILE__, __LINE__)
-
-// Blocks for a grid-stride loop over n items, kThreads per block.
-unsigned grid_for(int64_t n) {
-    const int64_t blocks = (n + kThreads - 1) / kThreads;
-    return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(blocks, int64_t(1) << 20)));
-}
 
 // ---- device helpers ------------------------------------------------------------------------------------------
 
@@ -209,24 +195,6 @@ __device__ __forceinline__ const float* dx_row(const Levels& lv, const float* dx
     return l < lv.inner ? level_dx + (l * T + t) * d : dxhat + t * d;
 }
 
-// Sum over the block's threads in a fixed tree (deterministic). shared: [kThreads]. Leaves the block synchronised.
-template <typename V>
-__device__ V block_sum(V value, V* shared) {
-    shared[threadIdx.x] = value;
-    __syncthreads();
-    for (int s = kThreads / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
-        __syncthreads();
-    }
-    const V total = shared[0];
-    __syncthreads();
-    return total;
-}
-
-__device__ __forceinline__ float warp_sum(float v) {
-    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_xor_sync(0xffffffffu, v, offset);
-    return v;
-}
 
 // ---- encoder and selection -----------------------------------------------------------------------------------
 

@@ -31,40 +31,15 @@
 
 #include "core/nvtx.h"
 #include "cuda/cuda_check.h"
+#include "cuda/sae_device.h"
 #include "cuda/sae_pursuit_cuda.h"
 #include "nativeengine.h"
 
 namespace ne::cuda {
 namespace {
 
-constexpr int kThreads = 256;
 constexpr int kCheckEvery = 4;                         // steps between reads of the running count
 constexpr int64_t kContributionFloats = int64_t(1) << 26;  // bound on the backward's rows per group (256 MiB)
-
-inline void check_blas(cublasStatus_t status, const char* call) {
-    if (status != CUBLAS_STATUS_SUCCESS)
-        fail(status == CUBLAS_STATUS_ALLOC_FAILED ? NE_ERR_OUT_OF_MEMORY : NE_ERR_CUDA,
-             std::string(call) + " failed: " + cublasGetStatusName(status) + ": " + cublasGetStatusString(status));
-}
-
-unsigned grid_for(int64_t n) {
-    const int64_t blocks = (n + kThreads - 1) / kThreads;
-    return static_cast<unsigned>(std::max<int64_t>(1, std::min<int64_t>(blocks, int64_t(1) << 20)));
-}
-
-// Sum over the block's threads in a fixed tree. shared: [kThreads]. Leaves the block synchronised.
-template <typename V>
-__device__ V tree_sum(V value, V* shared) {
-    shared[threadIdx.x] = value;
-    __syncthreads();
-    for (int s = kThreads / 2; s > 0; s >>= 1) {
-        if (threadIdx.x < s) shared[threadIdx.x] += shared[threadIdx.x + s];
-        __syncthreads();
-    }
-    const V total = shared[0];
-    __syncthreads();
-    return total;
-}
 
 __global__ void pursuit_bf16_kernel(const float* in, int64_t n, __nv_bfloat16* out) {
     for (int64_t e = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; e < n; e += int64_t(gridDim.x) * blockDim.x)
@@ -170,21 +145,21 @@ __global__ void __launch_bounds__(kThreads) pursuit_step_kernel(StepArgs a) {
     float* r = a.residual + t * d;
     float partial = 0.0f;
     for (int64_t i = threadIdx.x; i < d; i += kThreads) partial += r[i] * w[i];
-    const float pre = tree_sum(partial, red_f);
+    const float pre = block_sum(partial, red_f);
     const float v = pre > 0.0f ? pre : 0.0f;
     // Whether an earlier step put j in the support (z_j != 0: one of its values was positive).
     const int32_t* latents = a.record_latent + t * a.stride;
     const float* values = a.record_value + t * a.stride;
     int held = 0;
     for (int64_t p = threadIdx.x; p < a.q; p += kThreads) held += latents[p] == j && values[p] > 0.0f ? 1 : 0;
-    held = tree_sum(held, red_i);
+    held = block_sum(held, red_i);
     const bool new_support = held == 0 && v != 0.0f;
     double sq = 0.0;
     for (int64_t i = threadIdx.x; i < d; i += kThreads) {
         r[i] -= v * w[i];
         sq += static_cast<double>(r[i]) * static_cast<double>(r[i]);
     }
-    sq = tree_sum(sq, red_d);
+    sq = block_sum(sq, red_d);
     if (threadIdx.x == 0) {
         const int64_t at = t * a.stride + a.q;
         a.record_latent[at] = j;
@@ -225,7 +200,7 @@ __global__ void __launch_bounds__(kThreads) pursuit_list_kernel(ListArgs a) {
         first[q] = is_first ? 1 : 0;
         mine += is_first ? 1 : 0;
     }
-    const int total = tree_sum(mine, red_i);  // synchronises: every flag is written
+    const int total = block_sum(mine, red_i);  // synchronises: every flag is written
     for (int32_t q = threadIdx.x; q < n; q += kThreads) {
         if (!first[q]) continue;
         const int32_t j = latents[q];
@@ -273,7 +248,7 @@ __global__ void __launch_bounds__(kThreads) pursuit_walk_kernel(WalkArgs a) {
         // d loss/d v_q: through z_j (dxhat . w) and through r_{q+1} (-g_r . w).
         float partial = 0.0f;
         for (int64_t i = threadIdx.x; i < d; i += kThreads) partial += (dx[i] - gr[i]) * w[i];
-        const float g_value = tree_sum(partial, red_f);
+        const float g_value = block_sum(partial, red_f);
         float* out = a.contributions + (e0 + q) * d;
         for (int64_t i = threadIdx.x; i < d; i += kThreads) {
             float c = v * (dx[i] - gr[i]);
@@ -380,10 +355,9 @@ void dots_gemm(const PursuitBatch& p, const float* R, int64_t T, int64_t j0, int
     const void* B = bf16 ? static_cast<const void*>(p.residual_bf16) : static_cast<const void*>(R);
     const cudaDataType_t type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
     const cublasComputeType_t compute = p.precision == NE_SAE_TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-    check_blas(cublasGemmEx(p.blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(width), static_cast<int>(T),
-                            static_cast<int>(d), &one, A, type, static_cast<int>(d), B, type, static_cast<int>(d),
-                            &zero, p.U, CUDA_R_32F, static_cast<int>(width), compute, CUBLAS_GEMM_DEFAULT),
-               "cublasGemmEx (matching pursuit dots)");
+    NE_CUBLAS_CHECK(cublasGemmEx(p.blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(width), static_cast<int>(T),
+                                 static_cast<int>(d), &one, A, type, static_cast<int>(d), B, type, static_cast<int>(d),
+                                 &zero, p.U, CUDA_R_32F, static_cast<int>(width), compute, CUBLAS_GEMM_DEFAULT));
 }
 
 // b.active = the running tokens in token order (a scan of their flags).
